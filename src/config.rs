@@ -1,0 +1,51 @@
+//! Runtime settings of `webhookd serve`, filled from flags/env by `main` and read by every
+//! layer. Plain data: no parsing of flags here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of one webhookd process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of the sled database, admin.token and other state.
+    pub data_dir: PathBuf,
+    /// Admin token from WEBHOOKD_ADMIN_TOKEN; None = read or generate `<data_dir>/admin.token`.
+    pub admin_token: Option<String>,
+    /// Permit delivery to loopback/private addresses.
+    pub allow_private_targets: bool,
+    /// Address ranges delivery may reach even though they are not global.
+    pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// Delays before each retry.
+    pub retry_schedule: Vec<Duration>,
+    /// Apply ±20% jitter to retry delays (off in tests for determinism).
+    pub retry_jitter: bool,
+    /// Per-attempt timeout.
+    pub request_timeout: Duration,
+    /// Concurrent delivery attempts across all webhooks.
+    pub delivery_concurrency: usize,
+    /// Largest accepted request body (REST) and event payload, in bytes.
+    pub max_event_bytes: usize,
+    /// Delivery attempts kept per webhook in the response log.
+    pub response_history: usize,
+}
+
+impl Config {
+    /// Settings with the documented defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            admin_token: None,
+            allow_private_targets: false,
+            allow_cidrs: Vec::new(),
+            retry_schedule: [5, 300, 1800, 7200, 18000, 36000, 36000]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            retry_jitter: true,
+            request_timeout: Duration::from_secs(15),
+            delivery_concurrency: 512,
+            max_event_bytes: 1024 * 1024,
+            response_history: 1000,
+        }
+    }
+}

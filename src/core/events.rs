@@ -1,0 +1,347 @@
+//! Event emission and redelivery. Emit selects the account's matching webhooks, plans each
+//! delivery, subscribes to status updates, persists event + deliveries + outbox in one
+//! transaction, waits for the group-committed flush, schedules the deliveries, and only then
+//! returns the status stream (whose first messages are the QUEUED/SKIPPED states).
+
+use std::collections::{HashSet, VecDeque};
+
+use serde_json::{Map, Value};
+
+use super::render::{Plan, plan};
+use super::{Caller, Service, matcher};
+use crate::delivery::hub::Subscription;
+use crate::error::{Error, FieldViolation, Result};
+use crate::ids::{self, Kind};
+use crate::model::{Delivery, DeliveryState, DeliveryUpdate, Event, Scope, now_ms};
+use crate::store::{IdempotencyKey, InsertOutcome, Page};
+
+/// How long an idempotency key returns its first event.
+pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// Longest event type and idempotency key.
+const MAX_KEY_CHARS: usize = 256;
+
+/// An event to emit.
+#[derive(Debug, Clone)]
+pub struct EmitRequest {
+    /// Trigger type.
+    pub event_type: String,
+    /// OnCall event_data (an object).
+    pub data: Value,
+    /// Caller's idempotency key.
+    pub idempotency_key: Option<String>,
+}
+
+/// The delivery statuses of one event: the initial states, then every change until each
+/// delivery is final. Dropping it does not affect delivery.
+pub struct StatusStream {
+    event_id: u64,
+    pending: VecDeque<DeliveryUpdate>,
+    open: HashSet<u64>,
+    subscription: Subscription,
+    delivery_ids: Vec<u64>,
+}
+
+impl StatusStream {
+    fn new(
+        event_id: u64,
+        initial: Vec<DeliveryUpdate>,
+        subscription: Subscription,
+    ) -> StatusStream {
+        let delivery_ids = initial.iter().map(|u| u.delivery_id).collect();
+        StatusStream {
+            event_id,
+            open: initial.iter().map(|u| u.delivery_id).collect(),
+            pending: initial.into(),
+            subscription,
+            delivery_ids,
+        }
+    }
+
+    /// The event's id.
+    pub fn event_id(&self) -> u64 {
+        self.event_id
+    }
+
+    /// Ids of the event's deliveries.
+    pub fn delivery_ids(&self) -> &[u64] {
+        &self.delivery_ids
+    }
+
+    /// The next status; None once every delivery is final.
+    pub async fn next(&mut self) -> Option<DeliveryUpdate> {
+        loop {
+            let update = match self.pending.pop_front() {
+                Some(update) => update,
+                None if self.open.is_empty() => return None,
+                None => self.subscription.recv().await?,
+            };
+            if !self.open.contains(&update.delivery_id) {
+                continue; // a late duplicate of a delivery already final
+            }
+            if update.state.is_final() {
+                self.open.remove(&update.delivery_id);
+            }
+            return Some(update);
+        }
+    }
+}
+
+/// The initial stream message of a delivery: QUEUED (attempt 0) or its final state.
+fn initial_update(delivery: &Delivery) -> DeliveryUpdate {
+    let mut update = DeliveryUpdate::of(delivery);
+    if delivery.state == DeliveryState::Queued {
+        update.attempt = 0;
+    }
+    update
+}
+
+impl Service {
+    fn validate_emit(&self, request: &EmitRequest) -> Result<()> {
+        let mut violations = Vec::new();
+        if request.event_type.trim().is_empty() {
+            violations.push(FieldViolation::new("event_type", "This field is required."));
+        } else if request.event_type.chars().count() > MAX_KEY_CHARS {
+            violations.push(FieldViolation::new(
+                "event_type",
+                format!("at most {MAX_KEY_CHARS} characters"),
+            ));
+        }
+        if !request.data.is_object() {
+            violations.push(FieldViolation::new(
+                "data",
+                "must be a JSON object (OnCall's event_data)",
+            ));
+        }
+        if request
+            .idempotency_key
+            .as_ref()
+            .is_some_and(|k| k.chars().count() > MAX_KEY_CHARS)
+        {
+            violations.push(FieldViolation::new(
+                "idempotency_key",
+                format!("at most {MAX_KEY_CHARS} characters"),
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        let size = request.data.to_string().len();
+        if size > self.config.max_event_bytes {
+            return Err(Error::ResourceExhausted(format!(
+                "event data is {size} bytes; the limit is {} bytes",
+                self.config.max_event_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Emits an event; returns once it is durable, with its status stream.
+    pub async fn emit(&self, caller: &Caller, request: EmitRequest) -> Result<StatusStream> {
+        caller.require(Scope::Write)?;
+        self.validate_emit(&request)?;
+        let now = now_ms();
+        let mut data = request.data;
+        stamp_event(&mut data, &request.event_type, now);
+
+        let webhooks = self.store.list_webhooks(
+            &caller.account_id,
+            Page {
+                limit: usize::MAX,
+                ..Page::default()
+            },
+        )?;
+        let event_id = self.store.next_id()?;
+        let mut deliveries = Vec::new();
+        for webhook in webhooks.iter().filter(|w| {
+            w.is_webhook_enabled
+                && matcher::trigger_matches(w, &request.event_type)
+                && matcher::integration_matches(w, &data)
+        }) {
+            let new_delivery = |id: u64, url: String| Delivery {
+                id,
+                event_id,
+                webhook_id: webhook.id,
+                url,
+                state: DeliveryState::Queued,
+                attempts: 0,
+                next_attempt_ms: now,
+                request_trigger: String::new(),
+                request: None,
+                render_error: None,
+                last_status_code: None,
+                last_error: String::new(),
+            };
+            match plan(&self.templates, webhook, &request.event_type, &data) {
+                Plan::Skip(reason) => {
+                    let mut delivery = new_delivery(self.store.next_id()?, webhook.url.clone());
+                    delivery.state = DeliveryState::Skipped;
+                    delivery.last_error = reason;
+                    deliveries.push(delivery);
+                }
+                Plan::Deliver {
+                    request_trigger,
+                    targets,
+                } => {
+                    for target in targets {
+                        let mut delivery = new_delivery(self.store.next_id()?, target.url);
+                        delivery.request_trigger = request_trigger.clone();
+                        match target.request {
+                            Ok(r) => delivery.request = Some(r),
+                            Err(e) => delivery.render_error = Some(e),
+                        }
+                        deliveries.push(delivery);
+                    }
+                }
+            }
+        }
+        let event = Event {
+            id: event_id,
+            account_id: caller.account_id.clone(),
+            event_type: request.event_type,
+            data,
+            created_at_ms: now,
+            delivery_ids: deliveries.iter().map(|d| d.id).collect(),
+        };
+        let subscription = self.hub.subscribe(event_id);
+        let key = request.idempotency_key.as_deref().filter(|k| !k.is_empty());
+        let outcome = self.store.insert_event(
+            &event,
+            &deliveries,
+            key.map(|key| IdempotencyKey {
+                account_id: &caller.account_id,
+                key,
+                ttl_ms: IDEMPOTENCY_TTL_MS,
+            }),
+        )?;
+        match outcome {
+            InsertOutcome::Inserted => {
+                self.commit.durable().await?;
+                self.scheduler.schedule_all(
+                    deliveries
+                        .iter()
+                        .filter(|d| !d.state.is_final())
+                        .map(|d| (d.next_attempt_ms, d.id)),
+                );
+                let initial = deliveries.iter().map(initial_update).collect();
+                Ok(StatusStream::new(event_id, initial, subscription))
+            }
+            InsertOutcome::Duplicate(first) => {
+                drop(subscription);
+                self.replay(first).await
+            }
+        }
+    }
+
+    /// The status stream of an earlier event (an idempotent repeat).
+    async fn replay(&self, event_id: u64) -> Result<StatusStream> {
+        let subscription = self.hub.subscribe(event_id);
+        self.commit.durable().await?;
+        let event = self
+            .store
+            .get_event(event_id)?
+            .ok_or_else(|| Error::Internal("idempotency key names a missing event".into()))?;
+        let mut initial = Vec::new();
+        for id in &event.delivery_ids {
+            if let Some(delivery) = self.store.get_delivery(*id)? {
+                initial.push(initial_update(&delivery));
+            }
+        }
+        Ok(StatusStream::new(event_id, initial, subscription))
+    }
+
+    /// Queues a fresh attempt of a delivery; returns the new delivery's id.
+    pub async fn redeliver(&self, caller: &Caller, delivery_id: &str) -> Result<u64> {
+        caller.require(Scope::Write)?;
+        let not_found = || Error::NotFound {
+            kind: "delivery",
+            id: delivery_id.to_string(),
+        };
+        let n = ids::parse(Kind::Delivery, delivery_id).ok_or_else(not_found)?;
+        let original = self.store.get_delivery(n)?.ok_or_else(not_found)?;
+        let webhook = self.store.get_webhook(original.webhook_id)?;
+        if webhook.is_none_or(|w| w.account_id != caller.account_id) {
+            return Err(not_found());
+        }
+        let id = self.queue_copy(&original)?;
+        self.commit.durable().await?;
+        self.scheduler.schedule(now_ms(), id);
+        Ok(id)
+    }
+
+    /// Queues a fresh attempt of every failed delivery of a webhook whose last attempt was
+    /// at or after `since_ms`; returns the new deliveries' ids.
+    pub async fn redeliver_failed(
+        &self,
+        caller: &Caller,
+        webhook_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<u64>> {
+        caller.require(Scope::Write)?;
+        let webhook = self.owned_webhook(caller, webhook_id)?;
+        let mut seen = HashSet::new();
+        let mut queued = Vec::new();
+        let page = Page {
+            limit: usize::MAX,
+            ..Page::default()
+        };
+        for (_, record) in self.store.list_responses(webhook.id, page)? {
+            if record.timestamp_ms < since_ms {
+                break;
+            }
+            if !seen.insert(record.delivery_id) {
+                continue;
+            }
+            if let Some(delivery) = self.store.get_delivery(record.delivery_id)? {
+                if delivery.state == DeliveryState::Failed {
+                    queued.push(self.queue_copy(&delivery)?);
+                }
+            }
+        }
+        self.commit.durable().await?;
+        let now = now_ms();
+        self.scheduler
+            .schedule_all(queued.iter().map(|&id| (now, id)));
+        Ok(queued)
+    }
+
+    /// Writes a new QUEUED delivery with the same request as `original`.
+    fn queue_copy(&self, original: &Delivery) -> Result<u64> {
+        if original.state == DeliveryState::Skipped {
+            return Err(Error::invalid(
+                "delivery_id",
+                "the delivery was skipped by the webhook's filters; there is nothing to send",
+            ));
+        }
+        let copy = Delivery {
+            id: self.store.next_id()?,
+            state: DeliveryState::Queued,
+            attempts: 0,
+            next_attempt_ms: now_ms(),
+            last_status_code: None,
+            last_error: String::new(),
+            ..original.clone()
+        };
+        self.store
+            .insert_deliveries(original.event_id, std::slice::from_ref(&copy))?;
+        Ok(copy.id)
+    }
+}
+
+/// Sets `event.type` (and `event.time` when absent), as OnCall's event_data carries them.
+fn stamp_event(data: &mut Value, event_type: &str, now_ms: i64) {
+    let Value::Object(map) = data else { return };
+    let event = map
+        .entry("event")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(event) = event {
+        event
+            .entry("type")
+            .or_insert_with(|| Value::String(event_type.to_string()));
+        event.entry("time").or_insert_with(|| {
+            let time =
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms.max(0) as u64);
+            Value::String(humantime::format_rfc3339_micros(time).to_string())
+        });
+    }
+}

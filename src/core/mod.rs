@@ -1,0 +1,62 @@
+//! The service core: every use case of webhookd, shared by the gRPC and REST transports.
+//! It decides (auth, validation, matching, rendering); the store persists; the delivery
+//! engine delivers. No transport types here.
+//! - `auth`: admin and account tokens, scopes.
+//! - `webhooks`: CRUD with OnCall semantics, validation, the delivery log.
+//! - `matcher`: which webhooks an event fires (trigger types, integrations, filters).
+//! - `render`: a matched webhook's request for an event.
+//! - `events`: emit (persist durably, schedule, stream) and redelivery.
+
+pub mod auth;
+pub mod events;
+pub mod matcher;
+pub mod render;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::delivery::hub::Hub;
+use crate::delivery::scheduler::Scheduler;
+use crate::store::{GroupCommit, Store};
+use crate::template::Templates;
+
+pub use auth::Caller;
+
+/// The core shared by every transport; cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) commit: GroupCommit,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) templates: Templates,
+    pub(crate) config: Arc<Config>,
+    pub(crate) admin_token_hash: [u8; 32],
+}
+
+impl Service {
+    /// Assembles the core over its parts.
+    pub fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        scheduler: Arc<Scheduler>,
+        config: Arc<Config>,
+        admin_token: &str,
+    ) -> Service {
+        Service {
+            commit: GroupCommit::start(Arc::clone(&store)),
+            store,
+            hub,
+            scheduler,
+            templates: Templates::new(),
+            config,
+            admin_token_hash: auth::hash_token(admin_token),
+        }
+    }
+
+    /// The process settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}

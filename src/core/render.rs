@@ -1,0 +1,153 @@
+//! Turns a matched webhook and an event into what to deliver: the skip decision (filters,
+//! trigger_template) or one rendered request per target URL. Rendering follows OnCall: the
+//! url and trigger_template see the event data as is; data and headers see it with string
+//! values JSON-escaped so a JSON template stays valid; forward_all sends the whole event;
+//! only POST/PUT/PATCH carry a body. A template error becomes that target's `RenderError`.
+
+use serde_json::Value;
+
+use super::matcher;
+use crate::delivery::formatters::{DestinationType, format_body};
+use crate::model::{RenderError, RenderedRequest, Webhook};
+use crate::template::{Templates, escape_strings, is_truthy};
+
+/// What an event means for one matched webhook.
+#[derive(Debug)]
+pub enum Plan {
+    /// Filters or trigger_template said no.
+    Skip(String),
+    /// Deliver to every target.
+    Deliver {
+        /// The rendered trigger_template ("" without one).
+        request_trigger: String,
+        /// One entry per target URL.
+        targets: Vec<Target>,
+    },
+}
+
+/// One target of a delivery plan.
+#[derive(Debug)]
+pub struct Target {
+    /// The rendered URL (the template itself when it failed).
+    pub url: String,
+    /// The request, or why it could not be rendered.
+    pub request: Result<RenderedRequest, RenderError>,
+}
+
+fn carries_body(method: &str) -> bool {
+    matches!(method, "POST" | "PUT" | "PATCH")
+}
+
+fn render_error(template: &str, message: String) -> RenderError {
+    RenderError {
+        template: template.to_string(),
+        message,
+    }
+}
+
+/// Plans the delivery of an event (`data` is the OnCall event_data) to `webhook`.
+pub fn plan(templates: &Templates, webhook: &Webhook, event_type: &str, data: &Value) -> Plan {
+    if let Some(filters) = &webhook.filters {
+        if !matcher::filters_match(filters, data) {
+            return Plan::Skip("the webhook's filters did not match the event".into());
+        }
+    }
+    let engine = webhook.template_engine;
+    let mut request_trigger = String::new();
+    let mut trigger_error = None;
+    if let Some(source) = &webhook.trigger_template {
+        match templates.render(engine, source, data) {
+            Ok(rendered) if is_truthy(&rendered) => request_trigger = rendered,
+            Ok(rendered) => {
+                return Plan::Skip(format!(
+                    "trigger_template rendered {:?}, not true",
+                    rendered.trim()
+                ));
+            }
+            Err(e) => trigger_error = Some(render_error("Trigger", e)),
+        }
+    }
+    let escaped = escape_strings(data);
+    let headers = render_headers(templates, webhook, &escaped);
+    let body = render_body(templates, webhook, event_type, data, &escaped);
+    let targets = webhook
+        .targets()
+        .map(|url_template| {
+            let url = templates.render(engine, url_template, data);
+            let request = match (&trigger_error, url, &headers, &body) {
+                (Some(e), _, _, _) => Err(e.clone()),
+                (None, Err(e), _, _) => Err(render_error("URL", e)),
+                (None, _, Err(e), _) | (None, _, _, Err(e)) => Err(e.clone()),
+                (None, Ok(url), Ok(headers), Ok(body)) => Ok(RenderedRequest {
+                    method: webhook.http_method.clone(),
+                    url: url.trim().to_string(),
+                    headers: headers.clone(),
+                    body: body.clone(),
+                }),
+            };
+            let url = match &request {
+                Ok(r) => r.url.clone(),
+                Err(_) => url_template.clone(),
+            };
+            Target { url, request }
+        })
+        .collect();
+    Plan::Deliver {
+        request_trigger,
+        targets,
+    }
+}
+
+fn render_headers(
+    templates: &Templates,
+    webhook: &Webhook,
+    escaped: &Value,
+) -> Result<Vec<(String, String)>, RenderError> {
+    let mut headers = Vec::new();
+    if let Some(source) = &webhook.headers {
+        let rendered = templates
+            .render(webhook.template_engine, source, escaped)
+            .map_err(|e| render_error("Headers", e))?;
+        let object: serde_json::Map<String, Value> = serde_json::from_str(&rendered)
+            .map_err(|_| render_error("Headers", "headers must render to a JSON object".into()))?;
+        for (name, value) in object {
+            let value = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            headers.push((name, value));
+        }
+    }
+    headers.extend(
+        webhook
+            .custom_headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone())),
+    );
+    Ok(headers)
+}
+
+fn render_body(
+    templates: &Templates,
+    webhook: &Webhook,
+    event_type: &str,
+    data: &Value,
+    escaped: &Value,
+) -> Result<Option<String>, RenderError> {
+    if !carries_body(&webhook.http_method) {
+        return Ok(None);
+    }
+    if !webhook.forward_all {
+        if let Some(source) = &webhook.data {
+            let rendered = templates
+                .render(webhook.template_engine, source, escaped)
+                .map_err(|e| render_error("Data", e))?;
+            return Ok(Some(rendered));
+        }
+    }
+    if webhook.destination_type != DestinationType::Generic {
+        let body = format_body(webhook.destination_type, event_type, data, &webhook.name);
+        return Ok(Some(body.to_string()));
+    }
+    Ok(webhook.forward_all.then(|| data.to_string()))
+}

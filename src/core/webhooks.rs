@@ -1,0 +1,609 @@
+//! Webhook use cases with OnCall's semantics: create with defaults, partial update (a
+//! `WebhookPatch` names the fields to change; sending the secret placeholder keeps a
+//! secret), validation that reports every bad field at once, tenant-scoped get/list/delete,
+//! and the per-webhook delivery log.
+
+use std::collections::BTreeMap;
+
+use super::{Caller, Service};
+use crate::delivery::formatters::DestinationType;
+use crate::delivery::{retry, signing};
+use crate::error::{Error, FieldViolation, Result};
+use crate::ids::{self, Kind};
+use crate::model::{
+    FilterGroup, ResponseRecord, SECRET_PLACEHOLDER, Scope, SigningSecret, Webhook, WebhookStats,
+    now_ms,
+};
+use crate::store::Page;
+use crate::template::Engine;
+
+/// OnCall's trigger types.
+pub const ONCALL_TRIGGER_TYPES: [&str; 10] = [
+    "escalation",
+    "alert group created",
+    "acknowledge",
+    "resolve",
+    "silence",
+    "unsilence",
+    "unresolve",
+    "unacknowledge",
+    "status change",
+    "personal notification",
+];
+
+/// Squadcast's trigger types.
+pub const SQUADCAST_TRIGGER_TYPES: [&str; 4] = [
+    "incident_triggered",
+    "incident_reassigned",
+    "incident_acknowledged",
+    "incident_resolved",
+];
+
+/// Accepted HTTP methods (OnCall's five plus PATCH).
+pub const HTTP_METHODS: [&str; 6] = ["POST", "GET", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// Longest webhook name (OnCall's limit).
+pub const NAME_MAX_CHARS: usize = 100;
+
+/// Value of `signing_secret` that asks the server to generate one.
+pub const GENERATE_SECRET: &str = "generate";
+
+/// Fields to set on create or change on update; `None` = not given. For nullable fields,
+/// `Some(None)` clears the value.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPatch {
+    pub name: Option<String>,
+    pub is_webhook_enabled: Option<bool>,
+    pub team: Option<Option<String>>,
+    pub data: Option<Option<String>>,
+    pub username: Option<Option<String>>,
+    pub password: Option<Option<String>>,
+    pub authorization_header: Option<Option<String>>,
+    pub trigger_template: Option<Option<String>>,
+    pub headers: Option<Option<String>>,
+    pub url: Option<String>,
+    pub forward_all: Option<bool>,
+    pub http_method: Option<String>,
+    pub trigger_types: Option<Vec<String>>,
+    pub integration_filter: Option<Vec<String>>,
+    pub description: Option<String>,
+    pub urls: Option<Vec<String>>,
+    pub filters: Option<Option<FilterGroup>>,
+    pub destination_type: Option<String>,
+    pub secret: Option<Option<String>>,
+    pub signing_secret: Option<Option<String>>,
+    pub retry_schedule: Option<Vec<String>>,
+    pub max_attempts: Option<u32>,
+    pub template_engine: Option<String>,
+    pub custom_headers: Option<BTreeMap<String, String>>,
+}
+
+/// A webhook with its delivery outcome times, as every read returns it.
+#[derive(Debug, Clone)]
+pub struct WebhookView {
+    /// The stored webhook (secrets in clear: transports mask them).
+    pub webhook: Webhook,
+    /// last_success / last_failure.
+    pub stats: WebhookStats,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Listing<T> {
+    /// Items of the page.
+    pub items: Vec<T>,
+    /// Items in all pages.
+    pub total: usize,
+}
+
+/// A logged attempt with the JSON of its event (OnCall's `event_data`).
+#[derive(Debug, Clone)]
+pub struct ResponseView {
+    /// Log key (cursor for the next page).
+    pub key: u64,
+    /// The attempt.
+    pub record: ResponseRecord,
+    /// JSON of the event data.
+    pub event_data: String,
+}
+
+/// Empty strings of nullable template fields are stored as null (OnCall).
+fn blank_to_none(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// A secret update: the placeholder keeps the stored value.
+fn apply_secret(current: &mut Option<String>, given: Option<Option<String>>) {
+    match given {
+        Some(Some(v)) if v == SECRET_PLACEHOLDER => {}
+        Some(v) => *current = blank_to_none(v),
+        None => {}
+    }
+}
+
+fn has_template_syntax(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
+
+/// Checks a URL that has no template syntax: http(s) with a host.
+fn check_url(url: &str) -> std::result::Result<(), String> {
+    let uri: hyper::Uri = url.parse().map_err(|_| "Enter a valid URL.".to_string())?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err("Enter a valid URL: the scheme must be http or https.".into()),
+    }
+    match uri.host() {
+        Some(host) if !host.is_empty() => Ok(()),
+        _ => Err("Enter a valid URL: a host is required.".into()),
+    }
+}
+
+impl Service {
+    fn parse_webhook_id(id: &str) -> Result<u64> {
+        ids::parse(Kind::Webhook, id).ok_or_else(|| Error::webhook_not_found(id))
+    }
+
+    /// The caller's webhook `id`; NOT_FOUND for unknown ids and other accounts' webhooks.
+    pub(crate) fn owned_webhook(&self, caller: &Caller, id: &str) -> Result<Webhook> {
+        let n = Self::parse_webhook_id(id)?;
+        match self.store.get_webhook(n)? {
+            Some(w) if w.account_id == caller.account_id => Ok(w),
+            _ => Err(Error::webhook_not_found(id)),
+        }
+    }
+
+    fn view(&self, webhook: Webhook) -> Result<WebhookView> {
+        let stats = self.store.webhook_stats(webhook.id)?;
+        Ok(WebhookView { webhook, stats })
+    }
+
+    /// Creates a webhook; name and url are required.
+    pub fn create_webhook(&self, caller: &Caller, patch: WebhookPatch) -> Result<WebhookView> {
+        caller.require(Scope::Write)?;
+        let mut missing = Vec::new();
+        if patch.name.is_none() {
+            missing.push(FieldViolation::new("name", "This field is required."));
+        }
+        if patch.url.is_none() {
+            missing.push(FieldViolation::new("url", "This field is required."));
+        }
+        let mut webhook = Webhook {
+            id: 0,
+            account_id: caller.account_id.clone(),
+            name: String::new(),
+            is_webhook_enabled: true,
+            team: None,
+            data: None,
+            username: None,
+            password: None,
+            authorization_header: None,
+            trigger_template: None,
+            headers: None,
+            url: String::new(),
+            forward_all: true,
+            http_method: "POST".into(),
+            trigger_types: Vec::new(),
+            integration_filter: Vec::new(),
+            description: String::new(),
+            urls: Vec::new(),
+            filters: None,
+            destination_type: DestinationType::Generic,
+            secret: None,
+            signing_secrets: Vec::new(),
+            retry_schedule_ms: None,
+            max_attempts: 0,
+            template_engine: Engine::Jinja,
+            custom_headers: BTreeMap::new(),
+            created_at_ms: now_ms(),
+            disabled_reason: String::new(),
+        };
+        let infer_destination = patch.destination_type.as_deref().unwrap_or("").is_empty();
+        let applied = self.apply(&mut webhook, patch);
+        let violations: Vec<FieldViolation> = missing
+            .into_iter()
+            .chain(
+                applied
+                    .err()
+                    .map(|e| match e {
+                        Error::InvalidArgument(v) => v,
+                        _ => Vec::new(),
+                    })
+                    .unwrap_or_default(),
+            )
+            .fold(Vec::new(), |mut acc, v| {
+                if !acc.iter().any(|a: &FieldViolation| a.field == v.field) {
+                    acc.push(v);
+                }
+                acc
+            });
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        if infer_destination {
+            webhook.destination_type = DestinationType::infer_from_url(&webhook.url);
+        }
+        self.check_unique_name(&webhook)?;
+        webhook.id = self.store.next_id()?;
+        self.store.put_webhook(&webhook)?;
+        self.view(webhook)
+    }
+
+    /// A webhook of the caller's account.
+    pub fn get_webhook(&self, caller: &Caller, id: &str) -> Result<WebhookView> {
+        caller.require(Scope::Read)?;
+        self.view(self.owned_webhook(caller, id)?)
+    }
+
+    /// A page of the caller's webhooks in creation order; `name` filters exactly.
+    pub fn list_webhooks(
+        &self,
+        caller: &Caller,
+        page: Page,
+        name: Option<&str>,
+    ) -> Result<Listing<WebhookView>> {
+        caller.require(Scope::Read)?;
+        if let Some(name) = name {
+            let all = self.store.list_webhooks(
+                &caller.account_id,
+                Page {
+                    limit: usize::MAX,
+                    ..Page::default()
+                },
+            )?;
+            let matching: Vec<Webhook> = all.into_iter().filter(|w| w.name == name).collect();
+            let total = matching.len();
+            let items = matching
+                .into_iter()
+                .skip(page.offset)
+                .take(page.limit)
+                .map(|w| self.view(w))
+                .collect::<Result<_>>()?;
+            return Ok(Listing { items, total });
+        }
+        let total = self.store.count_webhooks(&caller.account_id)?;
+        let items = self
+            .store
+            .list_webhooks(&caller.account_id, page)?
+            .into_iter()
+            .map(|w| self.view(w))
+            .collect::<Result<_>>()?;
+        Ok(Listing { items, total })
+    }
+
+    /// Changes the fields of `patch`; the others keep their values.
+    pub fn update_webhook(
+        &self,
+        caller: &Caller,
+        id: &str,
+        patch: WebhookPatch,
+    ) -> Result<WebhookView> {
+        caller.require(Scope::Write)?;
+        let mut webhook = self.owned_webhook(caller, id)?;
+        let enabling = patch.is_webhook_enabled == Some(true);
+        self.apply(&mut webhook, patch)?;
+        if enabling {
+            webhook.disabled_reason.clear();
+        }
+        self.check_unique_name(&webhook)?;
+        self.store.put_webhook(&webhook)?;
+        self.view(webhook)
+    }
+
+    /// Deletes a webhook and its log.
+    pub fn delete_webhook(&self, caller: &Caller, id: &str) -> Result<()> {
+        caller.require(Scope::Write)?;
+        let webhook = self.owned_webhook(caller, id)?;
+        self.store.delete_webhook(webhook.id)?;
+        Ok(())
+    }
+
+    /// A page of a webhook's delivery log, newest first.
+    pub fn list_responses(
+        &self,
+        caller: &Caller,
+        webhook_id: &str,
+        page: Page,
+    ) -> Result<Listing<ResponseView>> {
+        caller.require(Scope::Read)?;
+        let webhook = self.owned_webhook(caller, webhook_id)?;
+        let total = self.store.count_responses(webhook.id)?;
+        let mut events: BTreeMap<u64, String> = BTreeMap::new();
+        let mut items = Vec::new();
+        for (key, record) in self.store.list_responses(webhook.id, page)? {
+            let event_data = match events.get(&record.event_id) {
+                Some(json) => json.clone(),
+                None => {
+                    let json = self
+                        .store
+                        .get_event(record.event_id)?
+                        .map(|e| e.data.to_string())
+                        .unwrap_or_else(|| "{}".into());
+                    events.insert(record.event_id, json.clone());
+                    json
+                }
+            };
+            items.push(ResponseView {
+                key,
+                record,
+                event_data,
+            });
+        }
+        Ok(Listing { items, total })
+    }
+
+    /// Generates a new signing secret; the previous one keeps signing for 24 h.
+    pub fn rotate_signing_secret(&self, caller: &Caller, id: &str) -> Result<String> {
+        caller.require(Scope::Write)?;
+        let mut webhook = self.owned_webhook(caller, id)?;
+        let secret = signing::generate_secret();
+        let now = now_ms();
+        let expires = now + 24 * 3600 * 1000;
+        webhook
+            .signing_secrets
+            .retain(|s| s.expires_at_ms.is_none_or(|at| at > now));
+        for old in webhook.signing_secrets.iter_mut() {
+            if old.expires_at_ms.is_none() {
+                old.expires_at_ms = Some(expires);
+            }
+        }
+        webhook.signing_secrets.insert(
+            0,
+            SigningSecret {
+                secret: secret.clone(),
+                expires_at_ms: None,
+            },
+        );
+        self.store.put_webhook(&webhook)?;
+        Ok(secret)
+    }
+
+    fn check_unique_name(&self, webhook: &Webhook) -> Result<()> {
+        let all = self.store.list_webhooks(
+            &webhook.account_id,
+            Page {
+                limit: usize::MAX,
+                ..Page::default()
+            },
+        )?;
+        if all
+            .iter()
+            .any(|w| w.name == webhook.name && w.id != webhook.id)
+        {
+            return Err(Error::Conflict(format!(
+                "a webhook named {:?} already exists in this account",
+                webhook.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Applies a patch and validates the result; on error `webhook` may be half-changed and
+    /// must be discarded.
+    fn apply(&self, webhook: &mut Webhook, patch: WebhookPatch) -> Result<()> {
+        let mut violations = Vec::new();
+        let mut bad = |field: &str, description: String| {
+            violations.push(FieldViolation::new(field, description))
+        };
+
+        if let Some(engine) = patch.template_engine {
+            match Engine::parse(&engine) {
+                Some(e) => webhook.template_engine = e,
+                None => bad(
+                    "template_engine",
+                    format!("\"{engine}\" is not a valid choice; use jinja or handlebars."),
+                ),
+            }
+        }
+        if let Some(name) = patch.name {
+            webhook.name = name.trim().to_string();
+        }
+        if let Some(v) = patch.is_webhook_enabled {
+            webhook.is_webhook_enabled = v;
+        }
+        if let Some(v) = patch.team {
+            webhook.team = v;
+        }
+        if let Some(v) = patch.data {
+            webhook.data = blank_to_none(v);
+        }
+        if let Some(v) = patch.username {
+            webhook.username = blank_to_none(v);
+        }
+        apply_secret(&mut webhook.password, patch.password);
+        apply_secret(
+            &mut webhook.authorization_header,
+            patch.authorization_header,
+        );
+        apply_secret(&mut webhook.secret, patch.secret);
+        if let Some(v) = patch.trigger_template {
+            webhook.trigger_template = blank_to_none(v);
+        }
+        if let Some(v) = patch.headers {
+            webhook.headers = blank_to_none(v);
+        }
+        if let Some(v) = patch.url {
+            webhook.url = v.trim().to_string();
+        }
+        if let Some(v) = patch.forward_all {
+            webhook.forward_all = v;
+        }
+        if let Some(v) = patch.http_method {
+            webhook.http_method = v;
+        }
+        if let Some(v) = patch.trigger_types {
+            webhook.trigger_types = v;
+        }
+        if let Some(v) = patch.integration_filter {
+            webhook.integration_filter = v;
+        }
+        if let Some(v) = patch.description {
+            webhook.description = v;
+        }
+        if let Some(v) = patch.urls {
+            webhook.urls = v.into_iter().map(|u| u.trim().to_string()).collect();
+        }
+        if let Some(v) = patch.filters {
+            webhook.filters = v;
+        }
+        if let Some(v) = patch.destination_type {
+            match DestinationType::parse(&v) {
+                Some(d) => webhook.destination_type = d,
+                None => bad(
+                    "destination_type",
+                    format!(
+                        "\"{v}\" is not a valid choice; use one of generic, slack, discord, gchat, feishu, datadog, opsgenie, splunk."
+                    ),
+                ),
+            }
+        }
+        match patch.signing_secret {
+            Some(Some(v)) if v == SECRET_PLACEHOLDER => {}
+            Some(Some(v)) if v == GENERATE_SECRET => {
+                webhook.signing_secrets = vec![SigningSecret {
+                    secret: signing::generate_secret(),
+                    expires_at_ms: None,
+                }];
+            }
+            Some(Some(v)) if !v.trim().is_empty() => match signing::validate_secret(&v) {
+                Ok(()) => {
+                    webhook.signing_secrets = vec![SigningSecret {
+                        secret: v,
+                        expires_at_ms: None,
+                    }]
+                }
+                Err(e) => bad("signing_secret", e),
+            },
+            Some(_) => webhook.signing_secrets.clear(),
+            None => {}
+        }
+        if let Some(items) = patch.retry_schedule {
+            if items.is_empty() {
+                webhook.retry_schedule_ms = None;
+            } else {
+                match retry::parse_schedule(&items.join(",")) {
+                    Ok(delays) => {
+                        webhook.retry_schedule_ms =
+                            Some(delays.iter().map(|d| d.as_millis() as u64).collect())
+                    }
+                    Err(e) => bad("retry_schedule", e),
+                }
+            }
+        }
+        if let Some(v) = patch.max_attempts {
+            if v > 100 {
+                bad(
+                    "max_attempts",
+                    "Ensure this value is less than or equal to 100.".into(),
+                );
+            }
+            webhook.max_attempts = v;
+        }
+        if let Some(v) = patch.custom_headers {
+            for (name, value) in &v {
+                if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+                    || hyper::header::HeaderValue::from_str(value).is_err()
+                {
+                    bad(
+                        "custom_headers",
+                        format!("{name:?} is not a valid HTTP header"),
+                    );
+                }
+            }
+            webhook.custom_headers = v;
+        }
+
+        // Validation of the resulting webhook.
+        if webhook.name.is_empty() {
+            bad("name", "This field may not be blank.".into());
+        } else if webhook.name.chars().count() > NAME_MAX_CHARS {
+            bad(
+                "name",
+                format!("Ensure this field has no more than {NAME_MAX_CHARS} characters."),
+            );
+        }
+        if webhook.url.is_empty() {
+            bad("url", "This field may not be blank.".into());
+        }
+        for (field, url) in
+            std::iter::once(("url", &webhook.url)).chain(webhook.urls.iter().map(|u| ("urls", u)))
+        {
+            if url.is_empty() && field == "url" {
+                continue;
+            }
+            if has_template_syntax(url) {
+                if let Err(e) = self.templates.check(webhook.template_engine, url) {
+                    bad(field, e);
+                }
+            } else if let Err(e) = check_url(url) {
+                bad(field, e);
+            }
+        }
+        if !HTTP_METHODS.contains(&webhook.http_method.as_str()) {
+            bad(
+                "http_method",
+                format!(
+                    "\"{}\" is not a valid choice. Must be one of {HTTP_METHODS:?}.",
+                    webhook.http_method
+                ),
+            );
+        }
+        for trigger in &webhook.trigger_types {
+            if !ONCALL_TRIGGER_TYPES.contains(&trigger.as_str())
+                && !SQUADCAST_TRIGGER_TYPES.contains(&trigger.as_str())
+            {
+                bad(
+                    "trigger_type",
+                    format!(
+                        "\"{trigger}\" is not a valid trigger type. Must be one of {ONCALL_TRIGGER_TYPES:?} or {SQUADCAST_TRIGGER_TYPES:?}."
+                    ),
+                );
+            }
+        }
+        for (field, template) in [
+            ("data", &webhook.data),
+            ("headers", &webhook.headers),
+            ("trigger_template", &webhook.trigger_template),
+        ] {
+            if let Some(source) = template {
+                if let Err(e) = self.templates.check(webhook.template_engine, source) {
+                    bad(field, e);
+                }
+            }
+        }
+        if let Some(group) = &webhook.filters {
+            if let Err(e) = super::matcher::validate_filters(group) {
+                bad("filters", e);
+            }
+        }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(violations))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_need_http_or_https_and_a_host() {
+        assert!(check_url("https://example.com/x").is_ok());
+        assert!(check_url("http://127.0.0.1:8080").is_ok());
+        assert!(check_url("ftp://example.com").is_err());
+        assert!(check_url("example.com").is_err());
+        assert!(check_url("not a url").is_err());
+    }
+
+    #[test]
+    fn the_placeholder_keeps_a_secret_and_null_clears_it() {
+        let mut secret = Some("s3cret".to_string());
+        apply_secret(&mut secret, Some(Some(SECRET_PLACEHOLDER.into())));
+        assert_eq!(secret.as_deref(), Some("s3cret"));
+        apply_secret(&mut secret, None);
+        assert_eq!(secret.as_deref(), Some("s3cret"));
+        apply_secret(&mut secret, Some(None));
+        assert_eq!(secret, None);
+    }
+}

@@ -1,0 +1,19 @@
+//! The delivery engine: everything between a durable delivery and the receiver's answer.
+//! Depends on `store` and `model`; knows nothing of transports or matching.
+//! - `client`: pooled hyper client (rustls), no redirects, bounded bodies, timeouts.
+//! - `ssrf`: target address policy and the guarded DNS resolver.
+//! - `signing`: Standard Webhooks signatures.
+//! - `retry`: outcome classification and retry schedule.
+//! - `formatters`: bodies for Slack, Discord, ... destinations.
+//! - `request`: assembly of one attempt's request (auth, signing, identity headers).
+//! - `scheduler`: in-memory due queue; `worker`: the attempt loop; `hub`: status fan-out.
+
+pub mod client;
+pub mod formatters;
+pub mod hub;
+pub mod request;
+pub mod retry;
+pub mod scheduler;
+pub mod signing;
+pub mod ssrf;
+pub mod worker;

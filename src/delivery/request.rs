@@ -1,0 +1,214 @@
+//! Builds the HTTP request of one attempt from a delivery's rendered parts and the
+//! webhook's current credentials: identity headers, Standard Webhooks signature,
+//! Cloudflare's `cf-webhook-auth`, OnCall's Authorization and basic auth. Also produces the
+//! masked copy of the headers that the response log shows.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+
+use super::client::OutgoingRequest;
+use super::signing;
+use crate::ids::{self, Kind};
+use crate::model::{Delivery, RenderedRequest, SECRET_PLACEHOLDER, Webhook};
+
+/// `User-Agent` of every delivery.
+pub const USER_AGENT: &str = concat!("webhookd/", env!("CARGO_PKG_VERSION"));
+
+/// The request to send and the JSON of its headers with secrets masked.
+pub struct PreparedRequest {
+    /// What goes on the wire.
+    pub outgoing: OutgoingRequest,
+    /// JSON object of the headers, secrets shown as the placeholder.
+    pub logged_headers: String,
+}
+
+/// Whether a header's value is a credential that the log must mask.
+fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "cf-webhook-auth",
+        "cookie",
+        "token",
+        "secret",
+        "api-key",
+        "apikey",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
+}
+
+/// Assembles the attempt's request at `now_secs`.
+pub fn prepare(
+    webhook: &Webhook,
+    delivery: &Delivery,
+    rendered: &RenderedRequest,
+    now_secs: i64,
+) -> PreparedRequest {
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(rendered.headers.len() + 8);
+    let delivery_id = ids::format(Kind::Delivery, delivery.id);
+    headers.push(("User-Agent".into(), USER_AGENT.into()));
+    if let Some(body) = &rendered.body {
+        let is_json = serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok();
+        let content_type = if is_json {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        headers.push(("Content-Type".into(), content_type.into()));
+    }
+    headers.push(("webhook-id".into(), delivery_id.clone()));
+    headers.push(("webhook-timestamp".into(), now_secs.to_string()));
+    headers.push((
+        "X-Webhookd-Event-Id".into(),
+        ids::format(Kind::Event, delivery.event_id),
+    ));
+    headers.push((
+        "X-Webhookd-Webhook-Id".into(),
+        ids::format(Kind::Webhook, webhook.id),
+    ));
+    let body = rendered.body.clone().unwrap_or_default();
+    let signatures: Vec<String> = webhook
+        .signing_secrets
+        .iter()
+        .filter(|s| s.expires_at_ms.is_none_or(|at| at > now_secs * 1000))
+        .filter_map(|s| signing::sign(&s.secret, &delivery_id, now_secs, body.as_bytes()).ok())
+        .collect();
+    if !signatures.is_empty() {
+        headers.push(("webhook-signature".into(), signatures.join(" ")));
+    }
+    if let Some(secret) = &webhook.secret {
+        headers.push(("cf-webhook-auth".into(), secret.clone()));
+    }
+    for (name, value) in &rendered.headers {
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            headers.push((name.clone(), value.clone()));
+        }
+    }
+    if let Some(authorization) = &webhook.authorization_header {
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
+        headers.push(("Authorization".into(), authorization.clone()));
+    } else if let (Some(user), Some(password)) = (&webhook.username, &webhook.password) {
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
+        let credentials = STANDARD.encode(format!("{user}:{password}"));
+        headers.push(("Authorization".into(), format!("Basic {credentials}")));
+    }
+    let logged: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if is_secret_header(name) {
+                SECRET_PLACEHOLDER
+            } else {
+                value
+            };
+            (name.clone(), serde_json::Value::String(shown.to_string()))
+        })
+        .collect();
+    PreparedRequest {
+        outgoing: OutgoingRequest {
+            method: rendered.method.clone(),
+            url: rendered.url.clone(),
+            headers,
+            body: rendered.body.clone().map(Bytes::from),
+        },
+        logged_headers: serde_json::Value::Object(logged).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DeliveryState, SigningSecret};
+
+    fn webhook() -> Webhook {
+        serde_json::from_value(serde_json::json!({
+            "id": 1, "account_id": "acme", "name": "n", "is_webhook_enabled": true, "team": null,
+            "data": null, "username": "bob", "password": "hunter2", "authorization_header": null,
+            "trigger_template": null, "headers": null, "url": "http://x", "forward_all": true,
+            "http_method": "POST", "trigger_types": [], "integration_filter": [], "description": "",
+            "urls": [], "filters": null, "destination_type": "generic", "secret": "cf-secret",
+            "signing_secrets": [], "retry_schedule_ms": null, "max_attempts": 0,
+            "template_engine": "jinja", "custom_headers": {}, "created_at_ms": 0, "disabled_reason": ""
+        }))
+        .unwrap()
+    }
+
+    fn delivery() -> Delivery {
+        Delivery {
+            id: 5,
+            event_id: 4,
+            webhook_id: 1,
+            url: "http://x".into(),
+            state: DeliveryState::Queued,
+            attempts: 0,
+            next_attempt_ms: 0,
+            request_trigger: String::new(),
+            request: None,
+            render_error: None,
+            last_status_code: None,
+            last_error: String::new(),
+        }
+    }
+
+    fn rendered() -> RenderedRequest {
+        RenderedRequest {
+            method: "POST".into(),
+            url: "http://x".into(),
+            headers: vec![
+                ("X-Api-Key".into(), "k3y".into()),
+                ("X-Team".into(), "sre".into()),
+            ],
+            body: Some(r#"{"a":1}"#.into()),
+        }
+    }
+
+    fn header<'a>(request: &'a PreparedRequest, name: &str) -> Option<&'a str> {
+        let headers = &request.outgoing.headers;
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn credentials_go_on_the_wire_but_never_into_the_log() {
+        let prepared = prepare(&webhook(), &delivery(), &rendered(), 1_700_000_000);
+        assert_eq!(
+            header(&prepared, "authorization"),
+            Some("Basic Ym9iOmh1bnRlcjI=")
+        );
+        assert_eq!(header(&prepared, "cf-webhook-auth"), Some("cf-secret"));
+        assert_eq!(header(&prepared, "content-type"), Some("application/json"));
+        assert_eq!(header(&prepared, "webhook-id"), Some("D0000000000005"));
+        assert_eq!(header(&prepared, "x-team"), Some("sre"));
+        for secret in ["hunter2", "Ym9iOmh1bnRlcjI=", "cf-secret", "k3y"] {
+            assert!(!prepared.logged_headers.contains(secret), "{secret} leaked");
+        }
+        assert!(prepared.logged_headers.contains("\"X-Team\":\"sre\""));
+    }
+
+    #[test]
+    fn current_and_unexpired_rotated_secrets_both_sign() {
+        let mut hook = webhook();
+        let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".to_string();
+        hook.signing_secrets = vec![
+            SigningSecret {
+                secret: secret.clone(),
+                expires_at_ms: None,
+            },
+            SigningSecret {
+                secret: secret.clone(),
+                expires_at_ms: Some(2_000_000_000_000),
+            },
+            SigningSecret {
+                secret,
+                expires_at_ms: Some(1_000),
+            },
+        ];
+        let prepared = prepare(&hook, &delivery(), &rendered(), 1_700_000_000);
+        let signatures = header(&prepared, "webhook-signature").unwrap();
+        assert_eq!(signatures.split(' ').count(), 2);
+        assert!(signatures.starts_with("v1,"));
+    }
+}

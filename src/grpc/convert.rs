@@ -1,0 +1,423 @@
+//! Conversions between protobuf messages and domain types: webhooks (with masking of
+//! write-only fields and AIP-134 field masks), responses, delivery statuses, filters, and
+//! `google.protobuf.Struct`/`Value` <-> JSON.
+
+use prost_types::value::Kind as ValueKind;
+use prost_types::{ListValue, Struct, Timestamp};
+use serde_json::{Map, Number, Value};
+
+use super::pb;
+use crate::core::webhooks::{ResponseView, WebhookPatch, WebhookView};
+use crate::error::{Error, FieldViolation, Result};
+use crate::ids::{self, Kind};
+use crate::model::{
+    ConditionOp, DeliveryState, DeliveryUpdate, FilterCondition, FilterGroup, FilterOperator,
+    masked,
+};
+
+/// Fields of `Webhook` that an update mask may name.
+const UPDATABLE: [&str; 25] = [
+    "name",
+    "is_webhook_enabled",
+    "team",
+    "data",
+    "username",
+    "password",
+    "authorization_header",
+    "trigger_template",
+    "headers",
+    "url",
+    "forward_all",
+    "http_method",
+    "trigger_type",
+    "integration_filter",
+    "description",
+    "trigger_types",
+    "urls",
+    "filters",
+    "destination_type",
+    "secret",
+    "signing_secret",
+    "retry_schedule",
+    "template_engine",
+    "custom_headers",
+    "max_attempts",
+];
+
+/// Output-only fields of `Webhook`.
+const OUTPUT_ONLY: [&str; 5] = [
+    "id",
+    "created_at",
+    "last_success",
+    "last_failure",
+    "disabled_reason",
+];
+
+/// Milliseconds since the epoch as a protobuf timestamp.
+pub fn timestamp(ms: i64) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// A protobuf timestamp as milliseconds since the epoch.
+pub fn millis(ts: &Timestamp) -> i64 {
+    ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000
+}
+
+/// A domain webhook as the API shows it (write-only fields masked).
+pub fn webhook_to_pb(view: WebhookView) -> pb::Webhook {
+    let WebhookView { webhook: w, stats } = view;
+    let signing_secret = w
+        .signing_secrets
+        .iter()
+        .any(|s| s.expires_at_ms.is_none())
+        .then(|| crate::model::SECRET_PLACEHOLDER.to_string());
+    pb::Webhook {
+        id: ids::format(Kind::Webhook, w.id),
+        trigger_type: w.trigger_type().to_string(),
+        password: masked(&w.password),
+        authorization_header: masked(&w.authorization_header),
+        secret: masked(&w.secret),
+        signing_secret,
+        name: w.name,
+        is_webhook_enabled: Some(w.is_webhook_enabled),
+        team: w.team,
+        data: w.data,
+        username: w.username,
+        trigger_template: w.trigger_template,
+        headers: w.headers,
+        url: w.url,
+        forward_all: Some(w.forward_all),
+        http_method: w.http_method,
+        integration_filter: w.integration_filter,
+        description: w.description,
+        trigger_types: w.trigger_types,
+        urls: w.urls,
+        filters: w.filters.map(filter_group_to_pb),
+        destination_type: w.destination_type.as_str().to_string(),
+        retry_schedule: w
+            .retry_schedule_ms
+            .unwrap_or_default()
+            .into_iter()
+            .map(|ms| humantime::format_duration(std::time::Duration::from_millis(ms)).to_string())
+            .collect(),
+        template_engine: w.template_engine.as_str().to_string(),
+        custom_headers: w.custom_headers.into_iter().collect(),
+        created_at: Some(timestamp(w.created_at_ms)),
+        last_success: stats.last_success_ms.map(timestamp),
+        last_failure: stats.last_failure_ms.map(timestamp),
+        disabled_reason: w.disabled_reason,
+        max_attempts: w.max_attempts as i32,
+    }
+}
+
+/// The patch a `Webhook` message asks for. `paths` None = every populated field (create, or
+/// an update without mask); `*` = every updatable field.
+pub fn webhook_patch(w: pb::Webhook, paths: Option<&[String]>) -> Result<WebhookPatch> {
+    let mut violations = Vec::new();
+    if let Some(paths) = paths {
+        for path in paths {
+            if OUTPUT_ONLY.contains(&path.as_str()) {
+                violations.push(FieldViolation::new(
+                    "update_mask",
+                    format!("{path} is output only"),
+                ));
+            } else if path != "*" && !UPDATABLE.contains(&path.as_str()) {
+                violations.push(FieldViolation::new(
+                    "update_mask",
+                    format!("unknown field {path:?}"),
+                ));
+            }
+        }
+    }
+    if !violations.is_empty() {
+        return Err(Error::InvalidArgument(violations));
+    }
+    let wanted = |field: &str, populated: bool| match paths {
+        None => populated,
+        Some(paths) => paths.iter().any(|p| p == "*" || p == field),
+    };
+    let trigger_types = if wanted("trigger_types", !w.trigger_types.is_empty())
+        && !w.trigger_types.is_empty()
+    {
+        Some(w.trigger_types.clone())
+    } else if wanted("trigger_type", !w.trigger_type.is_empty()) || wanted("trigger_types", false) {
+        Some(if w.trigger_type.is_empty() {
+            vec![]
+        } else {
+            vec![w.trigger_type.clone()]
+        })
+    } else {
+        None
+    };
+    let max_attempts = if wanted("max_attempts", w.max_attempts != 0) {
+        Some(
+            u32::try_from(w.max_attempts)
+                .map_err(|_| Error::invalid("max_attempts", "must not be negative"))?,
+        )
+    } else {
+        None
+    };
+    let filters = match w.filters {
+        Some(group) if wanted("filters", true) => Some(Some(filter_group_from_pb(group)?)),
+        None if wanted("filters", false) => Some(None),
+        _ => None,
+    };
+    Ok(WebhookPatch {
+        name: wanted("name", !w.name.is_empty()).then_some(w.name),
+        is_webhook_enabled: if wanted("is_webhook_enabled", w.is_webhook_enabled.is_some()) {
+            Some(w.is_webhook_enabled.unwrap_or(true))
+        } else {
+            None
+        },
+        team: wanted("team", w.team.is_some()).then_some(w.team),
+        data: wanted("data", w.data.is_some()).then_some(w.data),
+        username: wanted("username", w.username.is_some()).then_some(w.username),
+        password: wanted("password", w.password.is_some()).then_some(w.password),
+        authorization_header: wanted("authorization_header", w.authorization_header.is_some())
+            .then_some(w.authorization_header),
+        trigger_template: wanted("trigger_template", w.trigger_template.is_some())
+            .then_some(w.trigger_template),
+        headers: wanted("headers", w.headers.is_some()).then_some(w.headers),
+        url: wanted("url", !w.url.is_empty()).then_some(w.url),
+        forward_all: if wanted("forward_all", w.forward_all.is_some()) {
+            Some(w.forward_all.unwrap_or(true))
+        } else {
+            None
+        },
+        http_method: wanted("http_method", !w.http_method.is_empty()).then(|| {
+            if w.http_method.is_empty() {
+                "POST".to_string()
+            } else {
+                w.http_method
+            }
+        }),
+        trigger_types,
+        integration_filter: wanted("integration_filter", !w.integration_filter.is_empty())
+            .then_some(w.integration_filter),
+        description: wanted("description", !w.description.is_empty()).then_some(w.description),
+        urls: wanted("urls", !w.urls.is_empty()).then_some(w.urls),
+        filters,
+        destination_type: wanted("destination_type", !w.destination_type.is_empty())
+            .then_some(w.destination_type),
+        secret: wanted("secret", w.secret.is_some()).then_some(w.secret),
+        signing_secret: wanted("signing_secret", w.signing_secret.is_some())
+            .then_some(w.signing_secret),
+        retry_schedule: wanted("retry_schedule", !w.retry_schedule.is_empty())
+            .then_some(w.retry_schedule),
+        max_attempts,
+        template_engine: wanted("template_engine", !w.template_engine.is_empty())
+            .then_some(w.template_engine),
+        custom_headers: wanted("custom_headers", !w.custom_headers.is_empty())
+            .then(|| w.custom_headers.into_iter().collect()),
+    })
+}
+
+fn filter_group_to_pb(group: FilterGroup) -> pb::FilterGroup {
+    pb::FilterGroup {
+        operator: match group.operator {
+            FilterOperator::And => pb::FilterOperator::And,
+            FilterOperator::Or => pb::FilterOperator::Or,
+        } as i32,
+        conditions: group
+            .conditions
+            .into_iter()
+            .map(|c| pb::FilterCondition {
+                field: c.field,
+                op: match c.op {
+                    ConditionOp::Equals => pb::ConditionOp::Equals,
+                    ConditionOp::NotEquals => pb::ConditionOp::NotEquals,
+                    ConditionOp::Contains => pb::ConditionOp::Contains,
+                    ConditionOp::Regex => pb::ConditionOp::Regex,
+                    ConditionOp::Exists => pb::ConditionOp::Exists,
+                    ConditionOp::In => pb::ConditionOp::In,
+                } as i32,
+                value: Some(json_to_value(c.value)),
+            })
+            .collect(),
+        groups: group.groups.into_iter().map(filter_group_to_pb).collect(),
+    }
+}
+
+fn filter_group_from_pb(group: pb::FilterGroup) -> Result<FilterGroup> {
+    let operator = match pb::FilterOperator::try_from(group.operator) {
+        Ok(pb::FilterOperator::Or) => FilterOperator::Or,
+        Ok(_) => FilterOperator::And,
+        Err(_) => return Err(Error::invalid("filters", "unknown operator; use AND or OR")),
+    };
+    let conditions = group
+        .conditions
+        .into_iter()
+        .map(|c| {
+            let op = match pb::ConditionOp::try_from(c.op) {
+                Ok(pb::ConditionOp::Equals) => ConditionOp::Equals,
+                Ok(pb::ConditionOp::NotEquals) => ConditionOp::NotEquals,
+                Ok(pb::ConditionOp::Contains) => ConditionOp::Contains,
+                Ok(pb::ConditionOp::Regex) => ConditionOp::Regex,
+                Ok(pb::ConditionOp::Exists) => ConditionOp::Exists,
+                Ok(pb::ConditionOp::In) => ConditionOp::In,
+                _ => {
+                    return Err(Error::invalid(
+                        "filters",
+                        format!("condition on {:?} needs an op: EQUALS, NOT_EQUALS, CONTAINS, REGEX, EXISTS or IN", c.field),
+                    ));
+                }
+            };
+            Ok(FilterCondition {
+                field: c.field,
+                op,
+                value: c.value.map(value_to_json).unwrap_or(Value::Null),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let groups = group
+        .groups
+        .into_iter()
+        .map(filter_group_from_pb)
+        .collect::<Result<_>>()?;
+    Ok(FilterGroup {
+        operator,
+        conditions,
+        groups,
+    })
+}
+
+/// A logged attempt as `WebhookResponse`.
+pub fn response_to_pb(view: ResponseView) -> pb::WebhookResponse {
+    let r = view.record;
+    pb::WebhookResponse {
+        timestamp: Some(timestamp(r.timestamp_ms)),
+        url: r.url,
+        request_trigger: r.request_trigger,
+        request_headers: r.request_headers,
+        request_data: r.request_data,
+        status_code: r.status_code.map(i32::from),
+        content: r.content,
+        event_data: view.event_data,
+        attempt: r.attempt as i32,
+        delivery_id: ids::format(Kind::Delivery, r.delivery_id),
+        duration_ms: r.duration_ms as i64,
+        error: r.error,
+        event_id: ids::format(Kind::Event, r.event_id),
+    }
+}
+
+/// A delivery update as `DeliveryStatus`.
+pub fn status_to_pb(update: DeliveryUpdate) -> pb::DeliveryStatus {
+    let state = match update.state {
+        DeliveryState::Queued => pb::DeliveryState::Queued,
+        DeliveryState::Retrying => pb::DeliveryState::Retrying,
+        DeliveryState::Succeeded => pb::DeliveryState::Succeeded,
+        DeliveryState::Failed => pb::DeliveryState::Failed,
+        DeliveryState::Skipped => pb::DeliveryState::Skipped,
+    };
+    pb::DeliveryStatus {
+        event_id: ids::format(Kind::Event, update.event_id),
+        webhook_id: ids::format(Kind::Webhook, update.webhook_id),
+        delivery_id: ids::format(Kind::Delivery, update.delivery_id),
+        state: state as i32,
+        attempt: update.attempt as i32,
+        status_code: update.status_code.map(i32::from),
+        error: update.error,
+        next_attempt_at: update.next_attempt_ms.map(timestamp),
+        url: update.url,
+    }
+}
+
+/// A protobuf Struct as a JSON object.
+pub fn struct_to_json(s: Struct) -> Value {
+    Value::Object(
+        s.fields
+            .into_iter()
+            .map(|(k, v)| (k, value_to_json(v)))
+            .collect(),
+    )
+}
+
+fn value_to_json(v: prost_types::Value) -> Value {
+    match v.kind {
+        None | Some(ValueKind::NullValue(_)) => Value::Null,
+        Some(ValueKind::BoolValue(b)) => Value::Bool(b),
+        Some(ValueKind::NumberValue(n)) => {
+            if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                Value::Number(Number::from(n as i64))
+            } else {
+                Number::from_f64(n)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null)
+            }
+        }
+        Some(ValueKind::StringValue(s)) => Value::String(s),
+        Some(ValueKind::ListValue(l)) => {
+            Value::Array(l.values.into_iter().map(value_to_json).collect())
+        }
+        Some(ValueKind::StructValue(s)) => struct_to_json(s),
+    }
+}
+
+fn json_to_value(v: Value) -> prost_types::Value {
+    let kind = match v {
+        Value::Null => ValueKind::NullValue(0),
+        Value::Bool(b) => ValueKind::BoolValue(b),
+        Value::Number(n) => ValueKind::NumberValue(n.as_f64().unwrap_or_default()),
+        Value::String(s) => ValueKind::StringValue(s),
+        Value::Array(items) => ValueKind::ListValue(ListValue {
+            values: items.into_iter().map(json_to_value).collect(),
+        }),
+        Value::Object(map) => ValueKind::StructValue(Struct {
+            fields: map
+                .into_iter()
+                .map(|(k, v)| (k, json_to_value(v)))
+                .collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// An empty JSON object (events without data).
+pub fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structs_round_trip_through_json_keeping_integers() {
+        let json = serde_json::json!({"a": 1, "b": [true, null, "x"], "c": {"d": 1.5}});
+        let Value::Object(_) = &json else {
+            unreachable!()
+        };
+        let prost_types::Value {
+            kind: Some(ValueKind::StructValue(s)),
+        } = json_to_value(json.clone())
+        else {
+            panic!("not a struct")
+        };
+        assert_eq!(struct_to_json(s), json);
+    }
+
+    #[test]
+    fn masks_name_fields_and_reject_unknown_or_output_only_ones() {
+        let webhook = pb::Webhook {
+            name: "n".into(),
+            url: "http://x".into(),
+            ..Default::default()
+        };
+        let patch = webhook_patch(webhook.clone(), Some(&["name".to_string()])).unwrap();
+        assert_eq!(patch.name.as_deref(), Some("n"));
+        assert!(patch.url.is_none());
+        assert!(webhook_patch(webhook.clone(), Some(&["nope".to_string()])).is_err());
+        assert!(webhook_patch(webhook, Some(&["id".to_string()])).is_err());
+    }
+
+    #[test]
+    fn timestamps_convert_both_ways() {
+        for ms in [0, 1, 1_700_000_000_123, -1] {
+            assert_eq!(millis(&timestamp(ms)), ms);
+        }
+    }
+}

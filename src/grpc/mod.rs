@@ -1,0 +1,13 @@
+//! The gRPC transport: tonic services translating onto `core::Service`.
+//! - `pb`: generated code and descriptor set.
+//! - `convert`: protobuf <-> domain types.
+//! - `status`: domain `Error` -> `tonic::Status` with rich details.
+//! - `webhooks`, `admin`: the service implementations.
+//! - `server`: the tonic server with health and reflection.
+
+pub mod admin;
+pub mod convert;
+pub mod pb;
+pub mod server;
+pub mod status;
+pub mod webhooks;

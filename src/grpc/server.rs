@@ -1,0 +1,49 @@
+//! The tonic server on the gRPC listener: WebhookService, AdminService, server reflection
+//! (v1 and v1alpha) and grpc.health.v1, which needs no token and says SERVING once the
+//! store and worker are up.
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use super::admin::AdminApi;
+use super::pb::FILE_DESCRIPTOR_SET;
+use super::pb::admin_service_server::AdminServiceServer;
+use super::pb::webhook_service_server::WebhookServiceServer;
+use super::webhooks::WebhookApi;
+use crate::core::Service;
+
+/// Serves gRPC on `listener` until `shutdown`.
+pub async fn serve(
+    service: Service,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<WebhookServiceServer<WebhookApi>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServiceServer<AdminApi>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(WebhookServiceServer::new(WebhookApi::new(
+            service.clone(),
+            shutdown.clone(),
+        )))
+        .add_service(AdminServiceServer::new(AdminApi::new(service)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! `webhooks.v1.WebhookService`: authenticates each call from its `authorization`
+//! metadata and translates requests onto `core::Service`.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use super::convert::{
+    empty_object, millis, response_to_pb, status_to_pb, struct_to_json, webhook_patch,
+    webhook_to_pb,
+};
+use super::pb;
+use super::pb::webhook_service_server::WebhookService;
+use super::status::to_status;
+use crate::core::events::EmitRequest;
+use crate::core::{Caller, Service};
+use crate::error::Error;
+use crate::ids::{self, Kind};
+use crate::store::Page;
+
+/// Default and largest page sizes of list RPCs.
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 1000;
+
+/// The WebhookService implementation.
+pub struct WebhookApi {
+    service: Service,
+    shutdown: CancellationToken,
+}
+
+impl WebhookApi {
+    /// Serves `service`.
+    /// Serves `service`; open status streams end at `shutdown` (delivery goes on after restart).
+    pub fn new(service: Service, shutdown: CancellationToken) -> WebhookApi {
+        WebhookApi { service, shutdown }
+    }
+
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        self.service.authenticate(authorization).map_err(to_status)
+    }
+}
+
+/// A page request from `page_size`/`page_token` (the token is the last item's key).
+fn page(page_size: i32, page_token: &str, kind: Kind) -> Result<Page, Status> {
+    if page_size < 0 {
+        return Err(to_status(Error::invalid(
+            "page_size",
+            "must not be negative",
+        )));
+    }
+    let limit = match page_size as usize {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    };
+    let after = if page_token.is_empty() {
+        None
+    } else {
+        Some(ids::parse(kind, page_token).ok_or_else(|| {
+            to_status(Error::invalid(
+                "page_token",
+                "not a token from a previous page",
+            ))
+        })?)
+    };
+    Ok(Page {
+        after,
+        offset: 0,
+        limit,
+    })
+}
+
+type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::DeliveryStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl WebhookService for WebhookApi {
+    async fn create_webhook(
+        &self,
+        request: Request<pb::CreateWebhookRequest>,
+    ) -> Result<Response<pb::Webhook>, Status> {
+        let caller = self.caller(&request)?;
+        let webhook = request
+            .into_inner()
+            .webhook
+            .ok_or_else(|| to_status(Error::invalid("webhook", "This field is required.")))?;
+        let patch = webhook_patch(webhook, None).map_err(to_status)?;
+        let created = self
+            .service
+            .create_webhook(&caller, patch)
+            .map_err(to_status)?;
+        Ok(Response::new(webhook_to_pb(created)))
+    }
+
+    async fn get_webhook(
+        &self,
+        request: Request<pb::GetWebhookRequest>,
+    ) -> Result<Response<pb::Webhook>, Status> {
+        let caller = self.caller(&request)?;
+        let view = self
+            .service
+            .get_webhook(&caller, &request.get_ref().id)
+            .map_err(to_status)?;
+        Ok(Response::new(webhook_to_pb(view)))
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let page = page(r.page_size, &r.page_token, Kind::Webhook)?;
+        let listing = self
+            .service
+            .list_webhooks(&caller, page, None)
+            .map_err(to_status)?;
+        let next_page_token = match listing.items.last() {
+            Some(last) if listing.items.len() == page.limit => {
+                ids::format(Kind::Webhook, last.webhook.id)
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListWebhooksResponse {
+            webhooks: listing.items.into_iter().map(webhook_to_pb).collect(),
+            next_page_token,
+            total_size: listing.total as i32,
+        }))
+    }
+
+    async fn update_webhook(
+        &self,
+        request: Request<pb::UpdateWebhookRequest>,
+    ) -> Result<Response<pb::Webhook>, Status> {
+        let caller = self.caller(&request)?;
+        let r = request.into_inner();
+        let webhook = r
+            .webhook
+            .ok_or_else(|| to_status(Error::invalid("webhook", "This field is required.")))?;
+        let id = webhook.id.clone();
+        let paths = r.update_mask.map(|m| m.paths).filter(|p| !p.is_empty());
+        let patch = webhook_patch(webhook, paths.as_deref()).map_err(to_status)?;
+        let updated = self
+            .service
+            .update_webhook(&caller, &id, patch)
+            .map_err(to_status)?;
+        Ok(Response::new(webhook_to_pb(updated)))
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<pb::DeleteWebhookRequest>,
+    ) -> Result<Response<()>, Status> {
+        let caller = self.caller(&request)?;
+        self.service
+            .delete_webhook(&caller, &request.get_ref().id)
+            .map_err(to_status)?;
+        Ok(Response::new(()))
+    }
+
+    async fn list_responses(
+        &self,
+        request: Request<pb::ListResponsesRequest>,
+    ) -> Result<Response<pb::ListResponsesResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let page = page(r.page_size, &r.page_token, Kind::Delivery)?;
+        let listing = self
+            .service
+            .list_responses(&caller, &r.webhook_id, page)
+            .map_err(to_status)?;
+        let next_page_token = match listing.items.last() {
+            Some(last) if listing.items.len() == page.limit => {
+                ids::format(Kind::Delivery, last.key)
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListResponsesResponse {
+            responses: listing.items.into_iter().map(response_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    type EmitEventStream = StatusStream;
+
+    async fn emit_event(
+        &self,
+        request: Request<pb::EmitEventRequest>,
+    ) -> Result<Response<Self::EmitEventStream>, Status> {
+        let caller = self.caller(&request)?;
+        let r = request.into_inner();
+        let emit = EmitRequest {
+            event_type: r.event_type,
+            data: r.data.map(struct_to_json).unwrap_or_else(empty_object),
+            idempotency_key: Some(r.idempotency_key).filter(|k| !k.is_empty()),
+        };
+        let mut statuses = self.service.emit(&caller, emit).await.map_err(to_status)?;
+        let (sender, receiver) = mpsc::channel(64);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let update = tokio::select! {
+                    update = statuses.next() => update,
+                    _ = shutdown.cancelled() => None,
+                };
+                let Some(update) = update else { break };
+                if sender.send(Ok(status_to_pb(update))).await.is_err() {
+                    break; // the caller left; delivery goes on
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn redeliver_delivery(
+        &self,
+        request: Request<pb::RedeliverDeliveryRequest>,
+    ) -> Result<Response<pb::RedeliverResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let id = self
+            .service
+            .redeliver(&caller, &request.get_ref().delivery_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RedeliverResponse {
+            delivery_ids: vec![ids::format(Kind::Delivery, id)],
+        }))
+    }
+
+    async fn redeliver_failed(
+        &self,
+        request: Request<pb::RedeliverFailedRequest>,
+    ) -> Result<Response<pb::RedeliverResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let since = r.since.as_ref().map(millis).unwrap_or(0);
+        let queued = self
+            .service
+            .redeliver_failed(&caller, &r.webhook_id, since)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RedeliverResponse {
+            delivery_ids: queued
+                .into_iter()
+                .map(|id| ids::format(Kind::Delivery, id))
+                .collect(),
+        }))
+    }
+
+    async fn rotate_signing_secret(
+        &self,
+        request: Request<pb::RotateSigningSecretRequest>,
+    ) -> Result<Response<pb::RotateSigningSecretResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let signing_secret = self
+            .service
+            .rotate_signing_secret(&caller, &request.get_ref().webhook_id)
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RotateSigningSecretResponse {
+            signing_secret,
+        }))
+    }
+}

@@ -1,0 +1,31 @@
+//! webhookd: an outgoing-webhook service. One binary, gRPC first, an embedded sled store,
+//! and a REST gateway speaking Grafana OnCall's and Cloudflare's webhook APIs.
+//!
+//! # Layout
+//! Dependencies point down only: transport (`grpc`, `rest`) -> `core` -> `delivery`,
+//! `template`, `store` -> `model`.
+//! - [`config`]: runtime settings of `webhookd serve`.
+//! - [`error`]: the domain error every layer returns; transports translate it at the edge.
+//! - [`model`]: plain domain types (OnCall field names are canonical).
+//! - [`ids`]: external identifiers (prefix + sortable base32 of a u64).
+//! - [`store`]: the `Store` trait and its sled implementation, the only user of sled.
+//! - [`template`]: Jinja-compatible (minijinja) and handlebars rendering.
+//! - [`delivery`]: HTTP client, SSRF guard, signing, retry policy, worker, status hub.
+//! - [`core`]: use cases: auth, webhook CRUD, matching, event emission.
+//! - [`grpc`]: tonic services, reflection and health.
+//! - [`rest`]: axum gateway (admin, health; OnCall, Cloudflare and events dialects).
+
+pub mod config;
+pub mod core;
+pub mod delivery;
+pub mod error;
+pub mod grpc;
+pub mod ids;
+pub mod model;
+pub mod rest;
+pub mod server;
+pub mod store;
+pub mod template;
+
+pub use config::Config;
+pub use server::run;

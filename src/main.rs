@@ -1,0 +1,139 @@
+//! The `webhookd` command: parses flags (each also read from a `WEBHOOKD_*` env var), sets
+//! up logging, binds both listeners, and runs the service until SIGTERM/SIGINT. Failures
+//! are one clear line on stderr and a non-zero exit.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use webhookd::Config;
+use webhookd::delivery::retry::parse_schedule;
+
+/// webhookd: outgoing webhooks with a gRPC API, an embedded store, and OnCall- and
+/// Cloudflare-compatible REST APIs.
+#[derive(Parser)]
+#[command(name = "webhookd", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (gRPC + REST) on the embedded store.
+    Serve(ServeArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Directory of the embedded database and the generated admin token.
+    #[arg(long, env = "WEBHOOKD_DATA_DIR", default_value = "./webhookd-data")]
+    data_dir: PathBuf,
+    /// Address of the gRPC API (WebhookService, AdminService, reflection, health).
+    #[arg(long, env = "WEBHOOKD_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    grpc_addr: SocketAddr,
+    /// Address of the REST gateway (OnCall, Cloudflare, events, admin).
+    #[arg(long, env = "WEBHOOKD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// Admin token; without it the first start generates <data-dir>/admin.token (mode 0600).
+    #[arg(long, env = "WEBHOOKD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Permit delivery to loopback, private and other non-global addresses.
+    #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS")]
+    allow_private_targets: bool,
+    /// Comma-separated CIDRs that delivery may reach although they are not global (e.g. 10.1.0.0/16).
+    #[arg(long, env = "WEBHOOKD_ALLOW_CIDRS", value_delimiter = ',')]
+    allow_cidrs: Vec<ipnet::IpNet>,
+    /// Delays before each retry (units ms, s, m, h).
+    #[arg(long, env = "WEBHOOKD_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
+    retry_schedule: std::vec::Vec<Duration>,
+    /// Apply ±20% jitter to retry delays.
+    #[arg(long, env = "WEBHOOKD_RETRY_JITTER", default_value_t = true, action = ArgAction::Set)]
+    retry_jitter: bool,
+    /// Timeout of one delivery attempt.
+    #[arg(long, env = "WEBHOOKD_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+    /// Delivery attempts in flight at once.
+    #[arg(long, env = "WEBHOOKD_DELIVERY_CONCURRENCY", default_value_t = 512)]
+    delivery_concurrency: usize,
+    /// Log format.
+    #[arg(long, env = "WEBHOOKD_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+}
+
+async fn shutdown_signal(token: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+    token.cancel();
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    init_logging(args.log_format);
+    let grpc = bind(args.grpc_addr, "gRPC").await?;
+    let http = bind(args.http_addr, "HTTP").await?;
+    let mut config = Config::new(args.data_dir);
+    config.admin_token = args.admin_token;
+    config.allow_private_targets = args.allow_private_targets;
+    config.allow_cidrs = args.allow_cidrs;
+    config.retry_schedule = args.retry_schedule;
+    config.retry_jitter = args.retry_jitter;
+    config.request_timeout = args.request_timeout;
+    config.delivery_concurrency = args.delivery_concurrency;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_signal(shutdown.clone()));
+    webhookd::run(config, grpc, http, shutdown)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("webhookd: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Command::Serve(args) = cli.command;
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("webhookd: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Domain types shared by every layer, with Grafana OnCall's field names as the canonical
+//! ones. Plain data with serde derives (the store's encoding); no behaviour beyond small
+//! helpers, no transport or storage types.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::delivery::formatters::DestinationType;
+use crate::template::Engine;
+
+/// The value shown instead of a write-only field that is set (OnCall's placeholder).
+pub const SECRET_PLACEHOLDER: &str = "****************";
+
+/// An outgoing webhook of one account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// Store id (formatted with `ids::Kind::Webhook`).
+    pub id: u64,
+    /// Owning account.
+    pub account_id: String,
+    /// Display name, unique within the account.
+    pub name: String,
+    /// Whether the webhook fires.
+    pub is_webhook_enabled: bool,
+    /// OnCall team id, as given.
+    pub team: Option<String>,
+    /// Body template used when `forward_all` is false.
+    pub data: Option<String>,
+    /// Basic auth user.
+    pub username: Option<String>,
+    /// Basic auth password (write-only).
+    pub password: Option<String>,
+    /// Authorization header value (write-only).
+    pub authorization_header: Option<String>,
+    /// Fires only when this renders truthy.
+    pub trigger_template: Option<String>,
+    /// Template of a JSON object of headers.
+    pub headers: Option<String>,
+    /// Target URL template.
+    pub url: String,
+    /// Send the whole event data as body.
+    pub forward_all: bool,
+    /// HTTP method.
+    pub http_method: String,
+    /// Trigger types; OnCall's `trigger_type` is the first.
+    pub trigger_types: Vec<String>,
+    /// Integration ids the webhook is limited to (empty = all).
+    pub integration_filter: Vec<String>,
+    /// Free text (Squadcast).
+    pub description: String,
+    /// Extra target URL templates besides `url`.
+    pub urls: Vec<String>,
+    /// Structured event filters.
+    pub filters: Option<FilterGroup>,
+    /// Destination formatter (Cloudflare's `type`).
+    pub destination_type: DestinationType,
+    /// Cloudflare secret, sent as `cf-webhook-auth` (write-only).
+    pub secret: Option<String>,
+    /// Standard Webhooks signing secrets, current first (write-only).
+    pub signing_secrets: Vec<SigningSecret>,
+    /// Per-webhook retry delays in milliseconds; None = the server's schedule.
+    pub retry_schedule_ms: Option<Vec<u64>>,
+    /// Max attempts per delivery; 0 = schedule length + 1.
+    pub max_attempts: u32,
+    /// Template engine for every template of the webhook.
+    pub template_engine: Engine,
+    /// Headers sent as given.
+    pub custom_headers: BTreeMap<String, String>,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: i64,
+    /// Why the server disabled the webhook ("" when it did not).
+    pub disabled_reason: String,
+}
+
+/// What a write-only field shows: the placeholder when set, nothing otherwise.
+pub fn masked(secret: &Option<String>) -> Option<String> {
+    secret.as_ref().map(|_| SECRET_PLACEHOLDER.to_string())
+}
+
+impl Webhook {
+    /// OnCall's single trigger type: the first one ("" when none).
+    pub fn trigger_type(&self) -> &str {
+        self.trigger_types.first().map(String::as_str).unwrap_or("")
+    }
+
+    /// Every target URL template: `url` then `urls`.
+    pub fn targets(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.url).chain(self.urls.iter())
+    }
+}
+
+/// A signing secret; a rotated-out one keeps signing until it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningSecret {
+    /// `whsec_<base64>`.
+    pub secret: String,
+    /// None for the current secret; the expiry of a rotated-out one (ms since the epoch).
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Delivery outcome times of a webhook, kept apart from the webhook so delivery never
+/// rewrites configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookStats {
+    /// Last 2xx, ms since the epoch.
+    pub last_success_ms: Option<i64>,
+    /// Last failed attempt, ms since the epoch.
+    pub last_failure_ms: Option<i64>,
+}
+
+/// How a filter group combines its members.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FilterOperator {
+    /// Every member holds.
+    #[default]
+    And,
+    /// One member holds.
+    Or,
+}
+
+/// Comparison of one condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConditionOp {
+    /// Field equals value.
+    Equals,
+    /// Field absent or different.
+    NotEquals,
+    /// Substring or list element.
+    Contains,
+    /// Regular expression match.
+    Regex,
+    /// Field present and not null.
+    Exists,
+    /// Field equals one of a list.
+    In,
+}
+
+/// A group of conditions (Squadcast-style filters).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FilterGroup {
+    /// AND or OR.
+    pub operator: FilterOperator,
+    /// Conditions.
+    pub conditions: Vec<FilterCondition>,
+    /// Nested groups.
+    pub groups: Vec<FilterGroup>,
+}
+
+/// A condition on a dotted path of the event data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilterCondition {
+    /// Dotted path, e.g. `alert_group.state`.
+    pub field: String,
+    /// Comparison.
+    pub op: ConditionOp,
+    /// Operand.
+    pub value: Value,
+}
+
+/// An accepted event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Store id.
+    pub id: u64,
+    /// Owning account.
+    pub account_id: String,
+    /// Trigger type.
+    pub event_type: String,
+    /// OnCall event_data.
+    pub data: Value,
+    /// Acceptance time, ms since the epoch.
+    pub created_at_ms: i64,
+    /// Deliveries created for it, in webhook order.
+    pub delivery_ids: Vec<u64>,
+}
+
+/// State of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeliveryState {
+    /// Waiting for its first attempt.
+    Queued,
+    /// Waiting for a retry.
+    Retrying,
+    /// Got a 2xx (final).
+    Succeeded,
+    /// No more attempts (final).
+    Failed,
+    /// Filters or trigger_template said no (final).
+    Skipped,
+}
+
+impl DeliveryState {
+    /// Whether no further change will happen.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            DeliveryState::Succeeded | DeliveryState::Failed | DeliveryState::Skipped
+        )
+    }
+}
+
+/// The rendered parts of a request (auth and signing headers are added at send time from
+/// the webhook's current secrets, so secrets are not copied into deliveries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Target URL.
+    pub url: String,
+    /// Headers from the `headers` template and custom headers.
+    pub headers: Vec<(String, String)>,
+    /// Body, if the method carries one.
+    pub body: Option<String>,
+}
+
+/// A template that failed to render for a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderError {
+    /// Which template failed, as OnCall labels it: "URL", "Headers", "Data", "Trigger".
+    pub template: String,
+    /// The error text.
+    pub message: String,
+}
+
+impl RenderError {
+    /// OnCall's wording, e.g. "Data - Template Warning: Object of type Undefined is not JSON serializable".
+    pub fn describe(&self) -> String {
+        format!("{} - Template Warning: {}", self.template, self.message)
+    }
+}
+
+/// One event to one target of one webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Store id.
+    pub id: u64,
+    /// Event delivered.
+    pub event_id: u64,
+    /// Webhook delivering it.
+    pub webhook_id: u64,
+    /// Target URL (rendered, or the template when rendering failed).
+    pub url: String,
+    /// Current state.
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due (ms since the epoch), for QUEUED/RETRYING.
+    pub next_attempt_ms: i64,
+    /// Rendered trigger_template ("" without one).
+    pub request_trigger: String,
+    /// The request to send; None when rendering failed or the delivery was skipped.
+    pub request: Option<RenderedRequest>,
+    /// Why rendering failed (recorded as the first attempt, OnCall style).
+    pub render_error: Option<RenderError>,
+    /// Status of the last attempt.
+    pub last_status_code: Option<u16>,
+    /// Error of the last attempt or the skip reason.
+    pub last_error: String,
+}
+
+/// One recorded attempt (OnCall's `responses` entry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseRecord {
+    /// Attempt time, ms since the epoch.
+    pub timestamp_ms: i64,
+    /// Target URL.
+    pub url: String,
+    /// Rendered trigger_template.
+    pub request_trigger: String,
+    /// JSON object of the sent headers, secrets masked; None when nothing was sent.
+    pub request_headers: Option<String>,
+    /// Sent body, or the template error.
+    pub request_data: Option<String>,
+    /// HTTP status received.
+    pub status_code: Option<u16>,
+    /// Response body (truncated).
+    pub content: Option<String>,
+    /// Event delivered.
+    pub event_id: u64,
+    /// Attempt number from 1.
+    pub attempt: u32,
+    /// Delivery the attempt belongs to.
+    pub delivery_id: u64,
+    /// Attempt duration.
+    pub duration_ms: u64,
+    /// Failure reason ("" on success).
+    pub error: String,
+}
+
+/// A scope of an account token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scope {
+    /// get/list/list responses.
+    #[serde(rename = "webhooks:read")]
+    Read,
+    /// create/update/delete/emit.
+    #[serde(rename = "webhooks:write")]
+    Write,
+}
+
+impl Scope {
+    /// Parses `webhooks:read` / `webhooks:write`.
+    pub fn parse(s: &str) -> Option<Scope> {
+        match s {
+            "webhooks:read" => Some(Scope::Read),
+            "webhooks:write" => Some(Scope::Write),
+            _ => None,
+        }
+    }
+
+    /// The scope's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "webhooks:read",
+            Scope::Write => "webhooks:write",
+        }
+    }
+}
+
+/// An account token as stored (the token itself is only kept as a hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    /// Store id.
+    pub id: u64,
+    /// Account the token acts for.
+    pub account_id: String,
+    /// Granted scopes.
+    pub scopes: Vec<Scope>,
+}
+
+/// A change of a delivery, published to status streams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryUpdate {
+    /// Event.
+    pub event_id: u64,
+    /// Webhook.
+    pub webhook_id: u64,
+    /// Delivery.
+    pub delivery_id: u64,
+    /// Target URL.
+    pub url: String,
+    /// New state.
+    pub state: DeliveryState,
+    /// Attempt reported (0 for QUEUED/SKIPPED).
+    pub attempt: u32,
+    /// HTTP status of the attempt.
+    pub status_code: Option<u16>,
+    /// Failure or skip reason.
+    pub error: String,
+    /// Next attempt time for RETRYING.
+    pub next_attempt_ms: Option<i64>,
+}
+
+impl DeliveryUpdate {
+    /// The update describing a delivery's current state.
+    pub fn of(delivery: &Delivery) -> DeliveryUpdate {
+        DeliveryUpdate {
+            event_id: delivery.event_id,
+            webhook_id: delivery.webhook_id,
+            delivery_id: delivery.id,
+            url: delivery.url.clone(),
+            state: delivery.state,
+            attempt: delivery.attempts,
+            status_code: delivery.last_status_code,
+            error: delivery.last_error.clone(),
+            next_attempt_ms: (delivery.state == DeliveryState::Retrying)
+                .then_some(delivery.next_attempt_ms),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,139 @@
+//! Process assembly: opens the store, loads or creates the admin token, resumes unfinished
+//! deliveries, starts the worker and both servers on the given listeners, and on shutdown
+//! stops accepting, lets in-flight attempts be recorded, and flushes the store.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::core::Service;
+use crate::delivery::client::HttpClient;
+use crate::delivery::hub::Hub;
+use crate::delivery::scheduler::Scheduler;
+use crate::delivery::ssrf::TargetPolicy;
+use crate::delivery::worker::{Worker, resume};
+use crate::error::{Error, Result};
+use crate::store::{SledStore, Store};
+
+/// File of the generated admin token inside the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// The admin token: from the config, else `<data_dir>/admin.token`, created (mode 0600) on
+/// the first start. Logs the file's path, never the token.
+fn admin_token(config: &Config) -> Result<String> {
+    if let Some(token) = config.admin_token.as_ref().filter(|t| !t.trim().is_empty()) {
+        return Ok(token.trim().to_string());
+    }
+    let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => {
+            tracing::info!(path = %path.display(), "using the admin token stored in the data directory");
+            return Ok(token.trim().to_string());
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::Internal(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    let token = crate::core::auth::generate_token();
+    write_private(&path, &token)
+        .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))?;
+    tracing::info!(path = %path.display(), "generated an admin token (read it from this file)");
+    Ok(token)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// Runs webhookd on bound listeners until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Error::Internal(format!(
+            "cannot create the data directory {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir)?);
+    let admin_token = admin_token(&config)?;
+    let config = Arc::new(config);
+    let hub = Arc::new(Hub::default());
+    let scheduler = Arc::new(Scheduler::default());
+    let pending = resume(store.as_ref(), &scheduler)?;
+    let policy = Arc::new(TargetPolicy {
+        allow_private: config.allow_private_targets,
+        allow_cidrs: config.allow_cidrs.clone(),
+    });
+    let client = HttpClient::new(policy, config.request_timeout);
+    let worker = Arc::new(Worker::new(
+        Arc::clone(&store),
+        client,
+        Arc::clone(&hub),
+        Arc::clone(&scheduler),
+        Arc::clone(&config),
+    ));
+    let service = Service::new(
+        Arc::clone(&store),
+        hub,
+        scheduler,
+        Arc::clone(&config),
+        &admin_token,
+    );
+
+    let grpc_addr = grpc_listener.local_addr().ok();
+    let http_addr = http_listener.local_addr().ok();
+    let stop_servers = shutdown.child_token();
+    let worker_task = tokio::spawn(worker.run(shutdown.child_token()));
+    let grpc_task = tokio::spawn(crate::grpc::server::serve(
+        service.clone(),
+        grpc_listener,
+        stop_servers.clone(),
+    ));
+    let http_task = tokio::spawn(crate::rest::serve(
+        service,
+        http_listener,
+        stop_servers.clone(),
+    ));
+    tracing::info!(
+        grpc = ?grpc_addr, http = ?http_addr, data_dir = %config.data_dir.display(),
+        pending_deliveries = pending, "webhookd is serving"
+    );
+
+    let grpc_result = grpc_task.await;
+    let http_result = http_task.await;
+    shutdown.cancel();
+    let _ = worker_task.await;
+    let flushed = tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .map_err(|e| Error::Internal(format!("flush task: {e}")))?;
+    match grpc_result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(Error::Internal(format!("gRPC server: {e}"))),
+        Err(e) => return Err(Error::Internal(format!("gRPC server task: {e}"))),
+    }
+    match http_result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(Error::Internal(format!("HTTP server: {e}"))),
+        Err(e) => return Err(Error::Internal(format!("HTTP server task: {e}"))),
+    }
+    flushed
+}

@@ -1,0 +1,112 @@
+//! Persistence: the `Store` trait the core uses, and its sled implementation (the only
+//! module that imports sled). Callers never see key bytes or storage types. Methods are
+//! blocking; async callers batch them or use `spawn_blocking` for `flush`.
+
+mod codec;
+mod group_commit;
+mod sled_store;
+
+pub use group_commit::GroupCommit;
+pub use sled_store::SledStore;
+
+use crate::error::Result;
+use crate::model::{ApiToken, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
+
+/// Which slice of a listing to return: skip `offset` items after the cursor, then up to `limit`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Page {
+    /// Start after this item's key (opaque to callers; taken from a previous page).
+    pub after: Option<u64>,
+    /// Items to skip (page-number pagination).
+    pub offset: usize,
+    /// Items to return at most.
+    pub limit: usize,
+}
+
+/// Result of persisting an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// The event and its deliveries were written.
+    Inserted,
+    /// The idempotency key was used by this earlier event within its lifetime; nothing written.
+    Duplicate(u64),
+}
+
+/// An idempotency key of an account, with how long it holds.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey<'a> {
+    /// Owning account.
+    pub account_id: &'a str,
+    /// The caller's key.
+    pub key: &'a str,
+    /// Earlier uses older than this (ms) are forgotten.
+    pub ttl_ms: i64,
+}
+
+/// The outcome of one delivery attempt, written atomically.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord<'a> {
+    /// The delivery after the attempt (state, attempts, next_attempt_ms, last status).
+    pub delivery: &'a Delivery,
+    /// Due time of the outbox entry the attempt came from (removed).
+    pub previous_due_ms: i64,
+    /// The attempt's log entry (None when there is nothing to log, e.g. a cancelled delivery).
+    pub response: Option<&'a ResponseRecord>,
+    /// Whether the attempt succeeded (updates last_success) or failed (last_failure).
+    pub succeeded: bool,
+}
+
+/// Everything webhookd persists.
+pub trait Store: Send + Sync + 'static {
+    /// A new unique, increasing id.
+    fn next_id(&self) -> Result<u64>;
+
+    /// Inserts or replaces a webhook.
+    fn put_webhook(&self, webhook: &Webhook) -> Result<()>;
+    /// A webhook by id, whatever its account.
+    fn get_webhook(&self, id: u64) -> Result<Option<Webhook>>;
+    /// Deletes a webhook, its stats and its response log; false when it did not exist.
+    fn delete_webhook(&self, id: u64) -> Result<bool>;
+    /// Webhooks of an account in creation order.
+    fn list_webhooks(&self, account_id: &str, page: Page) -> Result<Vec<Webhook>>;
+    /// Number of webhooks of an account.
+    fn count_webhooks(&self, account_id: &str) -> Result<usize>;
+    /// Delivery outcome times of a webhook.
+    fn webhook_stats(&self, id: u64) -> Result<WebhookStats>;
+
+    /// Stores a token under the hash of its secret.
+    fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()>;
+    /// The token whose secret hashes to `hash`.
+    fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>>;
+    /// Revokes a token; false when it did not exist.
+    fn delete_token(&self, id: u64) -> Result<bool>;
+
+    /// Writes an event, its deliveries and their outbox entries in one transaction, unless
+    /// the idempotency key names a live earlier event.
+    fn insert_event(
+        &self,
+        event: &Event,
+        deliveries: &[Delivery],
+        idempotency: Option<IdempotencyKey<'_>>,
+    ) -> Result<InsertOutcome>;
+    /// An event by id.
+    fn get_event(&self, id: u64) -> Result<Option<Event>>;
+    /// A delivery by id.
+    fn get_delivery(&self, id: u64) -> Result<Option<Delivery>>;
+    /// Writes new deliveries of existing events (redelivery) with their outbox entries.
+    fn insert_deliveries(&self, event_id: u64, deliveries: &[Delivery]) -> Result<()>;
+    /// Records an attempt: delivery state, outbox entry moved or removed, log entry, stats.
+    fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<()>;
+    /// Every outbox entry as (due_ms, delivery_id), due order.
+    fn outbox(&self) -> Result<Vec<(i64, u64)>>;
+
+    /// A webhook's attempts, newest first, with their log keys.
+    fn list_responses(&self, webhook_id: u64, page: Page) -> Result<Vec<(u64, ResponseRecord)>>;
+    /// Number of logged attempts of a webhook.
+    fn count_responses(&self, webhook_id: u64) -> Result<usize>;
+    /// Drops all but the newest `keep` log entries of a webhook.
+    fn trim_responses(&self, webhook_id: u64, keep: usize) -> Result<()>;
+
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<()>;
+}

@@ -1,0 +1,360 @@
+//! The sled implementation of `Store`: one `Db` in the data directory with a fixed set of
+//! trees. Multi-tree writes are sled transactions; `flush` is a blocking fsync that callers
+//! group-commit.
+
+use std::path::Path;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{Transactional, Tree};
+
+use super::codec::{account_key, be, be2, decode, encode, split2};
+use super::{AttemptRecord, IdempotencyKey, InsertOutcome, Page, Store};
+use crate::error::{Error, Result};
+use crate::model::{ApiToken, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
+
+/// The sled-backed store.
+pub struct SledStore {
+    db: sled::Db,
+    /// id -> Webhook
+    webhooks: Tree,
+    /// account ++ 0 ++ id -> ()
+    webhooks_by_account: Tree,
+    /// id -> WebhookStats
+    webhook_stats: Tree,
+    /// id -> Event
+    events: Tree,
+    /// id -> Delivery
+    deliveries: Tree,
+    /// due_ms ++ delivery id -> ()
+    outbox: Tree,
+    /// webhook id ++ !seq -> ResponseRecord (newest first)
+    responses: Tree,
+    /// sha256(token) -> ApiToken
+    tokens: Tree,
+    /// token id -> sha256(token)
+    token_ids: Tree,
+    /// account ++ 0 ++ key -> event id ++ created ms
+    idempotency: Tree,
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("store: {e}"))
+}
+
+fn tx_error(e: TransactionError<Error>) -> Error {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => internal(e),
+    }
+}
+
+fn due_key(due_ms: i64) -> u64 {
+    due_ms.max(0) as u64
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the database in `dir`. Fails with a clear message when the
+    /// directory is unusable or already opened by another process.
+    pub fn open(dir: &Path) -> Result<SledStore> {
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| {
+                Error::Internal(format!("cannot open the store in {}: {e}", dir.display()))
+            })?;
+        let tree = |name: &str| db.open_tree(name).map_err(internal);
+        Ok(SledStore {
+            webhooks: tree("webhooks")?,
+            webhooks_by_account: tree("webhooks_by_account")?,
+            webhook_stats: tree("webhook_stats")?,
+            events: tree("events")?,
+            deliveries: tree("deliveries")?,
+            outbox: tree("outbox")?,
+            responses: tree("responses")?,
+            tokens: tree("tokens")?,
+            token_ids: tree("token_ids")?,
+            idempotency: tree("idempotency")?,
+            db,
+        })
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(tree: &Tree, key: &[u8]) -> Result<Option<T>> {
+        tree.get(key)
+            .map_err(internal)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+}
+
+impl Store for SledStore {
+    fn next_id(&self) -> Result<u64> {
+        self.db.generate_id().map_err(internal)
+    }
+
+    fn put_webhook(&self, webhook: &Webhook) -> Result<()> {
+        let value = encode(webhook)?;
+        let index = account_key(&webhook.account_id, &be(webhook.id));
+        (&self.webhooks, &self.webhooks_by_account)
+            .transaction(|(webhooks, by_account)| {
+                webhooks.insert(&be(webhook.id), value.as_slice())?;
+                by_account.insert(index.as_slice(), &[])?;
+                Ok::<_, ConflictableTransactionError<Error>>(())
+            })
+            .map_err(tx_error)
+    }
+
+    fn get_webhook(&self, id: u64) -> Result<Option<Webhook>> {
+        Self::get(&self.webhooks, &be(id))
+    }
+
+    fn delete_webhook(&self, id: u64) -> Result<bool> {
+        let Some(webhook) = self.get_webhook(id)? else {
+            return Ok(false);
+        };
+        let index = account_key(&webhook.account_id, &be(id));
+        let existed = (
+            &self.webhooks,
+            &self.webhooks_by_account,
+            &self.webhook_stats,
+        )
+            .transaction(|(webhooks, by_account, stats)| {
+                by_account.remove(index.as_slice())?;
+                stats.remove(&be(id))?;
+                Ok::<_, ConflictableTransactionError<Error>>(webhooks.remove(&be(id))?.is_some())
+            })
+            .map_err(tx_error)?;
+        for key in self.responses.scan_prefix(be(id)).keys() {
+            self.responses
+                .remove(key.map_err(internal)?)
+                .map_err(internal)?;
+        }
+        Ok(existed)
+    }
+
+    fn list_webhooks(&self, account_id: &str, page: Page) -> Result<Vec<Webhook>> {
+        let prefix = account_key(account_id, &[]);
+        let start = match page.after {
+            Some(after) => account_key(account_id, &be(after.saturating_add(1))),
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        let keys = self.webhooks_by_account.range(start..).keys();
+        for key in keys.skip(page.offset) {
+            let key = key.map_err(internal)?;
+            if !key.starts_with(&prefix) || out.len() == page.limit {
+                break;
+            }
+            let id = u64::from_be_bytes(key[prefix.len()..].try_into().map_err(internal)?);
+            if let Some(webhook) = self.get_webhook(id)? {
+                out.push(webhook);
+            }
+        }
+        Ok(out)
+    }
+
+    fn count_webhooks(&self, account_id: &str) -> Result<usize> {
+        Ok(self
+            .webhooks_by_account
+            .scan_prefix(account_key(account_id, &[]))
+            .count())
+    }
+
+    fn webhook_stats(&self, id: u64) -> Result<WebhookStats> {
+        Ok(Self::get(&self.webhook_stats, &be(id))?.unwrap_or_default())
+    }
+
+    fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()> {
+        let value = encode(token)?;
+        (&self.tokens, &self.token_ids)
+            .transaction(|(tokens, ids)| {
+                tokens.insert(hash.as_slice(), value.as_slice())?;
+                ids.insert(&be(token.id), hash.as_slice())?;
+                Ok::<_, ConflictableTransactionError<Error>>(())
+            })
+            .map_err(tx_error)
+    }
+
+    fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>> {
+        Self::get(&self.tokens, hash)
+    }
+
+    fn delete_token(&self, id: u64) -> Result<bool> {
+        (&self.tokens, &self.token_ids)
+            .transaction(|(tokens, ids)| {
+                let Some(hash) = ids.remove(&be(id))? else {
+                    return Ok(false);
+                };
+                tokens.remove(hash)?;
+                Ok::<_, ConflictableTransactionError<Error>>(true)
+            })
+            .map_err(tx_error)
+    }
+
+    fn insert_event(
+        &self,
+        event: &Event,
+        deliveries: &[Delivery],
+        idempotency: Option<IdempotencyKey<'_>>,
+    ) -> Result<InsertOutcome> {
+        let event_value = encode(event)?;
+        let delivery_values = deliveries
+            .iter()
+            .map(|d| Ok((be(d.id), encode(d)?, d)))
+            .collect::<Result<Vec<_>>>()?;
+        let idempotency_key = idempotency
+            .as_ref()
+            .map(|i| account_key(i.account_id, i.key.as_bytes()));
+        (
+            &self.events,
+            &self.deliveries,
+            &self.outbox,
+            &self.idempotency,
+        )
+            .transaction(|(events, deliveries, outbox, keys)| {
+                if let (Some(key), Some(idem)) = (&idempotency_key, &idempotency) {
+                    if let Some(previous) = keys.get(key.as_slice())? {
+                        let (event_id, created_ms) =
+                            split2(&previous).map_err(ConflictableTransactionError::Abort)?;
+                        if event.created_at_ms - (created_ms as i64) < idem.ttl_ms {
+                            return Ok(InsertOutcome::Duplicate(event_id));
+                        }
+                    }
+                    keys.insert(key.as_slice(), &be2(event.id, event.created_at_ms as u64))?;
+                }
+                events.insert(&be(event.id), event_value.as_slice())?;
+                for (key, value, delivery) in &delivery_values {
+                    deliveries.insert(key, value.as_slice())?;
+                    if !delivery.state.is_final() {
+                        outbox.insert(&be2(due_key(delivery.next_attempt_ms), delivery.id), &[])?;
+                    }
+                }
+                Ok(InsertOutcome::Inserted)
+            })
+            .map_err(tx_error)
+    }
+
+    fn get_event(&self, id: u64) -> Result<Option<Event>> {
+        Self::get(&self.events, &be(id))
+    }
+
+    fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
+        Self::get(&self.deliveries, &be(id))
+    }
+
+    fn insert_deliveries(&self, event_id: u64, new: &[Delivery]) -> Result<()> {
+        let values = new
+            .iter()
+            .map(|d| Ok((be(d.id), encode(d)?, d)))
+            .collect::<Result<Vec<_>>>()?;
+        (&self.events, &self.deliveries, &self.outbox)
+            .transaction(|(events, deliveries, outbox)| {
+                let Some(bytes) = events.get(be(event_id))? else {
+                    return Err(ConflictableTransactionError::Abort(Error::NotFound {
+                        kind: "event",
+                        id: event_id.to_string(),
+                    }));
+                };
+                let mut event: Event =
+                    decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
+                for (key, value, delivery) in &values {
+                    deliveries.insert(key, value.as_slice())?;
+                    outbox.insert(&be2(due_key(delivery.next_attempt_ms), delivery.id), &[])?;
+                    event.delivery_ids.push(delivery.id);
+                }
+                let event_value = encode(&event).map_err(ConflictableTransactionError::Abort)?;
+                events.insert(&be(event_id), event_value)?;
+                Ok(())
+            })
+            .map_err(tx_error)
+    }
+
+    fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<()> {
+        let delivery = record.delivery;
+        let delivery_value = encode(delivery)?;
+        let response = record
+            .response
+            .map(|r| Ok::<_, Error>((be2(delivery.webhook_id, !self.next_id()?), encode(r)?)))
+            .transpose()?;
+        let at_ms = record
+            .response
+            .map(|r| r.timestamp_ms)
+            .unwrap_or_else(crate::model::now_ms);
+        (
+            &self.deliveries,
+            &self.outbox,
+            &self.responses,
+            &self.webhook_stats,
+        )
+            .transaction(|(deliveries, outbox, responses, stats)| {
+                deliveries.insert(&be(delivery.id), delivery_value.as_slice())?;
+                outbox.remove(&be2(due_key(record.previous_due_ms), delivery.id))?;
+                if !delivery.state.is_final() {
+                    outbox.insert(&be2(due_key(delivery.next_attempt_ms), delivery.id), &[])?;
+                }
+                if let Some((key, value)) = &response {
+                    responses.insert(key, value.as_slice())?;
+                    let mut current: WebhookStats = match stats.get(be(delivery.webhook_id))? {
+                        Some(bytes) => {
+                            decode(&bytes).map_err(ConflictableTransactionError::Abort)?
+                        }
+                        None => WebhookStats::default(),
+                    };
+                    if record.succeeded {
+                        current.last_success_ms = Some(at_ms);
+                    } else {
+                        current.last_failure_ms = Some(at_ms);
+                    }
+                    let value = encode(&current).map_err(ConflictableTransactionError::Abort)?;
+                    stats.insert(&be(delivery.webhook_id), value)?;
+                }
+                Ok(())
+            })
+            .map_err(tx_error)
+    }
+
+    fn outbox(&self) -> Result<Vec<(i64, u64)>> {
+        self.outbox
+            .iter()
+            .keys()
+            .map(|key| {
+                let (due, id) = split2(&key.map_err(internal)?)?;
+                Ok((due as i64, id))
+            })
+            .collect()
+    }
+
+    fn list_responses(&self, webhook_id: u64, page: Page) -> Result<Vec<(u64, ResponseRecord)>> {
+        let start = match page.after {
+            Some(after) => be2(webhook_id, after.saturating_add(1)),
+            None => be2(webhook_id, 0),
+        };
+        let end = be2(webhook_id, u64::MAX);
+        self.responses
+            .range(start..=end)
+            .skip(page.offset)
+            .take(page.limit)
+            .map(|item| {
+                let (key, value) = item.map_err(internal)?;
+                Ok((split2(&key)?.1, decode(&value)?))
+            })
+            .collect()
+    }
+
+    fn count_responses(&self, webhook_id: u64) -> Result<usize> {
+        Ok(self.responses.scan_prefix(be(webhook_id)).count())
+    }
+
+    fn trim_responses(&self, webhook_id: u64, keep: usize) -> Result<()> {
+        for key in self.responses.scan_prefix(be(webhook_id)).keys().skip(keep) {
+            self.responses
+                .remove(key.map_err(internal)?)
+                .map_err(internal)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush().map(|_| ()).map_err(internal)
+    }
+}
