@@ -20,7 +20,7 @@ pub enum DestinationType {
 }
 
 impl DestinationType {
-    /// Every destination type, in Cloudflare's documented order of the generic one first.
+    /// Every destination type, generic first.
     pub const ALL: [DestinationType; 8] = [
         DestinationType::Generic,
         DestinationType::Slack,

@@ -1,0 +1,9 @@
+//! Black-box tests of webhookd: the real server on ephemeral ports, real HTTP receivers on
+//! 127.0.0.1, and the built binary for process-level behaviour (flags, kill -9 + restart).
+
+mod auth;
+mod cli;
+mod delivery;
+mod restart;
+mod support;
+mod webhooks_crud;

@@ -1,0 +1,419 @@
+//! Test support: a real webhookd (in-process, or the built binary as a child process) on
+//! ephemeral ports with its own temp data dir, a real HTTP receiver on 127.0.0.1 that
+//! records what it gets and answers with a status the test controls, and small clients.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+use tonic::Request;
+use tonic::transport::Channel;
+use webhookd::Config;
+use webhookd::grpc::pb;
+use webhookd::grpc::pb::admin_service_client::AdminServiceClient;
+use webhookd::grpc::pb::webhook_service_client::WebhookServiceClient;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A webhookd running inside the test process.
+pub struct TestServer {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// A server with private targets allowed, a millisecond retry schedule and no jitter.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path());
+        config.admin_token = Some(ADMIN_TOKEN.into());
+        config.allow_private_targets = true;
+        config.retry_schedule = vec![
+            Duration::from_millis(10),
+            Duration::from_millis(20),
+            Duration::from_millis(50),
+        ];
+        config.retry_jitter = false;
+        config.request_timeout = Duration::from_secs(2);
+        adjust(&mut config);
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(webhookd::run(config, grpc, http, shutdown.clone()));
+        TestServer {
+            grpc_addr,
+            http_addr,
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    /// A token of `account` with `scopes`, made through the admin REST API.
+    pub async fn token(&self, account: &str, scopes: &[&str]) -> String {
+        let (status, body) = http_json(
+            Method::POST,
+            &format!("http://{}/admin/v1/tokens", self.http_addr),
+            Some(&format!("Bearer {ADMIN_TOKEN}")),
+            Some(serde_json::json!({"account_id": account, "scopes": scopes})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// A read+write token of account "acme" from a server at `http_addr` (e.g. a child process).
+    pub async fn token_via(http_addr: SocketAddr) -> String {
+        let (status, body) = http_json(
+            Method::POST,
+            &format!("http://{http_addr}/admin/v1/tokens"),
+            Some(&format!("Bearer {ADMIN_TOKEN}")),
+            Some(serde_json::json!({"account_id": "acme", "scopes": ["webhooks:read", "webhooks:write"]})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// A read+write token of `account`.
+    pub async fn writer(&self, account: &str) -> String {
+        self.token(account, &["webhooks:read", "webhooks:write"])
+            .await
+    }
+
+    pub async fn webhooks(&self) -> WebhookServiceClient<Channel> {
+        connect_webhooks(self.grpc_addr).await
+    }
+
+    pub async fn admin(&self) -> AdminServiceClient<Channel> {
+        let channel = channel(self.grpc_addr).await;
+        AdminServiceClient::new(channel)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn channel(addr: SocketAddr) -> Channel {
+    let endpoint = format!("http://{addr}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Channel::from_shared(endpoint.clone())
+            .unwrap()
+            .connect()
+            .await
+        {
+            Ok(channel) => return channel,
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                panic!("cannot connect to {addr}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+pub async fn connect_webhooks(addr: SocketAddr) -> WebhookServiceClient<Channel> {
+    WebhookServiceClient::new(channel(addr).await)
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// A minimal valid webhook delivering to `url` on "alert group created".
+pub fn webhook(name: &str, url: &str) -> pb::Webhook {
+    pb::Webhook {
+        name: name.into(),
+        url: url.into(),
+        trigger_type: "alert group created".into(),
+        ..Default::default()
+    }
+}
+
+/// Creates a webhook, panicking on error.
+pub async fn create(
+    client: &mut WebhookServiceClient<Channel>,
+    token: &str,
+    webhook: pb::Webhook,
+) -> pb::Webhook {
+    client
+        .create_webhook(authed(
+            token,
+            pb::CreateWebhookRequest {
+                webhook: Some(webhook),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A JSON object as a protobuf Struct.
+pub fn to_struct(value: Value) -> prost_types::Struct {
+    let Value::Object(map) = value else {
+        panic!("not an object")
+    };
+    prost_types::Struct {
+        fields: map.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
+    }
+}
+
+fn to_value(value: Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap()),
+        Value::String(s) => Kind::StringValue(s),
+        Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.into_iter().map(to_value).collect(),
+        }),
+        Value::Object(_) => Kind::StructValue(to_struct(value)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// Emits an event and collects the whole status stream.
+pub async fn emit_all(
+    client: &mut WebhookServiceClient<Channel>,
+    token: &str,
+    event_type: &str,
+    data: Value,
+) -> Vec<pb::DeliveryStatus> {
+    let request = pb::EmitEventRequest {
+        event_type: event_type.into(),
+        data: Some(to_struct(data)),
+        idempotency_key: String::new(),
+    };
+    let mut stream = client
+        .emit_event(authed(token, request))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut statuses = Vec::new();
+    let deadline = Duration::from_secs(20);
+    while let Some(status) = tokio::time::timeout(deadline, stream.message())
+        .await
+        .expect("stream stalled")
+        .unwrap()
+    {
+        statuses.push(status);
+    }
+    statuses
+}
+
+/// The state names of a status sequence, e.g. ["QUEUED", "SUCCEEDED"].
+pub fn states(statuses: &[pb::DeliveryStatus]) -> Vec<&'static str> {
+    statuses
+        .iter()
+        .map(|s| match pb::DeliveryState::try_from(s.state).unwrap() {
+            pb::DeliveryState::Queued => "QUEUED",
+            pb::DeliveryState::Retrying => "RETRYING",
+            pb::DeliveryState::Succeeded => "SUCCEEDED",
+            pb::DeliveryState::Failed => "FAILED",
+            pb::DeliveryState::Skipped => "SKIPPED",
+            pb::DeliveryState::Unspecified => "UNSPECIFIED",
+        })
+        .collect()
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {:?}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A real HTTP receiver on 127.0.0.1.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    requests: Mutex<mpsc::UnboundedReceiver<Received>>,
+    status: Arc<AtomicU16>,
+    /// Answer this many requests with 500 before the configured status.
+    failures_left: Arc<AtomicU64>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener).await
+    }
+
+    pub async fn serve(listener: TcpListener) -> Receiver {
+        let addr = listener.local_addr().unwrap();
+        let (sender, requests) = mpsc::unbounded_channel();
+        let status = Arc::new(AtomicU16::new(200));
+        let failures_left = Arc::new(AtomicU64::new(0));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (s, f, d) = (status.clone(), failures_left.clone(), delay_ms.clone());
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let (sender, s, f, d) = (sender.clone(), s.clone(), f.clone(), d.clone());
+                async move {
+                    let _ = sender.send(Received {
+                        method,
+                        path: uri.path().to_string(),
+                        headers,
+                        body,
+                    });
+                    let delay = d.load(Ordering::SeqCst);
+                    if delay > 0 {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                    }
+                    let failing = f
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    let code = if failing {
+                        500
+                    } else {
+                        s.load(Ordering::SeqCst)
+                    };
+                    (StatusCode::from_u16(code).unwrap(), "{\"ok\": true}")
+                }
+            },
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver {
+            addr,
+            requests: Mutex::new(requests),
+            status,
+            failures_left,
+            delay_ms,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn answer(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    pub fn fail_next(&self, n: u64) {
+        self.failures_left.store(n, Ordering::SeqCst);
+    }
+
+    pub fn delay(&self, d: Duration) {
+        self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// The next request, waiting up to 10 s.
+    pub async fn next(&self) -> Received {
+        let mut requests = self.requests.lock().await;
+        tokio::time::timeout(Duration::from_secs(10), requests.recv())
+            .await
+            .expect("no request reached the receiver")
+            .unwrap()
+    }
+
+    /// Asserts that nothing arrives within a short grace period.
+    pub async fn assert_quiet(&self) {
+        let mut requests = self.requests.lock().await;
+        if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(300), requests.recv()).await
+        {
+            panic!("unexpected request: {} {}", r.method, r.path);
+        }
+    }
+}
+
+/// Sends a JSON request and returns the status and the JSON body (Null when empty).
+pub async fn http_json(
+    method: Method,
+    url: &str,
+    authorization: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let raw = body.map(|b| b.to_string());
+    let (status, _, text) = http_raw(method, url, authorization, raw.as_deref(), &[]).await;
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
+}
+
+/// Sends a request with a raw body and extra headers; returns status, headers, body text.
+pub async fn http_raw(
+    method: Method,
+    url: &str,
+    authorization: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = axum::http::Request::builder().method(method).uri(url);
+    if let Some(a) = authorization {
+        request = request.header("authorization", a);
+    }
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&bytes).to_string())
+}
+
+/// Polls `check` until it returns Some, for up to 10 s.
+pub async fn eventually<T, F, Fut>(mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
