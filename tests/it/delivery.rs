@@ -262,7 +262,7 @@ async fn data_headers_and_url_templates_render_with_oncall_syntax() {
         "{statuses:?}"
     );
 
-    let mut requests = vec![receiver.next().await, receiver.next().await];
+    let mut requests = [receiver.next().await, receiver.next().await];
     requests.sort_by(|a, b| a.path.cmp(&b.path));
     let (jinja, handlebars) = (&requests[0], &requests[1]);
     assert_eq!(jinja.path, "/alerts/IZQERPWKWCGH1");
