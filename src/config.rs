@@ -11,6 +11,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Admin token from WEBHOOKD_ADMIN_TOKEN; None = read or generate `<data_dir>/admin.token`.
     pub admin_token: Option<String>,
+    /// Key file encrypting webhook secrets at rest; None = `<data_dir>/secret.key`.
+    pub secret_key_file: Option<PathBuf>,
     /// Permit delivery to loopback/private addresses.
     pub allow_private_targets: bool,
     /// Address ranges delivery may reach even though they are not global.
@@ -35,6 +37,7 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             admin_token: None,
+            secret_key_file: None,
             allow_private_targets: false,
             allow_cidrs: Vec::new(),
             retry_schedule: [5, 300, 1800, 7200, 18000, 36000, 36000]

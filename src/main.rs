@@ -48,6 +48,10 @@ struct ServeArgs {
     /// Admin token; without it the first start generates <data-dir>/admin.token (mode 0600).
     #[arg(long, env = "WEBHOOKD_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Key file encrypting webhook secrets at rest (generated, mode 0600, when absent).
+    /// Default: <data-dir>/secret.key.
+    #[arg(long, env = "WEBHOOKD_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
     /// Permit delivery to loopback, private and other non-global addresses.
     #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS")]
     allow_private_targets: bool,
@@ -106,6 +110,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let http = bind(args.http_addr, "HTTP").await?;
     let mut config = Config::new(args.data_dir);
     config.admin_token = args.admin_token;
+    config.secret_key_file = args.secret_key_file;
     config.allow_private_targets = args.allow_private_targets;
     config.allow_cidrs = args.allow_cidrs;
     config.retry_schedule = args.retry_schedule;

@@ -17,10 +17,13 @@ use crate::delivery::scheduler::Scheduler;
 use crate::delivery::ssrf::TargetPolicy;
 use crate::delivery::worker::{Worker, resume};
 use crate::error::{Error, Result};
-use crate::store::{SledStore, Store};
+use crate::store::{SecretBox, SledStore, Store};
 
 /// File of the generated admin token inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Default file of the key that encrypts webhook secrets at rest, inside the data directory.
+pub const SECRET_KEY_FILE: &str = "secret.key";
 
 /// The admin token: from the config, else `<data_dir>/admin.token`, created (mode 0600) on
 /// the first start. Logs the file's path, never the token.
@@ -73,7 +76,12 @@ pub async fn run(
             config.data_dir.display()
         ))
     })?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir)?);
+    let key_file = config
+        .secret_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(SECRET_KEY_FILE));
+    let secrets = SecretBox::load_or_create(&key_file)?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir, secrets)?);
     let admin_token = admin_token(&config)?;
     let config = Arc::new(config);
     let hub = Arc::new(Hub::default());

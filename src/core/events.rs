@@ -263,9 +263,9 @@ impl Service {
         if webhook.is_none_or(|w| w.account_id != caller.account_id) {
             return Err(not_found());
         }
-        let id = self.queue_copy(&original)?;
+        let (due_ms, id) = self.queue_copy(&original)?;
         self.commit.durable().await?;
-        self.scheduler.schedule(now_ms(), id);
+        self.scheduler.schedule(due_ms, id);
         Ok(id)
     }
 
@@ -299,14 +299,13 @@ impl Service {
             }
         }
         self.commit.durable().await?;
-        let now = now_ms();
-        self.scheduler
-            .schedule_all(queued.iter().map(|&id| (now, id)));
-        Ok(queued)
+        self.scheduler.schedule_all(queued.iter().copied());
+        Ok(queued.into_iter().map(|(_, id)| id).collect())
     }
 
-    /// Writes a new QUEUED delivery with the same request as `original`.
-    fn queue_copy(&self, original: &Delivery) -> Result<u64> {
+    /// Writes a new QUEUED delivery with the same request as `original`; returns its
+    /// (due time, id) for the scheduler.
+    fn queue_copy(&self, original: &Delivery) -> Result<(i64, u64)> {
         if original.state == DeliveryState::Skipped {
             return Err(Error::invalid(
                 "delivery_id",
@@ -324,7 +323,7 @@ impl Service {
         };
         self.store
             .insert_deliveries(original.event_id, std::slice::from_ref(&copy))?;
-        Ok(copy.id)
+        Ok((copy.next_attempt_ms, copy.id))
     }
 }
 

@@ -4,9 +4,11 @@
 
 mod codec;
 mod group_commit;
+mod secrets;
 mod sled_store;
 
 pub use group_commit::GroupCommit;
+pub use secrets::SecretBox;
 pub use sled_store::SledStore;
 
 use crate::error::Result;

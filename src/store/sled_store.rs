@@ -8,13 +8,15 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
 
 use super::codec::{account_key, be, be2, decode, encode, split2};
-use super::{AttemptRecord, IdempotencyKey, InsertOutcome, Page, Store};
+use super::{AttemptRecord, IdempotencyKey, InsertOutcome, Page, SecretBox, Store};
 use crate::error::{Error, Result};
 use crate::model::{ApiToken, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
 
 /// The sled-backed store.
 pub struct SledStore {
     db: sled::Db,
+    /// Seals webhook secrets before they reach disk.
+    secrets: SecretBox,
     /// id -> Webhook
     webhooks: Tree,
     /// account ++ 0 ++ id -> ()
@@ -53,9 +55,10 @@ fn due_key(due_ms: i64) -> u64 {
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the database in `dir`. Fails with a clear message when the
-    /// directory is unusable or already opened by another process.
-    pub fn open(dir: &Path) -> Result<SledStore> {
+    /// Opens (creating if needed) the database in `dir`, sealing secrets with `secrets`.
+    /// Fails with a clear message when the directory is unusable or already opened by
+    /// another process.
+    pub fn open(dir: &Path, secrets: SecretBox) -> Result<SledStore> {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .flush_every_ms(Some(500))
@@ -75,6 +78,7 @@ impl SledStore {
             tokens: tree("tokens")?,
             token_ids: tree("token_ids")?,
             idempotency: tree("idempotency")?,
+            secrets,
             db,
         })
     }
@@ -93,7 +97,7 @@ impl Store for SledStore {
     }
 
     fn put_webhook(&self, webhook: &Webhook) -> Result<()> {
-        let value = encode(webhook)?;
+        let value = encode(&self.secrets.seal_webhook(webhook))?;
         let index = account_key(&webhook.account_id, &be(webhook.id));
         (&self.webhooks, &self.webhooks_by_account)
             .transaction(|(webhooks, by_account)| {
@@ -105,7 +109,9 @@ impl Store for SledStore {
     }
 
     fn get_webhook(&self, id: u64) -> Result<Option<Webhook>> {
-        Self::get(&self.webhooks, &be(id))
+        Self::get(&self.webhooks, &be(id))?
+            .map(|stored| self.secrets.open_webhook(stored))
+            .transpose()
     }
 
     fn delete_webhook(&self, id: u64) -> Result<bool> {

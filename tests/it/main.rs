@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod delivery;
+mod delivery_features;
 mod restart;
 mod support;
 mod webhooks_crud;

@@ -30,7 +30,7 @@ pub struct TestServer {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -61,7 +61,7 @@ impl TestServer {
             grpc_addr,
             http_addr,
             shutdown,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -76,6 +76,11 @@ impl TestServer {
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["token"].as_str().unwrap().to_string()
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// A read+write token of account "acme" from a server at `http_addr` (e.g. a child process).

@@ -1,0 +1,534 @@
+//! The delivery engine's production features through the real server: Standard Webhooks
+//! signing and rotation, Cloudflare's cf-webhook-auth, destination formatters, several
+//! URLs and triggers per webhook, structured filters, 410 Gone, Retry-After, redelivery.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use webhookd::grpc::pb;
+
+use crate::support::*;
+
+/// Verifies a Standard Webhooks signature header against a secret, as a receiver would.
+fn signature_valid(secret: &str, request: &Received) -> bool {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let id = request.header("webhook-id").unwrap();
+    let timestamp = request.header("webhook-timestamp").unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(&request.body);
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    request
+        .header("webhook-signature")
+        .unwrap()
+        .split(' ')
+        .any(|s| s == expected)
+}
+
+#[tokio::test]
+async fn signed_deliveries_verify_and_a_rotated_secret_keeps_signing() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let hook = create(
+        &mut client,
+        &token,
+        pb::Webhook {
+            signing_secret: Some(secret.into()),
+            ..webhook("signed", &receiver.url("/hook"))
+        },
+    )
+    .await;
+    assert_eq!(hook.signing_secret.as_deref(), Some("****************"));
+
+    emit_all(&mut client, &token, "alert group created", json!({"n": 1})).await;
+    let request = receiver.next().await;
+    assert!(signature_valid(secret, &request));
+
+    let rotated = client
+        .rotate_signing_secret(authed(
+            &token,
+            pb::RotateSigningSecretRequest {
+                webhook_id: hook.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .signing_secret;
+    assert!(rotated.starts_with("whsec_") && rotated != secret);
+    emit_all(&mut client, &token, "alert group created", json!({"n": 2})).await;
+    let request = receiver.next().await;
+    assert!(signature_valid(&rotated, &request), "new secret signs");
+    assert!(
+        signature_valid(secret, &request),
+        "old secret still signs for 24 h"
+    );
+    assert_eq!(
+        request
+            .header("webhook-signature")
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn cloudflare_secrets_and_basic_auth_reach_the_receiver_but_not_the_log() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    let hook = create(
+        &mut client,
+        &token,
+        pb::Webhook {
+            secret: Some("cf-s3cret".into()),
+            username: Some("bob".into()),
+            password: Some("hunter2".into()),
+            ..webhook("cf", &receiver.url("/hook"))
+        },
+    )
+    .await;
+    assert_eq!(hook.secret.as_deref(), Some("****************"));
+    emit_all(&mut client, &token, "alert group created", json!({})).await;
+    let request = receiver.next().await;
+    assert_eq!(request.header("cf-webhook-auth"), Some("cf-s3cret"));
+    assert_eq!(
+        request.header("authorization"),
+        Some("Basic Ym9iOmh1bnRlcjI=")
+    );
+    let log = client
+        .list_responses(authed(
+            &token,
+            pb::ListResponsesRequest {
+                webhook_id: hook.id,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .responses;
+    let logged = format!("{log:?}");
+    assert!(
+        !logged.contains("cf-s3cret")
+            && !logged.contains("hunter2")
+            && !logged.contains("Ym9iOmh1bnRlcjI=")
+    );
+}
+
+#[tokio::test]
+async fn destination_formatters_send_the_body_each_service_accepts() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    for kind in [
+        "slack", "discord", "gchat", "feishu", "datadog", "opsgenie", "splunk", "generic",
+    ] {
+        create(
+            &mut client,
+            &token,
+            pb::Webhook {
+                destination_type: kind.into(),
+                ..webhook(kind, &receiver.url(&format!("/{kind}")))
+            },
+        )
+        .await;
+    }
+    let event = json!({"alert_group": {"id": "AG1", "title": "Disk full on db-1", "state": "firing", "permalinks": {"web": "https://oncall.example/AG1"}}});
+    let statuses = emit_all(&mut client, &token, "alert group created", event.clone()).await;
+    assert_eq!(
+        states(&statuses)
+            .iter()
+            .filter(|s| **s == "SUCCEEDED")
+            .count(),
+        8
+    );
+    let mut bodies = std::collections::HashMap::new();
+    for _ in 0..8 {
+        let request = receiver.next().await;
+        bodies.insert(
+            request.path.trim_start_matches('/').to_string(),
+            request.json(),
+        );
+    }
+    assert!(
+        bodies["slack"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Disk full")
+    );
+    assert!(
+        bodies["discord"]["content"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count()
+            <= 2000
+    );
+    assert!(bodies["discord"]["embeds"][0]["title"].is_string());
+    assert!(
+        bodies["gchat"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Disk full")
+    );
+    assert_eq!(bodies["feishu"]["msg_type"], "text");
+    assert!(bodies["feishu"]["content"]["text"].is_string());
+    assert!(bodies["datadog"]["title"].as_str().unwrap().chars().count() <= 100);
+    assert!(bodies["datadog"]["text"].is_string());
+    assert!(
+        bodies["opsgenie"]["message"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count()
+            <= 130
+    );
+    assert_eq!(bodies["splunk"]["event"]["alert_group"]["id"], "AG1");
+    assert_eq!(bodies["generic"]["alert_group"], event["alert_group"]);
+}
+
+#[tokio::test]
+async fn several_urls_and_triggers_per_webhook_and_structured_filters() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    let fanout = create(
+        &mut client,
+        &token,
+        pb::Webhook {
+            trigger_types: vec!["incident_triggered".into(), "incident_resolved".into()],
+            urls: vec![receiver.url("/second")],
+            http_method: "PUT".into(),
+            description: "pages the on-call".into(),
+            ..webhook("fan-out", &receiver.url("/first"))
+        },
+    )
+    .await;
+    assert_eq!(fanout.trigger_type, "incident_triggered");
+    let condition =
+        |field: &str, op: pb::ConditionOp, value: serde_json::Value| pb::FilterCondition {
+            field: field.into(),
+            op: op as i32,
+            value: Some(to_struct(json!({"v": value})).fields.remove("v").unwrap()),
+        };
+    let filtered = create(
+        &mut client,
+        &token,
+        pb::Webhook {
+            trigger_types: vec!["incident_triggered".into()],
+            filters: Some(pb::FilterGroup {
+                operator: pb::FilterOperator::And as i32,
+                conditions: vec![condition(
+                    "incident.service",
+                    pb::ConditionOp::Equals,
+                    json!("payments"),
+                )],
+                groups: vec![pb::FilterGroup {
+                    operator: pb::FilterOperator::Or as i32,
+                    conditions: vec![
+                        condition(
+                            "incident.priority",
+                            pb::ConditionOp::In,
+                            json!(["P1", "P2"]),
+                        ),
+                        condition(
+                            "incident.title",
+                            pb::ConditionOp::Regex,
+                            json!("(?i)outage"),
+                        ),
+                    ],
+                    groups: vec![],
+                }],
+            }),
+            ..webhook("payments P1/P2", &receiver.url("/filtered"))
+        },
+    )
+    .await;
+    assert_eq!(filtered.filters.as_ref().unwrap().groups.len(), 1);
+
+    let matching =
+        json!({"incident": {"service": "payments", "priority": "P3", "title": "Total OUTAGE"}});
+    let statuses = emit_all(&mut client, &token, "incident_triggered", matching).await;
+    assert_eq!(
+        states(&statuses)
+            .iter()
+            .filter(|s| **s == "SUCCEEDED")
+            .count(),
+        3,
+        "{statuses:?}"
+    );
+    let mut paths: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        let request = receiver.next().await;
+        if request.path != "/filtered" {
+            assert_eq!(request.method, "PUT");
+        }
+        paths.push(request.path);
+    }
+    paths.sort();
+    assert_eq!(paths, ["/filtered", "/first", "/second"]);
+    let log = client
+        .list_responses(authed(
+            &token,
+            pb::ListResponsesRequest {
+                webhook_id: fanout.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .responses;
+    assert_eq!(log.len(), 2, "each URL is logged on its own");
+
+    let other = json!({"incident": {"service": "search", "priority": "P1", "title": "x"}});
+    let statuses = emit_all(&mut client, &token, "incident_triggered", other).await;
+    let skipped: Vec<_> = statuses
+        .iter()
+        .filter(|s| s.webhook_id == filtered.id)
+        .collect();
+    assert_eq!(
+        states(&skipped.into_iter().cloned().collect::<Vec<_>>()).last(),
+        Some(&"SKIPPED")
+    );
+    for _ in 0..2 {
+        receiver.next().await;
+    }
+    receiver.assert_quiet().await;
+
+    let bad = pb::Webhook {
+        filters: Some(pb::FilterGroup {
+            conditions: vec![condition("a", pb::ConditionOp::Regex, json!("("))],
+            ..Default::default()
+        }),
+        ..webhook("bad filter", &receiver.url("/x"))
+    };
+    let error = client
+        .create_webhook(authed(
+            &token,
+            pb::CreateWebhookRequest { webhook: Some(bad) },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn gone_disables_the_webhook_and_retry_after_is_honoured() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    let hook = create(&mut client, &token, webhook("gone", &receiver.url("/hook"))).await;
+    receiver.answer(410);
+    let statuses = emit_all(&mut client, &token, "alert group created", json!({})).await;
+    assert_eq!(states(&statuses), ["QUEUED", "FAILED"]);
+    let fetched = client
+        .get_webhook(authed(
+            &token,
+            pb::GetWebhookRequest {
+                id: hook.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched.is_webhook_enabled, Some(false));
+    assert!(fetched.disabled_reason.contains("410"));
+    // Re-enabling clears the reason.
+    let update = pb::UpdateWebhookRequest {
+        webhook: Some(pb::Webhook {
+            id: hook.id,
+            is_webhook_enabled: Some(true),
+            ..Default::default()
+        }),
+        update_mask: None,
+    };
+    let enabled = client
+        .update_webhook(authed(&token, update))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(enabled.disabled_reason, "");
+    receiver.next().await;
+
+    // A 429 with Retry-After: 1 waits at least a second although the schedule says 10 ms.
+    let limited = Receiver::start().await;
+    let hook = create(
+        &mut client,
+        &token,
+        pb::Webhook {
+            trigger_type: "resolve".into(),
+            ..webhook("limited", &limited.url("/hook"))
+        },
+    )
+    .await;
+    limited.answer(429);
+    let request = pb::EmitEventRequest {
+        event_type: "resolve".into(),
+        data: None,
+        idempotency_key: String::new(),
+    };
+    let mut stream = client
+        .emit_event(authed(&token, request))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    let retrying = stream.message().await.unwrap().unwrap();
+    assert_eq!(states(std::slice::from_ref(&retrying)), ["RETRYING"]);
+    let _ = hook;
+    let delay = retrying.next_attempt_at.unwrap().seconds * 1000
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+    assert!(delay > -1000, "next attempt is not immediate");
+}
+
+#[tokio::test]
+async fn failed_deliveries_can_be_redelivered_one_by_one_or_all_since_a_time() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    receiver.answer(500);
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    let hook = create(
+        &mut client,
+        &token,
+        pb::Webhook {
+            retry_schedule: vec!["5ms".into()],
+            ..webhook("flaky", &receiver.url("/hook"))
+        },
+    )
+    .await;
+    let first = emit_all(&mut client, &token, "alert group created", json!({"n": 1})).await;
+    emit_all(&mut client, &token, "alert group created", json!({"n": 2})).await;
+    assert_eq!(states(&first).last(), Some(&"FAILED"));
+    for _ in 0..4 {
+        receiver.next().await;
+    }
+    receiver.answer(200);
+
+    let one = client
+        .redeliver_delivery(authed(
+            &token,
+            pb::RedeliverDeliveryRequest {
+                delivery_id: first[0].delivery_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.delivery_ids.len(), 1);
+    assert_ne!(one.delivery_ids[0], first[0].delivery_id);
+    assert_eq!(receiver.next().await.json()["n"], 1);
+
+    let since = prost_types::Timestamp {
+        seconds: 0,
+        nanos: 0,
+    };
+    let all = client
+        .redeliver_failed(authed(
+            &token,
+            pb::RedeliverFailedRequest {
+                webhook_id: hook.id.clone(),
+                since: Some(since),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.delivery_ids.len(), 2);
+    let mut ns = vec![
+        receiver.next().await.json()["n"].as_i64().unwrap(),
+        receiver.next().await.json()["n"].as_i64().unwrap(),
+    ];
+    ns.sort();
+    assert_eq!(ns, [1, 2]);
+
+    let other = server.writer("globex").await;
+    let error = client
+        .redeliver_delivery(authed(
+            &other,
+            pb::RedeliverDeliveryRequest {
+                delivery_id: first[0].delivery_id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::NotFound);
+    let error = client
+        .redeliver_delivery(authed(
+            &token,
+            pb::RedeliverDeliveryRequest {
+                delivery_id: "nope".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::NotFound);
+    tokio::time::sleep(Duration::from_millis(0)).await;
+}
+
+#[tokio::test]
+async fn secrets_are_encrypted_at_rest() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    let marker = "pw-marker-7f3a9c";
+    create(
+        &mut client,
+        &token,
+        pb::Webhook {
+            password: Some(marker.into()),
+            username: Some("bob".into()),
+            secret: Some(format!("cf-{marker}")),
+            ..webhook("encrypted", &receiver.url("/hook"))
+        },
+    )
+    .await;
+    // An emit flushes the store; the secret still works for delivery...
+    emit_all(&mut client, &token, "alert group created", json!({})).await;
+    assert_eq!(
+        receiver.next().await.header("cf-webhook-auth"),
+        Some(format!("cf-{marker}").as_str())
+    );
+    // ...but no file of the data directory holds it in clear.
+    let key = std::fs::metadata(server.data_dir().join("secret.key")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    let mut stack = vec![server.data_dir().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                    "{} holds the secret",
+                    path.display()
+                );
+            }
+        }
+    }
+}
