@@ -1,0 +1,152 @@
+"""WebhookdClient against a real webhookd (see conftest.py)."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+
+from webhookd_client import (
+    DeliveryState,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    WebhookdClient,
+    WebhookdError,
+    webhooks_pb2,
+)
+
+TRIGGER = "alert group created"
+EVENT = {"alert_group": {"id": "AG1", "title": "Disk full"}}
+
+
+def test_crud_roundtrip(client: WebhookdClient, receiver) -> None:
+    hook = client.create_webhook(name="crud", url=receiver.url, trigger_type=TRIGGER)
+    assert hook.id
+    assert hook.name == "crud"
+    assert hook.url == receiver.url
+    # Create defaults (CONTRACT.md).
+    assert hook.HasField("is_webhook_enabled") and hook.is_webhook_enabled
+    assert hook.HasField("forward_all") and hook.forward_all
+    assert hook.http_method == "POST"
+
+    assert client.get_webhook(hook.id) == hook
+
+    updated = client.update_webhook(hook.id, is_webhook_enabled=False, description="paused")
+    assert updated.is_webhook_enabled is False
+    assert updated.description == "paused"
+    assert updated.url == receiver.url, "fields outside the mask keep their values"
+    assert client.get_webhook(hook.id).is_webhook_enabled is False
+
+    assert [h.id for h in client.list_webhooks()] == [hook.id]
+
+    client.delete_webhook(hook.id)
+    with pytest.raises(NotFoundError):
+        client.get_webhook(hook.id)
+    assert client.list_webhooks() == []
+
+
+def test_list_webhooks_walks_every_page(client: WebhookdClient, receiver) -> None:
+    ids = [client.create_webhook(name=f"page-{i}", url=receiver.url, trigger_type=TRIGGER).id for i in range(5)]
+    assert [h.id for h in client.list_webhooks(page_size=2)] == ids
+    first = client.stub.ListWebhooks(webhooks_pb2.ListWebhooksRequest(page_size=2), metadata=client.metadata)
+    assert len(first.webhooks) == 2
+    assert first.next_page_token
+    assert first.total_size == 5
+
+
+def test_emit_event_streams_delivery_statuses(client: WebhookdClient, receiver) -> None:
+    hook = client.create_webhook(name="emit", url=receiver.url, trigger_type=TRIGGER)
+
+    statuses = list(client.emit_event(TRIGGER, EVENT))
+
+    assert statuses, "the stream ended without any status"
+    assert statuses[0].state == DeliveryState.DELIVERY_STATE_QUEUED
+    assert statuses[0].webhook_id == hook.id
+    last = statuses[-1]
+    assert last.state == DeliveryState.DELIVERY_STATE_SUCCEEDED, statuses
+    assert last.webhook_id == hook.id
+    assert last.HasField("status_code") and last.status_code == 200
+    assert last.attempt == 1
+    assert {s.event_id for s in statuses} == {statuses[0].event_id}
+    assert {s.delivery_id for s in statuses} == {statuses[0].delivery_id}
+
+    (req,) = receiver.wait_for(1)
+    assert req.method == "POST" and req.path == "/hook"
+    body = json.loads(req.body)
+    assert body["alert_group"] == EVENT["alert_group"]
+
+    responses = list(client.list_responses(hook.id))
+    assert len(responses) == 1
+    assert responses[0].status_code == 200
+    assert responses[0].delivery_id == last.delivery_id
+
+
+def test_emit_event_without_match_ends_at_once(client: WebhookdClient) -> None:
+    assert list(client.emit_event("nobody listens to this", EVENT)) == []
+
+
+def test_emit_event_is_idempotent(client: WebhookdClient, receiver) -> None:
+    client.create_webhook(name="idem", url=receiver.url, trigger_type=TRIGGER)
+    first = list(client.emit_event(TRIGGER, EVENT, idempotency_key="k-1"))
+    again = list(client.emit_event(TRIGGER, EVENT, idempotency_key="k-1"))
+    assert first and again
+    assert again[0].event_id == first[0].event_id
+    receiver.wait_for(1)
+    assert len(receiver.requests) == 1
+
+
+def test_list_responses_pages(client: WebhookdClient, receiver) -> None:
+    hook = client.create_webhook(name="pages", url=receiver.url, trigger_type=TRIGGER)
+    for i in range(3):
+        statuses = list(client.emit_event(TRIGGER, {"alert_group": {"id": f"AG{i}"}}))
+        assert statuses[-1].state == DeliveryState.DELIVERY_STATE_SUCCEEDED
+    responses = list(client.list_responses(hook.id, page_size=2))
+    assert len(responses) == 3
+    assert all(r.status_code == 200 for r in responses)
+    # Newest first.
+    stamps = [r.timestamp.ToDatetime() for r in responses]
+    assert stamps == sorted(stamps, reverse=True)
+    assert json.loads(responses[0].event_data)["alert_group"]["id"] == "AG2"
+
+
+def test_missing_url_is_invalid_argument_with_field_violation(client: WebhookdClient) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        client.create_webhook(name="no-url", trigger_type=TRIGGER)
+    err = info.value
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert isinstance(err, WebhookdError)
+    assert err.violation("url") is not None, err.field_violations
+    assert err.violation("url").description
+
+
+def test_other_accounts_webhook_is_not_found(new_client, receiver) -> None:
+    mine, theirs = new_client(), new_client()
+    hook = theirs.create_webhook(name="theirs", url=receiver.url, trigger_type=TRIGGER)
+    with pytest.raises(NotFoundError) as info:
+        mine.get_webhook(hook.id)
+    assert info.value.code == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(NotFoundError):
+        mine.update_webhook(hook.id, name="stolen")
+    with pytest.raises(NotFoundError):
+        mine.delete_webhook(hook.id)
+    with pytest.raises(NotFoundError):
+        list(mine.list_responses(hook.id))
+    assert mine.list_webhooks() == []
+    assert theirs.get_webhook(hook.id).name == "theirs"
+
+
+def test_bad_token_is_unauthenticated(server) -> None:
+    with WebhookdClient(server.grpc_addr, "not-a-token") as c:
+        with pytest.raises(UnauthenticatedError) as info:
+            c.list_webhooks()
+    assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_read_scope_cannot_write(new_client, receiver) -> None:
+    reader = new_client(scopes=["webhooks:read"])
+    assert reader.list_webhooks() == []
+    with pytest.raises(PermissionDeniedError):
+        reader.create_webhook(name="nope", url=receiver.url, trigger_type=TRIGGER)
