@@ -25,6 +25,14 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Concurrent delivery attempts across all webhooks.
     pub delivery_concurrency: usize,
+    /// Concurrent delivery attempts of one webhook.
+    pub per_webhook_concurrency: usize,
+    /// Consecutive failures that open a webhook's circuit breaker.
+    pub breaker_threshold: u32,
+    /// First open period of a circuit breaker (doubles per further failure, up to 5 min).
+    pub breaker_cooldown: Duration,
+    /// A webhook whose attempts failed continuously for this long is disabled.
+    pub auto_disable_after: Duration,
     /// Largest accepted request body (REST) and event payload, in bytes.
     pub max_event_bytes: usize,
     /// Delivery attempts kept per webhook in the response log.
@@ -47,6 +55,10 @@ impl Config {
             retry_jitter: true,
             request_timeout: Duration::from_secs(15),
             delivery_concurrency: 512,
+            per_webhook_concurrency: 64,
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(1),
+            auto_disable_after: Duration::from_secs(5 * 24 * 3600),
             max_event_bytes: 1024 * 1024,
             response_history: 1000,
         }

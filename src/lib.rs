@@ -8,6 +8,7 @@
 //! - [`error`]: the domain error every layer returns; transports translate it at the edge.
 //! - [`model`]: plain domain types (OnCall field names are canonical).
 //! - [`ids`]: external identifiers (prefix + sortable base32 of a u64).
+//! - [`metrics`]: Prometheus metrics shared by core and delivery.
 //! - [`store`]: the `Store` trait and its sled implementation, the only user of sled.
 //! - [`template`]: Jinja-compatible (minijinja) and handlebars rendering.
 //! - [`delivery`]: HTTP client, SSRF guard, signing, retry policy, worker, status hub.
@@ -21,6 +22,7 @@ pub mod delivery;
 pub mod error;
 pub mod grpc;
 pub mod ids;
+pub mod metrics;
 pub mod model;
 pub mod rest;
 pub mod server;

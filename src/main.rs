@@ -70,6 +70,18 @@ struct ServeArgs {
     /// Delivery attempts in flight at once.
     #[arg(long, env = "WEBHOOKD_DELIVERY_CONCURRENCY", default_value_t = 512)]
     delivery_concurrency: usize,
+    /// Delivery attempts of one webhook in flight at once (a slow endpoint cannot starve others).
+    #[arg(long, env = "WEBHOOKD_PER_WEBHOOK_CONCURRENCY", default_value_t = 64)]
+    per_webhook_concurrency: usize,
+    /// Consecutive endpoint failures (timeouts, connection errors, 5xx, 429) that open its circuit breaker.
+    #[arg(long, env = "WEBHOOKD_BREAKER_THRESHOLD", default_value_t = 5)]
+    breaker_threshold: u32,
+    /// First pause of an open circuit breaker; doubles per further failure, up to 5m.
+    #[arg(long, env = "WEBHOOKD_BREAKER_COOLDOWN", default_value = "1s", value_parser = humantime::parse_duration)]
+    breaker_cooldown: Duration,
+    /// Disable a webhook whose deliveries failed continuously for this long.
+    #[arg(long, env = "WEBHOOKD_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
+    auto_disable_after: Duration,
     /// Log format.
     #[arg(long, env = "WEBHOOKD_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -117,6 +129,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.retry_jitter = args.retry_jitter;
     config.request_timeout = args.request_timeout;
     config.delivery_concurrency = args.delivery_concurrency;
+    config.per_webhook_concurrency = args.per_webhook_concurrency;
+    config.breaker_threshold = args.breaker_threshold;
+    config.breaker_cooldown = args.breaker_cooldown;
+    config.auto_disable_after = args.auto_disable_after;
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_signal(shutdown.clone()));
     webhookd::run(config, grpc, http, shutdown)

@@ -108,6 +108,9 @@ pub struct WebhookStats {
     pub last_success_ms: Option<i64>,
     /// Last failed attempt, ms since the epoch.
     pub last_failure_ms: Option<i64>,
+    /// Start of the current run of failed attempts (None after a success).
+    #[serde(default)]
+    pub failing_since_ms: Option<i64>,
 }
 
 /// How a filter group combines its members.

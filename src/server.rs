@@ -13,10 +13,11 @@ use crate::config::Config;
 use crate::core::Service;
 use crate::delivery::client::HttpClient;
 use crate::delivery::hub::Hub;
-use crate::delivery::scheduler::Scheduler;
+use crate::delivery::scheduler::{Limits, Scheduler};
 use crate::delivery::ssrf::TargetPolicy;
 use crate::delivery::worker::{Worker, resume};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::store::{SecretBox, SledStore, Store};
 
 /// File of the generated admin token inside the data directory.
@@ -63,6 +64,29 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Logs events accepted and attempts made per interval, at info, while there is traffic.
+async fn log_throughput(metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+    let (mut events, mut attempts) = (metrics.events_accepted.get(), metrics.attempts_total());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let (now_events, now_attempts) = (metrics.events_accepted.get(), metrics.attempts_total());
+        if (now_events, now_attempts) != (events, attempts) {
+            let secs = EVERY.as_secs_f64();
+            tracing::info!(
+                events_per_sec = (now_events - events) as f64 / secs,
+                attempts_per_sec = (now_attempts - attempts) as f64 / secs,
+                in_flight = metrics.inflight.get(),
+                "throughput"
+            );
+        }
+        (events, attempts) = (now_events, now_attempts);
+    }
+}
+
 /// Runs webhookd on bound listeners until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
@@ -85,7 +109,13 @@ pub async fn run(
     let admin_token = admin_token(&config)?;
     let config = Arc::new(config);
     let hub = Arc::new(Hub::default());
-    let scheduler = Arc::new(Scheduler::default());
+    let metrics = Arc::new(Metrics::new());
+    let scheduler = Arc::new(Scheduler::new(Limits {
+        per_webhook: config.per_webhook_concurrency,
+        breaker_threshold: config.breaker_threshold,
+        breaker_cooldown: config.breaker_cooldown,
+        ..Limits::default()
+    }));
     let pending = resume(store.as_ref(), &scheduler)?;
     let policy = Arc::new(TargetPolicy {
         allow_private: config.allow_private_targets,
@@ -98,14 +128,17 @@ pub async fn run(
         Arc::clone(&hub),
         Arc::clone(&scheduler),
         Arc::clone(&config),
+        Arc::clone(&metrics),
     ));
     let service = Service::new(
         Arc::clone(&store),
         hub,
         scheduler,
         Arc::clone(&config),
+        Arc::clone(&metrics),
         &admin_token,
     );
+    let webhooks = store.count_all_webhooks()?;
 
     let grpc_addr = grpc_listener.local_addr().ok();
     let http_addr = http_listener.local_addr().ok();
@@ -123,8 +156,9 @@ pub async fn run(
     ));
     tracing::info!(
         grpc = ?grpc_addr, http = ?http_addr, data_dir = %config.data_dir.display(),
-        pending_deliveries = pending, "webhookd is serving"
+        webhooks, pending_deliveries = pending, "webhookd is serving"
     );
+    tokio::spawn(log_throughput(metrics, shutdown.child_token()));
 
     let grpc_result = grpc_task.await;
     let http_result = http_task.await;

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::render::{Plan, plan};
 use super::{Caller, Service, matcher};
 use crate::delivery::hub::Subscription;
+use crate::delivery::scheduler::Entry;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
 use crate::model::{Delivery, DeliveryState, DeliveryUpdate, Event, Scope, now_ms};
@@ -217,11 +218,18 @@ impl Service {
         match outcome {
             InsertOutcome::Inserted => {
                 self.commit.durable().await?;
+                self.metrics.events_accepted.inc();
+                let skipped = deliveries
+                    .iter()
+                    .filter(|d| d.state == DeliveryState::Skipped);
+                self.metrics
+                    .deliveries_skipped
+                    .inc_by(skipped.count() as u64);
                 self.scheduler.schedule_all(
                     deliveries
                         .iter()
                         .filter(|d| !d.state.is_final())
-                        .map(|d| (d.next_attempt_ms, d.id)),
+                        .map(|d| Entry::due(d.next_attempt_ms, d.id, d.webhook_id)),
                 );
                 let initial = deliveries.iter().map(initial_update).collect();
                 Ok(StatusStream::new(event_id, initial, subscription))
@@ -265,7 +273,8 @@ impl Service {
         }
         let (due_ms, id) = self.queue_copy(&original)?;
         self.commit.durable().await?;
-        self.scheduler.schedule(due_ms, id);
+        self.scheduler
+            .schedule(Entry::due(due_ms, id, original.webhook_id));
         Ok(id)
     }
 
@@ -299,7 +308,11 @@ impl Service {
             }
         }
         self.commit.durable().await?;
-        self.scheduler.schedule_all(queued.iter().copied());
+        self.scheduler.schedule_all(
+            queued
+                .iter()
+                .map(|&(due, id)| Entry::due(due, id, webhook.id)),
+        );
         Ok(queued.into_iter().map(|(_, id)| id).collect())
     }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::delivery::hub::Hub;
 use crate::delivery::scheduler::Scheduler;
+use crate::metrics::Metrics;
 use crate::store::{GroupCommit, Store};
 use crate::template::Templates;
 
@@ -32,6 +33,7 @@ pub struct Service {
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) templates: Templates,
     pub(crate) config: Arc<Config>,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) admin_token_hash: [u8; 32],
 }
 
@@ -42,10 +44,12 @@ impl Service {
         hub: Arc<Hub>,
         scheduler: Arc<Scheduler>,
         config: Arc<Config>,
+        metrics: Arc<Metrics>,
         admin_token: &str,
     ) -> Service {
         Service {
-            commit: GroupCommit::start(Arc::clone(&store)),
+            commit: GroupCommit::start(Arc::clone(&store), Arc::clone(&metrics)),
+            metrics,
             store,
             hub,
             scheduler,
@@ -53,6 +57,16 @@ impl Service {
             config,
             admin_token_hash: auth::hash_token(admin_token),
         }
+    }
+
+    /// The process metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The delivery queue (for its statistics).
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
     }
 
     /// The process settings.

@@ -1,74 +1,260 @@
-//! The in-memory due queue of deliveries: (due time, delivery id) ordered by due time, fed
-//! by emits after their commit, by the worker's retries, and from the outbox at start.
-//! The outbox in the store is the durable copy; this is only the index the worker reads.
+//! The in-memory due queue of deliveries and the per-endpoint fairness around it. Entries
+//! are ordered by the time they may run (`not_before`); each keeps the due time the store
+//! knows (`due_ms`), so the worker can tell stale entries. Fed by emits after their commit,
+//! by the worker's retries, and from the outbox at start (the outbox is the durable copy).
+//!
+//! Fairness: at most `per_webhook_limit` attempts of one webhook run at once (others are
+//! parked for that webhook, not blocking anyone else), and a per-webhook circuit breaker
+//! defers deliveries to an endpoint that keeps failing instead of hammering it.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// A due-ordered queue with a wake-up for the worker.
-#[derive(Default)]
-pub struct Scheduler {
-    queue: Mutex<BinaryHeap<Reverse<(i64, u64)>>>,
-    wake: Notify,
+/// One queued delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    /// Earliest time it may run (ms since the epoch).
+    pub not_before_ms: i64,
+    /// Its id.
+    pub delivery_id: u64,
+    /// Due time as stored (ms since the epoch).
+    pub due_ms: i64,
+    /// The webhook it belongs to.
+    pub webhook_id: u64,
+}
+
+impl Entry {
+    /// An entry that may run at its due time.
+    pub fn due(due_ms: i64, delivery_id: u64, webhook_id: u64) -> Entry {
+        Entry {
+            not_before_ms: due_ms,
+            delivery_id,
+            due_ms,
+            webhook_id,
+        }
+    }
 }
 
 /// What the worker should do next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Attempt this delivery, due at this time, now.
-    Due(i64, u64),
-    /// Nothing is due before this time.
+    /// Attempt this delivery now; report the end with `finish`.
+    Due(Entry),
+    /// Nothing may run before this time.
     WaitUntil(i64),
-    /// The queue is empty.
+    /// Nothing is queued that may run.
     Idle,
 }
 
+/// How an attempt ended, for the circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointHealth {
+    /// The endpoint answered (any status that is not a server failure).
+    Answered,
+    /// Timeout, connection error, 5xx or 429: the endpoint is struggling.
+    Failing,
+    /// No request was sent (cancelled, template error, stale entry).
+    Untouched,
+}
+
+/// Fairness settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Attempts of one webhook in flight at once.
+    pub per_webhook: usize,
+    /// Consecutive failures that open a webhook's circuit.
+    pub breaker_threshold: u32,
+    /// First open period; doubles with each further failure.
+    pub breaker_cooldown: Duration,
+    /// Longest open period.
+    pub breaker_max_cooldown: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_webhook: 64,
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(1),
+            breaker_max_cooldown: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Endpoint {
+    inflight: usize,
+    parked: VecDeque<Entry>,
+    consecutive_failures: u32,
+    open_until_ms: i64,
+}
+
+impl Endpoint {
+    fn is_idle(&self) -> bool {
+        self.inflight == 0 && self.parked.is_empty() && self.consecutive_failures == 0
+    }
+}
+
+#[derive(Default)]
+struct State {
+    queue: BinaryHeap<Reverse<Entry>>,
+    endpoints: HashMap<u64, Endpoint>,
+    deferred: u64,
+}
+
+/// Queue depth and oldest due time of one webhook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Deliveries waiting (queued or parked).
+    pub depth: usize,
+    /// Earliest due time among them.
+    pub oldest_due_ms: Option<i64>,
+}
+
+/// The due queue with fairness bookkeeping and a wake-up for the worker.
+pub struct Scheduler {
+    state: Mutex<State>,
+    limits: Limits,
+    wake: Notify,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler::new(Limits::default())
+    }
+}
+
 impl Scheduler {
-    /// Queues a delivery for `due_ms` and wakes the worker.
-    pub fn schedule(&self, due_ms: i64, delivery_id: u64) {
-        self.lock().push(Reverse((due_ms, delivery_id)));
+    /// An empty scheduler with these limits.
+    pub fn new(limits: Limits) -> Scheduler {
+        Scheduler {
+            state: Mutex::default(),
+            limits,
+            wake: Notify::new(),
+        }
+    }
+
+    /// Queues a delivery and wakes the worker.
+    pub fn schedule(&self, entry: Entry) {
+        self.lock().queue.push(Reverse(entry));
         self.wake.notify_one();
     }
 
     /// Queues many deliveries at once (start-up, emits) and wakes the worker.
-    pub fn schedule_all(&self, entries: impl IntoIterator<Item = (i64, u64)>) {
-        self.lock().extend(entries.into_iter().map(Reverse));
+    pub fn schedule_all(&self, entries: impl IntoIterator<Item = Entry>) {
+        self.lock().queue.extend(entries.into_iter().map(Reverse));
         self.wake.notify_one();
     }
 
-    /// Takes the earliest delivery if it is due at `now_ms`.
+    /// Takes the next delivery that may run at `now_ms`: entries of a webhook at its limit are
+    /// parked, entries of a webhook whose circuit is open are deferred to its reopening.
     pub fn next(&self, now_ms: i64) -> Next {
-        let mut queue = self.lock();
-        match queue.peek() {
-            Some(Reverse((due, _))) if *due <= now_ms => {
-                let Reverse((due, id)) = queue.pop().expect("peeked");
-                Next::Due(due, id)
+        let mut state = self.lock();
+        let state = &mut *state;
+        loop {
+            let Some(Reverse(entry)) = state.queue.peek().copied() else {
+                return Next::Idle;
+            };
+            if entry.not_before_ms > now_ms {
+                return Next::WaitUntil(entry.not_before_ms);
             }
-            Some(Reverse((due, _))) => Next::WaitUntil(*due),
-            None => Next::Idle,
+            state.queue.pop();
+            let endpoint = state.endpoints.entry(entry.webhook_id).or_default();
+            if endpoint.open_until_ms > now_ms {
+                state.deferred += 1;
+                let deferred = Entry {
+                    not_before_ms: endpoint.open_until_ms,
+                    ..entry
+                };
+                state.queue.push(Reverse(deferred));
+                continue;
+            }
+            if endpoint.inflight >= self.limits.per_webhook.max(1) {
+                endpoint.parked.push_back(entry);
+                continue;
+            }
+            endpoint.inflight += 1;
+            return Next::Due(entry);
         }
     }
 
-    /// Number of queued deliveries.
-    pub fn len(&self) -> usize {
-        self.lock().len()
+    /// Reports the end of an attempt started by `next`: frees the webhook's slot (resuming a
+    /// parked delivery) and feeds its circuit breaker.
+    pub fn finish(&self, webhook_id: u64, health: EndpointHealth, now_ms: i64) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(endpoint) = state.endpoints.get_mut(&webhook_id) else {
+            return;
+        };
+        endpoint.inflight = endpoint.inflight.saturating_sub(1);
+        match health {
+            EndpointHealth::Answered => {
+                endpoint.consecutive_failures = 0;
+                endpoint.open_until_ms = 0;
+            }
+            EndpointHealth::Failing => {
+                endpoint.consecutive_failures += 1;
+                let over = endpoint
+                    .consecutive_failures
+                    .saturating_sub(self.limits.breaker_threshold);
+                if endpoint.consecutive_failures >= self.limits.breaker_threshold.max(1) {
+                    let cooldown = self
+                        .limits
+                        .breaker_cooldown
+                        .saturating_mul(1u32 << over.min(16))
+                        .min(self.limits.breaker_max_cooldown);
+                    endpoint.open_until_ms = now_ms + cooldown.as_millis() as i64;
+                }
+            }
+            EndpointHealth::Untouched => {}
+        }
+        if let Some(parked) = endpoint.parked.pop_front() {
+            let resumed = Entry {
+                not_before_ms: parked.not_before_ms.min(now_ms),
+                ..parked
+            };
+            state.queue.push(Reverse(resumed));
+            self.wake.notify_one();
+        } else if endpoint.is_idle() {
+            state.endpoints.remove(&webhook_id);
+        }
     }
 
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Deliveries deferred by open circuits so far.
+    pub fn deferred(&self) -> u64 {
+        self.lock().deferred
     }
 
-    /// Resolves when something new was scheduled.
+    /// Waiting deliveries in all, and per webhook (queued and parked).
+    pub fn stats(&self) -> (QueueStats, HashMap<u64, QueueStats>) {
+        let state = self.lock();
+        let mut total = QueueStats::default();
+        let mut per_webhook: HashMap<u64, QueueStats> = HashMap::new();
+        let parked = state.endpoints.values().flat_map(|e| e.parked.iter());
+        for entry in state.queue.iter().map(|Reverse(e)| e).chain(parked) {
+            for stats in [&mut total, per_webhook.entry(entry.webhook_id).or_default()] {
+                stats.depth += 1;
+                stats.oldest_due_ms = Some(
+                    stats
+                        .oldest_due_ms
+                        .map_or(entry.due_ms, |o| o.min(entry.due_ms)),
+                );
+            }
+        }
+        (total, per_webhook)
+    }
+
+    /// Resolves when something new may run.
     pub async fn woken(&self) {
         self.wake.notified().await
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BinaryHeap<Reverse<(i64, u64)>>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -76,17 +262,79 @@ impl Scheduler {
 mod tests {
     use super::*;
 
+    fn limits(per_webhook: usize) -> Limits {
+        Limits {
+            per_webhook,
+            breaker_threshold: 2,
+            breaker_cooldown: Duration::from_millis(100),
+            breaker_max_cooldown: Duration::from_millis(250),
+        }
+    }
+
     #[test]
     fn the_earliest_due_delivery_comes_first_and_future_ones_wait() {
-        let scheduler = Scheduler::default();
-        scheduler.schedule(300, 3);
-        scheduler.schedule_all([(100, 1), (200, 2)]);
-        assert_eq!(scheduler.next(150), Next::Due(100, 1));
+        let scheduler = Scheduler::new(limits(10));
+        scheduler.schedule(Entry::due(300, 3, 1));
+        scheduler.schedule_all([Entry::due(100, 1, 1), Entry::due(200, 2, 1)]);
+        assert_eq!(scheduler.next(150), Next::Due(Entry::due(100, 1, 1)));
         assert_eq!(scheduler.next(150), Next::WaitUntil(200));
-        assert_eq!(scheduler.next(1000), Next::Due(200, 2));
-        assert_eq!(scheduler.len(), 1);
-        assert_eq!(scheduler.next(1000), Next::Due(300, 3));
+        assert_eq!(scheduler.next(1000), Next::Due(Entry::due(200, 2, 1)));
+        assert_eq!(scheduler.stats().0.depth, 1);
+        assert_eq!(scheduler.next(1000), Next::Due(Entry::due(300, 3, 1)));
         assert_eq!(scheduler.next(1000), Next::Idle);
-        assert!(scheduler.is_empty());
+    }
+
+    #[test]
+    fn a_busy_webhook_is_parked_without_blocking_the_others() {
+        let scheduler = Scheduler::new(limits(1));
+        scheduler.schedule_all([
+            Entry::due(1, 1, 7),
+            Entry::due(2, 2, 7),
+            Entry::due(3, 3, 8),
+        ]);
+        assert_eq!(scheduler.next(10), Next::Due(Entry::due(1, 1, 7)));
+        // Webhook 7 is at its limit: delivery 2 is parked and webhook 8 goes first.
+        assert_eq!(scheduler.next(10), Next::Due(Entry::due(3, 3, 8)));
+        assert_eq!(scheduler.next(10), Next::Idle);
+        let (_, per_webhook) = scheduler.stats();
+        assert_eq!(
+            per_webhook[&7],
+            QueueStats {
+                depth: 1,
+                oldest_due_ms: Some(2)
+            }
+        );
+        scheduler.finish(7, EndpointHealth::Answered, 10);
+        assert_eq!(scheduler.next(10), Next::Due(Entry::due(2, 2, 7)));
+    }
+
+    #[test]
+    fn a_failing_endpoint_is_backed_off_and_recovers_after_an_answer() {
+        let scheduler = Scheduler::new(limits(10));
+        for id in 1..=2 {
+            scheduler.schedule(Entry::due(0, id, 7));
+            let Next::Due(_) = scheduler.next(0) else {
+                panic!("not due")
+            };
+            scheduler.finish(7, EndpointHealth::Failing, 0);
+        }
+        // Open for 100 ms: a due delivery is deferred, not attempted.
+        scheduler.schedule(Entry::due(0, 3, 7));
+        assert_eq!(scheduler.next(50), Next::WaitUntil(100));
+        assert_eq!(scheduler.deferred(), 1);
+        let Next::Due(probe) = scheduler.next(100) else {
+            panic!("no probe")
+        };
+        assert_eq!((probe.delivery_id, probe.due_ms), (3, 0));
+        // Another failure doubles the open period (capped at 250 ms).
+        scheduler.finish(7, EndpointHealth::Failing, 100);
+        scheduler.schedule(Entry::due(100, 4, 7));
+        assert_eq!(scheduler.next(100), Next::WaitUntil(300));
+        let Next::Due(_) = scheduler.next(300) else {
+            panic!("no probe")
+        };
+        scheduler.finish(7, EndpointHealth::Answered, 300);
+        scheduler.schedule(Entry::due(300, 5, 7));
+        assert_eq!(scheduler.next(300), Next::Due(Entry::due(300, 5, 7)));
     }
 }

@@ -1,6 +1,8 @@
-//! The delivery worker: takes due deliveries from the scheduler, sends each attempt with
-//! the pooled client (bounded concurrency), classifies the outcome, records it (log entry,
-//! state, outbox move) in one store write, publishes the update, and schedules the retry.
+//! The delivery worker: takes deliveries the scheduler lets run, sends each attempt with the
+//! pooled client (bounded concurrency overall; the scheduler bounds each webhook), classifies
+//! the outcome, records it (log entry, state, outbox move, stats) in one store write,
+//! publishes the update, schedules the retry, and disables webhooks that answer 410 Gone or
+//! have failed continuously for the configured period.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,15 +10,18 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::client::HttpClient;
+use super::client::{AttemptError, AttemptResponse, HttpClient};
 use super::hub::Hub;
 use super::request::prepare;
 use super::retry::{self, Outcome};
-use super::scheduler::{Next, Scheduler};
+use super::scheduler::{EndpointHealth, Entry, Next, Scheduler};
 use crate::config::Config;
 use crate::error::Result;
+use crate::metrics::{Metrics, status_class};
 use crate::model::{Delivery, DeliveryState, DeliveryUpdate, ResponseRecord, Webhook, now_ms};
 use crate::store::{AttemptRecord, Store};
+
+type AttemptResult = std::result::Result<AttemptResponse, AttemptError>;
 
 /// Everything an attempt needs; shared by the worker's tasks.
 pub struct Worker {
@@ -25,6 +30,19 @@ pub struct Worker {
     hub: Arc<Hub>,
     scheduler: Arc<Scheduler>,
     config: Arc<Config>,
+    metrics: Arc<Metrics>,
+}
+
+/// What the circuit breaker learns from an attempt.
+fn health(result: Option<&AttemptResult>) -> EndpointHealth {
+    match result {
+        Some(Ok(r)) if r.status >= 500 || r.status == 429 => EndpointHealth::Failing,
+        Some(Ok(_)) => EndpointHealth::Answered,
+        Some(Err(AttemptError::Timeout | AttemptError::Connect(_) | AttemptError::Io(_))) => {
+            EndpointHealth::Failing
+        }
+        Some(Err(_)) | None => EndpointHealth::Untouched,
+    }
 }
 
 impl Worker {
@@ -35,6 +53,7 @@ impl Worker {
         hub: Arc<Hub>,
         scheduler: Arc<Scheduler>,
         config: Arc<Config>,
+        metrics: Arc<Metrics>,
     ) -> Worker {
         Worker {
             store,
@@ -42,6 +61,7 @@ impl Worker {
             hub,
             scheduler,
             config,
+            metrics,
         }
     }
 
@@ -51,23 +71,31 @@ impl Worker {
         let limit = self.config.delivery_concurrency.max(1);
         let permits = Arc::new(Semaphore::new(limit));
         loop {
-            let next = self.scheduler.next(now_ms());
-            match next {
-                Next::Due(due_ms, delivery_id) => {
-                    let permit = tokio::select! {
-                        permit = Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),
-                        _ = shutdown.cancelled() => break,
-                    };
+            // Take a permit first, so a delivery leaves the queue only when it can run.
+            let permit = tokio::select! {
+                permit = Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),
+                _ = shutdown.cancelled() => break,
+            };
+            match self.scheduler.next(now_ms()) {
+                Next::Due(entry) => {
                     let worker = Arc::clone(&self);
                     tokio::spawn(async move {
-                        if let Err(e) = worker.attempt(due_ms, delivery_id).await {
-                            tracing::error!(delivery_id, error = %e, "delivery attempt not recorded; it will be retried at the next start");
-                        }
+                        worker.metrics.inflight.inc();
+                        let health = match worker.attempt(entry).await {
+                            Ok(health) => health,
+                            Err(e) => {
+                                tracing::error!(delivery_id = entry.delivery_id, error = %e, "delivery attempt not recorded; it will be retried at the next start");
+                                EndpointHealth::Untouched
+                            }
+                        };
+                        worker.scheduler.finish(entry.webhook_id, health, now_ms());
+                        worker.metrics.inflight.dec();
                         drop(permit);
                     });
                 }
-                Next::WaitUntil(due_ms) => {
-                    let wait = Duration::from_millis((due_ms - now_ms()).clamp(1, 60_000) as u64);
+                Next::WaitUntil(at_ms) => {
+                    drop(permit);
+                    let wait = Duration::from_millis((at_ms - now_ms()).clamp(1, 60_000) as u64);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = self.scheduler.woken() => {}
@@ -75,6 +103,7 @@ impl Worker {
                     }
                 }
                 Next::Idle => {
+                    drop(permit);
                     tokio::select! {
                         _ = self.scheduler.woken() => {}
                         _ = shutdown.cancelled() => break,
@@ -87,20 +116,18 @@ impl Worker {
             tokio::time::timeout(self.config.request_timeout + Duration::from_secs(1), drain).await;
     }
 
-    /// Makes one attempt of a delivery that was due at `due_ms`.
-    async fn attempt(&self, due_ms: i64, delivery_id: u64) -> Result<()> {
-        let Some(mut delivery) = self.store.get_delivery(delivery_id)? else {
-            return Ok(());
+    /// Makes one attempt of a queued delivery; returns what it says about the endpoint.
+    async fn attempt(&self, entry: Entry) -> Result<EndpointHealth> {
+        let Some(mut delivery) = self.store.get_delivery(entry.delivery_id)? else {
+            return Ok(EndpointHealth::Untouched);
         };
-        if delivery.state.is_final() || delivery.next_attempt_ms != due_ms {
-            return Ok(()); // a stale queue entry (already handled or rescheduled)
+        if delivery.state.is_final() || delivery.next_attempt_ms != entry.due_ms {
+            return Ok(EndpointHealth::Untouched); // a stale entry (handled or rescheduled)
         }
-        let webhook = self.store.get_webhook(delivery.webhook_id)?;
-        let event = self.store.get_event(delivery.event_id)?;
-        let (webhook, event) = match (webhook, event) {
-            (Some(w), Some(e)) if w.is_webhook_enabled => (w, e),
-            (Some(_), _) => return self.cancel(&mut delivery, due_ms, "webhook is disabled"),
-            (None, _) => return self.cancel(&mut delivery, due_ms, "webhook was deleted"),
+        let webhook = match self.store.get_webhook(delivery.webhook_id)? {
+            Some(w) if w.is_webhook_enabled => w,
+            Some(_) => return self.cancel(&mut delivery, entry.due_ms, "webhook is disabled"),
+            None => return self.cancel(&mut delivery, entry.due_ms, "webhook was deleted"),
         };
         let started = Instant::now();
         let timestamp_ms = now_ms();
@@ -113,12 +140,13 @@ impl Worker {
             request_data: None,
             status_code: None,
             content: None,
-            event_id: event.id,
+            event_id: delivery.event_id,
             attempt,
             delivery_id: delivery.id,
             duration_ms: 0,
             error: String::new(),
         };
+        let mut result = None;
         let outcome = match (&delivery.request, &delivery.render_error) {
             (_, Some(render_error)) => {
                 response.request_data = Some(render_error.describe());
@@ -128,25 +156,31 @@ impl Worker {
                 let prepared = prepare(&webhook, &delivery, rendered, timestamp_ms / 1000);
                 response.request_headers = Some(prepared.logged_headers);
                 response.request_data = rendered.body.clone();
-                let result = self.client.send(prepared.outgoing).await;
-                let outcome = retry::classify(&result);
-                match &result {
+                let sent = self.client.send(prepared.outgoing).await;
+                match &sent {
                     Ok(r) => {
                         response.status_code = Some(r.status);
                         response.content = Some(r.body.clone());
+                        if retry::disables_webhook(r.status) {
+                            self.disable(&webhook, "the endpoint answered 410 Gone")?;
+                        }
                     }
                     Err(e) => response.error = e.to_string(),
                 }
-                if let Ok(r) = &result {
-                    if retry::disables_webhook(r.status) {
-                        self.disable(&webhook, "the endpoint answered 410 Gone")?;
-                    }
-                }
-                self.finish_outcome(outcome, &webhook, &mut delivery, attempt, &result)
+                let outcome = self.schedule_retry(
+                    retry::classify(&sent),
+                    &webhook,
+                    &mut delivery,
+                    attempt,
+                    &sent,
+                );
+                result = Some(sent);
+                outcome
             }
             (None, None) => Outcome::GiveUp("nothing to send".into()),
         };
-        response.duration_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        response.duration_ms = elapsed.as_millis() as u64;
         if let Outcome::Retry(reason) | Outcome::GiveUp(reason) = &outcome {
             if response.error.is_empty() {
                 response.error = reason.clone();
@@ -154,50 +188,67 @@ impl Worker {
         }
         delivery.attempts = attempt;
         delivery.last_status_code = response.status_code;
-        match &outcome {
-            Outcome::Success => {
-                delivery.state = DeliveryState::Succeeded;
-                delivery.last_error.clear();
-            }
-            Outcome::Retry(reason) => {
-                delivery.state = DeliveryState::Retrying;
-                delivery.last_error = reason.clone();
-            }
-            Outcome::GiveUp(reason) => {
-                delivery.state = DeliveryState::Failed;
-                delivery.last_error = reason.clone();
-            }
-        }
-        self.store.record_attempt(AttemptRecord {
+        let (state, label) = match &outcome {
+            Outcome::Success => (DeliveryState::Succeeded, "succeeded"),
+            Outcome::Retry(_) => (DeliveryState::Retrying, "retrying"),
+            Outcome::GiveUp(_) => (DeliveryState::Failed, "failed"),
+        };
+        delivery.state = state;
+        delivery.last_error = match outcome {
+            Outcome::Success => String::new(),
+            Outcome::Retry(reason) | Outcome::GiveUp(reason) => reason,
+        };
+        let stats = self.store.record_attempt(AttemptRecord {
             delivery: &delivery,
-            previous_due_ms: due_ms,
+            previous_due_ms: entry.due_ms,
             response: Some(&response),
-            succeeded: outcome == Outcome::Success,
+            succeeded: state == DeliveryState::Succeeded,
         })?;
-        if attempt % 64 == 1 || delivery.id % 64 == 0 {
+        self.metrics
+            .attempts
+            .with_label_values(&[label, status_class(response.status_code)])
+            .inc();
+        self.metrics
+            .attempt_seconds
+            .with_label_values(&[label])
+            .observe(elapsed.as_secs_f64());
+        if delivery.id % 64 == 0 {
             self.store
                 .trim_responses(webhook.id, self.config.response_history)?;
         }
+        if let Some(since) = stats.failing_since_ms {
+            let failing_for = Duration::from_millis((timestamp_ms - since).max(0) as u64);
+            if failing_for >= self.config.auto_disable_after {
+                let reason = format!(
+                    "deliveries failed continuously for {}",
+                    humantime::format_duration(Duration::from_secs(failing_for.as_secs()))
+                );
+                self.disable(&webhook, &reason)?;
+            }
+        }
         tracing::debug!(
-            event_id = event.id, webhook_id = webhook.id, delivery_id = delivery.id, attempt,
+            event_id = delivery.event_id, webhook_id = webhook.id, delivery_id = delivery.id, attempt,
             state = ?delivery.state, status = ?response.status_code, "delivery attempt"
         );
         if delivery.state == DeliveryState::Retrying {
-            self.scheduler
-                .schedule(delivery.next_attempt_ms, delivery.id);
+            self.scheduler.schedule(Entry::due(
+                delivery.next_attempt_ms,
+                delivery.id,
+                webhook.id,
+            ));
         }
         self.hub.publish(DeliveryUpdate::of(&delivery));
-        Ok(())
+        Ok(health(result.as_ref()))
     }
 
-    /// Turns a Retry outcome into GiveUp when the schedule is exhausted and sets the next due time.
-    fn finish_outcome(
+    /// Turns a Retry into GiveUp when the schedule is exhausted, else sets the next due time.
+    fn schedule_retry(
         &self,
         outcome: Outcome,
         webhook: &Webhook,
         delivery: &mut Delivery,
         attempt: u32,
-        result: &std::result::Result<super::client::AttemptResponse, super::client::AttemptError>,
+        result: &AttemptResult,
     ) -> Outcome {
         let Outcome::Retry(reason) = outcome else {
             return outcome;
@@ -223,7 +274,7 @@ impl Worker {
     }
 
     /// Ends a delivery whose webhook is gone or disabled, without logging an attempt.
-    fn cancel(&self, delivery: &mut Delivery, due_ms: i64, reason: &str) -> Result<()> {
+    fn cancel(&self, delivery: &mut Delivery, due_ms: i64, reason: &str) -> Result<EndpointHealth> {
         delivery.state = DeliveryState::Failed;
         delivery.last_error = reason.to_string();
         self.store.record_attempt(AttemptRecord {
@@ -233,16 +284,18 @@ impl Worker {
             succeeded: false,
         })?;
         self.hub.publish(DeliveryUpdate::of(delivery));
-        Ok(())
+        Ok(EndpointHealth::Untouched)
     }
 
-    /// Disables a webhook on the endpoint's request (410 Gone).
+    /// Disables a webhook, recording why (visible as `disabled_reason`).
     fn disable(&self, webhook: &Webhook, reason: &str) -> Result<()> {
         if let Some(mut current) = self.store.get_webhook(webhook.id)? {
-            current.is_webhook_enabled = false;
-            current.disabled_reason = reason.to_string();
-            self.store.put_webhook(&current)?;
-            tracing::warn!(webhook_id = webhook.id, reason, "webhook disabled");
+            if current.is_webhook_enabled {
+                current.is_webhook_enabled = false;
+                current.disabled_reason = reason.to_string();
+                self.store.put_webhook(&current)?;
+                tracing::warn!(webhook_id = webhook.id, reason, "webhook disabled");
+            }
         }
         Ok(())
     }
@@ -252,6 +305,10 @@ impl Worker {
 pub fn resume(store: &dyn Store, scheduler: &Scheduler) -> Result<usize> {
     let pending = store.outbox()?;
     let count = pending.len();
-    scheduler.schedule_all(pending);
+    scheduler.schedule_all(
+        pending
+            .into_iter()
+            .map(|e| Entry::due(e.due_ms, e.delivery_id, e.webhook_id)),
+    );
     Ok(count)
 }

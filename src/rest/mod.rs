@@ -2,12 +2,21 @@
 //! `core::Service`, one module per dialect, each with its own error body.
 //! - `admin`: `/admin/v1/tokens` (admin token).
 //! - `health`: `GET /healthz`.
+//! - `oncall`: Grafana OnCall's outgoing webhooks API (+ legacy actions, redelivery).
+//! - `cloudflare`: Cloudflare's notification webhooks API.
+//! - `events`: `POST /api/v1/events/`.
+//! - `openapi`: `GET /api/openapi.json` (OpenAPI 3.1, generated).
 //!
 //! Paths are matched with and without a trailing slash; bodies are size-limited; unknown
 //! paths and methods answer JSON, never HTML.
 
 pub mod admin;
+pub mod cloudflare;
+pub mod events;
 pub mod health;
+pub mod metrics;
+pub mod oncall;
+pub mod openapi;
 
 use axum::Router;
 use axum::extract::Request;
@@ -33,11 +42,64 @@ pub fn authorization(headers: &axum::http::HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// An error response of a handler, boxed so `Result<_, Failure>` stays small; `?` turns
+/// any `Response` into one.
+pub struct Failure(Box<Response>);
+
+impl From<Response> for Failure {
+    fn from(response: Response) -> Failure {
+        Failure(Box::new(response))
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 with microseconds (OnCall's and Cloudflare's format).
+pub fn rfc3339(ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_micros(time).to_string()
+}
+
+/// An error of the gateway itself (no route, wrong method, body too large) in the shape
+/// of the dialect that owns `path`.
+fn gateway_error(path: &str, status: StatusCode, message: impl Into<String>) -> Response {
+    if cloudflare::owns(path) {
+        cloudflare::failure(status, cloudflare::code_for(status), message)
+    } else {
+        detail(status, message)
+    }
+}
+
 async fn not_found(request: Request) -> Response {
-    detail(
+    gateway_error(
+        request.uri().path(),
         StatusCode::NOT_FOUND,
         format!("no route for {} {}", request.method(), request.uri().path()),
     )
+}
+
+/// Rewrites non-JSON error responses of the layers (e.g. the body limit's 413) into the
+/// dialect's JSON error shape.
+async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "Request body is too large.".to_string(),
+        other => other.canonical_reason().unwrap_or("Error").to_string(),
+    };
+    gateway_error(&path, status, message)
 }
 
 /// The gateway's routes over `service`.
@@ -45,13 +107,23 @@ pub fn router(service: Service) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(admin::routes(service.clone()))
+        .merge(metrics::routes(service.clone()))
+        .merge(oncall::routes(service.clone()))
+        .merge(cloudflare::routes(service.clone()))
+        .merge(events::routes(service.clone()))
+        .merge(openapi::routes())
         .fallback(not_found)
-        .method_not_allowed_fallback(|| async {
-            detail(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.")
+        .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
+            gateway_error(
+                uri.path(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed.",
+            )
         })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             service.config().max_event_bytes + 64 * 1024,
         ))
+        .layer(axum::middleware::from_fn(json_errors))
 }
 
 /// Serves the gateway on `listener` until `shutdown`.

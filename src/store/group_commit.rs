@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Store;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 type Waiter = oneshot::Sender<Result<()>>;
 
@@ -19,7 +20,7 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the flusher task for `store`.
-    pub fn start(store: Arc<dyn Store>) -> GroupCommit {
+    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> GroupCommit {
         let (requests, mut queue) = mpsc::unbounded_channel::<Waiter>();
         tokio::spawn(async move {
             while let Some(first) = queue.recv().await {
@@ -28,9 +29,11 @@ impl GroupCommit {
                     waiters.push(more);
                 }
                 let store = Arc::clone(&store);
+                let timer = metrics.flush_seconds.start_timer();
                 let result = tokio::task::spawn_blocking(move || store.flush())
                     .await
                     .unwrap_or_else(|e| Err(Error::Internal(format!("flush task: {e}"))));
+                timer.observe_duration();
                 for waiter in waiters {
                     let _ = waiter.send(result.clone());
                 }

@@ -58,6 +58,17 @@ pub struct AttemptRecord<'a> {
     pub succeeded: bool,
 }
 
+/// A durable "deliver this at that time" entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Due time, ms since the epoch.
+    pub due_ms: i64,
+    /// Delivery to attempt.
+    pub delivery_id: u64,
+    /// Its webhook (for per-endpoint fairness without loading the delivery).
+    pub webhook_id: u64,
+}
+
 /// Everything webhookd persists.
 pub trait Store: Send + Sync + 'static {
     /// A new unique, increasing id.
@@ -71,6 +82,8 @@ pub trait Store: Send + Sync + 'static {
     fn delete_webhook(&self, id: u64) -> Result<bool>;
     /// Webhooks of an account in creation order.
     fn list_webhooks(&self, account_id: &str, page: Page) -> Result<Vec<Webhook>>;
+    /// Number of webhooks of every account.
+    fn count_all_webhooks(&self) -> Result<usize>;
     /// Number of webhooks of an account.
     fn count_webhooks(&self, account_id: &str) -> Result<usize>;
     /// Delivery outcome times of a webhook.
@@ -98,9 +111,10 @@ pub trait Store: Send + Sync + 'static {
     /// Writes new deliveries of existing events (redelivery) with their outbox entries.
     fn insert_deliveries(&self, event_id: u64, deliveries: &[Delivery]) -> Result<()>;
     /// Records an attempt: delivery state, outbox entry moved or removed, log entry, stats.
-    fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<()>;
-    /// Every outbox entry as (due_ms, delivery_id), due order.
-    fn outbox(&self) -> Result<Vec<(i64, u64)>>;
+    /// Returns the webhook's stats after the attempt.
+    fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats>;
+    /// Every outbox entry, due order.
+    fn outbox(&self) -> Result<Vec<OutboxEntry>>;
 
     /// A webhook's attempts, newest first, with their log keys.
     fn list_responses(&self, webhook_id: u64, page: Page) -> Result<Vec<(u64, ResponseRecord)>>;

@@ -8,7 +8,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
 
 use super::codec::{account_key, be, be2, decode, encode, split2};
-use super::{AttemptRecord, IdempotencyKey, InsertOutcome, Page, SecretBox, Store};
+use super::{AttemptRecord, IdempotencyKey, InsertOutcome, OutboxEntry, Page, SecretBox, Store};
 use crate::error::{Error, Result};
 use crate::model::{ApiToken, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
 
@@ -27,7 +27,7 @@ pub struct SledStore {
     events: Tree,
     /// id -> Delivery
     deliveries: Tree,
-    /// due_ms ++ delivery id -> ()
+    /// due_ms ++ delivery id -> webhook id
     outbox: Tree,
     /// webhook id ++ !seq -> ResponseRecord (newest first)
     responses: Tree,
@@ -159,6 +159,10 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn count_all_webhooks(&self) -> Result<usize> {
+        Ok(self.webhooks.len())
+    }
+
     fn count_webhooks(&self, account_id: &str) -> Result<usize> {
         Ok(self
             .webhooks_by_account
@@ -232,7 +236,10 @@ impl Store for SledStore {
                 for (key, value, delivery) in &delivery_values {
                     deliveries.insert(key, value.as_slice())?;
                     if !delivery.state.is_final() {
-                        outbox.insert(&be2(due_key(delivery.next_attempt_ms), delivery.id), &[])?;
+                        outbox.insert(
+                            &be2(due_key(delivery.next_attempt_ms), delivery.id),
+                            &be(delivery.webhook_id),
+                        )?;
                     }
                 }
                 Ok(InsertOutcome::Inserted)
@@ -265,7 +272,10 @@ impl Store for SledStore {
                     decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
                 for (key, value, delivery) in &values {
                     deliveries.insert(key, value.as_slice())?;
-                    outbox.insert(&be2(due_key(delivery.next_attempt_ms), delivery.id), &[])?;
+                    outbox.insert(
+                        &be2(due_key(delivery.next_attempt_ms), delivery.id),
+                        &be(delivery.webhook_id),
+                    )?;
                     event.delivery_ids.push(delivery.id);
                 }
                 let event_value = encode(&event).map_err(ConflictableTransactionError::Abort)?;
@@ -275,7 +285,7 @@ impl Store for SledStore {
             .map_err(tx_error)
     }
 
-    fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<()> {
+    fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
         let delivery = record.delivery;
         let delivery_value = encode(delivery)?;
         let response = record
@@ -296,36 +306,49 @@ impl Store for SledStore {
                 deliveries.insert(&be(delivery.id), delivery_value.as_slice())?;
                 outbox.remove(&be2(due_key(record.previous_due_ms), delivery.id))?;
                 if !delivery.state.is_final() {
-                    outbox.insert(&be2(due_key(delivery.next_attempt_ms), delivery.id), &[])?;
+                    outbox.insert(
+                        &be2(due_key(delivery.next_attempt_ms), delivery.id),
+                        &be(delivery.webhook_id),
+                    )?;
                 }
+                let mut current: WebhookStats = match stats.get(be(delivery.webhook_id))? {
+                    Some(bytes) => decode(&bytes).map_err(ConflictableTransactionError::Abort)?,
+                    None => WebhookStats::default(),
+                };
                 if let Some((key, value)) = &response {
                     responses.insert(key, value.as_slice())?;
-                    let mut current: WebhookStats = match stats.get(be(delivery.webhook_id))? {
-                        Some(bytes) => {
-                            decode(&bytes).map_err(ConflictableTransactionError::Abort)?
-                        }
-                        None => WebhookStats::default(),
-                    };
                     if record.succeeded {
                         current.last_success_ms = Some(at_ms);
+                        current.failing_since_ms = None;
                     } else {
                         current.last_failure_ms = Some(at_ms);
+                        current.failing_since_ms.get_or_insert(at_ms);
                     }
                     let value = encode(&current).map_err(ConflictableTransactionError::Abort)?;
                     stats.insert(&be(delivery.webhook_id), value)?;
                 }
-                Ok(())
+                Ok(current)
             })
             .map_err(tx_error)
     }
 
-    fn outbox(&self) -> Result<Vec<(i64, u64)>> {
+    fn outbox(&self) -> Result<Vec<OutboxEntry>> {
         self.outbox
             .iter()
-            .keys()
-            .map(|key| {
-                let (due, id) = split2(&key.map_err(internal)?)?;
-                Ok((due as i64, id))
+            .map(|item| {
+                let (key, value) = item.map_err(internal)?;
+                let (due, delivery_id) = split2(&key)?;
+                let webhook_id = u64::from_be_bytes(
+                    value
+                        .as_ref()
+                        .try_into()
+                        .map_err(|_| internal("corrupt outbox entry"))?,
+                );
+                Ok(OutboxEntry {
+                    due_ms: due as i64,
+                    delivery_id,
+                    webhook_id,
+                })
             })
             .collect()
     }

@@ -1,0 +1,183 @@
+//! Process metrics in Prometheus form (the `prometheus` crate): events accepted, attempts by
+//! outcome and status class, attempt latency, queue depth and oldest due age (overall and per
+//! webhook), store flush latency. One `Metrics` per process, shared by core and delivery,
+//! rendered by the gateway at `GET /metrics`. Labels never carry secrets or URLs.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric of webhookd.
+pub struct Metrics {
+    registry: Registry,
+    /// Events made durable.
+    pub events_accepted: IntCounter,
+    /// Attempts by outcome (succeeded, retrying, failed) and status class (2xx..5xx, none).
+    pub attempts: IntCounterVec,
+    /// Deliveries skipped by filters or trigger templates.
+    pub deliveries_skipped: IntCounter,
+    /// Duration of one attempt by outcome, seconds.
+    pub attempt_seconds: HistogramVec,
+    /// Duration of a group-committed flush, seconds.
+    pub flush_seconds: Histogram,
+    /// Deliveries waiting in the queue.
+    pub queue_depth: IntGauge,
+    /// Age of the oldest due delivery, seconds (0 when none is overdue).
+    pub queue_oldest_due_seconds: IntGauge,
+    /// Queued deliveries per webhook.
+    pub webhook_queue_depth: IntGaugeVec,
+    /// Age of the oldest due delivery per webhook, seconds.
+    pub webhook_oldest_due_seconds: IntGaugeVec,
+    /// Attempts in flight.
+    pub inflight: IntGauge,
+    /// Deliveries deferred because the endpoint's circuit breaker was open.
+    pub deferred: IntCounter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+impl Metrics {
+    /// A fresh registry with every metric at zero.
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("webhookd".into()), None).expect("valid prefix");
+        let latency = vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0,
+        ];
+        Metrics {
+            events_accepted: register(
+                &registry,
+                IntCounter::new("events_accepted_total", "Events made durable").unwrap(),
+            ),
+            attempts: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "delivery_attempts_total",
+                        "Delivery attempts by outcome and status class",
+                    ),
+                    &["outcome", "status_class"],
+                )
+                .unwrap(),
+            ),
+            deliveries_skipped: register(
+                &registry,
+                IntCounter::new(
+                    "deliveries_skipped_total",
+                    "Deliveries skipped by filters or trigger templates",
+                )
+                .unwrap(),
+            ),
+            attempt_seconds: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "attempt_duration_seconds",
+                        "Duration of one delivery attempt",
+                    )
+                    .buckets(latency.clone()),
+                    &["outcome"],
+                )
+                .unwrap(),
+            ),
+            flush_seconds: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "store_flush_duration_seconds",
+                        "Duration of a group-committed store flush",
+                    )
+                    .buckets(latency),
+                )
+                .unwrap(),
+            ),
+            queue_depth: register(
+                &registry,
+                IntGauge::new("queue_depth", "Deliveries waiting in the queue").unwrap(),
+            ),
+            queue_oldest_due_seconds: register(
+                &registry,
+                IntGauge::new(
+                    "queue_oldest_due_seconds",
+                    "Age of the oldest overdue delivery",
+                )
+                .unwrap(),
+            ),
+            webhook_queue_depth: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("webhook_queue_depth", "Deliveries waiting per webhook"),
+                    &["webhook_id"],
+                )
+                .unwrap(),
+            ),
+            webhook_oldest_due_seconds: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "webhook_oldest_due_seconds",
+                        "Age of the oldest overdue delivery per webhook",
+                    ),
+                    &["webhook_id"],
+                )
+                .unwrap(),
+            ),
+            inflight: register(
+                &registry,
+                IntGauge::new("attempts_in_flight", "Delivery attempts in flight").unwrap(),
+            ),
+            deferred: register(
+                &registry,
+                IntCounter::new(
+                    "deliveries_deferred_total",
+                    "Deliveries deferred by an open circuit breaker",
+                )
+                .unwrap(),
+            ),
+            registry,
+        }
+    }
+
+    /// Attempts made so far, every outcome.
+    pub fn attempts_total(&self) -> u64 {
+        use prometheus::core::Collector;
+        self.attempts
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// "2xx".."5xx", or "none" when no response was received.
+pub fn status_class(status: Option<u16>) -> &'static str {
+    match status {
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        Some(_) => "other",
+        None => "none",
+    }
+}

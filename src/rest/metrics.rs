@@ -1,0 +1,50 @@
+//! `GET /metrics`: Prometheus text exposition of the process metrics, with the queue gauges
+//! (overall and per webhook) refreshed from the scheduler at each scrape. No token, no
+//! secrets (labels are ids only).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::core::Service;
+use crate::ids::{self, Kind};
+use crate::model::now_ms;
+
+async fn metrics(State(service): State<Service>) -> impl IntoResponse {
+    let metrics = service.metrics();
+    let (total, per_webhook) = service.scheduler().stats();
+    let now = now_ms();
+    let age = |due: Option<i64>| due.map_or(0, |d| ((now - d) / 1000).max(0));
+    metrics.queue_depth.set(total.depth as i64);
+    metrics
+        .queue_oldest_due_seconds
+        .set(age(total.oldest_due_ms));
+    metrics.deferred.reset();
+    metrics.deferred.inc_by(service.scheduler().deferred());
+    metrics.webhook_queue_depth.reset();
+    metrics.webhook_oldest_due_seconds.reset();
+    for (webhook_id, stats) in per_webhook {
+        let label = ids::format(Kind::Webhook, webhook_id);
+        metrics
+            .webhook_queue_depth
+            .with_label_values(&[&label])
+            .set(stats.depth as i64);
+        metrics
+            .webhook_oldest_due_seconds
+            .with_label_values(&[&label])
+            .set(age(stats.oldest_due_ms));
+    }
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.render(),
+    )
+}
+
+/// The metrics route.
+pub fn routes(service: Service) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(service)
+}
