@@ -111,6 +111,9 @@ pub struct WebhookStats {
     /// Start of the current run of failed attempts (None after a success).
     #[serde(default)]
     pub failing_since_ms: Option<i64>,
+    /// Attempts in the webhook's response log (drives trimming without scanning it).
+    #[serde(default)]
+    pub logged_responses: u64,
 }
 
 /// How a filter group combines its members.

@@ -116,7 +116,6 @@ pub async fn run(
         breaker_cooldown: config.breaker_cooldown,
         ..Limits::default()
     }));
-    let pending = resume(store.as_ref(), &scheduler)?;
     let policy = Arc::new(TargetPolicy {
         allow_private: config.allow_private_targets,
         allow_cidrs: config.allow_cidrs.clone(),
@@ -133,7 +132,7 @@ pub async fn run(
     let service = Service::new(
         Arc::clone(&store),
         hub,
-        scheduler,
+        Arc::clone(&scheduler),
         Arc::clone(&config),
         Arc::clone(&metrics),
         &admin_token,
@@ -154,12 +153,24 @@ pub async fn run(
         http_listener,
         stop_servers.clone(),
     ));
-    tracing::info!(
-        grpc = ?grpc_addr, http = ?http_addr, data_dir = %config.data_dir.display(),
-        webhooks, pending_deliveries = pending, "webhookd is serving"
-    );
+    // Unfinished deliveries are loaded while the servers already answer (a large outbox
+    // must not delay start-up); the summary line follows once they are queued.
+    let resumed = {
+        let (store, config) = (Arc::clone(&store), Arc::clone(&config));
+        tokio::task::spawn_blocking(move || {
+            let pending = resume(store.as_ref(), &scheduler)?;
+            tracing::info!(
+                grpc = ?grpc_addr, http = ?http_addr, data_dir = %config.data_dir.display(),
+                webhooks, pending_deliveries = pending, "webhookd is serving"
+            );
+            Ok::<_, Error>(())
+        })
+    };
     tokio::spawn(log_throughput(metrics, shutdown.child_token()));
 
+    if let Ok(Err(e)) = resumed.await {
+        tracing::error!(error = %e, "cannot load the unfinished deliveries; they resume at the next start");
+    }
     let grpc_result = grpc_task.await;
     let http_result = http_task.await;
     shutdown.cancel();

@@ -21,6 +21,9 @@ use crate::metrics::{Metrics, status_class};
 use crate::model::{Delivery, DeliveryState, DeliveryUpdate, ResponseRecord, Webhook, now_ms};
 use crate::store::{AttemptRecord, Store};
 
+/// The response log of a webhook is trimmed back to its limit every this many entries.
+const TRIM_EVERY: usize = 64;
+
 type AttemptResult = std::result::Result<AttemptResponse, AttemptError>;
 
 /// Everything an attempt needs; shared by the worker's tasks.
@@ -212,7 +215,9 @@ impl Worker {
             .attempt_seconds
             .with_label_values(&[label])
             .observe(elapsed.as_secs_f64());
-        if delivery.id % 64 == 0 {
+        // Trim the log once per TRIM_EVERY entries past the limit (each count is seen once).
+        let logged = stats.logged_responses as usize;
+        if logged > self.config.response_history && logged % TRIM_EVERY == 0 {
             self.store
                 .trim_responses(webhook.id, self.config.response_history)?;
         }

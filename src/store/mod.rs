@@ -120,7 +120,7 @@ pub trait Store: Send + Sync + 'static {
     fn list_responses(&self, webhook_id: u64, page: Page) -> Result<Vec<(u64, ResponseRecord)>>;
     /// Number of logged attempts of a webhook.
     fn count_responses(&self, webhook_id: u64) -> Result<usize>;
-    /// Drops all but the newest `keep` log entries of a webhook.
+    /// Drops the oldest log entries of a webhook beyond the newest `keep`.
     fn trim_responses(&self, webhook_id: u64, keep: usize) -> Result<()>;
 
     /// Makes every write so far durable.

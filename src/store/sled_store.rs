@@ -2,7 +2,9 @@
 //! trees. Multi-tree writes are sled transactions; `flush` is a blocking fsync that callers
 //! group-commit.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
@@ -17,6 +19,9 @@ pub struct SledStore {
     db: sled::Db,
     /// Seals webhook secrets before they reach disk.
     secrets: SecretBox,
+    /// Decoded webhooks by id (None = deleted), so hot paths skip decoding and decryption.
+    /// Writers update it after their commit; readers only fill gaps.
+    cache: RwLock<HashMap<u64, Option<Arc<Webhook>>>>,
     /// id -> Webhook
     webhooks: Tree,
     /// account ++ 0 ++ id -> ()
@@ -38,6 +43,9 @@ pub struct SledStore {
     /// account ++ 0 ++ key -> event id ++ created ms
     idempotency: Tree,
 }
+
+/// sled's page cache (its default is 1 GiB; a backlog of deliveries should not need that).
+const CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("store: {e}"))
@@ -62,6 +70,7 @@ impl SledStore {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .flush_every_ms(Some(500))
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|e| {
                 Error::Internal(format!("cannot open the store in {}: {e}", dir.display()))
@@ -79,6 +88,7 @@ impl SledStore {
             token_ids: tree("token_ids")?,
             idempotency: tree("idempotency")?,
             secrets,
+            cache: RwLock::default(),
             db,
         })
     }
@@ -99,19 +109,35 @@ impl Store for SledStore {
     fn put_webhook(&self, webhook: &Webhook) -> Result<()> {
         let value = encode(&self.secrets.seal_webhook(webhook))?;
         let index = account_key(&webhook.account_id, &be(webhook.id));
+        // Writers hold the cache lock across commit and update, so the cache follows commit order.
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         (&self.webhooks, &self.webhooks_by_account)
             .transaction(|(webhooks, by_account)| {
                 webhooks.insert(&be(webhook.id), value.as_slice())?;
                 by_account.insert(index.as_slice(), &[])?;
                 Ok::<_, ConflictableTransactionError<Error>>(())
             })
-            .map_err(tx_error)
+            .map_err(tx_error)?;
+        cache.insert(webhook.id, Some(Arc::new(webhook.clone())));
+        Ok(())
     }
 
     fn get_webhook(&self, id: u64) -> Result<Option<Webhook>> {
-        Self::get(&self.webhooks, &be(id))?
+        if let Some(cached) = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return Ok(cached.as_deref().cloned());
+        }
+        let loaded = Self::get(&self.webhooks, &be(id))?
             .map(|stored| self.secrets.open_webhook(stored))
-            .transpose()
+            .transpose()?;
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        // A writer that committed meanwhile has already put the newer value here.
+        let entry = cache.entry(id).or_insert_with(|| loaded.map(Arc::new));
+        Ok(entry.as_deref().cloned())
     }
 
     fn delete_webhook(&self, id: u64) -> Result<bool> {
@@ -119,6 +145,7 @@ impl Store for SledStore {
             return Ok(false);
         };
         let index = account_key(&webhook.account_id, &be(id));
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         let existed = (
             &self.webhooks,
             &self.webhooks_by_account,
@@ -130,6 +157,8 @@ impl Store for SledStore {
                 Ok::<_, ConflictableTransactionError<Error>>(webhooks.remove(&be(id))?.is_some())
             })
             .map_err(tx_error)?;
+        cache.insert(id, None);
+        drop(cache);
         for key in self.responses.scan_prefix(be(id)).keys() {
             self.responses
                 .remove(key.map_err(internal)?)
@@ -317,6 +346,7 @@ impl Store for SledStore {
                 };
                 if let Some((key, value)) = &response {
                     responses.insert(key, value.as_slice())?;
+                    current.logged_responses += 1;
                     if record.succeeded {
                         current.last_success_ms = Some(at_ms);
                         current.failing_since_ms = None;
@@ -375,12 +405,34 @@ impl Store for SledStore {
     }
 
     fn trim_responses(&self, webhook_id: u64, keep: usize) -> Result<()> {
-        for key in self.responses.scan_prefix(be(webhook_id)).keys().skip(keep) {
+        let logged = self.webhook_stats(webhook_id)?.logged_responses as usize;
+        let excess = logged.saturating_sub(keep);
+        let mut removed = 0u64;
+        // Keys are webhook ++ !seq: the oldest entries sort last.
+        for key in self
+            .responses
+            .scan_prefix(be(webhook_id))
+            .keys()
+            .rev()
+            .take(excess)
+        {
             self.responses
                 .remove(key.map_err(internal)?)
                 .map_err(internal)?;
+            removed += 1;
         }
-        Ok(())
+        self.webhook_stats
+            .transaction(|stats| {
+                if let Some(bytes) = stats.get(be(webhook_id))? {
+                    let mut current: WebhookStats =
+                        decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
+                    current.logged_responses = current.logged_responses.saturating_sub(removed);
+                    let value = encode(&current).map_err(ConflictableTransactionError::Abort)?;
+                    stats.insert(&be(webhook_id), value)?;
+                }
+                Ok(())
+            })
+            .map_err(tx_error)
     }
 
     fn flush(&self) -> Result<()> {

@@ -530,3 +530,27 @@ async fn malformed_emits_are_invalid_arguments() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn the_response_log_is_capped_at_its_documented_limit() {
+    let server = TestServer::start_with(|c| c.response_history = 10).await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    let hook = create(
+        &mut client,
+        &token,
+        webhook("chatty", &receiver.url("/hook")),
+    )
+    .await;
+    for i in 0..(64 + 11) {
+        emit_all(&mut client, &token, "alert group created", json!({"i": i})).await;
+    }
+    let log = responses(&mut client, &token, &hook.id).await;
+    // Trimmed back to 10 when the 64th entry was logged, then 11 more.
+    assert_eq!(log.len(), 10 + 11);
+    // The newest attempts are the ones kept.
+    let newest: serde_json::Value =
+        serde_json::from_str(log[0].request_data.as_deref().unwrap()).unwrap();
+    assert_eq!(newest["i"], 64 + 10);
+}
