@@ -7,7 +7,7 @@ use std::collections::{HashSet, VecDeque};
 
 use serde_json::{Map, Value};
 
-use super::render::{Plan, plan};
+use super::render::{EventView, Plan, plan};
 use super::{Caller, Service, matcher};
 use crate::delivery::hub::Subscription;
 use crate::delivery::scheduler::Entry;
@@ -153,6 +153,7 @@ impl Service {
             },
         )?;
         let event_id = self.store.next_id()?;
+        let view = EventView::new(&request.event_type, &data);
         let mut deliveries = Vec::new();
         for webhook in webhooks.iter().filter(|w| {
             w.is_webhook_enabled
@@ -173,7 +174,7 @@ impl Service {
                 last_status_code: None,
                 last_error: String::new(),
             };
-            match plan(&self.templates, webhook, &request.event_type, &data) {
+            match plan(&self.templates, webhook, &view) {
                 Plan::Skip(reason) => {
                     let mut delivery = new_delivery(self.store.next_id()?, webhook.url.clone());
                     delivery.state = DeliveryState::Skipped;

@@ -4,12 +4,43 @@
 //! values JSON-escaped so a JSON template stays valid; forward_all sends the whole event;
 //! only POST/PUT/PATCH carry a body. A template error becomes that target's `RenderError`.
 
+use std::cell::OnceCell;
+
 use serde_json::Value;
 
 use super::matcher;
 use crate::delivery::formatters::{DestinationType, format_body};
 use crate::model::{RenderError, RenderedRequest, Webhook};
 use crate::template::{Templates, escape_strings, is_truthy};
+
+/// An event as the renderer sees it, with the derived forms computed once per event (not
+/// once per webhook): the escaped context and the JSON text.
+pub struct EventView<'a> {
+    event_type: &'a str,
+    data: &'a Value,
+    escaped: OnceCell<Value>,
+    json: OnceCell<String>,
+}
+
+impl<'a> EventView<'a> {
+    /// A view of an event of `event_type` with OnCall event_data `data`.
+    pub fn new(event_type: &'a str, data: &'a Value) -> EventView<'a> {
+        EventView {
+            event_type,
+            data,
+            escaped: OnceCell::new(),
+            json: OnceCell::new(),
+        }
+    }
+
+    fn escaped(&self) -> &Value {
+        self.escaped.get_or_init(|| escape_strings(self.data))
+    }
+
+    fn json(&self) -> &str {
+        self.json.get_or_init(|| self.data.to_string())
+    }
+}
 
 /// What an event means for one matched webhook.
 #[derive(Debug)]
@@ -46,7 +77,8 @@ fn render_error(template: &str, message: String) -> RenderError {
 }
 
 /// Plans the delivery of an event (`data` is the OnCall event_data) to `webhook`.
-pub fn plan(templates: &Templates, webhook: &Webhook, event_type: &str, data: &Value) -> Plan {
+pub fn plan(templates: &Templates, webhook: &Webhook, event: &EventView<'_>) -> Plan {
+    let data = event.data;
     if let Some(filters) = &webhook.filters {
         if !matcher::filters_match(filters, data) {
             return Plan::Skip("the webhook's filters did not match the event".into());
@@ -67,9 +99,8 @@ pub fn plan(templates: &Templates, webhook: &Webhook, event_type: &str, data: &V
             Err(e) => trigger_error = Some(render_error("Trigger", e)),
         }
     }
-    let escaped = escape_strings(data);
-    let headers = render_headers(templates, webhook, &escaped);
-    let body = render_body(templates, webhook, event_type, data, &escaped);
+    let headers = render_headers(templates, webhook, event);
+    let body = render_body(templates, webhook, event);
     let targets = webhook
         .targets()
         .map(|url_template| {
@@ -101,12 +132,12 @@ pub fn plan(templates: &Templates, webhook: &Webhook, event_type: &str, data: &V
 fn render_headers(
     templates: &Templates,
     webhook: &Webhook,
-    escaped: &Value,
+    event: &EventView<'_>,
 ) -> Result<Vec<(String, String)>, RenderError> {
     let mut headers = Vec::new();
     if let Some(source) = &webhook.headers {
         let rendered = templates
-            .render(webhook.template_engine, source, escaped)
+            .render(webhook.template_engine, source, event.escaped())
             .map_err(|e| render_error("Headers", e))?;
         let object: serde_json::Map<String, Value> = serde_json::from_str(&rendered)
             .map_err(|_| render_error("Headers", "headers must render to a JSON object".into()))?;
@@ -130,9 +161,7 @@ fn render_headers(
 fn render_body(
     templates: &Templates,
     webhook: &Webhook,
-    event_type: &str,
-    data: &Value,
-    escaped: &Value,
+    event: &EventView<'_>,
 ) -> Result<Option<String>, RenderError> {
     if !carries_body(&webhook.http_method) {
         return Ok(None);
@@ -140,14 +169,19 @@ fn render_body(
     if !webhook.forward_all {
         if let Some(source) = &webhook.data {
             let rendered = templates
-                .render(webhook.template_engine, source, escaped)
+                .render(webhook.template_engine, source, event.escaped())
                 .map_err(|e| render_error("Data", e))?;
             return Ok(Some(rendered));
         }
     }
     if webhook.destination_type != DestinationType::Generic {
-        let body = format_body(webhook.destination_type, event_type, data, &webhook.name);
+        let body = format_body(
+            webhook.destination_type,
+            event.event_type,
+            event.data,
+            &webhook.name,
+        );
         return Ok(Some(body.to_string()));
     }
-    Ok(webhook.forward_all.then(|| data.to_string()))
+    Ok(webhook.forward_all.then(|| event.json().to_string()))
 }
