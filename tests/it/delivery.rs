@@ -17,28 +17,6 @@ fn alert_event() -> serde_json::Value {
     })
 }
 
-async fn responses(
-    client: &mut webhookd::grpc::pb::webhook_service_client::WebhookServiceClient<
-        tonic::transport::Channel,
-    >,
-    token: &str,
-    id: &str,
-) -> Vec<pb::WebhookResponse> {
-    client
-        .list_responses(authed(
-            token,
-            pb::ListResponsesRequest {
-                webhook_id: id.into(),
-                page_size: 100,
-                page_token: String::new(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .responses
-}
-
 #[tokio::test]
 async fn an_emitted_event_is_delivered_streamed_and_logged() {
     let server = TestServer::start().await;

@@ -109,18 +109,7 @@ async fn cloudflare_secrets_and_basic_auth_reach_the_receiver_but_not_the_log() 
         request.header("authorization"),
         Some("Basic Ym9iOmh1bnRlcjI=")
     );
-    let log = client
-        .list_responses(authed(
-            &token,
-            pb::ListResponsesRequest {
-                webhook_id: hook.id,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .responses;
+    let log = responses(&mut client, &token, &hook.id).await;
     let logged = format!("{log:?}");
     assert!(
         !logged.contains("cf-s3cret")
@@ -283,18 +272,7 @@ async fn several_urls_and_triggers_per_webhook_and_structured_filters() {
     }
     paths.sort();
     assert_eq!(paths, ["/filtered", "/first", "/second"]);
-    let log = client
-        .list_responses(authed(
-            &token,
-            pb::ListResponsesRequest {
-                webhook_id: fanout.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .responses;
+    let log = responses(&mut client, &token, &fanout.id).await;
     assert_eq!(log.len(), 2, "each URL is logged on its own");
 
     let other = json!({"incident": {"service": "search", "priority": "P1", "title": "x"}});

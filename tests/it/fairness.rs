@@ -122,19 +122,7 @@ async fn a_failing_endpoint_is_backed_off_by_its_circuit_breaker() {
         metric(&deferred, "webhookd_delivery_attempts_total") < 24.0,
         "{deferred}"
     );
-    let log = client
-        .list_responses(authed(
-            &token,
-            pb::ListResponsesRequest {
-                webhook_id: hook.id,
-                page_size: 100,
-                page_token: String::new(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .responses;
+    let log = responses(&mut client, &token, &hook.id).await;
     assert!(log.len() < 24, "{} attempts", log.len());
 }
 

@@ -177,6 +177,27 @@ pub async fn create(
         .into_inner()
 }
 
+/// The first 100 logged attempts of a webhook, newest first.
+pub async fn responses(
+    client: &mut WebhookServiceClient<Channel>,
+    token: &str,
+    id: &str,
+) -> Vec<pb::WebhookResponse> {
+    client
+        .list_responses(authed(
+            token,
+            pb::ListResponsesRequest {
+                webhook_id: id.into(),
+                page_size: 100,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .responses
+}
+
 /// A JSON object as a protobuf Struct.
 pub fn to_struct(value: Value) -> prost_types::Struct {
     let Value::Object(map) = value else {
