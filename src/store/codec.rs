@@ -79,3 +79,209 @@ mod tests {
         assert!(split2(b"short").is_err());
     }
 }
+
+/// How a delivery is stored: its immutable request (written once, when the delivery is
+/// created) apart from its small mutable state (rewritten at each attempt).
+pub mod delivery {
+    use serde::{Deserialize, Serialize};
+
+    use super::{decode, encode};
+    use crate::error::Result;
+    use crate::model::{Delivery, DeliveryState, RenderError, RenderedRequest, ResponseRecord};
+
+    #[derive(Serialize)]
+    struct StateRef<'a> {
+        event_id: u64,
+        webhook_id: u64,
+        state: DeliveryState,
+        attempts: u32,
+        next_attempt_ms: i64,
+        last_status_code: Option<u16>,
+        last_error: &'a str,
+    }
+
+    #[derive(Deserialize)]
+    struct State {
+        event_id: u64,
+        webhook_id: u64,
+        state: DeliveryState,
+        attempts: u32,
+        next_attempt_ms: i64,
+        last_status_code: Option<u16>,
+        last_error: String,
+    }
+
+    #[derive(Serialize)]
+    struct RequestRef<'a> {
+        url: &'a str,
+        request_trigger: &'a str,
+        request: &'a Option<RenderedRequest>,
+        render_error: &'a Option<RenderError>,
+    }
+
+    #[derive(Deserialize)]
+    struct Request {
+        url: String,
+        request_trigger: String,
+        request: Option<RenderedRequest>,
+        render_error: Option<RenderError>,
+    }
+
+    /// A logged attempt as stored: the body is left out when it is the delivery's request
+    /// body (it is stored once, with the request).
+    #[derive(Serialize, Deserialize)]
+    struct StoredResponse {
+        #[serde(flatten)]
+        record: ResponseRecord,
+        #[serde(default)]
+        body_is_request: bool,
+    }
+
+    /// The mutable part of a delivery.
+    pub fn encode_state(d: &Delivery) -> Result<Vec<u8>> {
+        encode(&StateRef {
+            event_id: d.event_id,
+            webhook_id: d.webhook_id,
+            state: d.state,
+            attempts: d.attempts,
+            next_attempt_ms: d.next_attempt_ms,
+            last_status_code: d.last_status_code,
+            last_error: &d.last_error,
+        })
+    }
+
+    /// The immutable part of a delivery.
+    pub fn encode_request(d: &Delivery) -> Result<Vec<u8>> {
+        encode(&RequestRef {
+            url: &d.url,
+            request_trigger: &d.request_trigger,
+            request: &d.request,
+            render_error: &d.render_error,
+        })
+    }
+
+    /// A delivery from its two parts.
+    pub fn decode_delivery(id: u64, state: &[u8], request: &[u8]) -> Result<Delivery> {
+        let s: State = decode(state)?;
+        let r: Request = decode(request)?;
+        Ok(Delivery {
+            id,
+            event_id: s.event_id,
+            webhook_id: s.webhook_id,
+            url: r.url,
+            state: s.state,
+            attempts: s.attempts,
+            next_attempt_ms: s.next_attempt_ms,
+            request_trigger: r.request_trigger,
+            request: r.request,
+            render_error: r.render_error,
+            last_status_code: s.last_status_code,
+            last_error: s.last_error,
+        })
+    }
+
+    /// The body a delivery sends, from its stored request part.
+    pub fn request_body(request: &[u8]) -> Result<Option<String>> {
+        let r: Request = decode(request)?;
+        Ok(r.request.and_then(|r| r.body))
+    }
+
+    /// A logged attempt of `delivery`, without the body when it is the request's.
+    pub fn encode_response(record: &ResponseRecord, delivery: &Delivery) -> Result<Vec<u8>> {
+        let body = delivery.request.as_ref().and_then(|r| r.body.as_ref());
+        let body_is_request = body.is_some() && record.request_data.as_ref() == body;
+        let mut record = record.clone();
+        if body_is_request {
+            record.request_data = None;
+        }
+        encode(&StoredResponse {
+            record,
+            body_is_request,
+        })
+    }
+
+    /// A logged attempt; `body` fetches the request body when it was left out.
+    pub fn decode_response(
+        bytes: &[u8],
+        body: impl FnOnce(u64) -> Result<Option<String>>,
+    ) -> Result<ResponseRecord> {
+        let stored: StoredResponse = decode(bytes)?;
+        let mut record = stored.record;
+        if stored.body_is_request {
+            record.request_data = body(record.delivery_id)?;
+        }
+        Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod delivery_tests {
+    use super::delivery::*;
+    use crate::model::{Delivery, DeliveryState, RenderedRequest, ResponseRecord};
+
+    fn sample() -> Delivery {
+        Delivery {
+            id: 9,
+            event_id: 1,
+            webhook_id: 2,
+            url: "http://x/hook".into(),
+            state: DeliveryState::Retrying,
+            attempts: 2,
+            next_attempt_ms: 1234,
+            request_trigger: "True".into(),
+            request: Some(RenderedRequest {
+                method: "POST".into(),
+                url: "http://x/hook".into(),
+                headers: vec![("X-A".into(), "1".into())],
+                body: Some("{\"big\": \"body\"}".into()),
+            }),
+            render_error: None,
+            last_status_code: Some(503),
+            last_error: "HTTP 503".into(),
+        }
+    }
+
+    #[test]
+    fn a_delivery_round_trips_through_its_two_parts() {
+        let d = sample();
+        let (state, request) = (encode_state(&d).unwrap(), encode_request(&d).unwrap());
+        assert_eq!(decode_delivery(9, &state, &request).unwrap(), d);
+        assert!(
+            !String::from_utf8_lossy(&state).contains("big"),
+            "the state holds no body"
+        );
+    }
+
+    #[test]
+    fn a_logged_body_equal_to_the_request_is_stored_once() {
+        let d = sample();
+        let mut record = ResponseRecord {
+            timestamp_ms: 1,
+            url: d.url.clone(),
+            request_trigger: String::new(),
+            request_headers: Some("{}".into()),
+            request_data: d.request.as_ref().unwrap().body.clone(),
+            status_code: Some(200),
+            content: Some("ok".into()),
+            event_id: 1,
+            attempt: 1,
+            delivery_id: 9,
+            duration_ms: 3,
+            error: String::new(),
+        };
+        let stored = encode_response(&record, &d).unwrap();
+        assert!(!String::from_utf8_lossy(&stored).contains("big"));
+        let body = d.request.as_ref().unwrap().body.clone();
+        assert_eq!(
+            decode_response(&stored, |_| Ok(body.clone())).unwrap(),
+            record
+        );
+        // A different body (a template error text) is kept as it is.
+        record.request_data = Some("Data - Template Warning: x".into());
+        let stored = encode_response(&record, &d).unwrap();
+        assert_eq!(
+            decode_response(&stored, |_| panic!("not needed")).unwrap(),
+            record
+        );
+    }
+}

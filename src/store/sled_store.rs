@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
 
-use super::codec::{account_key, be, be2, decode, encode, split2};
+use super::codec::{account_key, be, be2, decode, delivery, encode, split2};
 use super::{AttemptRecord, IdempotencyKey, InsertOutcome, OutboxEntry, Page, SecretBox, Store};
 use crate::error::{Error, Result};
 use crate::model::{ApiToken, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
@@ -30,8 +30,10 @@ pub struct SledStore {
     webhook_stats: Tree,
     /// id -> Event
     events: Tree,
-    /// id -> Delivery
+    /// id -> the delivery's mutable state
     deliveries: Tree,
+    /// id -> the delivery's request (written once)
+    requests: Tree,
     /// due_ms ++ delivery id -> webhook id
     outbox: Tree,
     /// webhook id ++ !seq -> ResponseRecord (newest first)
@@ -58,6 +60,23 @@ fn tx_error(e: TransactionError<Error>) -> Error {
     }
 }
 
+/// Key, state part, request part of each delivery (see `codec::delivery`).
+type EncodedDelivery<'a> = ([u8; 8], Vec<u8>, Vec<u8>, &'a Delivery);
+
+fn encode_deliveries(deliveries: &[Delivery]) -> Result<Vec<EncodedDelivery<'_>>> {
+    deliveries
+        .iter()
+        .map(|d| {
+            Ok((
+                be(d.id),
+                delivery::encode_state(d)?,
+                delivery::encode_request(d)?,
+                d,
+            ))
+        })
+        .collect()
+}
+
 fn due_key(due_ms: i64) -> u64 {
     due_ms.max(0) as u64
 }
@@ -82,6 +101,7 @@ impl SledStore {
             webhook_stats: tree("webhook_stats")?,
             events: tree("events")?,
             deliveries: tree("deliveries")?,
+            requests: tree("requests")?,
             outbox: tree("outbox")?,
             responses: tree("responses")?,
             tokens: tree("tokens")?,
@@ -237,20 +257,18 @@ impl Store for SledStore {
         idempotency: Option<IdempotencyKey<'_>>,
     ) -> Result<InsertOutcome> {
         let event_value = encode(event)?;
-        let delivery_values = deliveries
-            .iter()
-            .map(|d| Ok((be(d.id), encode(d)?, d)))
-            .collect::<Result<Vec<_>>>()?;
+        let delivery_values = encode_deliveries(deliveries)?;
         let idempotency_key = idempotency
             .as_ref()
             .map(|i| account_key(i.account_id, i.key.as_bytes()));
         (
             &self.events,
             &self.deliveries,
+            &self.requests,
             &self.outbox,
             &self.idempotency,
         )
-            .transaction(|(events, deliveries, outbox, keys)| {
+            .transaction(|(events, deliveries, requests, outbox, keys)| {
                 if let (Some(key), Some(idem)) = (&idempotency_key, &idempotency) {
                     if let Some(previous) = keys.get(key.as_slice())? {
                         let (event_id, created_ms) =
@@ -262,8 +280,9 @@ impl Store for SledStore {
                     keys.insert(key.as_slice(), &be2(event.id, event.created_at_ms as u64))?;
                 }
                 events.insert(&be(event.id), event_value.as_slice())?;
-                for (key, value, delivery) in &delivery_values {
-                    deliveries.insert(key, value.as_slice())?;
+                for (key, state, request, delivery) in &delivery_values {
+                    deliveries.insert(key, state.as_slice())?;
+                    requests.insert(key, request.as_slice())?;
                     if !delivery.state.is_final() {
                         outbox.insert(
                             &be2(due_key(delivery.next_attempt_ms), delivery.id),
@@ -281,16 +300,20 @@ impl Store for SledStore {
     }
 
     fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
-        Self::get(&self.deliveries, &be(id))
+        let key = be(id);
+        let (Some(state), Some(request)) = (
+            self.deliveries.get(key).map_err(internal)?,
+            self.requests.get(key).map_err(internal)?,
+        ) else {
+            return Ok(None);
+        };
+        delivery::decode_delivery(id, &state, &request).map(Some)
     }
 
     fn insert_deliveries(&self, event_id: u64, new: &[Delivery]) -> Result<()> {
-        let values = new
-            .iter()
-            .map(|d| Ok((be(d.id), encode(d)?, d)))
-            .collect::<Result<Vec<_>>>()?;
-        (&self.events, &self.deliveries, &self.outbox)
-            .transaction(|(events, deliveries, outbox)| {
+        let values = encode_deliveries(new)?;
+        (&self.events, &self.deliveries, &self.requests, &self.outbox)
+            .transaction(|(events, deliveries, requests, outbox)| {
                 let Some(bytes) = events.get(be(event_id))? else {
                     return Err(ConflictableTransactionError::Abort(Error::NotFound {
                         kind: "event",
@@ -299,8 +322,9 @@ impl Store for SledStore {
                 };
                 let mut event: Event =
                     decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
-                for (key, value, delivery) in &values {
-                    deliveries.insert(key, value.as_slice())?;
+                for (key, state, request, delivery) in &values {
+                    deliveries.insert(key, state.as_slice())?;
+                    requests.insert(key, request.as_slice())?;
                     outbox.insert(
                         &be2(due_key(delivery.next_attempt_ms), delivery.id),
                         &be(delivery.webhook_id),
@@ -316,10 +340,13 @@ impl Store for SledStore {
 
     fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
         let delivery = record.delivery;
-        let delivery_value = encode(delivery)?;
+        let delivery_value = delivery::encode_state(delivery)?;
         let response = record
             .response
-            .map(|r| Ok::<_, Error>((be2(delivery.webhook_id, !self.next_id()?), encode(r)?)))
+            .map(|r| {
+                let key = be2(delivery.webhook_id, !self.next_id()?);
+                Ok::<_, Error>((key, delivery::encode_response(r, delivery)?))
+            })
             .transpose()?;
         let at_ms = record
             .response
@@ -395,7 +422,13 @@ impl Store for SledStore {
             .take(page.limit)
             .map(|item| {
                 let (key, value) = item.map_err(internal)?;
-                Ok((split2(&key)?.1, decode(&value)?))
+                let record = delivery::decode_response(&value, |delivery_id| {
+                    match self.requests.get(be(delivery_id)).map_err(internal)? {
+                        Some(request) => delivery::request_body(&request),
+                        None => Ok(None),
+                    }
+                })?;
+                Ok((split2(&key)?.1, record))
             })
             .collect()
     }
