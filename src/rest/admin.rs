@@ -4,7 +4,7 @@
 //! map for invalid input.
 
 use axum::Router;
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -47,21 +47,15 @@ fn error_response(error: Error) -> Response {
     }
 }
 
-async fn create_token(
-    State(service): State<Service>,
-    headers: HeaderMap,
-    body: Result<axum::Json<CreateToken>, JsonRejection>,
-) -> Response {
+async fn create_token(State(service): State<Service>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(e) = service.authenticate_admin(authorization(&headers)) {
         return error_response(e);
     }
-    let axum::Json(request) = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            return detail(
-                StatusCode::BAD_REQUEST,
-                format!("JSON parse error - {}", rejection.body_text()),
-            );
+    // Parsed whatever the Content-Type says: `curl -d '{...}'` sends form encoding.
+    let request: CreateToken = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return detail(StatusCode::BAD_REQUEST, format!("JSON parse error - {e}"));
         }
     };
     match service.create_token(&request.account_id, &request.scopes) {

@@ -162,6 +162,17 @@ async fn admin_endpoints_need_the_admin_token_and_valid_input() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(error["detail"].is_string());
 
+    // `curl -d '{...}'` labels JSON as a form: the admin API reads it all the same.
+    let (status, _, text) = http_raw(
+        Method::POST,
+        &url,
+        Some(&admin),
+        Some(r#"{"account_id": "acme", "scopes": ["webhooks:read"]}"#),
+        &[("content-type", "application/x-www-form-urlencoded")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+
     let mut admin_client = server.admin().await;
     let denied = admin_client
         .create_api_token(authed(

@@ -409,7 +409,10 @@ pub async fn http_raw(
     if let Some(a) = authorization {
         request = request.header("authorization", a);
     }
-    if body.is_some() {
+    let content_type_given = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+    if body.is_some() && !content_type_given {
         request = request.header("content-type", "application/json");
     }
     for (name, value) in headers {
