@@ -31,6 +31,8 @@ pub struct Metrics {
     pub webhook_oldest_due_seconds: IntGaugeVec,
     /// Attempts in flight.
     pub inflight: IntGauge,
+    /// EmitEvent status streams open.
+    pub open_streams: IntGauge,
     /// Deliveries deferred because the endpoint's circuit breaker was open.
     pub deferred: IntCounter,
 }
@@ -136,6 +138,10 @@ impl Metrics {
             inflight: register(
                 &registry,
                 IntGauge::new("attempts_in_flight", "Delivery attempts in flight").unwrap(),
+            ),
+            open_streams: register(
+                &registry,
+                IntGauge::new("status_streams_open", "EmitEvent status streams open").unwrap(),
             ),
             deferred: register(
                 &registry,

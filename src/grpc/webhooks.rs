@@ -203,10 +203,15 @@ impl WebhookService for WebhookApi {
         let mut statuses = self.service.emit(&caller, emit).await.map_err(to_status)?;
         let (sender, receiver) = mpsc::channel(64);
         let shutdown = self.shutdown.clone();
+        let service = self.service.clone();
         tokio::spawn(async move {
+            service.metrics().open_streams.inc();
             loop {
+                // A caller that left frees its stream at once, not at the next update
+                // (which for a dead endpoint may be hours away); delivery goes on.
                 let update = tokio::select! {
                     update = statuses.next() => update,
+                    _ = sender.closed() => None,
                     _ = shutdown.cancelled() => None,
                 };
                 let Some(update) = update else { break };
@@ -214,6 +219,7 @@ impl WebhookService for WebhookApi {
                     break; // the caller left; delivery goes on
                 }
             }
+            service.metrics().open_streams.dec();
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }

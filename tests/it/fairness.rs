@@ -218,3 +218,42 @@ async fn metrics_count_events_attempts_and_flushes() {
     assert!(metric(&text, "webhookd_attempt_duration_seconds_count") >= 1.0);
     assert!(!text.contains(&token));
 }
+
+#[tokio::test]
+async fn a_caller_leaving_its_status_stream_frees_it_at_once() {
+    let server =
+        TestServer::start_with(|c| c.retry_schedule = vec![Duration::from_secs(3600)]).await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    create(
+        &mut client,
+        &token,
+        webhook("dead", &format!("http://{closed}/x")),
+    )
+    .await;
+    let request = pb::EmitEventRequest {
+        event_type: "alert group created".into(),
+        data: None,
+        idempotency_key: String::new(),
+    };
+    let mut stream = client
+        .emit_event(authed(&token, request))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    stream.message().await.unwrap().unwrap(); // RETRYING, next attempt in an hour
+    assert_eq!(
+        metric(&scrape(&server).await, "webhookd_status_streams_open"),
+        1.0
+    );
+    drop(stream);
+    eventually(|| async {
+        (metric(&scrape(&server).await, "webhookd_status_streams_open") == 0.0).then_some(())
+    })
+    .await;
+}
