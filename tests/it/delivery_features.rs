@@ -510,3 +510,77 @@ async fn secrets_are_encrypted_at_rest() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_allow_list_of_cidrs_admits_exactly_those_private_targets() {
+    let server = TestServer::start_with(|c| {
+        c.allow_private_targets = false;
+        c.allow_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    create(
+        &mut client,
+        &token,
+        webhook("allowed", &receiver.url("/hook")),
+    )
+    .await;
+    // IPv6 loopback is outside the allowed 127.0.0.0/8 (and stays on this machine regardless).
+    let ipv6_loopback = format!("http://[::1]:{}/hook", receiver.addr.port());
+    create(
+        &mut client,
+        &token,
+        webhook("still refused", &ipv6_loopback),
+    )
+    .await;
+    let statuses = emit_all(&mut client, &token, "alert group created", json!({})).await;
+    let finals: Vec<_> = statuses
+        .iter()
+        .filter(|s| s.state != pb::DeliveryState::Queued as i32)
+        .cloned()
+        .collect();
+    let mut outcomes = states(&finals);
+    outcomes.sort();
+    assert_eq!(outcomes, ["FAILED", "SUCCEEDED"], "{statuses:?}");
+    let refused = finals
+        .iter()
+        .find(|s| s.state == pb::DeliveryState::Failed as i32)
+        .unwrap();
+    assert!(refused.error.contains("loopback"), "{}", refused.error);
+    receiver.next().await;
+}
+
+#[tokio::test]
+async fn max_attempts_caps_retries_and_long_bodies_are_logged_truncated() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    receiver.answer(500);
+    let capped = create(
+        &mut client,
+        &token,
+        pb::Webhook {
+            max_attempts: 2,
+            ..webhook("capped", &receiver.url("/hook"))
+        },
+    )
+    .await;
+    assert_eq!(capped.max_attempts, 2);
+    let statuses = emit_all(&mut client, &token, "alert group created", json!({})).await;
+    assert_eq!(states(&statuses), ["QUEUED", "RETRYING", "FAILED"]);
+    client
+        .delete_webhook(authed(&token, pb::DeleteWebhookRequest { id: capped.id }))
+        .await
+        .unwrap();
+
+    // A receiver answering 100 KB: the log keeps the first 20 KiB.
+    let big = Receiver::start().await;
+    big.answer_body("x".repeat(100 * 1024));
+    let hook = create(&mut client, &token, webhook("verbose", &big.url("/hook"))).await;
+    emit_all(&mut client, &token, "alert group created", json!({})).await;
+    let log = responses(&mut client, &token, &hook.id).await;
+    assert_eq!(log[0].content.as_ref().unwrap().len(), 20 * 1024);
+}

@@ -293,6 +293,7 @@ pub struct Receiver {
     /// Answer this many requests with 500 before the configured status.
     failures_left: Arc<AtomicU64>,
     delay_ms: Arc<AtomicU64>,
+    body: Arc<std::sync::Mutex<String>>,
 }
 
 impl Receiver {
@@ -307,10 +308,17 @@ impl Receiver {
         let status = Arc::new(AtomicU16::new(200));
         let failures_left = Arc::new(AtomicU64::new(0));
         let delay_ms = Arc::new(AtomicU64::new(0));
-        let (s, f, d) = (status.clone(), failures_left.clone(), delay_ms.clone());
+        let body = Arc::new(std::sync::Mutex::new("{\"ok\": true}".to_string()));
+        let (s, f, d, b) = (
+            status.clone(),
+            failures_left.clone(),
+            delay_ms.clone(),
+            body.clone(),
+        );
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (sender, s, f, d) = (sender.clone(), s.clone(), f.clone(), d.clone());
+                let (sender, s, f, d, b) =
+                    (sender.clone(), s.clone(), f.clone(), d.clone(), b.clone());
                 async move {
                     let _ = sender.send(Received {
                         method,
@@ -330,7 +338,8 @@ impl Receiver {
                     } else {
                         s.load(Ordering::SeqCst)
                     };
-                    (StatusCode::from_u16(code).unwrap(), "{\"ok\": true}")
+                    let answer = b.lock().unwrap().clone();
+                    (StatusCode::from_u16(code).unwrap(), answer)
                 }
             },
         );
@@ -341,6 +350,7 @@ impl Receiver {
             status,
             failures_left,
             delay_ms,
+            body,
         }
     }
 
@@ -350,6 +360,11 @@ impl Receiver {
 
     pub fn answer(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answers this body from now on.
+    pub fn answer_body(&self, body: String) {
+        *self.body.lock().unwrap() = body;
     }
 
     pub fn fail_next(&self, n: u64) {
