@@ -424,3 +424,63 @@ async fn every_invalid_field_is_reported_as_a_bad_request_violation() {
         .unwrap_err();
     assert_eq!(duplicate.code(), Code::AlreadyExists);
 }
+
+#[tokio::test]
+async fn the_remaining_rpcs_refuse_unknown_ids_and_bad_tokens() {
+    let server = TestServer::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    let rotate = client
+        .rotate_signing_secret(authed(
+            &token,
+            pb::RotateSigningSecretRequest {
+                webhook_id: "W-nope".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(rotate.code(), Code::NotFound);
+    let redeliver = client
+        .redeliver_failed(authed(
+            &token,
+            pb::RedeliverFailedRequest {
+                webhook_id: String::new(),
+                since: None,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(redeliver.code(), Code::NotFound);
+    let page = client
+        .list_responses(authed(
+            &token,
+            pb::ListResponsesRequest {
+                webhook_id: "W0000000000000".into(),
+                page_size: -1,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(page.code(), Code::InvalidArgument);
+    let created = create(&mut client, &token, webhook("x", "https://example.com")).await;
+    let bad_token = client
+        .list_responses(authed(
+            &token,
+            pb::ListResponsesRequest {
+                webhook_id: created.id,
+                page_size: 10,
+                page_token: "not-a-token".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&bad_token), vec!["page_token"]);
+    let anonymous = client
+        .rotate_signing_secret(pb::RotateSigningSecretRequest {
+            webhook_id: "W0000000000000".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+}
