@@ -198,24 +198,13 @@ impl Service {
             disabled_reason: String::new(),
         };
         let infer_destination = patch.destination_type.as_deref().unwrap_or("").is_empty();
-        let applied = self.apply(&mut webhook, patch);
-        let violations: Vec<FieldViolation> = missing
-            .into_iter()
-            .chain(
-                applied
-                    .err()
-                    .map(|e| match e {
-                        Error::InvalidArgument(v) => v,
-                        _ => Vec::new(),
-                    })
-                    .unwrap_or_default(),
-            )
-            .fold(Vec::new(), |mut acc, v| {
-                if !acc.iter().any(|a: &FieldViolation| a.field == v.field) {
-                    acc.push(v);
-                }
-                acc
-            });
+        // Every problem at once: missing fields first, then the others (one per field).
+        let mut violations = missing;
+        for v in self.apply(&mut webhook, patch) {
+            if !violations.iter().any(|a| a.field == v.field) {
+                violations.push(v);
+            }
+        }
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
@@ -280,7 +269,10 @@ impl Service {
         caller.require(Scope::Write)?;
         let mut webhook = self.owned_webhook(caller, id)?;
         let enabling = patch.is_webhook_enabled == Some(true);
-        self.apply(&mut webhook, patch)?;
+        let violations = self.apply(&mut webhook, patch);
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
         if enabling {
             webhook.disabled_reason.clear();
         }
@@ -377,9 +369,9 @@ impl Service {
         Ok(())
     }
 
-    /// Applies a patch and validates the result; on error `webhook` may be half-changed and
-    /// must be discarded.
-    fn apply(&self, webhook: &mut Webhook, patch: WebhookPatch) -> Result<()> {
+    /// Applies a patch and validates the result, returning every invalid field; when there
+    /// are any, `webhook` may be half-changed and must be discarded.
+    fn apply(&self, webhook: &mut Webhook, patch: WebhookPatch) -> Vec<FieldViolation> {
         let mut violations = Vec::new();
         let mut bad = |field: &str, description: String| {
             violations.push(FieldViolation::new(field, description))
@@ -575,11 +567,7 @@ impl Service {
                 bad("filters", e);
             }
         }
-        if violations.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(violations))
-        }
+        violations
     }
 }
 
