@@ -8,7 +8,7 @@
 //! defers deliveries to an endpoint that keeps failing instead of hammering it.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -103,6 +103,9 @@ impl Endpoint {
 struct State {
     queue: BinaryHeap<Reverse<Entry>>,
     endpoints: HashMap<u64, Endpoint>,
+    /// (due, delivery) of the attempts running: a second copy of one (the outbox loaded at
+    /// start while emits schedule the same delivery) is dropped, not attempted twice.
+    running: HashSet<(i64, u64)>,
     deferred: u64,
 }
 
@@ -163,6 +166,9 @@ impl Scheduler {
                 return Next::WaitUntil(entry.not_before_ms);
             }
             state.queue.pop();
+            if state.running.contains(&(entry.due_ms, entry.delivery_id)) {
+                continue;
+            }
             let endpoint = state.endpoints.entry(entry.webhook_id).or_default();
             if endpoint.open_until_ms > now_ms {
                 state.deferred += 1;
@@ -178,15 +184,18 @@ impl Scheduler {
                 continue;
             }
             endpoint.inflight += 1;
+            state.running.insert((entry.due_ms, entry.delivery_id));
             return Next::Due(entry);
         }
     }
 
     /// Reports the end of an attempt started by `next`: frees the webhook's slot (resuming a
     /// parked delivery) and feeds its circuit breaker.
-    pub fn finish(&self, webhook_id: u64, health: EndpointHealth, now_ms: i64) {
+    pub fn finish(&self, entry: Entry, health: EndpointHealth, now_ms: i64) {
         let mut state = self.lock();
         let state = &mut *state;
+        state.running.remove(&(entry.due_ms, entry.delivery_id));
+        let webhook_id = entry.webhook_id;
         let Some(endpoint) = state.endpoints.get_mut(&webhook_id) else {
             return;
         };
@@ -304,8 +313,22 @@ mod tests {
                 oldest_due_ms: Some(2)
             }
         );
-        scheduler.finish(7, EndpointHealth::Answered, 10);
+        scheduler.finish(Entry::due(1, 1, 7), EndpointHealth::Answered, 10);
         assert_eq!(scheduler.next(10), Next::Due(Entry::due(2, 2, 7)));
+    }
+
+    #[test]
+    fn a_second_copy_of_a_running_delivery_is_dropped() {
+        let scheduler = Scheduler::new(limits(10));
+        scheduler.schedule_all([Entry::due(1, 1, 7), Entry::due(1, 1, 7)]);
+        let Next::Due(running) = scheduler.next(10) else {
+            panic!("not due")
+        };
+        assert_eq!(scheduler.next(10), Next::Idle);
+        scheduler.finish(running, EndpointHealth::Answered, 10);
+        // A retry of the same delivery (another due time) runs.
+        scheduler.schedule(Entry::due(20, 1, 7));
+        assert_eq!(scheduler.next(20), Next::Due(Entry::due(20, 1, 7)));
     }
 
     #[test]
@@ -313,10 +336,10 @@ mod tests {
         let scheduler = Scheduler::new(limits(10));
         for id in 1..=2 {
             scheduler.schedule(Entry::due(0, id, 7));
-            let Next::Due(_) = scheduler.next(0) else {
+            let Next::Due(entry) = scheduler.next(0) else {
                 panic!("not due")
             };
-            scheduler.finish(7, EndpointHealth::Failing, 0);
+            scheduler.finish(entry, EndpointHealth::Failing, 0);
         }
         // Open for 100 ms: a due delivery is deferred, not attempted.
         scheduler.schedule(Entry::due(0, 3, 7));
@@ -327,13 +350,13 @@ mod tests {
         };
         assert_eq!((probe.delivery_id, probe.due_ms), (3, 0));
         // Another failure doubles the open period (capped at 250 ms).
-        scheduler.finish(7, EndpointHealth::Failing, 100);
+        scheduler.finish(probe, EndpointHealth::Failing, 100);
         scheduler.schedule(Entry::due(100, 4, 7));
         assert_eq!(scheduler.next(100), Next::WaitUntil(300));
-        let Next::Due(_) = scheduler.next(300) else {
+        let Next::Due(probe) = scheduler.next(300) else {
             panic!("no probe")
         };
-        scheduler.finish(7, EndpointHealth::Answered, 300);
+        scheduler.finish(probe, EndpointHealth::Answered, 300);
         scheduler.schedule(Entry::due(300, 5, 7));
         assert_eq!(scheduler.next(300), Next::Due(Entry::due(300, 5, 7)));
     }

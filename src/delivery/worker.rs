@@ -91,7 +91,7 @@ impl Worker {
                                 EndpointHealth::Untouched
                             }
                         };
-                        worker.scheduler.finish(entry.webhook_id, health, now_ms());
+                        worker.scheduler.finish(entry, health, now_ms());
                         worker.metrics.inflight.dec();
                         drop(permit);
                     });
@@ -125,7 +125,10 @@ impl Worker {
             return Ok(EndpointHealth::Untouched);
         };
         if delivery.state.is_final() || delivery.next_attempt_ms != entry.due_ms {
-            return Ok(EndpointHealth::Untouched); // a stale entry (handled or rescheduled)
+            // A stale entry (handled or rescheduled); drop its durable copy if a crash left one.
+            self.store
+                .remove_outbox_entry(entry.due_ms, entry.delivery_id)?;
+            return Ok(EndpointHealth::Untouched);
         }
         let webhook = match self.store.get_webhook(delivery.webhook_id)? {
             Some(w) if w.is_webhook_enabled => w,

@@ -113,6 +113,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records an attempt: delivery state, outbox entry moved or removed, log entry, stats.
     /// Returns the webhook's stats after the attempt.
     fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats>;
+    /// Drops an outbox entry that no longer matches its delivery (left by a crash between
+    /// the writes of `record_attempt`).
+    fn remove_outbox_entry(&self, due_ms: i64, delivery_id: u64) -> Result<()>;
     /// Every outbox entry, due order.
     fn outbox(&self) -> Result<Vec<OutboxEntry>>;
 

@@ -339,40 +339,24 @@ impl Store for SledStore {
     }
 
     fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
+        // Ordered single-key writes instead of a transaction (sled serialises transactions
+        // globally). The order keeps every crash prefix consistent: the log and stats first
+        // (a repeat after a crash only logs the attempt twice), then the retry's outbox entry,
+        // then the state, and the old outbox entry last; `attempt` drops entries whose due
+        // time no longer matches the state (see `remove_outbox_entry`).
         let delivery = record.delivery;
-        let delivery_value = delivery::encode_state(delivery)?;
-        let response = record
-            .response
-            .map(|r| {
-                let key = be2(delivery.webhook_id, !self.next_id()?);
-                Ok::<_, Error>((key, delivery::encode_response(r, delivery)?))
-            })
-            .transpose()?;
-        let at_ms = record
-            .response
-            .map(|r| r.timestamp_ms)
-            .unwrap_or_else(crate::model::now_ms);
-        (
-            &self.deliveries,
-            &self.outbox,
-            &self.responses,
-            &self.webhook_stats,
-        )
-            .transaction(|(deliveries, outbox, responses, stats)| {
-                deliveries.insert(&be(delivery.id), delivery_value.as_slice())?;
-                outbox.remove(&be2(due_key(record.previous_due_ms), delivery.id))?;
-                if !delivery.state.is_final() {
-                    outbox.insert(
-                        &be2(due_key(delivery.next_attempt_ms), delivery.id),
-                        &be(delivery.webhook_id),
-                    )?;
-                }
-                let mut current: WebhookStats = match stats.get(be(delivery.webhook_id))? {
-                    Some(bytes) => decode(&bytes).map_err(ConflictableTransactionError::Abort)?,
-                    None => WebhookStats::default(),
-                };
-                if let Some((key, value)) = &response {
-                    responses.insert(key, value.as_slice())?;
+        let webhook_key = be(delivery.webhook_id);
+        let mut stats = self.webhook_stats(delivery.webhook_id)?;
+        if let Some(response) = record.response {
+            let key = be2(delivery.webhook_id, !self.next_id()?);
+            let value = delivery::encode_response(response, delivery)?;
+            self.responses.insert(key, value).map_err(internal)?;
+            let at_ms = response.timestamp_ms;
+            let updated = self
+                .webhook_stats
+                .update_and_fetch(webhook_key, |old| {
+                    let mut current: WebhookStats =
+                        old.and_then(|b| decode(b).ok()).unwrap_or_default();
                     current.logged_responses += 1;
                     if record.succeeded {
                         current.last_success_ms = Some(at_ms);
@@ -381,12 +365,32 @@ impl Store for SledStore {
                         current.last_failure_ms = Some(at_ms);
                         current.failing_since_ms.get_or_insert(at_ms);
                     }
-                    let value = encode(&current).map_err(ConflictableTransactionError::Abort)?;
-                    stats.insert(&be(delivery.webhook_id), value)?;
-                }
-                Ok(current)
-            })
-            .map_err(tx_error)
+                    encode(&current).ok()
+                })
+                .map_err(internal)?;
+            if let Some(bytes) = updated {
+                stats = decode(&bytes)?;
+            }
+        }
+        if !delivery.state.is_final() {
+            let due = be2(due_key(delivery.next_attempt_ms), delivery.id);
+            self.outbox.insert(due, &webhook_key).map_err(internal)?;
+        }
+        let state = delivery::encode_state(delivery)?;
+        self.deliveries
+            .insert(be(delivery.id), state)
+            .map_err(internal)?;
+        if delivery.state.is_final() || delivery.next_attempt_ms != record.previous_due_ms {
+            self.remove_outbox_entry(record.previous_due_ms, delivery.id)?;
+        }
+        Ok(stats)
+    }
+
+    fn remove_outbox_entry(&self, due_ms: i64, delivery_id: u64) -> Result<()> {
+        self.outbox
+            .remove(be2(due_key(due_ms), delivery_id))
+            .map(|_| ())
+            .map_err(internal)
     }
 
     fn outbox(&self) -> Result<Vec<OutboxEntry>> {
