@@ -13,6 +13,20 @@ use super::pb::webhook_service_server::WebhookServiceServer;
 use super::webhooks::WebhookApi;
 use crate::core::Service;
 
+/// The listener's connections with Nagle's algorithm off: tonic's own `tcp_nodelay` only
+/// applies to listeners it binds, and small gRPC frames would otherwise wait ~40 ms for
+/// delayed ACKs.
+fn no_delay(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
+}
+
 /// Serves gRPC on `listener` until `shutdown`.
 pub async fn serve(
     service: Service,
@@ -43,7 +57,7 @@ pub async fn serve(
             shutdown.clone(),
         )))
         .add_service(AdminServiceServer::new(AdminApi::new(service)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(no_delay(listener), shutdown.cancelled_owned())
         .await?;
     Ok(())
 }

@@ -134,6 +134,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = NormalizePathLayer::trim_trailing_slash().layer(router(service));
     let make = axum::ServiceExt::<Request>::into_make_service(app);
+    // Nagle's algorithm off: small JSON answers must not wait for delayed ACKs.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, make)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
