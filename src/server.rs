@@ -139,8 +139,14 @@ pub async fn run(
     );
     let webhooks = store.count_all_webhooks()?;
 
-    let grpc_addr = grpc_listener.local_addr().ok();
-    let http_addr = http_listener.local_addr().ok();
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let http_addr = http_listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let stop_servers = shutdown.child_token();
     let worker_task = tokio::spawn(worker.run(shutdown.child_token()));
     let grpc_task = tokio::spawn(crate::grpc::server::serve(
@@ -160,7 +166,7 @@ pub async fn run(
         tokio::task::spawn_blocking(move || {
             let pending = resume(store.as_ref(), &scheduler)?;
             tracing::info!(
-                grpc = ?grpc_addr, http = ?http_addr, data_dir = %config.data_dir.display(),
+                grpc = %grpc_addr, http = %http_addr, data_dir = %config.data_dir.display(),
                 webhooks, pending_deliveries = pending, "webhookd is serving"
             );
             Ok::<_, Error>(())
