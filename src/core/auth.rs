@@ -96,7 +96,11 @@ impl Service {
     }
 
     /// Issues an account token; the clear token is returned only here.
-    pub fn create_token(&self, account_id: &str, scopes: &[String]) -> Result<(ApiToken, String)> {
+    pub async fn create_token(
+        &self,
+        account_id: &str,
+        scopes: &[String],
+    ) -> Result<(ApiToken, String)> {
         let mut violations = Vec::new();
         if account_id.trim().is_empty() {
             violations.push(FieldViolation::new("account_id", "This field is required."));
@@ -133,21 +137,21 @@ impl Service {
             scopes: parsed,
         };
         self.store.put_token(&hash_token(&token), &stored)?;
+        self.commit.durable().await?;
         Ok((stored, token))
     }
 
     /// Revokes a token by id; NOT_FOUND when there is none.
-    pub fn revoke_token(&self, id: &str) -> Result<()> {
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
         let not_found = || Error::NotFound {
             kind: "token",
             id: id.to_string(),
         };
         let n = ids::parse(Kind::Token, id).ok_or_else(not_found)?;
-        if self.store.delete_token(n)? {
-            Ok(())
-        } else {
-            Err(not_found())
+        if !self.store.delete_token(n)? {
+            return Err(not_found());
         }
+        self.commit.durable().await
     }
 }
 

@@ -158,7 +158,11 @@ impl Service {
     }
 
     /// Creates a webhook; name and url are required.
-    pub fn create_webhook(&self, caller: &Caller, patch: WebhookPatch) -> Result<WebhookView> {
+    pub async fn create_webhook(
+        &self,
+        caller: &Caller,
+        patch: WebhookPatch,
+    ) -> Result<WebhookView> {
         caller.require(Scope::Write)?;
         let mut missing = Vec::new();
         if patch.name.is_none() {
@@ -214,6 +218,7 @@ impl Service {
         self.check_unique_name(&webhook)?;
         webhook.id = self.store.next_id()?;
         self.store.put_webhook(&webhook)?;
+        self.commit.durable().await?;
         self.view(webhook)
     }
 
@@ -260,7 +265,7 @@ impl Service {
     }
 
     /// Changes the fields of `patch`; the others keep their values.
-    pub fn update_webhook(
+    pub async fn update_webhook(
         &self,
         caller: &Caller,
         id: &str,
@@ -278,15 +283,16 @@ impl Service {
         }
         self.check_unique_name(&webhook)?;
         self.store.put_webhook(&webhook)?;
+        self.commit.durable().await?;
         self.view(webhook)
     }
 
     /// Deletes a webhook and its log.
-    pub fn delete_webhook(&self, caller: &Caller, id: &str) -> Result<()> {
+    pub async fn delete_webhook(&self, caller: &Caller, id: &str) -> Result<()> {
         caller.require(Scope::Write)?;
         let webhook = self.owned_webhook(caller, id)?;
         self.store.delete_webhook(webhook.id)?;
-        Ok(())
+        self.commit.durable().await
     }
 
     /// A page of a webhook's delivery log, newest first.
@@ -324,7 +330,7 @@ impl Service {
     }
 
     /// Generates a new signing secret; the previous one keeps signing for 24 h.
-    pub fn rotate_signing_secret(&self, caller: &Caller, id: &str) -> Result<String> {
+    pub async fn rotate_signing_secret(&self, caller: &Caller, id: &str) -> Result<String> {
         caller.require(Scope::Write)?;
         let mut webhook = self.owned_webhook(caller, id)?;
         let secret = signing::generate_secret();
@@ -346,6 +352,7 @@ impl Service {
             },
         );
         self.store.put_webhook(&webhook)?;
+        self.commit.durable().await?;
         Ok(secret)
     }
 

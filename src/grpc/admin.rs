@@ -41,6 +41,7 @@ impl AdminService for AdminApi {
         let (stored, token) = self
             .service
             .create_token(&r.account_id, &r.scopes)
+            .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ApiToken {
             id: ids::format(Kind::Token, stored.id),
@@ -61,6 +62,7 @@ impl AdminService for AdminApi {
         self.require_admin(&request)?;
         self.service
             .revoke_token(&request.get_ref().id)
+            .await
             .map_err(to_status)?;
         Ok(Response::new(()))
     }

@@ -94,6 +94,7 @@ impl WebhookService for WebhookApi {
         let created = self
             .service
             .create_webhook(&caller, patch)
+            .await
             .map_err(to_status)?;
         Ok(Response::new(webhook_to_pb(created)))
     }
@@ -149,6 +150,7 @@ impl WebhookService for WebhookApi {
         let updated = self
             .service
             .update_webhook(&caller, &id, patch)
+            .await
             .map_err(to_status)?;
         Ok(Response::new(webhook_to_pb(updated)))
     }
@@ -160,6 +162,7 @@ impl WebhookService for WebhookApi {
         let caller = self.caller(&request)?;
         self.service
             .delete_webhook(&caller, &request.get_ref().id)
+            .await
             .map_err(to_status)?;
         Ok(Response::new(()))
     }
@@ -267,6 +270,7 @@ impl WebhookService for WebhookApi {
         let signing_secret = self
             .service
             .rotate_signing_secret(&caller, &request.get_ref().webhook_id)
+            .await
             .map_err(to_status)?;
         Ok(Response::new(pb::RotateSigningSecretResponse {
             signing_secret,

@@ -58,7 +58,10 @@ async fn create_token(State(service): State<Service>, headers: HeaderMap, body: 
             return detail(StatusCode::BAD_REQUEST, format!("JSON parse error - {e}"));
         }
     };
-    match service.create_token(&request.account_id, &request.scopes) {
+    match service
+        .create_token(&request.account_id, &request.scopes)
+        .await
+    {
         Ok((stored, token)) => {
             let body = json!({
                 "id": ids::format(Kind::Token, stored.id),
@@ -80,7 +83,7 @@ async fn revoke_token(
     if let Err(e) = service.authenticate_admin(authorization(&headers)) {
         return error_response(e);
     }
-    match service.revoke_token(&id) {
+    match service.revoke_token(&id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error_response(e),
     }

@@ -310,6 +310,7 @@ pub async fn create(
     let patch = patch_of(body)?;
     let view = service
         .create_webhook(&caller, patch)
+        .await
         .map_err(error_response)?;
     Ok(success(StatusCode::CREATED, id_result(&view)))
 }
@@ -346,6 +347,7 @@ pub async fn update(
     let patch = patch_of(body)?;
     let view = service
         .update_webhook(&caller, &id, patch)
+        .await
         .map_err(error_response)?;
     Ok(success(StatusCode::OK, id_result(&view)))
 }
@@ -363,6 +365,7 @@ pub async fn delete(
     let caller = caller(&service, &headers, &account_id)?;
     service
         .delete_webhook(&caller, &id)
+        .await
         .map_err(error_response)?;
     Ok(success::<CfId>(StatusCode::OK, None))
 }

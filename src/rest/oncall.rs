@@ -667,7 +667,7 @@ fn list(dialect: Dialect, service: &Service, request: PageRequest) -> Reply {
     Ok(body)
 }
 
-fn create(
+async fn create(
     dialect: Dialect,
     service: &Service,
     headers: &HeaderMap,
@@ -677,6 +677,7 @@ fn create(
     let patch = patch_of(dialect, json_object(body)?, true).map_err(|e| dialect.error(e))?;
     let view = service
         .create_webhook(&caller, patch)
+        .await
         .map_err(|e| dialect.error(e))?;
     Ok(shown_with(StatusCode::CREATED, dialect, &view))
 }
@@ -689,7 +690,7 @@ fn get_one(dialect: Dialect, service: &Service, headers: &HeaderMap, id: &str) -
     Ok(shown(dialect, &view))
 }
 
-fn update(
+async fn update(
     dialect: Dialect,
     service: &Service,
     headers: &HeaderMap,
@@ -700,14 +701,16 @@ fn update(
     let patch = patch_of(dialect, json_object(body)?, false).map_err(|e| dialect.error(e))?;
     let view = service
         .update_webhook(&caller, id, patch)
+        .await
         .map_err(|e| dialect.error(e))?;
     Ok(shown(dialect, &view))
 }
 
-fn delete(service: &Service, headers: &HeaderMap, id: &str) -> Reply {
+async fn delete(service: &Service, headers: &HeaderMap, id: &str) -> Reply {
     let caller = caller(service, headers)?;
     service
         .delete_webhook(&caller, id)
+        .await
         .map_err(error_response)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -744,7 +747,7 @@ pub async fn create_webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    create(Dialect::Webhooks, &service, &headers, body)
+    create(Dialect::Webhooks, &service, &headers, body).await
 }
 
 /// Get a webhook.
@@ -771,7 +774,7 @@ pub async fn update_webhook(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    update(Dialect::Webhooks, &service, &headers, &id, body)
+    update(Dialect::Webhooks, &service, &headers, &id, body).await
 }
 
 /// Delete a webhook.
@@ -783,7 +786,7 @@ pub async fn delete_webhook(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    delete(&service, &headers, &id)
+    delete(&service, &headers, &id).await
 }
 
 /// List actions (legacy names of webhooks).
@@ -815,7 +818,7 @@ pub async fn create_action(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    create(Dialect::Actions, &service, &headers, body)
+    create(Dialect::Actions, &service, &headers, body).await
 }
 
 /// Get an action.
@@ -842,7 +845,7 @@ pub async fn update_action(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    update(Dialect::Actions, &service, &headers, &id, body)
+    update(Dialect::Actions, &service, &headers, &id, body).await
 }
 
 /// Delete an action.
@@ -854,7 +857,7 @@ pub async fn delete_action(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    delete(&service, &headers, &id)
+    delete(&service, &headers, &id).await
 }
 
 /// A webhook's delivery log, newest first.

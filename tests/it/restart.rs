@@ -189,3 +189,30 @@ async fn sigterm_stops_cleanly_and_the_admin_token_file_is_reused() {
         .unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
 }
+
+#[tokio::test]
+async fn a_webhook_and_a_token_are_durable_once_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Process::start(dir.path(), &[]);
+    first.ready().await;
+    let token = TestServer::token_via(first.http).await;
+    let mut client = connect_webhooks(first.grpc).await;
+    let created = create(
+        &mut client,
+        &token,
+        webhook("kept", "https://example.com/hook"),
+    )
+    .await;
+    first.child.kill().unwrap(); // SIGKILL right after the answers
+    first.child.wait().unwrap();
+
+    let second = Process::start(dir.path(), &[]);
+    second.ready().await;
+    let mut client = connect_webhooks(second.grpc).await;
+    let fetched = client
+        .get_webhook(authed(&token, pb::GetWebhookRequest { id: created.id }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched.name, "kept");
+}
