@@ -36,15 +36,15 @@ pub struct Worker {
     metrics: Arc<Metrics>,
 }
 
-/// What the circuit breaker learns from an attempt.
-fn health(result: Option<&AttemptResult>) -> EndpointHealth {
-    match result {
-        Some(Ok(r)) if r.status >= 500 || r.status == 429 => EndpointHealth::Failing,
-        Some(Ok(_)) => EndpointHealth::Answered,
-        Some(Err(AttemptError::Timeout | AttemptError::Connect(_) | AttemptError::Io(_))) => {
-            EndpointHealth::Failing
-        }
-        Some(Err(_)) | None => EndpointHealth::Untouched,
+/// What the circuit breaker learns from an attempt: whatever `retry::classify` would retry
+/// (timeouts, connection errors, 5xx, 408, 429) means the endpoint is struggling; any other
+/// answer means it is up; a request that never left (refused target, invalid request) says
+/// nothing about it.
+fn health(sent: &AttemptResult, classified: &Outcome) -> EndpointHealth {
+    match (sent, classified) {
+        (_, Outcome::Retry(_)) => EndpointHealth::Failing,
+        (Ok(_), _) => EndpointHealth::Answered,
+        (Err(_), _) => EndpointHealth::Untouched,
     }
 }
 
@@ -152,7 +152,7 @@ impl Worker {
             duration_ms: 0,
             error: String::new(),
         };
-        let mut result = None;
+        let mut endpoint = EndpointHealth::Untouched;
         let outcome = match (&delivery.request, &delivery.render_error) {
             (_, Some(render_error)) => {
                 response.request_data = Some(render_error.describe());
@@ -173,15 +173,9 @@ impl Worker {
                     }
                     Err(e) => response.error = e.to_string(),
                 }
-                let outcome = self.schedule_retry(
-                    retry::classify(&sent),
-                    &webhook,
-                    &mut delivery,
-                    attempt,
-                    &sent,
-                );
-                result = Some(sent);
-                outcome
+                let classified = retry::classify(&sent);
+                endpoint = health(&sent, &classified);
+                self.schedule_retry(classified, &webhook, &mut delivery, attempt, &sent)
             }
             (None, None) => Outcome::GiveUp("nothing to send".into()),
         };
@@ -246,7 +240,7 @@ impl Worker {
             ));
         }
         self.hub.publish(DeliveryUpdate::of(&delivery));
-        Ok(health(result.as_ref()))
+        Ok(endpoint)
     }
 
     /// Turns a Retry into GiveUp when the schedule is exhausted, else sets the next due time.
