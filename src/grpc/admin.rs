@@ -20,12 +20,8 @@ impl AdminApi {
     }
 
     fn require_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
         self.service
-            .authenticate_admin(authorization)
+            .authenticate_admin(super::authorization(request))
             .map_err(to_status)
     }
 }

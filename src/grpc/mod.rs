@@ -11,3 +11,11 @@ pub mod pb;
 pub mod server;
 pub mod status;
 pub mod webhooks;
+
+/// The `authorization` metadata of a request, if any (both services authenticate with it).
+fn authorization<T>(request: &tonic::Request<T>) -> Option<&str> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+}

@@ -40,11 +40,9 @@ impl WebhookApi {
     }
 
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        self.service.authenticate(authorization).map_err(to_status)
+        self.service
+            .authenticate(super::authorization(request))
+            .map_err(to_status)
     }
 }
 
