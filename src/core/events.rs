@@ -127,13 +127,6 @@ impl Service {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        let size = request.data.to_string().len();
-        if size > self.config.max_event_bytes {
-            return Err(Error::ResourceExhausted(format!(
-                "event data is {size} bytes; the limit is {} bytes",
-                self.config.max_event_bytes
-            )));
-        }
         Ok(())
     }
 
@@ -144,6 +137,15 @@ impl Service {
         let now = now_ms();
         let mut data = request.data;
         stamp_event(&mut data, &request.event_type, now);
+        // Serialized once: for the size limit here and as the forward_all body below.
+        let json = data.to_string();
+        if json.len() > self.config.max_event_bytes {
+            return Err(Error::ResourceExhausted(format!(
+                "event data is {} bytes; the limit is {} bytes",
+                json.len(),
+                self.config.max_event_bytes
+            )));
+        }
 
         let webhooks = self.store.list_webhooks(
             &caller.account_id,
@@ -153,7 +155,7 @@ impl Service {
             },
         )?;
         let event_id = self.store.next_id()?;
-        let view = EventView::new(&request.event_type, &data);
+        let view = EventView::new(&request.event_type, &data, json);
         let mut deliveries = Vec::new();
         for webhook in webhooks.iter().filter(|w| {
             w.is_webhook_enabled

@@ -14,22 +14,23 @@ use crate::model::{RenderError, RenderedRequest, Webhook};
 use crate::template::{Templates, escape_strings, is_truthy};
 
 /// An event as the renderer sees it, with the derived forms computed once per event (not
-/// once per webhook): the escaped context and the JSON text.
+/// once per webhook): the escaped context (on demand) and the JSON text.
 pub struct EventView<'a> {
     event_type: &'a str,
     data: &'a Value,
     escaped: OnceCell<Value>,
-    json: OnceCell<String>,
+    json: String,
 }
 
 impl<'a> EventView<'a> {
-    /// A view of an event of `event_type` with OnCall event_data `data`.
-    pub fn new(event_type: &'a str, data: &'a Value) -> EventView<'a> {
+    /// A view of an event of `event_type` with OnCall event_data `data`, whose JSON text
+    /// (`data.to_string()`) the caller already has.
+    pub fn new(event_type: &'a str, data: &'a Value, json: String) -> EventView<'a> {
         EventView {
             event_type,
             data,
             escaped: OnceCell::new(),
-            json: OnceCell::new(),
+            json,
         }
     }
 
@@ -38,7 +39,7 @@ impl<'a> EventView<'a> {
     }
 
     fn json(&self) -> &str {
-        self.json.get_or_init(|| self.data.to_string())
+        &self.json
     }
 }
 
