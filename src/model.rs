@@ -111,9 +111,10 @@ pub struct WebhookStats {
     /// Start of the current run of failed attempts (None after a success).
     #[serde(default)]
     pub failing_since_ms: Option<i64>,
-    /// Attempts in the webhook's response log (drives trimming without scanning it).
+    /// Attempts ever logged for the webhook: the sequence number of its newest log entry
+    /// (drives trimming without scanning the log).
     #[serde(default)]
-    pub logged_responses: u64,
+    pub response_seq: u64,
 }
 
 /// How a filter group combines its members.

@@ -136,7 +136,7 @@ pub async fn run(
         Arc::clone(&config),
         Arc::clone(&metrics),
         &admin_token,
-    );
+    )?;
     let webhooks = store.count_all_webhooks()?;
 
     let grpc_addr = grpc_listener

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::delivery::hub::Hub;
 use crate::delivery::scheduler::Scheduler;
+use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::store::{GroupCommit, Store};
 use crate::template::Templates;
@@ -38,7 +39,7 @@ pub struct Service {
 }
 
 impl Service {
-    /// Assembles the core over its parts.
+    /// Assembles the core over its parts (and starts the store's flusher thread).
     pub fn new(
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
@@ -46,9 +47,9 @@ impl Service {
         config: Arc<Config>,
         metrics: Arc<Metrics>,
         admin_token: &str,
-    ) -> Service {
-        Service {
-            commit: GroupCommit::start(Arc::clone(&store), Arc::clone(&metrics)),
+    ) -> Result<Service> {
+        Ok(Service {
+            commit: GroupCommit::start(Arc::clone(&store), Arc::clone(&metrics))?,
             metrics,
             store,
             hub,
@@ -56,7 +57,7 @@ impl Service {
             templates: Templates::new(),
             config,
             admin_token_hash: auth::hash_token(admin_token),
-        }
+        })
     }
 
     /// The process metrics.

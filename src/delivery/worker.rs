@@ -22,7 +22,7 @@ use crate::model::{Delivery, DeliveryState, DeliveryUpdate, ResponseRecord, Webh
 use crate::store::{AttemptRecord, Store};
 
 /// The response log of a webhook is trimmed back to its limit every this many entries.
-const TRIM_EVERY: usize = 64;
+const TRIM_EVERY: u64 = 64;
 
 type AttemptResult = std::result::Result<AttemptResponse, AttemptError>;
 
@@ -212,11 +212,11 @@ impl Worker {
             .attempt_seconds
             .with_label_values(&[label])
             .observe(elapsed.as_secs_f64());
-        // Trim the log once per TRIM_EVERY entries past the limit (each count is seen once).
-        let logged = stats.logged_responses as usize;
-        if logged > self.config.response_history && logged % TRIM_EVERY == 0 {
+        // Trim the log once per TRIM_EVERY entries past the limit (each number is seen once).
+        let keep = self.config.response_history as u64;
+        if stats.response_seq > keep && stats.response_seq % TRIM_EVERY == 0 {
             self.store
-                .trim_responses(webhook.id, self.config.response_history)?;
+                .trim_responses(webhook.id, stats.response_seq, keep)?;
         }
         if let Some(since) = stats.failing_since_ms {
             let failing_for = Duration::from_millis((timestamp_ms - since).max(0) as u64);

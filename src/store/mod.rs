@@ -45,7 +45,7 @@ pub struct IdempotencyKey<'a> {
     pub ttl_ms: i64,
 }
 
-/// The outcome of one delivery attempt, written atomically.
+/// The outcome of one delivery attempt.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord<'a> {
     /// The delivery after the attempt (state, attempts, next_attempt_ms, last status).
@@ -96,8 +96,8 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a token; false when it did not exist.
     fn delete_token(&self, id: u64) -> Result<bool>;
 
-    /// Writes an event, its deliveries and their outbox entries in one transaction, unless
-    /// the idempotency key names a live earlier event.
+    /// Writes an event, its deliveries and their outbox entries, unless the idempotency key
+    /// names a live earlier event.
     fn insert_event(
         &self,
         event: &Event,
@@ -123,8 +123,9 @@ pub trait Store: Send + Sync + 'static {
     fn list_responses(&self, webhook_id: u64, page: Page) -> Result<Vec<(u64, ResponseRecord)>>;
     /// Number of logged attempts of a webhook.
     fn count_responses(&self, webhook_id: u64) -> Result<usize>;
-    /// Drops the oldest log entries of a webhook beyond the newest `keep`.
-    fn trim_responses(&self, webhook_id: u64, keep: usize) -> Result<()>;
+    /// Drops a webhook's log entries older than the newest `keep`, `newest_seq` being the
+    /// sequence number of its newest entry (`WebhookStats::response_seq`).
+    fn trim_responses(&self, webhook_id: u64, newest_seq: u64, keep: u64) -> Result<()>;
 
     /// Makes every write so far durable.
     fn flush(&self) -> Result<()>;

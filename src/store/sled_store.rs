@@ -1,13 +1,20 @@
 //! The sled implementation of `Store`: one `Db` in the data directory with a fixed set of
-//! trees. Multi-tree writes are sled transactions; `flush` is a blocking fsync that callers
-//! group-commit.
+//! trees. `flush` is a blocking fsync that callers group-commit.
+//!
+//! No sled transactions or batches: sled serialises them behind one process-wide lock that,
+//! once used, every later read and write must take as well (under load, a third of the CPU
+//! went to that lock and the thread switches around it). Writes are single-key operations in
+//! an order that keeps every crash state readable: an index or outbox entry may point at a
+//! record that a crash kept from being written (readers skip it; `open` repairs indexes), a
+//! record never exists without what makes it reachable. Nothing is acknowledged before the
+//! group commit's flush, which makes every earlier write durable.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::{Transactional, Tree};
+use sled::Tree;
 
 use super::codec::{account_key, be, be2, decode, delivery, encode, split2};
 use super::{AttemptRecord, IdempotencyKey, InsertOutcome, OutboxEntry, Page, SecretBox, Store};
@@ -44,20 +51,19 @@ pub struct SledStore {
     token_ids: Tree,
     /// account ++ 0 ++ key -> event id ++ created ms
     idempotency: Tree,
+    /// Emits with the same idempotency key take the same lock (check, write, claim).
+    idempotency_locks: Vec<Mutex<()>>,
+    idempotency_hasher: RandomState,
 }
+
+/// Stripes of `idempotency_locks`.
+const IDEMPOTENCY_LOCKS: usize = 64;
 
 /// sled's page cache (its default is 1 GiB; a backlog of deliveries should not need that).
 const CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("store: {e}"))
-}
-
-fn tx_error(e: TransactionError<Error>) -> Error {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => internal(e),
-    }
 }
 
 /// Key, state part, request part of each delivery (see `codec::delivery`).
@@ -95,7 +101,7 @@ impl SledStore {
                 Error::Internal(format!("cannot open the store in {}: {e}", dir.display()))
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(internal);
-        Ok(SledStore {
+        SledStore {
             webhooks: tree("webhooks")?,
             webhooks_by_account: tree("webhooks_by_account")?,
             webhook_stats: tree("webhook_stats")?,
@@ -107,10 +113,67 @@ impl SledStore {
             tokens: tree("tokens")?,
             token_ids: tree("token_ids")?,
             idempotency: tree("idempotency")?,
+            idempotency_locks: (0..IDEMPOTENCY_LOCKS).map(|_| Mutex::new(())).collect(),
+            idempotency_hasher: RandomState::new(),
             secrets,
             cache: RwLock::default(),
             db,
-        })
+        }
+        .repaired()
+    }
+
+    /// Drops account index entries whose webhook a crash kept from being written (or left
+    /// behind while deleting it), so counts and listings agree.
+    fn repaired(self) -> Result<SledStore> {
+        for key in self.webhooks_by_account.iter().keys() {
+            let key = key.map_err(internal)?;
+            let id = key.len().checked_sub(8).map(|at| &key[at..]);
+            let exists = match id {
+                Some(id) => self.webhooks.contains_key(id).map_err(internal)?,
+                None => false,
+            };
+            if !exists {
+                self.webhooks_by_account.remove(&key).map_err(internal)?;
+            }
+        }
+        Ok(self)
+    }
+
+    /// Writes a delivery's records, its outbox entry last (the entry makes it reachable).
+    fn insert_delivery(
+        &self,
+        key: &[u8; 8],
+        state: &[u8],
+        request: &[u8],
+        delivery: &Delivery,
+    ) -> Result<()> {
+        self.requests.insert(key, request).map_err(internal)?;
+        self.deliveries.insert(key, state).map_err(internal)?;
+        if !delivery.state.is_final() {
+            self.outbox
+                .insert(
+                    be2(due_key(delivery.next_attempt_ms), delivery.id),
+                    &be(delivery.webhook_id),
+                )
+                .map_err(internal)?;
+        }
+        Ok(())
+    }
+
+    /// Writes an event and its deliveries (the event last: it lists them).
+    fn write_event(&self, id: u64, value: &[u8], deliveries: &[EncodedDelivery<'_>]) -> Result<()> {
+        for (key, state, request, delivery) in deliveries {
+            self.insert_delivery(key, state, request, delivery)?;
+        }
+        self.events.insert(be(id), value).map_err(internal)?;
+        Ok(())
+    }
+
+    fn idempotency_lock(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        let stripe = self.idempotency_hasher.hash_one(key) as usize % IDEMPOTENCY_LOCKS;
+        self.idempotency_locks[stripe]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn get<T: serde::de::DeserializeOwned>(tree: &Tree, key: &[u8]) -> Result<Option<T>> {
@@ -131,13 +194,12 @@ impl Store for SledStore {
         let index = account_key(&webhook.account_id, &be(webhook.id));
         // Writers hold the cache lock across commit and update, so the cache follows commit order.
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        (&self.webhooks, &self.webhooks_by_account)
-            .transaction(|(webhooks, by_account)| {
-                webhooks.insert(&be(webhook.id), value.as_slice())?;
-                by_account.insert(index.as_slice(), &[])?;
-                Ok::<_, ConflictableTransactionError<Error>>(())
-            })
-            .map_err(tx_error)?;
+        self.webhooks_by_account
+            .insert(index.as_slice(), &[])
+            .map_err(internal)?;
+        self.webhooks
+            .insert(be(webhook.id), value)
+            .map_err(internal)?;
         cache.insert(webhook.id, Some(Arc::new(webhook.clone())));
         Ok(())
     }
@@ -166,17 +228,11 @@ impl Store for SledStore {
         };
         let index = account_key(&webhook.account_id, &be(id));
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        let existed = (
-            &self.webhooks,
-            &self.webhooks_by_account,
-            &self.webhook_stats,
-        )
-            .transaction(|(webhooks, by_account, stats)| {
-                by_account.remove(index.as_slice())?;
-                stats.remove(&be(id))?;
-                Ok::<_, ConflictableTransactionError<Error>>(webhooks.remove(&be(id))?.is_some())
-            })
-            .map_err(tx_error)?;
+        let existed = self.webhooks.remove(be(id)).map_err(internal)?.is_some();
+        self.webhooks_by_account
+            .remove(index.as_slice())
+            .map_err(internal)?;
+        self.webhook_stats.remove(be(id)).map_err(internal)?;
         cache.insert(id, None);
         drop(cache);
         for key in self.responses.scan_prefix(be(id)).keys() {
@@ -225,13 +281,14 @@ impl Store for SledStore {
 
     fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()> {
         let value = encode(token)?;
-        (&self.tokens, &self.token_ids)
-            .transaction(|(tokens, ids)| {
-                tokens.insert(hash.as_slice(), value.as_slice())?;
-                ids.insert(&be(token.id), hash.as_slice())?;
-                Ok::<_, ConflictableTransactionError<Error>>(())
-            })
-            .map_err(tx_error)
+        // The id first: a token that exists can always be revoked by id.
+        self.token_ids
+            .insert(be(token.id), hash.as_slice())
+            .map_err(internal)?;
+        self.tokens
+            .insert(hash.as_slice(), value)
+            .map_err(internal)?;
+        Ok(())
     }
 
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>> {
@@ -239,15 +296,13 @@ impl Store for SledStore {
     }
 
     fn delete_token(&self, id: u64) -> Result<bool> {
-        (&self.tokens, &self.token_ids)
-            .transaction(|(tokens, ids)| {
-                let Some(hash) = ids.remove(&be(id))? else {
-                    return Ok(false);
-                };
-                tokens.remove(hash)?;
-                Ok::<_, ConflictableTransactionError<Error>>(true)
-            })
-            .map_err(tx_error)
+        let Some(hash) = self.token_ids.get(be(id)).map_err(internal)? else {
+            return Ok(false);
+        };
+        // The token first: once it is gone nothing authenticates with it.
+        self.tokens.remove(&hash).map_err(internal)?;
+        self.token_ids.remove(be(id)).map_err(internal)?;
+        Ok(true)
     }
 
     fn insert_event(
@@ -258,41 +313,26 @@ impl Store for SledStore {
     ) -> Result<InsertOutcome> {
         let event_value = encode(event)?;
         let delivery_values = encode_deliveries(deliveries)?;
-        let idempotency_key = idempotency
-            .as_ref()
-            .map(|i| account_key(i.account_id, i.key.as_bytes()));
-        (
-            &self.events,
-            &self.deliveries,
-            &self.requests,
-            &self.outbox,
-            &self.idempotency,
-        )
-            .transaction(|(events, deliveries, requests, outbox, keys)| {
-                if let (Some(key), Some(idem)) = (&idempotency_key, &idempotency) {
-                    if let Some(previous) = keys.get(key.as_slice())? {
-                        let (event_id, created_ms) =
-                            split2(&previous).map_err(ConflictableTransactionError::Abort)?;
-                        if event.created_at_ms - (created_ms as i64) < idem.ttl_ms {
-                            return Ok(InsertOutcome::Duplicate(event_id));
-                        }
-                    }
-                    keys.insert(key.as_slice(), &be2(event.id, event.created_at_ms as u64))?;
-                }
-                events.insert(&be(event.id), event_value.as_slice())?;
-                for (key, state, request, delivery) in &delivery_values {
-                    deliveries.insert(key, state.as_slice())?;
-                    requests.insert(key, request.as_slice())?;
-                    if !delivery.state.is_final() {
-                        outbox.insert(
-                            &be2(due_key(delivery.next_attempt_ms), delivery.id),
-                            &be(delivery.webhook_id),
-                        )?;
-                    }
-                }
-                Ok(InsertOutcome::Inserted)
-            })
-            .map_err(tx_error)
+        let Some(idempotency) = idempotency else {
+            self.write_event(event.id, &event_value, &delivery_values)?;
+            return Ok(InsertOutcome::Inserted);
+        };
+        let key = account_key(idempotency.account_id, idempotency.key.as_bytes());
+        // Same-key emits are serialised here; the key is claimed last, so a key that
+        // survives a crash names an event whose records survived too.
+        let _same_key = self.idempotency_lock(&key);
+        if let Some(previous) = self.idempotency.get(&key).map_err(internal)? {
+            let (event_id, created_ms) = split2(&previous)?;
+            let live = event.created_at_ms - (created_ms as i64) < idempotency.ttl_ms;
+            if live && self.events.contains_key(be(event_id)).map_err(internal)? {
+                return Ok(InsertOutcome::Duplicate(event_id));
+            }
+        }
+        self.write_event(event.id, &event_value, &delivery_values)?;
+        self.idempotency
+            .insert(key, &be2(event.id, event.created_at_ms as u64))
+            .map_err(internal)?;
+        Ok(InsertOutcome::Inserted)
     }
 
     fn get_event(&self, id: u64) -> Result<Option<Event>> {
@@ -311,53 +351,56 @@ impl Store for SledStore {
     }
 
     fn insert_deliveries(&self, event_id: u64, new: &[Delivery]) -> Result<()> {
-        let values = encode_deliveries(new)?;
-        (&self.events, &self.deliveries, &self.requests, &self.outbox)
-            .transaction(|(events, deliveries, requests, outbox)| {
-                let Some(bytes) = events.get(be(event_id))? else {
-                    return Err(ConflictableTransactionError::Abort(Error::NotFound {
-                        kind: "event",
-                        id: event_id.to_string(),
-                    }));
+        if !self.events.contains_key(be(event_id)).map_err(internal)? {
+            return Err(Error::NotFound {
+                kind: "event",
+                id: event_id.to_string(),
+            });
+        }
+        for (key, state, request, delivery) in &encode_deliveries(new)? {
+            self.insert_delivery(key, state, request, delivery)?;
+        }
+        let mut failure = None;
+        self.events
+            .update_and_fetch(be(event_id), |old| {
+                let old = old?;
+                let mut event: Event = match decode(old) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        failure = Some(e);
+                        return Some(old.to_vec());
+                    }
                 };
-                let mut event: Event =
-                    decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
-                for (key, state, request, delivery) in &values {
-                    deliveries.insert(key, state.as_slice())?;
-                    requests.insert(key, request.as_slice())?;
-                    outbox.insert(
-                        &be2(due_key(delivery.next_attempt_ms), delivery.id),
-                        &be(delivery.webhook_id),
-                    )?;
-                    event.delivery_ids.push(delivery.id);
+                event.delivery_ids.extend(new.iter().map(|d| d.id));
+                match encode(&event) {
+                    Ok(value) => Some(value),
+                    Err(e) => {
+                        failure = Some(e);
+                        Some(old.to_vec())
+                    }
                 }
-                let event_value = encode(&event).map_err(ConflictableTransactionError::Abort)?;
-                events.insert(&be(event_id), event_value)?;
-                Ok(())
             })
-            .map_err(tx_error)
+            .map_err(internal)?;
+        failure.map_or(Ok(()), Err)
     }
 
     fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
-        // Ordered single-key writes instead of a transaction (sled serialises transactions
-        // globally). The order keeps every crash prefix consistent: the log and stats first
-        // (a repeat after a crash only logs the attempt twice), then the retry's outbox entry,
+        // The order keeps every crash state consistent: the stats and the log first (a repeat
+        // after a crash only logs the attempt twice), then the retry's outbox entry,
         // then the state, and the old outbox entry last; `attempt` drops entries whose due
         // time no longer matches the state (see `remove_outbox_entry`).
         let delivery = record.delivery;
         let webhook_key = be(delivery.webhook_id);
         let mut stats = self.webhook_stats(delivery.webhook_id)?;
         if let Some(response) = record.response {
-            let key = be2(delivery.webhook_id, !self.next_id()?);
-            let value = delivery::encode_response(response, delivery)?;
-            self.responses.insert(key, value).map_err(internal)?;
             let at_ms = response.timestamp_ms;
+            // The stats hand out the entry's sequence number (a crash in between leaves a gap).
             let updated = self
                 .webhook_stats
                 .update_and_fetch(webhook_key, |old| {
                     let mut current: WebhookStats =
                         old.and_then(|b| decode(b).ok()).unwrap_or_default();
-                    current.logged_responses += 1;
+                    current.response_seq += 1;
                     if record.succeeded {
                         current.last_success_ms = Some(at_ms);
                         current.failing_since_ms = None;
@@ -371,6 +414,9 @@ impl Store for SledStore {
             if let Some(bytes) = updated {
                 stats = decode(&bytes)?;
             }
+            let key = be2(delivery.webhook_id, !stats.response_seq);
+            let value = delivery::encode_response(response, delivery)?;
+            self.responses.insert(key, value).map_err(internal)?;
         }
         if !delivery.state.is_final() {
             let due = be2(due_key(delivery.next_attempt_ms), delivery.id);
@@ -441,32 +487,81 @@ impl Store for SledStore {
         Ok(self.responses.scan_prefix(be(webhook_id)).count())
     }
 
-    fn trim_responses(&self, webhook_id: u64, keep: usize) -> Result<()> {
-        let mut removed = 0u64;
-        // Keys are webhook ++ !seq: the oldest entries sort last. Walk forward past the
-        // newest `keep` (sled's reverse iteration re-descends the tree at every step and
-        // cost 85% of the CPU under load).
-        for key in self.responses.scan_prefix(be(webhook_id)).keys().skip(keep) {
+    fn trim_responses(&self, webhook_id: u64, newest_seq: u64, keep: u64) -> Result<()> {
+        let Some(cutoff) = newest_seq.checked_sub(keep) else {
+            return Ok(());
+        };
+        // Keys are webhook ++ !seq, newest first: entries at or below the cutoff sort last,
+        // so the range visits exactly the entries to drop.
+        let oldest = be2(webhook_id, !cutoff)..=be2(webhook_id, u64::MAX);
+        for key in self.responses.range(oldest).keys() {
             self.responses
                 .remove(key.map_err(internal)?)
                 .map_err(internal)?;
-            removed += 1;
         }
-        self.webhook_stats
-            .transaction(|stats| {
-                if let Some(bytes) = stats.get(be(webhook_id))? {
-                    let mut current: WebhookStats =
-                        decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
-                    current.logged_responses = current.logged_responses.saturating_sub(removed);
-                    let value = encode(&current).map_err(ConflictableTransactionError::Abort)?;
-                    stats.insert(&be(webhook_id), value)?;
-                }
-                Ok(())
-            })
-            .map_err(tx_error)
+        Ok(())
     }
 
     fn flush(&self) -> Result<()> {
         self.db.flush().map(|_| ()).map_err(internal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> SledStore {
+        let secrets = SecretBox::load_or_create(&dir.join("secret.key")).unwrap();
+        SledStore::open(dir, secrets).unwrap()
+    }
+
+    fn event(id: u64, created_at_ms: i64) -> Event {
+        Event {
+            id,
+            account_id: "acme".into(),
+            event_type: "alert group created".into(),
+            data: serde_json::json!({}),
+            created_at_ms,
+            delivery_ids: vec![],
+        }
+    }
+
+    #[test]
+    fn an_account_index_entry_left_without_its_webhook_is_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            // What a crash between the two writes of put_webhook leaves behind.
+            store
+                .webhooks_by_account
+                .insert(account_key("acme", &be(42)), &[])
+                .unwrap();
+            assert_eq!(store.count_webhooks("acme").unwrap(), 1);
+            store.flush().unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(store.count_webhooks("acme").unwrap(), 0);
+    }
+
+    #[test]
+    fn an_idempotency_key_whose_event_was_never_written_does_not_swallow_the_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let key = || IdempotencyKey {
+            account_id: "acme",
+            key: "order-1",
+            ttl_ms: 60_000,
+        };
+        // A key naming an event a crash kept from being written.
+        store
+            .idempotency
+            .insert(account_key("acme", b"order-1"), &be2(7, 1_000))
+            .unwrap();
+        let first = store.insert_event(&event(8, 2_000), &[], Some(key()));
+        assert_eq!(first.unwrap(), InsertOutcome::Inserted);
+        let again = store.insert_event(&event(9, 3_000), &[], Some(key()));
+        assert_eq!(again.unwrap(), InsertOutcome::Duplicate(8));
+        assert!(store.get_event(9).unwrap().is_none());
     }
 }
