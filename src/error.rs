@@ -19,6 +19,14 @@ impl FieldViolation {
             description: description.into(),
         }
     }
+
+    /// The same violation of a field inside `parent` (e.g. `events[2]` + `data`).
+    pub fn within(self, parent: &str) -> FieldViolation {
+        FieldViolation {
+            field: format!("{parent}.{}", self.field),
+            description: self.description,
+        }
+    }
 }
 
 /// Everything that can go wrong in a use case.

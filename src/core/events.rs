@@ -1,7 +1,8 @@
 //! Event emission and redelivery. Emit selects the account's matching webhooks, plans each
-//! delivery, subscribes to status updates, persists event + deliveries + outbox in one
-//! transaction, waits for the group-committed flush, schedules the deliveries, and only then
-//! returns the status stream (whose first messages are the QUEUED/SKIPPED states).
+//! delivery, subscribes to status updates, writes event + deliveries + outbox entries, waits
+//! for the group-committed flush, schedules the deliveries, and only then returns the status
+//! stream (whose first messages are the QUEUED/SKIPPED states). A batch emit does the same
+//! for many events with one flush and returns their initial states instead of streams.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -13,7 +14,7 @@ use crate::delivery::hub::Subscription;
 use crate::delivery::scheduler::Entry;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
-use crate::model::{Delivery, DeliveryState, DeliveryUpdate, Event, Scope, now_ms};
+use crate::model::{Delivery, DeliveryState, DeliveryUpdate, Event, Scope, Webhook, now_ms};
 use crate::store::{IdempotencyKey, InsertOutcome, Page};
 
 /// How long an idempotency key returns its first event.
@@ -31,6 +32,29 @@ pub struct EmitRequest {
     pub data: Value,
     /// Caller's idempotency key.
     pub idempotency_key: Option<String>,
+}
+
+/// Most events an `emit_batch` call takes.
+pub const MAX_BATCH_EVENTS: usize = 1000;
+
+/// The outcome of one event of a batch.
+#[derive(Debug, Clone)]
+pub struct Emitted {
+    /// The event's id (the first event's for an idempotent repeat).
+    pub event_id: u64,
+    /// The idempotency key named an earlier event; nothing new was queued.
+    pub duplicate: bool,
+    /// Initial state of each delivery (current states for a repeat).
+    pub deliveries: Vec<DeliveryUpdate>,
+}
+
+/// An event matched and planned, ready to be written.
+struct Prepared {
+    /// Index in its batch (0 for a single emit).
+    position: usize,
+    event: Event,
+    deliveries: Vec<Delivery>,
+    idempotency_key: Option<String>,
 }
 
 /// The delivery statuses of one event: the initial states, then every change until each
@@ -134,6 +158,119 @@ impl Service {
     pub async fn emit(&self, caller: &Caller, request: EmitRequest) -> Result<StatusStream> {
         caller.require(Scope::Write)?;
         self.validate_emit(&request)?;
+        let webhooks = self.account_webhooks(caller)?;
+        let prepared = self.prepare(caller, request, &webhooks)?;
+        let subscription = self.hub.subscribe(prepared.event.id);
+        match self.write(caller, &prepared)? {
+            InsertOutcome::Inserted => {
+                self.commit.durable().await?;
+                self.accepted(std::slice::from_ref(&prepared));
+                let initial = prepared.deliveries.iter().map(initial_update).collect();
+                Ok(StatusStream::new(prepared.event.id, initial, subscription))
+            }
+            InsertOutcome::Duplicate(first) => {
+                drop(subscription);
+                self.replay(first).await
+            }
+        }
+    }
+
+    /// Emits a batch of events with one flush; returns once all are durable, with each
+    /// event's initial delivery states. Invalid events fail the batch before anything is
+    /// written.
+    pub async fn emit_batch(
+        &self,
+        caller: &Caller,
+        requests: Vec<EmitRequest>,
+    ) -> Result<Vec<Emitted>> {
+        caller.require(Scope::Write)?;
+        if requests.is_empty() || requests.len() > MAX_BATCH_EVENTS {
+            return Err(Error::invalid(
+                "events",
+                format!("between 1 and {MAX_BATCH_EVENTS} events"),
+            ));
+        }
+        let mut violations = Vec::new();
+        for (i, request) in requests.iter().enumerate() {
+            if let Err(Error::InvalidArgument(found)) = self.validate_emit(request) {
+                violations.extend(found.into_iter().map(|v| v.within(&format!("events[{i}]"))));
+            }
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        let webhooks = self.account_webhooks(caller)?;
+        let prepared = requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, request)| {
+                let mut prepared =
+                    self.prepare(caller, request, &webhooks)
+                        .map_err(|e| match e {
+                            Error::ResourceExhausted(why) => {
+                                Error::ResourceExhausted(format!("events[{i}]: {why}"))
+                            }
+                            other => other,
+                        })?;
+                prepared.position = i;
+                Ok(prepared)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut outcomes = Vec::with_capacity(prepared.len());
+        for event in &prepared {
+            outcomes.push(self.write(caller, event)?);
+        }
+        self.commit.durable().await?;
+        let (inserted, repeats): (Vec<_>, Vec<_>) = prepared
+            .into_iter()
+            .zip(outcomes)
+            .partition(|(_, outcome)| *outcome == InsertOutcome::Inserted);
+        let inserted: Vec<Prepared> = inserted.into_iter().map(|(p, _)| p).collect();
+        self.accepted(&inserted);
+        let mut results: Vec<(usize, Emitted)> = inserted
+            .into_iter()
+            .map(|p| {
+                let emitted = Emitted {
+                    event_id: p.event.id,
+                    duplicate: false,
+                    deliveries: p.deliveries.iter().map(initial_update).collect(),
+                };
+                (p.position, emitted)
+            })
+            .collect();
+        for (p, outcome) in repeats {
+            let InsertOutcome::Duplicate(first) = outcome else {
+                continue;
+            };
+            let emitted = Emitted {
+                event_id: first,
+                duplicate: true,
+                deliveries: self.current_updates(first)?,
+            };
+            results.push((p.position, emitted));
+        }
+        results.sort_by_key(|(position, _)| *position);
+        Ok(results.into_iter().map(|(_, emitted)| emitted).collect())
+    }
+
+    /// Every webhook of the caller's account (the candidates an event is matched against).
+    fn account_webhooks(&self, caller: &Caller) -> Result<Vec<Webhook>> {
+        self.store.list_webhooks(
+            &caller.account_id,
+            Page {
+                limit: usize::MAX,
+                ..Page::default()
+            },
+        )
+    }
+
+    /// Stamps a validated event, checks its size, matches it and plans its deliveries.
+    fn prepare(
+        &self,
+        caller: &Caller,
+        request: EmitRequest,
+        webhooks: &[Webhook],
+    ) -> Result<Prepared> {
         let now = now_ms();
         let mut data = request.data;
         stamp_event(&mut data, &request.event_type, now);
@@ -146,14 +283,6 @@ impl Service {
                 self.config.max_event_bytes
             )));
         }
-
-        let webhooks = self.store.list_webhooks(
-            &caller.account_id,
-            Page {
-                limit: usize::MAX,
-                ..Page::default()
-            },
-        )?;
         let event_id = self.store.next_id()?;
         let view = EventView::new(&request.event_type, &data, json);
         let mut deliveries = Vec::new();
@@ -207,57 +336,66 @@ impl Service {
             created_at_ms: now,
             delivery_ids: deliveries.iter().map(|d| d.id).collect(),
         };
-        let subscription = self.hub.subscribe(event_id);
-        let key = request.idempotency_key.as_deref().filter(|k| !k.is_empty());
-        let outcome = self.store.insert_event(
-            &event,
-            &deliveries,
-            key.map(|key| IdempotencyKey {
-                account_id: &caller.account_id,
-                key,
-                ttl_ms: IDEMPOTENCY_TTL_MS,
-            }),
-        )?;
-        match outcome {
-            InsertOutcome::Inserted => {
-                self.commit.durable().await?;
-                self.metrics.events_accepted.inc();
-                let skipped = deliveries
-                    .iter()
-                    .filter(|d| d.state == DeliveryState::Skipped);
-                self.metrics
-                    .deliveries_skipped
-                    .inc_by(skipped.count() as u64);
-                self.scheduler.schedule_all(
-                    deliveries
-                        .iter()
-                        .filter(|d| !d.state.is_final())
-                        .map(|d| Entry::due(d.next_attempt_ms, d.id, d.webhook_id)),
-                );
-                let initial = deliveries.iter().map(initial_update).collect();
-                Ok(StatusStream::new(event_id, initial, subscription))
-            }
-            InsertOutcome::Duplicate(first) => {
-                drop(subscription);
-                self.replay(first).await
+        Ok(Prepared {
+            position: 0,
+            event,
+            deliveries,
+            idempotency_key: request.idempotency_key.filter(|k| !k.is_empty()),
+        })
+    }
+
+    /// Writes a prepared event (not yet durable), unless its idempotency key is taken.
+    fn write(&self, caller: &Caller, prepared: &Prepared) -> Result<InsertOutcome> {
+        self.store.insert_event(
+            &prepared.event,
+            &prepared.deliveries,
+            prepared
+                .idempotency_key
+                .as_deref()
+                .map(|key| IdempotencyKey {
+                    account_id: &caller.account_id,
+                    key,
+                    ttl_ms: IDEMPOTENCY_TTL_MS,
+                }),
+        )
+    }
+
+    /// Counts durable new events and hands their deliveries to the scheduler.
+    fn accepted(&self, events: &[Prepared]) {
+        self.metrics.events_accepted.inc_by(events.len() as u64);
+        let deliveries = events.iter().flat_map(|p| &p.deliveries);
+        let skipped = deliveries
+            .clone()
+            .filter(|d| d.state == DeliveryState::Skipped)
+            .count();
+        self.metrics.deliveries_skipped.inc_by(skipped as u64);
+        self.scheduler.schedule_all(
+            deliveries
+                .filter(|d| !d.state.is_final())
+                .map(|d| Entry::due(d.next_attempt_ms, d.id, d.webhook_id)),
+        );
+    }
+
+    /// The current state of each delivery of an event, as initial stream messages.
+    fn current_updates(&self, event_id: u64) -> Result<Vec<DeliveryUpdate>> {
+        let event = self
+            .store
+            .get_event(event_id)?
+            .ok_or_else(|| Error::Internal("idempotency key names a missing event".into()))?;
+        let mut updates = Vec::new();
+        for id in &event.delivery_ids {
+            if let Some(delivery) = self.store.get_delivery(*id)? {
+                updates.push(initial_update(&delivery));
             }
         }
+        Ok(updates)
     }
 
     /// The status stream of an earlier event (an idempotent repeat).
     async fn replay(&self, event_id: u64) -> Result<StatusStream> {
         let subscription = self.hub.subscribe(event_id);
         self.commit.durable().await?;
-        let event = self
-            .store
-            .get_event(event_id)?
-            .ok_or_else(|| Error::Internal("idempotency key names a missing event".into()))?;
-        let mut initial = Vec::new();
-        for id in &event.delivery_ids {
-            if let Some(delivery) = self.store.get_delivery(*id)? {
-                initial.push(initial_update(&delivery));
-            }
-        }
+        let initial = self.current_updates(event_id)?;
         Ok(StatusStream::new(event_id, initial, subscription))
     }
 

@@ -7,6 +7,7 @@ use prost_types::{ListValue, Struct, Timestamp};
 use serde_json::{Map, Number, Value};
 
 use super::pb;
+use crate::core::events::{EmitRequest, Emitted};
 use crate::core::webhooks::{ResponseView, WebhookPatch, WebhookView};
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
@@ -323,6 +324,24 @@ pub fn status_to_pb(update: DeliveryUpdate) -> pb::DeliveryStatus {
         error: update.error,
         next_attempt_at: update.next_attempt_ms.map(timestamp),
         url: update.url,
+    }
+}
+
+/// An `EmitEventRequest` as the core's request (a missing `data` is an empty object).
+pub fn emit_request(r: pb::EmitEventRequest) -> EmitRequest {
+    EmitRequest {
+        event_type: r.event_type,
+        data: r.data.map(struct_to_json).unwrap_or_else(empty_object),
+        idempotency_key: Some(r.idempotency_key).filter(|k| !k.is_empty()),
+    }
+}
+
+/// One event's outcome of a batch emit as `EmittedEvent`.
+pub fn emitted_to_pb(emitted: Emitted) -> pb::EmittedEvent {
+    pb::EmittedEvent {
+        event_id: ids::format(Kind::Event, emitted.event_id),
+        duplicate: emitted.duplicate,
+        deliveries: emitted.deliveries.into_iter().map(status_to_pb).collect(),
     }
 }
 

@@ -10,13 +10,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    empty_object, millis, response_to_pb, status_to_pb, struct_to_json, webhook_patch,
-    webhook_to_pb,
+    emit_request, emitted_to_pb, millis, response_to_pb, status_to_pb, webhook_patch, webhook_to_pb,
 };
 use super::pb;
 use super::pb::webhook_service_server::WebhookService;
 use super::status::to_status;
-use crate::core::events::EmitRequest;
 use crate::core::{Caller, Service};
 use crate::error::Error;
 use crate::ids::{self, Kind};
@@ -195,12 +193,7 @@ impl WebhookService for WebhookApi {
         request: Request<pb::EmitEventRequest>,
     ) -> Result<Response<Self::EmitEventStream>, Status> {
         let caller = self.caller(&request)?;
-        let r = request.into_inner();
-        let emit = EmitRequest {
-            event_type: r.event_type,
-            data: r.data.map(struct_to_json).unwrap_or_else(empty_object),
-            idempotency_key: Some(r.idempotency_key).filter(|k| !k.is_empty()),
-        };
+        let emit = emit_request(request.into_inner());
         let mut statuses = self.service.emit(&caller, emit).await.map_err(to_status)?;
         let (sender, receiver) = mpsc::channel(64);
         let shutdown = self.shutdown.clone();
@@ -223,6 +216,27 @@ impl WebhookService for WebhookApi {
             service.metrics().open_streams.dec();
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn emit_events(
+        &self,
+        request: Request<pb::EmitEventsRequest>,
+    ) -> Result<Response<pb::EmitEventsResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let events = request
+            .into_inner()
+            .events
+            .into_iter()
+            .map(emit_request)
+            .collect();
+        let emitted = self
+            .service
+            .emit_batch(&caller, events)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::EmitEventsResponse {
+            results: emitted.into_iter().map(emitted_to_pb).collect(),
+        }))
     }
 
     async fn redeliver_delivery(

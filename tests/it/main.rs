@@ -2,6 +2,7 @@
 //! 127.0.0.1, and the built binary for process-level behaviour (flags, kill -9 + restart).
 
 mod auth;
+mod batch_emit;
 mod cli;
 mod delivery;
 mod delivery_features;

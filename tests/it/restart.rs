@@ -105,6 +105,25 @@ async fn kill_9_after_the_ack_loses_no_event() {
         assert_eq!(states(&[queued]), ["QUEUED"]);
         acknowledged.insert(format!("AG{i}"));
     }
+    // And a batch, acknowledged as a whole.
+    let batch = pb::EmitEventsRequest {
+        events: (40..60)
+            .map(|i| pb::EmitEventRequest {
+                event_type: "alert group created".into(),
+                data: Some(to_struct(
+                    serde_json::json!({"alert_group": {"id": format!("AG{i}")}}),
+                )),
+                idempotency_key: String::new(),
+            })
+            .collect(),
+    };
+    let emitted = client
+        .emit_events(authed(&server, batch))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(emitted.results.len(), 20);
+    acknowledged.extend((40..60).map(|i| format!("AG{i}")));
     let mut first = first;
     first.child.kill().unwrap(); // SIGKILL
     first.child.wait().unwrap();

@@ -1308,6 +1308,163 @@ func (x *EmitEventRequest) GetIdempotencyKey() string {
 	return ""
 }
 
+// Request of EmitEvents.
+type EmitEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events, in order: at least 1, at most 1,000.
+	Events        []*EmitEventRequest `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmitEventsRequest) Reset() {
+	*x = EmitEventsRequest{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmitEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmitEventsRequest) ProtoMessage() {}
+
+func (x *EmitEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmitEventsRequest.ProtoReflect.Descriptor instead.
+func (*EmitEventsRequest) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *EmitEventsRequest) GetEvents() []*EmitEventRequest {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// Response of EmitEvents.
+type EmitEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per event, in request order.
+	Results       []*EmittedEvent `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmitEventsResponse) Reset() {
+	*x = EmitEventsResponse{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmitEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmitEventsResponse) ProtoMessage() {}
+
+func (x *EmitEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmitEventsResponse.ProtoReflect.Descriptor instead.
+func (*EmitEventsResponse) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *EmitEventsResponse) GetResults() []*EmittedEvent {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// The outcome of one event of an EmitEvents batch.
+type EmittedEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's id (for an idempotent repeat, the first event's id).
+	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// True when the idempotency key named an earlier event: nothing new was queued and
+	// `deliveries` shows the earlier event's deliveries as they are now.
+	Duplicate bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// State of each delivery of the event: QUEUED, or SKIPPED when a filter or template said no.
+	Deliveries    []*DeliveryStatus `protobuf:"bytes,3,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmittedEvent) Reset() {
+	*x = EmittedEvent{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmittedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmittedEvent) ProtoMessage() {}
+
+func (x *EmittedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmittedEvent.ProtoReflect.Descriptor instead.
+func (*EmittedEvent) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *EmittedEvent) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *EmittedEvent) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+func (x *EmittedEvent) GetDeliveries() []*DeliveryStatus {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
 // A change of state of one delivery.
 type DeliveryStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1335,7 +1492,7 @@ type DeliveryStatus struct {
 
 func (x *DeliveryStatus) Reset() {
 	*x = DeliveryStatus{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[13]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1504,7 @@ func (x *DeliveryStatus) String() string {
 func (*DeliveryStatus) ProtoMessage() {}
 
 func (x *DeliveryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[13]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1517,7 @@ func (x *DeliveryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryStatus.ProtoReflect.Descriptor instead.
 func (*DeliveryStatus) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{13}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeliveryStatus) GetEventId() string {
@@ -1437,7 +1594,7 @@ type RedeliverDeliveryRequest struct {
 
 func (x *RedeliverDeliveryRequest) Reset() {
 	*x = RedeliverDeliveryRequest{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[14]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1606,7 @@ func (x *RedeliverDeliveryRequest) String() string {
 func (*RedeliverDeliveryRequest) ProtoMessage() {}
 
 func (x *RedeliverDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[14]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1619,7 @@ func (x *RedeliverDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*RedeliverDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{14}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RedeliverDeliveryRequest) GetDeliveryId() string {
@@ -1485,7 +1642,7 @@ type RedeliverFailedRequest struct {
 
 func (x *RedeliverFailedRequest) Reset() {
 	*x = RedeliverFailedRequest{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[15]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +1654,7 @@ func (x *RedeliverFailedRequest) String() string {
 func (*RedeliverFailedRequest) ProtoMessage() {}
 
 func (x *RedeliverFailedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[15]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +1667,7 @@ func (x *RedeliverFailedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverFailedRequest.ProtoReflect.Descriptor instead.
 func (*RedeliverFailedRequest) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{15}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RedeliverFailedRequest) GetWebhookId() string {
@@ -1538,7 +1695,7 @@ type RedeliverResponse struct {
 
 func (x *RedeliverResponse) Reset() {
 	*x = RedeliverResponse{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[16]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1707,7 @@ func (x *RedeliverResponse) String() string {
 func (*RedeliverResponse) ProtoMessage() {}
 
 func (x *RedeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[16]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1720,7 @@ func (x *RedeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverResponse.ProtoReflect.Descriptor instead.
 func (*RedeliverResponse) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{16}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RedeliverResponse) GetDeliveryIds() []string {
@@ -1584,7 +1741,7 @@ type RotateSigningSecretRequest struct {
 
 func (x *RotateSigningSecretRequest) Reset() {
 	*x = RotateSigningSecretRequest{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[17]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1753,7 @@ func (x *RotateSigningSecretRequest) String() string {
 func (*RotateSigningSecretRequest) ProtoMessage() {}
 
 func (x *RotateSigningSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[17]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1766,7 @@ func (x *RotateSigningSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateSigningSecretRequest) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{17}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RotateSigningSecretRequest) GetWebhookId() string {
@@ -1630,7 +1787,7 @@ type RotateSigningSecretResponse struct {
 
 func (x *RotateSigningSecretResponse) Reset() {
 	*x = RotateSigningSecretResponse{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[18]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1799,7 @@ func (x *RotateSigningSecretResponse) String() string {
 func (*RotateSigningSecretResponse) ProtoMessage() {}
 
 func (x *RotateSigningSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[18]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1812,7 @@ func (x *RotateSigningSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateSigningSecretResponse) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{18}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RotateSigningSecretResponse) GetSigningSecret() string {
@@ -1787,7 +1944,17 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\n" +
 	"event_type\x18\x01 \x01(\tR\teventType\x12+\n" +
 	"\x04data\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x04data\x12'\n" +
-	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\"\xd9\x02\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\"J\n" +
+	"\x11EmitEventsRequest\x125\n" +
+	"\x06events\x18\x01 \x03(\v2\x1d.webhooks.v1.EmitEventRequestR\x06events\"I\n" +
+	"\x12EmitEventsResponse\x123\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.webhooks.v1.EmittedEventR\aresults\"\x84\x01\n" +
+	"\fEmittedEvent\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1c\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12;\n" +
+	"\n" +
+	"deliveries\x18\x03 \x03(\v2\x1b.webhooks.v1.DeliveryStatusR\n" +
+	"deliveries\"\xd9\x02\n" +
 	"\x0eDeliveryStatus\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +
@@ -1834,7 +2001,7 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\x17DELIVERY_STATE_RETRYING\x10\x02\x12\x1c\n" +
 	"\x18DELIVERY_STATE_SUCCEEDED\x10\x03\x12\x19\n" +
 	"\x15DELIVERY_STATE_FAILED\x10\x04\x12\x1a\n" +
-	"\x16DELIVERY_STATE_SKIPPED\x10\x052\xca\x06\n" +
+	"\x16DELIVERY_STATE_SKIPPED\x10\x052\x99\a\n" +
 	"\x0eWebhookService\x12H\n" +
 	"\rCreateWebhook\x12!.webhooks.v1.CreateWebhookRequest\x1a\x14.webhooks.v1.Webhook\x12B\n" +
 	"\n" +
@@ -1843,7 +2010,9 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\rUpdateWebhook\x12!.webhooks.v1.UpdateWebhookRequest\x1a\x14.webhooks.v1.Webhook\x12J\n" +
 	"\rDeleteWebhook\x12!.webhooks.v1.DeleteWebhookRequest\x1a\x16.google.protobuf.Empty\x12V\n" +
 	"\rListResponses\x12!.webhooks.v1.ListResponsesRequest\x1a\".webhooks.v1.ListResponsesResponse\x12I\n" +
-	"\tEmitEvent\x12\x1d.webhooks.v1.EmitEventRequest\x1a\x1b.webhooks.v1.DeliveryStatus0\x01\x12Z\n" +
+	"\tEmitEvent\x12\x1d.webhooks.v1.EmitEventRequest\x1a\x1b.webhooks.v1.DeliveryStatus0\x01\x12M\n" +
+	"\n" +
+	"EmitEvents\x12\x1e.webhooks.v1.EmitEventsRequest\x1a\x1f.webhooks.v1.EmitEventsResponse\x12Z\n" +
 	"\x11RedeliverDelivery\x12%.webhooks.v1.RedeliverDeliveryRequest\x1a\x1e.webhooks.v1.RedeliverResponse\x12V\n" +
 	"\x0fRedeliverFailed\x12#.webhooks.v1.RedeliverFailedRequest\x1a\x1e.webhooks.v1.RedeliverResponse\x12h\n" +
 	"\x13RotateSigningSecret\x12'.webhooks.v1.RotateSigningSecretRequest\x1a(.webhooks.v1.RotateSigningSecretResponseB?Z=github.com/webhookd/webhookd/clients/go/webhooksv1;webhooksv1b\x06proto3"
@@ -1861,7 +2030,7 @@ func file_webhooks_v1_webhooks_proto_rawDescGZIP() []byte {
 }
 
 var file_webhooks_v1_webhooks_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_webhooks_v1_webhooks_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_webhooks_v1_webhooks_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_webhooks_v1_webhooks_proto_goTypes = []any{
 	(FilterOperator)(0),                 // 0: webhooks.v1.FilterOperator
 	(ConditionOp)(0),                    // 1: webhooks.v1.ConditionOp
@@ -1879,65 +2048,73 @@ var file_webhooks_v1_webhooks_proto_goTypes = []any{
 	(*ListResponsesResponse)(nil),       // 13: webhooks.v1.ListResponsesResponse
 	(*WebhookResponse)(nil),             // 14: webhooks.v1.WebhookResponse
 	(*EmitEventRequest)(nil),            // 15: webhooks.v1.EmitEventRequest
-	(*DeliveryStatus)(nil),              // 16: webhooks.v1.DeliveryStatus
-	(*RedeliverDeliveryRequest)(nil),    // 17: webhooks.v1.RedeliverDeliveryRequest
-	(*RedeliverFailedRequest)(nil),      // 18: webhooks.v1.RedeliverFailedRequest
-	(*RedeliverResponse)(nil),           // 19: webhooks.v1.RedeliverResponse
-	(*RotateSigningSecretRequest)(nil),  // 20: webhooks.v1.RotateSigningSecretRequest
-	(*RotateSigningSecretResponse)(nil), // 21: webhooks.v1.RotateSigningSecretResponse
-	nil,                                 // 22: webhooks.v1.Webhook.CustomHeadersEntry
-	(*timestamppb.Timestamp)(nil),       // 23: google.protobuf.Timestamp
-	(*structpb.Value)(nil),              // 24: google.protobuf.Value
-	(*fieldmaskpb.FieldMask)(nil),       // 25: google.protobuf.FieldMask
-	(*structpb.Struct)(nil),             // 26: google.protobuf.Struct
-	(*emptypb.Empty)(nil),               // 27: google.protobuf.Empty
+	(*EmitEventsRequest)(nil),           // 16: webhooks.v1.EmitEventsRequest
+	(*EmitEventsResponse)(nil),          // 17: webhooks.v1.EmitEventsResponse
+	(*EmittedEvent)(nil),                // 18: webhooks.v1.EmittedEvent
+	(*DeliveryStatus)(nil),              // 19: webhooks.v1.DeliveryStatus
+	(*RedeliverDeliveryRequest)(nil),    // 20: webhooks.v1.RedeliverDeliveryRequest
+	(*RedeliverFailedRequest)(nil),      // 21: webhooks.v1.RedeliverFailedRequest
+	(*RedeliverResponse)(nil),           // 22: webhooks.v1.RedeliverResponse
+	(*RotateSigningSecretRequest)(nil),  // 23: webhooks.v1.RotateSigningSecretRequest
+	(*RotateSigningSecretResponse)(nil), // 24: webhooks.v1.RotateSigningSecretResponse
+	nil,                                 // 25: webhooks.v1.Webhook.CustomHeadersEntry
+	(*timestamppb.Timestamp)(nil),       // 26: google.protobuf.Timestamp
+	(*structpb.Value)(nil),              // 27: google.protobuf.Value
+	(*fieldmaskpb.FieldMask)(nil),       // 28: google.protobuf.FieldMask
+	(*structpb.Struct)(nil),             // 29: google.protobuf.Struct
+	(*emptypb.Empty)(nil),               // 30: google.protobuf.Empty
 }
 var file_webhooks_v1_webhooks_proto_depIdxs = []int32{
 	4,  // 0: webhooks.v1.Webhook.filters:type_name -> webhooks.v1.FilterGroup
-	22, // 1: webhooks.v1.Webhook.custom_headers:type_name -> webhooks.v1.Webhook.CustomHeadersEntry
-	23, // 2: webhooks.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
-	23, // 3: webhooks.v1.Webhook.last_success:type_name -> google.protobuf.Timestamp
-	23, // 4: webhooks.v1.Webhook.last_failure:type_name -> google.protobuf.Timestamp
+	25, // 1: webhooks.v1.Webhook.custom_headers:type_name -> webhooks.v1.Webhook.CustomHeadersEntry
+	26, // 2: webhooks.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
+	26, // 3: webhooks.v1.Webhook.last_success:type_name -> google.protobuf.Timestamp
+	26, // 4: webhooks.v1.Webhook.last_failure:type_name -> google.protobuf.Timestamp
 	0,  // 5: webhooks.v1.FilterGroup.operator:type_name -> webhooks.v1.FilterOperator
 	5,  // 6: webhooks.v1.FilterGroup.conditions:type_name -> webhooks.v1.FilterCondition
 	4,  // 7: webhooks.v1.FilterGroup.groups:type_name -> webhooks.v1.FilterGroup
 	1,  // 8: webhooks.v1.FilterCondition.op:type_name -> webhooks.v1.ConditionOp
-	24, // 9: webhooks.v1.FilterCondition.value:type_name -> google.protobuf.Value
+	27, // 9: webhooks.v1.FilterCondition.value:type_name -> google.protobuf.Value
 	3,  // 10: webhooks.v1.CreateWebhookRequest.webhook:type_name -> webhooks.v1.Webhook
 	3,  // 11: webhooks.v1.ListWebhooksResponse.webhooks:type_name -> webhooks.v1.Webhook
 	3,  // 12: webhooks.v1.UpdateWebhookRequest.webhook:type_name -> webhooks.v1.Webhook
-	25, // 13: webhooks.v1.UpdateWebhookRequest.update_mask:type_name -> google.protobuf.FieldMask
+	28, // 13: webhooks.v1.UpdateWebhookRequest.update_mask:type_name -> google.protobuf.FieldMask
 	14, // 14: webhooks.v1.ListResponsesResponse.responses:type_name -> webhooks.v1.WebhookResponse
-	23, // 15: webhooks.v1.WebhookResponse.timestamp:type_name -> google.protobuf.Timestamp
-	26, // 16: webhooks.v1.EmitEventRequest.data:type_name -> google.protobuf.Struct
-	2,  // 17: webhooks.v1.DeliveryStatus.state:type_name -> webhooks.v1.DeliveryState
-	23, // 18: webhooks.v1.DeliveryStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
-	23, // 19: webhooks.v1.RedeliverFailedRequest.since:type_name -> google.protobuf.Timestamp
-	6,  // 20: webhooks.v1.WebhookService.CreateWebhook:input_type -> webhooks.v1.CreateWebhookRequest
-	7,  // 21: webhooks.v1.WebhookService.GetWebhook:input_type -> webhooks.v1.GetWebhookRequest
-	8,  // 22: webhooks.v1.WebhookService.ListWebhooks:input_type -> webhooks.v1.ListWebhooksRequest
-	10, // 23: webhooks.v1.WebhookService.UpdateWebhook:input_type -> webhooks.v1.UpdateWebhookRequest
-	11, // 24: webhooks.v1.WebhookService.DeleteWebhook:input_type -> webhooks.v1.DeleteWebhookRequest
-	12, // 25: webhooks.v1.WebhookService.ListResponses:input_type -> webhooks.v1.ListResponsesRequest
-	15, // 26: webhooks.v1.WebhookService.EmitEvent:input_type -> webhooks.v1.EmitEventRequest
-	17, // 27: webhooks.v1.WebhookService.RedeliverDelivery:input_type -> webhooks.v1.RedeliverDeliveryRequest
-	18, // 28: webhooks.v1.WebhookService.RedeliverFailed:input_type -> webhooks.v1.RedeliverFailedRequest
-	20, // 29: webhooks.v1.WebhookService.RotateSigningSecret:input_type -> webhooks.v1.RotateSigningSecretRequest
-	3,  // 30: webhooks.v1.WebhookService.CreateWebhook:output_type -> webhooks.v1.Webhook
-	3,  // 31: webhooks.v1.WebhookService.GetWebhook:output_type -> webhooks.v1.Webhook
-	9,  // 32: webhooks.v1.WebhookService.ListWebhooks:output_type -> webhooks.v1.ListWebhooksResponse
-	3,  // 33: webhooks.v1.WebhookService.UpdateWebhook:output_type -> webhooks.v1.Webhook
-	27, // 34: webhooks.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
-	13, // 35: webhooks.v1.WebhookService.ListResponses:output_type -> webhooks.v1.ListResponsesResponse
-	16, // 36: webhooks.v1.WebhookService.EmitEvent:output_type -> webhooks.v1.DeliveryStatus
-	19, // 37: webhooks.v1.WebhookService.RedeliverDelivery:output_type -> webhooks.v1.RedeliverResponse
-	19, // 38: webhooks.v1.WebhookService.RedeliverFailed:output_type -> webhooks.v1.RedeliverResponse
-	21, // 39: webhooks.v1.WebhookService.RotateSigningSecret:output_type -> webhooks.v1.RotateSigningSecretResponse
-	30, // [30:40] is the sub-list for method output_type
-	20, // [20:30] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	26, // 15: webhooks.v1.WebhookResponse.timestamp:type_name -> google.protobuf.Timestamp
+	29, // 16: webhooks.v1.EmitEventRequest.data:type_name -> google.protobuf.Struct
+	15, // 17: webhooks.v1.EmitEventsRequest.events:type_name -> webhooks.v1.EmitEventRequest
+	18, // 18: webhooks.v1.EmitEventsResponse.results:type_name -> webhooks.v1.EmittedEvent
+	19, // 19: webhooks.v1.EmittedEvent.deliveries:type_name -> webhooks.v1.DeliveryStatus
+	2,  // 20: webhooks.v1.DeliveryStatus.state:type_name -> webhooks.v1.DeliveryState
+	26, // 21: webhooks.v1.DeliveryStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	26, // 22: webhooks.v1.RedeliverFailedRequest.since:type_name -> google.protobuf.Timestamp
+	6,  // 23: webhooks.v1.WebhookService.CreateWebhook:input_type -> webhooks.v1.CreateWebhookRequest
+	7,  // 24: webhooks.v1.WebhookService.GetWebhook:input_type -> webhooks.v1.GetWebhookRequest
+	8,  // 25: webhooks.v1.WebhookService.ListWebhooks:input_type -> webhooks.v1.ListWebhooksRequest
+	10, // 26: webhooks.v1.WebhookService.UpdateWebhook:input_type -> webhooks.v1.UpdateWebhookRequest
+	11, // 27: webhooks.v1.WebhookService.DeleteWebhook:input_type -> webhooks.v1.DeleteWebhookRequest
+	12, // 28: webhooks.v1.WebhookService.ListResponses:input_type -> webhooks.v1.ListResponsesRequest
+	15, // 29: webhooks.v1.WebhookService.EmitEvent:input_type -> webhooks.v1.EmitEventRequest
+	16, // 30: webhooks.v1.WebhookService.EmitEvents:input_type -> webhooks.v1.EmitEventsRequest
+	20, // 31: webhooks.v1.WebhookService.RedeliverDelivery:input_type -> webhooks.v1.RedeliverDeliveryRequest
+	21, // 32: webhooks.v1.WebhookService.RedeliverFailed:input_type -> webhooks.v1.RedeliverFailedRequest
+	23, // 33: webhooks.v1.WebhookService.RotateSigningSecret:input_type -> webhooks.v1.RotateSigningSecretRequest
+	3,  // 34: webhooks.v1.WebhookService.CreateWebhook:output_type -> webhooks.v1.Webhook
+	3,  // 35: webhooks.v1.WebhookService.GetWebhook:output_type -> webhooks.v1.Webhook
+	9,  // 36: webhooks.v1.WebhookService.ListWebhooks:output_type -> webhooks.v1.ListWebhooksResponse
+	3,  // 37: webhooks.v1.WebhookService.UpdateWebhook:output_type -> webhooks.v1.Webhook
+	30, // 38: webhooks.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
+	13, // 39: webhooks.v1.WebhookService.ListResponses:output_type -> webhooks.v1.ListResponsesResponse
+	19, // 40: webhooks.v1.WebhookService.EmitEvent:output_type -> webhooks.v1.DeliveryStatus
+	17, // 41: webhooks.v1.WebhookService.EmitEvents:output_type -> webhooks.v1.EmitEventsResponse
+	22, // 42: webhooks.v1.WebhookService.RedeliverDelivery:output_type -> webhooks.v1.RedeliverResponse
+	22, // 43: webhooks.v1.WebhookService.RedeliverFailed:output_type -> webhooks.v1.RedeliverResponse
+	24, // 44: webhooks.v1.WebhookService.RotateSigningSecret:output_type -> webhooks.v1.RotateSigningSecretResponse
+	34, // [34:45] is the sub-list for method output_type
+	23, // [23:34] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_webhooks_v1_webhooks_proto_init() }
@@ -1947,14 +2124,14 @@ func file_webhooks_v1_webhooks_proto_init() {
 	}
 	file_webhooks_v1_webhooks_proto_msgTypes[0].OneofWrappers = []any{}
 	file_webhooks_v1_webhooks_proto_msgTypes[11].OneofWrappers = []any{}
-	file_webhooks_v1_webhooks_proto_msgTypes[13].OneofWrappers = []any{}
+	file_webhooks_v1_webhooks_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_webhooks_v1_webhooks_proto_rawDesc), len(file_webhooks_v1_webhooks_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

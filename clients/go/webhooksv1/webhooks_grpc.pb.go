@@ -31,6 +31,7 @@ const (
 	WebhookService_DeleteWebhook_FullMethodName       = "/webhooks.v1.WebhookService/DeleteWebhook"
 	WebhookService_ListResponses_FullMethodName       = "/webhooks.v1.WebhookService/ListResponses"
 	WebhookService_EmitEvent_FullMethodName           = "/webhooks.v1.WebhookService/EmitEvent"
+	WebhookService_EmitEvents_FullMethodName          = "/webhooks.v1.WebhookService/EmitEvents"
 	WebhookService_RedeliverDelivery_FullMethodName   = "/webhooks.v1.WebhookService/RedeliverDelivery"
 	WebhookService_RedeliverFailed_FullMethodName     = "/webhooks.v1.WebhookService/RedeliverFailed"
 	WebhookService_RotateSigningSecret_FullMethodName = "/webhooks.v1.WebhookService/RotateSigningSecret"
@@ -60,6 +61,11 @@ type WebhookServiceClient interface {
 	// final. The first message per webhook (QUEUED) is sent only once the event is durable.
 	// Closing the stream early does not cancel delivery.
 	EmitEvent(ctx context.Context, in *EmitEventRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DeliveryStatus], error)
+	// Emits up to 1,000 events at once and returns when all of them are durable, with each
+	// event's id and the initial state of its deliveries (no streaming). For producers with
+	// volume: one request and one disk flush carry the whole batch. An invalid event fails the
+	// batch (INVALID_ARGUMENT, fields named `events[i].field`) and nothing is emitted.
+	EmitEvents(ctx context.Context, in *EmitEventsRequest, opts ...grpc.CallOption) (*EmitEventsResponse, error)
 	// Queues a fresh attempt of one delivery (whatever its state) and returns the new delivery id.
 	RedeliverDelivery(ctx context.Context, in *RedeliverDeliveryRequest, opts ...grpc.CallOption) (*RedeliverResponse, error)
 	// Queues a fresh attempt of every FAILED delivery of a webhook since a time.
@@ -155,6 +161,16 @@ func (c *webhookServiceClient) EmitEvent(ctx context.Context, in *EmitEventReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type WebhookService_EmitEventClient = grpc.ServerStreamingClient[DeliveryStatus]
 
+func (c *webhookServiceClient) EmitEvents(ctx context.Context, in *EmitEventsRequest, opts ...grpc.CallOption) (*EmitEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EmitEventsResponse)
+	err := c.cc.Invoke(ctx, WebhookService_EmitEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *webhookServiceClient) RedeliverDelivery(ctx context.Context, in *RedeliverDeliveryRequest, opts ...grpc.CallOption) (*RedeliverResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RedeliverResponse)
@@ -209,6 +225,11 @@ type WebhookServiceServer interface {
 	// final. The first message per webhook (QUEUED) is sent only once the event is durable.
 	// Closing the stream early does not cancel delivery.
 	EmitEvent(*EmitEventRequest, grpc.ServerStreamingServer[DeliveryStatus]) error
+	// Emits up to 1,000 events at once and returns when all of them are durable, with each
+	// event's id and the initial state of its deliveries (no streaming). For producers with
+	// volume: one request and one disk flush carry the whole batch. An invalid event fails the
+	// batch (INVALID_ARGUMENT, fields named `events[i].field`) and nothing is emitted.
+	EmitEvents(context.Context, *EmitEventsRequest) (*EmitEventsResponse, error)
 	// Queues a fresh attempt of one delivery (whatever its state) and returns the new delivery id.
 	RedeliverDelivery(context.Context, *RedeliverDeliveryRequest) (*RedeliverResponse, error)
 	// Queues a fresh attempt of every FAILED delivery of a webhook since a time.
@@ -245,6 +266,9 @@ func (UnimplementedWebhookServiceServer) ListResponses(context.Context, *ListRes
 }
 func (UnimplementedWebhookServiceServer) EmitEvent(*EmitEventRequest, grpc.ServerStreamingServer[DeliveryStatus]) error {
 	return status.Error(codes.Unimplemented, "method EmitEvent not implemented")
+}
+func (UnimplementedWebhookServiceServer) EmitEvents(context.Context, *EmitEventsRequest) (*EmitEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EmitEvents not implemented")
 }
 func (UnimplementedWebhookServiceServer) RedeliverDelivery(context.Context, *RedeliverDeliveryRequest) (*RedeliverResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RedeliverDelivery not implemented")
@@ -395,6 +419,24 @@ func _WebhookService_EmitEvent_Handler(srv interface{}, stream grpc.ServerStream
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type WebhookService_EmitEventServer = grpc.ServerStreamingServer[DeliveryStatus]
 
+func _WebhookService_EmitEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EmitEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebhookServiceServer).EmitEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebhookService_EmitEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebhookServiceServer).EmitEvents(ctx, req.(*EmitEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _WebhookService_RedeliverDelivery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RedeliverDeliveryRequest)
 	if err := dec(in); err != nil {
@@ -479,6 +521,10 @@ var WebhookService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListResponses",
 			Handler:    _WebhookService_ListResponses_Handler,
+		},
+		{
+			MethodName: "EmitEvents",
+			Handler:    _WebhookService_EmitEvents_Handler,
 		},
 		{
 			MethodName: "RedeliverDelivery",

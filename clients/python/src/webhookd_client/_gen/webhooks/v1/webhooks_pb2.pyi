@@ -247,6 +247,28 @@ class EmitEventRequest(_message.Message):
     idempotency_key: str
     def __init__(self, event_type: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
+class EmitEventsRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[EmitEventRequest]
+    def __init__(self, events: _Optional[_Iterable[_Union[EmitEventRequest, _Mapping]]] = ...) -> None: ...
+
+class EmitEventsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[EmittedEvent]
+    def __init__(self, results: _Optional[_Iterable[_Union[EmittedEvent, _Mapping]]] = ...) -> None: ...
+
+class EmittedEvent(_message.Message):
+    __slots__ = ("event_id", "duplicate", "deliveries")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    duplicate: bool
+    deliveries: _containers.RepeatedCompositeFieldContainer[DeliveryStatus]
+    def __init__(self, event_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., deliveries: _Optional[_Iterable[_Union[DeliveryStatus, _Mapping]]] = ...) -> None: ...
+
 class DeliveryStatus(_message.Message):
     __slots__ = ("event_id", "webhook_id", "delivery_id", "state", "attempt", "status_code", "error", "next_attempt_at", "url")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]

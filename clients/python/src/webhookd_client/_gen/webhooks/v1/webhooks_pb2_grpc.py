@@ -73,6 +73,11 @@ class WebhookServiceStub:
                 request_serializer=webhooks_dot_v1_dot_webhooks__pb2.EmitEventRequest.SerializeToString,
                 response_deserializer=webhooks_dot_v1_dot_webhooks__pb2.DeliveryStatus.FromString,
                 _registered_method=True)
+        self.EmitEvents = channel.unary_unary(
+                '/webhooks.v1.WebhookService/EmitEvents',
+                request_serializer=webhooks_dot_v1_dot_webhooks__pb2.EmitEventsRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_webhooks__pb2.EmitEventsResponse.FromString,
+                _registered_method=True)
         self.RedeliverDelivery = channel.unary_unary(
                 '/webhooks.v1.WebhookService/RedeliverDelivery',
                 request_serializer=webhooks_dot_v1_dot_webhooks__pb2.RedeliverDeliveryRequest.SerializeToString,
@@ -147,6 +152,16 @@ class WebhookServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EmitEvents(self, request, context):
+        """Emits up to 1,000 events at once and returns when all of them are durable, with each
+        event's id and the initial state of its deliveries (no streaming). For producers with
+        volume: one request and one disk flush carry the whole batch. An invalid event fails the
+        batch (INVALID_ARGUMENT, fields named `events[i].field`) and nothing is emitted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RedeliverDelivery(self, request, context):
         """Queues a fresh attempt of one delivery (whatever its state) and returns the new delivery id.
         """
@@ -205,6 +220,11 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.EmitEvent,
                     request_deserializer=webhooks_dot_v1_dot_webhooks__pb2.EmitEventRequest.FromString,
                     response_serializer=webhooks_dot_v1_dot_webhooks__pb2.DeliveryStatus.SerializeToString,
+            ),
+            'EmitEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.EmitEvents,
+                    request_deserializer=webhooks_dot_v1_dot_webhooks__pb2.EmitEventsRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_webhooks__pb2.EmitEventsResponse.SerializeToString,
             ),
             'RedeliverDelivery': grpc.unary_unary_rpc_method_handler(
                     servicer.RedeliverDelivery,
@@ -414,6 +434,33 @@ class WebhookService:
             '/webhooks.v1.WebhookService/EmitEvent',
             webhooks_dot_v1_dot_webhooks__pb2.EmitEventRequest.SerializeToString,
             webhooks_dot_v1_dot_webhooks__pb2.DeliveryStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmitEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookService/EmitEvents',
+            webhooks_dot_v1_dot_webhooks__pb2.EmitEventsRequest.SerializeToString,
+            webhooks_dot_v1_dot_webhooks__pb2.EmitEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
