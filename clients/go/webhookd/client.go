@@ -160,3 +160,36 @@ func (c *Client) EmitEvent(ctx context.Context, eventType string, data map[strin
 		}
 	}
 }
+
+// Event is one event of an [Client.EmitEvents] batch.
+type Event struct {
+	Type           string         // trigger type, e.g. "alert group created"
+	Data           map[string]any // OnCall event_data, converted with structpb.NewStruct (nil = {})
+	IdempotencyKey string         // optional: a repeat within 24 h returns the first event
+}
+
+// EmitEvents emits a batch of events (at most 1,000) in one call and returns once all are
+// durable, with one EmittedEvent per event, in order: its event id, whether the idempotency key
+// named an earlier event (Duplicate) and the initial state of each delivery
+// (DELIVERY_STATE_QUEUED, or SKIPPED); no statuses follow. An invalid event fails the whole
+// batch with an *Error of codes.InvalidArgument, its field violations named "events[i].field",
+// and nothing is emitted.
+func (c *Client) EmitEvents(ctx context.Context, events []Event) ([]*webhooksv1.EmittedEvent, error) {
+	req := &webhooksv1.EmitEventsRequest{Events: make([]*webhooksv1.EmitEventRequest, len(events))}
+	for i, e := range events {
+		ev := &webhooksv1.EmitEventRequest{EventType: e.Type, IdempotencyKey: e.IdempotencyKey}
+		if e.Data != nil {
+			s, err := structpb.NewStruct(e.Data)
+			if err != nil {
+				return nil, fmt.Errorf("webhookd: events[%d] data: %w", i, err)
+			}
+			ev.Data = s
+		}
+		req.Events[i] = ev
+	}
+	out, err := c.Service.EmitEvents(ctx, req)
+	if err != nil {
+		return nil, convert(err)
+	}
+	return out.GetResults(), nil
+}

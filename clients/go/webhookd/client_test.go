@@ -83,6 +83,7 @@ func newClient(t *testing.T, scopes ...string) *webhookd.Client {
 
 type recorded struct {
 	Method, Path string
+	Header       http.Header
 	Body         []byte
 }
 
@@ -98,7 +99,7 @@ func newReceiver(t *testing.T) *receiver {
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		r.mu.Lock()
-		r.reqs = append(r.reqs, recorded{req.Method, req.URL.Path, body})
+		r.reqs = append(r.reqs, recorded{req.Method, req.URL.Path, req.Header, body})
 		r.mu.Unlock()
 		w.Write([]byte("ok"))
 	}))
@@ -261,6 +262,84 @@ func TestEmitEventWithoutMatch(t *testing.T) {
 	c := newClient(t)
 	if got := collect(t, c.EmitEvent(ctx(t), "nobody listens to this", event, "")); len(got) != 0 {
 		t.Fatalf("statuses %v", got)
+	}
+}
+
+func TestEmitEvents(t *testing.T) {
+	c, r := newClient(t), newReceiver(t)
+	hook, err := c.CreateWebhook(ctx(t), &webhooksv1.Webhook{Name: "batch", Url: r.hookURL(), TriggerType: trigger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := []webhookd.Event{
+		{Type: trigger, Data: map[string]any{"alert_group": map[string]any{"id": "AG0"}}},
+		{Type: trigger, Data: map[string]any{"alert_group": map[string]any{"id": "AG1"}}, IdempotencyKey: "batch-k-1"},
+		{Type: trigger, Data: map[string]any{"alert_group": map[string]any{"id": "AG2"}}, IdempotencyKey: "batch-k-2"},
+	}
+	results, err := c.EmitEvents(ctx(t), events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 3 {
+		t.Fatalf("%d results, want 3: %v", len(results), results)
+	}
+	seen := map[string]bool{}
+	for i, res := range results {
+		if res.GetEventId() == "" || seen[res.GetEventId()] || res.GetDuplicate() || len(res.GetDeliveries()) != 1 {
+			t.Fatalf("result %d: %v", i, res)
+		}
+		seen[res.GetEventId()] = true
+		d := res.GetDeliveries()[0]
+		if d.GetState() != webhooksv1.DeliveryState_DELIVERY_STATE_QUEUED || d.GetWebhookId() != hook.GetId() ||
+			d.GetEventId() != res.GetEventId() || d.GetDeliveryId() == "" || d.GetAttempt() != 0 {
+			t.Fatalf("result %d delivery: %v", i, d)
+		}
+	}
+	// In request order: the delivery of result i (webhook-id header) carries event i.
+	sent := map[string]any{}
+	for _, req := range r.waitFor(t, 3) {
+		var body map[string]map[string]any
+		if err := json.Unmarshal(req.Body, &body); err != nil {
+			t.Fatalf("body %s: %v", req.Body, err)
+		}
+		sent[req.Header.Get("webhook-id")] = body["alert_group"]["id"]
+	}
+	for i, res := range results {
+		if got, want := sent[res.GetDeliveries()[0].GetDeliveryId()], fmt.Sprintf("AG%d", i); got != want {
+			t.Errorf("result %d delivered %v, want %s", i, got, want)
+		}
+	}
+	again, err := c.EmitEvents(ctx(t), events[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, res := range again {
+		if !res.GetDuplicate() || res.GetEventId() != results[i+1].GetEventId() {
+			t.Fatalf("repeat %d: %v, want a duplicate of %s", i, res, results[i+1].GetEventId())
+		}
+	}
+}
+
+func TestEmitEventsInvalidEventFailsTheBatch(t *testing.T) {
+	c, r := newClient(t), newReceiver(t)
+	if _, err := c.CreateWebhook(ctx(t), &webhooksv1.Webhook{Name: "batch-bad", Url: r.hookURL(), TriggerType: trigger}); err != nil {
+		t.Fatal(err)
+	}
+	results, err := c.EmitEvents(ctx(t), []webhookd.Event{{Type: trigger, Data: event}, {Type: "", Data: event}, {Type: trigger, Data: event}})
+	werr := wantCode(t, err, codes.InvalidArgument)
+	if v, ok := werr.Violation("events[1].event_type"); !ok || v.Description == "" {
+		t.Fatalf("no violation for events[1].event_type: %+v", werr.FieldViolations)
+	}
+	if results != nil {
+		t.Fatalf("results %v with an error", results)
+	}
+	// Nothing was emitted: the next event is the only one delivered.
+	st := collect(t, c.EmitEvent(ctx(t), trigger, event, ""))
+	if len(st) == 0 || st[len(st)-1].GetState() != webhooksv1.DeliveryState_DELIVERY_STATE_SUCCEEDED {
+		t.Fatalf("statuses %v", st)
+	}
+	if got := r.waitFor(t, 1); len(got) != 1 {
+		t.Fatalf("%d requests, want 1", len(got))
 	}
 }
 

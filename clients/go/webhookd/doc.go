@@ -1,7 +1,8 @@
 // Package webhookd is a small client of webhookd's gRPC API (package webhooks.v1).
 //
 // It wraps the generated [webhooksv1] package: it sends the account token on every call,
-// turns paged lists and the EmitEvent stream into iterators, and returns errors as *[Error],
+// turns paged lists and the EmitEvent stream into iterators, emits batches of events with
+// [Client.EmitEvents] (one call, one result per event), and returns errors as *[Error],
 // which carries the gRPC code and the google.rpc.BadRequest field violations.
 //
 //	c, err := webhookd.New("127.0.0.1:50051", token)

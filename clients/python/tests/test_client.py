@@ -9,6 +9,7 @@ import pytest
 
 from webhookd_client import (
     DeliveryState,
+    EmittedEvent,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
@@ -96,6 +97,54 @@ def test_emit_event_is_idempotent(client: WebhookdClient, receiver) -> None:
     assert again[0].event_id == first[0].event_id
     receiver.wait_for(1)
     assert len(receiver.requests) == 1
+
+
+def test_emit_events_returns_one_result_per_event_in_order(client: WebhookdClient, receiver) -> None:
+    hook = client.create_webhook(name="batch", url=receiver.url, trigger_type=TRIGGER)
+    events = [
+        (TRIGGER, {"alert_group": {"id": "AG0"}}),
+        (TRIGGER, {"alert_group": {"id": "AG1"}}, "batch-k-1"),
+        {"event_type": TRIGGER, "data": {"alert_group": {"id": "AG2"}}, "idempotency_key": "batch-k-2"},
+    ]
+
+    results = client.emit_events(events)
+
+    assert len(results) == 3
+    assert all(isinstance(r, EmittedEvent) for r in results)
+    assert len({r.event_id for r in results}) == 3
+    for r in results:
+        assert r.event_id and not r.duplicate
+        (d,) = r.deliveries
+        assert d.state == DeliveryState.DELIVERY_STATE_QUEUED
+        assert d.webhook_id == hook.id
+        assert d.event_id == r.event_id
+        assert d.delivery_id and d.attempt == 0
+
+    # In request order: the delivery of result i (webhook-id header) carries event i.
+    requests = receiver.wait_for(3)
+    sent = {
+        {k.lower(): v for k, v in req.headers.items()}["webhook-id"]: json.loads(req.body)["alert_group"]["id"]
+        for req in requests
+    }
+    assert [sent[r.deliveries[0].delivery_id] for r in results] == ["AG0", "AG1", "AG2"]
+
+    again = client.emit_events(events[1:])
+    assert [r.event_id for r in again] == [r.event_id for r in results[1:]]
+    assert all(r.duplicate for r in again)
+
+
+def test_emit_events_invalid_event_fails_the_batch(client: WebhookdClient, receiver) -> None:
+    client.create_webhook(name="batch-bad", url=receiver.url, trigger_type=TRIGGER)
+    with pytest.raises(InvalidArgumentError) as info:
+        client.emit_events([(TRIGGER, EVENT), ("", EVENT), (TRIGGER, EVENT)])
+    err = info.value
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.violation("events[1].event_type") is not None, err.field_violations
+    assert err.violation("events[1].event_type").description
+    # Nothing was emitted: the next event is the only one delivered.
+    statuses = list(client.emit_event(TRIGGER, EVENT))
+    assert statuses[-1].state == DeliveryState.DELIVERY_STATE_SUCCEEDED
+    assert len(receiver.wait_for(1)) == 1
 
 
 def test_list_responses_pages(client: WebhookdClient, receiver) -> None:

@@ -8,6 +8,7 @@ import {
   WebhookSchema,
   WebhookService,
   type DeliveryStatus,
+  type EmittedEvent,
   type Webhook,
   type WebhookResponse,
 } from "./gen/webhooks/v1/webhooks_pb.js";
@@ -40,6 +41,16 @@ export interface EmitOptions {
   signal?: AbortSignal;
   /** Deadline of the whole stream in milliseconds (default none). */
   timeoutMs?: number;
+}
+
+/** One event of an emitEvents batch. */
+export interface BatchEvent {
+  /** Trigger type, e.g. "alert group created". */
+  eventType: string;
+  /** OnCall event_data (default {}). */
+  data?: JsonObject;
+  /** Emitting again with the same key within 24 h returns the first event. */
+  idempotencyKey?: string;
 }
 
 /** Client of webhooks.v1.WebhookService over gRPC (HTTP/2). */
@@ -161,5 +172,24 @@ export class WebhookdClient {
     } catch (err) {
       throw WebhookdError.from(err);
     }
+  }
+
+  /**
+   * Emits a batch of events (at most 1,000) in one call and resolves once all are durable, with
+   * one EmittedEvent per event, in order: its eventId, duplicate (the idempotency key named an
+   * earlier event) and the initial state of each delivery (QUEUED, or SKIPPED); no statuses
+   * follow. An invalid event fails the whole batch with Code.InvalidArgument, its field
+   * violations named `events[i].field`, and nothing is emitted.
+   */
+  async emitEvents(events: readonly BatchEvent[]): Promise<EmittedEvent[]> {
+    const request = {
+      events: events.map((e) => ({
+        eventType: e.eventType,
+        data: e.data ?? {},
+        idempotencyKey: e.idempotencyKey ?? "",
+      })),
+    };
+    const response = await this.unary(() => this.service.emitEvents(request, this.opts()));
+    return response.results;
   }
 }

@@ -204,6 +204,65 @@ describe("WebhookdClient", { skip: noServer }, () => {
     assert.deepEqual(await collect(client.emitEvent("nobody listens to this", EVENT)), []);
   });
 
+  test("emitEvents returns one result per event, in order, with QUEUED deliveries", async () => {
+    const client = await newClient();
+    const hook = await client.createWebhook({ name: "batch", url: receiver.url, triggerType: TRIGGER });
+    const before = receiver.requests.length;
+    const events = [
+      { eventType: TRIGGER, data: { alert_group: { id: "AG0" } } },
+      { eventType: TRIGGER, data: { alert_group: { id: "AG1" } }, idempotencyKey: "batch-k-1" },
+      { eventType: TRIGGER, data: { alert_group: { id: "AG2" } }, idempotencyKey: "batch-k-2" },
+    ];
+
+    const results = await client.emitEvents(events);
+
+    assert.equal(results.length, 3);
+    assert.equal(new Set(results.map((r) => r.eventId)).size, 3);
+    for (const r of results) {
+      assert.ok(r.eventId);
+      assert.equal(r.duplicate, false);
+      assert.equal(r.deliveries.length, 1, JSON.stringify(r.deliveries));
+      const d = r.deliveries[0]!;
+      assert.equal(d.state, DeliveryState.QUEUED);
+      assert.equal(d.webhookId, hook.id);
+      assert.equal(d.eventId, r.eventId);
+      assert.equal(d.attempt, 0);
+      assert.ok(d.deliveryId);
+    }
+
+    // In request order: the delivery of result i (webhook-id header) carries event i.
+    const reqs = (await receiver.waitFor(before + 3)).slice(before);
+    const sent = new Map(reqs.map((req) => [req.headers["webhook-id"], JSON.parse(req.body).alert_group.id]));
+    assert.deepEqual(results.map((r) => sent.get(r.deliveries[0]!.deliveryId)), ["AG0", "AG1", "AG2"]);
+
+    const again = await client.emitEvents(events.slice(1));
+    assert.deepEqual(again.map((r) => r.eventId), results.slice(1).map((r) => r.eventId));
+    assert.ok(again.every((r) => r.duplicate));
+  });
+
+  test("emitEvents with an invalid event fails the batch with events[1].event_type", async () => {
+    const client = await newClient();
+    await client.createWebhook({ name: "batch-bad", url: receiver.url, triggerType: TRIGGER });
+    const before = receiver.requests.length;
+    await assert.rejects(
+      client.emitEvents([
+        { eventType: TRIGGER, data: EVENT },
+        { eventType: "", data: EVENT },
+        { eventType: TRIGGER, data: EVENT },
+      ]),
+      (err: unknown) => {
+        assert.ok(err instanceof WebhookdError);
+        assert.equal(err.code, Code.InvalidArgument);
+        assert.ok(err.violation("events[1].event_type")?.description, JSON.stringify(err.fieldViolations));
+        return true;
+      },
+    );
+    // Nothing was emitted: the next event is the only one delivered.
+    const statuses = await collect(client.emitEvent(TRIGGER, EVENT));
+    assert.equal(statuses[statuses.length - 1]!.state, DeliveryState.SUCCEEDED);
+    assert.equal((await receiver.waitFor(before + 1)).length, before + 1);
+  });
+
   test("listResponses pages newest first", async () => {
     const client = await newClient();
     const hook = await client.createWebhook({ name: "pages", url: receiver.url, triggerType: TRIGGER });

@@ -13,13 +13,14 @@ from ._gen.webhooks.v1.webhooks_pb2 import (
     ConditionOp,
     DeliveryState,
     DeliveryStatus,
+    EmittedEvent,
     FilterCondition,
     FilterGroup,
     FilterOperator,
     Webhook,
     WebhookResponse,
 )
-from .client import WebhookdClient
+from .client import BatchEvent, WebhookdClient
 from .errors import (
     AlreadyExistsError,
     FieldViolation,
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "WebhookdClient",
+    "BatchEvent",
     "WebhookdError",
     "FieldViolation",
     "InvalidArgumentError",
@@ -49,6 +51,7 @@ __all__ = [
     "WebhookResponse",
     "DeliveryStatus",
     "DeliveryState",
+    "EmittedEvent",
     "FilterGroup",
     "FilterCondition",
     "FilterOperator",

@@ -7,7 +7,7 @@ It sends the account token on every call, walks pages for you and turns ``grpc.R
 
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -16,9 +16,21 @@ from ._gen.webhooks.v1 import webhooks_pb2 as pb
 from ._gen.webhooks.v1 import webhooks_pb2_grpc as pb_grpc
 from .errors import WebhookdError
 
-__all__ = ["WebhookdClient"]
+__all__ = ["WebhookdClient", "BatchEvent"]
 
 _T = TypeVar("_T")
+
+BatchEvent = Union[
+    Tuple[str, Optional[Mapping[str, Any]]],
+    Tuple[str, Optional[Mapping[str, Any]], Optional[str]],
+    Mapping[str, Any],
+    pb.EmitEventRequest,
+]
+"""One event of :meth:`WebhookdClient.emit_events`: ``(event_type, data)``,
+``(event_type, data, idempotency_key)``, a dict with the keys ``event_type``, ``data`` and
+``idempotency_key`` (the last two optional), or an ``EmitEventRequest``."""
+
+_BATCH_EVENT_KEYS = frozenset({"event_type", "data", "idempotency_key"})
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds allowed for each unary call (EmitEvent streams have no deadline by default)."""
@@ -164,3 +176,46 @@ class WebhookdClient:
             raise WebhookdError.from_rpc_error(err) from None
         finally:
             call.cancel()
+
+    def emit_events(self, events: Iterable[BatchEvent]) -> List[pb.EmittedEvent]:
+        """Emits a batch of events (at most 1,000) in one call and returns once all are durable.
+
+        Returns one ``EmittedEvent`` per event, in order: its ``event_id``, ``duplicate`` (the
+        idempotency key named an earlier event) and the initial state of each delivery
+        (``QUEUED``, or ``SKIPPED``); no statuses follow. An invalid event fails the whole batch
+        with InvalidArgumentError, its field violations named ``events[i].field``, and nothing
+        is emitted.
+
+        >>> client.emit_events([
+        ...     ("alert group created", {"alert_group": {"id": "AG1"}}),
+        ...     {"event_type": "alert group resolved", "data": {"alert_group": {"id": "AG1"}},
+        ...      "idempotency_key": "AG1-resolved"},
+        ... ])
+        """
+        request = pb.EmitEventsRequest(events=[_batch_event(e) for e in events])
+        return list(self._unary(self.stub.EmitEvents, request).results)
+
+
+def _batch_event(event: BatchEvent) -> pb.EmitEventRequest:
+    """One BatchEvent as an EmitEventRequest."""
+    if isinstance(event, pb.EmitEventRequest):
+        return event
+    if isinstance(event, Mapping):
+        unknown = set(event) - _BATCH_EVENT_KEYS
+        if unknown:
+            raise TypeError(f"emit_events: unknown event keys {sorted(unknown)}")
+        event_type = event.get("event_type", "")
+        data = event.get("data")
+        idempotency_key = event.get("idempotency_key")
+    elif isinstance(event, tuple) and len(event) in (2, 3):
+        event_type, data = event[0], event[1]
+        idempotency_key = event[2] if len(event) == 3 else None
+    else:
+        raise TypeError(
+            "emit_events: an event is (event_type, data[, idempotency_key]), a dict or an "
+            f"EmitEventRequest, not {event!r}"
+        )
+    request = pb.EmitEventRequest(event_type=event_type, idempotency_key=idempotency_key or "")
+    if data is not None:
+        request.data.update(dict(data))
+    return request
