@@ -29,7 +29,7 @@ import (
 
 type common struct {
 	grpcAddr, httpAddr, admin, recv, out, account string
-	conc, conns                                   int
+	conc, conns, batch                            int
 	dur                                           time.Duration
 }
 
@@ -42,6 +42,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.account, "account", "bench", "account id")
 	fs.IntVar(&c.conc, "c", 64, "concurrent requests / streams")
 	fs.IntVar(&c.conns, "conns", 4, "gRPC connections")
+	fs.IntVar(&c.batch, "batch", 50, "events per EmitEvents call in the throughput and backlog phases (1 = one EmitEvent stream per event)")
 	fs.DurationVar(&c.dur, "d", 5*time.Second, "phase duration")
 }
 
@@ -194,6 +195,35 @@ func emitGRPC(cl *webhookd.Client) (string, error) {
 	return msg.EventId, nil
 }
 
+// emitBatchGRPC emits n events with one EmitEvents call (returns when all are durable).
+func emitBatchGRPC(cl *webhookd.Client, n int) error {
+	events := make([]*pb.EmitEventRequest, n)
+	for i := range events {
+		data, err := structpb.NewStruct(eventData())
+		if err != nil {
+			return err
+		}
+		events[i] = &pb.EmitEventRequest{EventType: "alert group created", Data: data}
+	}
+	resp, err := cl.Service.EmitEvents(context.Background(), &pb.EmitEventsRequest{Events: events})
+	if err != nil {
+		return err
+	}
+	if len(resp.Results) != n {
+		return fmt.Errorf("EmitEvents: %d results for %d events", len(resp.Results), n)
+	}
+	return nil
+}
+
+// emitEvents emits `batch` events: one EmitEvents call, or one EmitEvent stream when batch is 1.
+func emitEvents(cl *webhookd.Client, batch int) error {
+	if batch <= 1 {
+		_, err := emitGRPC(cl)
+		return err
+	}
+	return emitBatchGRPC(cl, batch)
+}
+
 var errNoREST = errors.New("POST /api/v1/events/ not available (404/405)")
 
 func emitREST(httpAddr, token string) (string, error) {
@@ -309,6 +339,15 @@ func phaseEmit(args []string) {
 	l := latencies(lats)
 	res["grpc"] = map[string]any{"events_per_s": float64(ok) / el, "events": ok, "errors": errs, "accept_latency": l}
 	logf("emit gRPC: %.0f events/s accepted (%d streams), time to QUEUED %s, errors %d %v", float64(ok)/el, c.conc, l, errs, firstErr)
+	batch := max(c.batch, 2)
+	start = time.Now()
+	ok, lats, errs, firstErr = closedLoop(c.conc, c.dur, nil, func(w int) error {
+		return emitBatchGRPC(cls[w%len(cls)], batch)
+	})
+	el = time.Since(start).Seconds()
+	l = latencies(lats)
+	res["grpc_batch"] = map[string]any{"events_per_s": float64(ok*int64(batch)) / el, "events": ok * int64(batch), "batch": batch, "errors": errs, "accept_latency": l}
+	logf("emit gRPC EmitEvents: %.0f events/s accepted (%d callers x %d events), time to answer %s, errors %d %v", float64(ok*int64(batch))/el, c.conc, batch, l, errs, firstErr)
 	if _, err := emitREST(c.httpAddr, token); errors.Is(err, errNoREST) {
 		logf("emit REST: skipped (%v)", err)
 		res["rest"] = map[string]any{"skipped": err.Error()}
@@ -356,14 +395,16 @@ func throughput(c *common, cls []*webhookd.Client, sink string, perEvent int, ma
 		}
 	}()
 	gate := func() bool { return emitted.Load()*int64(perEvent)-arrived.Load() < maxBacklog }
+	batch := max(c.batch, 1)
 	start := time.Now()
-	ok, lats, errs, firstErr := closedLoop(c.conc, c.dur, gate, func(w int) error {
-		_, err := emitGRPC(cls[w%len(cls)])
+	calls, lats, errs, firstErr := closedLoop(c.conc, c.dur, gate, func(w int) error {
+		err := emitEvents(cls[w%len(cls)], batch)
 		if err == nil {
-			emitted.Add(1)
+			emitted.Add(int64(batch))
 		}
 		return err
 	})
+	ok := calls * int64(batch)
 	el := time.Since(start)
 	time.Sleep(100 * time.Millisecond)
 	close(stop)
@@ -391,7 +432,7 @@ func throughput(c *common, cls []*webhookd.Client, sink string, perEvent int, ma
 		"deliveries_per_s": dps, "events_per_s": dps / float64(perEvent), "webhooks": perEvent,
 		"emitted_events": ok, "emitted_per_s": float64(ok) / el.Seconds(), "emit_errors": errs,
 		"window_s": win, "arrived": b.n, "backlog_at_end": ok*int64(perEvent) - b.n,
-		"accept_latency": latencies(lats),
+		"accept_latency": latencies(lats), "batch": batch,
 	}
 }
 
@@ -584,8 +625,13 @@ func phaseBacklog(args []string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for done.Add(1) <= *n {
-				if _, err := emitGRPC(cls[w%len(cls)]); err != nil {
+			batch := int64(max(c.batch, 1))
+			for {
+				end := done.Add(batch)
+				if end-batch >= *n {
+					return
+				}
+				if err := emitEvents(cls[w%len(cls)], int(min(batch, *n-(end-batch)))); err != nil {
 					firstErr.CompareAndSwap(nil, err.Error())
 				}
 			}
