@@ -89,7 +89,7 @@ pub mod delivery {
     use crate::error::Result;
     use crate::model::{Delivery, DeliveryState, RenderError, RenderedRequest, ResponseRecord};
 
-    #[derive(Serialize)]
+    #[derive(Serialize, Clone, Copy)]
     struct StateRef<'a> {
         event_id: u64,
         webhook_id: u64,
@@ -117,6 +117,7 @@ pub mod delivery {
         request_trigger: &'a str,
         request: &'a Option<RenderedRequest>,
         render_error: &'a Option<RenderError>,
+        initial: StateRef<'a>,
     }
 
     #[derive(Deserialize)]
@@ -125,6 +126,10 @@ pub mod delivery {
         request_trigger: String,
         request: Option<RenderedRequest>,
         render_error: Option<RenderError>,
+        /// The state the delivery was created in (absent in stores written before it was
+        /// kept here, which always have a state record).
+        #[serde(default)]
+        initial: Option<State>,
     }
 
     /// A logged attempt as stored: the body is left out when it is the delivery's request
@@ -137,9 +142,8 @@ pub mod delivery {
         body_is_request: bool,
     }
 
-    /// The mutable part of a delivery.
-    pub fn encode_state(d: &Delivery) -> Result<Vec<u8>> {
-        encode(&StateRef {
+    fn state_of(d: &Delivery) -> StateRef<'_> {
+        StateRef {
             event_id: d.event_id,
             webhook_id: d.webhook_id,
             state: d.state,
@@ -147,23 +151,38 @@ pub mod delivery {
             next_attempt_ms: d.next_attempt_ms,
             last_status_code: d.last_status_code,
             last_error: &d.last_error,
-        })
+        }
     }
 
-    /// The immutable part of a delivery.
+    /// The mutable part of a delivery (written by attempts).
+    pub fn encode_state(d: &Delivery) -> Result<Vec<u8>> {
+        encode(&state_of(d))
+    }
+
+    /// The immutable part of a delivery, with the state it is created in: a new delivery
+    /// needs no state record until its first attempt.
     pub fn encode_request(d: &Delivery) -> Result<Vec<u8>> {
         encode(&RequestRef {
             url: &d.url,
             request_trigger: &d.request_trigger,
             request: &d.request,
             render_error: &d.render_error,
+            initial: state_of(d),
         })
     }
 
-    /// A delivery from its two parts.
-    pub fn decode_delivery(id: u64, state: &[u8], request: &[u8]) -> Result<Delivery> {
-        let s: State = decode(state)?;
+    /// A delivery from its request part and its state record (None before any attempt).
+    pub fn decode_delivery(id: u64, state: Option<&[u8]>, request: &[u8]) -> Result<Delivery> {
         let r: Request = decode(request)?;
+        let s: State = match (state, r.initial) {
+            (Some(state), _) => decode(state)?,
+            (None, Some(initial)) => initial,
+            (None, None) => {
+                return Err(crate::error::Error::Internal(
+                    "decode: a delivery without its state".into(),
+                ));
+            }
+        };
         Ok(Delivery {
             id,
             event_id: s.event_id,
@@ -245,11 +264,31 @@ mod delivery_tests {
     fn a_delivery_round_trips_through_its_two_parts() {
         let d = sample();
         let (state, request) = (encode_state(&d).unwrap(), encode_request(&d).unwrap());
-        assert_eq!(decode_delivery(9, &state, &request).unwrap(), d);
+        assert_eq!(decode_delivery(9, Some(&state), &request).unwrap(), d);
         assert!(
             !String::from_utf8_lossy(&state).contains("big"),
             "the state holds no body"
         );
+    }
+
+    #[test]
+    fn a_new_delivery_reads_its_initial_state_from_its_request() {
+        let d = sample();
+        let request = encode_request(&d).unwrap();
+        assert_eq!(decode_delivery(9, None, &request).unwrap(), d);
+        let mut attempted = d.clone();
+        attempted.attempts += 1;
+        attempted.last_error = "HTTP 502".into();
+        let state = encode_state(&attempted).unwrap();
+        assert_eq!(
+            decode_delivery(9, Some(&state), &request).unwrap(),
+            attempted
+        );
+        let legacy = format!(
+            "\x01{}",
+            r#"{"url":"u","request_trigger":"","request":null,"render_error":null}"#
+        );
+        assert!(decode_delivery(9, None, legacy.as_bytes()).is_err());
     }
 
     #[test]

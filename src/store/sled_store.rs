@@ -66,20 +66,13 @@ fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("store: {e}"))
 }
 
-/// Key, state part, request part of each delivery (see `codec::delivery`).
-type EncodedDelivery<'a> = ([u8; 8], Vec<u8>, Vec<u8>, &'a Delivery);
+/// Key and request part (with the initial state) of each delivery (see `codec::delivery`).
+type EncodedDelivery<'a> = ([u8; 8], Vec<u8>, &'a Delivery);
 
 fn encode_deliveries(deliveries: &[Delivery]) -> Result<Vec<EncodedDelivery<'_>>> {
     deliveries
         .iter()
-        .map(|d| {
-            Ok((
-                be(d.id),
-                delivery::encode_state(d)?,
-                delivery::encode_request(d)?,
-                d,
-            ))
-        })
+        .map(|d| Ok((be(d.id), delivery::encode_request(d)?, d)))
         .collect()
 }
 
@@ -139,16 +132,10 @@ impl SledStore {
         Ok(self)
     }
 
-    /// Writes a delivery's records, its outbox entry last (the entry makes it reachable).
-    fn insert_delivery(
-        &self,
-        key: &[u8; 8],
-        state: &[u8],
-        request: &[u8],
-        delivery: &Delivery,
-    ) -> Result<()> {
+    /// Writes a new delivery (its request record carries its initial state; attempts add a
+    /// state record), its outbox entry last (the entry makes it reachable).
+    fn insert_delivery(&self, key: &[u8; 8], request: &[u8], delivery: &Delivery) -> Result<()> {
         self.requests.insert(key, request).map_err(internal)?;
-        self.deliveries.insert(key, state).map_err(internal)?;
         if !delivery.state.is_final() {
             self.outbox
                 .insert(
@@ -162,8 +149,8 @@ impl SledStore {
 
     /// Writes an event and its deliveries (the event last: it lists them).
     fn write_event(&self, id: u64, value: &[u8], deliveries: &[EncodedDelivery<'_>]) -> Result<()> {
-        for (key, state, request, delivery) in deliveries {
-            self.insert_delivery(key, state, request, delivery)?;
+        for (key, request, delivery) in deliveries {
+            self.insert_delivery(key, request, delivery)?;
         }
         self.events.insert(be(id), value).map_err(internal)?;
         Ok(())
@@ -341,13 +328,11 @@ impl Store for SledStore {
 
     fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
         let key = be(id);
-        let (Some(state), Some(request)) = (
-            self.deliveries.get(key).map_err(internal)?,
-            self.requests.get(key).map_err(internal)?,
-        ) else {
+        let Some(request) = self.requests.get(key).map_err(internal)? else {
             return Ok(None);
         };
-        delivery::decode_delivery(id, &state, &request).map(Some)
+        let state = self.deliveries.get(key).map_err(internal)?;
+        delivery::decode_delivery(id, state.as_deref(), &request).map(Some)
     }
 
     fn insert_deliveries(&self, event_id: u64, new: &[Delivery]) -> Result<()> {
@@ -357,8 +342,8 @@ impl Store for SledStore {
                 id: event_id.to_string(),
             });
         }
-        for (key, state, request, delivery) in &encode_deliveries(new)? {
-            self.insert_delivery(key, state, request, delivery)?;
+        for (key, request, delivery) in &encode_deliveries(new)? {
+            self.insert_delivery(key, request, delivery)?;
         }
         let mut failure = None;
         self.events
@@ -391,33 +376,37 @@ impl Store for SledStore {
         // time no longer matches the state (see `remove_outbox_entry`).
         let delivery = record.delivery;
         let webhook_key = be(delivery.webhook_id);
-        let mut stats = self.webhook_stats(delivery.webhook_id)?;
-        if let Some(response) = record.response {
-            let at_ms = response.timestamp_ms;
-            // The stats hand out the entry's sequence number (a crash in between leaves a gap).
-            let updated = self
-                .webhook_stats
-                .update_and_fetch(webhook_key, |old| {
-                    let mut current: WebhookStats =
-                        old.and_then(|b| decode(b).ok()).unwrap_or_default();
-                    current.response_seq += 1;
-                    if record.succeeded {
-                        current.last_success_ms = Some(at_ms);
-                        current.failing_since_ms = None;
-                    } else {
-                        current.last_failure_ms = Some(at_ms);
-                        current.failing_since_ms.get_or_insert(at_ms);
-                    }
-                    encode(&current).ok()
-                })
-                .map_err(internal)?;
-            if let Some(bytes) = updated {
-                stats = decode(&bytes)?;
+        let stats = match record.response {
+            None => self.webhook_stats(delivery.webhook_id)?,
+            Some(response) => {
+                let at_ms = response.timestamp_ms;
+                // The stats hand out the entry's sequence number (a crash in between leaves a gap).
+                let updated = self
+                    .webhook_stats
+                    .update_and_fetch(webhook_key, |old| {
+                        let mut current: WebhookStats =
+                            old.and_then(|b| decode(b).ok()).unwrap_or_default();
+                        current.response_seq += 1;
+                        if record.succeeded {
+                            current.last_success_ms = Some(at_ms);
+                            current.failing_since_ms = None;
+                        } else {
+                            current.last_failure_ms = Some(at_ms);
+                            current.failing_since_ms.get_or_insert(at_ms);
+                        }
+                        encode(&current).ok()
+                    })
+                    .map_err(internal)?;
+                let stats: WebhookStats = match updated {
+                    Some(bytes) => decode(&bytes)?,
+                    None => return Err(internal("the webhook's stats vanished")),
+                };
+                let key = be2(delivery.webhook_id, !stats.response_seq);
+                let value = delivery::encode_response(response, delivery)?;
+                self.responses.insert(key, value).map_err(internal)?;
+                stats
             }
-            let key = be2(delivery.webhook_id, !stats.response_seq);
-            let value = delivery::encode_response(response, delivery)?;
-            self.responses.insert(key, value).map_err(internal)?;
-        }
+        };
         if !delivery.state.is_final() {
             let due = be2(due_key(delivery.next_attempt_ms), delivery.id);
             self.outbox.insert(due, &webhook_key).map_err(internal)?;

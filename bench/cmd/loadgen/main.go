@@ -395,7 +395,8 @@ func throughput(c *common, cls []*webhookd.Client, sink string, perEvent int, ma
 		}
 	}()
 	gate := func() bool { return emitted.Load()*int64(perEvent)-arrived.Load() < maxBacklog }
-	batch := max(c.batch, 1)
+	// About c.batch deliveries per call: with 100 webhooks per event, one event is plenty.
+	batch := max(c.batch/perEvent, 1)
 	start := time.Now()
 	calls, lats, errs, firstErr := closedLoop(c.conc, c.dur, gate, func(w int) error {
 		err := emitEvents(cls[w%len(cls)], batch)
