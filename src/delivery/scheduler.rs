@@ -5,7 +5,10 @@
 //!
 //! Fairness: at most `per_webhook_limit` attempts of one webhook run at once (others are
 //! parked for that webhook, not blocking anyone else), and a per-webhook circuit breaker
-//! defers deliveries to an endpoint that keeps failing instead of hammering it.
+//! parks the deliveries of an endpoint that keeps failing: while it is open they wait, at its
+//! reopening a single probe goes out, and only an answer to the probe releases the rest. A
+//! dead endpoint thus costs one attempt per cooldown, not its whole backlog churning through
+//! the queue at every reopening.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -91,11 +94,22 @@ struct Endpoint {
     parked: VecDeque<Entry>,
     consecutive_failures: u32,
     open_until_ms: i64,
+    /// The reopening time a probe is queued for (0: none).
+    probe_at_ms: i64,
 }
 
 impl Endpoint {
     fn is_idle(&self) -> bool {
         self.inflight == 0 && self.parked.is_empty() && self.consecutive_failures == 0
+    }
+
+    /// Queues `entry` as the probe for the current opening of the circuit.
+    fn probe_with(&mut self, entry: Entry, queue: &mut BinaryHeap<Reverse<Entry>>) {
+        self.probe_at_ms = self.open_until_ms;
+        queue.push(Reverse(Entry {
+            not_before_ms: self.open_until_ms,
+            ..entry
+        }));
     }
 }
 
@@ -170,13 +184,16 @@ impl Scheduler {
                 continue;
             }
             let endpoint = state.endpoints.entry(entry.webhook_id).or_default();
-            if endpoint.open_until_ms > now_ms {
+            let tripped = endpoint.consecutive_failures >= self.limits.breaker_threshold.max(1);
+            // Open, or half-open with its probe out: the delivery waits.
+            if tripped && (endpoint.open_until_ms > now_ms || endpoint.inflight > 0) {
                 state.deferred += 1;
-                let deferred = Entry {
-                    not_before_ms: endpoint.open_until_ms,
-                    ..entry
-                };
-                state.queue.push(Reverse(deferred));
+                if endpoint.open_until_ms > now_ms && endpoint.probe_at_ms != endpoint.open_until_ms
+                {
+                    endpoint.probe_with(entry, &mut state.queue);
+                } else {
+                    endpoint.parked.push_back(entry);
+                }
                 continue;
             }
             if endpoint.inflight >= self.limits.per_webhook.max(1) {
@@ -221,12 +238,35 @@ impl Scheduler {
             }
             EndpointHealth::Untouched => {}
         }
-        if let Some(parked) = endpoint.parked.pop_front() {
+        if endpoint.consecutive_failures >= self.limits.breaker_threshold.max(1) {
+            // Still failing: the parked deliveries wait; one probes at the reopening.
+            if endpoint.probe_at_ms != endpoint.open_until_ms {
+                if let Some(parked) = endpoint.parked.pop_front() {
+                    endpoint.probe_with(parked, &mut state.queue);
+                    self.wake.notify_one();
+                }
+            }
+            return;
+        }
+        // Release as many parked deliveries as the webhook has free slots.
+        let free = self
+            .limits
+            .per_webhook
+            .max(1)
+            .saturating_sub(endpoint.inflight);
+        let mut resumed_any = false;
+        for _ in 0..free {
+            let Some(parked) = endpoint.parked.pop_front() else {
+                break;
+            };
             let resumed = Entry {
                 not_before_ms: parked.not_before_ms.min(now_ms),
                 ..parked
             };
             state.queue.push(Reverse(resumed));
+            resumed_any = true;
+        }
+        if resumed_any {
             self.wake.notify_one();
         } else if endpoint.is_idle() {
             state.endpoints.remove(&webhook_id);
@@ -359,5 +399,43 @@ mod tests {
         scheduler.finish(probe, EndpointHealth::Answered, 300);
         scheduler.schedule(Entry::due(300, 5, 7));
         assert_eq!(scheduler.next(300), Next::Due(Entry::due(300, 5, 7)));
+    }
+
+    #[test]
+    fn an_open_circuit_parks_its_backlog_and_sends_one_probe_at_the_reopening() {
+        let scheduler = Scheduler::new(limits(4));
+        for id in 1..=2 {
+            scheduler.schedule(Entry::due(0, id, 7));
+            let Next::Due(entry) = scheduler.next(0) else {
+                panic!("not due")
+            };
+            scheduler.finish(entry, EndpointHealth::Failing, 0);
+        }
+        // Open until 100: a backlog arrives and waits; other webhooks are not held up.
+        scheduler.schedule_all((10..20).map(|id| Entry::due(10, id, 7)));
+        scheduler.schedule(Entry::due(10, 99, 8));
+        assert_eq!(scheduler.next(10), Next::Due(Entry::due(10, 99, 8)));
+        assert_eq!(scheduler.next(10), Next::WaitUntil(100));
+        assert_eq!(scheduler.stats().1[&7].depth, 10);
+        // At the reopening exactly one probe goes out; the rest stay parked meanwhile.
+        let Next::Due(probe) = scheduler.next(100) else {
+            panic!("no probe")
+        };
+        assert_eq!(scheduler.next(100), Next::Idle);
+        // A failed probe re-opens the circuit (200 ms) and queues the next probe, only one.
+        scheduler.finish(probe, EndpointHealth::Failing, 100);
+        assert_eq!(scheduler.next(150), Next::WaitUntil(300));
+        let Next::Due(probe) = scheduler.next(300) else {
+            panic!("no probe")
+        };
+        assert_eq!(scheduler.next(300), Next::Idle);
+        // An answer closes the circuit and releases the backlog up to the per-webhook limit.
+        scheduler.finish(probe, EndpointHealth::Answered, 300);
+        let mut released = 0;
+        while let Next::Due(_) = scheduler.next(300) {
+            released += 1;
+        }
+        assert_eq!(released, 4);
+        assert_eq!(scheduler.stats().1[&7].depth, 4);
     }
 }

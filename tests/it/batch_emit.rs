@@ -4,7 +4,6 @@
 
 use serde_json::json;
 use tonic::Code;
-use tonic_types::StatusExt;
 use webhookd::grpc::pb;
 
 use crate::support::*;
@@ -151,13 +150,8 @@ async fn a_malformed_event_fails_the_batch_and_nothing_is_emitted() {
     .await
     .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
-    let fields: Vec<String> = error
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default();
     assert_eq!(
-        fields,
+        violated_fields(&error),
         ["events[1].event_type", "events[2].idempotency_key"]
     );
 

@@ -252,6 +252,16 @@ pub async fn emit_all(
     statuses
 }
 
+/// The fields named by the `google.rpc.BadRequest` details of an error.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    let details = status.get_error_details();
+    details
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
 /// The state names of a status sequence, e.g. ["QUEUED", "SUCCEEDED"].
 pub fn states(statuses: &[pb::DeliveryStatus]) -> Vec<&'static str> {
     statuses

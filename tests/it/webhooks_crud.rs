@@ -9,14 +9,6 @@ use webhookd::grpc::pb;
 
 use crate::support::*;
 
-fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    let details = status.get_error_details();
-    details
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn create_applies_oncall_defaults_and_masks_secrets() {
     let server = TestServer::start().await;
