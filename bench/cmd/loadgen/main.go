@@ -581,6 +581,9 @@ func phaseCRUD(args []string) {
 	writeOut(c.out, res)
 }
 
+// phaseNeighbours measures a healthy endpoint (its own account and events, as phases 3 and 4)
+// while another account's events go, at a steady rate, to a slow (1 s) and a dead endpoint:
+// what a bad endpoint costs everybody else.
 func phaseNeighbours(args []string) {
 	fs := flag.NewFlagSet("neighbours", flag.ExitOnError)
 	var c common
@@ -589,22 +592,74 @@ func phaseNeighbours(args []string) {
 	rate := fs.Int("rate", 1000, "events/s of the latency part")
 	latDur := fs.Duration("latency-d", 10*time.Second, "duration of the latency part")
 	backlog := fs.Int64("max-backlog", 20000, "pause emitting while this many healthy deliveries are outstanding")
+	badRate := fs.Int("neighbour-rate", 200, "events/s sent meanwhile to the slow and the dead endpoint (each event to both)")
+	control := fs.Bool("control", false, "the neighbours' two endpoints are healthy too (the same traffic without the failures)")
 	fs.Parse(args)
+
+	c.account = "bench-neighbours-bad"
+	bad := c.clients(c.token())
+	neighbours := []string{c.recv + "/slow/nbslow", *dead}
+	if *control {
+		neighbours = []string{c.recv + "/ok/nbctl1", c.recv + "/ok/nbctl2"}
+	}
+	createWebhooks(bad[0], "bad", neighbours)
+	logf("neighbours: %d ev/s to %v, beside a healthy endpoint", *badRate, neighbours)
+	var badEmitted atomic.Int64
+	var badErr atomic.Value
+	stopBad := make(chan struct{})
+	badDone := make(chan struct{})
+	badStart := time.Now()
+	go func() {
+		defer close(badDone)
+		const ticks = 20 // per second
+		per := max(*badRate/ticks, 1)
+		t := time.NewTicker(time.Second / ticks)
+		defer t.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stopBad:
+				return
+			case <-t.C:
+				if err := emitBatchGRPC(bad[i%len(bad)], per); err != nil {
+					badErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				badEmitted.Add(int64(per))
+			}
+		}
+	}()
+	time.Sleep(2 * time.Second) // the slow endpoint's queue and the dead one's breaker are up
+
+	// Sinks of their own: the receiver keeps counting across phases, and event ids restart
+	// with every fresh data dir.
+	sink := "nb"
+	if *control {
+		sink = "nbctl"
+	}
 	c.account = "bench-neighbours"
 	cls := c.clients(c.token())
-	createWebhooks(cls[0], "nb", []string{c.recv + "/ok/nb", c.recv + "/slow/nbslow", *dead})
-	logf("neighbours: healthy /ok/nb + slow (1 s) /slow/nbslow + dead %s", *dead)
-	tp := throughput(&c, cls, "nb", 1, *backlog, 2*time.Second)
+	createWebhooks(cls[0], sink, []string{c.recv + "/ok/" + sink})
+	tp := throughput(&c, cls, sink, 1, *backlog, 2*time.Second)
 	logf("  healthy throughput: %.0f events/s delivered (emitted %.0f ev/s)", tp["events_per_s"], tp["emitted_per_s"])
-	// second part on fresh sinks so the latency run is not polluted by the backlog
+	// As in phase 4, the latency part starts without a healthy backlog still being delivered.
+	drainUntil := time.Now().Add(60 * time.Second)
+	for recvStats(c.recv)[sink] < tp["emitted_events"].(int64) && time.Now().Before(drainUntil) {
+		time.Sleep(100 * time.Millisecond)
+	}
 	c.account = "bench-neighbours-lat"
 	cls2 := c.clients(c.token())
-	createWebhooks(cls2[0], "nbl", []string{c.recv + "/ok/nblat", c.recv + "/slow/nblslow", *dead})
+	createWebhooks(cls2[0], sink+"l", []string{c.recv + "/ok/" + sink + "lat"})
 	c.dur = *latDur
-	lr := openLoop(&c, cls2, "nblat", *rate, 10*time.Second)
+	lr := openLoop(&c, cls2, sink+"lat", *rate, 10*time.Second)
 	logf("  healthy emit->arrival at %d ev/s (achieved %.0f): %s, missing %v", *rate, lr["achieved_rate"], lr["latency"], lr["missing"])
+	close(stopBad)
+	<-badDone
+	achieved := float64(badEmitted.Load()) / time.Since(badStart).Seconds()
+	be, _ := badErr.Load().(string)
+	logf("  neighbour events: %d (%.0f ev/s) %s", badEmitted.Load(), achieved, be)
 	st := recvStats(c.recv)
-	writeOut(c.out, map[string]any{"throughput": tp, "latency": lr, "slow_arrivals": st["nbslow"] + st["nblslow"]})
+	writeOut(c.out, map[string]any{"throughput": tp, "latency": lr, "slow_arrivals": st["nbslow"], "control": *control,
+		"neighbour_rate": *badRate, "neighbour_achieved_rate": achieved, "neighbour_events": badEmitted.Load(), "neighbour_error": be})
 }
 
 // backlog queues n deliveries to a dead endpoint.

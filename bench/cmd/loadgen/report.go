@@ -112,11 +112,21 @@ func phaseReport(args []string) {
 	}
 	nb := load("neighbours")
 	if nb != nil {
-		fmt.Fprintf(&b, "| 6a | healthy endpoint beside slow (1 s) + dead: throughput (batches of %s) | %s delivered (emitted %s) | %s | %s |\n",
-			num(get(nb, "throughput", "batch"), ""), num(get(nb, "throughput", "events_per_s"), " events/s"), num(get(nb, "throughput", "emitted_per_s"), " ev/s"), ratio(get(nb, "throughput", "deliveries_per_s")), rss("neighbours"))
-		fmt.Fprintf(&b, "| 6b | healthy endpoint beside slow + dead: emit->arrival at %s (achieved %s) | p50 %s, p99 %s, p999 %s (missing %s) | - | %s |\n",
+		fmt.Fprintf(&b, "| 6a | healthy endpoint while %s ev/s of another account go to a slow (1 s) + a dead endpoint: throughput (batches of %s) | %s delivered (emitted %s) | %s | %s |\n",
+			num(get(nb, "neighbour_achieved_rate"), ""), num(get(nb, "throughput", "batch"), ""), num(get(nb, "throughput", "events_per_s"), " events/s"),
+			num(get(nb, "throughput", "emitted_per_s"), " ev/s"), ratio(get(nb, "throughput", "deliveries_per_s")), rss("neighbours"))
+		fmt.Fprintf(&b, "| 6b | the same: healthy emit->arrival at %s (achieved %s) | p50 %s, p99 %s, p999 %s (missing %s) | - | %s |\n",
 			num(get(nb, "latency", "target_rate"), " ev/s"), num(get(nb, "latency", "achieved_rate"), " ev/s"), ms(get(nb, "latency", "latency", "P50ms")), ms(get(nb, "latency", "latency", "P99ms")),
 			ms(get(nb, "latency", "latency", "P999ms")), num(get(nb, "latency", "missing"), ""), rss("neighbours"))
+	}
+	ctl := load("neighbours_control")
+	if ctl != nil {
+		fmt.Fprintf(&b, "| 6c | control: the same, the neighbours' two endpoints healthy (%s ev/s): throughput | %s delivered (emitted %s) | %s | %s |\n",
+			num(get(ctl, "neighbour_achieved_rate"), ""), num(get(ctl, "throughput", "events_per_s"), " events/s"),
+			num(get(ctl, "throughput", "emitted_per_s"), " ev/s"), ratio(get(ctl, "throughput", "deliveries_per_s")), rss("neighbours_control"))
+		fmt.Fprintf(&b, "| 6d | control: healthy emit->arrival at %s (achieved %s) | p50 %s, p99 %s, p999 %s (missing %s) | - | %s |\n",
+			num(get(ctl, "latency", "target_rate"), " ev/s"), num(get(ctl, "latency", "achieved_rate"), " ev/s"), ms(get(ctl, "latency", "latency", "P50ms")), ms(get(ctl, "latency", "latency", "P99ms")),
+			ms(get(ctl, "latency", "latency", "P999ms")), num(get(ctl, "latency", "missing"), ""), rss("neighbours_control"))
 	}
 	if bl := load("backlog"); bl != nil {
 		fmt.Fprintf(&b, "| 7 | backlog: %s deliveries queued to a dead endpoint in %.1f s | peak RSS %s, restart ready in %s s | - | %s |\n",
@@ -157,6 +167,13 @@ func phaseReport(args []string) {
 		pass(p99 < 10 && ach >= 950 && get(lt, "missing") == 0, p99 >= 0))
 	fmt.Fprintf(&b, "| healthy throughput drop <= 10%% beside slow + dead | %s vs %s alone: drop %.1f%% | %s |\n", num(nbT, " ev/s"), num(e1ev, " ev/s"), drop, pass(drop <= 10, drop > -1e9 && nbT >= 0 && e1ev > 0))
 	fmt.Fprintf(&b, "| healthy p99 latency rise <= 10%% beside slow + dead | %s vs %s alone: %+.1f%% | %s |\n", ms(nbP99), ms(p99), latRise, pass(latRise <= 10 && get(nb, "latency", "missing") == 0, p99 > 0 && nbP99 >= 0))
+	if ctl != nil && nb != nil {
+		ctlT, ctlP99 := get(ctl, "throughput", "events_per_s"), get(ctl, "latency", "latency", "P99ms")
+		fmt.Fprintf(&b, "| (fairness) slow + dead neighbours vs the same traffic to healthy ones: healthy throughput within 10%% | %s vs %s: %+.1f%% | %s |\n",
+			num(nbT, " ev/s"), num(ctlT, " ev/s"), 100*(nbT/ctlT-1), pass(nbT >= 0.9*ctlT, ctlT > 0 && nbT >= 0))
+		fmt.Fprintf(&b, "| (fairness) the same: healthy p99 within 10%% | %s vs %s: %+.1f%% | %s |\n",
+			ms(nbP99), ms(ctlP99), 100*(nbP99/ctlP99-1), pass(nbP99 <= 1.1*ctlP99, ctlP99 > 0 && nbP99 >= 0))
+	}
 	if bl := load("backlog"); bl != nil {
 		var secs float64
 		_, err := fmt.Sscan(rss("backlog_restart_s"), &secs)
