@@ -8,6 +8,7 @@
 //! - [`error`]: the domain error every layer returns; transports translate it at the edge.
 //! - [`model`]: plain domain types (OnCall field names are canonical).
 //! - [`ids`]: external identifiers (prefix + sortable base32 of a u64).
+//! - [`userinfo`]: credentials embedded in URLs: masked in output, sent as basic auth.
 //! - [`metrics`]: Prometheus metrics shared by core and delivery.
 //! - [`store`]: the `Store` trait and its sled implementation, the only user of sled.
 //! - [`template`]: Jinja-compatible (minijinja) and handlebars rendering.
@@ -28,6 +29,7 @@ pub mod rest;
 pub mod server;
 pub mod store;
 pub mod template;
+pub mod userinfo;
 
 pub use config::Config;
 pub use server::run;

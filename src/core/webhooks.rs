@@ -16,6 +16,7 @@ use crate::model::{
 };
 use crate::store::Page;
 use crate::template::Engine;
+use crate::userinfo;
 
 /// OnCall's trigger types.
 pub const ONCALL_TRIGGER_TYPES: [&str; 10] = [
@@ -421,7 +422,7 @@ impl Service {
             webhook.headers = blank_to_none(v);
         }
         if let Some(v) = patch.url {
-            webhook.url = v.trim().to_string();
+            webhook.url = userinfo::keep_if_masked(v.trim().to_string(), &webhook.url);
         }
         if let Some(v) = patch.forward_all {
             webhook.forward_all = v;
@@ -439,7 +440,18 @@ impl Service {
             webhook.description = v;
         }
         if let Some(v) = patch.urls {
-            webhook.urls = v.into_iter().map(|u| u.trim().to_string()).collect();
+            let current = std::mem::take(&mut webhook.urls);
+            webhook.urls = v
+                .into_iter()
+                .map(|given| {
+                    let given = given.trim().to_string();
+                    let stored = current.iter().find(|c| userinfo::mask(c) == given);
+                    match stored {
+                        Some(stored) => userinfo::keep_if_masked(given, stored),
+                        None => given,
+                    }
+                })
+                .collect();
         }
         if let Some(v) = patch.filters {
             webhook.filters = v;

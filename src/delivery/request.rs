@@ -1,7 +1,8 @@
 //! Builds the HTTP request of one attempt from a delivery's rendered parts and the
 //! webhook's current credentials: identity headers, Standard Webhooks signature,
-//! Cloudflare's `cf-webhook-auth`, OnCall's Authorization and basic auth. Also produces the
-//! masked copy of the headers that the response log shows.
+//! Cloudflare's `cf-webhook-auth`, OnCall's Authorization and basic auth (also from
+//! credentials in the URL, which never reach the request line). Also produces the masked copy
+//! of the headers that the response log shows.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -11,6 +12,7 @@ use super::client::OutgoingRequest;
 use super::signing;
 use crate::ids::{self, Kind};
 use crate::model::{Delivery, RenderedRequest, SECRET_PLACEHOLDER, Webhook};
+use crate::userinfo;
 
 /// `User-Agent` of every delivery.
 pub const USER_AGENT: &str = concat!("webhookd/", env!("CARGO_PKG_VERSION"));
@@ -86,13 +88,30 @@ pub fn prepare(
             headers.push((name.clone(), value.clone()));
         }
     }
-    if let Some(authorization) = &webhook.authorization_header {
+    // Credentials in the URL never go on the request line; they are basic auth unless the
+    // webhook sets its own authorization.
+    let (url, url_credentials) = userinfo::split(&rendered.url);
+    let basic = |user: &str, password: &str| {
+        format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+    };
+    let authorization = match (
+        &webhook.authorization_header,
+        &webhook.username,
+        &webhook.password,
+    ) {
+        (Some(authorization), _, _) => Some(authorization.clone()),
+        (None, Some(user), Some(password)) => Some(basic(user, password)),
+        _ => url_credentials
+            .filter(|_| {
+                !headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+            })
+            .map(|(user, password)| basic(&user, &password)),
+    };
+    if let Some(authorization) = authorization {
         headers.retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
-        headers.push(("Authorization".into(), authorization.clone()));
-    } else if let (Some(user), Some(password)) = (&webhook.username, &webhook.password) {
-        headers.retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
-        let credentials = STANDARD.encode(format!("{user}:{password}"));
-        headers.push(("Authorization".into(), format!("Basic {credentials}")));
+        headers.push(("Authorization".into(), authorization));
     }
     let logged: serde_json::Map<String, serde_json::Value> = headers
         .iter()
@@ -108,7 +127,7 @@ pub fn prepare(
     PreparedRequest {
         outgoing: OutgoingRequest {
             method: rendered.method.clone(),
-            url: rendered.url.clone(),
+            url,
             headers,
             body: rendered.body.clone().map(Bytes::from),
         },

@@ -20,6 +20,7 @@ use crate::error::Result;
 use crate::metrics::{Metrics, status_class};
 use crate::model::{Delivery, DeliveryState, DeliveryUpdate, ResponseRecord, Webhook, now_ms};
 use crate::store::{AttemptRecord, Store};
+use crate::userinfo;
 
 /// The response log of a webhook is trimmed back to its limit every this many entries.
 const TRIM_EVERY: u64 = 64;
@@ -140,7 +141,7 @@ impl Worker {
         let attempt = delivery.attempts + 1;
         let mut response = ResponseRecord {
             timestamp_ms,
-            url: delivery.url.clone(),
+            url: userinfo::mask(&delivery.url),
             request_trigger: delivery.request_trigger.clone(),
             request_headers: None,
             request_data: None,

@@ -15,6 +15,7 @@ use crate::model::{
     ConditionOp, DeliveryState, DeliveryUpdate, FilterCondition, FilterGroup, FilterOperator,
     masked,
 };
+use crate::userinfo;
 
 /// Fields of `Webhook` that an update mask may name.
 const UPDATABLE: [&str; 25] = [
@@ -89,13 +90,13 @@ pub fn webhook_to_pb(view: WebhookView) -> pb::Webhook {
         username: w.username,
         trigger_template: w.trigger_template,
         headers: w.headers,
-        url: w.url,
+        url: userinfo::mask(&w.url),
         forward_all: Some(w.forward_all),
         http_method: w.http_method,
         integration_filter: w.integration_filter,
         description: w.description,
         trigger_types: w.trigger_types,
-        urls: w.urls,
+        urls: w.urls.iter().map(|u| userinfo::mask(u)).collect(),
         filters: w.filters.map(filter_group_to_pb),
         destination_type: w.destination_type.as_str().to_string(),
         retry_schedule: w
@@ -323,7 +324,7 @@ pub fn status_to_pb(update: DeliveryUpdate) -> pb::DeliveryStatus {
         status_code: update.status_code.map(i32::from),
         error: update.error,
         next_attempt_at: update.next_attempt_ms.map(timestamp),
-        url: update.url,
+        url: userinfo::mask(&update.url),
     }
 }
 

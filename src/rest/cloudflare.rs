@@ -27,6 +27,7 @@ use crate::core::{Caller, Service};
 use crate::error::Error;
 use crate::ids::{self, Kind};
 use crate::store::Page;
+use crate::userinfo;
 
 /// Path prefix of the dialect.
 const PREFIX: &str = "/client/v4/";
@@ -257,7 +258,7 @@ impl CfWebhook {
         CfWebhook {
             id: ids::format(Kind::Webhook, w.id),
             name: w.name.clone(),
-            url: w.url.clone(),
+            url: userinfo::mask(&w.url),
             kind: w.destination_type.as_str().to_string(),
             created_at: rfc3339(w.created_at_ms),
             last_success: view.stats.last_success_ms.map(rfc3339),

@@ -23,6 +23,7 @@ use crate::core::events::EmitRequest;
 use crate::error::Error;
 use crate::ids::{self, Kind};
 use crate::model::DeliveryState;
+use crate::userinfo;
 
 /// 202 of `POST /api/v1/events/`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -103,7 +104,7 @@ pub async fn emit(
         deliveries.push(DeliverySummary {
             id: ids::format(Kind::Delivery, update.delivery_id),
             webhook_id: ids::format(Kind::Webhook, update.webhook_id),
-            url: update.url,
+            url: userinfo::mask(&update.url),
             state: state_name(update.state).to_string(),
         });
     }

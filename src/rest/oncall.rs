@@ -27,6 +27,7 @@ use crate::error::{Error, FieldViolation};
 use crate::ids::{self, Kind};
 use crate::model::masked;
 use crate::store::Page;
+use crate::userinfo;
 
 /// OnCall's page size.
 pub const PAGE_SIZE: usize = 50;
@@ -358,7 +359,7 @@ impl OnCallWebhook {
             authorization_header: masked(&w.authorization_header),
             trigger_template: w.trigger_template.clone(),
             headers: w.headers.clone(),
-            url: w.url.clone(),
+            url: userinfo::mask(&w.url),
             forward_all: w.forward_all,
             http_method: w.http_method.clone(),
             trigger_type: (!trigger.is_empty()).then(|| trigger.to_string()),

@@ -119,6 +119,68 @@ async fn cloudflare_secrets_and_basic_auth_reach_the_receiver_but_not_the_log() 
 }
 
 #[tokio::test]
+async fn credentials_in_a_url_are_sent_as_basic_auth_and_never_shown() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    let with_credentials = receiver.url("/hook").replacen("://", "://bob:hunter2@", 1);
+    let hook = create(&mut client, &token, webhook("in-url", &with_credentials)).await;
+
+    // Shown masked over gRPC and REST.
+    let masked = receiver
+        .url("/hook")
+        .replacen("://", "://bob:****************@", 1);
+    assert_eq!(hook.url, masked);
+    let (_, oncall) = http_json(
+        hyper::Method::GET,
+        &format!("http://{}/api/v1/webhooks/{}/", server.http_addr, hook.id),
+        Some(&format!("Bearer {token}")),
+        None,
+    )
+    .await;
+    assert_eq!(oncall["url"], masked.as_str());
+
+    // Sent as basic auth, without the credentials in the request line or Host.
+    let statuses = emit_all(&mut client, &token, "alert group created", json!({})).await;
+    assert_eq!(states(&statuses), ["QUEUED", "SUCCEEDED"]);
+    assert!(statuses.iter().all(|s| !s.url.contains("hunter2")));
+    let request = receiver.next().await;
+    assert_eq!(
+        request.header("authorization"),
+        Some("Basic Ym9iOmh1bnRlcjI=")
+    );
+    assert!(!request.header("host").unwrap_or_default().contains('@'));
+
+    // An update that sends the masked URL back keeps the credentials.
+    let renamed = pb::UpdateWebhookRequest {
+        webhook: Some(pb::Webhook {
+            id: hook.id.clone(),
+            name: "renamed".into(),
+            url: masked.clone(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["name".into(), "url".into()],
+        }),
+    };
+    client
+        .update_webhook(authed(&token, renamed))
+        .await
+        .unwrap();
+    emit_all(&mut client, &token, "alert group created", json!({})).await;
+    assert_eq!(
+        receiver.next().await.header("authorization"),
+        Some("Basic Ym9iOmh1bnRlcjI=")
+    );
+
+    let log = responses(&mut client, &token, &hook.id).await;
+    let logged = format!("{log:?}");
+    assert!(!logged.contains("hunter2") && !logged.contains("Ym9iOmh1bnRlcjI="));
+    assert_eq!(log[0].url, masked);
+}
+
+#[tokio::test]
 async fn destination_formatters_send_the_body_each_service_accepts() {
     let server = TestServer::start().await;
     let receiver = Receiver::start().await;
