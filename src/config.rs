@@ -37,6 +37,11 @@ pub struct Config {
     pub max_event_bytes: usize,
     /// Delivery attempts kept per webhook in the response log.
     pub response_history: usize,
+    /// Finished events (every delivery final) older than this are deleted with their
+    /// deliveries; None keeps them forever.
+    pub retention: Option<Duration>,
+    /// How often retention runs.
+    pub prune_every: Duration,
 }
 
 impl Config {
@@ -61,6 +66,8 @@ impl Config {
             auto_disable_after: Duration::from_secs(5 * 24 * 3600),
             max_event_bytes: 1024 * 1024,
             response_history: 1000,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            prune_every: Duration::from_secs(60),
         }
     }
 }

@@ -83,6 +83,10 @@ struct ServeArgs {
     /// Disable a webhook whose deliveries failed continuously for this long.
     #[arg(long, env = "WEBHOOKD_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
     auto_disable_after: Duration,
+    /// Delete finished events (every delivery succeeded, failed or skipped) older than this,
+    /// with their deliveries; 0 keeps everything. The response log is capped separately.
+    #[arg(long, env = "WEBHOOKD_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    retention: Duration,
     /// Log format.
     #[arg(long, env = "WEBHOOKD_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -135,6 +139,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.breaker_threshold = args.breaker_threshold;
     config.breaker_cooldown = args.breaker_cooldown;
     config.auto_disable_after = args.auto_disable_after;
+    config.retention = Some(args.retention).filter(|r| !r.is_zero());
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_signal(shutdown.clone()));
     webhookd::run(config, grpc, http, shutdown)

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub attempt_seconds: HistogramVec,
     /// Duration of a group-committed flush, seconds.
     pub flush_seconds: Histogram,
+    /// Finished events deleted by retention (with their deliveries).
+    pub pruned_events: IntCounter,
     /// Deliveries waiting in the queue.
     pub queue_depth: IntGauge,
     /// Age of the oldest due delivery, seconds (0 when none is overdue).
@@ -101,6 +103,14 @@ impl Metrics {
                         "Duration of a group-committed store flush",
                     )
                     .buckets(latency),
+                )
+                .unwrap(),
+            ),
+            pruned_events: register(
+                &registry,
+                IntCounter::new(
+                    "pruned_events_total",
+                    "Finished events deleted by retention, with their deliveries",
                 )
                 .unwrap(),
             ),

@@ -87,6 +87,25 @@ async fn log_throughput(metrics: Arc<Metrics>, shutdown: CancellationToken) {
     }
 }
 
+/// Runs retention every `config.prune_every` until shutdown.
+async fn prune_periodically(service: Service, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(service.config().prune_every) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match service.prune_expired().await {
+            Ok(pruned) if pruned.events + pruned.idempotency_keys > 0 => tracing::info!(
+                events = pruned.events,
+                idempotency_keys = pruned.idempotency_keys,
+                "retention deleted finished events and expired idempotency keys"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention pass failed; retrying at the next"),
+        }
+    }
+}
+
 /// Runs webhookd on bound listeners until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
@@ -154,6 +173,7 @@ pub async fn run(
         grpc_listener,
         stop_servers.clone(),
     ));
+    tokio::spawn(prune_periodically(service.clone(), shutdown.child_token()));
     let http_task = tokio::spawn(crate::rest::serve(
         service,
         http_listener,

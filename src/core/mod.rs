@@ -11,6 +11,7 @@ pub mod auth;
 pub mod events;
 pub mod matcher;
 pub mod render;
+pub mod retention;
 pub mod webhooks;
 
 use std::sync::Arc;

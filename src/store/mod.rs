@@ -58,6 +58,17 @@ pub struct AttemptRecord<'a> {
     pub succeeded: bool,
 }
 
+/// What a retention pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Events deleted (with their deliveries).
+    pub events: u64,
+    /// Idempotency keys deleted.
+    pub idempotency_keys: u64,
+    /// The pass stopped at its budget: there may be more to prune right away.
+    pub more: bool,
+}
+
 /// A durable "deliver this at that time" entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxEntry {
@@ -126,6 +137,12 @@ pub trait Store: Send + Sync + 'static {
     /// Drops a webhook's log entries older than the newest `keep`, `newest_seq` being the
     /// sequence number of its newest entry (`WebhookStats::response_seq`).
     fn trim_responses(&self, webhook_id: u64, newest_seq: u64, keep: u64) -> Result<()>;
+
+    /// One bounded pass of retention: deletes events created before `events_before_ms` whose
+    /// deliveries are all final (with those deliveries), and idempotency keys used before
+    /// `keys_before_ms`. Visits at most `budget` records of each kind, continuing where the
+    /// previous pass stopped.
+    fn prune(&self, events_before_ms: i64, keys_before_ms: i64, budget: usize) -> Result<Pruned>;
 
     /// Makes every write so far durable.
     fn flush(&self) -> Result<()>;

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use sled::Tree;
 
 use super::codec::{account_key, be, be2, decode, delivery, encode, split2};
-use super::{AttemptRecord, IdempotencyKey, InsertOutcome, OutboxEntry, Page, SecretBox, Store};
+use super::{
+    AttemptRecord, IdempotencyKey, InsertOutcome, OutboxEntry, Page, Pruned, SecretBox, Store,
+};
 use crate::error::{Error, Result};
 use crate::model::{ApiToken, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
 
@@ -54,6 +56,15 @@ pub struct SledStore {
     /// Emits with the same idempotency key take the same lock (check, write, claim).
     idempotency_locks: Vec<Mutex<()>>,
     idempotency_hasher: RandomState,
+    /// Where the last retention pass stopped in `events` and in `idempotency`.
+    prune_cursors: Mutex<(Option<u64>, Option<Vec<u8>>)>,
+}
+
+/// The part of a stored event retention reads (serde skips the rest).
+#[derive(serde::Deserialize)]
+struct EventHead {
+    created_at_ms: i64,
+    delivery_ids: Vec<u64>,
 }
 
 /// Stripes of `idempotency_locks`.
@@ -108,6 +119,7 @@ impl SledStore {
             idempotency: tree("idempotency")?,
             idempotency_locks: (0..IDEMPOTENCY_LOCKS).map(|_| Mutex::new(())).collect(),
             idempotency_hasher: RandomState::new(),
+            prune_cursors: Mutex::default(),
             secrets,
             cache: RwLock::default(),
             db,
@@ -491,6 +503,67 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn prune(&self, events_before_ms: i64, keys_before_ms: i64, budget: usize) -> Result<Pruned> {
+        let mut cursors = self.prune_cursors.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pruned = Pruned::default();
+        // Events: ids grow with creation time, so the pass ends at the first recent one.
+        let start = cursors
+            .0
+            .take()
+            .map_or([0u8; 8], |id| be(id.saturating_add(1)));
+        for (visited, item) in self.events.range(start..).enumerate() {
+            let (key, value) = item.map_err(internal)?;
+            let head: EventHead = decode(&value)?;
+            if head.created_at_ms >= events_before_ms {
+                break;
+            }
+            if visited == budget {
+                pruned.more = true;
+                break;
+            }
+            let id = u64::from_be_bytes(key.as_ref().try_into().map_err(internal)?);
+            cursors.0 = Some(id);
+            let mut finished = true;
+            for delivery_id in &head.delivery_ids {
+                if let Some(delivery) = self.get_delivery(*delivery_id)? {
+                    finished &= delivery.state.is_final();
+                }
+            }
+            if !finished {
+                continue;
+            }
+            // The deliveries first: a crash in between leaves an event whose deliveries are
+            // gone, which the next pass deletes.
+            for delivery_id in &head.delivery_ids {
+                self.deliveries.remove(be(*delivery_id)).map_err(internal)?;
+                self.requests.remove(be(*delivery_id)).map_err(internal)?;
+            }
+            self.events.remove(&key).map_err(internal)?;
+            pruned.events += 1;
+        }
+        if !pruned.more {
+            cursors.0 = None;
+        }
+        // Idempotency keys, in key order.
+        let start = cursors.1.take().unwrap_or_default();
+        let mut stopped = false;
+        for (visited, item) in self.idempotency.range(start..).enumerate() {
+            let (key, value) = item.map_err(internal)?;
+            if visited == budget {
+                cursors.1 = Some(key.to_vec());
+                stopped = true;
+                break;
+            }
+            let (_, used_ms) = split2(&value)?;
+            if (used_ms as i64) < keys_before_ms {
+                self.idempotency.remove(&key).map_err(internal)?;
+                pruned.idempotency_keys += 1;
+            }
+        }
+        pruned.more |= stopped;
+        Ok(pruned)
+    }
+
     fn flush(&self) -> Result<()> {
         self.db.flush().map(|_| ()).map_err(internal)
     }
@@ -552,5 +625,82 @@ mod tests {
         let again = store.insert_event(&event(9, 3_000), &[], Some(key()));
         assert_eq!(again.unwrap(), InsertOutcome::Duplicate(8));
         assert!(store.get_event(9).unwrap().is_none());
+    }
+
+    fn delivery(id: u64, event_id: u64, state: crate::model::DeliveryState) -> Delivery {
+        Delivery {
+            id,
+            event_id,
+            webhook_id: 1,
+            url: "http://x".into(),
+            state,
+            attempts: 0,
+            next_attempt_ms: 0,
+            request_trigger: String::new(),
+            request: None,
+            render_error: None,
+            last_status_code: None,
+            last_error: String::new(),
+        }
+    }
+
+    #[test]
+    fn retention_deletes_old_finished_events_and_expired_keys_only() {
+        use crate::model::DeliveryState::{Queued, Succeeded};
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let key = |k: &'static str| IdempotencyKey {
+            account_id: "acme",
+            key: k,
+            ttl_ms: 60_000,
+        };
+        let mut old_done = event(1, 1_000);
+        old_done.delivery_ids = vec![11];
+        let mut old_pending = event(2, 1_000);
+        old_pending.delivery_ids = vec![21];
+        let mut recent = event(3, 9_000);
+        recent.delivery_ids = vec![31];
+        let outcome = store.insert_event(&old_done, &[delivery(11, 1, Succeeded)], Some(key("a")));
+        assert_eq!(outcome.unwrap(), InsertOutcome::Inserted);
+        store
+            .insert_event(&old_pending, &[delivery(21, 2, Queued)], None)
+            .unwrap();
+        store
+            .insert_event(&recent, &[delivery(31, 3, Succeeded)], Some(key("b")))
+            .unwrap();
+
+        // A budget of one visits a record per pass and says there is more.
+        let first = store.prune(5_000, 2_000, 1).unwrap();
+        assert_eq!((first.events, first.more), (1, true));
+        let mut total = first;
+        while total.more {
+            let pass = store.prune(5_000, 2_000, 1).unwrap();
+            total.events += pass.events;
+            total.idempotency_keys += pass.idempotency_keys;
+            total.more = pass.more;
+        }
+        assert_eq!((total.events, total.idempotency_keys), (1, 1));
+        assert!(store.get_event(1).unwrap().is_none());
+        assert!(store.get_delivery(11).unwrap().is_none());
+        assert!(
+            store.get_event(2).unwrap().is_some(),
+            "pending deliveries keep their event"
+        );
+        assert!(store.get_delivery(21).unwrap().is_some());
+        assert!(store.get_event(3).unwrap().is_some(), "recent events stay");
+        assert!(
+            store
+                .idempotency
+                .get(account_key("acme", b"a"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .idempotency
+                .get(account_key("acme", b"b"))
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -11,5 +11,6 @@ mod rest_cloudflare;
 mod rest_events;
 mod rest_oncall;
 mod restart;
+mod retention;
 mod support;
 mod webhooks_crud;

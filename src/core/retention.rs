@@ -1,0 +1,49 @@
+//! Retention: finished events older than `--retention` are deleted with their deliveries,
+//! and idempotency keys once they no longer hold. Runs in bounded passes so a large store is
+//! pruned a slice at a time, never in one long stop.
+
+use std::time::Duration;
+
+use super::Service;
+use super::events::IDEMPOTENCY_TTL_MS;
+use crate::error::Result;
+use crate::model::now_ms;
+use crate::store::Pruned;
+
+/// Records a pass looks at, of each kind.
+const PASS_BUDGET: usize = 10_000;
+
+/// Passes of one run at most (a million records of each kind); the next run goes on.
+const RUN_PASSES: usize = 100;
+
+impl Service {
+    /// Runs retention passes until nothing is left to prune now (or `RUN_PASSES` ran);
+    /// returns what was deleted.
+    pub async fn prune_expired(&self) -> Result<Pruned> {
+        let now = now_ms();
+        let keep = self
+            .config
+            .retention
+            .map_or(i64::MAX, |r| r.as_millis() as i64);
+        let events_before = now.saturating_sub(keep);
+        let keys_before = now - IDEMPOTENCY_TTL_MS;
+        let mut total = Pruned::default();
+        for _ in 0..RUN_PASSES {
+            let store = std::sync::Arc::clone(&self.store);
+            let pass = tokio::task::spawn_blocking(move || {
+                store.prune(events_before, keys_before, PASS_BUDGET)
+            })
+            .await
+            .map_err(|e| crate::error::Error::Internal(format!("retention task: {e}")))??;
+            total.events += pass.events;
+            total.idempotency_keys += pass.idempotency_keys;
+            self.metrics.pruned_events.inc_by(pass.events);
+            if !pass.more {
+                break;
+            }
+            // Let deliveries and requests through between passes.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(total)
+    }
+}
