@@ -2,8 +2,10 @@
 //! trigger, an optional `Idempotency-Key` header makes a retried POST return the first
 //! event. Answers 202 `{"id", "deliveries": [{id, webhook_id, url, state}]}` once the
 //! core says the event is durable, with each delivery's initial state; delivery itself
-//! goes on in the background. Errors are OnCall's (`oncall::error_response`).
-//! Depends on `core` only.
+//! goes on in the background. `POST /api/v1/events/batch/` takes
+//! `{"events": [{"data": event_data, "idempotency_key"?}, ...]}` (up to 1,000, one flush) and
+//! answers 202 `{"results": [{"id", "duplicate", "deliveries"}, ...]}` in request order.
+//! Errors are OnCall's (`oncall::error_response`). Depends on `core` only.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::oncall::{error_response, json_object};
@@ -21,8 +23,9 @@ use super::{Failure, authorization};
 use crate::core::Service;
 use crate::core::events::EmitRequest;
 use crate::error::Error;
+use crate::error::FieldViolation;
 use crate::ids::{self, Kind};
-use crate::model::DeliveryState;
+use crate::model::{DeliveryState, DeliveryUpdate};
 use crate::userinfo;
 
 /// 202 of `POST /api/v1/events/`.
@@ -31,6 +34,24 @@ pub struct EventAccepted {
     /// The event's id (the first event's for a repeated Idempotency-Key).
     pub id: String,
     /// One per matched webhook target, with its initial state.
+    pub deliveries: Vec<DeliverySummary>,
+}
+
+/// 202 of `POST /api/v1/events/batch/`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BatchAccepted {
+    /// One per event, in request order.
+    pub results: Vec<BatchResult>,
+}
+
+/// One event of an accepted batch.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BatchResult {
+    /// The event's id (the first event's when its idempotency key was used before).
+    pub id: String,
+    /// The idempotency key named an earlier event: nothing new was queued.
+    pub duplicate: bool,
+    /// One per matched webhook target, with its state (initial, or current for a duplicate).
     pub deliveries: Vec<DeliverySummary>,
 }
 
@@ -55,6 +76,27 @@ fn state_name(state: DeliveryState) -> &'static str {
     }
 }
 
+fn summary(update: &DeliveryUpdate) -> DeliverySummary {
+    DeliverySummary {
+        id: ids::format(Kind::Delivery, update.delivery_id),
+        webhook_id: ids::format(Kind::Webhook, update.webhook_id),
+        url: userinfo::mask(&update.url),
+        state: state_name(update.state).to_string(),
+    }
+}
+
+/// The trigger an event_data object names in `event.type`, or why it names none.
+fn event_type_of(data: &Map<String, Value>) -> Result<String, &'static str> {
+    match data.get("event") {
+        None => Err("This field is required."),
+        Some(Value::Object(event)) => match event.get("type") {
+            Some(Value::String(t)) if !t.trim().is_empty() => Ok(t.clone()),
+            _ => Err("event.type is required: a string naming the event type, e.g. \"resolve\"."),
+        },
+        Some(_) => Err("Must be an object with a \"type\"."),
+    }
+}
+
 /// Emit an event: the body is OnCall's event_data, `event.type` names the trigger.
 #[utoipa::path(post, path = "/api/v1/events/", tag = "events",
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeats return the first event")),
@@ -72,15 +114,8 @@ pub async fn emit(
         .authenticate(authorization(&headers))
         .map_err(error_response)?;
     let data = json_object(body)?;
-    let event_type = match data.get("event") {
-        None => Err("This field is required."),
-        Some(Value::Object(event)) => match event.get("type") {
-            Some(Value::String(t)) if !t.trim().is_empty() => Ok(t.clone()),
-            _ => Err("event.type is required: a string naming the event type, e.g. \"resolve\"."),
-        },
-        Some(_) => Err("Must be an object with a \"type\"."),
-    }
-    .map_err(|m| error_response(Error::invalid("event", m)))?;
+    let event_type =
+        event_type_of(&data).map_err(|m| error_response(Error::invalid("event", m)))?;
     let idempotency_key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -101,12 +136,7 @@ pub async fn emit(
         let Some(update) = stream.next().await else {
             break;
         };
-        deliveries.push(DeliverySummary {
-            id: ids::format(Kind::Delivery, update.delivery_id),
-            webhook_id: ids::format(Kind::Webhook, update.webhook_id),
-            url: userinfo::mask(&update.url),
-            state: state_name(update.state).to_string(),
-        });
+        deliveries.push(summary(&update));
     }
     let body = EventAccepted {
         id: ids::format(Kind::Event, stream.event_id()),
@@ -115,9 +145,82 @@ pub async fn emit(
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-/// The events route.
+/// Emit up to 1,000 events at once, made durable together.
+#[utoipa::path(post, path = "/api/v1/events/batch/", tag = "events",
+    request_body(content = Object, description = "{\"events\": [{\"data\": event_data, \"idempotency_key\": \"optional\"}]}"),
+    responses((status = 202, body = BatchAccepted),
+              (status = 400, body = super::oncall::FieldErrors),
+              (status = 401, body = super::oncall::Detail),
+              (status = 403, body = super::oncall::Detail)))]
+pub async fn emit_batch(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Failure> {
+    let caller = service
+        .authenticate(authorization(&headers))
+        .map_err(error_response)?;
+    let body = json_object(body)?;
+    let Some(Value::Array(items)) = body.get("events") else {
+        let violation =
+            FieldViolation::new("events", "A list of {\"data\": ...} objects is required.");
+        return Err(error_response(Error::InvalidArgument(vec![violation])).into());
+    };
+    let mut requests = Vec::with_capacity(items.len());
+    let mut violations = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = |field: &str, message: &str| {
+            FieldViolation::new(format!("events[{i}].{field}"), message)
+        };
+        let Some(Value::Object(data)) = item.get("data") else {
+            violations.push(at("data", "Must be an object (OnCall's event_data)."));
+            continue;
+        };
+        let idempotency_key = match item.get("idempotency_key") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(key)) => Some(key.clone()),
+            Some(_) => {
+                violations.push(at("idempotency_key", "Must be a string."));
+                None
+            }
+        };
+        match event_type_of(data) {
+            Ok(event_type) => requests.push(EmitRequest {
+                event_type,
+                data: Value::Object(data.clone()),
+                idempotency_key,
+            }),
+            Err(message) => violations.push(at("data.event", message)),
+        }
+    }
+    if !violations.is_empty() {
+        return Err(error_response(Error::InvalidArgument(violations)).into());
+    }
+    let emitted = service
+        .emit_batch(&caller, requests)
+        .await
+        .map_err(error_response)?;
+    let results = emitted
+        .into_iter()
+        .map(|e| BatchResult {
+            id: ids::format(Kind::Event, e.event_id),
+            duplicate: e.duplicate,
+            deliveries: e.deliveries.iter().map(summary).collect(),
+        })
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(BatchAccepted { results })).into_response())
+}
+
+/// The single-event route.
 pub fn routes(service: Service) -> Router {
     Router::new()
         .route("/api/v1/events", post(emit))
+        .with_state(service)
+}
+
+/// The batch route (its body limit is the batch's, set by the caller).
+pub fn batch_routes(service: Service) -> Router {
+    Router::new()
+        .route("/api/v1/events/batch", post(emit_batch))
         .with_state(service)
 }

@@ -102,9 +102,12 @@ async fn json_errors(request: Request, next: axum::middleware::Next) -> Response
     gateway_error(&path, status, message)
 }
 
+/// Largest body of a batch of events (gRPC's default message limit).
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// The gateway's routes over `service`.
 pub fn router(service: Service) -> Router {
-    Router::new()
+    let single_bodies = Router::new()
         .merge(health::routes())
         .merge(admin::routes(service.clone()))
         .merge(metrics::routes(service.clone()))
@@ -112,6 +115,15 @@ pub fn router(service: Service) -> Router {
         .merge(cloudflare::routes(service.clone()))
         .merge(events::routes(service.clone()))
         .merge(openapi::routes())
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            service.config().max_event_bytes + 64 * 1024,
+        ));
+    let batches = events::batch_routes(service.clone()).layer(
+        tower_http::limit::RequestBodyLimitLayer::new(MAX_BATCH_BYTES),
+    );
+    Router::new()
+        .merge(single_bodies)
+        .merge(batches)
         .fallback(not_found)
         .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
             gateway_error(
@@ -120,9 +132,6 @@ pub fn router(service: Service) -> Router {
                 "Method not allowed.",
             )
         })
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            service.config().max_event_bytes + 64 * 1024,
-        ))
         .layer(axum::middleware::from_fn(json_errors))
 }
 

@@ -32,6 +32,7 @@ use super::{cloudflare, events, oncall};
         oncall::redeliver_failed,
         oncall::redeliver,
         events::emit,
+        events::emit_batch,
         cloudflare::list,
         cloudflare::create,
         cloudflare::get_one,

@@ -167,3 +167,111 @@ async fn bad_event_requests_get_oncall_errors() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(serde_json::from_str::<Value>(&text).unwrap()["detail"].is_string());
 }
+
+#[tokio::test]
+async fn a_batch_of_events_is_accepted_at_once_in_order() {
+    let server = TestServer::start().await;
+    let token = server.writer("acme").await;
+    let receiver = Receiver::start().await;
+    call(
+        &server,
+        Method::POST,
+        "/api/v1/webhooks/",
+        Some(&token),
+        Some(json!({"name": "Resolved", "url": receiver.url("/r"), "trigger_type": "resolve"})),
+    )
+    .await;
+    let batch = json!({"events": [
+        {"data": {"event": {"type": "resolve"}, "alert_group": {"id": "AG1"}}, "idempotency_key": "ag1"},
+        {"data": {"event": {"type": "acknowledge"}, "alert_group": {"id": "AG2"}}},
+        {"data": {"event": {"type": "resolve"}, "alert_group": {"id": "AG3"}}},
+    ]});
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/api/v1/events/batch/",
+        Some(&token),
+        Some(batch),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert!(results.iter().all(|r| r["duplicate"] == false));
+    let delivered: Vec<usize> = results
+        .iter()
+        .map(|r| r["deliveries"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(delivered, [1, 0, 1]);
+    assert_eq!(results[0]["deliveries"][0]["state"], "QUEUED");
+    let mut ids: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        ids.push(
+            receiver.next().await.json()["alert_group"]["id"]
+                .as_str()
+                .unwrap()
+                .into(),
+        );
+    }
+    ids.sort();
+    assert_eq!(ids, ["AG1", "AG3"]);
+
+    // The keyed event again: the first one's id, nothing delivered twice.
+    let again = json!({"events": [
+        {"data": {"event": {"type": "resolve"}, "alert_group": {"id": "AG1"}}, "idempotency_key": "ag1"},
+    ]});
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/api/v1/events/batch",
+        Some(&token),
+        Some(again),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body["results"][0]["duplicate"], true);
+    assert_eq!(body["results"][0]["id"], results[0]["id"]);
+    receiver.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn a_bad_batch_gets_oncall_errors_naming_each_event() {
+    let server = TestServer::start().await;
+    let token = server.writer("acme").await;
+    let post = |body: Value, token: Option<String>| {
+        let server = &server;
+        async move {
+            call(
+                server,
+                Method::POST,
+                "/api/v1/events/batch/",
+                token.as_deref(),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (status, body) = post(
+        json!({"events": [
+            {"data": {"event": {"type": "resolve"}}},
+            {"data": {"event": {}}},
+            {"data": "text", "idempotency_key": 7},
+        ]}),
+        Some(token.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let mut fields: Vec<&String> = body.as_object().unwrap().keys().collect();
+    fields.sort();
+    assert_eq!(fields, ["events[1].data.event", "events[2].data"]);
+
+    let (status, body) = post(json!({"events": "no"}), Some(token.clone())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["events"][0].is_string());
+    let (status, _) = post(json!({"events": []}), Some(token.clone())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = post(json!([1, 2]), Some(token.clone())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = post(json!({"events": []}), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
