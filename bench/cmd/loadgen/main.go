@@ -594,13 +594,14 @@ func phaseNeighbours(args []string) {
 	backlog := fs.Int64("max-backlog", 20000, "pause emitting while this many healthy deliveries are outstanding")
 	badRate := fs.Int("neighbour-rate", 200, "events/s sent meanwhile to the slow and the dead endpoint (each event to both)")
 	control := fs.Bool("control", false, "the neighbours' two endpoints are healthy too (the same traffic without the failures)")
+	sinkName := fs.String("sink", "", "receiver sink of the healthy endpoint (default nb, nbctl with -control); one per run")
 	fs.Parse(args)
 
 	c.account = "bench-neighbours-bad"
 	bad := c.clients(c.token())
 	neighbours := []string{c.recv + "/slow/nbslow", *dead}
 	if *control {
-		neighbours = []string{c.recv + "/ok/nbctl1", c.recv + "/ok/nbctl2"}
+		neighbours = []string{c.recv + "/ok/nbctlneighbour1", c.recv + "/ok/nbctlneighbour2"}
 	}
 	createWebhooks(bad[0], "bad", neighbours)
 	logf("neighbours: %d ev/s to %v, beside a healthy endpoint", *badRate, neighbours)
@@ -632,9 +633,11 @@ func phaseNeighbours(args []string) {
 
 	// Sinks of their own: the receiver keeps counting across phases, and event ids restart
 	// with every fresh data dir.
-	sink := "nb"
-	if *control {
+	sink := *sinkName
+	if sink == "" && *control {
 		sink = "nbctl"
+	} else if sink == "" {
+		sink = "nb"
 	}
 	c.account = "bench-neighbours"
 	cls := c.clients(c.token())
@@ -740,6 +743,7 @@ func main() {
 		die("usage: loadgen ceiling|emit|e2e|latency|crud|neighbours|backlog|ready|report [flags]")
 	}
 	phases := map[string]func([]string){
+		"median": phaseMedian,
 		"ceiling": phaseCeiling, "emit": phaseEmit, "e2e": phaseE2E, "latency": phaseLatency,
 		"crud": phaseCRUD, "neighbours": phaseNeighbours, "backlog": phaseBacklog, "ready": phaseReady,
 		"report": phaseReport, "freeport": phaseFreeport,
@@ -749,6 +753,62 @@ func main() {
 		die("unknown phase %q", os.Args[1])
 	}
 	f(os.Args[2:])
+}
+
+// phaseMedian merges the JSON results of repeated runs: every number becomes the median of the
+// runs' numbers at the same place; "runs" keeps each run's result.
+func phaseMedian(args []string) {
+	fs := flag.NewFlagSet("median", flag.ExitOnError)
+	out := fs.String("out", "", "merged result")
+	fs.Parse(args)
+	var runs []any
+	for _, path := range fs.Args() {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			die("%v", err)
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			die("%s: %v", path, err)
+		}
+		runs = append(runs, v)
+	}
+	if len(runs) == 0 {
+		die("median: no results")
+	}
+	merged, _ := medianOf(runs).(map[string]any)
+	merged["runs"] = runs
+	writeOut(*out, merged)
+}
+
+func medianOf(values []any) any {
+	switch first := values[0].(type) {
+	case float64:
+		var fs []float64
+		for _, v := range values {
+			if f, ok := v.(float64); ok {
+				fs = append(fs, f)
+			}
+		}
+		slices.Sort(fs)
+		return fs[len(fs)/2]
+	case map[string]any:
+		m := map[string]any{}
+		for k := range first {
+			var vs []any
+			for _, v := range values {
+				if mv, ok := v.(map[string]any); ok {
+					if x, ok := mv[k]; ok {
+						vs = append(vs, x)
+					}
+				}
+			}
+			m[k] = medianOf(vs)
+		}
+		return m
+	default:
+		return first
+	}
 }
 
 // phaseFreeport prints a TCP port on 127.0.0.1 that was free a moment ago.

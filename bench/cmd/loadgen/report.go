@@ -119,6 +119,21 @@ func phaseReport(args []string) {
 			num(get(nb, "latency", "target_rate"), " ev/s"), num(get(nb, "latency", "achieved_rate"), " ev/s"), ms(get(nb, "latency", "latency", "P50ms")), ms(get(nb, "latency", "latency", "P99ms")),
 			ms(get(nb, "latency", "latency", "P999ms")), num(get(nb, "latency", "missing"), ""), rss("neighbours"))
 	}
+	if runs, ok := nb["runs"].([]any); ok && len(runs) > 1 {
+		var each []string
+		for i, r := range runs {
+			rm, _ := r.(map[string]any)
+			cm, _ := load("neighbours_control")["runs"].([]any)
+			var c map[string]any
+			if i < len(cm) {
+				c, _ = cm[i].(map[string]any)
+			}
+			each = append(each, fmt.Sprintf("run %d: %s vs control %s events/s, p99 %s vs %s", i+1,
+				num(get(rm, "throughput", "events_per_s"), ""), num(get(c, "throughput", "events_per_s"), ""),
+				ms(get(rm, "latency", "latency", "P99ms")), ms(get(c, "latency", "latency", "P99ms"))))
+		}
+		fmt.Fprintf(&b, "| 6* | phase 6 figures are medians of %d alternating runs | %s | - | - |\n", len(runs), strings.Join(each, "; "))
+	}
 	ctl := load("neighbours_control")
 	if ctl != nil {
 		fmt.Fprintf(&b, "| 6c | control: the same, the neighbours' two endpoints healthy (%s ev/s): throughput | %s delivered (emitted %s) | %s | %s |\n",
