@@ -50,8 +50,6 @@ pub struct Emitted {
 
 /// An event matched and planned, ready to be written.
 struct Prepared {
-    /// Index in its batch (0 for a single emit).
-    position: usize,
     event: Event,
     deliveries: Vec<Delivery>,
     idempotency_key: Option<String>,
@@ -164,7 +162,7 @@ impl Service {
         match self.write(caller, &prepared)? {
             InsertOutcome::Inserted => {
                 self.commit.durable().await?;
-                self.accepted(std::slice::from_ref(&prepared));
+                self.accepted(std::iter::once(&prepared));
                 let initial = prepared.deliveries.iter().map(initial_update).collect();
                 Ok(StatusStream::new(prepared.event.id, initial, subscription))
             }
@@ -204,16 +202,13 @@ impl Service {
             .into_iter()
             .enumerate()
             .map(|(i, request)| {
-                let mut prepared =
-                    self.prepare(caller, request, &webhooks)
-                        .map_err(|e| match e {
-                            Error::ResourceExhausted(why) => {
-                                Error::ResourceExhausted(format!("events[{i}]: {why}"))
-                            }
-                            other => other,
-                        })?;
-                prepared.position = i;
-                Ok(prepared)
+                self.prepare(caller, request, &webhooks)
+                    .map_err(|e| match e {
+                        Error::ResourceExhausted(why) => {
+                            Error::ResourceExhausted(format!("events[{i}]: {why}"))
+                        }
+                        other => other,
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         let mut outcomes = Vec::with_capacity(prepared.len());
@@ -221,36 +216,29 @@ impl Service {
             outcomes.push(self.write(caller, event)?);
         }
         self.commit.durable().await?;
-        let (inserted, repeats): (Vec<_>, Vec<_>) = prepared
-            .into_iter()
+        self.accepted(
+            prepared
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, outcome)| **outcome == InsertOutcome::Inserted)
+                .map(|(p, _)| p),
+        );
+        prepared
+            .iter()
             .zip(outcomes)
-            .partition(|(_, outcome)| *outcome == InsertOutcome::Inserted);
-        let inserted: Vec<Prepared> = inserted.into_iter().map(|(p, _)| p).collect();
-        self.accepted(&inserted);
-        let mut results: Vec<(usize, Emitted)> = inserted
-            .into_iter()
-            .map(|p| {
-                let emitted = Emitted {
+            .map(|(p, outcome)| match outcome {
+                InsertOutcome::Inserted => Ok(Emitted {
                     event_id: p.event.id,
                     duplicate: false,
                     deliveries: p.deliveries.iter().map(initial_update).collect(),
-                };
-                (p.position, emitted)
+                }),
+                InsertOutcome::Duplicate(first) => Ok(Emitted {
+                    event_id: first,
+                    duplicate: true,
+                    deliveries: self.current_updates(first)?,
+                }),
             })
-            .collect();
-        for (p, outcome) in repeats {
-            let InsertOutcome::Duplicate(first) = outcome else {
-                continue;
-            };
-            let emitted = Emitted {
-                event_id: first,
-                duplicate: true,
-                deliveries: self.current_updates(first)?,
-            };
-            results.push((p.position, emitted));
-        }
-        results.sort_by_key(|(position, _)| *position);
-        Ok(results.into_iter().map(|(_, emitted)| emitted).collect())
+            .collect()
     }
 
     /// Every webhook of the caller's account (the candidates an event is matched against).
@@ -337,7 +325,6 @@ impl Service {
             delivery_ids: deliveries.iter().map(|d| d.id).collect(),
         };
         Ok(Prepared {
-            position: 0,
             event,
             deliveries,
             idempotency_key: request.idempotency_key.filter(|k| !k.is_empty()),
@@ -361,9 +348,11 @@ impl Service {
     }
 
     /// Counts durable new events and hands their deliveries to the scheduler.
-    fn accepted(&self, events: &[Prepared]) {
-        self.metrics.events_accepted.inc_by(events.len() as u64);
-        let deliveries = events.iter().flat_map(|p| &p.deliveries);
+    fn accepted<'p>(&self, events: impl Iterator<Item = &'p Prepared> + Clone) {
+        self.metrics
+            .events_accepted
+            .inc_by(events.clone().count() as u64);
+        let deliveries = events.flat_map(|p| &p.deliveries);
         let skipped = deliveries
             .clone()
             .filter(|d| d.state == DeliveryState::Skipped)
