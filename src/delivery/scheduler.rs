@@ -103,6 +103,11 @@ impl Endpoint {
         self.inflight == 0 && self.parked.is_empty() && self.consecutive_failures == 0
     }
 
+    /// Whether its circuit breaker has tripped (open, or half-open until a probe answers).
+    fn tripped(&self, limits: &Limits) -> bool {
+        self.consecutive_failures >= limits.breaker_threshold.max(1)
+    }
+
     /// Queues `entry` as the probe for the current opening of the circuit.
     fn probe_with(&mut self, entry: Entry, queue: &mut BinaryHeap<Reverse<Entry>>) {
         self.probe_at_ms = self.open_until_ms;
@@ -184,9 +189,10 @@ impl Scheduler {
                 continue;
             }
             let endpoint = state.endpoints.entry(entry.webhook_id).or_default();
-            let tripped = endpoint.consecutive_failures >= self.limits.breaker_threshold.max(1);
             // Open, or half-open with its probe out: the delivery waits.
-            if tripped && (endpoint.open_until_ms > now_ms || endpoint.inflight > 0) {
+            if endpoint.tripped(&self.limits)
+                && (endpoint.open_until_ms > now_ms || endpoint.inflight > 0)
+            {
                 state.deferred += 1;
                 if endpoint.open_until_ms > now_ms && endpoint.probe_at_ms != endpoint.open_until_ms
                 {
@@ -227,7 +233,7 @@ impl Scheduler {
                 let over = endpoint
                     .consecutive_failures
                     .saturating_sub(self.limits.breaker_threshold);
-                if endpoint.consecutive_failures >= self.limits.breaker_threshold.max(1) {
+                if endpoint.tripped(&self.limits) {
                     let cooldown = self
                         .limits
                         .breaker_cooldown
@@ -238,7 +244,7 @@ impl Scheduler {
             }
             EndpointHealth::Untouched => {}
         }
-        if endpoint.consecutive_failures >= self.limits.breaker_threshold.max(1) {
+        if endpoint.tripped(&self.limits) {
             // Still failing: the parked deliveries wait; one probes at the reopening.
             if endpoint.probe_at_ms != endpoint.open_until_ms {
                 if let Some(parked) = endpoint.parked.pop_front() {
