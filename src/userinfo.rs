@@ -28,14 +28,14 @@ pub fn mask(url: &str) -> String {
     format!("{}{shown}{}", &url[..start], &url[end..])
 }
 
-/// The URL an update stores: the current one when `given` is its masked form (a client
-/// sending back what it read), else `given`.
-pub fn keep_if_masked(given: String, current: &str) -> String {
-    if given != current && given == mask(current) {
-        current.to_string()
-    } else {
-        given
-    }
+/// The URL an update stores: the stored URL whose masked form `given` is (a client sending
+/// back what it read), else `given`.
+pub fn unmask<'a>(given: String, stored: impl IntoIterator<Item = &'a String>) -> String {
+    stored
+        .into_iter()
+        .find(|url| mask(url) == given)
+        .cloned()
+        .unwrap_or(given)
 }
 
 /// Splits the credentials off `url`: the URL without them, and `(user, password)`
@@ -79,14 +79,14 @@ mod tests {
 
     #[test]
     fn the_masked_form_sent_back_keeps_the_stored_url() {
-        let stored = "https://bob:hunter2@example.com/";
-        assert_eq!(keep_if_masked(mask(stored), stored), stored);
+        let stored = ["https://bob:hunter2@example.com/".to_string()];
+        assert_eq!(unmask(mask(&stored[0]), &stored), stored[0]);
         assert_eq!(
-            keep_if_masked("https://bob:new@example.com/".into(), stored),
+            unmask("https://bob:new@example.com/".into(), &stored),
             "https://bob:new@example.com/"
         );
         assert_eq!(
-            keep_if_masked("https://other.example/".into(), stored),
+            unmask("https://other.example/".into(), &stored),
             "https://other.example/"
         );
     }

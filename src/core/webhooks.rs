@@ -422,7 +422,7 @@ impl Service {
             webhook.headers = blank_to_none(v);
         }
         if let Some(v) = patch.url {
-            webhook.url = userinfo::keep_if_masked(v.trim().to_string(), &webhook.url);
+            webhook.url = userinfo::unmask(v.trim().to_string(), [&webhook.url]);
         }
         if let Some(v) = patch.forward_all {
             webhook.forward_all = v;
@@ -440,17 +440,10 @@ impl Service {
             webhook.description = v;
         }
         if let Some(v) = patch.urls {
-            let current = std::mem::take(&mut webhook.urls);
+            let stored = std::mem::take(&mut webhook.urls);
             webhook.urls = v
                 .into_iter()
-                .map(|given| {
-                    let given = given.trim().to_string();
-                    let stored = current.iter().find(|c| userinfo::mask(c) == given);
-                    match stored {
-                        Some(stored) => userinfo::keep_if_masked(given, stored),
-                        None => given,
-                    }
-                })
+                .map(|given| userinfo::unmask(given.trim().to_string(), &stored))
                 .collect();
         }
         if let Some(v) = patch.filters {
