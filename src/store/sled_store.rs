@@ -148,6 +148,11 @@ impl SledStore {
     /// state record), its outbox entry last (the entry makes it reachable).
     fn insert_delivery(&self, key: &[u8; 8], request: &[u8], delivery: &Delivery) -> Result<()> {
         self.requests.insert(key, request).map_err(internal)?;
+        self.put_outbox_entry(delivery)
+    }
+
+    /// The outbox entry of a delivery still to be attempted, at its due time.
+    fn put_outbox_entry(&self, delivery: &Delivery) -> Result<()> {
         if !delivery.state.is_final() {
             self.outbox
                 .insert(
@@ -419,10 +424,7 @@ impl Store for SledStore {
                 stats
             }
         };
-        if !delivery.state.is_final() {
-            let due = be2(due_key(delivery.next_attempt_ms), delivery.id);
-            self.outbox.insert(due, &webhook_key).map_err(internal)?;
-        }
+        self.put_outbox_entry(delivery)?;
         let state = delivery::encode_state(delivery)?;
         self.deliveries
             .insert(be(delivery.id), state)
