@@ -24,6 +24,8 @@ fn help_documents_every_flag() {
         "--retry-schedule",
         "--request-timeout",
         "--log-format",
+        "--retention",
+        "WEBHOOKD_RETENTION",
         "WEBHOOKD_DATA_DIR",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
@@ -36,6 +38,9 @@ fn bad_flags_are_refused_with_a_clear_message() {
     let output = webhookd(&["serve", "--retry-schedule", "soon"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--retry-schedule"));
+    let output = webhookd(&["serve", "--retention", "a while"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--retention"));
     let output = webhookd(&["serve", "--grpc-addr", "nowhere"]);
     assert!(!output.status.success());
 }
