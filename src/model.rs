@@ -211,15 +211,15 @@ impl DeliveryState {
     }
 }
 
-/// The rendered parts of a request (auth and signing headers are added at send time from
-/// the webhook's current secrets, so secrets are not copied into deliveries).
+/// The rendered parts of a request (auth, signing and custom headers are added at send time
+/// from the webhook's current settings, so its secrets are not copied into deliveries).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenderedRequest {
     /// HTTP method.
     pub method: String,
     /// Target URL.
     pub url: String,
-    /// Headers from the `headers` template and custom headers.
+    /// Headers from the `headers` template.
     pub headers: Vec<(String, String)>,
     /// Body, if the method carries one.
     pub body: Option<String>,

@@ -15,6 +15,11 @@ fn userinfo_range(url: &str) -> Option<(usize, usize)> {
     Some((start, start + at))
 }
 
+/// Whether `url` carries credentials.
+pub fn has_credentials(url: &str) -> bool {
+    userinfo_range(url).is_some()
+}
+
 /// `url` with its credentials masked: `user:password@` shows as `user:****************@`, a
 /// lone user part (often a token) as `****************@`.
 pub fn mask(url: &str) -> String {

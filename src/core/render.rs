@@ -150,12 +150,6 @@ fn render_headers(
             headers.push((name, value));
         }
     }
-    headers.extend(
-        webhook
-            .custom_headers
-            .iter()
-            .map(|(n, v)| (n.clone(), v.clone())),
-    );
     Ok(headers)
 }
 

@@ -1,8 +1,9 @@
 //! Builds the HTTP request of one attempt from a delivery's rendered parts and the
 //! webhook's current credentials: identity headers, Standard Webhooks signature,
-//! Cloudflare's `cf-webhook-auth`, OnCall's Authorization and basic auth (also from
-//! credentials in the URL, which never reach the request line). Also produces the masked copy
-//! of the headers that the response log shows.
+//! Cloudflare's `cf-webhook-auth`, custom headers, OnCall's Authorization and basic auth
+//! (also from credentials in the URL, which never reach the request line). Also produces the
+//! masked copy of the headers that the response log shows (custom header values included:
+//! the log is stored, and they are sealed at rest).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -83,7 +84,9 @@ pub fn prepare(
     if let Some(secret) = &webhook.secret {
         headers.push(("cf-webhook-auth".into(), secret.clone()));
     }
-    for (name, value) in &rendered.headers {
+    // The `headers` template's first, then the custom headers (a name already set wins).
+    let given = rendered.headers.iter().map(|(n, v)| (n, v));
+    for (name, value) in given.chain(&webhook.custom_headers) {
         if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
             headers.push((name.clone(), value.clone()));
         }
@@ -116,7 +119,7 @@ pub fn prepare(
     let logged: serde_json::Map<String, serde_json::Value> = headers
         .iter()
         .map(|(name, value)| {
-            let shown = if is_secret_header(name) {
+            let shown = if is_secret_header(name) || webhook.custom_headers.contains_key(name) {
                 SECRET_PLACEHOLDER
             } else {
                 value
@@ -148,7 +151,8 @@ mod tests {
             "http_method": "POST", "trigger_types": [], "integration_filter": [], "description": "",
             "urls": [], "filters": null, "destination_type": "generic", "secret": "cf-secret",
             "signing_secrets": [], "retry_schedule_ms": null, "max_attempts": 0,
-            "template_engine": "jinja", "custom_headers": {}, "created_at_ms": 0, "disabled_reason": ""
+            "template_engine": "jinja", "custom_headers": {"X-Custom": "cust0m", "X-Team": "ops"},
+            "created_at_ms": 0, "disabled_reason": ""
         }))
         .unwrap()
     }
@@ -200,11 +204,20 @@ mod tests {
         assert_eq!(header(&prepared, "cf-webhook-auth"), Some("cf-secret"));
         assert_eq!(header(&prepared, "content-type"), Some("application/json"));
         assert_eq!(header(&prepared, "webhook-id"), Some("D0000000000005"));
-        assert_eq!(header(&prepared, "x-team"), Some("sre"));
-        for secret in ["hunter2", "Ym9iOmh1bnRlcjI=", "cf-secret", "k3y"] {
+        assert_eq!(
+            header(&prepared, "x-team"),
+            Some("sre"),
+            "the template wins"
+        );
+        assert_eq!(header(&prepared, "x-custom"), Some("cust0m"));
+        for secret in ["hunter2", "Ym9iOmh1bnRlcjI=", "cf-secret", "k3y", "cust0m"] {
             assert!(!prepared.logged_headers.contains(secret), "{secret} leaked");
         }
-        assert!(prepared.logged_headers.contains("\"X-Team\":\"sre\""));
+        assert!(
+            prepared
+                .logged_headers
+                .contains("\"X-Webhookd-Webhook-Id\":\"W")
+        );
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Encryption at rest of webhook secrets (passwords, authorization headers, Cloudflare and
-//! signing secrets): XChaCha20-Poly1305 with a 32-byte key from the secret key file, which
-//! is generated (mode 0600) on the first start. Sealed values read `enc:v1:<base64>`.
+//! signing secrets, custom header values, credentials in target URLs) and of the credentials
+//! in a delivery's rendered URL: XChaCha20-Poly1305 with a 32-byte key from the secret key
+//! file, which is generated (mode 0600) on the first start. Sealed values read
+//! `enc:v1:<base64>`. A delivery's other credentials are never stored: the attempt takes
+//! them from the webhook (see `delivery::request`).
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
@@ -11,7 +15,8 @@ use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use crate::error::{Error, Result};
-use crate::model::Webhook;
+use crate::model::{Delivery, Webhook};
+use crate::userinfo;
 
 const PREFIX: &str = "enc:v1:";
 const NONCE_LEN: usize = 24;
@@ -62,10 +67,16 @@ impl SecretBox {
         format!("{PREFIX}{}", STANDARD.encode(bytes))
     }
 
-    fn open(&self, stored: &str) -> Result<String> {
-        let Some(encoded) = stored.strip_prefix(PREFIX) else {
-            return Ok(stored.to_string()); // written before encryption existed
-        };
+    /// Opens `value` in place when it is sealed (a value without the prefix was written
+    /// before it was sealed and is kept as it is).
+    fn open(&self, value: &mut String) -> Result<()> {
+        if let Some(encoded) = value.strip_prefix(PREFIX) {
+            *value = self.decrypt(encoded)?;
+        }
+        Ok(())
+    }
+
+    fn decrypt(&self, encoded: &str) -> Result<String> {
         let corrupt =
             || Error::Internal("a stored secret cannot be decrypted with this secret key".into());
         let bytes = STANDARD.decode(encoded).map_err(|_| corrupt())?;
@@ -78,6 +89,18 @@ impl SecretBox {
             .decrypt(XNonce::from_slice(nonce), sealed)
             .map_err(|_| corrupt())?;
         String::from_utf8(plain).map_err(|_| corrupt())
+    }
+
+    /// Whether a URL is stored sealed: when it carries credentials (most URLs do not and
+    /// stay readable), or would read as sealed.
+    fn seals_url(url: &str) -> bool {
+        userinfo::has_credentials(url) || url.starts_with(PREFIX)
+    }
+
+    fn seal_url(&self, url: &mut String) {
+        if Self::seals_url(url) {
+            *url = self.seal(url);
+        }
     }
 
     /// A copy of `webhook` with every secret sealed, for storage.
@@ -95,6 +118,12 @@ impl SecretBox {
         for s in sealed.signing_secrets.iter_mut() {
             s.secret = self.seal(&s.secret);
         }
+        for value in sealed.custom_headers.values_mut() {
+            *value = self.seal(value);
+        }
+        for url in std::iter::once(&mut sealed.url).chain(sealed.urls.iter_mut()) {
+            self.seal_url(url);
+        }
         sealed
     }
 
@@ -106,19 +135,59 @@ impl SecretBox {
             &mut webhook.secret,
         ] {
             if let Some(v) = field.as_mut() {
-                *v = self.open(v)?;
+                self.open(v)?;
             }
         }
         for s in webhook.signing_secrets.iter_mut() {
-            s.secret = self.open(&s.secret)?;
+            self.open(&mut s.secret)?;
+        }
+        for value in webhook.custom_headers.values_mut() {
+            self.open(value)?;
+        }
+        for url in std::iter::once(&mut webhook.url).chain(webhook.urls.iter_mut()) {
+            self.open(url)?;
         }
         Ok(webhook)
+    }
+
+    /// `delivery` as stored: the credentials of its rendered URL sealed (borrowed as it is
+    /// when it has none, the common case).
+    pub fn seal_delivery<'a>(&self, delivery: &'a Delivery) -> Cow<'a, Delivery> {
+        let request_url = delivery.request.as_ref().map(|r| r.url.as_str());
+        let sealed = std::iter::once(delivery.url.as_str())
+            .chain(request_url)
+            .any(Self::seals_url);
+        if !sealed {
+            return Cow::Borrowed(delivery);
+        }
+        let mut delivery = delivery.clone();
+        self.seal_url(&mut delivery.url);
+        if let Some(request) = delivery.request.as_mut() {
+            self.seal_url(&mut request.url);
+        }
+        Cow::Owned(delivery)
+    }
+
+    /// Opens a stored delivery.
+    pub fn open_delivery(&self, mut delivery: Delivery) -> Result<Delivery> {
+        self.open(&mut delivery.url)?;
+        if let Some(request) = delivery.request.as_mut() {
+            self.open(&mut request.url)?;
+        }
+        Ok(delivery)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{DeliveryState, RenderedRequest};
+
+    fn opened(secrets: &SecretBox, sealed: &str) -> Result<String> {
+        let mut value = sealed.to_string();
+        secrets.open(&mut value)?;
+        Ok(value)
+    }
 
     #[test]
     fn secrets_round_trip_and_a_wrong_key_cannot_open_them() {
@@ -127,17 +196,51 @@ mod tests {
         let sealed = a.seal("hunter2");
         assert!(sealed.starts_with(PREFIX) && !sealed.contains("hunter2"));
         assert_ne!(a.seal("hunter2"), sealed, "nonces differ");
-        assert_eq!(a.open(&sealed).unwrap(), "hunter2");
+        assert_eq!(opened(&a, &sealed).unwrap(), "hunter2");
         let again = SecretBox::load_or_create(&dir.path().join("a.key")).unwrap();
-        assert_eq!(again.open(&sealed).unwrap(), "hunter2");
+        assert_eq!(opened(&again, &sealed).unwrap(), "hunter2");
         let b = SecretBox::load_or_create(&dir.path().join("b.key")).unwrap();
-        assert!(b.open(&sealed).is_err());
-        assert_eq!(a.open("legacy-plain").unwrap(), "legacy-plain");
+        assert!(opened(&b, &sealed).is_err());
+        assert_eq!(opened(&a, "legacy-plain").unwrap(), "legacy-plain");
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("a.key"))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn only_urls_with_credentials_are_sealed_and_every_url_opens_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = SecretBox::load_or_create(&dir.path().join("k")).unwrap();
+        let rendered = |url: &str| RenderedRequest {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![],
+            body: None,
+        };
+        let mut delivery = Delivery {
+            id: 1,
+            event_id: 1,
+            webhook_id: 1,
+            url: "https://example.com/hook".into(),
+            state: DeliveryState::Queued,
+            attempts: 0,
+            next_attempt_ms: 0,
+            request_trigger: String::new(),
+            request: Some(rendered("https://example.com/hook")),
+            render_error: None,
+            last_status_code: None,
+            last_error: String::new(),
+        };
+        assert!(matches!(secrets.seal_delivery(&delivery), Cow::Borrowed(_)));
+        for url in ["https://bob:hunter2@example.com/hook", "enc:v1:{{ x }}"] {
+            delivery.url = url.into();
+            delivery.request = Some(rendered(url));
+            let sealed = secrets.seal_delivery(&delivery).into_owned();
+            assert!(!sealed.url.contains(url) && sealed.url.starts_with(PREFIX));
+            assert_eq!(secrets.open_delivery(sealed).unwrap(), delivery);
+        }
     }
 }

@@ -80,13 +80,6 @@ fn internal(e: impl std::fmt::Display) -> Error {
 /// Key and request part (with the initial state) of each delivery (see `codec::delivery`).
 type EncodedDelivery<'a> = ([u8; 8], Vec<u8>, &'a Delivery);
 
-fn encode_deliveries(deliveries: &[Delivery]) -> Result<Vec<EncodedDelivery<'_>>> {
-    deliveries
-        .iter()
-        .map(|d| Ok((be(d.id), delivery::encode_request(d)?, d)))
-        .collect()
-}
-
 fn due_key(due_ms: i64) -> u64 {
     due_ms.max(0) as u64
 }
@@ -171,6 +164,20 @@ impl SledStore {
         }
         self.events.insert(be(id), value).map_err(internal)?;
         Ok(())
+    }
+
+    /// Encodes new deliveries, the credentials of their URLs sealed.
+    fn encode_deliveries<'a>(
+        &self,
+        deliveries: &'a [Delivery],
+    ) -> Result<Vec<EncodedDelivery<'a>>> {
+        deliveries
+            .iter()
+            .map(|d| {
+                let sealed = self.secrets.seal_delivery(d);
+                Ok((be(d.id), delivery::encode_request(&sealed)?, d))
+            })
+            .collect()
     }
 
     fn idempotency_lock(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
@@ -316,7 +323,7 @@ impl Store for SledStore {
         idempotency: Option<IdempotencyKey<'_>>,
     ) -> Result<InsertOutcome> {
         let event_value = encode(event)?;
-        let delivery_values = encode_deliveries(deliveries)?;
+        let delivery_values = self.encode_deliveries(deliveries)?;
         let Some(idempotency) = idempotency else {
             self.write_event(event.id, &event_value, &delivery_values)?;
             return Ok(InsertOutcome::Inserted);
@@ -349,7 +356,8 @@ impl Store for SledStore {
             return Ok(None);
         };
         let state = self.deliveries.get(key).map_err(internal)?;
-        delivery::decode_delivery(id, state.as_deref(), &request).map(Some)
+        let stored = delivery::decode_delivery(id, state.as_deref(), &request)?;
+        self.secrets.open_delivery(stored).map(Some)
     }
 
     fn insert_deliveries(&self, event_id: u64, new: &[Delivery]) -> Result<()> {
@@ -359,7 +367,7 @@ impl Store for SledStore {
                 id: event_id.to_string(),
             });
         }
-        for (key, request, delivery) in &encode_deliveries(new)? {
+        for (key, request, delivery) in &self.encode_deliveries(new)? {
             self.insert_delivery(key, request, delivery)?;
         }
         let mut failure = None;

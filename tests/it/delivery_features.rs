@@ -528,30 +528,89 @@ async fn failed_deliveries_can_be_redelivered_one_by_one_or_all_since_a_time() {
 }
 
 #[tokio::test]
-async fn secrets_are_encrypted_at_rest() {
-    let server = TestServer::start().await;
+async fn no_file_of_the_data_dir_holds_any_kind_of_secret_in_clear() {
+    // The receiver fails and the retry is an hour away: both deliveries stay pending with
+    // their rendered requests stored for the retry.
+    let server =
+        TestServer::start_with(|c| c.retry_schedule = vec![Duration::from_secs(3600)]).await;
     let receiver = Receiver::start().await;
+    receiver.answer(503);
     let token = server.writer("acme").await;
     let mut client = server.webhooks().await;
-    let marker = "pw-marker-7f3a9c";
+    let secrets = [
+        ("url credentials", "urlpass7f3a9c"),
+        ("urls credentials", "urlspass7f3a9c"),
+        ("a custom header value", "custom7f3a9c"),
+        ("authorization_header", "authz7f3a9c"),
+        ("password", "passwd7f3a9c"),
+        ("the Cloudflare secret", "cfsecret7f3a9c"),
+        ("the signing secret", "signingmarker7f3a9c"),
+    ];
+    let with_credentials = |path: &str, credentials: &str| {
+        receiver
+            .url(path)
+            .replacen("http://", &format!("http://{credentials}@"), 1)
+    };
+    let signing_secret = format!("whsec_{}AAAAAAAAAAAAA", secrets[6].1);
     create(
         &mut client,
         &token,
         pb::Webhook {
-            password: Some(marker.into()),
+            urls: vec![with_credentials(
+                "/second",
+                &format!("carol:{}", secrets[1].1),
+            )],
+            custom_headers: [("X-Custom".to_string(), secrets[2].1.to_string())].into(),
+            authorization_header: Some(format!("Bearer {}", secrets[3].1)),
             username: Some("bob".into()),
-            secret: Some(format!("cf-{marker}")),
-            ..webhook("encrypted", &receiver.url("/hook"))
+            password: Some(secrets[4].1.into()),
+            secret: Some(secrets[5].1.into()),
+            signing_secret: Some(signing_secret.clone()),
+            ..webhook(
+                "every secret",
+                &with_credentials("/first", &format!("alice:{}", secrets[0].1)),
+            )
         },
     )
     .await;
-    // An emit flushes the store; the secret still works for delivery...
-    emit_all(&mut client, &token, "alert group created", json!({})).await;
-    assert_eq!(
-        receiver.next().await.header("cf-webhook-auth"),
-        Some(format!("cf-{marker}").as_str())
+    let emit = pb::EmitEventRequest {
+        event_type: "alert group created".into(),
+        data: Some(to_struct(json!({"alert_group": {"id": "I1"}}))),
+        ..Default::default()
+    };
+    let mut stream = client
+        .emit_event(authed(&token, emit))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut retrying = 0;
+    while retrying < 2 {
+        let status = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .expect("stream stalled")
+            .unwrap()
+            .expect("the stream ended before both deliveries were retrying");
+        retrying += usize::from(status.state() == pb::DeliveryState::Retrying);
+    }
+    // The secrets still work for delivery...
+    for _ in 0..2 {
+        let request = receiver.next().await;
+        assert_eq!(request.header("cf-webhook-auth"), Some(secrets[5].1));
+        assert_eq!(request.header("x-custom"), Some(secrets[2].1));
+        let authorization = format!("Bearer {}", secrets[3].1);
+        assert_eq!(
+            request.header("authorization"),
+            Some(authorization.as_str())
+        );
+        assert!(signature_valid(&signing_secret, &request));
+    }
+    // ...(an emit that matches nothing makes every earlier write durable)...
+    assert!(
+        emit_all(&mut client, &token, "escalation", json!({}))
+            .await
+            .is_empty()
     );
-    // ...but no file of the data directory holds it in clear.
+    // ...but no file of the data directory holds one in clear.
     let key = std::fs::metadata(server.data_dir().join("secret.key")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(key.permissions().mode() & 0o777, 0o600);
@@ -561,11 +620,13 @@ async fn secrets_are_encrypted_at_rest() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            for (kind, secret) in secrets {
                 assert!(
-                    !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
-                    "{} holds the secret",
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{} holds {kind} in clear",
                     path.display()
                 );
             }
