@@ -25,10 +25,10 @@ pub mod grpc;
 pub mod ids;
 pub mod metrics;
 pub mod model;
+pub mod render;
 pub mod rest;
 pub mod server;
 pub mod store;
-pub mod template;
 pub mod userinfo;
 
 pub use config::Config;

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::delivery::formatters::DestinationType;
-use crate::template::Engine;
+use crate::render::formatters::DestinationType;
+use crate::render::templates::Engine;
 
 /// The value shown instead of a write-only field that is set (OnCall's placeholder).
 pub const SECRET_PLACEHOLDER: &str = "****************";

@@ -8,13 +8,14 @@ use std::collections::{HashSet, VecDeque};
 
 use serde_json::{Map, Value};
 
-use super::render::{EventView, Plan, plan};
-use super::{Caller, Service, matcher};
+use super::{Caller, Service};
 use crate::delivery::hub::Subscription;
 use crate::delivery::scheduler::Entry;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
 use crate::model::{Delivery, DeliveryState, DeliveryUpdate, Event, Scope, Webhook, now_ms};
+use crate::render::matcher;
+use crate::render::plan::{EventView, Plan, plan};
 use crate::store::{IdempotencyKey, InsertOutcome, Page};
 
 /// How long an idempotency key returns its first event.

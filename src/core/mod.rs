@@ -3,14 +3,10 @@
 //! engine delivers. No transport types here.
 //! - `auth`: admin and account tokens, scopes.
 //! - `webhooks`: CRUD with OnCall semantics, validation, the delivery log.
-//! - `matcher`: which webhooks an event fires (trigger types, integrations, filters).
-//! - `render`: a matched webhook's request for an event.
 //! - `events`: emit (persist durably, schedule, stream) and redelivery.
 
 pub mod auth;
 pub mod events;
-pub mod matcher;
-pub mod render;
 pub mod retention;
 pub mod webhooks;
 
@@ -21,8 +17,8 @@ use crate::delivery::hub::Hub;
 use crate::delivery::scheduler::Scheduler;
 use crate::error::Result;
 use crate::metrics::Metrics;
+use crate::render::templates::Templates;
 use crate::store::{GroupCommit, Store};
-use crate::template::Templates;
 
 pub use auth::Caller;
 

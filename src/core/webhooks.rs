@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use super::{Caller, Service};
-use crate::delivery::formatters::DestinationType;
 use crate::delivery::{retry, signing};
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
@@ -14,8 +13,10 @@ use crate::model::{
     FilterGroup, ResponseRecord, SECRET_PLACEHOLDER, Scope, SigningSecret, Webhook, WebhookStats,
     now_ms,
 };
+use crate::render::formatters::DestinationType;
+use crate::render::matcher;
+use crate::render::templates::Engine;
 use crate::store::Page;
-use crate::template::Engine;
 use crate::userinfo;
 
 /// OnCall's trigger types.
@@ -575,7 +576,7 @@ impl Service {
             }
         }
         if let Some(group) = &webhook.filters {
-            if let Err(e) = super::matcher::validate_filters(group) {
+            if let Err(e) = matcher::validate_filters(group) {
                 bad("filters", e);
             }
         }

@@ -4,12 +4,10 @@
 //! - `ssrf`: target address policy and the guarded DNS resolver.
 //! - `signing`: Standard Webhooks signatures.
 //! - `retry`: outcome classification and retry schedule.
-//! - `formatters`: bodies for Slack, Discord, ... destinations.
 //! - `request`: assembly of one attempt's request (auth, signing, identity headers).
 //! - `scheduler`: in-memory due queue; `worker`: the attempt loop; `hub`: status fan-out.
 
 pub mod client;
-pub mod formatters;
 pub mod hub;
 pub mod request;
 pub mod retry;
