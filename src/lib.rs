@@ -2,8 +2,8 @@
 //! and a REST gateway speaking Grafana OnCall's and Cloudflare's webhook APIs.
 //!
 //! # Layout
-//! Dependencies point down only: transport (`grpc`, `rest`) -> `core` -> `delivery`,
-//! `template`, `store` -> `model`.
+//! Dependencies point down only: transport (`grpc`, `rest`) -> `core` -> `render`,
+//! `delivery`, `store` -> `model`.
 //! - [`config`]: runtime settings of `webhookd serve`.
 //! - [`error`]: the domain error every layer returns; transports translate it at the edge.
 //! - [`model`]: plain domain types (OnCall field names are canonical).
@@ -11,9 +11,10 @@
 //! - [`userinfo`]: credentials embedded in URLs: masked in output, sent as basic auth.
 //! - [`metrics`]: Prometheus metrics shared by core and delivery.
 //! - [`store`]: the `Store` trait and its sled implementation, the only user of sled.
-//! - [`template`]: Jinja-compatible (minijinja) and handlebars rendering.
+//! - [`render`]: event -> requests: matching, Jinja (minijinja) and handlebars templates,
+//!   OnCall's filters, destination formatters.
 //! - [`delivery`]: HTTP client, SSRF guard, signing, retry policy, worker, status hub.
-//! - [`core`]: use cases: auth, webhook CRUD, matching, event emission.
+//! - [`core`]: use cases: auth, webhook CRUD, event emission.
 //! - [`grpc`]: tonic services, reflection and health.
 //! - [`rest`]: axum gateway (admin, health; OnCall, Cloudflare and events dialects).
 

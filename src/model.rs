@@ -7,9 +7,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::render::formatters::DestinationType;
-use crate::render::templates::Engine;
-
 /// The value shown instead of a write-only field that is set (OnCall's placeholder).
 pub const SECRET_PLACEHOLDER: &str = "****************";
 
@@ -72,6 +69,86 @@ pub struct Webhook {
     pub created_at_ms: i64,
     /// Why the server disabled the webhook ("" when it did not).
     pub disabled_reason: String,
+}
+
+/// Template engine chosen per webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    #[default]
+    Jinja,
+    Handlebars,
+}
+
+impl Engine {
+    /// `""` or `"jinja"` -> Jinja, `"handlebars"` -> Handlebars, anything else -> None.
+    pub fn parse(s: &str) -> Option<Engine> {
+        match s {
+            "" | "jinja" => Some(Engine::Jinja),
+            "handlebars" => Some(Engine::Handlebars),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Engine::Jinja => "jinja",
+            Engine::Handlebars => "handlebars",
+        }
+    }
+}
+
+/// Where a webhook delivers, which decides the request body's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationType {
+    #[default]
+    Generic,
+    Slack,
+    Discord,
+    Gchat,
+    Feishu,
+    Datadog,
+    Opsgenie,
+    Splunk,
+}
+
+impl DestinationType {
+    /// Every destination type, generic first.
+    pub const ALL: [DestinationType; 8] = [
+        DestinationType::Generic,
+        DestinationType::Slack,
+        DestinationType::Discord,
+        DestinationType::Gchat,
+        DestinationType::Feishu,
+        DestinationType::Datadog,
+        DestinationType::Opsgenie,
+        DestinationType::Splunk,
+    ];
+
+    /// Case-insensitive; "" -> Generic; None for an unknown name.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Some(DestinationType::Generic);
+        }
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str().eq_ignore_ascii_case(s))
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DestinationType::Generic => "generic",
+            DestinationType::Slack => "slack",
+            DestinationType::Discord => "discord",
+            DestinationType::Gchat => "gchat",
+            DestinationType::Feishu => "feishu",
+            DestinationType::Datadog => "datadog",
+            DestinationType::Opsgenie => "opsgenie",
+            DestinationType::Splunk => "splunk",
+        }
+    }
 }
 
 /// What a write-only field shows: the placeholder when set, nothing otherwise.
@@ -387,4 +464,47 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn engine_names_round_trip() {
+        assert_eq!(Engine::parse(""), Some(Engine::Jinja));
+        assert_eq!(Engine::parse("jinja"), Some(Engine::Jinja));
+        assert_eq!(Engine::parse("handlebars"), Some(Engine::Handlebars));
+        assert_eq!(Engine::parse("mustache"), None);
+        for engine in [Engine::Jinja, Engine::Handlebars] {
+            assert_eq!(Engine::parse(engine.as_str()), Some(engine));
+            let json = serde_json::to_string(&engine).unwrap();
+            assert_eq!(json, format!("\"{}\"", engine.as_str()));
+            assert_eq!(serde_json::from_str::<Engine>(&json).unwrap(), engine);
+        }
+        assert_eq!(Engine::default(), Engine::Jinja);
+    }
+
+    #[test]
+    fn parses_and_names_every_type() {
+        for kind in DestinationType::ALL {
+            assert_eq!(DestinationType::parse(kind.as_str()), Some(kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                json!(kind.as_str()),
+                "serde name of {kind:?}"
+            );
+            let back: DestinationType = serde_json::from_value(json!(kind.as_str())).unwrap();
+            assert_eq!(back, kind);
+        }
+        assert_eq!(DestinationType::parse(""), Some(DestinationType::Generic));
+        assert_eq!(
+            DestinationType::parse(" Slack "),
+            Some(DestinationType::Slack)
+        );
+        assert_eq!(DestinationType::parse("teams"), None);
+        assert_eq!(DestinationType::default(), DestinationType::Generic);
+    }
 }

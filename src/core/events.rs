@@ -14,8 +14,7 @@ use crate::delivery::scheduler::Entry;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
 use crate::model::{Delivery, DeliveryState, DeliveryUpdate, Event, Scope, Webhook, now_ms};
-use crate::render::matcher;
-use crate::render::plan::{EventView, Plan, plan};
+use crate::render::{EventView, Plan, matcher, plan};
 use crate::store::{IdempotencyKey, InsertOutcome, Page};
 
 /// How long an idempotency key returns its first event.

@@ -1,6 +1,6 @@
 //! The service core: every use case of webhookd, shared by the gRPC and REST transports.
-//! It decides (auth, validation, matching, rendering); the store persists; the delivery
-//! engine delivers. No transport types here.
+//! It decides (auth, validation) and asks `render` to match and render; the store persists;
+//! the delivery engine delivers. No transport types here.
 //! - `auth`: admin and account tokens, scopes.
 //! - `webhooks`: CRUD with OnCall semantics, validation, the delivery log.
 //! - `events`: emit (persist durably, schedule, stream) and redelivery.
@@ -17,7 +17,7 @@ use crate::delivery::hub::Hub;
 use crate::delivery::scheduler::Scheduler;
 use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::render::templates::Templates;
+use crate::render::Templates;
 use crate::store::{GroupCommit, Store};
 
 pub use auth::Caller;

@@ -10,12 +10,11 @@ use crate::delivery::{retry, signing};
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
 use crate::model::{
-    FilterGroup, ResponseRecord, SECRET_PLACEHOLDER, Scope, SigningSecret, Webhook, WebhookStats,
-    now_ms,
+    DestinationType, Engine, FilterGroup, ResponseRecord, SECRET_PLACEHOLDER, Scope, SigningSecret,
+    Webhook, WebhookStats, now_ms,
 };
-use crate::render::formatters::DestinationType;
+use crate::render::formatters;
 use crate::render::matcher;
-use crate::render::templates::Engine;
 use crate::store::Page;
 use crate::userinfo;
 
@@ -215,7 +214,7 @@ impl Service {
             return Err(Error::InvalidArgument(violations));
         }
         if infer_destination {
-            webhook.destination_type = DestinationType::infer_from_url(&webhook.url);
+            webhook.destination_type = formatters::infer_destination(&webhook.url);
         }
         self.check_unique_name(&webhook)?;
         webhook.id = self.store.next_id()?;

@@ -1,92 +1,41 @@
 //! Destination formatters (Cloudflare's destination `type`s): the JSON body a chat or
 //! monitoring service accepts for an event, and the destination inferred from a URL.
-//! Pure functions over `serde_json`; depends on nothing else in the crate.
+//! Pure functions over `serde_json`; depends only on `model`.
 
 use serde_json::{Value, json};
 
-/// Where a webhook delivers, which decides the request body's shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DestinationType {
-    #[default]
-    Generic,
-    Slack,
-    Discord,
-    Gchat,
-    Feishu,
-    Datadog,
-    Opsgenie,
-    Splunk,
-}
+use crate::model::DestinationType;
 
-impl DestinationType {
-    /// Every destination type, generic first.
-    pub const ALL: [DestinationType; 8] = [
-        DestinationType::Generic,
-        DestinationType::Slack,
-        DestinationType::Discord,
-        DestinationType::Gchat,
-        DestinationType::Feishu,
-        DestinationType::Datadog,
-        DestinationType::Opsgenie,
-        DestinationType::Splunk,
-    ];
-
-    /// Case-insensitive; "" -> Generic; None for an unknown name.
-    pub fn parse(s: &str) -> Option<Self> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Some(DestinationType::Generic);
-        }
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str().eq_ignore_ascii_case(s))
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            DestinationType::Generic => "generic",
-            DestinationType::Slack => "slack",
-            DestinationType::Discord => "discord",
-            DestinationType::Gchat => "gchat",
-            DestinationType::Feishu => "feishu",
-            DestinationType::Datadog => "datadog",
-            DestinationType::Opsgenie => "opsgenie",
-            DestinationType::Splunk => "splunk",
-        }
-    }
-
-    /// Inferred from the URL host: hooks.slack.com -> Slack, discord.com/discordapp.com with /api/webhooks -> Discord, chat.googleapis.com -> Gchat, open.feishu.cn / open.larksuite.com -> Feishu, *.datadoghq.com/.eu -> Datadog, api.opsgenie.com / api.eu.opsgenie.com -> Opsgenie, a host with port 8088 or path /services/collector -> Splunk, else Generic.
-    pub fn infer_from_url(url: &str) -> Self {
-        let Ok(uri) = url.trim().parse::<hyper::Uri>() else {
-            return DestinationType::Generic;
-        };
-        let Some(host) = uri.host() else {
-            return DestinationType::Generic;
-        };
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        let path = uri.path();
-        let within = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
-        if host == "hooks.slack.com" {
-            DestinationType::Slack
-        } else if (within("discord.com") || within("discordapp.com"))
-            && path.starts_with("/api/")
-            && path.contains("/webhooks/")
-        {
-            DestinationType::Discord
-        } else if host == "chat.googleapis.com" {
-            DestinationType::Gchat
-        } else if host == "open.feishu.cn" || host == "open.larksuite.com" {
-            DestinationType::Feishu
-        } else if within("datadoghq.com") || within("datadoghq.eu") {
-            DestinationType::Datadog
-        } else if host == "api.opsgenie.com" || host == "api.eu.opsgenie.com" {
-            DestinationType::Opsgenie
-        } else if uri.port_u16() == Some(8088) || path.starts_with("/services/collector") {
-            DestinationType::Splunk
-        } else {
-            DestinationType::Generic
-        }
+/// Inferred from the URL host: hooks.slack.com -> Slack, discord.com/discordapp.com with /api/webhooks -> Discord, chat.googleapis.com -> Gchat, open.feishu.cn / open.larksuite.com -> Feishu, *.datadoghq.com/.eu -> Datadog, api.opsgenie.com / api.eu.opsgenie.com -> Opsgenie, a host with port 8088 or path /services/collector -> Splunk, else Generic.
+pub fn infer_destination(url: &str) -> DestinationType {
+    let Ok(uri) = url.trim().parse::<hyper::Uri>() else {
+        return DestinationType::Generic;
+    };
+    let Some(host) = uri.host() else {
+        return DestinationType::Generic;
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let path = uri.path();
+    let within = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+    if host == "hooks.slack.com" {
+        DestinationType::Slack
+    } else if (within("discord.com") || within("discordapp.com"))
+        && path.starts_with("/api/")
+        && path.contains("/webhooks/")
+    {
+        DestinationType::Discord
+    } else if host == "chat.googleapis.com" {
+        DestinationType::Gchat
+    } else if host == "open.feishu.cn" || host == "open.larksuite.com" {
+        DestinationType::Feishu
+    } else if within("datadoghq.com") || within("datadoghq.eu") {
+        DestinationType::Datadog
+    } else if host == "api.opsgenie.com" || host == "api.eu.opsgenie.com" {
+        DestinationType::Opsgenie
+    } else if uri.port_u16() == Some(8088) || path.starts_with("/services/collector") {
+        DestinationType::Splunk
+    } else {
+        DestinationType::Generic
     }
 }
 
@@ -445,27 +394,6 @@ mod tests {
     const WEB: &str = "http://localhost:3000/a/grafana-oncall-app/alert-groups/IZQERPWKWCGH1";
 
     #[test]
-    fn parses_and_names_every_type() {
-        for kind in DestinationType::ALL {
-            assert_eq!(DestinationType::parse(kind.as_str()), Some(kind));
-            assert_eq!(
-                serde_json::to_value(kind).unwrap(),
-                json!(kind.as_str()),
-                "serde name of {kind:?}"
-            );
-            let back: DestinationType = serde_json::from_value(json!(kind.as_str())).unwrap();
-            assert_eq!(back, kind);
-        }
-        assert_eq!(DestinationType::parse(""), Some(DestinationType::Generic));
-        assert_eq!(
-            DestinationType::parse(" Slack "),
-            Some(DestinationType::Slack)
-        );
-        assert_eq!(DestinationType::parse("teams"), None);
-        assert_eq!(DestinationType::default(), DestinationType::Generic);
-    }
-
-    #[test]
     fn infers_destination_from_url() {
         use DestinationType::*;
         let cases = [
@@ -504,7 +432,7 @@ mod tests {
             ("", Generic),
         ];
         for (url, expected) in cases {
-            assert_eq!(DestinationType::infer_from_url(url), expected, "{url}");
+            assert_eq!(infer_destination(url), expected, "{url}");
         }
     }
 

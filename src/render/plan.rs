@@ -8,10 +8,10 @@ use std::cell::OnceCell;
 
 use serde_json::Value;
 
-use super::formatters::{DestinationType, format_body};
+use super::formatters::format_body;
 use super::matcher;
 use super::templates::{Templates, escape_strings, is_truthy};
-use crate::model::{RenderError, RenderedRequest, Webhook};
+use crate::model::{DestinationType, RenderError, RenderedRequest, Webhook};
 
 /// An event as the renderer sees it, with the derived forms computed once per event (not
 /// once per webhook): the escaped context (on demand) and the JSON text.
