@@ -45,6 +45,9 @@ pub struct Webhook {
     pub trigger_types: Vec<String>,
     /// Integration ids the webhook is limited to (empty = all).
     pub integration_filter: Vec<String>,
+    /// Schedule ids whose changes fire an `on-call changed` webhook (empty = all).
+    #[serde(default)]
+    pub schedule_filter: Vec<String>,
     /// Free text (Squadcast).
     pub description: String,
     /// Extra target URL templates besides `url`.

@@ -278,6 +278,7 @@ impl Service {
             w.is_webhook_enabled
                 && matcher::trigger_matches(w, &request.event_type)
                 && matcher::integration_matches(w, &data)
+                && matcher::schedule_matches(w, &request.event_type, &data)
         }) {
             let new_delivery = |id: u64, url: String| Delivery {
                 id,
@@ -304,7 +305,10 @@ impl Service {
                     request_trigger,
                     targets,
                 } => {
-                    for target in targets {
+                    // Identical targets of one webhook (its `url` repeated in `urls`, or two
+                    // templates rendering alike) are one delivery: same request, same receiver.
+                    let mut seen = HashSet::new();
+                    for target in targets.into_iter().filter(|t| seen.insert(t.url.clone())) {
                         let mut delivery = new_delivery(self.store.next_id()?, target.url);
                         delivery.request_trigger = request_trigger.clone();
                         match target.request {

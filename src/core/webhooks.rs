@@ -18,9 +18,10 @@ use crate::render::matcher;
 use crate::store::Page;
 use crate::userinfo;
 
-/// OnCall's trigger types.
-pub const ONCALL_TRIGGER_TYPES: [&str; 10] = [
+/// OnCall's trigger types (`escalation step` is OnCall's newer name of `escalation`).
+pub const ONCALL_TRIGGER_TYPES: [&str; 12] = [
     "escalation",
+    "escalation step",
     "alert group created",
     "acknowledge",
     "resolve",
@@ -30,6 +31,7 @@ pub const ONCALL_TRIGGER_TYPES: [&str; 10] = [
     "unacknowledge",
     "status change",
     "personal notification",
+    "on-call changed",
 ];
 
 /// Squadcast's trigger types.
@@ -67,6 +69,7 @@ pub struct WebhookPatch {
     pub http_method: Option<String>,
     pub trigger_types: Option<Vec<String>>,
     pub integration_filter: Option<Vec<String>>,
+    pub schedule_filter: Option<Vec<String>>,
     pub description: Option<String>,
     pub urls: Option<Vec<String>>,
     pub filters: Option<Option<FilterGroup>>,
@@ -189,6 +192,7 @@ impl Service {
             http_method: "POST".into(),
             trigger_types: Vec::new(),
             integration_filter: Vec::new(),
+            schedule_filter: Vec::new(),
             description: String::new(),
             urls: Vec::new(),
             filters: None,
@@ -435,6 +439,9 @@ impl Service {
         }
         if let Some(v) = patch.integration_filter {
             webhook.integration_filter = v;
+        }
+        if let Some(v) = patch.schedule_filter {
+            webhook.schedule_filter = v;
         }
         if let Some(v) = patch.description {
             webhook.description = v;

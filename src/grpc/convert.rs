@@ -18,7 +18,7 @@ use crate::model::{
 use crate::userinfo;
 
 /// Fields of `Webhook` that an update mask may name.
-const UPDATABLE: [&str; 25] = [
+const UPDATABLE: [&str; 26] = [
     "name",
     "is_webhook_enabled",
     "team",
@@ -33,6 +33,7 @@ const UPDATABLE: [&str; 25] = [
     "http_method",
     "trigger_type",
     "integration_filter",
+    "schedule_filter",
     "description",
     "trigger_types",
     "urls",
@@ -94,6 +95,7 @@ pub fn webhook_to_pb(view: WebhookView) -> pb::Webhook {
         forward_all: Some(w.forward_all),
         http_method: w.http_method,
         integration_filter: w.integration_filter,
+        schedule_filter: w.schedule_filter,
         description: w.description,
         trigger_types: w.trigger_types,
         urls: w.urls.iter().map(|u| userinfo::mask(u)).collect(),
@@ -199,6 +201,8 @@ pub fn webhook_patch(w: pb::Webhook, paths: Option<&[String]>) -> Result<Webhook
         trigger_types,
         integration_filter: wanted("integration_filter", !w.integration_filter.is_empty())
             .then_some(w.integration_filter),
+        schedule_filter: wanted("schedule_filter", !w.schedule_filter.is_empty())
+            .then_some(w.schedule_filter),
         description: wanted("description", !w.description.is_empty()).then_some(w.description),
         urls: wanted("urls", !w.urls.is_empty()).then_some(w.urls),
         filters,

@@ -1,5 +1,6 @@
 //! Which webhooks an event fires: trigger types (OnCall's "status change" covers the state
-//! changes), the integration filter, and structured filters (Squadcast-style AND/OR groups of
+//! changes; "escalation step" is "escalation"), the integration filter, the schedule filter
+//! of "on-call changed", and structured filters (Squadcast-style AND/OR groups of
 //! conditions on dotted paths of the event data). Pure functions.
 
 use regex::Regex;
@@ -17,12 +18,39 @@ const STATUS_CHANGES: [&str; 6] = [
     "unacknowledge",
 ];
 
+/// OnCall's trigger type of schedule changes; `schedule_filter` narrows it.
+pub const ON_CALL_CHANGED: &str = "on-call changed";
+
+/// Older and newer OnCall names of one trigger type.
+const SYNONYMS: [(&str, &str); 1] = [("escalation", "escalation step")];
+
+/// The one name of a trigger type that has two (`escalation step` -> `escalation`).
+fn canonical(trigger: &str) -> &str {
+    SYNONYMS
+        .iter()
+        .find(|(_, newer)| *newer == trigger)
+        .map_or(trigger, |(older, _)| older)
+}
+
 /// Whether `webhook` listens to `event_type` (no trigger types = every event).
 pub fn trigger_matches(webhook: &Webhook, event_type: &str) -> bool {
+    let event_type = canonical(event_type);
     webhook.trigger_types.is_empty()
         || webhook.trigger_types.iter().any(|t| {
+            let t = canonical(t);
             t == event_type || (t == "status change" && STATUS_CHANGES.contains(&event_type))
         })
+}
+
+/// Whether an `on-call changed` event's schedule (`schedule.id`) passes the webhook's
+/// schedule filter (empty = every schedule); other event types always pass.
+pub fn schedule_matches(webhook: &Webhook, event_type: &str, data: &Value) -> bool {
+    if event_type != ON_CALL_CHANGED || webhook.schedule_filter.is_empty() {
+        return true;
+    }
+    lookup(data, "schedule.id")
+        .and_then(Value::as_str)
+        .is_some_and(|id| webhook.schedule_filter.iter().any(|f| f == id))
 }
 
 /// Whether the event's integration (integration.id or alert_group.integration_id) passes

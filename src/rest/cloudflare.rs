@@ -128,7 +128,8 @@ pub struct CfId {
 pub struct CfWebhookInput {
     pub name: String,
     pub url: String,
-    /// Sent as `cf-webhook-auth` on every delivery; never returned.
+    /// Sent as `cf-webhook-auth` on every delivery; never returned. On update, absent, null
+    /// and `""` keep the stored secret.
     pub secret: Option<String>,
     /// Inferred from the URL when absent.
     #[serde(rename = "type")]
@@ -197,7 +198,7 @@ fn caller(service: &Service, headers: &HeaderMap, account_id: &str) -> Result<Ca
 }
 
 /// The patch of a create/update body: name and url required, secret and type optional,
-/// anything else rejected.
+/// anything else rejected. An absent, null or empty `secret` leaves the stored one as it is.
 fn patch_of(body: Result<Bytes, BytesRejection>) -> Result<WebhookPatch, Failure> {
     let bytes = body.map_err(|rejection| {
         let status = rejection.status();
@@ -241,7 +242,9 @@ fn patch_of(body: Result<Bytes, BytesRejection>) -> Result<WebhookPatch, Failure
     let patch = WebhookPatch {
         name: string("name", true),
         url: string("url", true),
-        secret: string("secret", false).map(Some),
+        // cloudflare-go sends `"secret": ""` on every update that sets none: like absent
+        // and null, an empty secret keeps the stored one.
+        secret: string("secret", false).filter(|s| !s.is_empty()).map(Some),
         destination_type: string("type", false),
         ..WebhookPatch::default()
     };
@@ -331,7 +334,7 @@ pub async fn get_one(
     Ok(success(StatusCode::OK, Some(CfWebhook::of(&view))))
 }
 
-/// Update a webhook destination (name and url required; secret kept when absent).
+/// Update a webhook destination (name and url required; secret kept when absent, null or "").
 #[utoipa::path(put, path = "/client/v4/accounts/{account_id}/alerting/v3/destinations/webhooks/{webhook_id}", tag = "cloudflare",
     params(("account_id" = String, Path, description = "The token's account"),
            ("webhook_id" = String, Path, description = "Webhook id")),

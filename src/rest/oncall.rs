@@ -279,6 +279,19 @@ impl Fields {
         }
     }
 
+    /// OnCall's `preset`, which the official Go client always sends: null or "" (no preset)
+    /// is accepted; webhookd has no presets, so naming one is an error.
+    fn no_preset(&mut self) {
+        if let Some(Some(preset)) = self.nullable_string("preset") {
+            if !preset.is_empty() {
+                self.bad(
+                    "preset",
+                    format!("webhookd has no webhook presets ({preset:?}); send null."),
+                );
+            }
+        }
+    }
+
     /// The request's violations, if any.
     fn finish(self) -> Result<(), Error> {
         if self.violations.is_empty() {
@@ -318,13 +331,16 @@ fn patch_of(
         http_method: f.string("http_method"),
         trigger_types: f.string("trigger_type").map(|t| vec![t]),
         integration_filter: f.string_list("integration_filter"),
+        schedule_filter: f.string_list("schedule_filter"),
         ..WebhookPatch::default()
     };
+    f.no_preset();
     f.finish()?;
     Ok(patch)
 }
-/// An OnCall webhook as the API shows it: exactly OnCall's 15 keys, write-only fields
-/// masked as `****************`.
+/// An OnCall webhook as the API shows it: OnCall's 15 documented keys plus the `preset`
+/// (always null: webhookd has no presets) and `schedule_filter` that OnCall also returns,
+/// write-only fields masked as `****************`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OnCallWebhook {
     pub id: String,
@@ -342,6 +358,10 @@ pub struct OnCallWebhook {
     pub http_method: String,
     pub trigger_type: Option<String>,
     pub integration_filter: Option<Vec<String>>,
+    /// Always null.
+    pub preset: Option<String>,
+    /// Schedule ids whose changes fire an `on-call changed` webhook; null = every schedule.
+    pub schedule_filter: Option<Vec<String>>,
 }
 
 impl OnCallWebhook {
@@ -365,6 +385,8 @@ impl OnCallWebhook {
             trigger_type: (!trigger.is_empty()).then(|| trigger.to_string()),
             integration_filter: (!w.integration_filter.is_empty())
                 .then(|| w.integration_filter.clone()),
+            preset: None,
+            schedule_filter: (!w.schedule_filter.is_empty()).then(|| w.schedule_filter.clone()),
         }
     }
 }
@@ -432,10 +454,16 @@ pub struct OnCallWebhookInput {
     pub forward_all: Option<bool>,
     /// POST (default), GET, PUT, PATCH, DELETE or OPTIONS.
     pub http_method: Option<String>,
-    /// Required on create: escalation, personal notification, alert group created,
-    /// acknowledge, resolve, silence, unsilence, unresolve, unacknowledge, status change.
+    /// Required on create: escalation (or its newer name escalation step), personal
+    /// notification, alert group created, acknowledge, resolve, silence, unsilence,
+    /// unresolve, unacknowledge, status change, on-call changed.
     pub trigger_type: Option<String>,
     pub integration_filter: Option<Vec<String>>,
+    /// Null or absent (webhookd has no presets); OnCall's Go client always sends it.
+    pub preset: Option<String>,
+    /// For `on-call changed`: the schedule ids (the event's `schedule.id`) whose changes fire
+    /// the webhook; null or empty = every schedule.
+    pub schedule_filter: Option<Vec<String>>,
 }
 
 /// One recorded attempt (OnCall's responses entry).

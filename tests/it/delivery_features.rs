@@ -707,3 +707,43 @@ async fn max_attempts_caps_retries_and_long_bodies_are_logged_truncated() {
     let log = responses(&mut client, &token, &hook.id).await;
     assert_eq!(log[0].content.as_ref().unwrap().len(), 20 * 1024);
 }
+
+#[tokio::test]
+async fn a_url_repeated_in_urls_is_delivered_once_per_event() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    create(
+        &mut client,
+        &token,
+        pb::Webhook {
+            // `url` again in `urls`, and a template that renders to the same target.
+            urls: vec![
+                receiver.url("/same"),
+                receiver.url("/{{ alert_group.target }}"),
+                receiver.url("/other"),
+            ],
+            ..webhook("repeats", &receiver.url("/same"))
+        },
+    )
+    .await;
+
+    let statuses = emit_all(
+        &mut client,
+        &token,
+        "alert group created",
+        json!({"alert_group": {"target": "same"}}),
+    )
+    .await;
+    let urls: Vec<&str> = statuses
+        .iter()
+        .filter(|s| states(std::slice::from_ref(s)) == ["QUEUED"])
+        .map(|s| s.url.as_str())
+        .collect();
+    assert_eq!(urls, [receiver.url("/same"), receiver.url("/other")]);
+    let mut paths = vec![receiver.next().await.path, receiver.next().await.path];
+    paths.sort();
+    assert_eq!(paths, ["/other", "/same"]);
+    receiver.assert_quiet().await;
+}

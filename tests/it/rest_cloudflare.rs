@@ -419,3 +419,67 @@ async fn the_secret_goes_out_as_cf_webhook_auth_and_last_success_is_recorded() {
     assert!(humantime::parse_rfc3339(fetched["result"]["last_success"].as_str().unwrap()).is_ok());
     assert!(!fetched.to_string().contains("s3cr3t"));
 }
+
+#[tokio::test]
+async fn an_update_from_cloudflare_go_with_an_empty_secret_keeps_the_stored_secret() {
+    let server = TestServer::start().await;
+    let token = server.writer("acme").await;
+    let receiver = Receiver::start().await;
+    let base = webhooks("acme");
+    let (status, created) = call(
+        &server,
+        Method::POST,
+        &base,
+        Some(&token),
+        Some(json!({"name": "Signed", "url": receiver.url("/cf"), "secret": "s3cr3t"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let path = format!("{base}/{}", created["result"]["id"].as_str().unwrap());
+
+    // cloudflare-go's update body: every field, `secret` empty when it is not being changed.
+    // Absent and null keep the secret too.
+    for body in [
+        json!({"name": "Renamed", "url": receiver.url("/cf"), "secret": "", "type": "generic"}),
+        json!({"name": "Renamed", "url": receiver.url("/cf"), "secret": null}),
+        json!({"name": "Renamed", "url": receiver.url("/cf")}),
+    ] {
+        let (status, updated) = call(&server, Method::PUT, &path, Some(&token), Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{updated}");
+        assert_success(&updated);
+
+        let (status, _) = call(
+            &server,
+            Method::POST,
+            "/api/v1/events/",
+            Some(&token),
+            Some(json!({"event": {"type": "resolve"}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(
+            receiver.next().await.header("cf-webhook-auth"),
+            Some("s3cr3t")
+        );
+    }
+
+    // A new secret replaces it.
+    let (status, _) = call(
+        &server,
+        Method::PUT,
+        &path,
+        Some(&token),
+        Some(json!({"name": "Renamed", "url": receiver.url("/cf"), "secret": "n3w"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    call(
+        &server,
+        Method::POST,
+        "/api/v1/events/",
+        Some(&token),
+        Some(json!({"event": {"type": "resolve"}})),
+    )
+    .await;
+    assert_eq!(receiver.next().await.header("cf-webhook-auth"), Some("n3w"));
+}

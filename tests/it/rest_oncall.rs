@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const WEBHOOK_KEYS: [&str; 15] = [
+/// OnCall's 15 documented keys, and the `preset` and `schedule_filter` it also returns.
+const WEBHOOK_KEYS: [&str; 17] = [
     "id",
     "name",
     "is_webhook_enabled",
@@ -24,6 +25,8 @@ const WEBHOOK_KEYS: [&str; 15] = [
     "http_method",
     "trigger_type",
     "integration_filter",
+    "preset",
+    "schedule_filter",
 ];
 
 const PAGE_KEYS: [&str; 7] = [
@@ -106,7 +109,9 @@ async fn the_reference_examples_round_trip() {
         "forward_all": true,
         "http_method": "POST",
         "trigger_type": "resolve",
-        "integration_filter": null
+        "integration_filter": null,
+        "preset": null,
+        "schedule_filter": null
     });
     assert_eq!(without_id(&created), expected);
     let id = created["id"].as_str().unwrap().to_string();
@@ -216,7 +221,9 @@ async fn the_list_example_masks_the_authorization_header() {
             "forward_all": false,
             "http_method": "POST",
             "trigger_type": "acknowledge",
-            "integration_filter": ["CRV8A5MXC751A"]
+            "integration_filter": ["CRV8A5MXC751A"],
+            "preset": null,
+            "schedule_filter": null
         })
     );
     assert!(!listed.to_string().contains("sk-live"));
@@ -419,6 +426,10 @@ async fn bad_requests_get_oncall_error_bodies() {
         ("url", json!(7)),
         ("data", json!("{{ broken")),
         ("integration_filter", json!("CRV8A5MXC751A")),
+        ("schedule_filter", json!("SBM7DV7BKFUYU")),
+        ("schedule_filter", json!([7])),
+        ("preset", json!("simple_webhook")),
+        ("preset", json!(3)),
     ] {
         let (status, body) = call(
             &server,
@@ -1064,4 +1075,159 @@ async fn the_openapi_document_describes_every_answer() {
     check(&format!("{cf}/{{webhook_id}}"), "get", status, &body);
     let (status, body) = call(&server, Method::DELETE, &format!("{base}/{id}"), auth, None).await;
     check(&format!("{cf}/{{webhook_id}}"), "delete", status, &body);
+}
+
+/// The body the official OnCall Go client (the Grafana Terraform provider's) sends on create
+/// and update: every field, `preset` and `schedule_filter` included, newer trigger names.
+fn go_client_body(name: &str, url: &str, trigger_type: &str, schedules: Value) -> Value {
+    json!({
+        "name": name,
+        "team": null,
+        "url": url,
+        "trigger_type": trigger_type,
+        "http_method": "POST",
+        "data": null,
+        "username": null,
+        "password": null,
+        "authorization_header": null,
+        "trigger_template": null,
+        "headers": null,
+        "forward_all": true,
+        "integration_filter": null,
+        "is_webhook_enabled": true,
+        "preset": null,
+        "schedule_filter": schedules
+    })
+}
+
+#[tokio::test]
+async fn the_oncall_go_client_body_with_preset_and_schedule_filter_round_trips() {
+    let server = TestServer::start().await;
+    let token = server.writer("acme").await;
+    let (status, created) = call(
+        &server,
+        Method::POST,
+        "/api/v1/webhooks/",
+        Some(&token),
+        Some(go_client_body(
+            "Schedules",
+            "https://example.com/oncall",
+            "on-call changed",
+            json!(["SBM7DV7BKFUYU", "S2ND"]),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(keys(&created), sorted(&WEBHOOK_KEYS));
+    assert_eq!(created["trigger_type"], "on-call changed");
+    assert_eq!(created["schedule_filter"], json!(["SBM7DV7BKFUYU", "S2ND"]));
+    assert_eq!(created["preset"], Value::Null);
+    let path = format!("/api/v1/webhooks/{}/", created["id"].as_str().unwrap());
+
+    // The update body is the whole object again; null clears the schedule filter.
+    let (status, updated) = call(
+        &server,
+        Method::PUT,
+        &path,
+        Some(&token),
+        Some(go_client_body(
+            "Schedules",
+            "https://example.com/oncall",
+            "escalation step",
+            json!(null),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["trigger_type"], "escalation step");
+    assert_eq!(updated["schedule_filter"], Value::Null);
+
+    // gRPC shows the same webhook with the same filter field.
+    let (status, _) = call(
+        &server,
+        Method::PUT,
+        &path,
+        Some(&token),
+        Some(json!({"schedule_filter": ["S3RD"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut client = server.webhooks().await;
+    let fetched = client
+        .get_webhook(authed(
+            &token,
+            webhookd::grpc::pb::GetWebhookRequest {
+                id: created["id"].as_str().unwrap().into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched.schedule_filter, ["S3RD"]);
+}
+
+#[tokio::test]
+async fn on_call_changed_fires_for_the_filtered_schedules_and_escalation_step_is_escalation() {
+    let server = TestServer::start().await;
+    let token = server.writer("acme").await;
+    let receiver = Receiver::start().await;
+    for (name, trigger, schedules) in [
+        ("primary rota", "on-call changed", json!(["SPRIMARY"])),
+        ("every rota", "on-call changed", json!(null)),
+        ("escalations", "escalation step", json!(null)),
+    ] {
+        let url = receiver.url(&format!("/{}", name.replace(' ', "-")));
+        let (status, body) = call(
+            &server,
+            Method::POST,
+            "/api/v1/webhooks/",
+            Some(&token),
+            Some(go_client_body(name, &url, trigger, schedules)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    /// Emits over REST; returns the paths the receiver got, sorted.
+    async fn emit(
+        server: &TestServer,
+        token: &str,
+        receiver: &Receiver,
+        data: Value,
+    ) -> Vec<String> {
+        let (status, body) = call(
+            server,
+            Method::POST,
+            "/api/v1/events/",
+            Some(token),
+            Some(data),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let mut paths: Vec<String> = Vec::new();
+        for _ in 0..body["deliveries"].as_array().unwrap().len() {
+            paths.push(receiver.next().await.path);
+        }
+        paths.sort();
+        paths
+    }
+
+    let primary = json!({"event": {"type": "on-call changed"}, "schedule": {"id": "SPRIMARY"}});
+    assert_eq!(
+        emit(&server, &token, &receiver, primary).await,
+        ["/every-rota", "/primary-rota"]
+    );
+    let other = json!({"event": {"type": "on-call changed"}, "schedule": {"id": "SOTHER"}});
+    assert_eq!(
+        emit(&server, &token, &receiver, other).await,
+        ["/every-rota"]
+    );
+    // Both names of the escalation trigger fire the webhook that used either.
+    for name in ["escalation", "escalation step"] {
+        let escalation = json!({"event": {"type": name}, "alert_group": {"id": "AG1"}});
+        assert_eq!(
+            emit(&server, &token, &receiver, escalation).await,
+            ["/escalations"]
+        );
+    }
+    receiver.assert_quiet().await;
 }
