@@ -329,6 +329,18 @@ pub fn status_to_pb(update: DeliveryUpdate) -> pb::DeliveryStatus {
         error: update.error,
         next_attempt_at: update.next_attempt_ms.map(timestamp),
         url: userinfo::mask(&update.url),
+        matched_deliveries: 0,
+    }
+}
+
+/// The first message of an EmitEvent stream: the event is durable and made `deliveries`
+/// deliveries.
+pub fn accepted_to_pb(event_id: u64, deliveries: usize) -> pb::DeliveryStatus {
+    pb::DeliveryStatus {
+        event_id: ids::format(Kind::Event, event_id),
+        state: pb::DeliveryState::Accepted as i32,
+        matched_deliveries: i32::try_from(deliveries).unwrap_or(i32::MAX),
+        ..pb::DeliveryStatus::default()
     }
 }
 

@@ -1,6 +1,8 @@
 //! The tonic server on the gRPC listener: WebhookService, AdminService, server reflection
 //! (v1 and v1alpha) and grpc.health.v1, which needs no token and says SERVING once the
-//! store and worker are up.
+//! store and worker are up. Reflection also serves the google.rpc error-detail messages
+//! (BadRequest, ResourceInfo, ErrorInfo, ...) that error statuses carry, so grpcurl decodes
+//! them.
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -40,14 +42,15 @@ pub async fn serve(
     health_reporter
         .set_serving::<AdminServiceServer<AdminApi>>()
         .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    // The descriptors of the error details are tonic-types' own: the messages it encodes.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    emit_request, emitted_to_pb, millis, response_to_pb, status_to_pb, webhook_patch, webhook_to_pb,
+    accepted_to_pb, emit_request, emitted_to_pb, millis, response_to_pb, status_to_pb,
+    webhook_patch, webhook_to_pb,
 };
 use super::pb;
 use super::pb::webhook_service_server::WebhookService;
@@ -200,7 +201,10 @@ impl WebhookService for WebhookApi {
         let service = self.service.clone();
         tokio::spawn(async move {
             service.metrics().open_streams.inc();
-            loop {
+            // The event is durable: say so first, with its id, even when nothing matched.
+            let accepted = accepted_to_pb(statuses.event_id(), statuses.delivery_ids().len());
+            let mut open = sender.send(Ok(accepted)).await.is_ok();
+            while open {
                 // A caller that left frees its stream at once, not at the next update
                 // (which for a dead endpoint may be hours away); delivery goes on.
                 let update = tokio::select! {
@@ -209,9 +213,8 @@ impl WebhookService for WebhookApi {
                     _ = shutdown.cancelled() => None,
                 };
                 let Some(update) = update else { break };
-                if sender.send(Ok(status_to_pb(update))).await.is_err() {
-                    break; // the caller left; delivery goes on
-                }
+                // A failed send means the caller left; delivery goes on.
+                open = sender.send(Ok(status_to_pb(update))).await.is_ok();
             }
             service.metrics().open_streams.dec();
         });

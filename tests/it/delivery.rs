@@ -425,6 +425,8 @@ async fn closing_the_stream_early_does_not_cancel_delivery() {
         .await
         .unwrap()
         .into_inner();
+    let accepted = stream.message().await.unwrap().unwrap();
+    assert_eq!(states(&[accepted]), ["ACCEPTED"]);
     let queued = stream.message().await.unwrap().unwrap();
     assert_eq!(states(&[queued]), ["QUEUED"]);
     drop(stream);
@@ -465,6 +467,10 @@ async fn the_same_idempotency_key_returns_the_first_event_and_delivers_once() {
         .await
         .unwrap()
         .into_inner();
+    let accepted_again = again.message().await.unwrap().unwrap();
+    assert_eq!(states(&[accepted_again.clone()]), ["ACCEPTED"]);
+    assert_eq!(accepted_again.event_id, first_status.event_id);
+    assert_eq!(accepted_again.matched_deliveries, 1);
     let replayed = again.message().await.unwrap().unwrap();
     assert_eq!(replayed.event_id, first_status.event_id);
     assert_eq!(states(&[replayed]), ["SUCCEEDED"]);
@@ -531,4 +537,47 @@ async fn the_response_log_is_capped_at_its_documented_limit() {
     let newest: serde_json::Value =
         serde_json::from_str(log[0].request_data.as_deref().unwrap()).unwrap();
     assert_eq!(newest["i"], 64 + 10);
+}
+
+#[tokio::test]
+async fn an_event_that_matches_no_webhook_still_tells_the_caller_its_id() {
+    let server = TestServer::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    create(
+        &mut client,
+        &token,
+        pb::Webhook {
+            trigger_type: "resolve".into(),
+            ..webhook("resolves only", "https://example.com/hook")
+        },
+    )
+    .await;
+    let emit = || pb::EmitEventRequest {
+        event_type: "alert group created".into(),
+        data: Some(to_struct(alert_event())),
+        idempotency_key: "nothing-matches".into(),
+    };
+    let mut stream = client
+        .emit_event(authed(&token, emit()))
+        .await
+        .unwrap()
+        .into_inner();
+    let accepted = stream.message().await.unwrap().unwrap();
+    assert_eq!(states(&[accepted.clone()]), ["ACCEPTED"]);
+    assert_eq!(accepted.matched_deliveries, 0);
+    assert!(accepted.event_id.starts_with('E'), "{accepted:?}");
+    assert!(accepted.delivery_id.is_empty() && accepted.webhook_id.is_empty());
+    assert!(stream.message().await.unwrap().is_none());
+
+    // The id is the event's: the same idempotency key answers with it again.
+    let mut again = client
+        .emit_event(authed(&token, emit()))
+        .await
+        .unwrap()
+        .into_inner();
+    let repeated = again.message().await.unwrap().unwrap();
+    assert_eq!(repeated.event_id, accepted.event_id);
+    assert_eq!(repeated.matched_deliveries, 0);
+    assert!(again.message().await.unwrap().is_none());
 }

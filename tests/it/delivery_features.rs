@@ -430,7 +430,8 @@ async fn gone_disables_the_webhook_and_retry_after_is_honoured() {
         .await
         .unwrap()
         .into_inner();
-    stream.message().await.unwrap().unwrap();
+    stream.message().await.unwrap().unwrap(); // ACCEPTED
+    stream.message().await.unwrap().unwrap(); // QUEUED
     let retrying = stream.message().await.unwrap().unwrap();
     assert_eq!(states(std::slice::from_ref(&retrying)), ["RETRYING"]);
     let _ = hook;

@@ -245,7 +245,8 @@ async fn a_caller_leaving_its_status_stream_frees_it_at_once() {
         .await
         .unwrap()
         .into_inner();
-    stream.message().await.unwrap().unwrap();
+    stream.message().await.unwrap().unwrap(); // ACCEPTED
+    stream.message().await.unwrap().unwrap(); // QUEUED
     stream.message().await.unwrap().unwrap(); // RETRYING, next attempt in an hour
     assert_eq!(
         metric(&scrape(&server).await, "webhookd_status_streams_open"),

@@ -101,8 +101,9 @@ async fn kill_9_after_the_ack_loses_no_event() {
             .await
             .unwrap()
             .into_inner();
-        let queued = stream.message().await.unwrap().unwrap();
-        assert_eq!(states(&[queued]), ["QUEUED"]);
+        let accepted = stream.message().await.unwrap().unwrap();
+        assert_eq!(states(&[accepted.clone()]), ["ACCEPTED"]);
+        assert_eq!(accepted.matched_deliveries, 1);
         acknowledged.insert(format!("AG{i}"));
     }
     // And a batch, acknowledged as a whole.

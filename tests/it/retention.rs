@@ -36,6 +36,8 @@ async fn finished_events_past_retention_are_deleted_and_pending_ones_stay() {
         .await
         .unwrap()
         .into_inner();
+    let accepted = stream.message().await.unwrap().unwrap();
+    assert_eq!(states(&[accepted]), ["ACCEPTED"]);
     let mut pending = Vec::new();
     while pending.len() < 4 {
         pending.push(stream.message().await.unwrap().unwrap());

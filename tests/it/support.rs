@@ -110,6 +110,14 @@ impl TestServer {
         let channel = channel(self.grpc_addr).await;
         AdminServiceClient::new(channel)
     }
+
+    /// A client of the server reflection service (v1), as grpcurl uses it.
+    pub async fn reflection(
+        &self,
+    ) -> tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient<Channel> {
+        let channel = channel(self.grpc_addr).await;
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(channel)
+    }
 }
 
 impl Drop for TestServer {
@@ -223,7 +231,8 @@ fn to_value(value: Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
-/// Emits an event and collects the whole status stream.
+/// Emits an event and collects the whole status stream after its first message, which is
+/// checked to be ACCEPTED with the event id and the count of the deliveries that follow.
 pub async fn emit_all(
     client: &mut WebhookServiceClient<Channel>,
     token: &str,
@@ -249,6 +258,16 @@ pub async fn emit_all(
     {
         statuses.push(status);
     }
+    let accepted = statuses.remove(0);
+    assert_eq!(states(&[accepted.clone()]), ["ACCEPTED"], "{accepted:?}");
+    assert!(!accepted.event_id.is_empty());
+    // The initial messages (QUEUED or SKIPPED) report attempt 0; attempts count from 1.
+    let initial = statuses.iter().filter(|s| s.attempt == 0).count();
+    assert_eq!(
+        accepted.matched_deliveries as usize, initial,
+        "{statuses:?}"
+    );
+    assert!(statuses.iter().all(|s| s.event_id == accepted.event_id));
     statuses
 }
 
@@ -272,6 +291,7 @@ pub fn states(statuses: &[pb::DeliveryStatus]) -> Vec<&'static str> {
             pb::DeliveryState::Succeeded => "SUCCEEDED",
             pb::DeliveryState::Failed => "FAILED",
             pb::DeliveryState::Skipped => "SKIPPED",
+            pb::DeliveryState::Accepted => "ACCEPTED",
             pb::DeliveryState::Unspecified => "UNSPECIFIED",
         })
         .collect()

@@ -476,3 +476,53 @@ async fn the_remaining_rpcs_refuse_unknown_ids_and_bad_tokens() {
         .unwrap_err();
     assert_eq!(anonymous.code(), Code::Unauthenticated);
 }
+
+/// The names of the messages a reflection answer's file descriptors define (package included).
+fn messages_of(response: tonic_reflection::pb::v1::ServerReflectionResponse) -> Vec<String> {
+    use prost::Message;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+        panic!("not a file descriptor answer: {response:?}")
+    };
+    files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap())
+        .flat_map(|file| {
+            let package = file.package().to_string();
+            file.message_type
+                .into_iter()
+                .map(move |m| format!("{package}.{}", m.name()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn reflection_describes_the_error_details_a_bad_request_carries() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    let server = TestServer::start().await;
+    let mut reflection = server.reflection().await;
+    // What grpcurl does on an error: look up each detail's type by its full name.
+    for symbol in [
+        "google.rpc.BadRequest",
+        "google.rpc.ResourceInfo",
+        "google.rpc.ErrorInfo",
+    ] {
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())),
+        };
+        let mut answers = reflection
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        let messages = messages_of(answer);
+        assert!(
+            messages.contains(&symbol.to_string()),
+            "{symbol}: {messages:?}"
+        );
+    }
+}

@@ -126,8 +126,10 @@ func (c *Client) ListResponses(ctx context.Context, webhookID string, pageSize i
 
 // EmitEvent emits an event (data is the OnCall event_data, converted with structpb.NewStruct)
 // and yields its DeliveryStatus stream until every matched webhook is final. The event is sent
-// when the loop starts; the first status per webhook (DELIVERY_STATE_QUEUED) means it is durable.
-// Leaving the loop early closes the stream, not the deliveries. It stops after the first error.
+// when the loop starts. The first status is always DELIVERY_STATE_ACCEPTED: the event is durable,
+// with its EventId and MatchedDeliveries (0 when no webhook matched; the stream then ends). Then
+// one DELIVERY_STATE_QUEUED (or SKIPPED) per delivery, then one status per attempt. Leaving the
+// loop early closes the stream, not the deliveries. It stops after the first error.
 func (c *Client) EmitEvent(ctx context.Context, eventType string, data map[string]any, idempotencyKey string) iter.Seq2[*webhooksv1.DeliveryStatus, error] {
 	return func(yield func(*webhooksv1.DeliveryStatus, error) bool) {
 		req := &webhooksv1.EmitEventRequest{EventType: eventType, IdempotencyKey: idempotencyKey}

@@ -229,11 +229,16 @@ func TestEmitEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	statuses := collect(t, c.EmitEvent(ctx(t), trigger, event, ""))
-	if len(statuses) < 2 {
+	if len(statuses) < 3 {
 		t.Fatalf("statuses %v", statuses)
 	}
-	if s := statuses[0]; s.GetState() != webhooksv1.DeliveryState_DELIVERY_STATE_QUEUED || s.GetWebhookId() != hook.GetId() {
-		t.Fatalf("first status %v", s)
+	accepted := statuses[0]
+	if accepted.GetState() != webhooksv1.DeliveryState_DELIVERY_STATE_ACCEPTED || accepted.GetEventId() == "" || accepted.GetMatchedDeliveries() != 1 {
+		t.Fatalf("first status %v", accepted)
+	}
+	statuses = statuses[1:]
+	if s := statuses[0]; s.GetState() != webhooksv1.DeliveryState_DELIVERY_STATE_QUEUED || s.GetWebhookId() != hook.GetId() || s.GetEventId() != accepted.GetEventId() {
+		t.Fatalf("second status %v", s)
 	}
 	last := statuses[len(statuses)-1]
 	if last.GetState() != webhooksv1.DeliveryState_DELIVERY_STATE_SUCCEEDED || last.GetStatusCode() != 200 || last.GetAttempt() != 1 || last.GetWebhookId() != hook.GetId() {
@@ -260,7 +265,8 @@ func TestEmitEvent(t *testing.T) {
 
 func TestEmitEventWithoutMatch(t *testing.T) {
 	c := newClient(t)
-	if got := collect(t, c.EmitEvent(ctx(t), "nobody listens to this", event, "")); len(got) != 0 {
+	got := collect(t, c.EmitEvent(ctx(t), "nobody listens to this", event, ""))
+	if len(got) != 1 || got[0].GetState() != webhooksv1.DeliveryState_DELIVERY_STATE_ACCEPTED || got[0].GetEventId() == "" || got[0].GetMatchedDeliveries() != 0 {
 		t.Fatalf("statuses %v", got)
 	}
 }

@@ -61,9 +61,11 @@ def test_list_webhooks_walks_every_page(client: WebhookdClient, receiver) -> Non
 def test_emit_event_streams_delivery_statuses(client: WebhookdClient, receiver) -> None:
     hook = client.create_webhook(name="emit", url=receiver.url, trigger_type=TRIGGER)
 
-    statuses = list(client.emit_event(TRIGGER, EVENT))
+    accepted, *statuses = list(client.emit_event(TRIGGER, EVENT))
 
-    assert statuses, "the stream ended without any status"
+    assert accepted.state == DeliveryState.DELIVERY_STATE_ACCEPTED
+    assert accepted.event_id and accepted.matched_deliveries == 1
+    assert statuses, "the stream ended without any delivery status"
     assert statuses[0].state == DeliveryState.DELIVERY_STATE_QUEUED
     assert statuses[0].webhook_id == hook.id
     last = statuses[-1]
@@ -71,7 +73,7 @@ def test_emit_event_streams_delivery_statuses(client: WebhookdClient, receiver) 
     assert last.webhook_id == hook.id
     assert last.HasField("status_code") and last.status_code == 200
     assert last.attempt == 1
-    assert {s.event_id for s in statuses} == {statuses[0].event_id}
+    assert {s.event_id for s in statuses} == {accepted.event_id}
     assert {s.delivery_id for s in statuses} == {statuses[0].delivery_id}
 
     (req,) = receiver.wait_for(1)
@@ -85,8 +87,10 @@ def test_emit_event_streams_delivery_statuses(client: WebhookdClient, receiver) 
     assert responses[0].delivery_id == last.delivery_id
 
 
-def test_emit_event_without_match_ends_at_once(client: WebhookdClient) -> None:
-    assert list(client.emit_event("nobody listens to this", EVENT)) == []
+def test_emit_event_without_match_tells_the_event_id_and_ends(client: WebhookdClient) -> None:
+    (accepted,) = list(client.emit_event("nobody listens to this", EVENT))
+    assert accepted.state == DeliveryState.DELIVERY_STATE_ACCEPTED
+    assert accepted.event_id and accepted.matched_deliveries == 0
 
 
 def test_emit_event_is_idempotent(client: WebhookdClient, receiver) -> None:

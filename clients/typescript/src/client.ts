@@ -159,8 +159,10 @@ export class WebhookdClient {
 
   /**
    * Emits an event and yields its DeliveryStatus stream until every matched webhook is final.
-   * The first status per webhook (DeliveryState.QUEUED) means the event is durable. Breaking out
-   * of the loop closes the stream; delivery goes on.
+   * The first status is always DeliveryState.ACCEPTED: the event is durable, with its eventId and
+   * matchedDeliveries (0 when no webhook matched; the stream then ends). Then one QUEUED (or
+   * SKIPPED) per delivery, then one status per attempt. Breaking out of the loop closes the
+   * stream; delivery goes on.
    */
   async *emitEvent(eventType: string, data: JsonObject = {}, options: EmitOptions = {}): AsyncGenerator<DeliveryStatus> {
     const stream = this.service.emitEvent(

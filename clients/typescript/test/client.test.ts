@@ -170,15 +170,19 @@ describe("WebhookdClient", { skip: noServer }, () => {
     assert.equal(first.totalSize, 5);
   });
 
-  test("emitEvent streams QUEUED then SUCCEEDED and records the response", async () => {
+  test("emitEvent streams ACCEPTED, QUEUED then SUCCEEDED and records the response", async () => {
     const client = await newClient();
     const hook = await client.createWebhook({ name: "emit", url: receiver.url, triggerType: TRIGGER });
     const before = receiver.requests.length;
 
-    const statuses = await collect(client.emitEvent(TRIGGER, EVENT));
+    const [accepted, ...statuses] = await collect(client.emitEvent(TRIGGER, EVENT));
 
+    assert.equal(accepted!.state, DeliveryState.ACCEPTED);
+    assert.ok(accepted!.eventId);
+    assert.equal(accepted!.matchedDeliveries, 1);
     assert.ok(statuses.length >= 2, JSON.stringify(statuses));
     assert.equal(statuses[0]!.state, DeliveryState.QUEUED);
+    assert.equal(statuses[0]!.eventId, accepted!.eventId);
     assert.equal(statuses[0]!.webhookId, hook.id);
     const last = statuses[statuses.length - 1]!;
     assert.equal(last.state, DeliveryState.SUCCEEDED);
@@ -199,9 +203,13 @@ describe("WebhookdClient", { skip: noServer }, () => {
     assert.equal(responses[0]!.deliveryId, last.deliveryId);
   });
 
-  test("emitEvent without a matching webhook ends at once", async () => {
+  test("emitEvent without a matching webhook tells the event id and ends", async () => {
     const client = await newClient();
-    assert.deepEqual(await collect(client.emitEvent("nobody listens to this", EVENT)), []);
+    const statuses = await collect(client.emitEvent("nobody listens to this", EVENT));
+    assert.equal(statuses.length, 1, JSON.stringify(statuses));
+    assert.equal(statuses[0]!.state, DeliveryState.ACCEPTED);
+    assert.ok(statuses[0]!.eventId);
+    assert.equal(statuses[0]!.matchedDeliveries, 0);
   });
 
   test("emitEvents returns one result per event, in order, with QUEUED deliveries", async () => {

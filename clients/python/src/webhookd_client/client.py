@@ -161,9 +161,11 @@ class WebhookdClient:
     ) -> Iterator[pb.DeliveryStatus]:
         """Emits an event and yields the DeliveryStatus stream until every delivery is final.
 
-        The event is sent when iteration starts. The first status of each matched webhook
-        (DELIVERY_STATE_QUEUED) means the event is durable. Leaving the loop early cancels the
-        stream, not the deliveries.
+        The event is sent when iteration starts. The first status is always
+        DELIVERY_STATE_ACCEPTED: the event is durable, with its ``event_id`` and
+        ``matched_deliveries`` (0 when no webhook matched; the stream then ends). Then one
+        DELIVERY_STATE_QUEUED (or SKIPPED) per delivery, then one status per attempt. Leaving
+        the loop early cancels the stream, not the deliveries.
         """
         request = pb.EmitEventRequest(event_type=event_type, idempotency_key=idempotency_key or "")
         if data is not None:
