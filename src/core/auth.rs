@@ -68,14 +68,29 @@ fn invalid_token() -> Error {
     Error::Unauthenticated("invalid token".into())
 }
 
+/// What an account route answers to the admin token, which opens the admin API only.
+fn admin_token_on_account_route() -> Error {
+    Error::Unauthenticated(
+        "this is the admin token, which only opens the admin API (/admin/v1/, \
+         webhooks.v1.AdminService); account routes need an account token: create one with \
+         POST /admin/v1/tokens or AdminService/CreateApiToken"
+            .into(),
+    )
+}
+
 impl Service {
-    /// The caller identified by an Authorization value.
+    /// The caller identified by an Authorization value (an account token; the admin token is
+    /// refused with a message saying what it is).
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller> {
         let token = presented_token(authorization)?;
-        let stored = self
-            .store
-            .token_by_hash(&hash_token(token))?
-            .ok_or_else(invalid_token)?;
+        let presented = hash_token(token);
+        let Some(stored) = self.store.token_by_hash(&presented)? else {
+            return Err(if self.is_admin_hash(&presented) {
+                admin_token_on_account_route()
+            } else {
+                invalid_token()
+            });
+        };
         Ok(Caller {
             account_id: stored.account_id,
             scopes: stored.scopes,
@@ -85,14 +100,21 @@ impl Service {
     /// UNAUTHENTICATED unless the Authorization value carries the admin token.
     pub fn authenticate_admin(&self, authorization: Option<&str>) -> Result<()> {
         let token = presented_token(authorization)?;
-        let presented = hash_token(token);
-        // Compare hashes: equal-length, no early exit on the secret itself.
-        let same = presented
+        if self.is_admin_hash(&hash_token(token)) {
+            Ok(())
+        } else {
+            Err(invalid_token())
+        }
+    }
+
+    /// Whether a token hash is the admin token's. Compares hashes: equal-length, no early
+    /// exit on the secret itself.
+    fn is_admin_hash(&self, presented: &[u8; 32]) -> bool {
+        presented
             .iter()
             .zip(self.admin_token_hash.iter())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-        if same { Ok(()) } else { Err(invalid_token()) }
+            == 0
     }
 
     /// Issues an account token; the clear token is returned only here.

@@ -190,7 +190,10 @@ fn caller(service: &Service, headers: &HeaderMap, account_id: &str) -> Result<Ca
         return Err(failure(
             StatusCode::FORBIDDEN,
             9109,
-            "Unauthorized to access requested resource",
+            format!(
+                "Unauthorized to access requested resource: this token belongs to account {:?}, not {account_id:?}",
+                caller.account_id
+            ),
         )
         .into());
     }

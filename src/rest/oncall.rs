@@ -45,9 +45,9 @@ pub fn error_response(error: Error) -> Response {
         Error::InvalidArgument(violations) => field_errors(violations),
         Error::NotFound { .. } => detail(StatusCode::NOT_FOUND, "Not found."),
         Error::Unauthenticated(m) => detail(StatusCode::UNAUTHORIZED, sentence(&m)),
-        Error::PermissionDenied(_) => detail(
+        Error::PermissionDenied(m) => detail(
             StatusCode::FORBIDDEN,
-            "You do not have permission to perform this action.",
+            format!("You do not have permission to perform this action: {m}."),
         ),
         Error::Conflict(_) => (
             StatusCode::BAD_REQUEST,

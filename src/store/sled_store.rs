@@ -94,8 +94,16 @@ impl SledStore {
             .flush_every_ms(Some(500))
             .cache_capacity(CACHE_BYTES)
             .open()
-            .map_err(|e| {
-                Error::Internal(format!("cannot open the store in {}: {e}", dir.display()))
+            .map_err(|e| match e {
+                // sled's file lock is taken: another process has the database open (sled
+                // 0.34.7 reports it only in this wording, as an ErrorKind::Other).
+                sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
+                    Error::Conflict(format!(
+                        "another webhookd is using {}; stop it or choose another --data-dir",
+                        dir.display()
+                    ))
+                }
+                e => Error::Internal(format!("cannot open the store in {}: {e}", dir.display())),
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(internal);
         SledStore {

@@ -284,3 +284,102 @@ async fn another_accounts_webhooks_do_not_exist_for_you() {
         .into_inner();
     assert_eq!(mine.name, "acme hook");
 }
+
+#[tokio::test]
+async fn the_admin_token_on_an_account_route_says_it_is_the_admin_token() {
+    let server = TestServer::start().await;
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    let mut client = server.webhooks().await;
+    let grpc = client
+        .list_webhooks(authed(ADMIN_TOKEN, pb::ListWebhooksRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(grpc.code(), Code::Unauthenticated);
+    assert!(
+        grpc.message().contains("this is the admin token"),
+        "{grpc:?}"
+    );
+    assert!(grpc.message().contains("/admin/v1/tokens"), "{grpc:?}");
+
+    let url = |path: &str| format!("http://{}{path}", server.http_addr);
+    let (status, body) =
+        http_json(Method::GET, &url("/api/v1/webhooks/"), Some(&admin), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("This is the admin token"),
+        "{body}"
+    );
+    let cloudflare = "/client/v4/accounts/acme/alerting/v3/destinations/webhooks";
+    let (status, body) = http_json(Method::GET, &url(cloudflare), Some(&admin), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this is the admin token"),
+        "{body}"
+    );
+    assert!(!body.to_string().contains(ADMIN_TOKEN));
+}
+
+#[tokio::test]
+async fn a_missing_scope_is_named_in_every_api() {
+    let server = TestServer::start().await;
+    let reader = server.token("acme", &["webhooks:read"]).await;
+    let writer_only = server.token("acme", &["webhooks:write"]).await;
+    let mut client = server.webhooks().await;
+    let denied = client
+        .create_webhook(authed(
+            &reader,
+            pb::CreateWebhookRequest {
+                webhook: Some(webhook("x", "https://example.com")),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(denied.message().contains("webhooks:write"), "{denied:?}");
+    let denied = client
+        .list_webhooks(authed(&writer_only, pb::ListWebhooksRequest::default()))
+        .await
+        .unwrap_err();
+    assert!(denied.message().contains("webhooks:read"), "{denied:?}");
+
+    let url = |path: &str| format!("http://{}{path}", server.http_addr);
+    let body =
+        serde_json::json!({"name": "x", "url": "https://example.com", "trigger_type": "resolve"});
+    let (status, answer) = http_json(
+        Method::POST,
+        &url("/api/v1/webhooks/"),
+        Some(&reader),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap()
+            .contains("webhooks:write"),
+        "{answer}"
+    );
+    let cloudflare = "/client/v4/accounts/acme/alerting/v3/destinations/webhooks";
+    let (status, answer) = http_json(
+        Method::POST,
+        &url(cloudflare),
+        Some(&format!("Bearer {reader}")),
+        Some(serde_json::json!({"name": "x", "url": "https://example.com"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        answer["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("webhooks:write"),
+        "{answer}"
+    );
+}

@@ -85,3 +85,27 @@ fn an_unusable_data_dir_is_one_error_line() {
     assert!(stderr.contains("data directory"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+#[tokio::test]
+async fn a_second_webhookd_on_the_same_data_dir_names_the_other_one() {
+    let server = crate::support::TestServer::start().await;
+    server.writer("acme").await; // the first one is up and holds its data dir
+    let dir = server.data_dir().to_str().unwrap().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_webhookd"))
+            .args(["serve", "--data-dir", &dir])
+            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .env("RUST_LOG", "error")
+            .env("WEBHOOKD_ADMIN_TOKEN", "second")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let expected = format!("another webhookd is using {}", server.data_dir().display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(!stderr.contains("lock"), "{stderr}");
+}

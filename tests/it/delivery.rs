@@ -468,7 +468,7 @@ async fn the_same_idempotency_key_returns_the_first_event_and_delivers_once() {
         .unwrap()
         .into_inner();
     let accepted_again = again.message().await.unwrap().unwrap();
-    assert_eq!(states(&[accepted_again.clone()]), ["ACCEPTED"]);
+    assert_eq!(states(std::slice::from_ref(&accepted_again)), ["ACCEPTED"]);
     assert_eq!(accepted_again.event_id, first_status.event_id);
     assert_eq!(accepted_again.matched_deliveries, 1);
     let replayed = again.message().await.unwrap().unwrap();
@@ -564,7 +564,7 @@ async fn an_event_that_matches_no_webhook_still_tells_the_caller_its_id() {
         .unwrap()
         .into_inner();
     let accepted = stream.message().await.unwrap().unwrap();
-    assert_eq!(states(&[accepted.clone()]), ["ACCEPTED"]);
+    assert_eq!(states(std::slice::from_ref(&accepted)), ["ACCEPTED"]);
     assert_eq!(accepted.matched_deliveries, 0);
     assert!(accepted.event_id.starts_with('E'), "{accepted:?}");
     assert!(accepted.delivery_id.is_empty() && accepted.webhook_id.is_empty());

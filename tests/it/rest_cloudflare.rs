@@ -218,6 +218,12 @@ async fn every_bad_request_gets_a_failure_envelope() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_failure(&body);
     assert!(!body.to_string().contains("theirs"));
+    // The error says which account the token belongs to.
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("this token belongs to account \"acme\", not \"globex\""),
+        "{message}"
+    );
     let (status, body) = call(
         &server,
         Method::GET,

@@ -535,7 +535,7 @@ async fn bad_requests_get_oncall_error_bodies() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(
         body,
-        json!({"detail": "You do not have permission to perform this action."})
+        json!({"detail": "You do not have permission to perform this action: this token lacks the webhooks:write scope."})
     );
     let (status, _) = call(
         &server,

@@ -102,7 +102,7 @@ async fn kill_9_after_the_ack_loses_no_event() {
             .unwrap()
             .into_inner();
         let accepted = stream.message().await.unwrap().unwrap();
-        assert_eq!(states(&[accepted.clone()]), ["ACCEPTED"]);
+        assert_eq!(states(std::slice::from_ref(&accepted)), ["ACCEPTED"]);
         assert_eq!(accepted.matched_deliveries, 1);
         acknowledged.insert(format!("AG{i}"));
     }

@@ -259,7 +259,11 @@ pub async fn emit_all(
         statuses.push(status);
     }
     let accepted = statuses.remove(0);
-    assert_eq!(states(&[accepted.clone()]), ["ACCEPTED"], "{accepted:?}");
+    assert_eq!(
+        states(std::slice::from_ref(&accepted)),
+        ["ACCEPTED"],
+        "{accepted:?}"
+    );
     assert!(!accepted.event_id.is_empty());
     // The initial messages (QUEUED or SKIPPED) report attempt 0; attempts count from 1.
     let initial = statuses.iter().filter(|s| s.attempt == 0).count();
