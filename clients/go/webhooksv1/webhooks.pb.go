@@ -167,6 +167,9 @@ const (
 	DeliveryState_DELIVERY_STATE_FAILED DeliveryState = 4
 	// The webhook's trigger_template or filters rejected the event (final).
 	DeliveryState_DELIVERY_STATE_SKIPPED DeliveryState = 5
+	// Not a delivery's state: the first message of an EmitEvent stream, saying the event is
+	// durable. Only event_id and matched_deliveries are set.
+	DeliveryState_DELIVERY_STATE_ACCEPTED DeliveryState = 6
 )
 
 // Enum value maps for DeliveryState.
@@ -178,6 +181,7 @@ var (
 		3: "DELIVERY_STATE_SUCCEEDED",
 		4: "DELIVERY_STATE_FAILED",
 		5: "DELIVERY_STATE_SKIPPED",
+		6: "DELIVERY_STATE_ACCEPTED",
 	}
 	DeliveryState_value = map[string]int32{
 		"DELIVERY_STATE_UNSPECIFIED": 0,
@@ -186,6 +190,7 @@ var (
 		"DELIVERY_STATE_SUCCEEDED":   3,
 		"DELIVERY_STATE_FAILED":      4,
 		"DELIVERY_STATE_SKIPPED":     5,
+		"DELIVERY_STATE_ACCEPTED":    6,
 	}
 )
 
@@ -246,8 +251,9 @@ type Webhook struct {
 	ForwardAll *bool `protobuf:"varint,12,opt,name=forward_all,json=forwardAll,proto3,oneof" json:"forward_all,omitempty"`
 	// One of POST, GET, PUT, PATCH, DELETE, OPTIONS. Defaults to POST.
 	HttpMethod string `protobuf:"bytes,13,opt,name=http_method,json=httpMethod,proto3" json:"http_method,omitempty"`
-	// OnCall trigger type, e.g. "alert group created", "acknowledge", "status change"; the first
-	// of trigger_types.
+	// OnCall trigger type, e.g. "alert group created", "acknowledge", "status change",
+	// "on-call changed"; the first of trigger_types. "escalation step" is accepted as OnCall's
+	// newer name of "escalation" (each fires on events of either name).
 	TriggerType string `protobuf:"bytes,14,opt,name=trigger_type,json=triggerType,proto3" json:"trigger_type,omitempty"`
 	// Integration ids the webhook is limited to; empty = every integration.
 	IntegrationFilter []string `protobuf:"bytes,15,rep,name=integration_filter,json=integrationFilter,proto3" json:"integration_filter,omitempty"`
@@ -283,9 +289,13 @@ type Webhook struct {
 	// Why the server disabled the webhook, if it did (output only; cleared by re-enabling).
 	DisabledReason string `protobuf:"bytes,29,opt,name=disabled_reason,json=disabledReason,proto3" json:"disabled_reason,omitempty"`
 	// Maximum number of attempts per delivery; 0 = one more than the retry schedule's length.
-	MaxAttempts   int32 `protobuf:"varint,30,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxAttempts int32 `protobuf:"varint,30,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// OnCall's schedule filter: the schedule ids whose changes fire an "on-call changed"
+	// webhook, matched against the event data's `schedule.id`; empty = every schedule. Other
+	// event types ignore it.
+	ScheduleFilter []string `protobuf:"bytes,31,rep,name=schedule_filter,json=scheduleFilter,proto3" json:"schedule_filter,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Webhook) Reset() {
@@ -526,6 +536,13 @@ func (x *Webhook) GetMaxAttempts() int32 {
 		return x.MaxAttempts
 	}
 	return 0
+}
+
+func (x *Webhook) GetScheduleFilter() []string {
+	if x != nil {
+		return x.ScheduleFilter
+	}
+	return nil
 }
 
 // A group of conditions combined with AND or OR; groups nest.
@@ -1465,7 +1482,7 @@ func (x *EmittedEvent) GetDeliveries() []*DeliveryStatus {
 	return nil
 }
 
-// A change of state of one delivery.
+// A change of state of one delivery, or (state ACCEPTED) the acceptance of an event.
 type DeliveryStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Event id.
@@ -1485,9 +1502,12 @@ type DeliveryStatus struct {
 	// When the next attempt is due (RETRYING only).
 	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
 	// Target URL of this delivery.
-	Url           string `protobuf:"bytes,9,opt,name=url,proto3" json:"url,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Url string `protobuf:"bytes,9,opt,name=url,proto3" json:"url,omitempty"`
+	// ACCEPTED only: how many deliveries the event made (its QUEUED and SKIPPED messages that
+	// follow); 0 when no webhook matched. 0 in every other message.
+	MatchedDeliveries int32 `protobuf:"varint,10,opt,name=matched_deliveries,json=matchedDeliveries,proto3" json:"matched_deliveries,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *DeliveryStatus) Reset() {
@@ -1581,6 +1601,13 @@ func (x *DeliveryStatus) GetUrl() string {
 		return x.Url
 	}
 	return ""
+}
+
+func (x *DeliveryStatus) GetMatchedDeliveries() int32 {
+	if x != nil {
+		return x.MatchedDeliveries
+	}
+	return 0
 }
 
 // Request of RedeliverDelivery.
@@ -1826,7 +1853,7 @@ var File_webhooks_v1_webhooks_proto protoreflect.FileDescriptor
 
 const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\n" +
-	"\x1awebhooks/v1/webhooks.proto\x12\vwebhooks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\v\n" +
+	"\x1awebhooks/v1/webhooks.proto\x12\vwebhooks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\v\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
@@ -1862,7 +1889,8 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\flast_success\x18\x1b \x01(\v2\x1a.google.protobuf.TimestampR\vlastSuccess\x12=\n" +
 	"\flast_failure\x18\x1c \x01(\v2\x1a.google.protobuf.TimestampR\vlastFailure\x12'\n" +
 	"\x0fdisabled_reason\x18\x1d \x01(\tR\x0edisabledReason\x12!\n" +
-	"\fmax_attempts\x18\x1e \x01(\x05R\vmaxAttempts\x1a@\n" +
+	"\fmax_attempts\x18\x1e \x01(\x05R\vmaxAttempts\x12'\n" +
+	"\x0fschedule_filter\x18\x1f \x03(\tR\x0escheduleFilter\x1a@\n" +
 	"\x12CustomHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x15\n" +
@@ -1954,7 +1982,7 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12;\n" +
 	"\n" +
 	"deliveries\x18\x03 \x03(\v2\x1b.webhooks.v1.DeliveryStatusR\n" +
-	"deliveries\"\xd9\x02\n" +
+	"deliveries\"\x88\x03\n" +
 	"\x0eDeliveryStatus\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +
@@ -1967,7 +1995,9 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"statusCode\x88\x01\x01\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12B\n" +
 	"\x0fnext_attempt_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x10\n" +
-	"\x03url\x18\t \x01(\tR\x03urlB\x0e\n" +
+	"\x03url\x18\t \x01(\tR\x03url\x12-\n" +
+	"\x12matched_deliveries\x18\n" +
+	" \x01(\x05R\x11matchedDeliveriesB\x0e\n" +
 	"\f_status_code\";\n" +
 	"\x18RedeliverDeliveryRequest\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
@@ -1994,14 +2024,15 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\x15CONDITION_OP_CONTAINS\x10\x03\x12\x16\n" +
 	"\x12CONDITION_OP_REGEX\x10\x04\x12\x17\n" +
 	"\x13CONDITION_OP_EXISTS\x10\x05\x12\x13\n" +
-	"\x0fCONDITION_OP_IN\x10\x06*\xbc\x01\n" +
+	"\x0fCONDITION_OP_IN\x10\x06*\xd9\x01\n" +
 	"\rDeliveryState\x12\x1e\n" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15DELIVERY_STATE_QUEUED\x10\x01\x12\x1b\n" +
 	"\x17DELIVERY_STATE_RETRYING\x10\x02\x12\x1c\n" +
 	"\x18DELIVERY_STATE_SUCCEEDED\x10\x03\x12\x19\n" +
 	"\x15DELIVERY_STATE_FAILED\x10\x04\x12\x1a\n" +
-	"\x16DELIVERY_STATE_SKIPPED\x10\x052\x99\a\n" +
+	"\x16DELIVERY_STATE_SKIPPED\x10\x05\x12\x1b\n" +
+	"\x17DELIVERY_STATE_ACCEPTED\x10\x062\x99\a\n" +
 	"\x0eWebhookService\x12H\n" +
 	"\rCreateWebhook\x12!.webhooks.v1.CreateWebhookRequest\x1a\x14.webhooks.v1.Webhook\x12B\n" +
 	"\n" +

@@ -58,8 +58,13 @@ type WebhookServiceClient interface {
 	// Lists every delivery attempt of a webhook, newest first (OnCall's `responses`).
 	ListResponses(ctx context.Context, in *ListResponsesRequest, opts ...grpc.CallOption) (*ListResponsesResponse, error)
 	// Emits an event and streams the delivery status of every matched webhook until each one is
-	// final. The first message per webhook (QUEUED) is sent only once the event is durable.
-	// Closing the stream early does not cancel delivery.
+	// final. The stream always starts with one ACCEPTED message, sent only once the event is
+	// durable: it carries the event id and `matched_deliveries`, the number of deliveries the
+	// event made (0 when no webhook matched; the stream then ends after it). Then comes one
+	// QUEUED (or SKIPPED) message per matched delivery, then one message per attempt, until
+	// every delivery is SUCCEEDED, FAILED or SKIPPED. An idempotent repeat starts with the first
+	// event's ACCEPTED message and its deliveries' current states. Closing the stream early does
+	// not cancel delivery.
 	EmitEvent(ctx context.Context, in *EmitEventRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DeliveryStatus], error)
 	// Emits up to 1,000 events at once and returns when all of them are durable, with each
 	// event's id and the initial state of its deliveries (no streaming). For producers with
@@ -222,8 +227,13 @@ type WebhookServiceServer interface {
 	// Lists every delivery attempt of a webhook, newest first (OnCall's `responses`).
 	ListResponses(context.Context, *ListResponsesRequest) (*ListResponsesResponse, error)
 	// Emits an event and streams the delivery status of every matched webhook until each one is
-	// final. The first message per webhook (QUEUED) is sent only once the event is durable.
-	// Closing the stream early does not cancel delivery.
+	// final. The stream always starts with one ACCEPTED message, sent only once the event is
+	// durable: it carries the event id and `matched_deliveries`, the number of deliveries the
+	// event made (0 when no webhook matched; the stream then ends after it). Then comes one
+	// QUEUED (or SKIPPED) message per matched delivery, then one message per attempt, until
+	// every delivery is SUCCEEDED, FAILED or SKIPPED. An idempotent repeat starts with the first
+	// event's ACCEPTED message and its deliveries' current states. Closing the stream early does
+	// not cancel delivery.
 	EmitEvent(*EmitEventRequest, grpc.ServerStreamingServer[DeliveryStatus]) error
 	// Emits up to 1,000 events at once and returns when all of them are durable, with each
 	// event's id and the initial state of its deliveries (no streaming). For producers with

@@ -37,6 +37,7 @@ class DeliveryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DELIVERY_STATE_SUCCEEDED: _ClassVar[DeliveryState]
     DELIVERY_STATE_FAILED: _ClassVar[DeliveryState]
     DELIVERY_STATE_SKIPPED: _ClassVar[DeliveryState]
+    DELIVERY_STATE_ACCEPTED: _ClassVar[DeliveryState]
 FILTER_OPERATOR_UNSPECIFIED: FilterOperator
 FILTER_OPERATOR_AND: FilterOperator
 FILTER_OPERATOR_OR: FilterOperator
@@ -53,9 +54,10 @@ DELIVERY_STATE_RETRYING: DeliveryState
 DELIVERY_STATE_SUCCEEDED: DeliveryState
 DELIVERY_STATE_FAILED: DeliveryState
 DELIVERY_STATE_SKIPPED: DeliveryState
+DELIVERY_STATE_ACCEPTED: DeliveryState
 
 class Webhook(_message.Message):
-    __slots__ = ("id", "name", "is_webhook_enabled", "team", "data", "username", "password", "authorization_header", "trigger_template", "headers", "url", "forward_all", "http_method", "trigger_type", "integration_filter", "description", "trigger_types", "urls", "filters", "destination_type", "secret", "signing_secret", "retry_schedule", "template_engine", "custom_headers", "created_at", "last_success", "last_failure", "disabled_reason", "max_attempts")
+    __slots__ = ("id", "name", "is_webhook_enabled", "team", "data", "username", "password", "authorization_header", "trigger_template", "headers", "url", "forward_all", "http_method", "trigger_type", "integration_filter", "description", "trigger_types", "urls", "filters", "destination_type", "secret", "signing_secret", "retry_schedule", "template_engine", "custom_headers", "created_at", "last_success", "last_failure", "disabled_reason", "max_attempts", "schedule_filter")
     class CustomHeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +95,7 @@ class Webhook(_message.Message):
     LAST_FAILURE_FIELD_NUMBER: _ClassVar[int]
     DISABLED_REASON_FIELD_NUMBER: _ClassVar[int]
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FILTER_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     is_webhook_enabled: bool
@@ -123,7 +126,8 @@ class Webhook(_message.Message):
     last_failure: _timestamp_pb2.Timestamp
     disabled_reason: str
     max_attempts: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., is_webhook_enabled: _Optional[bool] = ..., team: _Optional[str] = ..., data: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., authorization_header: _Optional[str] = ..., trigger_template: _Optional[str] = ..., headers: _Optional[str] = ..., url: _Optional[str] = ..., forward_all: _Optional[bool] = ..., http_method: _Optional[str] = ..., trigger_type: _Optional[str] = ..., integration_filter: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., trigger_types: _Optional[_Iterable[str]] = ..., urls: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[FilterGroup, _Mapping]] = ..., destination_type: _Optional[str] = ..., secret: _Optional[str] = ..., signing_secret: _Optional[str] = ..., retry_schedule: _Optional[_Iterable[str]] = ..., template_engine: _Optional[str] = ..., custom_headers: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_success: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_failure: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disabled_reason: _Optional[str] = ..., max_attempts: _Optional[int] = ...) -> None: ...
+    schedule_filter: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., is_webhook_enabled: _Optional[bool] = ..., team: _Optional[str] = ..., data: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., authorization_header: _Optional[str] = ..., trigger_template: _Optional[str] = ..., headers: _Optional[str] = ..., url: _Optional[str] = ..., forward_all: _Optional[bool] = ..., http_method: _Optional[str] = ..., trigger_type: _Optional[str] = ..., integration_filter: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., trigger_types: _Optional[_Iterable[str]] = ..., urls: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[FilterGroup, _Mapping]] = ..., destination_type: _Optional[str] = ..., secret: _Optional[str] = ..., signing_secret: _Optional[str] = ..., retry_schedule: _Optional[_Iterable[str]] = ..., template_engine: _Optional[str] = ..., custom_headers: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_success: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_failure: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disabled_reason: _Optional[str] = ..., max_attempts: _Optional[int] = ..., schedule_filter: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FilterGroup(_message.Message):
     __slots__ = ("operator", "conditions", "groups")
@@ -270,7 +274,7 @@ class EmittedEvent(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., deliveries: _Optional[_Iterable[_Union[DeliveryStatus, _Mapping]]] = ...) -> None: ...
 
 class DeliveryStatus(_message.Message):
-    __slots__ = ("event_id", "webhook_id", "delivery_id", "state", "attempt", "status_code", "error", "next_attempt_at", "url")
+    __slots__ = ("event_id", "webhook_id", "delivery_id", "state", "attempt", "status_code", "error", "next_attempt_at", "url", "matched_deliveries")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
     DELIVERY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -280,6 +284,7 @@ class DeliveryStatus(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_DELIVERIES_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     webhook_id: str
     delivery_id: str
@@ -289,7 +294,8 @@ class DeliveryStatus(_message.Message):
     error: str
     next_attempt_at: _timestamp_pb2.Timestamp
     url: str
-    def __init__(self, event_id: _Optional[str] = ..., webhook_id: _Optional[str] = ..., delivery_id: _Optional[str] = ..., state: _Optional[_Union[DeliveryState, str]] = ..., attempt: _Optional[int] = ..., status_code: _Optional[int] = ..., error: _Optional[str] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., url: _Optional[str] = ...) -> None: ...
+    matched_deliveries: int
+    def __init__(self, event_id: _Optional[str] = ..., webhook_id: _Optional[str] = ..., delivery_id: _Optional[str] = ..., state: _Optional[_Union[DeliveryState, str]] = ..., attempt: _Optional[int] = ..., status_code: _Optional[int] = ..., error: _Optional[str] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., url: _Optional[str] = ..., matched_deliveries: _Optional[int] = ...) -> None: ...
 
 class RedeliverDeliveryRequest(_message.Message):
     __slots__ = ("delivery_id",)

@@ -145,8 +145,13 @@ class WebhookServiceServicer:
 
     def EmitEvent(self, request, context):
         """Emits an event and streams the delivery status of every matched webhook until each one is
-        final. The first message per webhook (QUEUED) is sent only once the event is durable.
-        Closing the stream early does not cancel delivery.
+        final. The stream always starts with one ACCEPTED message, sent only once the event is
+        durable: it carries the event id and `matched_deliveries`, the number of deliveries the
+        event made (0 when no webhook matched; the stream then ends after it). Then comes one
+        QUEUED (or SKIPPED) message per matched delivery, then one message per attempt, until
+        every delivery is SUCCEEDED, FAILED or SKIPPED. An idempotent repeat starts with the first
+        event's ACCEPTED message and its deliveries' current states. Closing the stream early does
+        not cancel delivery.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
