@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,8 +54,12 @@ struct ServeArgs {
     /// Default: <data-dir>/secret.key.
     #[arg(long, env = "WEBHOOKD_SECRET_KEY_FILE")]
     secret_key_file: Option<PathBuf>,
-    /// Permit delivery to loopback, private and other non-global addresses.
-    #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS")]
+    /// Permit delivery to loopback, private and other non-global addresses. A bare flag means
+    /// true; a value may be true/false/1/0 (also yes/no/on/off), in the flag or the env var.
+    #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS", value_name = "BOOL",
+          action = ArgAction::Set, num_args = 0..=1,
+          default_value_t = false, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), hide_possible_values = true)]
     allow_private_targets: bool,
     /// Comma-separated CIDRs that delivery may reach although they are not global (e.g. 10.1.0.0/16).
     #[arg(long, env = "WEBHOOKD_ALLOW_CIDRS", value_delimiter = ',')]
@@ -62,8 +67,10 @@ struct ServeArgs {
     /// Delays before each retry (units ms, s, m, h).
     #[arg(long, env = "WEBHOOKD_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
     retry_schedule: std::vec::Vec<Duration>,
-    /// Apply ±20% jitter to retry delays.
-    #[arg(long, env = "WEBHOOKD_RETRY_JITTER", default_value_t = true, action = ArgAction::Set)]
+    /// Apply ±20% jitter to retry delays: true/false/1/0 (also yes/no/on/off).
+    #[arg(long, env = "WEBHOOKD_RETRY_JITTER", value_name = "BOOL", default_value_t = true,
+          action = ArgAction::Set, value_parser = BoolishValueParser::new(),
+          hide_possible_values = true)]
     retry_jitter: bool,
     /// Timeout of one delivery attempt.
     #[arg(long, env = "WEBHOOKD_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]

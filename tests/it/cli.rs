@@ -109,3 +109,142 @@ async fn a_second_webhookd_on_the_same_data_dir_names_the_other_one() {
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(!stderr.contains("lock"), "{stderr}");
 }
+
+/// A `webhookd serve` child on ephemeral ports (read back from its start-up log line), with
+/// `args` and `env` added; killed when dropped.
+struct Served {
+    child: std::process::Child,
+    http: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Served {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_webhookd"))
+            .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
+            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--log-format", "json", "--retry-schedule", "10ms"])
+            .args(args)
+            .envs(env.iter().copied())
+            .env("WEBHOOKD_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let serving = stderr
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(&line.unwrap()).unwrap())
+            .find(|line| line["fields"]["message"] == "webhookd is serving")
+            .expect("the server never said it is serving");
+        let http = serving["fields"]["http"].as_str().unwrap().to_string();
+        Served {
+            child,
+            http,
+            _dir: dir,
+        }
+    }
+
+    /// Whether an event reaches a webhook on a local receiver (its first attempt got a 200;
+    /// a refused target has no status).
+    async fn delivers_locally(&self) -> bool {
+        use crate::support::*;
+        use axum::http::Method;
+        let receiver = Receiver::start().await;
+        let url = |path: &str| format!("http://{}{path}", self.http);
+        let (_, token) = http_json(
+            Method::POST,
+            &url("/admin/v1/tokens"),
+            Some(&format!("Bearer {ADMIN_TOKEN}")),
+            Some(serde_json::json!({"account_id": "acme", "scopes": ["webhooks:read", "webhooks:write"]})),
+        )
+        .await;
+        let token = token["token"].as_str().unwrap().to_string();
+        let (_, hook) = http_json(
+            Method::POST,
+            &url("/api/v1/webhooks/"),
+            Some(&token),
+            Some(serde_json::json!({"name": "local", "url": receiver.url("/hook"), "trigger_type": "resolve"})),
+        )
+        .await;
+        let id = hook["id"].as_str().unwrap().to_string();
+        http_json(
+            Method::POST,
+            &url("/api/v1/events/"),
+            Some(&token),
+            Some(serde_json::json!({"event": {"type": "resolve"}})),
+        )
+        .await;
+        eventually(|| {
+            let (path, token) = (url(&format!("/api/v1/webhooks/{id}/responses/")), &token);
+            async move {
+                let (_, log) = http_json(Method::GET, &path, Some(token), None).await;
+                let first = log["results"].as_array()?.last()?.clone();
+                Some(first["status_code"] == 200)
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn help_says_boolean_flags_take_true_false_1_0() {
+    let output = webhookd(&["serve", "--help"]);
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in ["--allow-private-targets [<BOOL>]", "--retry-jitter <BOOL>"] {
+        let text = help.split(flag).nth(1).expect(flag);
+        let text = &text[..text.find("\n      --").unwrap_or(text.len())];
+        assert!(text.contains("true/false/1/0"), "{flag}: {text}");
+    }
+}
+
+#[test]
+fn a_boolean_that_is_not_one_is_refused_naming_the_flag() {
+    let output = webhookd(&["serve", "--allow-private-targets=maybe"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--allow-private-targets"));
+    let output = Command::new(env!("CARGO_BIN_EXE_webhookd"))
+        .args(["serve"])
+        .env("WEBHOOKD_RETRY_JITTER", "perhaps")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--retry-jitter"));
+}
+
+#[tokio::test]
+async fn allow_private_targets_takes_a_bare_flag_or_true_false_1_0_in_flag_and_env() {
+    for (args, env, allowed) in [
+        (&["--allow-private-targets"][..], &[][..], true),
+        (&["--allow-private-targets=1"][..], &[][..], true),
+        (&["--allow-private-targets", "false"][..], &[][..], false),
+        (
+            &[][..],
+            &[("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "1")][..],
+            true,
+        ),
+        (
+            &[][..],
+            &[("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "0")][..],
+            false,
+        ),
+        (
+            &[][..],
+            &[("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "true")][..],
+            true,
+        ),
+    ] {
+        let served = Served::start(args, env);
+        assert_eq!(served.delivers_locally().await, allowed, "{args:?} {env:?}");
+    }
+}
