@@ -248,3 +248,36 @@ async fn allow_private_targets_takes_a_bare_flag_or_true_false_1_0_in_flag_and_e
         assert_eq!(served.delivers_locally().await, allowed, "{args:?} {env:?}");
     }
 }
+
+#[test]
+fn scripts_test_names_missing_or_old_prerequisites_before_building_anything() {
+    use std::os::unix::fs::PermissionsExt;
+    // A machine whose Go and Node.js are too old: fake ones first on PATH.
+    let fakes = tempfile::tempdir().unwrap();
+    for (name, version) in [("go", "go1.24.3"), ("node", "v18.1.0")] {
+        let path = fakes.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\necho {version}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        fakes.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let output = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test"))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Go 1.26+ is required; found 1.24.3"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Node.js 20+ is required; found 18.1.0"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("cargo fmt"), "{stdout}");
+}
