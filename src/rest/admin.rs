@@ -9,20 +9,36 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
+use super::oncall::{Detail, FieldErrors};
 use super::{authorization, detail};
 use crate::core::Service;
 use crate::error::Error;
 use crate::ids::{self, Kind};
 
-#[derive(Deserialize)]
+/// The body of `POST /admin/v1/tokens` (unknown fields are rejected).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateToken {
-    account_id: String,
+pub struct CreateToken {
+    /// The account the token acts for (at most 128 characters).
+    pub account_id: String,
+    /// `webhooks:read` and/or `webhooks:write`; at least one.
     #[serde(default)]
-    scopes: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+/// A new account token: `token` is shown only in this answer (stored as a hash).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    /// Token id, for `DELETE /admin/v1/tokens/{id}`.
+    pub id: String,
+    /// The token, for `Authorization: Bearer <token>` (or OnCall's bare `<token>`).
+    pub token: String,
+    pub account_id: String,
+    pub scopes: Vec<String>,
 }
 
 /// Admin errors: field maps for invalid input, `detail` otherwise.
@@ -47,7 +63,16 @@ fn error_response(error: Error) -> Response {
     }
 }
 
-async fn create_token(State(service): State<Service>, headers: HeaderMap, body: Bytes) -> Response {
+/// Issue an account token (admin token required).
+#[utoipa::path(post, path = "/admin/v1/tokens", tag = "admin",
+    request_body = CreateToken,
+    responses((status = 201, body = CreatedToken), (status = 400, body = FieldErrors),
+              (status = 401, body = Detail)))]
+pub async fn create_token(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err(e) = service.authenticate_admin(authorization(&headers)) {
         return error_response(e);
     }
@@ -63,19 +88,28 @@ async fn create_token(State(service): State<Service>, headers: HeaderMap, body: 
         .await
     {
         Ok((stored, token)) => {
-            let body = json!({
-                "id": ids::format(Kind::Token, stored.id),
-                "token": token,
-                "account_id": stored.account_id,
-                "scopes": stored.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-            });
+            let body = CreatedToken {
+                id: ids::format(Kind::Token, stored.id),
+                token,
+                account_id: stored.account_id,
+                scopes: stored
+                    .scopes
+                    .iter()
+                    .map(|s| s.as_str().to_string())
+                    .collect(),
+            };
             (StatusCode::CREATED, axum::Json(body)).into_response()
         }
         Err(e) => error_response(e),
     }
 }
 
-async fn revoke_token(
+/// Revoke an account token (admin token required); it is refused from then on.
+#[utoipa::path(delete, path = "/admin/v1/tokens/{id}", tag = "admin",
+    params(("id" = String, Path, description = "Token id")),
+    responses((status = 204, description = "Revoked"), (status = 401, body = Detail),
+              (status = 404, body = Detail)))]
+pub async fn revoke_token(
     State(service): State<Service>,
     headers: HeaderMap,
     Path(id): Path<String>,

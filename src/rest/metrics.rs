@@ -12,7 +12,13 @@ use crate::core::Service;
 use crate::ids::{self, Kind};
 use crate::model::now_ms;
 
-async fn metrics(State(service): State<Service>) -> impl IntoResponse {
+/// Prometheus metrics (no token).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4: \
+        webhookd_events_accepted_total, webhookd_delivery_attempts_total{outcome,status_class}, \
+        webhookd_queue_depth, webhookd_webhook_queue_depth{webhook_id}, ...",
+        content_type = "text/plain; version=0.0.4", body = String)))]
+pub async fn metrics(State(service): State<Service>) -> impl IntoResponse {
     let metrics = service.metrics();
     let (total, per_webhook) = service.scheduler().stats();
     let now = now_ms();

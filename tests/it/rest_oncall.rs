@@ -958,9 +958,18 @@ async fn the_openapi_document_describes_every_answer() {
         "/api/v1/events/",
         cf,
         &format!("{cf}/{{webhook_id}}"),
+        "/admin/v1/tokens",
+        "/admin/v1/tokens/{id}",
+        "/healthz",
+        "/metrics",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} is not documented");
     }
+    let metrics = &doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"];
+    assert!(
+        metrics["text/plain; version=0.0.4"].is_object(),
+        "/metrics is not documented as Prometheus text: {metrics}"
+    );
     let check = |path: &str, method: &str, status: StatusCode, body: &Value| {
         let schema = &doc["paths"][path][method]["responses"][status.as_str()]["content"]["application/json"]
             ["schema"];
@@ -1075,6 +1084,52 @@ async fn the_openapi_document_describes_every_answer() {
     check(&format!("{cf}/{{webhook_id}}"), "get", status, &body);
     let (status, body) = call(&server, Method::DELETE, &format!("{base}/{id}"), auth, None).await;
     check(&format!("{cf}/{{webhook_id}}"), "delete", status, &body);
+
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    let tokens = "/admin/v1/tokens";
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        tokens,
+        Some(&admin),
+        Some(json!({"account_id": "acme", "scopes": ["webhooks:read"]})),
+    )
+    .await;
+    check(tokens, "post", status, &body);
+    let issued = body["id"].as_str().unwrap().to_string();
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        tokens,
+        Some(&admin),
+        Some(json!({"account_id": "", "scopes": ["nope"]})),
+    )
+    .await;
+    check(tokens, "post", status, &body);
+    let (status, body) = call(&server, Method::POST, tokens, auth, Some(json!({}))).await;
+    check(tokens, "post", status, &body);
+    let (status, body) = call(
+        &server,
+        Method::DELETE,
+        "/admin/v1/tokens/T0000000000ZZ",
+        Some(&admin),
+        None,
+    )
+    .await;
+    check("/admin/v1/tokens/{id}", "delete", status, &body);
+    let (status, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/admin/v1/tokens/{issued}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(
+        doc["paths"]["/admin/v1/tokens/{id}"]["delete"]["responses"][status.as_str()].is_object()
+    );
+    let (status, body) = call(&server, Method::GET, "/healthz", None, None).await;
+    check("/healthz", "get", status, &body);
 }
 
 /// The body the official OnCall Go client (the Grafana Terraform provider's) sends on create
