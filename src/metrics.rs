@@ -1,5 +1,5 @@
 //! Process metrics in Prometheus form (the `prometheus` crate): events accepted, attempts by
-//! outcome and status class, attempt latency, queue depth and oldest due age (overall and per
+//! outcome and status class, attempt latency, template errors by reason, queue depth and oldest due age (overall and per
 //! webhook), store flush latency. One `Metrics` per process, shared by core and delivery,
 //! rendered by the gateway at `GET /metrics`. Labels never carry secrets or URLs.
 
@@ -37,6 +37,8 @@ pub struct Metrics {
     pub open_streams: IntGauge,
     /// Deliveries deferred because the endpoint's circuit breaker was open.
     pub deferred: IntCounter,
+    /// Template renders that failed, by reason (error, fuel, depth, output_size, wall_time).
+    pub template_errors: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -158,6 +160,17 @@ impl Metrics {
                 IntCounter::new(
                     "deliveries_deferred_total",
                     "Deliveries deferred by an open circuit breaker",
+                )
+                .unwrap(),
+            ),
+            template_errors: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "template_errors_total",
+                        "Template renders that failed, by reason",
+                    ),
+                    &["reason"],
                 )
                 .unwrap(),
             ),

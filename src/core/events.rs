@@ -14,7 +14,7 @@ use crate::delivery::scheduler::Entry;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
 use crate::model::{Delivery, DeliveryState, DeliveryUpdate, Event, Scope, Webhook, now_ms};
-use crate::render::{EventView, Plan, matcher, plan};
+use crate::render::{Plan, Planned, matcher};
 use crate::store::{IdempotencyKey, InsertOutcome, Page};
 
 /// How long an idempotency key returns its first event.
@@ -157,7 +157,7 @@ impl Service {
         caller.require(Scope::Write)?;
         self.validate_emit(&request)?;
         let webhooks = self.account_webhooks(caller)?;
-        let prepared = self.prepare(caller, request, &webhooks)?;
+        let prepared = self.prepare(caller, request, &webhooks).await?;
         let subscription = self.hub.subscribe(prepared.event.id);
         match self.write(caller, &prepared)? {
             InsertOutcome::Inserted => {
@@ -198,19 +198,21 @@ impl Service {
             return Err(Error::InvalidArgument(violations));
         }
         let webhooks = self.account_webhooks(caller)?;
-        let prepared = requests
-            .into_iter()
-            .enumerate()
-            .map(|(i, request)| {
-                self.prepare(caller, request, &webhooks)
-                    .map_err(|e| match e {
-                        Error::ResourceExhausted(why) => {
-                            Error::ResourceExhausted(format!("events[{i}]: {why}"))
-                        }
-                        other => other,
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let prepared =
+            futures::future::try_join_all(requests.into_iter().enumerate().map(|(i, request)| {
+                let webhooks = &webhooks;
+                async move {
+                    self.prepare(caller, request, webhooks)
+                        .await
+                        .map_err(|e| match e {
+                            Error::ResourceExhausted(why) => {
+                                Error::ResourceExhausted(format!("events[{i}]: {why}"))
+                            }
+                            other => other,
+                        })
+                }
+            }))
+            .await?;
         let mut outcomes = Vec::with_capacity(prepared.len());
         for event in &prepared {
             outcomes.push(self.write(caller, event)?);
@@ -252,8 +254,9 @@ impl Service {
         )
     }
 
-    /// Stamps a validated event, checks its size, matches it and plans its deliveries.
-    fn prepare(
+    /// Stamps a validated event, checks its size, matches it and plans its deliveries (the
+    /// templates render on the render pool).
+    async fn prepare(
         &self,
         caller: &Caller,
         request: EmitRequest,
@@ -271,15 +274,34 @@ impl Service {
                 self.config.max_event_bytes
             )));
         }
+        let matched = webhooks
+            .iter()
+            .filter(|w| {
+                w.is_webhook_enabled
+                    && matcher::trigger_matches(w, &request.event_type)
+                    && matcher::integration_matches(w, &data)
+                    && matcher::schedule_matches(w, &request.event_type, &data)
+            })
+            .cloned()
+            .collect();
+        let Planned {
+            data,
+            webhooks: matched,
+            plans,
+        } = self
+            .templates
+            .plan(
+                &caller.account_id,
+                request.event_type.clone(),
+                data,
+                json,
+                matched,
+            )
+            .await
+            .ok_or_else(|| Error::Internal("rendering the event's templates failed".into()))?;
         let event_id = self.store.next_id()?;
-        let view = EventView::new(&request.event_type, &data, json);
         let mut deliveries = Vec::new();
-        for webhook in webhooks.iter().filter(|w| {
-            w.is_webhook_enabled
-                && matcher::trigger_matches(w, &request.event_type)
-                && matcher::integration_matches(w, &data)
-                && matcher::schedule_matches(w, &request.event_type, &data)
-        }) {
+        for (webhook, plan) in matched.iter().zip(plans) {
             let new_delivery = |id: u64, url: String| Delivery {
                 id,
                 event_id,
@@ -294,7 +316,7 @@ impl Service {
                 last_status_code: None,
                 last_error: String::new(),
             };
-            match plan(&self.templates, webhook, &view) {
+            match plan {
                 Plan::Skip(reason) => {
                     let mut delivery = new_delivery(self.store.next_id()?, webhook.url.clone());
                     delivery.state = DeliveryState::Skipped;

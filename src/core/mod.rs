@@ -15,9 +15,9 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::delivery::hub::Hub;
 use crate::delivery::scheduler::Scheduler;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::render::Templates;
+use crate::render::{Limits, Renderer, Templates};
 use crate::store::{GroupCommit, Store};
 
 pub use auth::Caller;
@@ -29,7 +29,7 @@ pub struct Service {
     pub(crate) commit: GroupCommit,
     pub(crate) hub: Arc<Hub>,
     pub(crate) scheduler: Arc<Scheduler>,
-    pub(crate) templates: Templates,
+    pub(crate) templates: Renderer,
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) admin_token_hash: [u8; 32],
@@ -45,13 +45,20 @@ impl Service {
         metrics: Arc<Metrics>,
         admin_token: &str,
     ) -> Result<Service> {
+        let templates = Templates::new(
+            Limits::with_body_limit(config.max_event_bytes),
+            metrics.template_errors.clone(),
+        );
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let templates = Renderer::start(templates, threads)
+            .map_err(|e| Error::Internal(format!("cannot start the render threads: {e}")))?;
         Ok(Service {
             commit: GroupCommit::start(Arc::clone(&store), Arc::clone(&metrics))?,
             metrics,
             store,
             hub,
             scheduler,
-            templates: Templates::new(),
+            templates,
             config,
             admin_token_hash: auth::hash_token(admin_token),
         })

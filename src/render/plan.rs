@@ -86,10 +86,11 @@ pub fn plan(templates: &Templates, webhook: &Webhook, event: &EventView<'_>) -> 
         }
     }
     let engine = webhook.template_engine;
+    let limits = *templates.limits();
     let mut request_trigger = String::new();
     let mut trigger_error = None;
     if let Some(source) = &webhook.trigger_template {
-        match templates.render(engine, source, data) {
+        match templates.render(engine, source, data, limits.body_bytes) {
             Ok(rendered) if is_truthy(&rendered) => request_trigger = rendered,
             Ok(rendered) => {
                 return Plan::Skip(format!(
@@ -97,26 +98,29 @@ pub fn plan(templates: &Templates, webhook: &Webhook, event: &EventView<'_>) -> 
                     rendered.trim()
                 ));
             }
-            Err(e) => trigger_error = Some(render_error("Trigger", e)),
+            Err(e) => trigger_error = Some(render_error("Trigger", e.message)),
         }
     }
-    let headers = render_headers(templates, webhook, event);
-    let body = render_body(templates, webhook, event);
+    // A failed trigger fails every target; the other templates are not rendered then.
+    let parts = match trigger_error {
+        Some(e) => Err(e),
+        None => render_headers(templates, webhook, event)
+            .and_then(|headers| Ok((headers, render_body(templates, webhook, event)?))),
+    };
     let targets = webhook
         .targets()
         .map(|url_template| {
-            let url = templates.render(engine, url_template, data);
-            let request = match (&trigger_error, url, &headers, &body) {
-                (Some(e), _, _, _) => Err(e.clone()),
-                (None, Err(e), _, _) => Err(render_error("URL", e)),
-                (None, _, Err(e), _) | (None, _, _, Err(e)) => Err(e.clone()),
-                (None, Ok(url), Ok(headers), Ok(body)) => Ok(RenderedRequest {
+            let request = parts.clone().and_then(|(headers, body)| {
+                let url = templates
+                    .render(engine, url_template, data, limits.url_bytes)
+                    .map_err(|e| render_error("URL", e.message))?;
+                Ok(RenderedRequest {
                     method: webhook.http_method.clone(),
                     url: url.trim().to_string(),
-                    headers: headers.clone(),
-                    body: body.clone(),
-                }),
-            };
+                    headers,
+                    body,
+                })
+            });
             let url = match &request {
                 Ok(r) => r.url.clone(),
                 Err(_) => url_template.clone(),
@@ -138,8 +142,13 @@ fn render_headers(
     let mut headers = Vec::new();
     if let Some(source) = &webhook.headers {
         let rendered = templates
-            .render(webhook.template_engine, source, event.escaped())
-            .map_err(|e| render_error("Headers", e))?;
+            .render(
+                webhook.template_engine,
+                source,
+                event.escaped(),
+                templates.limits().headers_bytes,
+            )
+            .map_err(|e| render_error("Headers", e.message))?;
         let object: serde_json::Map<String, Value> = serde_json::from_str(&rendered)
             .map_err(|_| render_error("Headers", "headers must render to a JSON object".into()))?;
         for (name, value) in object {
@@ -164,8 +173,13 @@ fn render_body(
     if !webhook.forward_all {
         if let Some(source) = &webhook.data {
             let rendered = templates
-                .render(webhook.template_engine, source, event.escaped())
-                .map_err(|e| render_error("Data", e))?;
+                .render(
+                    webhook.template_engine,
+                    source,
+                    event.escaped(),
+                    templates.limits().body_bytes,
+                )
+                .map_err(|e| render_error("Data", e.message))?;
             return Ok(Some(rendered));
         }
     }

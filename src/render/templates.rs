@@ -1,18 +1,19 @@
 //! Template rendering for webhook `data`, `headers`, `url` and `trigger_template`.
 //!
-//! Owns the two engines a webhook can choose: Jinja (minijinja, configured like Grafana OnCall's
-//! sandboxed Jinja environment, with OnCall's extra filters and `time()`), and handlebars. Also
-//! owns OnCall's `escape_payload` ([`escape_strings`]) and trigger truthiness ([`is_truthy`]).
-//! Compiled templates are cached by source, so rendering on the hot path does not re-parse.
-//!
-//! Depends on nothing else in the crate.
+//! One entry to the two engines a webhook can choose (`jinja`, `handlebars`): every render
+//! runs within the [`Limits`] (see `budget`) into an output capped per use (url, headers,
+//! body), and a failed render is counted by reason. Also owns OnCall's `escape_payload`
+//! ([`escape_strings`]) and trigger truthiness ([`is_truthy`]). Compiled templates are
+//! cached by source, so rendering on the hot path does not re-parse; text without template
+//! syntax skips the engines.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
-use handlebars::Handlebars;
-use minijinja::{AutoEscape, Environment, Error, ErrorKind};
+use prometheus::IntCounterVec;
 
-use super::filters;
+use super::budget::{Failure, Limits, Meter, Reason, Sink};
+use super::handlebars::Handlebars;
+use super::jinja::Jinja;
 use crate::model::Engine;
 
 /// Compiled templates kept per engine; the cache is emptied when it grows past this.
@@ -20,43 +21,41 @@ const TEMPLATE_CACHE_CAP: usize = 2048;
 /// Context values shorter than this are not redacted from error texts.
 const REDACT_MIN_LEN: usize = 3;
 
-/// Renders templates; cheap to clone (Arc inside), Send + Sync, built once at start.
+/// Renders templates within a budget; cheap to clone (Arc inside), Send + Sync, built once
+/// at start.
 #[derive(Clone)]
 pub struct Templates {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    /// Templates are registered under their own source text as name.
-    jinja: RwLock<JinjaCache>,
-    handlebars: RwLock<Handlebars<'static>>,
-}
-
-struct JinjaCache {
-    env: Environment<'static>,
-    len: usize,
-}
-
-impl Default for Templates {
-    fn default() -> Self {
-        Templates::new()
-    }
+    limits: Limits,
+    jinja: Jinja,
+    handlebars: Handlebars,
+    /// `webhookd_template_errors_total{reason}`.
+    errors: IntCounterVec,
 }
 
 impl Templates {
-    pub fn new() -> Templates {
-        let mut handlebars = Handlebars::new();
-        handlebars.register_escape_fn(handlebars::no_escape);
-        handlebars.set_strict_mode(false);
+    /// Engines whose every render runs within `limits`, counting failed renders in
+    /// `errors` (a counter vector with one `reason` label).
+    pub fn new(limits: Limits, errors: IntCounterVec) -> Templates {
+        for reason in Reason::ALL {
+            errors.with_label_values(&[reason.as_str()]);
+        }
         Templates {
             inner: Arc::new(Inner {
-                jinja: RwLock::new(JinjaCache {
-                    env: jinja_environment(),
-                    len: 0,
-                }),
-                handlebars: RwLock::new(handlebars),
+                jinja: Jinja::new(&limits),
+                handlebars: Handlebars::new(),
+                limits,
+                errors,
             }),
         }
+    }
+
+    /// The limits of every render.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// Compile-only check used by validation: Err(message) on a syntax error, e.g.
@@ -66,125 +65,71 @@ impl Templates {
             return Ok(());
         }
         match engine {
-            Engine::Jinja => self.compile_jinja(source),
-            Engine::Handlebars => self.compile_handlebars(source),
+            Engine::Jinja => self
+                .inner
+                .jinja
+                .compiled(source, TEMPLATE_CACHE_CAP)
+                .map(drop),
+            Engine::Handlebars => self
+                .inner
+                .handlebars
+                .compiled(source, TEMPLATE_CACHE_CAP)
+                .map(drop),
         }
     }
 
-    /// Renders `source` with `context` (a JSON object: the OnCall event_data). Err(message) on a
-    /// render error; the message never contains values from `context`.
+    /// Renders `source` with `context` (a JSON object: the OnCall event_data) into at most
+    /// `cap` bytes, within the limits. A failure is counted by reason; its message never
+    /// contains values from `context`.
     pub fn render(
         &self,
         engine: Engine,
         source: &str,
         context: &serde_json::Value,
-    ) -> Result<String, String> {
-        if is_plain(engine, source) {
-            return Ok(match engine {
-                Engine::Jinja => strip_trailing_newline(source).to_owned(),
-                Engine::Handlebars => source.to_owned(),
-            });
+        cap: usize,
+    ) -> Result<String, Failure> {
+        let result = self.render_uncounted(engine, source, context, cap);
+        if let Err(failure) = &result {
+            self.inner
+                .errors
+                .with_label_values(&[failure.reason.as_str()])
+                .inc();
         }
-        match engine {
-            Engine::Jinja => self.render_jinja(source, context),
-            Engine::Handlebars => self.render_handlebars(source, context),
-        }
+        result
     }
 
-    fn render_jinja(&self, source: &str, context: &serde_json::Value) -> Result<String, String> {
-        {
-            let cache = self
-                .inner
-                .jinja
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Ok(template) = cache.env.get_template(source) {
-                return template
-                    .render(context)
-                    .map_err(|err| redact(jinja_error(&err), context));
-            }
-        }
-        self.compile_jinja(source)?;
-        let cache = self
-            .inner
-            .jinja
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let template = cache
-            .env
-            .get_template(source)
-            .map_err(|e| jinja_error(&e))?;
-        template
-            .render(context)
-            .map_err(|err| redact(jinja_error(&err), context))
-    }
-
-    /// Compiles `source` into the cache unless it is there already.
-    fn compile_jinja(&self, source: &str) -> Result<(), String> {
-        let mut cache = self
-            .inner
-            .jinja
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if cache.env.get_template(source).is_ok() {
-            return Ok(());
-        }
-        if cache.len >= TEMPLATE_CACHE_CAP {
-            cache.env.clear_templates();
-            cache.len = 0;
-        }
-        cache
-            .env
-            .add_template_owned(source.to_owned(), source.to_owned())
-            .map_err(|err| jinja_error(&err))?;
-        cache.len += 1;
-        Ok(())
-    }
-
-    fn render_handlebars(
+    fn render_uncounted(
         &self,
+        engine: Engine,
         source: &str,
         context: &serde_json::Value,
-    ) -> Result<String, String> {
-        {
-            let registry = self
-                .inner
-                .handlebars
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            if registry.has_template(source) {
-                return registry
-                    .render(source, context)
-                    .map_err(|err| redact(handlebars_render_error(&err), context));
+        cap: usize,
+    ) -> Result<String, Failure> {
+        let meter = Meter::new(self.inner.limits, cap);
+        if is_plain(engine, source) {
+            let text = match engine {
+                Engine::Jinja => strip_trailing_newline(source),
+                Engine::Handlebars => source,
+            };
+            let mut sink = Sink::new(&meter);
+            return match sink.push(text.as_bytes()) {
+                Ok(()) => Ok(sink.into_string()),
+                Err(reason) => Err(Failure::exceeded(reason, &self.inner.limits, cap)),
+            };
+        }
+        let redact = |message| redact(message, context);
+        match engine {
+            Engine::Jinja => {
+                self.inner
+                    .jinja
+                    .render(source, context, &meter, TEMPLATE_CACHE_CAP, redact)
+            }
+            Engine::Handlebars => {
+                self.inner
+                    .handlebars
+                    .render(source, context, &meter, TEMPLATE_CACHE_CAP, redact)
             }
         }
-        self.compile_handlebars(source)?;
-        let registry = self
-            .inner
-            .handlebars
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        registry
-            .render(source, context)
-            .map_err(|err| redact(handlebars_render_error(&err), context))
-    }
-
-    /// Compiles `source` into the registry unless it is there already.
-    fn compile_handlebars(&self, source: &str) -> Result<(), String> {
-        let mut registry = self
-            .inner
-            .handlebars
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if registry.has_template(source) {
-            return Ok(());
-        }
-        if registry.get_templates().len() >= TEMPLATE_CACHE_CAP {
-            registry.clear_templates();
-        }
-        registry
-            .register_template_string(source, source)
-            .map_err(|err| handlebars_template_error(&err))
     }
 }
 
@@ -233,52 +178,6 @@ fn strip_trailing_newline(source: &str) -> &str {
     source.strip_suffix('\r').unwrap_or(source)
 }
 
-/// "Template Error: <reason> (line N)"; never the template name (it is the source text).
-fn jinja_error(err: &Error) -> String {
-    // "unable to calculate <lhs> <op> <rhs>" quotes operands, which may derive from the context.
-    let detail = err
-        .detail()
-        .map(|detail| match detail.strip_prefix("unable to calculate ") {
-            Some(_) => "unable to calculate (overflow or invalid operands)",
-            None => detail,
-        });
-    let mut message = match detail {
-        Some(detail) if err.kind() == ErrorKind::SyntaxError => {
-            format!("Template Error: {detail}")
-        }
-        Some(detail) => format!("Template Error: {}: {detail}", err.kind()),
-        None => format!("Template Error: {}", err.kind()),
-    };
-    if let Some(line) = err.line() {
-        message.push_str(&format!(" (line {line})"));
-    }
-    message
-}
-
-fn handlebars_template_error(err: &handlebars::TemplateError) -> String {
-    match err.pos() {
-        Some((line, column)) => {
-            format!(
-                "Template Error: {} (line {line}, column {column})",
-                err.reason()
-            )
-        }
-        None => format!("Template Error: {}", err.reason()),
-    }
-}
-
-fn handlebars_render_error(err: &handlebars::RenderError) -> String {
-    match (err.line_no, err.column_no) {
-        (Some(line), Some(column)) => {
-            format!(
-                "Template Error: {} (line {line}, column {column})",
-                err.reason()
-            )
-        }
-        _ => format!("Template Error: {}", err.reason()),
-    }
-}
-
 /// Engine error texts can quote values (e.g. "unable to calculate 1 + 2"); replace any scalar of
 /// the context found in `message`, so secrets in event data never reach stored error texts.
 fn redact(mut message: String, context: &serde_json::Value) -> String {
@@ -297,21 +196,6 @@ fn redact(mut message: String, context: &serde_json::Value) -> String {
     }
     walk(context, &mut message);
     message
-}
-
-/// The Jinja environment: Jinja's defaults (no autoescape, trim_blocks off, trailing newline
-/// dropped, lenient undefined), and OnCall's filters and
-/// formatter ([`filters`]).
-fn jinja_environment() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_debug(false);
-    env.set_auto_escape_callback(|_| AutoEscape::None);
-    env.set_keep_trailing_newline(false);
-    env.set_trim_blocks(false);
-    env.set_lstrip_blocks(false);
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
-    filters::register(&mut env);
-    env
 }
 
 #[cfg(test)]
@@ -343,11 +227,46 @@ pub(super) mod tests {
         })
     }
 
+    /// Engines with the default limits and a counter of their own.
+    pub(in crate::render) fn templates() -> Templates {
+        templates_within(Limits::with_body_limit(1024 * 1024))
+    }
+
+    pub(in crate::render) fn templates_within(limits: Limits) -> Templates {
+        let errors = IntCounterVec::new(
+            prometheus::Opts::new("template_errors_total", "failed renders"),
+            &["reason"],
+        )
+        .unwrap();
+        Templates::new(limits, errors)
+    }
+
+    impl Templates {
+        /// Renders into the body cap; the failure's message.
+        pub(in crate::render) fn text(
+            &self,
+            engine: Engine,
+            source: &str,
+            context: &serde_json::Value,
+        ) -> Result<String, String> {
+            self.render(engine, source, context, self.limits().body_bytes)
+                .map_err(|failure| failure.message)
+        }
+
+        /// Failed renders counted for `reason`.
+        pub(in crate::render) fn failures(&self, reason: Reason) -> u64 {
+            self.inner
+                .errors
+                .with_label_values(&[reason.as_str()])
+                .get()
+        }
+    }
+
     pub(in crate::render) fn jinja(
         source: &str,
         context: &serde_json::Value,
     ) -> Result<String, String> {
-        Templates::new().render(Engine::Jinja, source, context)
+        templates().text(Engine::Jinja, source, context)
     }
 
     pub(in crate::render) fn ok(source: &str) -> String {
@@ -410,11 +329,11 @@ pub(super) mod tests {
 
     #[test]
     fn handlebars_renders_without_html_escaping() {
-        let templates = Templates::new();
+        let templates = templates();
         let mut context = event();
         context["alert_group"]["title"] = json!("<b>\"A & B\"</b>");
         let out = templates
-            .render(
+            .text(
                 Engine::Handlebars,
                 "{{alert_group.title}} / {{alert_group.missing}} / {{#each alert_payload.commonLabels}}{{@key}}={{this}};{{/each}}",
                 &context,
@@ -428,7 +347,7 @@ pub(super) mod tests {
 
     #[test]
     fn check_rejects_syntax_errors_only() {
-        let templates = Templates::new();
+        let templates = templates();
         for bad in ["{{ foo ", "{% if %}", "{% for x in y %}", "{{ x | }}"] {
             let err = templates.check(Engine::Jinja, bad).unwrap_err();
             assert!(err.starts_with("Template Error: "), "{err}");
@@ -474,68 +393,238 @@ pub(super) mod tests {
 
     #[test]
     fn plain_text_skips_the_engines() {
-        let templates = Templates::new();
+        let templates = templates();
         let context = event();
         for source in ["https://example.com/hook", "{\"a\": 1}\n", "", "line\r\n"] {
-            let fast = templates.render(Engine::Jinja, source, &context).unwrap();
+            let fast = templates.text(Engine::Jinja, source, &context).unwrap();
             // Same output as the engine itself would give.
-            let env = jinja_environment();
+            let env = super::super::jinja::environment(templates.limits());
             let slow = env.render_str(source, &context).unwrap();
             assert_eq!(fast, slow, "{source:?}");
             assert_eq!(
                 templates
-                    .render(Engine::Handlebars, source, &context)
+                    .text(Engine::Handlebars, source, &context)
                     .unwrap(),
                 source
             );
         }
         // Nothing was compiled.
-        assert_eq!(templates.inner.jinja.read().unwrap().len, 0);
-        assert!(
-            templates
-                .inner
-                .handlebars
-                .read()
-                .unwrap()
-                .get_templates()
-                .is_empty()
-        );
+        assert_eq!(templates.inner.jinja.len(), 0);
+        assert_eq!(templates.inner.handlebars.len(), 0);
     }
 
     #[test]
     fn compiled_templates_are_cached_and_shared_by_clones() {
-        let templates = Templates::new();
+        let templates = templates();
         let clone = templates.clone();
         let source = "{{ alert_group.id }}";
         templates.check(Engine::Jinja, source).unwrap();
         for _ in 0..3 {
             assert_eq!(
-                clone.render(Engine::Jinja, source, &event()).unwrap(),
+                clone.text(Engine::Jinja, source, &event()).unwrap(),
                 "IZQERPWKWCGH1"
             );
         }
-        assert_eq!(templates.inner.jinja.read().unwrap().len, 1);
+        assert_eq!(templates.inner.jinja.len(), 1);
         let threads: Vec<_> = (0..4)
             .map(|i| {
                 let templates = templates.clone();
                 std::thread::spawn(move || {
                     templates
-                        .render(Engine::Handlebars, "{{n}}", &json!({ "n": i }))
+                        .text(Engine::Handlebars, "{{n}}", &json!({ "n": i }))
                         .unwrap()
                 })
             })
             .collect();
         let outs: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         assert_eq!(outs, ["0", "1", "2", "3"]);
+        assert_eq!(templates.inner.handlebars.len(), 1);
+    }
+
+    /// Runs `job` on a render pool thread, as the server does.
+    fn on_pool<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> T {
+        let pool = super::super::pool::Pool::start(1).unwrap();
+        futures::executor::block_on(pool.run(job)).expect("the job did not panic")
+    }
+
+    fn failure(engine: Engine, source: &'static str, context: serde_json::Value) -> Failure {
+        on_pool(move || {
+            // A wall time no test reaches, so the budget that stops the render is its own.
+            let templates = templates_within(Limits {
+                wall_time: std::time::Duration::from_secs(3600),
+                ..Limits::with_body_limit(1024 * 1024)
+            });
+            let failure = templates
+                .render(engine, source, &context, templates.limits().url_bytes)
+                .unwrap_err();
+            assert_eq!(templates.failures(failure.reason), 1, "{failure:?}");
+            failure
+        })
+    }
+
+    fn items(n: usize) -> serde_json::Value {
+        json!({ "items": (0..n).collect::<Vec<_>>() })
+    }
+
+    #[test]
+    fn a_recursive_handlebars_partial_is_a_depth_error() {
+        let failure = failure(
+            Engine::Handlebars,
+            r#"{{#*inline "p"}}{{> p}}{{/inline}}{{> p}}"#,
+            event(),
+        );
+        assert_eq!(failure.reason, Reason::Depth);
         assert_eq!(
+            failure.message,
+            "Template Error: the template nested or recursed deeper than 64 levels"
+        );
+    }
+
+    #[test]
+    fn nested_loops_run_out_of_fuel() {
+        let loops =
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}true";
+        assert_eq!(failure(Engine::Jinja, loops, event()).reason, Reason::Fuel);
+        let triple = "{% for a in items %}{% for b in items %}{% for c in items %}{% endfor %}{% endfor %}{% endfor %}";
+        assert_eq!(
+            failure(Engine::Jinja, triple, items(20_000)).reason,
+            Reason::Fuel
+        );
+        let each =
+            "{{#each items}}{{#each ../items}}{{#each ../../items}}{{/each}}{{/each}}{{/each}}";
+        let failure = failure(Engine::Handlebars, each, items(20_000));
+        assert_eq!(failure.reason, Reason::Fuel);
+        assert_eq!(
+            failure.message,
+            "Template Error: the template ran more than 1000000 steps"
+        );
+    }
+
+    #[test]
+    fn output_past_the_cap_stops_the_render() {
+        let url = failure(
+            Engine::Jinja,
+            r#"http://host/{{ "a" * 100000000 }}"#,
+            event(),
+        );
+        assert_eq!(url.reason, Reason::Output);
+        assert_eq!(
+            url.message,
+            "Template Error: the rendered text is longer than 8192 bytes"
+        );
+        // Output written piece by piece stops at the write that passes the cap.
+        let loop_output = "{% for i in range(100000) %}{{ i }}{% endfor %}";
+        assert_eq!(
+            failure(Engine::Jinja, loop_output, event()).reason,
+            Reason::Output
+        );
+        let each_output = "{{#each items}}{{this}}{{/each}}";
+        assert_eq!(
+            failure(Engine::Handlebars, each_output, items(20_000)).reason,
+            Reason::Output
+        );
+        let plain: &'static str = "x".repeat(9000).leak();
+        assert_eq!(
+            failure(Engine::Jinja, plain, event()).reason,
+            Reason::Output
+        );
+    }
+
+    #[test]
+    fn what_minijinja_contains_stays_contained() {
+        assert_eq!(
+            failure(
+                Engine::Jinja,
+                "{% for i in range(100000000) %}{% endfor %}",
+                event()
+            )
+            .reason,
+            Reason::Error
+        );
+        let recursive = "{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}";
+        assert_eq!(
+            failure(Engine::Jinja, recursive, event()).reason,
+            Reason::Depth
+        );
+        let huge = failure(Engine::Jinja, r#"{{ "x" * 1000000000 }}"#, event());
+        assert_eq!(huge.reason, Reason::Error);
+        assert!(huge.message.contains("too large"), "{huge:?}");
+        // The regex crate does not backtrack: no match, and at once.
+        let backtracking = "{{ ('a' * 100000 ~ 'b') | regex_search('(a+)+$') }}";
+        let rendered = on_pool(move || templates().text(Engine::Jinja, backtracking, &event()));
+        assert_eq!(rendered.unwrap(), "False");
+    }
+
+    #[test]
+    fn deep_handlebars_nesting_is_a_depth_error() {
+        let source: &'static str =
+            format!("{}x{}", "{{#if a}}".repeat(100), "{{/if}}".repeat(100)).leak();
+        let failure = failure(Engine::Handlebars, source, json!({"a": true}));
+        assert_eq!(failure.reason, Reason::Depth);
+    }
+
+    #[test]
+    fn a_render_past_its_wall_time_is_a_time_error() {
+        let failure = on_pool(|| {
+            let templates = templates_within(Limits {
+                wall_time: std::time::Duration::ZERO,
+                ..Limits::with_body_limit(1024)
+            });
             templates
-                .inner
-                .handlebars
-                .read()
-                .unwrap()
-                .get_templates()
-                .len(),
-            1
+                .render(Engine::Jinja, "{{ a }}", &json!({"a": 1}), 1024)
+                .unwrap_err()
+        });
+        assert_eq!(failure.reason, Reason::Time);
+        assert_eq!(
+            failure.message,
+            "Template Error: the template ran longer than 0 ms"
+        );
+    }
+
+    #[test]
+    fn budgeted_handlebars_keeps_blocks_partials_and_their_variables() {
+        let context = json!({
+            "name": "db",
+            "alerts": [{"id": "a1", "labels": {"sev": "high"}}, {"id": "a2", "labels": {}}],
+            "empty": []
+        });
+        let cases = [
+            (
+                "{{#each alerts}}{{@index}}{{#if @first}}F{{/if}}{{#if @last}}L{{/if}}={{id}}/{{../name}};{{/each}}",
+                "0F=a1/db;1L=a2/db;",
+            ),
+            (
+                "{{#each alerts as |alert i|}}{{i}}:{{alert.id}}{{#each alert.labels}}[{{@key}}={{this}}]{{/each}} {{/each}}",
+                "0:a1[sev=high] 1:a2 ",
+            ),
+            ("{{#each empty}}x{{else}}none{{/each}}", "none"),
+            ("{{#with alerts.[0]}}{{id}}{{/with}}", "a1"),
+            ("{{#unless empty}}u{{else}}not{{/unless}}", "u"),
+            ("{{lookup alerts.[1] \"id\"}}", "a2"),
+            (
+                "{{#*inline \"row\"}}<{{id}}>{{/inline}}{{#each alerts}}{{> row}}{{/each}}",
+                "<a1><a2>",
+            ),
+            (
+                "{{#*inline \"box\"}}[{{> @partial-block}}]{{/inline}}{{#> box}}in {{name}}{{/box}}",
+                "[in db]",
+            ),
+            ("{{#> missing}}fallback{{/missing}}", "fallback"),
+        ];
+        let templates = templates();
+        for (source, expected) in cases {
+            let rendered = templates.text(Engine::Handlebars, source, &context);
+            assert_eq!(rendered.as_deref(), Ok(expected), "{source}");
+        }
+        // A partial can only be one the template defines: other templates are not partials.
+        templates.check(Engine::Handlebars, "secret").unwrap();
+        templates.check(Engine::Handlebars, "{{name}}").unwrap();
+        let err = templates
+            .text(Engine::Handlebars, "{{> [{{name}}] }}", &context)
+            .unwrap_err();
+        assert!(
+            err.contains("not found") || err.contains("Partial"),
+            "{err}"
         );
     }
 }

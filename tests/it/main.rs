@@ -7,6 +7,7 @@ mod cli;
 mod delivery;
 mod delivery_features;
 mod fairness;
+mod hostile_templates;
 mod rest_cloudflare;
 mod rest_events;
 mod rest_oncall;

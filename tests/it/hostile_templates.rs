@@ -1,0 +1,212 @@
+//! Templates are code written by tenants. An attacker's webhooks with templates that recurse,
+//! loop for hours or render 100 MB are each recorded as a template error, while the server
+//! keeps answering health checks and CRUD at once and another account's events are delivered.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::*;
+use webhookd::grpc::pb;
+
+/// How long a health check or a GetWebhook may take while hostile templates render.
+const RESPONSIVE: Duration = Duration::from_millis(100);
+
+/// The attacker's webhooks, one per hostile case.
+fn hostile_webhooks(url: &str) -> Vec<pb::Webhook> {
+    let nested_ranges =
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}";
+    let hostile = |name: &str, engine: &str| pb::Webhook {
+        forward_all: Some(false),
+        template_engine: engine.into(),
+        ..webhook(name, url)
+    };
+    vec![
+        pb::Webhook {
+            data: Some(r#"{{#*inline "p"}}{{> p}}{{/inline}}{{> p}}"#.into()),
+            ..hostile("recursive partial", "handlebars")
+        },
+        pb::Webhook {
+            trigger_template: Some(format!("{nested_ranges}true")),
+            ..hostile("endless trigger", "jinja")
+        },
+        pb::Webhook {
+            headers: Some(format!(r#"{{"x": "{nested_ranges}"}}"#)),
+            ..hostile("endless headers", "jinja")
+        },
+        pb::Webhook {
+            data: Some(
+                "{% for a in items %}{% for b in items %}{% for c in items %}{% endfor %}{% endfor %}{% endfor %}"
+                    .into(),
+            ),
+            ..hostile("triple for", "jinja")
+        },
+        pb::Webhook {
+            data: Some(
+                "{{#each items}}{{#each ../items}}{{#each ../../items}}{{/each}}{{/each}}{{/each}}"
+                    .into(),
+            ),
+            ..hostile("triple each", "handlebars")
+        },
+        pb::Webhook {
+            url: format!(r#"{url}/{{{{ "a" * 100000000 }}}}"#),
+            ..hostile("100 MB url", "jinja")
+        },
+    ]
+}
+
+/// Event data with a 20,000-item list.
+fn big_event() -> serde_json::Value {
+    json!({
+        "alert_group": {"id": "I1", "title": "hostile"},
+        "items": (0..20_000).collect::<Vec<_>>(),
+    })
+}
+
+async fn healthz_answers_at_once(server: &TestServer) {
+    let started = Instant::now();
+    let (status, _) = tokio::time::timeout(
+        RESPONSIVE,
+        http_json(
+            Method::GET,
+            &format!("http://{}/healthz", server.http_addr),
+            None,
+            None,
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("/healthz took longer than {RESPONSIVE:?}"));
+    assert_eq!(status, StatusCode::OK, "after {:?}", started.elapsed());
+}
+
+async fn get_webhook_answers_at_once(server: &TestServer, token: &str, id: &str) {
+    let mut client = server.webhooks().await;
+    let got = tokio::time::timeout(
+        RESPONSIVE,
+        client.get_webhook(authed(token, pb::GetWebhookRequest { id: id.into() })),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("GetWebhook took longer than {RESPONSIVE:?}"))
+    .unwrap()
+    .into_inner();
+    assert_eq!(got.id, id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_templates_are_template_errors_and_the_server_stays_responsive() {
+    let server = TestServer::start().await;
+    let attacker_sink = Receiver::start().await;
+    let victim_sink = Receiver::start().await;
+    let attacker = server.writer("mallory").await;
+    let victim = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+
+    let mut hostile = Vec::new();
+    for hook in hostile_webhooks(&attacker_sink.url("/hook")) {
+        hostile.push(create(&mut client, &attacker, hook).await);
+    }
+    let victim_hook = create(
+        &mut client,
+        &victim,
+        webhook("victim", &victim_sink.url("/hook")),
+    )
+    .await;
+
+    // Two events of the attacker: twelve hostile renders.
+    let emits: Vec<_> = (0..2)
+        .map(|_| {
+            let mut client = client.clone();
+            let attacker = attacker.clone();
+            tokio::spawn(async move {
+                emit_all(&mut client, &attacker, "alert group created", big_event()).await
+            })
+        })
+        .collect();
+
+    // While they render: health, CRUD and another account's events answer at once.
+    let victim_emit = {
+        let mut client = client.clone();
+        let victim = victim.clone();
+        tokio::spawn(async move {
+            emit_all(
+                &mut client,
+                &victim,
+                "alert group created",
+                json!({"alert_group": {"id": "V1"}}),
+            )
+            .await
+        })
+    };
+    while !victim_emit.is_finished() || emits.iter().any(|e| !e.is_finished()) {
+        healthz_answers_at_once(&server).await;
+        get_webhook_answers_at_once(&server, &victim, &victim_hook.id).await;
+        get_webhook_answers_at_once(&server, &attacker, &hostile[0].id).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let victim_statuses = victim_emit.await.unwrap();
+    assert_eq!(states(&victim_statuses), ["QUEUED", "SUCCEEDED"]);
+    assert_eq!(victim_sink.next().await.json()["alert_group"]["id"], "V1");
+
+    for emit in emits {
+        let statuses = emit.await.unwrap();
+        let failed = states(&statuses).iter().filter(|s| **s == "FAILED").count();
+        assert_eq!(failed, hostile.len(), "{statuses:?}");
+    }
+    attacker_sink.assert_quiet().await;
+
+    // Each one is logged like OnCall logs a template error, and the log stays small.
+    let expected = [
+        (
+            "recursive partial",
+            "Data",
+            "nested or recursed deeper than",
+        ),
+        ("endless trigger", "Trigger", "ran more than"),
+        ("endless headers", "Headers", "ran more than"),
+        ("triple for", "Data", "ran more than"),
+        ("triple each", "Data", "ran more than"),
+        (
+            "100 MB url",
+            "URL",
+            "rendered text is longer than 8192 bytes",
+        ),
+    ];
+    for (hook, (name, template, reason)) in hostile.iter().zip(expected) {
+        assert_eq!(hook.name, name);
+        let log = responses(&mut client, &attacker, &hook.id).await;
+        assert_eq!(log.len(), 2, "{name}");
+        for entry in &log {
+            assert_eq!(entry.status_code, None, "{name}");
+            assert_eq!(entry.content, None, "{name}");
+            let data = entry.request_data.as_deref().unwrap();
+            // A budget is a wall time too: a slow machine may stop a loop by time first.
+            let stopped = data.contains(reason) || data.contains("ran longer than");
+            assert!(data.starts_with(template) && stopped, "{name}: {data}");
+            assert!(
+                entry.url.len() < 1024,
+                "{name}: a {} byte url",
+                entry.url.len()
+            );
+        }
+    }
+
+    // And counted by reason, without user data in the labels.
+    let (status, _, metrics) = http_raw(
+        Method::GET,
+        &format!("http://{}/metrics", server.http_addr),
+        None,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let failed: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("webhookd_template_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(failed, 12.0, "{metrics}");
+    assert!(metrics.contains(r#"webhookd_template_errors_total{reason="depth"} 2"#));
+    assert!(metrics.contains(r#"webhookd_template_errors_total{reason="output_size"} 2"#));
+}
