@@ -4,11 +4,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Where webhookd persists its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// The embedded sled database in the data directory.
+    Sled,
+}
+
 /// Settings of one webhookd process.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Directory of the sled database, admin.token and other state.
     pub data_dir: PathBuf,
+    /// The storage backend.
+    pub store: StoreBackend,
     /// Admin token from WEBHOOKD_ADMIN_TOKEN; None = read or generate `<data_dir>/admin.token`.
     pub admin_token: Option<String>,
     /// Key file encrypting webhook secrets at rest; None = `<data_dir>/secret.key`.
@@ -49,6 +58,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             data_dir: data_dir.into(),
+            store: StoreBackend::Sled,
             admin_token: None,
             secret_key_file: None,
             allow_private_targets: false,

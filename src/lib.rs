@@ -10,7 +10,8 @@
 //! - [`ids`]: external identifiers (prefix + sortable base32 of a u64).
 //! - [`userinfo`]: credentials embedded in URLs: masked in output, sent as basic auth.
 //! - [`metrics`]: Prometheus metrics shared by core and delivery.
-//! - [`store`]: the `Store` trait and its sled implementation, the only user of sled.
+//! - [`store`]: the backend-neutral async `Store` trait, the `Sealed` layer encrypting
+//!   secrets over any backend, and the backends (`store::sled`, the only user of sled).
 //! - [`render`]: event -> requests: matching, Jinja (minijinja) and handlebars templates,
 //!   OnCall's filters, destination formatters.
 //! - [`delivery`]: HTTP client, SSRF guard, signing, retry policy, worker, status hub.

@@ -13,6 +13,7 @@ use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use webhookd::Config;
+use webhookd::config::StoreBackend;
 use webhookd::delivery::retry::parse_schedule;
 
 /// webhookd: outgoing webhooks with a gRPC API, an embedded store, and OnCall- and
@@ -41,6 +42,15 @@ struct ServeArgs {
     /// Directory of the embedded database and the generated admin token.
     #[arg(long, env = "WEBHOOKD_DATA_DIR", default_value = "./webhookd-data")]
     data_dir: PathBuf,
+    /// Storage backend: `sled` (the embedded database in --data-dir) or a PostgreSQL URL,
+    /// postgres://user:password@host:port/database (?sslmode= accepted).
+    #[arg(
+        long,
+        env = "WEBHOOKD_STORE",
+        default_value = "sled",
+        hide_env_values = true
+    )]
+    store: String,
     /// Address of the gRPC API (WebhookService, AdminService, reflection, health).
     #[arg(long, env = "WEBHOOKD_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     grpc_addr: SocketAddr,
@@ -129,11 +139,28 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
+/// The backend `--store` names. Errors never repeat the value: it may hold a password.
+fn store_backend(value: &str) -> Result<StoreBackend, String> {
+    let value = value.trim();
+    if value == "sled" {
+        return Ok(StoreBackend::Sled);
+    }
+    if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        return Err(
+            "--store: this webhookd is built without the PostgreSQL backend; use --store sled"
+                .into(),
+        );
+    }
+    Err("--store: expected `sled` or postgres://user:password@host:port/database".into())
+}
+
 async fn serve(args: ServeArgs) -> Result<(), String> {
     init_logging(args.log_format);
+    let store = store_backend(&args.store)?;
     let grpc = bind(args.grpc_addr, "gRPC").await?;
     let http = bind(args.http_addr, "HTTP").await?;
     let mut config = Config::new(args.data_dir);
+    config.store = store;
     config.admin_token = args.admin_token;
     config.secret_key_file = args.secret_key_file;
     config.allow_private_targets = args.allow_private_targets;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, StoreBackend};
 use crate::core::Service;
 use crate::delivery::client::HttpClient;
 use crate::delivery::hub::Hub;
@@ -18,7 +18,7 @@ use crate::delivery::ssrf::TargetPolicy;
 use crate::delivery::worker::{Worker, resume};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::store::{SecretBox, SledStore, Store};
+use crate::store::{Sealed, SecretBox, SledStore, Store};
 
 /// File of the generated admin token inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -124,11 +124,17 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| config.data_dir.join(SECRET_KEY_FILE));
     let secrets = SecretBox::load_or_create(&key_file)?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir, secrets)?);
+    let metrics = Arc::new(Metrics::new());
+    let backend: Arc<dyn Store> = match config.store {
+        StoreBackend::Sled => Arc::new(SledStore::open(
+            &config.data_dir,
+            metrics.flush_seconds.clone(),
+        )?),
+    };
+    let store: Arc<dyn Store> = Arc::new(Sealed::new(backend, secrets));
     let admin_token = admin_token(&config)?;
     let config = Arc::new(config);
     let hub = Arc::new(Hub::default());
-    let metrics = Arc::new(Metrics::new());
     let scheduler = Arc::new(Scheduler::new(Limits {
         per_webhook: config.per_webhook_concurrency,
         breaker_threshold: config.breaker_threshold,
@@ -156,7 +162,7 @@ pub async fn run(
         Arc::clone(&metrics),
         &admin_token,
     )?;
-    let webhooks = store.count_all_webhooks()?;
+    let webhooks = store.count_all_webhooks().await?;
 
     let grpc_addr = grpc_listener
         .local_addr()
@@ -183,8 +189,8 @@ pub async fn run(
     // must not delay start-up); the summary line follows once they are queued.
     let resumed = {
         let (store, config) = (Arc::clone(&store), Arc::clone(&config));
-        tokio::task::spawn_blocking(move || {
-            let pending = resume(store.as_ref(), &scheduler)?;
+        tokio::spawn(async move {
+            let pending = resume(store.as_ref(), &scheduler).await?;
             tracing::info!(
                 grpc = %grpc_addr, http = %http_addr, data_dir = %config.data_dir.display(),
                 webhooks, pending_deliveries = pending, "webhookd is serving"
@@ -201,9 +207,7 @@ pub async fn run(
     let http_result = http_task.await;
     shutdown.cancel();
     let _ = worker_task.await;
-    let flushed = tokio::task::spawn_blocking(move || store.flush())
-        .await
-        .map_err(|e| Error::Internal(format!("flush task: {e}")))?;
+    let flushed = store.flush().await;
     match grpc_result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(Error::Internal(format!("gRPC server: {e}"))),

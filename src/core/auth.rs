@@ -81,10 +81,10 @@ fn admin_token_on_account_route() -> Error {
 impl Service {
     /// The caller identified by an Authorization value (an account token; the admin token is
     /// refused with a message saying what it is).
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller> {
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller> {
         let token = presented_token(authorization)?;
         let presented = hash_token(token);
-        let Some(stored) = self.store.token_by_hash(&presented)? else {
+        let Some(stored) = self.store.token_by_hash(&presented).await? else {
             return Err(if self.is_admin_hash(&presented) {
                 admin_token_on_account_route()
             } else {
@@ -154,12 +154,11 @@ impl Service {
         }
         let token = generate_token();
         let stored = ApiToken {
-            id: self.store.next_id()?,
+            id: self.store.next_id().await?,
             account_id: account_id.to_string(),
             scopes: parsed,
         };
-        self.store.put_token(&hash_token(&token), &stored)?;
-        self.commit.durable().await?;
+        self.store.put_token(&hash_token(&token), &stored).await?;
         Ok((stored, token))
     }
 
@@ -170,10 +169,10 @@ impl Service {
             id: id.to_string(),
         };
         let n = ids::parse(Kind::Token, id).ok_or_else(not_found)?;
-        if !self.store.delete_token(n)? {
+        if !self.store.delete_token(n).await? {
             return Err(not_found());
         }
-        self.commit.durable().await
+        Ok(())
     }
 }
 

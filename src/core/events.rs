@@ -8,14 +8,14 @@ use std::collections::{HashSet, VecDeque};
 
 use serde_json::{Map, Value};
 
-use super::{Caller, Service};
+use super::{Caller, Page, Service};
 use crate::delivery::hub::Subscription;
 use crate::delivery::scheduler::Entry;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
 use crate::model::{Delivery, DeliveryState, DeliveryUpdate, Event, Scope, Webhook, now_ms};
 use crate::render::{Plan, Planned, matcher};
-use crate::store::{IdempotencyKey, InsertOutcome, Page};
+use crate::store::{IdempotencyKey, InsertOutcome, NewEvent};
 
 /// How long an idempotency key returns its first event.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -156,12 +156,12 @@ impl Service {
     pub async fn emit(&self, caller: &Caller, request: EmitRequest) -> Result<StatusStream> {
         caller.require(Scope::Write)?;
         self.validate_emit(&request)?;
-        let webhooks = self.account_webhooks(caller)?;
+        let webhooks = self.account_webhooks(caller).await?;
         let prepared = self.prepare(caller, request, &webhooks).await?;
         let subscription = self.hub.subscribe(prepared.event.id);
-        match self.write(caller, &prepared)? {
+        let outcomes = self.write(caller, std::slice::from_ref(&prepared)).await?;
+        match outcomes[0] {
             InsertOutcome::Inserted => {
-                self.commit.durable().await?;
                 self.accepted(std::iter::once(&prepared));
                 let initial = prepared.deliveries.iter().map(initial_update).collect();
                 Ok(StatusStream::new(prepared.event.id, initial, subscription))
@@ -197,7 +197,7 @@ impl Service {
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
-        let webhooks = self.account_webhooks(caller)?;
+        let webhooks = self.account_webhooks(caller).await?;
         let prepared =
             futures::future::try_join_all(requests.into_iter().enumerate().map(|(i, request)| {
                 let webhooks = &webhooks;
@@ -213,11 +213,7 @@ impl Service {
                 }
             }))
             .await?;
-        let mut outcomes = Vec::with_capacity(prepared.len());
-        for event in &prepared {
-            outcomes.push(self.write(caller, event)?);
-        }
-        self.commit.durable().await?;
+        let outcomes = self.write(caller, &prepared).await?;
         self.accepted(
             prepared
                 .iter()
@@ -225,33 +221,29 @@ impl Service {
                 .filter(|(_, outcome)| **outcome == InsertOutcome::Inserted)
                 .map(|(p, _)| p),
         );
-        prepared
-            .iter()
-            .zip(outcomes)
-            .map(|(p, outcome)| match outcome {
-                InsertOutcome::Inserted => Ok(Emitted {
+        let mut emitted = Vec::with_capacity(prepared.len());
+        for (p, outcome) in prepared.iter().zip(outcomes) {
+            emitted.push(match outcome {
+                InsertOutcome::Inserted => Emitted {
                     event_id: p.event.id,
                     duplicate: false,
                     deliveries: p.deliveries.iter().map(initial_update).collect(),
-                }),
-                InsertOutcome::Duplicate(first) => Ok(Emitted {
+                },
+                InsertOutcome::Duplicate(first) => Emitted {
                     event_id: first,
                     duplicate: true,
-                    deliveries: self.current_updates(first)?,
-                }),
-            })
-            .collect()
+                    deliveries: self.current_updates(first).await?,
+                },
+            });
+        }
+        Ok(emitted)
     }
 
     /// Every webhook of the caller's account (the candidates an event is matched against).
-    fn account_webhooks(&self, caller: &Caller) -> Result<Vec<Webhook>> {
-        self.store.list_webhooks(
-            &caller.account_id,
-            Page {
-                limit: usize::MAX,
-                ..Page::default()
-            },
-        )
+    async fn account_webhooks(&self, caller: &Caller) -> Result<Vec<Webhook>> {
+        self.store
+            .list_webhooks(&caller.account_id, Page::ALL.stored())
+            .await
     }
 
     /// Stamps a validated event, checks its size, matches it and plans its deliveries (the
@@ -299,7 +291,7 @@ impl Service {
             )
             .await
             .ok_or_else(|| Error::Internal("rendering the event's templates failed".into()))?;
-        let event_id = self.store.next_id()?;
+        let event_id = self.store.next_id().await?;
         let mut deliveries = Vec::new();
         for (webhook, plan) in matched.iter().zip(plans) {
             let new_delivery = |id: u64, url: String| Delivery {
@@ -318,7 +310,8 @@ impl Service {
             };
             match plan {
                 Plan::Skip(reason) => {
-                    let mut delivery = new_delivery(self.store.next_id()?, webhook.url.clone());
+                    let id = self.store.next_id().await?;
+                    let mut delivery = new_delivery(id, webhook.url.clone());
                     delivery.state = DeliveryState::Skipped;
                     delivery.last_error = reason;
                     deliveries.push(delivery);
@@ -331,7 +324,8 @@ impl Service {
                     // templates rendering alike) are one delivery: same request, same receiver.
                     let mut seen = HashSet::new();
                     for target in targets.into_iter().filter(|t| seen.insert(t.url.clone())) {
-                        let mut delivery = new_delivery(self.store.next_id()?, target.url);
+                        let id = self.store.next_id().await?;
+                        let mut delivery = new_delivery(id, target.url);
                         delivery.request_trigger = request_trigger.clone();
                         match target.request {
                             Ok(r) => delivery.request = Some(r),
@@ -357,20 +351,21 @@ impl Service {
         })
     }
 
-    /// Writes a prepared event (not yet durable), unless its idempotency key is taken.
-    fn write(&self, caller: &Caller, prepared: &Prepared) -> Result<InsertOutcome> {
-        self.store.insert_event(
-            &prepared.event,
-            &prepared.deliveries,
-            prepared
-                .idempotency_key
-                .as_deref()
-                .map(|key| IdempotencyKey {
+    /// Writes prepared events durably, each unless its idempotency key is taken.
+    async fn write(&self, caller: &Caller, prepared: &[Prepared]) -> Result<Vec<InsertOutcome>> {
+        let events: Vec<NewEvent<'_>> = prepared
+            .iter()
+            .map(|p| NewEvent {
+                event: &p.event,
+                deliveries: &p.deliveries,
+                idempotency: p.idempotency_key.as_deref().map(|key| IdempotencyKey {
                     account_id: &caller.account_id,
                     key,
                     ttl_ms: IDEMPOTENCY_TTL_MS,
                 }),
-        )
+            })
+            .collect();
+        self.store.insert_events(&events).await
     }
 
     /// Counts durable new events and hands their deliveries to the scheduler.
@@ -392,25 +387,26 @@ impl Service {
     }
 
     /// The current state of each delivery of an event, as initial stream messages.
-    fn current_updates(&self, event_id: u64) -> Result<Vec<DeliveryUpdate>> {
+    async fn current_updates(&self, event_id: u64) -> Result<Vec<DeliveryUpdate>> {
         let event = self
             .store
-            .get_event(event_id)?
+            .get_event(event_id)
+            .await?
             .ok_or_else(|| Error::Internal("idempotency key names a missing event".into()))?;
         let mut updates = Vec::new();
         for id in &event.delivery_ids {
-            if let Some(delivery) = self.store.get_delivery(*id)? {
+            if let Some(delivery) = self.store.get_delivery(*id).await? {
                 updates.push(initial_update(&delivery));
             }
         }
         Ok(updates)
     }
 
-    /// The status stream of an earlier event (an idempotent repeat).
+    /// The status stream of an earlier event (an idempotent repeat; `insert_events` made it
+    /// durable).
     async fn replay(&self, event_id: u64) -> Result<StatusStream> {
         let subscription = self.hub.subscribe(event_id);
-        self.commit.durable().await?;
-        let initial = self.current_updates(event_id)?;
+        let initial = self.current_updates(event_id).await?;
         Ok(StatusStream::new(event_id, initial, subscription))
     }
 
@@ -422,16 +418,18 @@ impl Service {
             id: delivery_id.to_string(),
         };
         let n = ids::parse(Kind::Delivery, delivery_id).ok_or_else(not_found)?;
-        let original = self.store.get_delivery(n)?.ok_or_else(not_found)?;
-        let webhook = self.store.get_webhook(original.webhook_id)?;
+        let original = self.store.get_delivery(n).await?.ok_or_else(not_found)?;
+        let webhook = self.store.get_webhook(original.webhook_id).await?;
         if webhook.is_none_or(|w| w.account_id != caller.account_id) {
             return Err(not_found());
         }
-        let (due_ms, id) = self.queue_copy(&original)?;
-        self.commit.durable().await?;
+        let copy = self.fresh_copy(&original).await?;
+        self.store
+            .insert_deliveries(std::slice::from_ref(&copy))
+            .await?;
         self.scheduler
-            .schedule(Entry::due(due_ms, id, original.webhook_id));
-        Ok(id)
+            .schedule(Entry::due(copy.next_attempt_ms, copy.id, copy.webhook_id));
+        Ok(copy.id)
     }
 
     /// Queues a fresh attempt of every failed delivery of a webhook whose last attempt was
@@ -443,56 +441,52 @@ impl Service {
         since_ms: i64,
     ) -> Result<Vec<u64>> {
         caller.require(Scope::Write)?;
-        let webhook = self.owned_webhook(caller, webhook_id)?;
+        let webhook = self.owned_webhook(caller, webhook_id).await?;
         let mut seen = HashSet::new();
         let mut queued = Vec::new();
-        let page = Page {
-            limit: usize::MAX,
-            ..Page::default()
-        };
-        for (_, record) in self.store.list_responses(webhook.id, page)? {
+        let log = self
+            .store
+            .list_responses(webhook.id, Page::ALL.stored())
+            .await?;
+        for (_, record) in log {
             if record.timestamp_ms < since_ms {
                 break;
             }
             if !seen.insert(record.delivery_id) {
                 continue;
             }
-            if let Some(delivery) = self.store.get_delivery(record.delivery_id)? {
+            if let Some(delivery) = self.store.get_delivery(record.delivery_id).await? {
                 if delivery.state == DeliveryState::Failed {
-                    queued.push(self.queue_copy(&delivery)?);
+                    queued.push(self.fresh_copy(&delivery).await?);
                 }
             }
         }
-        self.commit.durable().await?;
+        self.store.insert_deliveries(&queued).await?;
         self.scheduler.schedule_all(
             queued
                 .iter()
-                .map(|&(due, id)| Entry::due(due, id, webhook.id)),
+                .map(|d| Entry::due(d.next_attempt_ms, d.id, d.webhook_id)),
         );
-        Ok(queued.into_iter().map(|(_, id)| id).collect())
+        Ok(queued.into_iter().map(|d| d.id).collect())
     }
 
-    /// Writes a new QUEUED delivery with the same request as `original`; returns its
-    /// (due time, id) for the scheduler.
-    fn queue_copy(&self, original: &Delivery) -> Result<(i64, u64)> {
+    /// A new QUEUED delivery with the same request as `original`, to be written.
+    async fn fresh_copy(&self, original: &Delivery) -> Result<Delivery> {
         if original.state == DeliveryState::Skipped {
             return Err(Error::invalid(
                 "delivery_id",
                 "the delivery was skipped by the webhook's filters; there is nothing to send",
             ));
         }
-        let copy = Delivery {
-            id: self.store.next_id()?,
+        Ok(Delivery {
+            id: self.store.next_id().await?,
             state: DeliveryState::Queued,
             attempts: 0,
             next_attempt_ms: now_ms(),
             last_status_code: None,
             last_error: String::new(),
             ..original.clone()
-        };
-        self.store
-            .insert_deliveries(original.event_id, std::slice::from_ref(&copy))?;
-        Ok((copy.next_attempt_ms, copy.id))
+        })
     }
 }
 

@@ -18,15 +18,43 @@ use crate::delivery::scheduler::Scheduler;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::render::{Limits, Renderer, Templates};
-use crate::store::{GroupCommit, Store};
+use crate::store::{self, Store};
 
 pub use auth::Caller;
+
+/// Which slice of a listing to return: skip `offset` items after the cursor, then up to
+/// `limit`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Page {
+    /// Start after this item's key (opaque to callers; taken from a previous page).
+    pub after: Option<u64>,
+    /// Items to skip (page-number pagination).
+    pub offset: usize,
+    /// Items to return at most.
+    pub limit: usize,
+}
+
+impl Page {
+    /// Every item.
+    pub const ALL: Page = Page {
+        after: None,
+        offset: 0,
+        limit: usize::MAX,
+    };
+
+    fn stored(self) -> store::Page {
+        store::Page {
+            after: self.after,
+            offset: self.offset,
+            limit: self.limit,
+        }
+    }
+}
 
 /// The core shared by every transport; cheap to clone.
 #[derive(Clone)]
 pub struct Service {
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) commit: GroupCommit,
     pub(crate) hub: Arc<Hub>,
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) templates: Renderer,
@@ -36,7 +64,7 @@ pub struct Service {
 }
 
 impl Service {
-    /// Assembles the core over its parts (and starts the store's flusher thread).
+    /// Assembles the core over its parts.
     pub fn new(
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
@@ -53,7 +81,6 @@ impl Service {
         let templates = Renderer::start(templates, threads)
             .map_err(|e| Error::Internal(format!("cannot start the render threads: {e}")))?;
         Ok(Service {
-            commit: GroupCommit::start(Arc::clone(&store), Arc::clone(&metrics))?,
             metrics,
             store,
             hub,

@@ -29,12 +29,10 @@ impl Service {
         let keys_before = now - IDEMPOTENCY_TTL_MS;
         let mut total = Pruned::default();
         for _ in 0..RUN_PASSES {
-            let store = std::sync::Arc::clone(&self.store);
-            let pass = tokio::task::spawn_blocking(move || {
-                store.prune(events_before, keys_before, PASS_BUDGET)
-            })
-            .await
-            .map_err(|e| crate::error::Error::Internal(format!("retention task: {e}")))??;
+            let pass = self
+                .store
+                .prune(events_before, keys_before, PASS_BUDGET)
+                .await?;
             total.events += pass.events;
             total.idempotency_keys += pass.idempotency_keys;
             self.metrics.pruned_events.inc_by(pass.events);

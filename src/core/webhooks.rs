@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Caller, Service};
+use super::{Caller, Page, Service};
 use crate::delivery::{retry, signing};
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
@@ -15,7 +15,6 @@ use crate::model::{
 };
 use crate::render::formatters;
 use crate::render::matcher;
-use crate::store::Page;
 use crate::userinfo;
 
 /// OnCall's trigger types (`escalation step` is OnCall's newer name of `escalation`).
@@ -148,16 +147,16 @@ impl Service {
     }
 
     /// The caller's webhook `id`; NOT_FOUND for unknown ids and other accounts' webhooks.
-    pub(crate) fn owned_webhook(&self, caller: &Caller, id: &str) -> Result<Webhook> {
+    pub(crate) async fn owned_webhook(&self, caller: &Caller, id: &str) -> Result<Webhook> {
         let n = Self::parse_webhook_id(id)?;
-        match self.store.get_webhook(n)? {
+        match self.store.get_webhook(n).await? {
             Some(w) if w.account_id == caller.account_id => Ok(w),
             _ => Err(Error::webhook_not_found(id)),
         }
     }
 
-    fn view(&self, webhook: Webhook) -> Result<WebhookView> {
-        let stats = self.store.webhook_stats(webhook.id)?;
+    async fn view(&self, webhook: Webhook) -> Result<WebhookView> {
+        let stats = self.store.webhook_stats(webhook.id).await?;
         Ok(WebhookView { webhook, stats })
     }
 
@@ -220,21 +219,20 @@ impl Service {
         if infer_destination {
             webhook.destination_type = formatters::infer_destination(&webhook.url);
         }
-        self.check_unique_name(&webhook)?;
-        webhook.id = self.store.next_id()?;
-        self.store.put_webhook(&webhook)?;
-        self.commit.durable().await?;
-        self.view(webhook)
+        self.check_unique_name(&webhook).await?;
+        webhook.id = self.store.next_id().await?;
+        self.store.put_webhook(&webhook).await?;
+        self.view(webhook).await
     }
 
     /// A webhook of the caller's account.
-    pub fn get_webhook(&self, caller: &Caller, id: &str) -> Result<WebhookView> {
+    pub async fn get_webhook(&self, caller: &Caller, id: &str) -> Result<WebhookView> {
         caller.require(Scope::Read)?;
-        self.view(self.owned_webhook(caller, id)?)
+        self.view(self.owned_webhook(caller, id).await?).await
     }
 
     /// A page of the caller's webhooks in creation order; `name` filters exactly.
-    pub fn list_webhooks(
+    pub async fn list_webhooks(
         &self,
         caller: &Caller,
         page: Page,
@@ -242,30 +240,24 @@ impl Service {
     ) -> Result<Listing<WebhookView>> {
         caller.require(Scope::Read)?;
         if let Some(name) = name {
-            let all = self.store.list_webhooks(
-                &caller.account_id,
-                Page {
-                    limit: usize::MAX,
-                    ..Page::default()
-                },
-            )?;
+            let all = self
+                .store
+                .list_webhooks(&caller.account_id, Page::ALL.stored())
+                .await?;
             let matching: Vec<Webhook> = all.into_iter().filter(|w| w.name == name).collect();
             let total = matching.len();
-            let items = matching
-                .into_iter()
-                .skip(page.offset)
-                .take(page.limit)
-                .map(|w| self.view(w))
-                .collect::<Result<_>>()?;
+            let mut items = Vec::new();
+            for webhook in matching.into_iter().skip(page.offset).take(page.limit) {
+                items.push(self.view(webhook).await?);
+            }
             return Ok(Listing { items, total });
         }
-        let total = self.store.count_webhooks(&caller.account_id)?;
-        let items = self
-            .store
-            .list_webhooks(&caller.account_id, page)?
-            .into_iter()
-            .map(|w| self.view(w))
-            .collect::<Result<_>>()?;
+        let total = self.store.count_webhooks(&caller.account_id).await?;
+        let mut items = Vec::new();
+        let page = page.stored();
+        for webhook in self.store.list_webhooks(&caller.account_id, page).await? {
+            items.push(self.view(webhook).await?);
+        }
         Ok(Listing { items, total })
     }
 
@@ -277,7 +269,7 @@ impl Service {
         patch: WebhookPatch,
     ) -> Result<WebhookView> {
         caller.require(Scope::Write)?;
-        let mut webhook = self.owned_webhook(caller, id)?;
+        let mut webhook = self.owned_webhook(caller, id).await?;
         let enabling = patch.is_webhook_enabled == Some(true);
         let violations = self.apply(&mut webhook, patch);
         if !violations.is_empty() {
@@ -286,39 +278,40 @@ impl Service {
         if enabling {
             webhook.disabled_reason.clear();
         }
-        self.check_unique_name(&webhook)?;
-        self.store.put_webhook(&webhook)?;
-        self.commit.durable().await?;
-        self.view(webhook)
+        self.check_unique_name(&webhook).await?;
+        self.store.put_webhook(&webhook).await?;
+        self.view(webhook).await
     }
 
     /// Deletes a webhook and its log.
     pub async fn delete_webhook(&self, caller: &Caller, id: &str) -> Result<()> {
         caller.require(Scope::Write)?;
-        let webhook = self.owned_webhook(caller, id)?;
-        self.store.delete_webhook(webhook.id)?;
-        self.commit.durable().await
+        let webhook = self.owned_webhook(caller, id).await?;
+        self.store.delete_webhook(webhook.id).await?;
+        Ok(())
     }
 
     /// A page of a webhook's delivery log, newest first.
-    pub fn list_responses(
+    pub async fn list_responses(
         &self,
         caller: &Caller,
         webhook_id: &str,
         page: Page,
     ) -> Result<Listing<ResponseView>> {
         caller.require(Scope::Read)?;
-        let webhook = self.owned_webhook(caller, webhook_id)?;
-        let total = self.store.count_responses(webhook.id)?;
+        let webhook = self.owned_webhook(caller, webhook_id).await?;
+        let total = self.store.count_responses(webhook.id).await?;
         let mut events: BTreeMap<u64, String> = BTreeMap::new();
         let mut items = Vec::new();
-        for (key, record) in self.store.list_responses(webhook.id, page)? {
+        let page = page.stored();
+        for (key, record) in self.store.list_responses(webhook.id, page).await? {
             let event_data = match events.get(&record.event_id) {
                 Some(json) => json.clone(),
                 None => {
                     let json = self
                         .store
-                        .get_event(record.event_id)?
+                        .get_event(record.event_id)
+                        .await?
                         .map(|e| e.data.to_string())
                         .unwrap_or_else(|| "{}".into());
                     events.insert(record.event_id, json.clone());
@@ -337,7 +330,7 @@ impl Service {
     /// Generates a new signing secret; the previous one keeps signing for 24 h.
     pub async fn rotate_signing_secret(&self, caller: &Caller, id: &str) -> Result<String> {
         caller.require(Scope::Write)?;
-        let mut webhook = self.owned_webhook(caller, id)?;
+        let mut webhook = self.owned_webhook(caller, id).await?;
         let secret = signing::generate_secret();
         let now = now_ms();
         let expires = now + 24 * 3600 * 1000;
@@ -356,19 +349,15 @@ impl Service {
                 expires_at_ms: None,
             },
         );
-        self.store.put_webhook(&webhook)?;
-        self.commit.durable().await?;
+        self.store.put_webhook(&webhook).await?;
         Ok(secret)
     }
 
-    fn check_unique_name(&self, webhook: &Webhook) -> Result<()> {
-        let all = self.store.list_webhooks(
-            &webhook.account_id,
-            Page {
-                limit: usize::MAX,
-                ..Page::default()
-            },
-        )?;
+    async fn check_unique_name(&self, webhook: &Webhook) -> Result<()> {
+        let all = self
+            .store
+            .list_webhooks(&webhook.account_id, Page::ALL.stored())
+            .await?;
         if all
             .iter()
             .any(|w| w.name == webhook.name && w.id != webhook.id)

@@ -122,19 +122,28 @@ impl Worker {
 
     /// Makes one attempt of a queued delivery; returns what it says about the endpoint.
     async fn attempt(&self, entry: Entry) -> Result<EndpointHealth> {
-        let Some(mut delivery) = self.store.get_delivery(entry.delivery_id)? else {
+        let Some(mut delivery) = self.store.get_delivery(entry.delivery_id).await? else {
             return Ok(EndpointHealth::Untouched);
         };
         if delivery.state.is_final() || delivery.next_attempt_ms != entry.due_ms {
             // A stale entry (handled or rescheduled); drop its durable copy if a crash left one.
             self.store
-                .remove_outbox_entry(entry.due_ms, entry.delivery_id)?;
+                .remove_outbox_entry(entry.due_ms, entry.delivery_id)
+                .await?;
             return Ok(EndpointHealth::Untouched);
         }
-        let webhook = match self.store.get_webhook(delivery.webhook_id)? {
+        let webhook = match self.store.get_webhook(delivery.webhook_id).await? {
             Some(w) if w.is_webhook_enabled => w,
-            Some(_) => return self.cancel(&mut delivery, entry.due_ms, "webhook is disabled"),
-            None => return self.cancel(&mut delivery, entry.due_ms, "webhook was deleted"),
+            Some(_) => {
+                return self
+                    .cancel(&mut delivery, entry.due_ms, "webhook is disabled")
+                    .await;
+            }
+            None => {
+                return self
+                    .cancel(&mut delivery, entry.due_ms, "webhook was deleted")
+                    .await;
+            }
         };
         let started = Instant::now();
         let timestamp_ms = now_ms();
@@ -169,7 +178,8 @@ impl Worker {
                         response.status_code = Some(r.status);
                         response.content = Some(r.body.clone());
                         if retry::disables_webhook(r.status) {
-                            self.disable(&webhook, "the endpoint answered 410 Gone")?;
+                            self.disable(&webhook, "the endpoint answered 410 Gone")
+                                .await?;
                         }
                     }
                     Err(e) => response.error = e.to_string(),
@@ -199,12 +209,15 @@ impl Worker {
             Outcome::Success => String::new(),
             Outcome::Retry(reason) | Outcome::GiveUp(reason) => reason,
         };
-        let stats = self.store.record_attempt(AttemptRecord {
-            delivery: &delivery,
-            previous_due_ms: entry.due_ms,
-            response: Some(&response),
-            succeeded: state == DeliveryState::Succeeded,
-        })?;
+        let stats = self
+            .store
+            .record_attempt(AttemptRecord {
+                delivery: &delivery,
+                previous_due_ms: entry.due_ms,
+                response: Some(&response),
+                succeeded: state == DeliveryState::Succeeded,
+            })
+            .await?;
         self.metrics
             .attempts
             .with_label_values(&[label, status_class(response.status_code)])
@@ -217,7 +230,8 @@ impl Worker {
         let keep = self.config.response_history as u64;
         if stats.response_seq > keep && stats.response_seq % TRIM_EVERY == 0 {
             self.store
-                .trim_responses(webhook.id, stats.response_seq, keep)?;
+                .trim_responses(webhook.id, stats.response_seq, keep)
+                .await?;
         }
         if let Some(since) = stats.failing_since_ms {
             let failing_for = Duration::from_millis((timestamp_ms - since).max(0) as u64);
@@ -226,7 +240,7 @@ impl Worker {
                     "deliveries failed continuously for {}",
                     humantime::format_duration(Duration::from_secs(failing_for.as_secs()))
                 );
-                self.disable(&webhook, &reason)?;
+                self.disable(&webhook, &reason).await?;
             }
         }
         tracing::debug!(
@@ -277,26 +291,33 @@ impl Worker {
     }
 
     /// Ends a delivery whose webhook is gone or disabled, without logging an attempt.
-    fn cancel(&self, delivery: &mut Delivery, due_ms: i64, reason: &str) -> Result<EndpointHealth> {
+    async fn cancel(
+        &self,
+        delivery: &mut Delivery,
+        due_ms: i64,
+        reason: &str,
+    ) -> Result<EndpointHealth> {
         delivery.state = DeliveryState::Failed;
         delivery.last_error = reason.to_string();
-        self.store.record_attempt(AttemptRecord {
-            delivery,
-            previous_due_ms: due_ms,
-            response: None,
-            succeeded: false,
-        })?;
+        self.store
+            .record_attempt(AttemptRecord {
+                delivery,
+                previous_due_ms: due_ms,
+                response: None,
+                succeeded: false,
+            })
+            .await?;
         self.hub.publish(DeliveryUpdate::of(delivery));
         Ok(EndpointHealth::Untouched)
     }
 
     /// Disables a webhook, recording why (visible as `disabled_reason`).
-    fn disable(&self, webhook: &Webhook, reason: &str) -> Result<()> {
-        if let Some(mut current) = self.store.get_webhook(webhook.id)? {
+    async fn disable(&self, webhook: &Webhook, reason: &str) -> Result<()> {
+        if let Some(mut current) = self.store.get_webhook(webhook.id).await? {
             if current.is_webhook_enabled {
                 current.is_webhook_enabled = false;
                 current.disabled_reason = reason.to_string();
-                self.store.put_webhook(&current)?;
+                self.store.put_webhook(&current).await?;
                 tracing::warn!(webhook_id = webhook.id, reason, "webhook disabled");
             }
         }
@@ -305,8 +326,8 @@ impl Worker {
 }
 
 /// Loads the outbox into the scheduler at start: every unfinished delivery resumes.
-pub fn resume(store: &dyn Store, scheduler: &Scheduler) -> Result<usize> {
-    let pending = store.outbox()?;
+pub async fn resume(store: &dyn Store, scheduler: &Scheduler) -> Result<usize> {
+    let pending = store.outbox().await?;
     let count = pending.len();
     scheduler.schedule_all(
         pending

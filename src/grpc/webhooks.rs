@@ -16,10 +16,10 @@ use super::convert::{
 use super::pb;
 use super::pb::webhook_service_server::WebhookService;
 use super::status::to_status;
+use crate::core::Page;
 use crate::core::{Caller, Service};
 use crate::error::Error;
 use crate::ids::{self, Kind};
-use crate::store::Page;
 
 /// Default and largest page sizes of list RPCs.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -38,10 +38,18 @@ impl WebhookApi {
         WebhookApi { service, shutdown }
     }
 
-    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        self.service
-            .authenticate(super::authorization(request))
-            .map_err(to_status)
+    /// The caller of `request` (the future holds no reference to the request).
+    fn caller<T>(
+        &self,
+        request: &Request<T>,
+    ) -> impl Future<Output = Result<Caller, Status>> + Send + '_ {
+        let authorization = super::authorization(request).map(str::to_string);
+        async move {
+            self.service
+                .authenticate(authorization.as_deref())
+                .await
+                .map_err(to_status)
+        }
     }
 }
 
@@ -82,7 +90,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<pb::CreateWebhookRequest>,
     ) -> Result<Response<pb::Webhook>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let webhook = request
             .into_inner()
             .webhook
@@ -100,10 +108,11 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<pb::GetWebhookRequest>,
     ) -> Result<Response<pb::Webhook>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let view = self
             .service
             .get_webhook(&caller, &request.get_ref().id)
+            .await
             .map_err(to_status)?;
         Ok(Response::new(webhook_to_pb(view)))
     }
@@ -112,12 +121,13 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<pb::ListWebhooksRequest>,
     ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let r = request.get_ref();
         let page = page(r.page_size, &r.page_token, Kind::Webhook)?;
         let listing = self
             .service
             .list_webhooks(&caller, page, None)
+            .await
             .map_err(to_status)?;
         let next_page_token = match listing.items.last() {
             Some(last) if listing.items.len() == page.limit => {
@@ -136,7 +146,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<pb::UpdateWebhookRequest>,
     ) -> Result<Response<pb::Webhook>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let webhook = r
             .webhook
@@ -156,7 +166,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<pb::DeleteWebhookRequest>,
     ) -> Result<Response<()>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         self.service
             .delete_webhook(&caller, &request.get_ref().id)
             .await
@@ -168,12 +178,13 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<pb::ListResponsesRequest>,
     ) -> Result<Response<pb::ListResponsesResponse>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let r = request.get_ref();
         let page = page(r.page_size, &r.page_token, Kind::Delivery)?;
         let listing = self
             .service
             .list_responses(&caller, &r.webhook_id, page)
+            .await
             .map_err(to_status)?;
         let next_page_token = match listing.items.last() {
             Some(last) if listing.items.len() == page.limit => {
@@ -193,7 +204,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<pb::EmitEventRequest>,
     ) -> Result<Response<Self::EmitEventStream>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let emit = emit_request(request.into_inner());
         let mut statuses = self.service.emit(&caller, emit).await.map_err(to_status)?;
         let (sender, receiver) = mpsc::channel(64);
@@ -225,7 +236,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<pb::EmitEventsRequest>,
     ) -> Result<Response<pb::EmitEventsResponse>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let events = request
             .into_inner()
             .events
@@ -246,7 +257,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<pb::RedeliverDeliveryRequest>,
     ) -> Result<Response<pb::RedeliverResponse>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let id = self
             .service
             .redeliver(&caller, &request.get_ref().delivery_id)
@@ -261,7 +272,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<pb::RedeliverFailedRequest>,
     ) -> Result<Response<pb::RedeliverResponse>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let r = request.get_ref();
         let since = r.since.as_ref().map(millis).unwrap_or(0);
         let queued = self
@@ -281,7 +292,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<pb::RotateSigningSecretRequest>,
     ) -> Result<Response<pb::RotateSigningSecretResponse>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let signing_secret = self
             .service
             .rotate_signing_secret(&caller, &request.get_ref().webhook_id)

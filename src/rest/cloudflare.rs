@@ -22,11 +22,11 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::{Failure, authorization, rfc3339};
+use crate::core::Page;
 use crate::core::webhooks::{WebhookPatch, WebhookView};
 use crate::core::{Caller, Service};
 use crate::error::Error;
 use crate::ids::{self, Kind};
-use crate::store::Page;
 use crate::userinfo;
 
 /// Path prefix of the dialect.
@@ -182,9 +182,14 @@ fn success<T: Serialize>(status: StatusCode, result: Option<T>) -> Response {
 }
 
 /// The caller, who must belong to the path's account.
-fn caller(service: &Service, headers: &HeaderMap, account_id: &str) -> Result<Caller, Failure> {
+async fn caller(
+    service: &Service,
+    headers: &HeaderMap,
+    account_id: &str,
+) -> Result<Caller, Failure> {
     let caller = service
         .authenticate(authorization(headers))
+        .await
         .map_err(error_response)?;
     if caller.account_id != account_id {
         return Err(failure(
@@ -289,13 +294,14 @@ pub async fn list(
     headers: HeaderMap,
     Path(account_id): Path<String>,
 ) -> Result<Response, Failure> {
-    let caller = caller(&service, &headers, &account_id)?;
+    let caller = caller(&service, &headers, &account_id).await?;
     let all = Page {
         limit: usize::MAX,
         ..Page::default()
     };
     let listing = service
         .list_webhooks(&caller, all, None)
+        .await
         .map_err(error_response)?;
     let result: Vec<CfWebhook> = listing.items.iter().map(CfWebhook::of).collect();
     Ok(success(StatusCode::OK, Some(result)))
@@ -313,7 +319,7 @@ pub async fn create(
     Path(account_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Failure> {
-    let caller = caller(&service, &headers, &account_id)?;
+    let caller = caller(&service, &headers, &account_id).await?;
     let patch = patch_of(body)?;
     let view = service
         .create_webhook(&caller, patch)
@@ -332,8 +338,11 @@ pub async fn get_one(
     headers: HeaderMap,
     Path((account_id, id)): Path<(String, String)>,
 ) -> Result<Response, Failure> {
-    let caller = caller(&service, &headers, &account_id)?;
-    let view = service.get_webhook(&caller, &id).map_err(error_response)?;
+    let caller = caller(&service, &headers, &account_id).await?;
+    let view = service
+        .get_webhook(&caller, &id)
+        .await
+        .map_err(error_response)?;
     Ok(success(StatusCode::OK, Some(CfWebhook::of(&view))))
 }
 
@@ -350,7 +359,7 @@ pub async fn update(
     Path((account_id, id)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Failure> {
-    let caller = caller(&service, &headers, &account_id)?;
+    let caller = caller(&service, &headers, &account_id).await?;
     let patch = patch_of(body)?;
     let view = service
         .update_webhook(&caller, &id, patch)
@@ -369,7 +378,7 @@ pub async fn delete(
     headers: HeaderMap,
     Path((account_id, id)): Path<(String, String)>,
 ) -> Result<Response, Failure> {
-    let caller = caller(&service, &headers, &account_id)?;
+    let caller = caller(&service, &headers, &account_id).await?;
     service
         .delete_webhook(&caller, &id)
         .await

@@ -112,6 +112,7 @@ pub async fn emit(
 ) -> Result<Response, Failure> {
     let caller = service
         .authenticate(authorization(&headers))
+        .await
         .map_err(error_response)?;
     let data = json_object(body)?;
     let event_type =
@@ -159,6 +160,7 @@ pub async fn emit_batch(
 ) -> Result<Response, Failure> {
     let caller = service
         .authenticate(authorization(&headers))
+        .await
         .map_err(error_response)?;
     let body = json_object(body)?;
     let Some(Value::Array(items)) = body.get("events") else {

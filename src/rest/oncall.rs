@@ -21,12 +21,12 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::{Failure, authorization, detail, rfc3339};
+use crate::core::Page;
 use crate::core::webhooks::{Listing, ResponseView, WebhookPatch, WebhookView};
 use crate::core::{Caller, Service};
 use crate::error::{Error, FieldViolation};
 use crate::ids::{self, Kind};
 use crate::model::masked;
-use crate::store::Page;
 use crate::userinfo;
 
 /// OnCall's page size.
@@ -139,9 +139,10 @@ impl Dialect {
 }
 
 /// The caller of a request.
-fn caller(service: &Service, headers: &HeaderMap) -> Result<Caller, Failure> {
+async fn caller(service: &Service, headers: &HeaderMap) -> Result<Caller, Failure> {
     Ok(service
         .authenticate(authorization(headers))
+        .await
         .map_err(error_response)?)
 }
 
@@ -566,16 +567,16 @@ impl Paging {
 
 /// Fetches the asked page, or the last one when the asked page is past the end (as
 /// OnCall's paginator does); returns it with its number and the page count.
-fn fetch_page<T>(
+async fn fetch_page<T, F: Future<Output = Result<Listing<T>, Error>>>(
     paging: &Paging,
-    fetch: impl Fn(Page) -> Result<Listing<T>, Error>,
+    fetch: impl Fn(Page) -> F,
 ) -> Result<(Listing<T>, usize, usize), Error> {
-    let listing = fetch(paging.at(paging.page))?;
+    let listing = fetch(paging.at(paging.page)).await?;
     let pages = listing.total.div_ceil(paging.size).max(1);
     if paging.page <= pages {
         return Ok((listing, paging.page, pages));
     }
-    Ok((fetch(paging.at(pages))?, pages, pages))
+    Ok((fetch(paging.at(pages)).await?, pages, pages))
 }
 
 /// The request parts a paginated answer needs.
@@ -608,14 +609,18 @@ impl PageRequest {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Fetches the page and wraps it with absolute next/previous URLs built from the Host.
+    /// The asked paging.
+    fn paging(&self) -> Paging {
+        Paging::of(&self.params)
+    }
+
+    /// Wraps a fetched page with absolute next/previous URLs built from the Host.
     fn answer<T, U>(
         &self,
-        fetch: impl Fn(Page) -> Result<Listing<T>, Error>,
+        paging: &Paging,
+        (listing, page, pages): (Listing<T>, usize, usize),
         show: impl Fn(&T) -> U,
-    ) -> Result<Paginated<U>, Error> {
-        let paging = Paging::of(&self.params);
-        let (listing, page, pages) = fetch_page(&paging, fetch)?;
+    ) -> Paginated<U> {
         let host = self
             .headers
             .get(header::HOST)
@@ -646,7 +651,7 @@ impl PageRequest {
                 format!("{base}?{}", params.join("&"))
             }
         };
-        Ok(Paginated {
+        Paginated {
             next: (page < pages).then(|| link(page + 1)),
             previous: (page > 1).then(|| link(page - 1)),
             results: listing.items.iter().map(show).collect(),
@@ -654,7 +659,7 @@ impl PageRequest {
             count: listing.total,
             current_page_number: page,
             total_pages: pages,
-        })
+        }
     }
 }
 
@@ -675,22 +680,22 @@ fn shown_with(status: StatusCode, dialect: Dialect, view: &WebhookView) -> Respo
     }
 }
 
-fn list(dialect: Dialect, service: &Service, request: PageRequest) -> Reply {
-    let caller = caller(service, &request.headers)?;
+async fn list(dialect: Dialect, service: &Service, request: PageRequest) -> Reply {
+    let caller = caller(service, &request.headers).await?;
     let name = request.param("name");
+    let paging = request.paging();
     let fetch = |p| service.list_webhooks(&caller, p, name);
+    let fetched = fetch_page(&paging, fetch).await.map_err(error_response)?;
     let body = match dialect {
         Dialect::Webhooks => ok(
             StatusCode::OK,
-            request
-                .answer(fetch, OnCallWebhook::of)
-                .map_err(error_response)?,
+            request.answer(&paging, fetched, OnCallWebhook::of),
         ),
         Dialect::Actions => ok(
             StatusCode::OK,
-            request
-                .answer(fetch, |v| LegacyAction::from(OnCallWebhook::of(v)))
-                .map_err(error_response)?,
+            request.answer(&paging, fetched, |v| {
+                LegacyAction::from(OnCallWebhook::of(v))
+            }),
         ),
     };
     Ok(body)
@@ -702,7 +707,7 @@ async fn create(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let caller = caller(service, headers)?;
+    let caller = caller(service, headers).await?;
     let patch = patch_of(dialect, json_object(body)?, true).map_err(|e| dialect.error(e))?;
     let view = service
         .create_webhook(&caller, patch)
@@ -711,10 +716,11 @@ async fn create(
     Ok(shown_with(StatusCode::CREATED, dialect, &view))
 }
 
-fn get_one(dialect: Dialect, service: &Service, headers: &HeaderMap, id: &str) -> Reply {
-    let caller = caller(service, headers)?;
+async fn get_one(dialect: Dialect, service: &Service, headers: &HeaderMap, id: &str) -> Reply {
+    let caller = caller(service, headers).await?;
     let view = service
         .get_webhook(&caller, id)
+        .await
         .map_err(|e| dialect.error(e))?;
     Ok(shown(dialect, &view))
 }
@@ -726,7 +732,7 @@ async fn update(
     id: &str,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let caller = caller(service, headers)?;
+    let caller = caller(service, headers).await?;
     let patch = patch_of(dialect, json_object(body)?, false).map_err(|e| dialect.error(e))?;
     let view = service
         .update_webhook(&caller, id, patch)
@@ -736,7 +742,7 @@ async fn update(
 }
 
 async fn delete(service: &Service, headers: &HeaderMap, id: &str) -> Reply {
-    let caller = caller(service, headers)?;
+    let caller = caller(service, headers).await?;
     service
         .delete_webhook(&caller, id)
         .await
@@ -764,6 +770,7 @@ pub async fn list_webhooks(
         &service,
         PageRequest::new(headers, &uri, raw, query),
     )
+    .await
 }
 
 /// Create a webhook.
@@ -788,7 +795,7 @@ pub async fn get_webhook(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    get_one(Dialect::Webhooks, &service, &headers, &id)
+    get_one(Dialect::Webhooks, &service, &headers, &id).await
 }
 
 /// Update the fields sent; the others keep their values.
@@ -836,6 +843,7 @@ pub async fn list_actions(
         &service,
         PageRequest::new(headers, &uri, raw, query),
     )
+    .await
 }
 
 /// Create an action (a webhook, legacy names: team_id, user, forward_whole_payload).
@@ -859,7 +867,7 @@ pub async fn get_action(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    get_one(Dialect::Actions, &service, &headers, &id)
+    get_one(Dialect::Actions, &service, &headers, &id).await
 }
 
 /// Update an action's fields sent.
@@ -902,14 +910,12 @@ pub async fn list_responses(
     RawQuery(raw): RawQuery,
     query: QueryParams,
 ) -> Reply {
-    let caller = caller(&service, &headers)?;
+    let caller = caller(&service, &headers).await?;
     let request = PageRequest::new(headers, &uri, raw, query);
-    let page = request
-        .answer(
-            |p| service.list_responses(&caller, &id, p),
-            ResponseEntry::of,
-        )
-        .map_err(error_response)?;
+    let paging = request.paging();
+    let fetch = |p| service.list_responses(&caller, &id, p);
+    let fetched = fetch_page(&paging, fetch).await.map_err(error_response)?;
+    let page = request.answer(&paging, fetched, ResponseEntry::of);
     Ok(ok(StatusCode::OK, page))
 }
 
@@ -934,7 +940,7 @@ pub async fn redeliver_failed(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let caller = caller(&service, &headers)?;
+    let caller = caller(&service, &headers).await?;
     let mut f = Fields::new(json_object(body)?);
     let since = f.nullable_string("since").flatten();
     f.finish().map_err(error_response)?;
@@ -967,7 +973,7 @@ pub async fn redeliver(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    let caller = caller(&service, &headers)?;
+    let caller = caller(&service, &headers).await?;
     let queued = service
         .redeliver(&caller, &id)
         .await

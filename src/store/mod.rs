@@ -1,15 +1,25 @@
-//! Persistence: the `Store` trait the core uses, and its sled implementation (the only
-//! module that imports sled). Callers never see key bytes or storage types. Methods are
-//! blocking; async callers batch them or use `spawn_blocking` for `flush`.
+//! Persistence: the backend-neutral `Store` trait the core and the delivery engine use,
+//! the `Sealed` layer that encrypts secrets over any backend, and one module per backend
+//! (`sled`, embedded, the only importer of sled). Callers never see key bytes, rows or
+//! driver types.
+//!
+//! Durability is the backend's business behind the trait: a write that an API acknowledges
+//! (`put_webhook`, `insert_events`, ...) returns only once it is durable, and the backend
+//! gathers concurrent callers into one durable step (sled: one fsync on its flusher thread;
+//! a network database: one transaction for many events).
 
-mod codec;
-mod group_commit;
+mod sealed;
 mod secrets;
-mod sled_store;
+pub mod sled;
 
-pub use group_commit::GroupCommit;
+#[cfg(test)]
+pub(crate) mod conformance;
+
+pub use sealed::Sealed;
 pub use secrets::SecretBox;
-pub use sled_store::SledStore;
+pub use sled::SledStore;
+
+use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::{ApiToken, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
@@ -35,7 +45,7 @@ pub enum InsertOutcome {
 }
 
 /// An idempotency key of an account, with how long it holds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct IdempotencyKey<'a> {
     /// Owning account.
     pub account_id: &'a str,
@@ -46,7 +56,7 @@ pub struct IdempotencyKey<'a> {
 }
 
 /// The outcome of one delivery attempt.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct AttemptRecord<'a> {
     /// The delivery after the attempt (state, attempts, next_attempt_ms, last status).
     pub delivery: &'a Delivery,
@@ -80,70 +90,93 @@ pub struct OutboxEntry {
     pub webhook_id: u64,
 }
 
-/// Everything webhookd persists.
+/// An event to persist with its deliveries, unless its idempotency key names a live
+/// earlier event.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    /// The event (its `delivery_ids` list `deliveries`).
+    pub event: &'a Event,
+    /// Its deliveries; those not final get an outbox entry.
+    pub deliveries: &'a [Delivery],
+    /// The caller's idempotency key, if any.
+    pub idempotency: Option<IdempotencyKey<'a>>,
+}
+
+/// Everything webhookd persists. Writes documented as durable return once they survive a
+/// crash; the others become durable at the backend's own pace (a lost attempt record means
+/// the attempt is made again: delivery is at-least-once).
+#[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// A new unique, increasing id.
-    fn next_id(&self) -> Result<u64>;
+    /// A new unique id (increasing within one process).
+    async fn next_id(&self) -> Result<u64>;
 
-    /// Inserts or replaces a webhook.
-    fn put_webhook(&self, webhook: &Webhook) -> Result<()>;
+    /// Inserts or replaces a webhook; durable.
+    async fn put_webhook(&self, webhook: &Webhook) -> Result<()>;
     /// A webhook by id, whatever its account.
-    fn get_webhook(&self, id: u64) -> Result<Option<Webhook>>;
-    /// Deletes a webhook, its stats and its response log; false when it did not exist.
-    fn delete_webhook(&self, id: u64) -> Result<bool>;
+    async fn get_webhook(&self, id: u64) -> Result<Option<Webhook>>;
+    /// Deletes a webhook, its stats and its response log; false when it did not exist;
+    /// durable.
+    async fn delete_webhook(&self, id: u64) -> Result<bool>;
     /// Webhooks of an account in creation order.
-    fn list_webhooks(&self, account_id: &str, page: Page) -> Result<Vec<Webhook>>;
+    async fn list_webhooks(&self, account_id: &str, page: Page) -> Result<Vec<Webhook>>;
     /// Number of webhooks of every account.
-    fn count_all_webhooks(&self) -> Result<usize>;
+    async fn count_all_webhooks(&self) -> Result<usize>;
     /// Number of webhooks of an account.
-    fn count_webhooks(&self, account_id: &str) -> Result<usize>;
+    async fn count_webhooks(&self, account_id: &str) -> Result<usize>;
     /// Delivery outcome times of a webhook.
-    fn webhook_stats(&self, id: u64) -> Result<WebhookStats>;
+    async fn webhook_stats(&self, id: u64) -> Result<WebhookStats>;
 
-    /// Stores a token under the hash of its secret.
-    fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()>;
+    /// Stores a token under the hash of its secret; durable.
+    async fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()>;
     /// The token whose secret hashes to `hash`.
-    fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>>;
-    /// Revokes a token; false when it did not exist.
-    fn delete_token(&self, id: u64) -> Result<bool>;
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>>;
+    /// Revokes a token; false when it did not exist; durable.
+    async fn delete_token(&self, id: u64) -> Result<bool>;
 
-    /// Writes an event, its deliveries and their outbox entries, unless the idempotency key
-    /// names a live earlier event.
-    fn insert_event(
-        &self,
-        event: &Event,
-        deliveries: &[Delivery],
-        idempotency: Option<IdempotencyKey<'_>>,
-    ) -> Result<InsertOutcome>;
+    /// Writes each event with its deliveries and their outbox entries, unless its
+    /// idempotency key names a live earlier event (which is then durable too). Returns one
+    /// outcome per event, in order, once every one is durable: this is an emit's
+    /// acknowledgement point.
+    async fn insert_events(&self, events: &[NewEvent<'_>]) -> Result<Vec<InsertOutcome>>;
     /// An event by id.
-    fn get_event(&self, id: u64) -> Result<Option<Event>>;
+    async fn get_event(&self, id: u64) -> Result<Option<Event>>;
     /// A delivery by id.
-    fn get_delivery(&self, id: u64) -> Result<Option<Delivery>>;
-    /// Writes new deliveries of existing events (redelivery) with their outbox entries.
-    fn insert_deliveries(&self, event_id: u64, deliveries: &[Delivery]) -> Result<()>;
+    async fn get_delivery(&self, id: u64) -> Result<Option<Delivery>>;
+    /// Writes new deliveries of existing events (redelivery) with their outbox entries and
+    /// adds them to their events; NOT_FOUND when an event is gone; durable.
+    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<()>;
     /// Records an attempt: delivery state, outbox entry moved or removed, log entry, stats.
     /// Returns the webhook's stats after the attempt.
-    fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats>;
+    async fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats>;
     /// Drops an outbox entry that no longer matches its delivery (left by a crash between
     /// the writes of `record_attempt`).
-    fn remove_outbox_entry(&self, due_ms: i64, delivery_id: u64) -> Result<()>;
+    async fn remove_outbox_entry(&self, due_ms: i64, delivery_id: u64) -> Result<()>;
     /// Every outbox entry, due order.
-    fn outbox(&self) -> Result<Vec<OutboxEntry>>;
+    async fn outbox(&self) -> Result<Vec<OutboxEntry>>;
 
     /// A webhook's attempts, newest first, with their log keys.
-    fn list_responses(&self, webhook_id: u64, page: Page) -> Result<Vec<(u64, ResponseRecord)>>;
+    async fn list_responses(
+        &self,
+        webhook_id: u64,
+        page: Page,
+    ) -> Result<Vec<(u64, ResponseRecord)>>;
     /// Number of logged attempts of a webhook.
-    fn count_responses(&self, webhook_id: u64) -> Result<usize>;
+    async fn count_responses(&self, webhook_id: u64) -> Result<usize>;
     /// Drops a webhook's log entries older than the newest `keep`, `newest_seq` being the
     /// sequence number of its newest entry (`WebhookStats::response_seq`).
-    fn trim_responses(&self, webhook_id: u64, newest_seq: u64, keep: u64) -> Result<()>;
+    async fn trim_responses(&self, webhook_id: u64, newest_seq: u64, keep: u64) -> Result<()>;
 
     /// One bounded pass of retention: deletes events created before `events_before_ms` whose
     /// deliveries are all final (with those deliveries), and idempotency keys used before
     /// `keys_before_ms`. Visits at most `budget` records of each kind, continuing where the
     /// previous pass stopped.
-    fn prune(&self, events_before_ms: i64, keys_before_ms: i64, budget: usize) -> Result<Pruned>;
+    async fn prune(
+        &self,
+        events_before_ms: i64,
+        keys_before_ms: i64,
+        budget: usize,
+    ) -> Result<Pruned>;
 
-    /// Makes every write so far durable.
-    fn flush(&self) -> Result<()>;
+    /// Makes every write so far durable (at shutdown).
+    async fn flush(&self) -> Result<()>;
 }

@@ -6,8 +6,10 @@
 //! them from the webhook (see `delivery::request`).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::RwLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -21,9 +23,16 @@ use crate::userinfo;
 const PREFIX: &str = "enc:v1:";
 const NONCE_LEN: usize = 24;
 
+/// Sealed values remembered with their clear text at most (then forgotten at once).
+const OPENED_CAPACITY: usize = 65_536;
+
 /// Seals and opens secrets with the process's key.
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// Clear text of sealed values already opened: reads of a webhook (every emit and
+    /// attempt) skip the decryption. A sealed value never changes meaning, so this is valid
+    /// whoever wrote it.
+    opened: RwLock<HashMap<String, String>>,
 }
 
 impl SecretBox {
@@ -53,7 +62,10 @@ impl SecretBox {
         };
         let cipher = XChaCha20Poly1305::new_from_slice(&key)
             .map_err(|_| unusable(&"the key must be 32 bytes, base64-encoded"))?;
-        Ok(SecretBox { cipher })
+        Ok(SecretBox {
+            cipher,
+            opened: RwLock::default(),
+        })
     }
 
     fn seal(&self, plain: &str) -> String {
@@ -70,9 +82,22 @@ impl SecretBox {
     /// Opens `value` in place when it is sealed (a value without the prefix was written
     /// before it was sealed and is kept as it is).
     fn open(&self, value: &mut String) -> Result<()> {
-        if let Some(encoded) = value.strip_prefix(PREFIX) {
-            *value = self.decrypt(encoded)?;
+        let Some(encoded) = value.strip_prefix(PREFIX) else {
+            return Ok(());
+        };
+        let known = self.opened.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(plain) = known.get(encoded) {
+            *value = plain.clone();
+            return Ok(());
         }
+        drop(known);
+        let plain = self.decrypt(encoded)?;
+        let mut known = self.opened.write().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= OPENED_CAPACITY {
+            known.clear();
+        }
+        known.insert(encoded.to_string(), plain.clone());
+        *value = plain;
         Ok(())
     }
 
@@ -95,6 +120,13 @@ impl SecretBox {
     /// stay readable), or would read as sealed.
     fn seals_url(url: &str) -> bool {
         userinfo::has_credentials(url) || url.starts_with(PREFIX)
+    }
+
+    fn seals_delivery(delivery: &Delivery) -> bool {
+        let request_url = delivery.request.as_ref().map(|r| r.url.as_str());
+        std::iter::once(delivery.url.as_str())
+            .chain(request_url)
+            .any(Self::seals_url)
     }
 
     fn seal_url(&self, url: &mut String) {
@@ -153,11 +185,7 @@ impl SecretBox {
     /// `delivery` as stored: the credentials of its rendered URL sealed (borrowed as it is
     /// when it has none, the common case).
     pub fn seal_delivery<'a>(&self, delivery: &'a Delivery) -> Cow<'a, Delivery> {
-        let request_url = delivery.request.as_ref().map(|r| r.url.as_str());
-        let sealed = std::iter::once(delivery.url.as_str())
-            .chain(request_url)
-            .any(Self::seals_url);
-        if !sealed {
+        if !Self::seals_delivery(delivery) {
             return Cow::Borrowed(delivery);
         }
         let mut delivery = delivery.clone();
@@ -166,6 +194,19 @@ impl SecretBox {
             self.seal_url(&mut request.url);
         }
         Cow::Owned(delivery)
+    }
+
+    /// `deliveries` as stored (borrowed as they are when none has credentials in its URL).
+    pub fn seal_deliveries<'a>(&self, deliveries: &'a [Delivery]) -> Cow<'a, [Delivery]> {
+        if !deliveries.iter().any(Self::seals_delivery) {
+            return Cow::Borrowed(deliveries);
+        }
+        Cow::Owned(
+            deliveries
+                .iter()
+                .map(|d| self.seal_delivery(d).into_owned())
+                .collect(),
+        )
     }
 
     /// Opens a stored delivery.

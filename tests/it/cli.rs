@@ -26,6 +26,8 @@ fn help_documents_every_flag() {
         "--log-format",
         "--retention",
         "WEBHOOKD_RETENTION",
+        "--store",
+        "WEBHOOKD_STORE",
         "WEBHOOKD_DATA_DIR",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
@@ -43,6 +45,39 @@ fn bad_flags_are_refused_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--retention"));
     let output = webhookd(&["serve", "--grpc-addr", "nowhere"]);
     assert!(!output.status.success());
+}
+
+#[test]
+fn a_bad_store_is_one_error_line_that_never_shows_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in [
+        "mysql://webhookd:hunter2-secret@127.0.0.1:1/db",
+        "postgres://webhookd:hunter2-secret@127.0.0.1:1/webhookd?sslmode=disable",
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_webhookd"))
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("WEBHOOKD_STORE", store)
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{store} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last = stderr.trim().lines().last().unwrap_or_default();
+        assert!(last.starts_with("webhookd: error:"), "{stderr}");
+        assert!(
+            !stderr.contains("hunter2") && !stdout.contains("hunter2"),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]

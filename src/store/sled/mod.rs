@@ -1,5 +1,8 @@
-//! The sled implementation of `Store`: one `Db` in the data directory with a fixed set of
-//! trees. `flush` is a blocking fsync that callers group-commit.
+//! The sled backend of `Store`: one `Db` in the data directory with a fixed set of trees.
+//! sled calls are cheap and run inline on the caller's task; the durable writes end with a
+//! group commit (`group_commit`: one blocking fsync on a dedicated thread for every caller
+//! that asked meanwhile). It stores what it is given: the `Sealed` layer above it has
+//! already encrypted the secrets.
 //!
 //! No sled transactions or batches: sled serialises them behind one process-wide lock that,
 //! once used, every later read and write must take as well (under load, a third of the CPU
@@ -9,26 +12,36 @@
 //! record never exists without what makes it reachable. Nothing is acknowledged before the
 //! group commit's flush, which makes every earlier write durable.
 
+mod codec;
+mod group_commit;
+
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
+use async_trait::async_trait;
+use prometheus::Histogram;
 use sled::Tree;
 
-use super::codec::{account_key, be, be2, decode, delivery, encode, split2};
 use super::{
-    AttemptRecord, IdempotencyKey, InsertOutcome, OutboxEntry, Page, Pruned, SecretBox, Store,
+    AttemptRecord, IdempotencyKey, InsertOutcome, NewEvent, OutboxEntry, Page, Pruned, Store,
 };
 use crate::error::{Error, Result};
 use crate::model::{ApiToken, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
+use codec::{account_key, be, be2, decode, delivery, encode, split2};
+use group_commit::GroupCommit;
 
 /// The sled-backed store.
 pub struct SledStore {
+    trees: Arc<Trees>,
+    commit: GroupCommit,
+}
+
+/// The database and its trees, with the synchronous operations the trait methods run.
+struct Trees {
     db: sled::Db,
-    /// Seals webhook secrets before they reach disk.
-    secrets: SecretBox,
-    /// Decoded webhooks by id (None = deleted), so hot paths skip decoding and decryption.
+    /// Decoded webhooks by id (None = deleted), so hot paths skip decoding.
     /// Writers update it after their commit; readers only fill gaps.
     cache: RwLock<HashMap<u64, Option<Arc<Webhook>>>>,
     /// id -> Webhook
@@ -80,15 +93,41 @@ fn internal(e: impl std::fmt::Display) -> Error {
 /// Key and request part (with the initial state) of each delivery (see `codec::delivery`).
 type EncodedDelivery<'a> = ([u8; 8], Vec<u8>, &'a Delivery);
 
+fn encode_deliveries(deliveries: &[Delivery]) -> Result<Vec<EncodedDelivery<'_>>> {
+    deliveries
+        .iter()
+        .map(|d| Ok((be(d.id), delivery::encode_request(d)?, d)))
+        .collect()
+}
+
 fn due_key(due_ms: i64) -> u64 {
     due_ms.max(0) as u64
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the database in `dir`, sealing secrets with `secrets`.
-    /// Fails with a clear message when the directory is unusable or already opened by
-    /// another process.
-    pub fn open(dir: &Path, secrets: SecretBox) -> Result<SledStore> {
+    /// Opens (creating if needed) the database in `dir` and starts its flusher thread,
+    /// which reports each flush's duration to `flush_seconds`. Fails with a clear message
+    /// when the directory is unusable or already opened by another process.
+    pub fn open(dir: &Path, flush_seconds: Histogram) -> Result<SledStore> {
+        let trees = Arc::new(Trees::open(dir)?);
+        let commit = GroupCommit::start(trees.db.clone(), flush_seconds)?;
+        Ok(SledStore { trees, commit })
+    }
+
+    /// Runs `work` on the blocking pool (for long scans).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Trees) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let trees = Arc::clone(&self.trees);
+        tokio::task::spawn_blocking(move || work(&trees))
+            .await
+            .map_err(|e| internal(format!("store task: {e}")))?
+    }
+}
+
+impl Trees {
+    fn open(dir: &Path) -> Result<Trees> {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .flush_every_ms(Some(500))
@@ -106,7 +145,7 @@ impl SledStore {
                 e => Error::Internal(format!("cannot open the store in {}: {e}", dir.display())),
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(internal);
-        SledStore {
+        Trees {
             webhooks: tree("webhooks")?,
             webhooks_by_account: tree("webhooks_by_account")?,
             webhook_stats: tree("webhook_stats")?,
@@ -121,7 +160,6 @@ impl SledStore {
             idempotency_locks: (0..IDEMPOTENCY_LOCKS).map(|_| Mutex::new(())).collect(),
             idempotency_hasher: RandomState::new(),
             prune_cursors: Mutex::default(),
-            secrets,
             cache: RwLock::default(),
             db,
         }
@@ -130,7 +168,7 @@ impl SledStore {
 
     /// Drops account index entries whose webhook a crash kept from being written (or left
     /// behind while deleting it), so counts and listings agree.
-    fn repaired(self) -> Result<SledStore> {
+    fn repaired(self) -> Result<Trees> {
         for key in self.webhooks_by_account.iter().keys() {
             let key = key.map_err(internal)?;
             let id = key.len().checked_sub(8).map(|at| &key[at..]);
@@ -174,20 +212,6 @@ impl SledStore {
         Ok(())
     }
 
-    /// Encodes new deliveries, the credentials of their URLs sealed.
-    fn encode_deliveries<'a>(
-        &self,
-        deliveries: &'a [Delivery],
-    ) -> Result<Vec<EncodedDelivery<'a>>> {
-        deliveries
-            .iter()
-            .map(|d| {
-                let sealed = self.secrets.seal_delivery(d);
-                Ok((be(d.id), delivery::encode_request(&sealed)?, d))
-            })
-            .collect()
-    }
-
     fn idempotency_lock(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
         let stripe = self.idempotency_hasher.hash_one(key) as usize % IDEMPOTENCY_LOCKS;
         self.idempotency_locks[stripe]
@@ -201,15 +225,13 @@ impl SledStore {
             .map(|v| decode(&v))
             .transpose()
     }
-}
 
-impl Store for SledStore {
     fn next_id(&self) -> Result<u64> {
         self.db.generate_id().map_err(internal)
     }
 
     fn put_webhook(&self, webhook: &Webhook) -> Result<()> {
-        let value = encode(&self.secrets.seal_webhook(webhook))?;
+        let value = encode(webhook)?;
         let index = account_key(&webhook.account_id, &be(webhook.id));
         // Writers hold the cache lock across commit and update, so the cache follows commit order.
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
@@ -232,9 +254,7 @@ impl Store for SledStore {
         {
             return Ok(cached.as_deref().cloned());
         }
-        let loaded = Self::get(&self.webhooks, &be(id))?
-            .map(|stored| self.secrets.open_webhook(stored))
-            .transpose()?;
+        let loaded: Option<Webhook> = Self::get(&self.webhooks, &be(id))?;
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         // A writer that committed meanwhile has already put the newer value here.
         let entry = cache.entry(id).or_insert_with(|| loaded.map(Arc::new));
@@ -331,7 +351,7 @@ impl Store for SledStore {
         idempotency: Option<IdempotencyKey<'_>>,
     ) -> Result<InsertOutcome> {
         let event_value = encode(event)?;
-        let delivery_values = self.encode_deliveries(deliveries)?;
+        let delivery_values = encode_deliveries(deliveries)?;
         let Some(idempotency) = idempotency else {
             self.write_event(event.id, &event_value, &delivery_values)?;
             return Ok(InsertOutcome::Inserted);
@@ -364,8 +384,7 @@ impl Store for SledStore {
             return Ok(None);
         };
         let state = self.deliveries.get(key).map_err(internal)?;
-        let stored = delivery::decode_delivery(id, state.as_deref(), &request)?;
-        self.secrets.open_delivery(stored).map(Some)
+        delivery::decode_delivery(id, state.as_deref(), &request).map(Some)
     }
 
     fn insert_deliveries(&self, event_id: u64, new: &[Delivery]) -> Result<()> {
@@ -375,7 +394,7 @@ impl Store for SledStore {
                 id: event_id.to_string(),
             });
         }
-        for (key, request, delivery) in &self.encode_deliveries(new)? {
+        for (key, request, delivery) in &encode_deliveries(new)? {
             self.insert_delivery(key, request, delivery)?;
         }
         let mut failure = None;
@@ -581,19 +600,151 @@ impl Store for SledStore {
         pruned.more |= stopped;
         Ok(pruned)
     }
+}
 
-    fn flush(&self) -> Result<()> {
-        self.db.flush().map(|_| ()).map_err(internal)
+#[async_trait]
+impl Store for SledStore {
+    async fn next_id(&self) -> Result<u64> {
+        self.trees.next_id()
+    }
+
+    async fn put_webhook(&self, webhook: &Webhook) -> Result<()> {
+        self.trees.put_webhook(webhook)?;
+        self.commit.durable().await
+    }
+
+    async fn get_webhook(&self, id: u64) -> Result<Option<Webhook>> {
+        self.trees.get_webhook(id)
+    }
+
+    async fn delete_webhook(&self, id: u64) -> Result<bool> {
+        let existed = self.trees.delete_webhook(id)?;
+        self.commit.durable().await?;
+        Ok(existed)
+    }
+
+    async fn list_webhooks(&self, account_id: &str, page: Page) -> Result<Vec<Webhook>> {
+        self.trees.list_webhooks(account_id, page)
+    }
+
+    async fn count_all_webhooks(&self) -> Result<usize> {
+        self.trees.count_all_webhooks()
+    }
+
+    async fn count_webhooks(&self, account_id: &str) -> Result<usize> {
+        self.trees.count_webhooks(account_id)
+    }
+
+    async fn webhook_stats(&self, id: u64) -> Result<WebhookStats> {
+        self.trees.webhook_stats(id)
+    }
+
+    async fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()> {
+        self.trees.put_token(hash, token)?;
+        self.commit.durable().await
+    }
+
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>> {
+        self.trees.token_by_hash(hash)
+    }
+
+    async fn delete_token(&self, id: u64) -> Result<bool> {
+        let existed = self.trees.delete_token(id)?;
+        self.commit.durable().await?;
+        Ok(existed)
+    }
+
+    async fn insert_events(&self, events: &[NewEvent<'_>]) -> Result<Vec<InsertOutcome>> {
+        let outcomes = events
+            .iter()
+            .map(|e| {
+                self.trees
+                    .insert_event(e.event, e.deliveries, e.idempotency)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Also for duplicates: the earlier event may still wait for its own flush.
+        self.commit.durable().await?;
+        Ok(outcomes)
+    }
+
+    async fn get_event(&self, id: u64) -> Result<Option<Event>> {
+        self.trees.get_event(id)
+    }
+
+    async fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
+        self.trees.get_delivery(id)
+    }
+
+    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<()> {
+        for same_event in deliveries.chunk_by(|a, b| a.event_id == b.event_id) {
+            self.trees
+                .insert_deliveries(same_event[0].event_id, same_event)?;
+        }
+        self.commit.durable().await
+    }
+
+    async fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
+        self.trees.record_attempt(record)
+    }
+
+    async fn remove_outbox_entry(&self, due_ms: i64, delivery_id: u64) -> Result<()> {
+        self.trees.remove_outbox_entry(due_ms, delivery_id)
+    }
+
+    async fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+        self.blocking(Trees::outbox).await
+    }
+
+    async fn list_responses(
+        &self,
+        webhook_id: u64,
+        page: Page,
+    ) -> Result<Vec<(u64, ResponseRecord)>> {
+        self.trees.list_responses(webhook_id, page)
+    }
+
+    async fn count_responses(&self, webhook_id: u64) -> Result<usize> {
+        self.trees.count_responses(webhook_id)
+    }
+
+    async fn trim_responses(&self, webhook_id: u64, newest_seq: u64, keep: u64) -> Result<()> {
+        self.trees.trim_responses(webhook_id, newest_seq, keep)
+    }
+
+    async fn prune(
+        &self,
+        events_before_ms: i64,
+        keys_before_ms: i64,
+        budget: usize,
+    ) -> Result<Pruned> {
+        self.blocking(move |trees| trees.prune(events_before_ms, keys_before_ms, budget))
+            .await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.commit.durable().await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::conformance::{TestBackend, conformance_suite};
 
-    fn open(dir: &Path) -> SledStore {
-        let secrets = SecretBox::load_or_create(&dir.join("secret.key")).unwrap();
-        SledStore::open(dir, secrets).unwrap()
+    async fn backend() -> Option<TestBackend> {
+        let dir = tempfile::tempdir().unwrap();
+        let flush_seconds = Histogram::with_opts(prometheus::HistogramOpts::new("f", "f")).unwrap();
+        let store = SledStore::open(dir.path(), flush_seconds).unwrap();
+        Some(TestBackend {
+            store: Arc::new(store),
+            guard: Box::new(dir),
+        })
+    }
+
+    conformance_suite!(backend);
+
+    fn open(dir: &Path) -> Trees {
+        Trees::open(dir).unwrap()
     }
 
     fn event(id: u64, created_at_ms: i64) -> Event {
@@ -618,7 +769,7 @@ mod tests {
                 .insert(account_key("acme", &be(42)), &[])
                 .unwrap();
             assert_eq!(store.count_webhooks("acme").unwrap(), 1);
-            store.flush().unwrap();
+            store.db.flush().unwrap();
         }
         let store = open(dir.path());
         assert_eq!(store.count_webhooks("acme").unwrap(), 0);
@@ -643,82 +794,5 @@ mod tests {
         let again = store.insert_event(&event(9, 3_000), &[], Some(key()));
         assert_eq!(again.unwrap(), InsertOutcome::Duplicate(8));
         assert!(store.get_event(9).unwrap().is_none());
-    }
-
-    fn delivery(id: u64, event_id: u64, state: crate::model::DeliveryState) -> Delivery {
-        Delivery {
-            id,
-            event_id,
-            webhook_id: 1,
-            url: "http://x".into(),
-            state,
-            attempts: 0,
-            next_attempt_ms: 0,
-            request_trigger: String::new(),
-            request: None,
-            render_error: None,
-            last_status_code: None,
-            last_error: String::new(),
-        }
-    }
-
-    #[test]
-    fn retention_deletes_old_finished_events_and_expired_keys_only() {
-        use crate::model::DeliveryState::{Queued, Succeeded};
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
-        let key = |k: &'static str| IdempotencyKey {
-            account_id: "acme",
-            key: k,
-            ttl_ms: 60_000,
-        };
-        let mut old_done = event(1, 1_000);
-        old_done.delivery_ids = vec![11];
-        let mut old_pending = event(2, 1_000);
-        old_pending.delivery_ids = vec![21];
-        let mut recent = event(3, 9_000);
-        recent.delivery_ids = vec![31];
-        let outcome = store.insert_event(&old_done, &[delivery(11, 1, Succeeded)], Some(key("a")));
-        assert_eq!(outcome.unwrap(), InsertOutcome::Inserted);
-        store
-            .insert_event(&old_pending, &[delivery(21, 2, Queued)], None)
-            .unwrap();
-        store
-            .insert_event(&recent, &[delivery(31, 3, Succeeded)], Some(key("b")))
-            .unwrap();
-
-        // A budget of one visits a record per pass and says there is more.
-        let first = store.prune(5_000, 2_000, 1).unwrap();
-        assert_eq!((first.events, first.more), (1, true));
-        let mut total = first;
-        while total.more {
-            let pass = store.prune(5_000, 2_000, 1).unwrap();
-            total.events += pass.events;
-            total.idempotency_keys += pass.idempotency_keys;
-            total.more = pass.more;
-        }
-        assert_eq!((total.events, total.idempotency_keys), (1, 1));
-        assert!(store.get_event(1).unwrap().is_none());
-        assert!(store.get_delivery(11).unwrap().is_none());
-        assert!(
-            store.get_event(2).unwrap().is_some(),
-            "pending deliveries keep their event"
-        );
-        assert!(store.get_delivery(21).unwrap().is_some());
-        assert!(store.get_event(3).unwrap().is_some(), "recent events stay");
-        assert!(
-            store
-                .idempotency
-                .get(account_key("acme", b"a"))
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            store
-                .idempotency
-                .get(account_key("acme", b"b"))
-                .unwrap()
-                .is_some()
-        );
     }
 }

@@ -1,20 +1,19 @@
-//! Group commit: concurrent writers ask for durability and share one `flush` (an fsync) made
-//! by a dedicated flusher thread. A flush starts only after the request was queued, so every
+//! Group commit of the sled backend: concurrent writers ask for durability and share one
+//! `Db::flush` (an fsync) made by a dedicated flusher thread (never `flush_async`, which
+//! deadlocks under concurrency in sled 0.34.7). A flush starts only after the request was queued, so every
 //! write made before `durable()` was called is on disk when it returns.
 //!
 //! Flushes start at most once per `GATHER` window: on this kind of machine an fsync costs a
 //! few hundred microseconds of CPU whatever it carries, so gathering the requests that
 //! arrive meanwhile trades under a millisecond of latency for far fewer of them.
 
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use prometheus::Histogram;
 use tokio::sync::oneshot;
 
-use super::Store;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
 
 type Waiter = oneshot::Sender<Result<()>>;
 
@@ -28,12 +27,13 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the flusher thread for `store`.
-    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Result<GroupCommit> {
+    /// Starts the flusher thread of `db`, which reports each flush's duration to
+    /// `flush_seconds`.
+    pub fn start(db: sled::Db, flush_seconds: Histogram) -> Result<GroupCommit> {
         let (requests, queue) = mpsc::channel::<Waiter>();
         std::thread::Builder::new()
             .name("webhookd-flush".into())
-            .spawn(move || flush_loop(store.as_ref(), &metrics, &queue))
+            .spawn(move || flush_loop(&db, &flush_seconds, &queue))
             .map_err(|e| Error::Internal(format!("cannot start the flusher thread: {e}")))?;
         Ok(GroupCommit { requests })
     }
@@ -49,7 +49,7 @@ impl GroupCommit {
     }
 }
 
-fn flush_loop(store: &dyn Store, metrics: &Metrics, queue: &mpsc::Receiver<Waiter>) {
+fn flush_loop(db: &sled::Db, flush_seconds: &Histogram, queue: &mpsc::Receiver<Waiter>) {
     let mut last_start: Option<Instant> = None;
     while let Ok(first) = queue.recv() {
         if let Some(wait) =
@@ -60,8 +60,11 @@ fn flush_loop(store: &dyn Store, metrics: &Metrics, queue: &mpsc::Receiver<Waite
         let mut waiters = vec![first];
         waiters.extend(queue.try_iter());
         last_start = Some(Instant::now());
-        let timer = metrics.flush_seconds.start_timer();
-        let result = store.flush();
+        let timer = flush_seconds.start_timer();
+        let result = db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| Error::Internal(format!("store: {e}")));
         timer.observe_duration();
         for waiter in waiters {
             let _ = waiter.send(result.clone());

@@ -1,0 +1,747 @@
+//! The store conformance suite: store-level tests written once against the `Store` trait and
+//! run against every backend. A backend's test module invokes
+//! `conformance_suite!(open)`, where `async fn open() -> Option<TestBackend>` opens a fresh
+//! store (None skips the suite, e.g. when the backend's database is not configured).
+//!
+//! `open` gives each test a store of its own (retention, for one, sweeps the whole store);
+//! tests also keep to accounts and ids of their own.
+
+use std::sync::Arc;
+
+use super::{
+    AttemptRecord, IdempotencyKey, InsertOutcome, NewEvent, Page, Sealed, SecretBox, Store,
+};
+use crate::error::Error;
+use crate::model::{
+    ApiToken, Delivery, DeliveryState, Event, RenderedRequest, ResponseRecord, Scope, Webhook,
+};
+
+/// A store under test and whatever keeps it alive (a temporary directory, a database).
+pub struct TestBackend {
+    /// The backend, unsealed.
+    pub store: Arc<dyn Store>,
+    /// Dropped after the test and the store.
+    pub guard: Box<dyn std::any::Any + Send>,
+}
+
+/// Generates one `#[tokio::test]` per conformance test, each on a store from `$open`.
+macro_rules! conformance_suite {
+    ($open:path) => {
+        $crate::store::conformance::conformance_suite!(
+            @tests $open,
+            ids_are_unique_and_increasing,
+            webhooks_list_per_account_in_creation_order_and_page,
+            deleting_a_webhook_removes_its_stats_and_log,
+            tokens_are_found_by_hash_and_revoked_by_id,
+            an_event_is_stored_with_its_deliveries_and_due_outbox_entries,
+            an_idempotency_key_returns_the_first_event_while_it_holds,
+            redelivery_adds_deliveries_to_their_events,
+            attempts_move_the_outbox_log_and_update_the_stats,
+            the_response_log_is_trimmed_to_its_newest_entries,
+            retention_deletes_old_finished_events_and_expired_keys_only,
+            through_the_sealed_layer_the_backend_holds_no_secret_in_clear
+        );
+    };
+    (@tests $open:path, $($test:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let Some(backend) = $open().await else {
+                    return;
+                };
+                let $crate::store::conformance::TestBackend { store, guard } = backend;
+                $crate::store::conformance::$test(store).await;
+                // The store is gone (the test owned it) before what it lives in.
+                drop(guard);
+            }
+        )*
+    };
+}
+pub(crate) use conformance_suite;
+
+/// An account name no other test uses.
+async fn account(store: &dyn Store) -> String {
+    format!("acct-{}", store.next_id().await.unwrap())
+}
+
+async fn webhook(store: &dyn Store, account_id: &str, name: &str) -> Webhook {
+    Webhook {
+        id: store.next_id().await.unwrap(),
+        account_id: account_id.into(),
+        name: name.into(),
+        is_webhook_enabled: true,
+        team: None,
+        data: None,
+        username: None,
+        password: None,
+        authorization_header: None,
+        trigger_template: None,
+        headers: None,
+        url: "https://example.com/hook".into(),
+        forward_all: true,
+        http_method: "POST".into(),
+        trigger_types: vec!["alert group created".into()],
+        integration_filter: vec![],
+        schedule_filter: vec![],
+        description: String::new(),
+        urls: vec![],
+        filters: None,
+        destination_type: Default::default(),
+        secret: None,
+        signing_secrets: vec![],
+        retry_schedule_ms: None,
+        max_attempts: 0,
+        template_engine: Default::default(),
+        custom_headers: Default::default(),
+        created_at_ms: 1_000,
+        disabled_reason: String::new(),
+    }
+}
+
+fn event(id: u64, account_id: &str, created_at_ms: i64, deliveries: &[Delivery]) -> Event {
+    Event {
+        id,
+        account_id: account_id.into(),
+        event_type: "alert group created".into(),
+        data: serde_json::json!({"alert_group": {"id": "I1"}}),
+        created_at_ms,
+        delivery_ids: deliveries.iter().map(|d| d.id).collect(),
+    }
+}
+
+async fn delivery(
+    store: &dyn Store,
+    event_id: u64,
+    webhook_id: u64,
+    state: DeliveryState,
+) -> Delivery {
+    Delivery {
+        id: store.next_id().await.unwrap(),
+        event_id,
+        webhook_id,
+        url: "https://example.com/hook".into(),
+        state,
+        attempts: 0,
+        next_attempt_ms: 5_000,
+        request_trigger: String::new(),
+        request: Some(RenderedRequest {
+            method: "POST".into(),
+            url: "https://example.com/hook".into(),
+            headers: vec![("X-Team".into(), "sre".into())],
+            body: Some(r#"{"alert_group":{"id":"I1"}}"#.into()),
+        }),
+        render_error: None,
+        last_status_code: None,
+        last_error: String::new(),
+    }
+}
+
+/// Stores an event of `account_id` with one delivery per state, without idempotency key.
+async fn emitted(
+    store: &dyn Store,
+    account_id: &str,
+    webhook_id: u64,
+    created_at_ms: i64,
+    states: &[DeliveryState],
+) -> (Event, Vec<Delivery>) {
+    let id = store.next_id().await.unwrap();
+    let mut deliveries = Vec::new();
+    for state in states {
+        deliveries.push(delivery(store, id, webhook_id, *state).await);
+    }
+    let event = event(id, account_id, created_at_ms, &deliveries);
+    let new = NewEvent {
+        event: &event,
+        deliveries: &deliveries,
+        idempotency: None,
+    };
+    let outcomes = store.insert_events(&[new]).await.unwrap();
+    assert_eq!(outcomes, [InsertOutcome::Inserted]);
+    (event, deliveries)
+}
+
+fn response(delivery: &Delivery, attempt: u32, at_ms: i64, status: u16) -> ResponseRecord {
+    ResponseRecord {
+        timestamp_ms: at_ms,
+        url: delivery.url.clone(),
+        request_trigger: String::new(),
+        request_headers: Some(r#"{"X-Team":"sre"}"#.into()),
+        request_data: delivery.request.as_ref().and_then(|r| r.body.clone()),
+        status_code: Some(status),
+        content: Some("answer".into()),
+        event_id: delivery.event_id,
+        attempt,
+        delivery_id: delivery.id,
+        duration_ms: 3,
+        error: String::new(),
+    }
+}
+
+const ALL: Page = Page {
+    after: None,
+    offset: 0,
+    limit: usize::MAX,
+};
+
+async fn outbox_of(store: &dyn Store, deliveries: &[&Delivery]) -> Vec<(i64, u64)> {
+    let ids: Vec<u64> = deliveries.iter().map(|d| d.id).collect();
+    let mut entries: Vec<(i64, u64)> = store
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| ids.contains(&e.delivery_id))
+        .map(|e| (e.due_ms, e.delivery_id))
+        .collect();
+    entries.sort();
+    entries
+}
+
+pub async fn ids_are_unique_and_increasing(store: Arc<dyn Store>) {
+    let mut last = store.next_id().await.unwrap();
+    for _ in 0..1000 {
+        let next = store.next_id().await.unwrap();
+        assert!(next > last, "{next} after {last}");
+        last = next;
+    }
+}
+
+pub async fn webhooks_list_per_account_in_creation_order_and_page(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let (acme, globex) = (account(store).await, account(store).await);
+    let mut created = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        let hook = webhook(store, &acme, name).await;
+        store.put_webhook(&hook).await.unwrap();
+        created.push(hook);
+    }
+    store
+        .put_webhook(&webhook(store, &globex, "other").await)
+        .await
+        .unwrap();
+    assert_eq!(store.count_webhooks(&acme).await.unwrap(), 4);
+    assert!(store.count_all_webhooks().await.unwrap() >= 5);
+    let names = |hooks: Vec<Webhook>| hooks.into_iter().map(|w| w.name).collect::<Vec<_>>();
+    let all = store.list_webhooks(&acme, ALL).await.unwrap();
+    assert_eq!(all, created);
+    let offset = Page {
+        offset: 1,
+        limit: 2,
+        ..ALL
+    };
+    assert_eq!(
+        names(store.list_webhooks(&acme, offset).await.unwrap()),
+        ["b", "c"]
+    );
+    let after = Page {
+        after: Some(created[1].id),
+        limit: 10,
+        ..ALL
+    };
+    assert_eq!(
+        names(store.list_webhooks(&acme, after).await.unwrap()),
+        ["c", "d"]
+    );
+
+    let mut renamed = created[0].clone();
+    renamed.name = "a2".into();
+    store.put_webhook(&renamed).await.unwrap();
+    assert_eq!(store.get_webhook(renamed.id).await.unwrap(), Some(renamed));
+    assert_eq!(
+        store.count_webhooks(&acme).await.unwrap(),
+        4,
+        "replaced, not added"
+    );
+    assert_eq!(
+        store
+            .get_webhook(store.next_id().await.unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn deleting_a_webhook_removes_its_stats_and_log(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let acme = account(store).await;
+    let hook = webhook(store, &acme, "doomed").await;
+    store.put_webhook(&hook).await.unwrap();
+    let (_, deliveries) = emitted(store, &acme, hook.id, 1_000, &[DeliveryState::Queued]).await;
+    let mut attempted = deliveries[0].clone();
+    attempted.state = DeliveryState::Succeeded;
+    attempted.attempts = 1;
+    store
+        .record_attempt(AttemptRecord {
+            delivery: &attempted,
+            previous_due_ms: deliveries[0].next_attempt_ms,
+            response: Some(&response(&attempted, 1, 2_000, 200)),
+            succeeded: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.count_responses(hook.id).await.unwrap(), 1);
+
+    assert!(store.delete_webhook(hook.id).await.unwrap());
+    assert!(
+        !store.delete_webhook(hook.id).await.unwrap(),
+        "already gone"
+    );
+    assert_eq!(store.get_webhook(hook.id).await.unwrap(), None);
+    assert_eq!(store.count_webhooks(&acme).await.unwrap(), 0);
+    assert!(store.list_webhooks(&acme, ALL).await.unwrap().is_empty());
+    assert_eq!(store.count_responses(hook.id).await.unwrap(), 0);
+    assert_eq!(
+        store.webhook_stats(hook.id).await.unwrap(),
+        Default::default()
+    );
+}
+
+pub async fn tokens_are_found_by_hash_and_revoked_by_id(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let token = ApiToken {
+        id: store.next_id().await.unwrap(),
+        account_id: account(store).await,
+        scopes: vec![Scope::Read, Scope::Write],
+    };
+    let hash = [token.id as u8; 32];
+    store.put_token(&hash, &token).await.unwrap();
+    assert_eq!(
+        store.token_by_hash(&hash).await.unwrap(),
+        Some(token.clone())
+    );
+    assert_eq!(store.token_by_hash(&[0xfe; 32]).await.unwrap(), None);
+    assert!(store.delete_token(token.id).await.unwrap());
+    assert_eq!(store.token_by_hash(&hash).await.unwrap(), None);
+    assert!(!store.delete_token(token.id).await.unwrap());
+}
+
+pub async fn an_event_is_stored_with_its_deliveries_and_due_outbox_entries(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let acme = account(store).await;
+    let hook = webhook(store, &acme, "h").await;
+    let states = [DeliveryState::Queued, DeliveryState::Skipped];
+    let (stored, deliveries) = emitted(store, &acme, hook.id, 1_000, &states).await;
+    assert_eq!(store.get_event(stored.id).await.unwrap(), Some(stored));
+    for d in &deliveries {
+        assert_eq!(store.get_delivery(d.id).await.unwrap().as_ref(), Some(d));
+    }
+    assert_eq!(
+        outbox_of(store, &[&deliveries[0], &deliveries[1]]).await,
+        [(5_000, deliveries[0].id)],
+        "only the delivery still to attempt is due"
+    );
+
+    // Several events in one call, each with its outcome.
+    let (a, b) = (
+        store.next_id().await.unwrap(),
+        store.next_id().await.unwrap(),
+    );
+    let batch = [event(a, &acme, 1_000, &[]), event(b, &acme, 1_000, &[])];
+    let new: Vec<NewEvent<'_>> = batch
+        .iter()
+        .map(|e| NewEvent {
+            event: e,
+            deliveries: &[],
+            idempotency: None,
+        })
+        .collect();
+    let outcomes = store.insert_events(&new).await.unwrap();
+    assert_eq!(outcomes, [InsertOutcome::Inserted, InsertOutcome::Inserted]);
+    assert!(store.get_event(b).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .get_event(store.next_id().await.unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn an_idempotency_key_returns_the_first_event_while_it_holds(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let acme = account(store).await;
+    let key = IdempotencyKey {
+        account_id: &acme,
+        key: "order-1",
+        ttl_ms: 60_000,
+    };
+    let ids = [
+        store.next_id().await.unwrap(),
+        store.next_id().await.unwrap(),
+        store.next_id().await.unwrap(),
+        store.next_id().await.unwrap(),
+    ];
+    let at = |id: u64, at_ms: i64| event(id, &acme, at_ms, &[]);
+    let first = keyed(store, at(ids[0], 1_000), &[], key).await;
+    assert_eq!(first, [InsertOutcome::Inserted]);
+    let again = keyed(store, at(ids[1], 2_000), &[], key).await;
+    assert_eq!(again, [InsertOutcome::Duplicate(ids[0])]);
+    assert_eq!(
+        store.get_event(ids[1]).await.unwrap(),
+        None,
+        "nothing written"
+    );
+    let other_account = IdempotencyKey {
+        account_id: "someone-else",
+        ..key
+    };
+    let elsewhere = keyed(store, at(ids[2], 2_000), &[], other_account).await;
+    assert_eq!(elsewhere, [InsertOutcome::Inserted]);
+    // Once the key expired, the same key makes a new event.
+    let later = keyed(store, at(ids[3], 70_000), &[], key).await;
+    assert_eq!(later, [InsertOutcome::Inserted]);
+}
+
+/// Inserts one event with an idempotency key.
+async fn keyed(
+    store: &dyn Store,
+    event: Event,
+    deliveries: &[Delivery],
+    key: IdempotencyKey<'_>,
+) -> Vec<InsertOutcome> {
+    let new = NewEvent {
+        event: &event,
+        deliveries,
+        idempotency: Some(key),
+    };
+    store.insert_events(&[new]).await.unwrap()
+}
+
+pub async fn redelivery_adds_deliveries_to_their_events(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let acme = account(store).await;
+    let hook = webhook(store, &acme, "h").await;
+    let (first, _) = emitted(store, &acme, hook.id, 1_000, &[DeliveryState::Failed]).await;
+    let (second, _) = emitted(store, &acme, hook.id, 1_000, &[DeliveryState::Failed]).await;
+    let copies = [
+        delivery(store, first.id, hook.id, DeliveryState::Queued).await,
+        delivery(store, second.id, hook.id, DeliveryState::Queued).await,
+        delivery(store, first.id, hook.id, DeliveryState::Queued).await,
+    ];
+    store.insert_deliveries(&copies).await.unwrap();
+    for copy in &copies {
+        assert_eq!(
+            store.get_delivery(copy.id).await.unwrap().as_ref(),
+            Some(copy)
+        );
+    }
+    let first = store.get_event(first.id).await.unwrap().unwrap();
+    assert_eq!(first.delivery_ids[1..], [copies[0].id, copies[2].id]);
+    let second = store.get_event(second.id).await.unwrap().unwrap();
+    assert_eq!(second.delivery_ids[1..], [copies[1].id]);
+    assert_eq!(
+        outbox_of(store, &copies.iter().collect::<Vec<_>>())
+            .await
+            .len(),
+        3
+    );
+
+    let missing = store.next_id().await.unwrap();
+    let orphan = delivery(store, missing, hook.id, DeliveryState::Queued).await;
+    let error = store.insert_deliveries(&[orphan]).await.unwrap_err();
+    assert!(
+        matches!(error, Error::NotFound { kind: "event", .. }),
+        "{error:?}"
+    );
+}
+
+pub async fn attempts_move_the_outbox_log_and_update_the_stats(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let acme = account(store).await;
+    let hook = webhook(store, &acme, "h").await;
+    store.put_webhook(&hook).await.unwrap();
+    let (_, deliveries) = emitted(store, &acme, hook.id, 1_000, &[DeliveryState::Queued]).await;
+    let queued = &deliveries[0];
+
+    // A failed attempt: RETRYING, due later, logged, failing since its time.
+    let mut retrying = queued.clone();
+    retrying.state = DeliveryState::Retrying;
+    retrying.attempts = 1;
+    retrying.next_attempt_ms = 9_000;
+    retrying.last_status_code = Some(503);
+    retrying.last_error = "HTTP 503".into();
+    let failed = response(&retrying, 1, 6_000, 503);
+    let stats = store
+        .record_attempt(AttemptRecord {
+            delivery: &retrying,
+            previous_due_ms: queued.next_attempt_ms,
+            response: Some(&failed),
+            succeeded: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            stats.last_failure_ms,
+            stats.failing_since_ms,
+            stats.response_seq
+        ),
+        (Some(6_000), Some(6_000), 1)
+    );
+    assert_eq!(
+        store.get_delivery(queued.id).await.unwrap(),
+        Some(retrying.clone())
+    );
+    assert_eq!(outbox_of(store, &[queued]).await, [(9_000, queued.id)]);
+
+    // A successful retry: final, off the outbox, the failure run over.
+    let mut succeeded = retrying.clone();
+    succeeded.state = DeliveryState::Succeeded;
+    succeeded.attempts = 2;
+    succeeded.last_status_code = Some(200);
+    succeeded.last_error.clear();
+    let ok = response(&succeeded, 2, 10_000, 200);
+    let stats = store
+        .record_attempt(AttemptRecord {
+            delivery: &succeeded,
+            previous_due_ms: retrying.next_attempt_ms,
+            response: Some(&ok),
+            succeeded: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            stats.last_success_ms,
+            stats.last_failure_ms,
+            stats.failing_since_ms,
+            stats.response_seq
+        ),
+        (Some(10_000), Some(6_000), None, 2)
+    );
+    assert_eq!(store.webhook_stats(hook.id).await.unwrap(), stats);
+    assert_eq!(
+        store.get_delivery(queued.id).await.unwrap(),
+        Some(succeeded)
+    );
+    assert!(outbox_of(store, &[queued]).await.is_empty());
+
+    // The log, newest first, the logged request body intact.
+    assert_eq!(store.count_responses(hook.id).await.unwrap(), 2);
+    let log = store.list_responses(hook.id, ALL).await.unwrap();
+    let records: Vec<&ResponseRecord> = log.iter().map(|(_, r)| r).collect();
+    assert_eq!(records, [&ok, &failed]);
+    let next = Page {
+        after: Some(log[0].0),
+        limit: 10,
+        ..ALL
+    };
+    let rest = store.list_responses(hook.id, next).await.unwrap();
+    assert_eq!(rest.iter().map(|(_, r)| r).collect::<Vec<_>>(), [&failed]);
+}
+
+pub async fn the_response_log_is_trimmed_to_its_newest_entries(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let acme = account(store).await;
+    let hook = webhook(store, &acme, "h").await;
+    store.put_webhook(&hook).await.unwrap();
+    let (_, deliveries) = emitted(store, &acme, hook.id, 1_000, &[DeliveryState::Queued]).await;
+    let mut current = deliveries[0].clone();
+    let mut seq = 0;
+    for attempt in 1..=5 {
+        let previous_due_ms = current.next_attempt_ms;
+        current.state = DeliveryState::Retrying;
+        current.attempts = attempt;
+        current.next_attempt_ms += 1_000;
+        let logged = response(&current, attempt, 1_000 * i64::from(attempt), 503);
+        let stats = store
+            .record_attempt(AttemptRecord {
+                delivery: &current,
+                previous_due_ms,
+                response: Some(&logged),
+                succeeded: false,
+            })
+            .await
+            .unwrap();
+        seq = stats.response_seq;
+    }
+    store.trim_responses(hook.id, seq, 2).await.unwrap();
+    let log = store.list_responses(hook.id, ALL).await.unwrap();
+    let attempts: Vec<u32> = log.iter().map(|(_, r)| r.attempt).collect();
+    assert_eq!(attempts, [5, 4]);
+    assert_eq!(store.count_responses(hook.id).await.unwrap(), 2);
+    assert_eq!(
+        outbox_of(store, &[&current]).await,
+        [(current.next_attempt_ms, current.id)]
+    );
+    store
+        .remove_outbox_entry(current.next_attempt_ms, current.id)
+        .await
+        .unwrap();
+    assert!(outbox_of(store, &[&current]).await.is_empty());
+}
+
+pub async fn retention_deletes_old_finished_events_and_expired_keys_only(store: Arc<dyn Store>) {
+    use DeliveryState::{Queued, Succeeded};
+    let store = store.as_ref();
+    let acme = account(store).await;
+    let hook = webhook(store, &acme, "h").await;
+    let key = |k: &'static str| IdempotencyKey {
+        account_id: &acme,
+        key: k,
+        ttl_ms: i64::MAX,
+    };
+    let (old_done, old_done_delivery) = (
+        store.next_id().await.unwrap(),
+        store.next_id().await.unwrap(),
+    );
+    let mut done = delivery(store, old_done, hook.id, Succeeded).await;
+    done.id = old_done_delivery;
+    let inserted = keyed(
+        store,
+        event(old_done, &acme, 1_000, &[done.clone()]),
+        &[done],
+        key("a"),
+    )
+    .await;
+    assert_eq!(inserted, [InsertOutcome::Inserted]);
+    let (old_pending, pending) = emitted(store, &acme, hook.id, 1_000, &[Queued]).await;
+    let recent = store.next_id().await.unwrap();
+    let inserted = keyed(store, event(recent, &acme, 9_000, &[]), &[], key("b")).await;
+    assert_eq!(inserted, [InsertOutcome::Inserted]);
+
+    // A budget of one record per pass: passes go on until there is no more.
+    let mut passes = 0;
+    loop {
+        passes += 1;
+        let pass = store.prune(5_000, 2_000, 1).await.unwrap();
+        if !pass.more {
+            break;
+        }
+        assert!(passes < 10_000, "retention never finished");
+    }
+    assert!(passes > 1, "a budget of one stops early");
+    assert_eq!(store.get_event(old_done).await.unwrap(), None);
+    assert_eq!(store.get_delivery(old_done_delivery).await.unwrap(), None);
+    assert!(
+        store.get_event(old_pending.id).await.unwrap().is_some(),
+        "pending deliveries keep their event"
+    );
+    assert!(store.get_delivery(pending[0].id).await.unwrap().is_some());
+    assert!(
+        store.get_event(recent).await.unwrap().is_some(),
+        "recent events stay"
+    );
+    // Key "a" (used at 1 000, before 2 000) is gone, key "b" (9 000) still holds.
+    let again = event(store.next_id().await.unwrap(), &acme, 10_000, &[]);
+    assert_eq!(
+        keyed(store, again, &[], key("a")).await,
+        [InsertOutcome::Inserted]
+    );
+    let again = event(store.next_id().await.unwrap(), &acme, 10_000, &[]);
+    assert_eq!(
+        keyed(store, again, &[], key("b")).await,
+        [InsertOutcome::Duplicate(recent)]
+    );
+}
+
+pub async fn through_the_sealed_layer_the_backend_holds_no_secret_in_clear(
+    backend: Arc<dyn Store>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = SecretBox::load_or_create(&dir.path().join("secret.key")).unwrap();
+    let sealed = Sealed::new(Arc::clone(&backend), secrets);
+    let acme = account(&sealed).await;
+    let mut hook = webhook(&sealed, &acme, "secretive").await;
+    hook.url = "https://alice:url-secret@example.com/a".into();
+    hook.urls = vec!["https://carol:urls-secret@example.com/b".into()];
+    hook.password = Some("password-secret".into());
+    hook.authorization_header = Some("Bearer authorization-secret".into());
+    hook.secret = Some("cloudflare-secret".into());
+    hook.signing_secrets = vec![crate::model::SigningSecret {
+        secret: "whsec_signingsecretAAAAAAAAAAAAAAAAAAAA".into(),
+        expires_at_ms: None,
+    }];
+    hook.custom_headers = [("X-Api".to_string(), "header-secret".to_string())].into();
+    sealed.put_webhook(&hook).await.unwrap();
+    let event = store_event(&sealed, &acme, &hook).await;
+    let stored_delivery = sealed
+        .get_delivery(event.delivery_ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+
+    let shown = |value: String| {
+        for secret in [
+            "url-secret",
+            "urls-secret",
+            "password-secret",
+            "authorization-secret",
+            "cloudflare-secret",
+            "signingsecret",
+            "header-secret",
+        ] {
+            assert!(
+                !value.contains(secret),
+                "the backend holds {secret}: {value}"
+            );
+        }
+    };
+    let stored = backend.get_webhook(hook.id).await.unwrap().unwrap();
+    shown(format!("{stored:?}"));
+    let listed = backend.list_webhooks(&acme, ALL).await.unwrap();
+    shown(format!("{listed:?}"));
+    let stored = backend
+        .get_delivery(stored_delivery.id)
+        .await
+        .unwrap()
+        .unwrap();
+    shown(format!("{stored:?}"));
+
+    // Through the layer everything reads as it was written.
+    assert_eq!(
+        sealed.get_webhook(hook.id).await.unwrap(),
+        Some(hook.clone())
+    );
+    assert_eq!(
+        sealed.list_webhooks(&acme, ALL).await.unwrap(),
+        [hook.clone()]
+    );
+    assert_eq!(stored_delivery.url, hook.url);
+    assert_eq!(stored_delivery.request.as_ref().unwrap().url, hook.url);
+
+    // An attempt record and a redelivery keep the delivery's secrets sealed too.
+    let mut retrying = stored_delivery.clone();
+    retrying.state = DeliveryState::Retrying;
+    retrying.attempts = 1;
+    sealed
+        .record_attempt(AttemptRecord {
+            delivery: &retrying,
+            previous_due_ms: stored_delivery.next_attempt_ms,
+            response: None,
+            succeeded: false,
+        })
+        .await
+        .unwrap();
+    let mut copy = stored_delivery.clone();
+    copy.id = sealed.next_id().await.unwrap();
+    sealed.insert_deliveries(&[copy.clone()]).await.unwrap();
+    for id in [retrying.id, copy.id] {
+        let stored = backend.get_delivery(id).await.unwrap().unwrap();
+        shown(format!("{stored:?}"));
+    }
+    assert_eq!(
+        sealed.get_delivery(retrying.id).await.unwrap(),
+        Some(retrying)
+    );
+    assert_eq!(sealed.get_delivery(copy.id).await.unwrap(), Some(copy));
+}
+
+/// An event with one delivery to `hook`'s URL (credentials included), through `store`.
+async fn store_event(store: &dyn Store, account_id: &str, hook: &Webhook) -> Event {
+    let id = store.next_id().await.unwrap();
+    let mut d = delivery(store, id, hook.id, DeliveryState::Queued).await;
+    d.url = hook.url.clone();
+    if let Some(request) = d.request.as_mut() {
+        request.url = hook.url.clone();
+    }
+    let deliveries = [d];
+    let event = event(id, account_id, 1_000, &deliveries);
+    let new = NewEvent {
+        event: &event,
+        deliveries: &deliveries,
+        idempotency: None,
+    };
+    store.insert_events(&[new]).await.unwrap();
+    event
+}
