@@ -1,0 +1,165 @@
+//! The bench's webhook endpoint: a hyper HTTP/1.1 server (keep-alive, TCP_NODELAY) that
+//! answers 200 at once on `/ok/<sink>` and after the slow delay on `/slow/<sink>`, recording
+//! every request in its sink (see `sink`). The event id is the `X-Webhookd-Event-Id` header,
+//! else the JSON body's `event_id`, `id` or `event.id` (so other senders can be measured too);
+//! the delivery id is `webhook-id`; the send time is the body's `bench_sent_ns`.
+//!
+//! `GET /_stats` -> `{"<sink>": arrivals, ...}`;
+//! `GET /_sink/<sink>?from_ns=&to_ns=` -> the sink's `SinkSummary` (window default: all time).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::event::{sent_ns_in, unix_ns};
+use crate::sink::{Arrival, Sinks};
+
+/// Largest request body read (larger ones are refused with 413).
+const MAX_BODY: usize = 1 << 20;
+
+pub struct Receiver {
+    pub sinks: Sinks,
+    pub slow_delay: Duration,
+}
+
+impl Receiver {
+    pub fn new(slow_delay: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            sinks: Sinks::default(),
+            slow_delay,
+        })
+    }
+
+    /// Serves connections from `listener` until the process ends.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // e.g. out of file descriptors: keep serving the open connections
+                    eprintln!("bench-receiver: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let receiver = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| receiver.clone().handle(req));
+                // A client closing its connection is the normal end, not an error to report.
+                let _ = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let now_ns = unix_ns();
+        let (head, body) = req.into_parts();
+        let path = head.uri.path().trim_start_matches('/');
+        let (first, rest) = path.split_once('/').unwrap_or((path, ""));
+        let reply = match first {
+            "_stats" if rest.is_empty() => json(&self.sinks.counts()),
+            "_sink" if !rest.is_empty() => {
+                let query = head.uri.query().unwrap_or("");
+                let (from_ns, to_ns) = match (param(query, "from_ns"), param(query, "to_ns")) {
+                    (Ok(from), Ok(to)) => (from.unwrap_or(0), to.unwrap_or(u64::MAX)),
+                    _ => {
+                        return Ok(text(
+                            StatusCode::BAD_REQUEST,
+                            "from_ns and to_ns are unix nanoseconds\n",
+                        ));
+                    }
+                };
+                json(&self.sinks.get(rest).summary(from_ns, to_ns))
+            }
+            "ok" | "slow" if !rest.is_empty() => {
+                let sink = rest.split('/').next().unwrap_or(rest);
+                let body = match Limited::new(body, MAX_BODY).collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(_) => {
+                        return Ok(text(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body over 1 MiB or broken\n",
+                        ));
+                    }
+                };
+                let header = |name: &str| head.headers.get(name).map(|v| v.as_bytes());
+                let body_id = match header("x-webhookd-event-id") {
+                    Some(_) => None,
+                    None => event_id_in(&body),
+                };
+                self.sinks.record(
+                    sink,
+                    Arrival {
+                        now_ns,
+                        event_id: header("x-webhookd-event-id")
+                            .or(body_id.as_deref().map(str::as_bytes)),
+                        delivery_id: header("webhook-id"),
+                        sent_ns: sent_ns_in(&body),
+                    },
+                );
+                if first == "slow" {
+                    tokio::time::sleep(self.slow_delay).await;
+                }
+                Response::new(Full::new(Bytes::new()))
+            }
+            _ => text(StatusCode::NOT_FOUND, "not a bench receiver path\n"),
+        };
+        Ok(reply)
+    }
+}
+
+/// `event_id`, `id` or `event.id` of a JSON body.
+fn event_id_in(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let id = v
+        .get("event_id")
+        .or_else(|| v.get("id"))
+        .or_else(|| v.get("event")?.get("id"))?;
+    id.as_str().map(str::to_string)
+}
+
+/// A numeric query parameter: Ok(None) when absent, Err when malformed.
+fn param(query: &str, name: &str) -> Result<Option<u64>, ()> {
+    match query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| ()),
+    }
+}
+
+fn json(value: &impl Serialize) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(value).expect("plain data serializes");
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        "application/json".parse().expect("valid header"),
+    );
+    response
+}
+
+fn text(status: StatusCode, message: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(message.as_bytes())));
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,206 @@
+//! The report a run ends with: every phase against the ceiling of the same run, and the
+//! issues' targets judged for the CPU class the run was on.
+
+use std::collections::BTreeMap;
+
+use webhookd_bench::loadgen::{CeilingResult, EmitResult};
+use webhookd_bench::percentiles::Percentiles;
+use webhookd_bench::procfs::RoleCpu;
+use webhookd_bench::report::{CpuClass, render, thousands};
+
+fn cpu(webhookd: f64) -> BTreeMap<String, RoleCpu> {
+    let role = |cores: f64| RoleCpu {
+        cpu_ms: cores * 6000.0,
+        cores,
+        context_switches: 1000,
+    };
+    [
+        ("webhookd", role(webhookd)),
+        ("receiver", role(0.2)),
+        ("loadgen", role(0.3)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn emit(mode: &str, producers: usize, webhooks: usize, delivered: f64, p99_ms: f64) -> EmitResult {
+    EmitResult {
+        mode: mode.into(),
+        producers,
+        batch: if mode == "batch" { 50 } else { 1 },
+        webhooks,
+        instances: 1,
+        store: "sled".into(),
+        target_rate: (mode == "rate").then_some(1000.0),
+        window_s: 6.0,
+        accepted_per_s: delivered,
+        accepted_events: (delivered * 8.0) as u64,
+        delivered_events_per_s: delivered / webhooks as f64,
+        deliveries_per_s: delivered,
+        arrival_latency: Percentiles {
+            n: 1000,
+            p50_ms: p99_ms / 3.0,
+            p90_ms: p99_ms / 2.0,
+            p99_ms,
+            p999_ms: p99_ms * 1.5,
+            max_ms: p99_ms * 2.0,
+        },
+        cpu: cpu(1.5),
+        webhookd_cpu_ms_per_delivery: Some(9000.0 / (delivered * 6.0)),
+        webhookd_peak_rss_mb: Some(150.0),
+        ..EmitResult::default()
+    }
+}
+
+fn write(dir: &std::path::Path, name: &str, value: &impl serde::Serialize) {
+    std::fs::write(dir.join(name), serde_json::to_string(value).unwrap()).unwrap();
+}
+
+fn run_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ceiling = CeilingResult {
+        connections: 64,
+        requests_per_s: 120_000.0,
+        cpu: cpu(0.0),
+        ..CeilingResult::default()
+    };
+    write(dir.path(), "rs_ceiling.json", &ceiling);
+    write(
+        dir.path(),
+        "rs_rest8.json",
+        &emit("rest", 8, 1, 10_000.0, 4.0),
+    );
+    write(
+        dir.path(),
+        "rs_rest64.json",
+        &emit("rest", 64, 1, 12_000.0, 30.0),
+    );
+    write(
+        dir.path(),
+        "rs_rate.json",
+        &emit("rate", 0, 1, 1_000.0, 3.0),
+    );
+    write(
+        dir.path(),
+        "rs_batch1.json",
+        &emit("batch", 8, 1, 30_000.0, 40.0),
+    );
+    write(
+        dir.path(),
+        "rs_batch10.json",
+        &emit("batch", 8, 10, 20_000.0, 90.0),
+    );
+    // Not a Rust tool's result: left alone.
+    std::fs::write(dir.path().join("ceiling.json"), "{\"rps\": 15000}").unwrap();
+    dir
+}
+
+fn line<'a>(report: &'a str, starts: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| l.starts_with(starts))
+        .unwrap_or_else(|| panic!("no line starting {starts:?} in\n{report}"))
+}
+
+#[test]
+fn every_phase_is_a_ratio_to_the_ceiling_of_the_same_run() {
+    let dir = run_dir();
+    let report = render(dir.path(), "AMD EPYC 7B13").unwrap();
+    assert!(report.contains("CPU class: AMD EPYC; store: sled."));
+    assert!(line(&report, "| R1 |").contains("120,000 req/s"));
+    let rest8 = line(
+        &report,
+        "| R2 | single-event REST emit (POST /api/v1/events/), 8 producers",
+    );
+    assert!(rest8.contains("| 8.3% |"), "{rest8}");
+    assert!(rest8.contains("| 1.50 / 0.20 / 0.30 |"), "{rest8}");
+    assert!(rest8.contains("| 0.150 ms |"), "{rest8}");
+    let batch10 = line(
+        &report,
+        "| R4 | batch emit (POST /api/v1/events/batch/, 50 events each), 8 producers, 10 webhooks",
+    );
+    assert!(
+        batch10.contains("20,000 deliveries/s = 2,000 events/s"),
+        "{batch10}"
+    );
+    // Phases in order: REST by producers, then the fixed rate, then batches.
+    let order: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("| R"))
+        .map(|l| &l[..4])
+        .collect();
+    assert_eq!(order, ["| R1", "| R2", "| R2", "| R3", "| R4", "| R4"]);
+}
+
+#[test]
+fn the_targets_follow_the_cpu_class() {
+    let dir = run_dir();
+    let epyc = render(dir.path(), "AMD EPYC 7B13").unwrap();
+    assert!(line(&epyc, "| (15) receiver ceiling").contains("**met**"));
+    let ten_x = line(&epyc, "| (15.1) single-event REST emit, 8 producers");
+    assert!(
+        ten_x.contains(">= 9,400 events/s") && ten_x.contains("**met**"),
+        "{ten_x}"
+    );
+    assert!(line(&epyc, "| (15.1) the same at 64 producers").contains("**MISSED**"));
+    assert!(line(&epyc, "| (15.1) p99 emit->arrival <= 5 ms at 8 producers").contains("**met**"));
+    assert!(line(&epyc, "| (15.1) p99 emit->arrival <= 5 ms at a fixed").contains("**met**"));
+    assert!(line(&epyc, "| (15.1) webhookd peak RSS").contains("**met**"));
+    assert!(line(&epyc, "| (15.2) batch emit of 50 events, 1 webhook").contains("**met**"));
+    assert!(line(&epyc, "| (15.2) batch emit of 50 events, 10 webhook").contains("**MISSED**"));
+    assert!(line(&epyc, "| (15.3) webhookd CPU").contains("**MISSED**"));
+    let three_x = line(&epyc, "| (14) >= 3x Svix");
+    assert!(
+        three_x.contains(">= 2,800 events/s") && three_x.contains("**met**"),
+        "{three_x}"
+    );
+    assert!(three_x.contains("Svix 1,261/s"), "{three_x}");
+
+    let xeon = render(dir.path(), "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz").unwrap();
+    let ten_x = line(&xeon, "| (15.1) single-event REST emit, 8 producers");
+    assert!(
+        ten_x.contains(">= 12,600 events/s") && ten_x.contains("**MISSED**"),
+        "{ten_x}"
+    );
+    assert!(line(&xeon, "| (14) >= 3x Svix").contains(">= 3,800 events/s"));
+}
+
+#[test]
+fn phases_not_run_are_not_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rs_rest8.json",
+        &emit("rest", 8, 1, 10_000.0, 4.0),
+    );
+    let report = render(dir.path(), "AMD EPYC").unwrap();
+    assert!(
+        line(&report, "| R2 |").contains("| n/a |"),
+        "no ceiling, no ratio"
+    );
+    assert!(line(&report, "| (15) receiver ceiling").contains("n/a (not run)"));
+    assert!(line(&report, "| (15.2) batch emit of 50 events, 1 webhook").contains("n/a (not run)"));
+    assert!(render(&dir.path().join("missing"), "AMD EPYC").is_err());
+}
+
+#[test]
+fn a_broken_result_names_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rs_rest8.json"), "{\"mode\": ").unwrap();
+    let error = format!("{:#}", render(dir.path(), "AMD EPYC").unwrap_err());
+    assert!(error.contains("rs_rest8.json"), "{error}");
+}
+
+#[test]
+fn cpu_classes_and_numbers() {
+    assert_eq!(CpuClass::of("AMD EPYC 7B13"), CpuClass::Epyc);
+    assert_eq!(
+        CpuClass::of("Intel(R) Xeon(R) CPU @ 2.20GHz"),
+        CpuClass::Xeon
+    );
+    assert_eq!(CpuClass::of("Apple M2"), CpuClass::Other);
+    assert_eq!(thousands(1234567.4), "1,234,567");
+    assert_eq!(thousands(999.5), "1,000");
+    assert_eq!(thousands(-12345.0), "-12,345");
+}
