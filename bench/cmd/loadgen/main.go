@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -19,8 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/webhookd/webhookd/clients/go/webhookd"
@@ -703,50 +700,15 @@ func phaseBacklog(args []string) {
 	writeOut(c.out, map[string]any{"queued": *n, "seconds": el, "first_error": fe})
 }
 
-// ready waits until webhookd answers an authenticated ListWebhooks, and prints the seconds.
-func phaseReady(args []string) {
-	fs := flag.NewFlagSet("ready", flag.ExitOnError)
-	var c common
-	c.register(fs)
-	timeout := fs.Duration("timeout", 120*time.Second, "give up after")
-	fs.Parse(args)
-	start := time.Now()
-	for time.Since(start) < *timeout {
-		// a fresh connection per try: grpc-go's reconnect backoff would otherwise delay the
-		// first success by up to seconds after the port opens
-		cl, err := webhookd.New(c.grpcAddr, "not-a-token")
-		if err != nil {
-			die("%v", err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		_, err = cl.Service.ListWebhooks(ctx, &pb.ListWebhooksRequest{PageSize: 1})
-		cancel()
-		cl.Close()
-		httpUp := c.httpAddr == ""
-		if !httpUp {
-			if conn, err := net.DialTimeout("tcp", c.httpAddr, 500*time.Millisecond); err == nil {
-				conn.Close()
-				httpUp = true
-			}
-		}
-		if code := status.Code(err); httpUp && (code == codes.Unauthenticated || code == codes.OK || code == codes.PermissionDenied) {
-			fmt.Printf("%.3f\n", time.Since(start).Seconds())
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	die("webhookd not ready after %v", *timeout)
-}
-
 func main() {
 	if len(os.Args) < 2 {
-		die("usage: loadgen ceiling|emit|e2e|latency|crud|neighbours|backlog|ready|report [flags]")
+		die("usage: loadgen ceiling|emit|e2e|latency|crud|neighbours|backlog|median|report [flags]")
 	}
 	phases := map[string]func([]string){
-		"median": phaseMedian,
+		"median":  phaseMedian,
 		"ceiling": phaseCeiling, "emit": phaseEmit, "e2e": phaseE2E, "latency": phaseLatency,
-		"crud": phaseCRUD, "neighbours": phaseNeighbours, "backlog": phaseBacklog, "ready": phaseReady,
-		"report": phaseReport, "freeport": phaseFreeport,
+		"crud": phaseCRUD, "neighbours": phaseNeighbours, "backlog": phaseBacklog,
+		"report": phaseReport,
 	}
 	f, ok := phases[os.Args[1]]
 	if !ok {
@@ -809,14 +771,4 @@ func medianOf(values []any) any {
 	default:
 		return first
 	}
-}
-
-// phaseFreeport prints a TCP port on 127.0.0.1 that was free a moment ago.
-func phaseFreeport([]string) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		die("%v", err)
-	}
-	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
 }

@@ -9,7 +9,8 @@ import (
 	"strings"
 )
 
-// phaseReport renders the JSON results of one run (-dir) as a Markdown section on stdout.
+// phaseReport renders the Go phases' JSON results of one run (-dir) as Markdown on stdout
+// (bench/run puts the machine description and the Rust tools' part before it).
 func phaseReport(args []string) {
 	fs := flag.NewFlagSet("report", flag.ExitOnError)
 	dir := fs.String("dir", "", "results directory")
@@ -58,8 +59,6 @@ func phaseReport(args []string) {
 		return fmt.Sprintf("%.2f ms", f)
 	}
 	var b strings.Builder
-	machine, _ := os.ReadFile(filepath.Join(*dir, "machine.txt"))
-	b.WriteString(string(machine))
 	ceil := load("ceiling")
 	c := get(ceil, "rps")
 	fmt.Fprintf(&b, "\n| # | figure | result | ratio to receiver ceiling | peak RSS (VmHWM) |\n|---|---|---|---|---|\n")
