@@ -74,14 +74,20 @@ pub fn render(dir: &Path, cpu_model: &str) -> Result<String> {
         }
     };
     let mut out = String::new();
-    let stores: Vec<String> = phases.iter().map(|r| r.store.clone()).collect();
+    let mut stores: Vec<String> = phases.iter().map(|r| r.store.clone()).collect();
+    stores.sort();
+    stores.dedup();
+    let stores = if stores.is_empty() {
+        String::new()
+    } else {
+        format!("; store: {}", stores.join(", "))
+    };
     let _ = writeln!(
         out,
-        "\n### Rust receiver and load generator (issue 15)\n\nCPU class: {}; store: {}. \
+        "\n### Rust receiver and load generator (issue 15)\n\nCPU class: {}{stores}. \
          Ratios are deliveries/s to the receiver ceiling of this run; CPU in cores over each phase's window \
          (utime + stime from /proc, 2.00 = both cores of a 2-core machine).\n",
         class.label(),
-        dedup(stores).join(", ")
     );
     out.push_str(
         "| # | phase | delivered | ratio to ceiling | emit->arrival p50 / p99 | duplicates | CPU webhookd / receiver / loadgen (cores) | webhookd CPU per delivery | webhookd context switches per delivery | webhookd peak RSS |\n\
@@ -400,15 +406,6 @@ fn errors_note(errors: u64, first: &Option<String>) -> String {
         Some(e) if errors > 0 => format!(", {errors} errors, first: {}", e.replace('|', "/")),
         _ => String::new(),
     }
-}
-
-fn dedup(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v.dedup();
-    if v.is_empty() {
-        v.push("n/a".into());
-    }
-    v
 }
 
 /// 12345.6 -> "12,346".
