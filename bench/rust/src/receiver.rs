@@ -90,8 +90,8 @@ impl Receiver {
                 };
                 json(&self.sinks.get(rest).summary(from_ns, to_ns))
             }
-            "ok" | "slow" if !rest.is_empty() => {
-                let sink = rest.split('/').next().unwrap_or(rest);
+            "ok" | "slow" if !sink_of(rest).is_empty() => {
+                let sink = sink_of(rest);
                 let body = match Limited::new(body, MAX_BODY).collect().await {
                     Ok(collected) => collected.to_bytes(),
                     Err(_) => {
@@ -125,6 +125,11 @@ impl Receiver {
         };
         Ok(reply)
     }
+}
+
+/// The sink of `/ok/<sink>[/...]`.
+fn sink_of(rest: &str) -> &str {
+    rest.split('/').next().unwrap_or("")
 }
 
 /// `event_id`, `id` or `event.id` of a JSON body.

@@ -111,7 +111,7 @@ async fn a_sender_without_webhookd_headers_is_identified_by_its_body() {
 async fn unknown_paths_and_bad_windows_get_clear_errors() {
     let addr = start().await;
     let mut conn = Conn::new(&addr);
-    for path in ["/", "/ok/", "/elsewhere/x", "/_sink/"] {
+    for path in ["/", "/ok/", "/ok//x", "/elsewhere/x", "/_sink/"] {
         let reply = conn.get(path, &[]).await.unwrap();
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
     }

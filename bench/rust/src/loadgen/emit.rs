@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use hyper::StatusCode;
 use tokio::time::{Instant, sleep};
 
@@ -115,26 +115,20 @@ pub async fn run(args: EmitArgs) -> Result<()> {
                     event::batch(first, batch)
                 };
                 let sent = Instant::now();
-                match conn
+                let outcome = conn
                     .post(path, &[("authorization", token.as_str())], body)
                     .await
-                {
-                    Ok(reply) if reply.status == StatusCode::ACCEPTED => {
+                    .and_then(|reply| reply.expect(StatusCode::ACCEPTED, path));
+                match outcome {
+                    Ok(_) => {
                         accepted.fetch_add(batch, Ordering::Relaxed);
                         gate.accepted.fetch_add(batch * webhooks, Ordering::Relaxed);
                         if sent >= warm {
                             latencies.push(sent.elapsed().as_nanos() as u64);
                         }
                     }
-                    outcome => {
-                        let error = match outcome {
-                            Ok(reply) => reply
-                                .expect(StatusCode::ACCEPTED, path)
-                                .err()
-                                .unwrap_or_else(|| anyhow!("?")),
-                            Err(e) => e,
-                        };
-                        errors.add(&error);
+                    Err(e) => {
+                        errors.add(&e);
                         sleep(Duration::from_millis(10)).await;
                     }
                 }
