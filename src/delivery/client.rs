@@ -10,7 +10,7 @@
 use std::error::Error as _;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -291,50 +291,15 @@ fn incomplete_tail(raw: &[u8]) -> usize {
     0
 }
 
-/// `Retry-After` (RFC 9110 §10.2.3): delay seconds or an IMF-fixdate, relative to `now`.
+/// `Retry-After` (RFC 9110 §10.2.3): delay seconds or an HTTP date (IMF-fixdate, or the
+/// obsolete RFC 850 and asctime forms recipients must accept), relative to `now`.
 fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let at = parse_http_date(value)?;
+    let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// An IMF-fixdate such as "Sun, 06 Nov 1994 08:49:37 GMT" (the only format senders may use).
-fn parse_http_date(text: &str) -> Option<SystemTime> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let (_weekday, rest) = text.split_once(", ")?;
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let [day, month, year, time, "GMT"] = fields.as_slice() else {
-        return None;
-    };
-    let day: u32 = day.parse().ok().filter(|day| (1..=31).contains(day))?;
-    let month = MONTHS.iter().position(|name| name == month)? as u32 + 1;
-    let year: i64 = year.parse().ok().filter(|year| *year >= 1970)?;
-    let clock: Vec<&str> = time.split(':').collect();
-    let [hour, minute, second] = clock.as_slice() else {
-        return None;
-    };
-    let hour: u64 = hour.parse().ok().filter(|hour| *hour < 24)?;
-    let minute: u64 = minute.parse().ok().filter(|minute| *minute < 60)?;
-    let second: u64 = second.parse().ok().filter(|second| *second <= 60)?;
-    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
-    UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let shifted_month = i64::from((month + 9) % 12);
-    let day_of_year = (153 * shifted_month + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
@@ -345,6 +310,7 @@ mod tests {
     use axum::routing::{any, get};
     use std::net::SocketAddr;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::UNIX_EPOCH;
 
     const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -620,18 +586,23 @@ mod tests {
     }
 
     #[test]
-    fn http_dates_match_known_epochs() {
-        let epoch = |text: &str| {
-            parse_http_date(text)
-                .unwrap()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-        };
-        assert_eq!(epoch("Thu, 01 Jan 1970 00:00:00 GMT"), 0);
-        assert_eq!(epoch("Sun, 06 Nov 1994 08:49:37 GMT"), 784_111_777);
-        assert_eq!(epoch("Tue, 29 Feb 2000 12:00:00 GMT"), 951_825_600);
-        assert_eq!(epoch("Fri, 01 Jan 2038 00:00:00 GMT"), 2_145_916_800);
+    fn retry_after_takes_every_http_date_form() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        for form in [
+            "Sun, 06 Nov 1994 08:50:37 GMT",
+            "Sunday, 06-Nov-94 08:50:37 GMT",
+            "Sun Nov  6 08:50:37 1994",
+        ] {
+            assert_eq!(
+                parse_retry_after(form, now),
+                Some(Duration::from_secs(60)),
+                "{form}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after("Tue, 29 Feb 2000 12:00:00 GMT", UNIX_EPOCH),
+            Some(Duration::from_secs(951_825_600))
+        );
     }
 
     #[tokio::test]
