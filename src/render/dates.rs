@@ -1,42 +1,17 @@
-//! The date-times OnCall's date filters read and print: Django's `parse_datetime` grammar,
-//! Python's `str(datetime)` and a strftime subset.
+//! The date-times OnCall's date filters read and print: Django's `parse_datetime` grammar
+//! (hand-parsed: it is Django's own, looser than ISO 8601), calendar validity and arithmetic
+//! from `jiff`, Python's `str(datetime)`, and Python's strftime on top of jiff's.
+
+use jiff::civil;
+use jiff::fmt::strtime::BrokenDownTime;
+use jiff::tz::Offset;
 
 /// A calendar date-time with an optional UTC offset, enough for OnCall's date filters.
 #[derive(Debug, PartialEq)]
 pub(super) struct DateTime {
-    pub(super) year: i64,
-    pub(super) month: u32,
-    pub(super) day: u32,
-    pub(super) hour: u32,
-    pub(super) minute: u32,
-    pub(super) second: u32,
-    pub(super) micros: u32,
-    pub(super) offset_minutes: Option<i32>,
+    civil: civil::DateTime,
+    offset_minutes: Option<i32>,
 }
-
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-const WEEKDAYS: [&str; 7] = [
-    "Sunday",
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-];
 
 impl DateTime {
     /// Django's `parse_datetime` grammar: `YYYY-MM-DD[T ]HH:MM[:SS[.ffffff]][Z|±HH[:MM]]`.
@@ -94,92 +69,95 @@ impl DateTime {
                 Some(sign * (hh * 60 + mm) as i32)
             }
         };
-        let valid = (1..=12).contains(&month)
-            && day >= 1
-            && day <= days_in_month(i64::from(year), month)
-            && hour < 24
-            && minute < 60
-            && second < 60;
-        valid.then_some(DateTime {
-            year: i64::from(year),
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            micros,
+        let civil = civil::DateTime::new(
+            i16::try_from(year).ok()?,
+            i8::try_from(month).ok()?,
+            i8::try_from(day).ok()?,
+            i8::try_from(hour).ok()?,
+            i8::try_from(minute).ok()?,
+            i8::try_from(second).ok()?,
+            i32::try_from(micros).ok()? * 1000,
+        )
+        .ok()?;
+        Some(DateTime {
+            civil,
             offset_minutes,
         })
     }
 
-    /// A best-effort strftime: `%Y %y %m %d %H %I %M %S %f %p %b %B %a %A %j %z %Z %%`; any
-    /// other directive is kept as written.
+    /// The current UTC time.
+    pub(super) fn now_utc() -> DateTime {
+        DateTime {
+            civil: jiff::Timestamp::now()
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .datetime(),
+            offset_minutes: Some(0),
+        }
+    }
+
+    /// Python's strftime (C locale): `%Y %y %m %d %H %I %M %S %f %p %b %B %a %A %j %z %Z %%`
+    /// through jiff; any other directive is kept as written, as Python does.
     pub(super) fn format(&self, format: &str) -> String {
-        let mut out = String::with_capacity(format.len() + 16);
+        let mut spec = String::with_capacity(format.len() + 8);
         let mut chars = format.chars();
         while let Some(c) = chars.next() {
             if c != '%' {
-                out.push(c);
+                spec.push(c);
                 continue;
             }
-            let Some(directive) = chars.next() else {
-                out.push('%');
-                break;
-            };
-            let month_name = MONTHS[self.month as usize - 1];
-            let weekday_name = WEEKDAYS[self.weekday()];
-            let piece = match directive {
-                'Y' => format!("{:04}", self.year),
-                'y' => format!("{:02}", self.year.rem_euclid(100)),
-                'm' => format!("{:02}", self.month),
-                'd' => format!("{:02}", self.day),
-                'H' => format!("{:02}", self.hour),
-                'I' => format!("{:02}", (self.hour + 11) % 12 + 1),
-                'M' => format!("{:02}", self.minute),
-                'S' => format!("{:02}", self.second),
-                'f' => format!("{:06}", self.micros),
-                'p' => (if self.hour < 12 { "AM" } else { "PM" }).to_owned(),
-                'b' => month_name[..3].to_owned(),
-                'B' => month_name.to_owned(),
-                'a' => weekday_name[..3].to_owned(),
-                'A' => weekday_name.to_owned(),
-                'j' => format!("{:03}", self.day_of_year()),
-                'z' => self.offset_minutes.map_or_else(String::new, |m| {
-                    format!("{}{:02}{:02}", sign(m), m.abs() / 60, m.abs() % 60)
-                }),
-                'Z' => match self.offset_minutes {
-                    None => String::new(),
-                    Some(0) => "UTC".to_owned(),
-                    Some(m) => format!("UTC{}{:02}:{:02}", sign(m), m.abs() / 60, m.abs() % 60),
-                },
-                '%' => "%".to_owned(),
-                other => format!("%{other}"),
-            };
-            out.push_str(&piece);
+            match chars.next() {
+                None => spec.push_str("%%"),
+                Some(
+                    d @ ('Y' | 'y' | 'm' | 'd' | 'H' | 'I' | 'M' | 'S' | 'p' | 'b' | 'B' | 'a'
+                    | 'A' | 'j' | '%'),
+                ) => {
+                    spec.push('%');
+                    spec.push(d);
+                }
+                Some('f') => spec.push_str("%6f"),
+                Some('z') if self.offset_minutes.is_some() => spec.push_str("%z"),
+                Some('z') => {}
+                Some('Z') => spec.push_str(&self.zone_name()),
+                Some(other) => {
+                    spec.push_str("%%");
+                    spec.push(other);
+                }
+            }
         }
-        out
+        let mut time = BrokenDownTime::from(self.civil);
+        if let Some(minutes) = self.offset_minutes {
+            time.set_offset(Offset::from_seconds(minutes * 60).ok());
+        }
+        time.to_string(spec.as_str()).unwrap_or_default()
     }
 
-    /// 0 = Sunday.
-    fn weekday(&self) -> usize {
-        (days_from_civil(self.year, self.month, self.day) + 4).rem_euclid(7) as usize
-    }
-
-    fn day_of_year(&self) -> i64 {
-        days_from_civil(self.year, self.month, self.day) - days_from_civil(self.year, 1, 1) + 1
+    /// What Python's `%Z` prints for a fixed offset: `UTC`, `UTC+01:00`, or nothing.
+    fn zone_name(&self) -> String {
+        match self.offset_minutes {
+            None => String::new(),
+            Some(0) => "UTC".to_owned(),
+            Some(m) => format!("UTC{}{:02}:{:02}", sign(m), m.abs() / 60, m.abs() % 60),
+        }
     }
 }
 
 /// Python's `str(datetime)`: `2023-08-18 16:34:27.678406+00:00`.
 impl std::fmt::Display for DateTime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.civil;
         write!(
             f,
             "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            self.year, self.month, self.day, self.hour, self.minute, self.second
+            c.year(),
+            c.month(),
+            c.day(),
+            c.hour(),
+            c.minute(),
+            c.second()
         )?;
-        if self.micros != 0 {
-            write!(f, ".{:06}", self.micros)?;
+        let micros = c.subsec_nanosecond() / 1000;
+        if micros != 0 {
+            write!(f, ".{micros:06}")?;
         }
         if let Some(m) = self.offset_minutes {
             write!(f, "{}{:02}:{:02}", sign(m), m.abs() / 60, m.abs() % 60)?;
@@ -196,40 +174,6 @@ fn sign(minutes: i32) -> char {
 fn parse_digits(s: &str, min: usize, max: usize) -> Option<u32> {
     let ok = (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
     if ok { s.parse().ok() } else { None }
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-pub(super) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -251,9 +195,15 @@ mod tests {
         );
         assert_eq!(DateTime::parse("2023-13-01T00:00"), None);
         assert_eq!(DateTime::parse("2023-01-01"), None);
-        for days in [-719_468, -1, 0, 19_000, 2_932_896] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
+        assert_eq!(DateTime::parse("2023-02-29T00:00"), None);
+        assert_eq!(DateTime::parse("2023-01-01T24:00"), None);
+        let dt = DateTime::parse("2024-12-31T23:59:59.5Z").unwrap();
+        assert_eq!(dt.format("%j %a %f %z %Z"), "366 Tue 500000 +0000 UTC");
+        assert_eq!(
+            DateTime::parse("2023-06-01T12:00+01:30")
+                .unwrap()
+                .format("%Z|%I%p|%"),
+            "UTC+01:30|12PM|%"
+        );
     }
 }
