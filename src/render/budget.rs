@@ -21,8 +21,11 @@ pub struct Limits {
     /// Jinja fuel (about one unit per instruction) and handlebars steps (one per element
     /// rendered in a block, per iteration) of one render.
     pub fuel: u64,
-    /// Deepest Jinja call recursion (macros, includes) and handlebars block/partial nesting.
+    /// Deepest handlebars block/partial nesting.
     pub depth: usize,
+    /// minijinja's recursion limit (its frames: loops, macro calls, includes; a macro call
+    /// takes several).
+    pub recursion: usize,
     /// Longest rendered URL, bytes.
     pub url_bytes: usize,
     /// Longest rendered headers template, bytes.
@@ -39,6 +42,7 @@ impl Limits {
         Limits {
             fuel: 1_000_000,
             depth: 64,
+            recursion: 200,
             url_bytes: 8 * 1024,
             headers_bytes: 64 * 1024,
             body_bytes,
@@ -108,10 +112,7 @@ impl Failure {
                 "Template Error: the template ran more than {} steps",
                 limits.fuel
             ),
-            Reason::Depth => format!(
-                "Template Error: the template nested or recursed deeper than {} levels",
-                limits.depth
-            ),
+            Reason::Depth => "Template Error: the template nested or recursed too deep".to_owned(),
             Reason::Output => {
                 format!("Template Error: the rendered text is longer than {cap} bytes")
             }
@@ -265,6 +266,7 @@ mod tests {
         Limits {
             fuel: 10,
             depth: 2,
+            recursion: 2,
             url_bytes: 8,
             headers_bytes: 8,
             body_bytes: 8,

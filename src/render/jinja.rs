@@ -105,7 +105,7 @@ pub(super) fn environment(limits: &Limits) -> Environment<'static> {
     env.set_lstrip_blocks(false);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
     env.set_fuel(Some(limits.fuel));
-    env.set_recursion_limit(limits.depth);
+    env.set_recursion_limit(limits.recursion);
     filters::register(&mut env);
     env
 }

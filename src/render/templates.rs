@@ -476,7 +476,7 @@ pub(super) mod tests {
         assert_eq!(failure.reason, Reason::Depth);
         assert_eq!(
             failure.message,
-            "Template Error: the template nested or recursed deeper than 64 levels"
+            "Template Error: the template nested or recursed too deep"
         );
     }
 
