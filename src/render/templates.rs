@@ -610,6 +610,8 @@ pub(super) mod tests {
                 "[in db]",
             ),
             ("{{#> missing}}fallback{{/missing}}", "fallback"),
+            ("{{#if empty}}a{{else if name}}b{{else}}c{{/if}}", "b"),
+            ("[ {{~#if name~}} x {{~/if~}} ]", "[x]"),
         ];
         let templates = templates();
         for (source, expected) in cases {
