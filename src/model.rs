@@ -10,8 +10,10 @@ use serde_json::Value;
 /// The value shown instead of a write-only field that is set (OnCall's placeholder).
 pub const SECRET_PLACEHOLDER: &str = "****************";
 
-/// An outgoing webhook of one account.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An outgoing webhook of one account. A field missing from a stored record (one written
+/// before the field existed) takes its `Default`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Webhook {
     /// Store id (formatted with `ids::Kind::Webhook`).
     pub id: u64,

@@ -3,10 +3,12 @@
 //! the delivery engine delivers. No transport types here.
 //! - `auth`: admin and account tokens, scopes.
 //! - `webhooks`: CRUD with OnCall semantics, validation, the delivery log.
+//! - `fields`: the webhook field table (patch, per-field setters; transports expand it).
 //! - `events`: emit (persist durably, schedule, stream) and redelivery.
 
 pub mod auth;
 pub mod events;
+pub mod fields;
 pub mod retention;
 pub mod webhooks;
 

@@ -1,21 +1,18 @@
 //! Webhook use cases with OnCall's semantics: create with defaults, partial update (a
 //! `WebhookPatch` names the fields to change; sending the secret placeholder keeps a
 //! secret), validation that reports every bad field at once, tenant-scoped get/list/delete,
-//! and the per-webhook delivery log.
+//! and the per-webhook delivery log. Each field's own rules are in `fields` (the field
+//! table); the checks across fields are here.
 
 use std::collections::BTreeMap;
 
 use super::{Caller, Page, Service};
-use crate::delivery::{retry, signing};
+use crate::delivery::signing;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
-use crate::model::{
-    DestinationType, Engine, FilterGroup, ResponseRecord, SECRET_PLACEHOLDER, Scope, SigningSecret,
-    Webhook, WebhookStats, now_ms,
-};
+use crate::model::{ResponseRecord, Scope, SigningSecret, Webhook, WebhookStats, now_ms};
 use crate::render::formatters;
 use crate::render::matcher;
-use crate::userinfo;
 
 /// OnCall's trigger types (`escalation step` is OnCall's newer name of `escalation`).
 pub const ONCALL_TRIGGER_TYPES: [&str; 12] = [
@@ -47,39 +44,7 @@ pub const HTTP_METHODS: [&str; 6] = ["POST", "GET", "PUT", "PATCH", "DELETE", "O
 /// Longest webhook name (OnCall's limit).
 pub const NAME_MAX_CHARS: usize = 100;
 
-/// Value of `signing_secret` that asks the server to generate one.
-pub const GENERATE_SECRET: &str = "generate";
-
-/// Fields to set on create or change on update; `None` = not given. For nullable fields,
-/// `Some(None)` clears the value.
-#[derive(Debug, Clone, Default)]
-pub struct WebhookPatch {
-    pub name: Option<String>,
-    pub is_webhook_enabled: Option<bool>,
-    pub team: Option<Option<String>>,
-    pub data: Option<Option<String>>,
-    pub username: Option<Option<String>>,
-    pub password: Option<Option<String>>,
-    pub authorization_header: Option<Option<String>>,
-    pub trigger_template: Option<Option<String>>,
-    pub headers: Option<Option<String>>,
-    pub url: Option<String>,
-    pub forward_all: Option<bool>,
-    pub http_method: Option<String>,
-    pub trigger_types: Option<Vec<String>>,
-    pub integration_filter: Option<Vec<String>>,
-    pub schedule_filter: Option<Vec<String>>,
-    pub description: Option<String>,
-    pub urls: Option<Vec<String>>,
-    pub filters: Option<Option<FilterGroup>>,
-    pub destination_type: Option<String>,
-    pub secret: Option<Option<String>>,
-    pub signing_secret: Option<Option<String>>,
-    pub retry_schedule: Option<Vec<String>>,
-    pub max_attempts: Option<u32>,
-    pub template_engine: Option<String>,
-    pub custom_headers: Option<BTreeMap<String, String>>,
-}
+pub use super::fields::WebhookPatch;
 
 /// A webhook with its delivery outcome times, as every read returns it.
 #[derive(Debug, Clone)]
@@ -88,6 +53,26 @@ pub struct WebhookView {
     pub webhook: Webhook,
     /// last_success / last_failure.
     pub stats: WebhookStats,
+    /// `whpk_<base64>` of the current ed25519 signing key (None without one).
+    pub signing_public_key: Option<String>,
+}
+
+/// A new signing secret, shown once.
+#[derive(Debug, Clone)]
+pub struct RotatedSecret {
+    /// `whsec_…` or `whsk_…`.
+    pub secret: String,
+    /// `whpk_…` for an ed25519 secret.
+    pub public_key: Option<String>,
+}
+
+/// The public key of the webhook's current ed25519 signing secret.
+fn current_public_key(webhook: &Webhook) -> Option<String> {
+    webhook
+        .signing_secrets
+        .iter()
+        .find(|s| s.expires_at_ms.is_none())
+        .and_then(|s| signing::public_key(&s.secret))
 }
 
 /// One page of a listing.
@@ -108,20 +93,6 @@ pub struct ResponseView {
     pub record: ResponseRecord,
     /// JSON of the event data.
     pub event_data: String,
-}
-
-/// Empty strings of nullable template fields are stored as null (OnCall).
-fn blank_to_none(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.trim().is_empty())
-}
-
-/// A secret update: the placeholder keeps the stored value.
-fn apply_secret(current: &mut Option<String>, given: Option<Option<String>>) {
-    match given {
-        Some(Some(v)) if v == SECRET_PLACEHOLDER => {}
-        Some(v) => *current = blank_to_none(v),
-        None => {}
-    }
 }
 
 fn has_template_syntax(text: &str) -> bool {
@@ -157,7 +128,11 @@ impl Service {
 
     async fn view(&self, webhook: Webhook) -> Result<WebhookView> {
         let stats = self.store.webhook_stats(webhook.id).await?;
-        Ok(WebhookView { webhook, stats })
+        Ok(WebhookView {
+            signing_public_key: current_public_key(&webhook),
+            webhook,
+            stats,
+        })
     }
 
     /// Creates a webhook; name and url are required.
@@ -174,36 +149,15 @@ impl Service {
         if patch.url.is_none() {
             missing.push(FieldViolation::new("url", "This field is required."));
         }
+        // OnCall's defaults for what a create does not give.
+        let mut patch = patch;
+        patch.is_webhook_enabled.get_or_insert(true);
+        patch.forward_all.get_or_insert(true);
+        patch.http_method.get_or_insert_with(|| "POST".into());
         let mut webhook = Webhook {
-            id: 0,
             account_id: caller.account_id.clone(),
-            name: String::new(),
-            is_webhook_enabled: true,
-            team: None,
-            data: None,
-            username: None,
-            password: None,
-            authorization_header: None,
-            trigger_template: None,
-            headers: None,
-            url: String::new(),
-            forward_all: true,
-            http_method: "POST".into(),
-            trigger_types: Vec::new(),
-            integration_filter: Vec::new(),
-            schedule_filter: Vec::new(),
-            description: String::new(),
-            urls: Vec::new(),
-            filters: None,
-            destination_type: DestinationType::Generic,
-            secret: None,
-            signing_secrets: Vec::new(),
-            retry_schedule_ms: None,
-            max_attempts: 0,
-            template_engine: Engine::Jinja,
-            custom_headers: BTreeMap::new(),
             created_at_ms: now_ms(),
-            disabled_reason: String::new(),
+            ..Webhook::default()
         };
         let infer_destination = patch.destination_type.as_deref().unwrap_or("").is_empty();
         // Every problem at once: missing fields first, then the others (one per field).
@@ -327,11 +281,17 @@ impl Service {
         Ok(Listing { items, total })
     }
 
-    /// Generates a new signing secret; the previous one keeps signing for 24 h.
-    pub async fn rotate_signing_secret(&self, caller: &Caller, id: &str) -> Result<String> {
+    /// Generates a new signing secret of the current one's kind (`v1` when there is none);
+    /// the previous one keeps signing for 24 h.
+    pub async fn rotate_signing_secret(&self, caller: &Caller, id: &str) -> Result<RotatedSecret> {
         caller.require(Scope::Write)?;
         let mut webhook = self.owned_webhook(caller, id).await?;
-        let secret = signing::generate_secret();
+        let current = webhook
+            .signing_secrets
+            .iter()
+            .find(|s| s.expires_at_ms.is_none())
+            .map(|s| s.secret.as_str());
+        let secret = signing::generate_like(current);
         let now = now_ms();
         let expires = now + 24 * 3600 * 1000;
         webhook
@@ -350,7 +310,10 @@ impl Service {
             },
         );
         self.store.put_webhook(&webhook).await?;
-        Ok(secret)
+        Ok(RotatedSecret {
+            public_key: signing::public_key(&secret),
+            secret,
+        })
     }
 
     async fn check_unique_name(&self, webhook: &Webhook) -> Result<()> {
@@ -373,154 +336,25 @@ impl Service {
     /// Applies a patch and validates the result, returning every invalid field; when there
     /// are any, `webhook` may be half-changed and must be discarded.
     fn apply(&self, webhook: &mut Webhook, patch: WebhookPatch) -> Vec<FieldViolation> {
-        let mut violations = Vec::new();
+        let mut violations = patch.set_fields(webhook);
         let mut bad = |field: &str, description: String| {
             violations.push(FieldViolation::new(field, description))
         };
+        check_name(webhook, &mut bad);
+        self.check_targets(webhook, &mut bad);
+        check_method(webhook, &mut bad);
+        check_triggers(webhook, &mut bad);
+        self.check_templates(webhook, &mut bad);
+        if let Some(group) = &webhook.filters {
+            if let Err(e) = matcher::validate_filters(group) {
+                bad("filters", e);
+            }
+        }
+        violations
+    }
 
-        if let Some(engine) = patch.template_engine {
-            match Engine::parse(&engine) {
-                Some(e) => webhook.template_engine = e,
-                None => bad(
-                    "template_engine",
-                    format!("\"{engine}\" is not a valid choice; use jinja or handlebars."),
-                ),
-            }
-        }
-        if let Some(name) = patch.name {
-            webhook.name = name.trim().to_string();
-        }
-        if let Some(v) = patch.is_webhook_enabled {
-            webhook.is_webhook_enabled = v;
-        }
-        if let Some(v) = patch.team {
-            webhook.team = v;
-        }
-        if let Some(v) = patch.data {
-            webhook.data = blank_to_none(v);
-        }
-        if let Some(v) = patch.username {
-            webhook.username = blank_to_none(v);
-        }
-        apply_secret(&mut webhook.password, patch.password);
-        apply_secret(
-            &mut webhook.authorization_header,
-            patch.authorization_header,
-        );
-        apply_secret(&mut webhook.secret, patch.secret);
-        if let Some(v) = patch.trigger_template {
-            webhook.trigger_template = blank_to_none(v);
-        }
-        if let Some(v) = patch.headers {
-            webhook.headers = blank_to_none(v);
-        }
-        if let Some(v) = patch.url {
-            webhook.url = userinfo::unmask(v.trim().to_string(), [&webhook.url]);
-        }
-        if let Some(v) = patch.forward_all {
-            webhook.forward_all = v;
-        }
-        if let Some(v) = patch.http_method {
-            webhook.http_method = v;
-        }
-        if let Some(v) = patch.trigger_types {
-            webhook.trigger_types = v;
-        }
-        if let Some(v) = patch.integration_filter {
-            webhook.integration_filter = v;
-        }
-        if let Some(v) = patch.schedule_filter {
-            webhook.schedule_filter = v;
-        }
-        if let Some(v) = patch.description {
-            webhook.description = v;
-        }
-        if let Some(v) = patch.urls {
-            let stored = std::mem::take(&mut webhook.urls);
-            webhook.urls = v
-                .into_iter()
-                .map(|given| userinfo::unmask(given.trim().to_string(), &stored))
-                .collect();
-        }
-        if let Some(v) = patch.filters {
-            webhook.filters = v;
-        }
-        if let Some(v) = patch.destination_type {
-            match DestinationType::parse(&v) {
-                Some(d) => webhook.destination_type = d,
-                None => bad(
-                    "destination_type",
-                    format!(
-                        "\"{v}\" is not a valid choice; use one of generic, slack, discord, gchat, feishu, datadog, opsgenie, splunk."
-                    ),
-                ),
-            }
-        }
-        match patch.signing_secret {
-            Some(Some(v)) if v == SECRET_PLACEHOLDER => {}
-            Some(Some(v)) if v == GENERATE_SECRET => {
-                webhook.signing_secrets = vec![SigningSecret {
-                    secret: signing::generate_secret(),
-                    expires_at_ms: None,
-                }];
-            }
-            Some(Some(v)) if !v.trim().is_empty() => match signing::validate_secret(&v) {
-                Ok(()) => {
-                    webhook.signing_secrets = vec![SigningSecret {
-                        secret: v,
-                        expires_at_ms: None,
-                    }]
-                }
-                Err(e) => bad("signing_secret", e),
-            },
-            Some(_) => webhook.signing_secrets.clear(),
-            None => {}
-        }
-        if let Some(items) = patch.retry_schedule {
-            if items.is_empty() {
-                webhook.retry_schedule_ms = None;
-            } else {
-                match retry::parse_schedule(&items.join(",")) {
-                    Ok(delays) => {
-                        webhook.retry_schedule_ms =
-                            Some(delays.iter().map(|d| d.as_millis() as u64).collect())
-                    }
-                    Err(e) => bad("retry_schedule", e),
-                }
-            }
-        }
-        if let Some(v) = patch.max_attempts {
-            if v > 100 {
-                bad(
-                    "max_attempts",
-                    "Ensure this value is less than or equal to 100.".into(),
-                );
-            }
-            webhook.max_attempts = v;
-        }
-        if let Some(v) = patch.custom_headers {
-            for (name, value) in &v {
-                if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err()
-                    || hyper::header::HeaderValue::from_str(value).is_err()
-                {
-                    bad(
-                        "custom_headers",
-                        format!("{name:?} is not a valid HTTP header"),
-                    );
-                }
-            }
-            webhook.custom_headers = v;
-        }
-
-        // Validation of the resulting webhook.
-        if webhook.name.is_empty() {
-            bad("name", "This field may not be blank.".into());
-        } else if webhook.name.chars().count() > NAME_MAX_CHARS {
-            bad(
-                "name",
-                format!("Ensure this field has no more than {NAME_MAX_CHARS} characters."),
-            );
-        }
+    /// `url` is required; it and every `urls` entry is an http(s) URL or a valid template.
+    fn check_targets(&self, webhook: &Webhook, bad: &mut impl FnMut(&str, String)) {
         if webhook.url.is_empty() {
             bad("url", "This field may not be blank.".into());
         }
@@ -538,27 +372,10 @@ impl Service {
                 bad(field, e);
             }
         }
-        if !HTTP_METHODS.contains(&webhook.http_method.as_str()) {
-            bad(
-                "http_method",
-                format!(
-                    "\"{}\" is not a valid choice. Must be one of {HTTP_METHODS:?}.",
-                    webhook.http_method
-                ),
-            );
-        }
-        for trigger in &webhook.trigger_types {
-            if !ONCALL_TRIGGER_TYPES.contains(&trigger.as_str())
-                && !SQUADCAST_TRIGGER_TYPES.contains(&trigger.as_str())
-            {
-                bad(
-                    "trigger_type",
-                    format!(
-                        "\"{trigger}\" is not a valid trigger type. Must be one of {ONCALL_TRIGGER_TYPES:?} or {SQUADCAST_TRIGGER_TYPES:?}."
-                    ),
-                );
-            }
-        }
+    }
+
+    /// The templates compile with the webhook's engine.
+    fn check_templates(&self, webhook: &Webhook, bad: &mut impl FnMut(&str, String)) {
         for (field, template) in [
             ("data", &webhook.data),
             ("headers", &webhook.headers),
@@ -570,12 +387,46 @@ impl Service {
                 }
             }
         }
-        if let Some(group) = &webhook.filters {
-            if let Err(e) = matcher::validate_filters(group) {
-                bad("filters", e);
-            }
+    }
+}
+
+/// The name is required and at most `NAME_MAX_CHARS` long.
+fn check_name(webhook: &Webhook, bad: &mut impl FnMut(&str, String)) {
+    if webhook.name.is_empty() {
+        bad("name", "This field may not be blank.".into());
+    } else if webhook.name.chars().count() > NAME_MAX_CHARS {
+        bad(
+            "name",
+            format!("Ensure this field has no more than {NAME_MAX_CHARS} characters."),
+        );
+    }
+}
+
+fn check_method(webhook: &Webhook, bad: &mut impl FnMut(&str, String)) {
+    if !HTTP_METHODS.contains(&webhook.http_method.as_str()) {
+        bad(
+            "http_method",
+            format!(
+                "\"{}\" is not a valid choice. Must be one of {HTTP_METHODS:?}.",
+                webhook.http_method
+            ),
+        );
+    }
+}
+
+/// Every trigger type is one of OnCall's or Squadcast's.
+fn check_triggers(webhook: &Webhook, bad: &mut impl FnMut(&str, String)) {
+    for trigger in &webhook.trigger_types {
+        if !ONCALL_TRIGGER_TYPES.contains(&trigger.as_str())
+            && !SQUADCAST_TRIGGER_TYPES.contains(&trigger.as_str())
+        {
+            bad(
+                "trigger_type",
+                format!(
+                    "\"{trigger}\" is not a valid trigger type. Must be one of {ONCALL_TRIGGER_TYPES:?} or {SQUADCAST_TRIGGER_TYPES:?}."
+                ),
+            );
         }
-        violations
     }
 }
 
@@ -590,16 +441,5 @@ mod tests {
         assert!(check_url("ftp://example.com").is_err());
         assert!(check_url("example.com").is_err());
         assert!(check_url("not a url").is_err());
-    }
-
-    #[test]
-    fn the_placeholder_keeps_a_secret_and_null_clears_it() {
-        let mut secret = Some("s3cret".to_string());
-        apply_secret(&mut secret, Some(Some(SECRET_PLACEHOLDER.into())));
-        assert_eq!(secret.as_deref(), Some("s3cret"));
-        apply_secret(&mut secret, None);
-        assert_eq!(secret.as_deref(), Some("s3cret"));
-        apply_secret(&mut secret, Some(None));
-        assert_eq!(secret, None);
     }
 }

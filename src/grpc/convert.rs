@@ -2,12 +2,15 @@
 //! write-only fields and AIP-134 field masks), responses, delivery statuses, filters, and
 //! `google.protobuf.Struct`/`Value` <-> JSON.
 
+use std::collections::{BTreeMap, HashMap};
+
 use prost_types::value::Kind as ValueKind;
 use prost_types::{ListValue, Struct, Timestamp};
 use serde_json::{Map, Number, Value};
 
 use super::pb;
 use crate::core::events::{EmitRequest, Emitted};
+use crate::core::fields::webhook_fields;
 use crate::core::webhooks::{ResponseView, WebhookPatch, WebhookView};
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
@@ -17,43 +20,106 @@ use crate::model::{
 };
 use crate::userinfo;
 
-/// Fields of `Webhook` that an update mask may name.
-const UPDATABLE: [&str; 26] = [
-    "name",
-    "is_webhook_enabled",
-    "team",
-    "data",
-    "username",
-    "password",
-    "authorization_header",
-    "trigger_template",
-    "headers",
-    "url",
-    "forward_all",
-    "http_method",
-    "trigger_type",
-    "integration_filter",
-    "schedule_filter",
-    "description",
-    "trigger_types",
-    "urls",
-    "filters",
-    "destination_type",
-    "secret",
-    "signing_secret",
-    "retry_schedule",
-    "template_engine",
-    "custom_headers",
-    "max_attempts",
-];
+/// A proto field as the value of its patch field: whether it is populated (what counts as
+/// given when no update mask names the fields) and its value.
+trait FromPb<T> {
+    fn populated(&self) -> bool;
+    fn into_value(self, field: &str) -> Result<T>;
+}
+
+impl FromPb<String> for String {
+    fn populated(&self) -> bool {
+        !self.is_empty()
+    }
+    fn into_value(self, _: &str) -> Result<String> {
+        Ok(self)
+    }
+}
+
+impl FromPb<Option<String>> for Option<String> {
+    fn populated(&self) -> bool {
+        self.is_some()
+    }
+    fn into_value(self, _: &str) -> Result<Option<String>> {
+        Ok(self)
+    }
+}
+
+/// An `optional bool` named by a mask but unset is its create default, true.
+impl FromPb<bool> for Option<bool> {
+    fn populated(&self) -> bool {
+        self.is_some()
+    }
+    fn into_value(self, _: &str) -> Result<bool> {
+        Ok(self.unwrap_or(true))
+    }
+}
+
+impl FromPb<Vec<String>> for Vec<String> {
+    fn populated(&self) -> bool {
+        !self.is_empty()
+    }
+    fn into_value(self, _: &str) -> Result<Vec<String>> {
+        Ok(self)
+    }
+}
+
+impl FromPb<u32> for i32 {
+    fn populated(&self) -> bool {
+        *self != 0
+    }
+    fn into_value(self, field: &str) -> Result<u32> {
+        u32::try_from(self).map_err(|_| Error::invalid(field, "must not be negative"))
+    }
+}
+
+impl FromPb<Option<FilterGroup>> for Option<pb::FilterGroup> {
+    fn populated(&self) -> bool {
+        self.is_some()
+    }
+    fn into_value(self, _: &str) -> Result<Option<FilterGroup>> {
+        self.map(filter_group_from_pb).transpose()
+    }
+}
+
+impl FromPb<BTreeMap<String, String>> for HashMap<String, String> {
+    fn populated(&self) -> bool {
+        !self.is_empty()
+    }
+    fn into_value(self, _: &str) -> Result<BTreeMap<String, String>> {
+        Ok(self.into_iter().collect())
+    }
+}
+
+/// The update mask's field names and the conversion of a `Webhook`'s fields, from the
+/// field table (`core::fields`).
+macro_rules! proto_fields {
+    ($($field:ident: $value:ty $(=> $($dialect:ident $(($alias:literal))?),+)?;)*) => {
+        /// Fields of `Webhook` that an update mask may name.
+        const UPDATABLE: &[&str] = &[$(stringify!($field),)* "trigger_type"];
+
+        /// The patch of the table's fields that `wanted(field, populated)` picks.
+        fn table_patch(w: pb::Webhook, wanted: &impl Fn(&str, bool) -> bool) -> Result<WebhookPatch> {
+            let mut patch = WebhookPatch::default();
+            $(
+                if wanted(stringify!($field), FromPb::<$value>::populated(&w.$field)) {
+                    patch.$field = Some(FromPb::<$value>::into_value(w.$field, stringify!($field))?);
+                }
+            )*
+            Ok(patch)
+        }
+    };
+}
+webhook_fields!(proto_fields);
 
 /// Output-only fields of `Webhook`.
-const OUTPUT_ONLY: [&str; 5] = [
+const OUTPUT_ONLY: [&str; 6] = [
     "id",
     "created_at",
     "last_success",
     "last_failure",
     "disabled_reason",
+    "signing_public_key",
 ];
 
 /// Milliseconds since the epoch as a protobuf timestamp.
@@ -71,7 +137,11 @@ pub fn millis(ts: &Timestamp) -> i64 {
 
 /// A domain webhook as the API shows it (write-only fields masked).
 pub fn webhook_to_pb(view: WebhookView) -> pb::Webhook {
-    let WebhookView { webhook: w, stats } = view;
+    let WebhookView {
+        webhook: w,
+        stats,
+        signing_public_key,
+    } = view;
     let signing_secret = w
         .signing_secrets
         .iter()
@@ -114,6 +184,7 @@ pub fn webhook_to_pb(view: WebhookView) -> pb::Webhook {
         last_failure: stats.last_failure_ms.map(timestamp),
         disabled_reason: w.disabled_reason,
         max_attempts: w.max_attempts as i32,
+        signing_public_key: signing_public_key.unwrap_or_default(),
     }
 }
 
@@ -156,69 +227,13 @@ pub fn webhook_patch(w: pb::Webhook, paths: Option<&[String]>) -> Result<Webhook
     } else {
         None
     };
-    let max_attempts = if wanted("max_attempts", w.max_attempts != 0) {
-        Some(
-            u32::try_from(w.max_attempts)
-                .map_err(|_| Error::invalid("max_attempts", "must not be negative"))?,
-        )
-    } else {
-        None
-    };
-    let filters = match w.filters {
-        Some(group) if wanted("filters", true) => Some(Some(filter_group_from_pb(group)?)),
-        None if wanted("filters", false) => Some(None),
-        _ => None,
-    };
-    Ok(WebhookPatch {
-        name: wanted("name", !w.name.is_empty()).then_some(w.name),
-        is_webhook_enabled: if wanted("is_webhook_enabled", w.is_webhook_enabled.is_some()) {
-            Some(w.is_webhook_enabled.unwrap_or(true))
-        } else {
-            None
-        },
-        team: wanted("team", w.team.is_some()).then_some(w.team),
-        data: wanted("data", w.data.is_some()).then_some(w.data),
-        username: wanted("username", w.username.is_some()).then_some(w.username),
-        password: wanted("password", w.password.is_some()).then_some(w.password),
-        authorization_header: wanted("authorization_header", w.authorization_header.is_some())
-            .then_some(w.authorization_header),
-        trigger_template: wanted("trigger_template", w.trigger_template.is_some())
-            .then_some(w.trigger_template),
-        headers: wanted("headers", w.headers.is_some()).then_some(w.headers),
-        url: wanted("url", !w.url.is_empty()).then_some(w.url),
-        forward_all: if wanted("forward_all", w.forward_all.is_some()) {
-            Some(w.forward_all.unwrap_or(true))
-        } else {
-            None
-        },
-        http_method: wanted("http_method", !w.http_method.is_empty()).then(|| {
-            if w.http_method.is_empty() {
-                "POST".to_string()
-            } else {
-                w.http_method
-            }
-        }),
-        trigger_types,
-        integration_filter: wanted("integration_filter", !w.integration_filter.is_empty())
-            .then_some(w.integration_filter),
-        schedule_filter: wanted("schedule_filter", !w.schedule_filter.is_empty())
-            .then_some(w.schedule_filter),
-        description: wanted("description", !w.description.is_empty()).then_some(w.description),
-        urls: wanted("urls", !w.urls.is_empty()).then_some(w.urls),
-        filters,
-        destination_type: wanted("destination_type", !w.destination_type.is_empty())
-            .then_some(w.destination_type),
-        secret: wanted("secret", w.secret.is_some()).then_some(w.secret),
-        signing_secret: wanted("signing_secret", w.signing_secret.is_some())
-            .then_some(w.signing_secret),
-        retry_schedule: wanted("retry_schedule", !w.retry_schedule.is_empty())
-            .then_some(w.retry_schedule),
-        max_attempts,
-        template_engine: wanted("template_engine", !w.template_engine.is_empty())
-            .then_some(w.template_engine),
-        custom_headers: wanted("custom_headers", !w.custom_headers.is_empty())
-            .then(|| w.custom_headers.into_iter().collect()),
-    })
+    let mut patch = table_patch(w, &wanted)?;
+    patch.trigger_types = trigger_types;
+    // proto3 cannot tell an empty http_method from an unset one: it means the default.
+    if let Some(method) = patch.http_method.as_mut().filter(|m| m.is_empty()) {
+        *method = "POST".into();
+    }
+    Ok(patch)
 }
 
 fn filter_group_to_pb(group: FilterGroup) -> pb::FilterGroup {

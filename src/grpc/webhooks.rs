@@ -293,13 +293,14 @@ impl WebhookService for WebhookApi {
         request: Request<pb::RotateSigningSecretRequest>,
     ) -> Result<Response<pb::RotateSigningSecretResponse>, Status> {
         let caller = self.caller(&request).await?;
-        let signing_secret = self
+        let rotated = self
             .service
             .rotate_signing_secret(&caller, &request.get_ref().webhook_id)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::RotateSigningSecretResponse {
-            signing_secret,
+            signing_secret: rotated.secret,
+            signing_public_key: rotated.public_key.unwrap_or_default(),
         }))
     }
 }

@@ -23,6 +23,7 @@ use utoipa::ToSchema;
 
 use super::{Failure, authorization, rfc3339};
 use crate::core::Page;
+use crate::core::fields::webhook_fields;
 use crate::core::webhooks::{WebhookPatch, WebhookView};
 use crate::core::{Caller, Service};
 use crate::error::Error;
@@ -32,8 +33,8 @@ use crate::userinfo;
 /// Path prefix of the dialect.
 const PREFIX: &str = "/client/v4/";
 
-/// Body fields a create or update accepts.
-const FIELDS: [&str; 4] = ["name", "url", "secret", "type"];
+/// Body fields a create and an update require.
+const REQUIRED: [&str; 2] = ["name", "url"];
 
 /// Whether `path` belongs to the Cloudflare dialect.
 pub fn owns(path: &str) -> bool {
@@ -205,6 +206,74 @@ async fn caller(
     Ok(caller)
 }
 
+/// A request object whose fields the table takes one by one, with the errors so far.
+struct Body {
+    map: Map<String, Value>,
+    errors: Vec<(u32, String)>,
+}
+
+impl Body {
+    /// Takes a string field (null = absent), reporting a required one that is absent.
+    fn string(&mut self, field: &str) -> Option<String> {
+        match self.map.remove(field) {
+            Some(Value::String(s)) => Some(s),
+            None | Some(Value::Null) => {
+                if REQUIRED.contains(&field) {
+                    self.errors.push((1001, format!("{field}: is required")));
+                }
+                None
+            }
+            Some(_) => {
+                self.errors.push((1001, format!("{field}: must be a string")));
+                None
+            }
+        }
+    }
+}
+
+/// A Cloudflare JSON value as the value of its patch field.
+trait FromCloudflare: Sized {
+    fn take(body: &mut Body, field: &str) -> Option<Self>;
+}
+
+impl FromCloudflare for String {
+    fn take(body: &mut Body, field: &str) -> Option<String> {
+        body.string(field)
+    }
+}
+
+/// A write-only string: cloudflare-go sends `"secret": ""` on every update that sets none,
+/// so like absent and null, an empty one keeps the stored value.
+impl FromCloudflare for Option<String> {
+    fn take(body: &mut Body, field: &str) -> Option<Option<String>> {
+        body.string(field).filter(|s| !s.is_empty()).map(Some)
+    }
+}
+
+/// Takes the field table's `cloudflare` fields (`core::fields`).
+macro_rules! cloudflare_fields {
+    ($($field:ident: $value:ty $(=> $($dialect:ident $(($alias:literal))?),+)?;)*) => {
+        /// The patch of the table's Cloudflare fields, taken out of the body.
+        fn table_patch(body: &mut Body) -> WebhookPatch {
+            let mut patch = WebhookPatch::default();
+            $($($(cloudflare_field!($dialect $(($alias))?, body, patch.$field);)+)?)*
+            patch
+        }
+    };
+}
+
+/// One row's take when its dialects include `cloudflare` (under its Cloudflare name).
+macro_rules! cloudflare_field {
+    (cloudflare($name:literal), $body:ident, $patch:ident . $field:ident) => {
+        $patch.$field = FromCloudflare::take($body, $name);
+    };
+    (cloudflare, $body:ident, $patch:ident . $field:ident) => {
+        $patch.$field = FromCloudflare::take($body, stringify!($field));
+    };
+    ($other:ident $(($name:literal))?, $($rest:tt)*) => {};
+}
+webhook_fields!(cloudflare_fields);
+
 /// The patch of a create/update body: name and url required, secret and type optional,
 /// anything else rejected. An absent, null or empty `secret` leaves the stored one as it is.
 fn patch_of(body: Result<Bytes, BytesRejection>) -> Result<WebhookPatch, Failure> {
@@ -231,31 +300,15 @@ fn patch_of(body: Result<Bytes, BytesRejection>) -> Result<WebhookPatch, Failure
             .into());
         }
     };
-    let mut errors = Vec::new();
-    for key in map.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
-        errors.push((1001, format!("{key}: unknown field")));
-    }
-    let mut string = |field: &str, required: bool| match map.get(field) {
-        Some(Value::String(s)) => Some(s.clone()),
-        None | Some(Value::Null) if !required => None,
-        None | Some(Value::Null) => {
-            errors.push((1001, format!("{field}: is required")));
-            None
-        }
-        Some(_) => {
-            errors.push((1001, format!("{field}: must be a string")));
-            None
-        }
-    };
-    let patch = WebhookPatch {
-        name: string("name", true),
-        url: string("url", true),
-        // cloudflare-go sends `"secret": ""` on every update that sets none: like absent
-        // and null, an empty secret keeps the stored one.
-        secret: string("secret", false).filter(|s| !s.is_empty()).map(Some),
-        destination_type: string("type", false),
-        ..WebhookPatch::default()
-    };
+    let mut body = Body { map, errors: Vec::new() };
+    let patch = table_patch(&mut body);
+    // What the table did not take is unknown; those errors come first.
+    let mut errors: Vec<(u32, String)> = body
+        .map
+        .keys()
+        .map(|key| (1001, format!("{key}: unknown field")))
+        .collect();
+    errors.append(&mut body.errors);
     if errors.is_empty() {
         Ok(patch)
     } else {

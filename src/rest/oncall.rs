@@ -22,6 +22,7 @@ use utoipa::ToSchema;
 
 use super::{Failure, authorization, detail, rfc3339};
 use crate::core::Page;
+use crate::core::fields::webhook_fields;
 use crate::core::webhooks::{Listing, ResponseView, WebhookPatch, WebhookView};
 use crate::core::{Caller, Service};
 use crate::error::{Error, FieldViolation};
@@ -303,6 +304,56 @@ impl Fields {
     }
 }
 
+/// An OnCall JSON value as the value of its patch field.
+trait FromOnCall: Sized {
+    fn read(f: &mut Fields, field: &str) -> Option<Self>;
+}
+
+impl FromOnCall for String {
+    fn read(f: &mut Fields, field: &str) -> Option<String> {
+        f.string(field)
+    }
+}
+
+impl FromOnCall for Option<String> {
+    fn read(f: &mut Fields, field: &str) -> Option<Option<String>> {
+        f.nullable_string(field)
+    }
+}
+
+impl FromOnCall for bool {
+    fn read(f: &mut Fields, field: &str) -> Option<bool> {
+        f.boolean(field)
+    }
+}
+
+impl FromOnCall for Vec<String> {
+    fn read(f: &mut Fields, field: &str) -> Option<Vec<String>> {
+        f.string_list(field)
+    }
+}
+
+/// Reads the field table's `oncall` fields (`core::fields`).
+macro_rules! oncall_fields {
+    ($($field:ident: $value:ty $(=> $($dialect:ident $(($alias:literal))?),+)?;)*) => {
+        /// The patch of the table's OnCall fields of a request.
+        fn table_patch(f: &mut Fields) -> WebhookPatch {
+            let mut patch = WebhookPatch::default();
+            $($($(oncall_field!($dialect, f, patch.$field);)+)?)*
+            patch
+        }
+    };
+}
+
+/// One row's read when its dialects include `oncall`.
+macro_rules! oncall_field {
+    (oncall, $f:ident, $patch:ident . $field:ident) => {
+        $patch.$field = FromOnCall::read($f, stringify!($field));
+    };
+    ($other:ident, $($rest:tt)*) => {};
+}
+webhook_fields!(oncall_fields);
+
 /// The patch of an OnCall webhook body (unknown fields ignored, as DRF does).
 fn patch_of(
     dialect: Dialect,
@@ -317,24 +368,8 @@ fn patch_of(
     if create {
         f.require(&["name", "url", "trigger_type"]);
     }
-    let patch = WebhookPatch {
-        name: f.string("name"),
-        is_webhook_enabled: f.boolean("is_webhook_enabled"),
-        team: f.nullable_string("team"),
-        data: f.nullable_string("data"),
-        username: f.nullable_string("username"),
-        password: f.nullable_string("password"),
-        authorization_header: f.nullable_string("authorization_header"),
-        trigger_template: f.nullable_string("trigger_template"),
-        headers: f.nullable_string("headers"),
-        url: f.string("url"),
-        forward_all: f.boolean("forward_all"),
-        http_method: f.string("http_method"),
-        trigger_types: f.string("trigger_type").map(|t| vec![t]),
-        integration_filter: f.string_list("integration_filter"),
-        schedule_filter: f.string_list("schedule_filter"),
-        ..WebhookPatch::default()
-    };
+    let mut patch = table_patch(&mut f);
+    patch.trigger_types = f.string("trigger_type").map(|t| vec![t]);
     f.no_preset();
     f.finish()?;
     Ok(patch)
