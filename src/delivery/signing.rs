@@ -261,7 +261,11 @@ mod tests {
         let ed = given_or_generated(GENERATE_ED25519).unwrap();
         assert!(ed.starts_with(ED25519_SECRET_PREFIX));
         validate_secret(&ed).unwrap();
-        assert!(given_or_generated(GENERATE).unwrap().starts_with(SECRET_PREFIX));
+        assert!(
+            given_or_generated(GENERATE)
+                .unwrap()
+                .starts_with(SECRET_PREFIX)
+        );
         assert!(generate_like(Some(&ed)).starts_with(ED25519_SECRET_PREFIX));
         assert!(generate_like(Some(SECRET)).starts_with(SECRET_PREFIX));
         assert!(generate_like(None).starts_with(SECRET_PREFIX));
@@ -270,9 +274,16 @@ mod tests {
     #[test]
     fn bad_ed25519_secrets_are_refused_without_echoing_them() {
         let short = format!("{ED25519_SECRET_PREFIX}{}", STANDARD.encode([7u8; 31]));
-        assert!(validate_secret(&short).unwrap_err().contains("got 31 bytes"));
+        assert!(
+            validate_secret(&short)
+                .unwrap_err()
+                .contains("got 31 bytes")
+        );
         let error = validate_secret("whsk_not*base64!").unwrap_err();
-        assert!(error.contains("base64") && !error.contains("not*base64"), "{error}");
+        assert!(
+            error.contains("base64") && !error.contains("not*base64"),
+            "{error}"
+        );
         assert!(validate_secret("whsk_").is_err());
     }
 }

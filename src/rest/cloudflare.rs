@@ -224,7 +224,8 @@ impl Body {
                 None
             }
             Some(_) => {
-                self.errors.push((1001, format!("{field}: must be a string")));
+                self.errors
+                    .push((1001, format!("{field}: must be a string")));
                 None
             }
         }
@@ -300,7 +301,10 @@ fn patch_of(body: Result<Bytes, BytesRejection>) -> Result<WebhookPatch, Failure
             .into());
         }
     };
-    let mut body = Body { map, errors: Vec::new() };
+    let mut body = Body {
+        map,
+        errors: Vec::new(),
+    };
     let patch = table_patch(&mut body);
     // What the table did not take is unknown; those errors come first.
     let mut errors: Vec<(u32, String)> = body

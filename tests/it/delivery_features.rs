@@ -546,6 +546,7 @@ async fn no_file_of_the_data_dir_holds_any_kind_of_secret_in_clear() {
         ("password", "passwd7f3a9c"),
         ("the Cloudflare secret", "cfsecret7f3a9c"),
         ("the signing secret", "signingmarker7f3a9c"),
+        ("the ed25519 signing key", "ed25519mark7f3a9c"),
     ];
     let with_credentials = |path: &str, credentials: &str| {
         receiver
@@ -571,6 +572,17 @@ async fn no_file_of_the_data_dir_holds_any_kind_of_secret_in_clear() {
                 "every secret",
                 &with_credentials("/first", &format!("alice:{}", secrets[0].1)),
             )
+        },
+    )
+    .await;
+    // An ed25519 key (`whsk_` + base64 of its 32-byte seed) on a webhook of another trigger.
+    create(
+        &mut client,
+        &token,
+        pb::Webhook {
+            trigger_type: "acknowledge".into(),
+            signing_secret: Some(format!("whsk_{}{}=", secrets[7].1, "A".repeat(26))),
+            ..webhook("ed25519 key", &receiver.url("/ed25519"))
         },
     )
     .await;

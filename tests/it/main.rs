@@ -13,5 +13,6 @@ mod rest_events;
 mod rest_oncall;
 mod restart;
 mod retention;
+mod signing_ed25519;
 mod support;
 mod webhooks_crud;
