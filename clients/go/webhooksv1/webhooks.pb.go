@@ -271,8 +271,11 @@ type Webhook struct {
 	DestinationType string `protobuf:"bytes,20,opt,name=destination_type,json=destinationType,proto3" json:"destination_type,omitempty"`
 	// Cloudflare secret, sent as the `cf-webhook-auth` header. Write-only.
 	Secret *string `protobuf:"bytes,21,opt,name=secret,proto3,oneof" json:"secret,omitempty"`
-	// Standard Webhooks signing secret (`whsec_<base64>`). Write-only; "generate" makes a new one
-	// (use RotateSigningSecret to read a generated secret once).
+	// Standard Webhooks signing secret. Write-only. Either symmetric `v1` (`whsec_<base64>`,
+	// HMAC-SHA256 signatures `v1,<base64>`; "generate" makes a new one) or asymmetric `v1a`
+	// ed25519 (`whsk_<base64 of the 32-byte seed>`; "generate-ed25519" makes a new one;
+	// signatures `v1a,<base64>` over "{webhook-id}.{webhook-timestamp}.{body}", verified with
+	// signing_public_key). Use RotateSigningSecret to read a generated secret once.
 	SigningSecret *string `protobuf:"bytes,22,opt,name=signing_secret,json=signingSecret,proto3,oneof" json:"signing_secret,omitempty"`
 	// Delays before each retry, e.g. ["10s", "5m"]; empty = the server's --retry-schedule.
 	RetrySchedule []string `protobuf:"bytes,23,rep,name=retry_schedule,json=retrySchedule,proto3" json:"retry_schedule,omitempty"`
@@ -294,8 +297,12 @@ type Webhook struct {
 	// webhook, matched against the event data's `schedule.id`; empty = every schedule. Other
 	// event types ignore it.
 	ScheduleFilter []string `protobuf:"bytes,31,rep,name=schedule_filter,json=scheduleFilter,proto3" json:"schedule_filter,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Public key of the current ed25519 signing secret, `whpk_<base64 of the 32-byte key>`, so
+	// receivers verify `v1a` signatures without holding a secret (output only; empty for a
+	// `v1` secret or none).
+	SigningPublicKey string `protobuf:"bytes,32,opt,name=signing_public_key,json=signingPublicKey,proto3" json:"signing_public_key,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Webhook) Reset() {
@@ -543,6 +550,13 @@ func (x *Webhook) GetScheduleFilter() []string {
 		return x.ScheduleFilter
 	}
 	return nil
+}
+
+func (x *Webhook) GetSigningPublicKey() string {
+	if x != nil {
+		return x.SigningPublicKey
+	}
+	return ""
 }
 
 // A group of conditions combined with AND or OR; groups nest.
@@ -1806,10 +1820,13 @@ func (x *RotateSigningSecretRequest) GetWebhookId() string {
 // Response of RotateSigningSecret.
 type RotateSigningSecretResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The new secret, shown only here.
+	// The new secret, shown only here; of the same kind as the current one (`whsk_` for an
+	// ed25519 secret, else `whsec_`).
 	SigningSecret string `protobuf:"bytes,1,opt,name=signing_secret,json=signingSecret,proto3" json:"signing_secret,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// `whpk_<base64>` public key of a new ed25519 secret (empty for `v1`).
+	SigningPublicKey string `protobuf:"bytes,2,opt,name=signing_public_key,json=signingPublicKey,proto3" json:"signing_public_key,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *RotateSigningSecretResponse) Reset() {
@@ -1849,11 +1866,18 @@ func (x *RotateSigningSecretResponse) GetSigningSecret() string {
 	return ""
 }
 
+func (x *RotateSigningSecretResponse) GetSigningPublicKey() string {
+	if x != nil {
+		return x.SigningPublicKey
+	}
+	return ""
+}
+
 var File_webhooks_v1_webhooks_proto protoreflect.FileDescriptor
 
 const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\n" +
-	"\x1awebhooks/v1/webhooks.proto\x12\vwebhooks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\v\n" +
+	"\x1awebhooks/v1/webhooks.proto\x12\vwebhooks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\v\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
@@ -1890,7 +1914,8 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\flast_failure\x18\x1c \x01(\v2\x1a.google.protobuf.TimestampR\vlastFailure\x12'\n" +
 	"\x0fdisabled_reason\x18\x1d \x01(\tR\x0edisabledReason\x12!\n" +
 	"\fmax_attempts\x18\x1e \x01(\x05R\vmaxAttempts\x12'\n" +
-	"\x0fschedule_filter\x18\x1f \x03(\tR\x0escheduleFilter\x1a@\n" +
+	"\x0fschedule_filter\x18\x1f \x03(\tR\x0escheduleFilter\x12,\n" +
+	"\x12signing_public_key\x18  \x01(\tR\x10signingPublicKey\x1a@\n" +
 	"\x12CustomHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x15\n" +
@@ -2010,9 +2035,10 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\fdelivery_ids\x18\x01 \x03(\tR\vdeliveryIds\";\n" +
 	"\x1aRotateSigningSecretRequest\x12\x1d\n" +
 	"\n" +
-	"webhook_id\x18\x01 \x01(\tR\twebhookId\"D\n" +
+	"webhook_id\x18\x01 \x01(\tR\twebhookId\"r\n" +
 	"\x1bRotateSigningSecretResponse\x12%\n" +
-	"\x0esigning_secret\x18\x01 \x01(\tR\rsigningSecret*b\n" +
+	"\x0esigning_secret\x18\x01 \x01(\tR\rsigningSecret\x12,\n" +
+	"\x12signing_public_key\x18\x02 \x01(\tR\x10signingPublicKey*b\n" +
 	"\x0eFilterOperator\x12\x1f\n" +
 	"\x1bFILTER_OPERATOR_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13FILTER_OPERATOR_AND\x10\x01\x12\x16\n" +
