@@ -747,6 +747,20 @@ mod tests {
         Trees::open(dir).unwrap()
     }
 
+    /// Opens `dir` again once the previous `Db` of this process let go of its file lock
+    /// (sled's background threads release it a moment after the last handle is dropped).
+    fn reopen(dir: &Path) -> Trees {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Trees::open(dir) {
+                Err(Error::Conflict(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
+
     fn event(id: u64, created_at_ms: i64) -> Event {
         Event {
             id,
@@ -771,7 +785,7 @@ mod tests {
             assert_eq!(store.count_webhooks("acme").unwrap(), 1);
             store.db.flush().unwrap();
         }
-        let store = open(dir.path());
+        let store = reopen(dir.path());
         assert_eq!(store.count_webhooks("acme").unwrap(), 0);
     }
 
