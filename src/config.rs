@@ -51,6 +51,9 @@ pub struct Config {
     pub retention: Option<Duration>,
     /// How often retention runs.
     pub prune_every: Duration,
+    /// Faults a test arms for the delivery worker (test builds only).
+    #[cfg(feature = "fault-injection")]
+    pub faults: crate::faults::Faults,
 }
 
 impl Config {
@@ -78,6 +81,8 @@ impl Config {
             response_history: 1000,
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             prune_every: Duration::from_secs(60),
+            #[cfg(feature = "fault-injection")]
+            faults: crate::faults::Faults::default(),
         }
     }
 }

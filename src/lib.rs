@@ -6,6 +6,7 @@
 //! `delivery`, `store` -> `model`.
 //! - [`config`]: runtime settings of `webhookd serve`.
 //! - [`error`]: the domain error every layer returns; transports translate it at the edge.
+//! - `faults`: test-only fault injection (the `fault-injection` feature).
 //! - [`model`]: plain domain types (OnCall field names are canonical).
 //! - [`ids`]: external identifiers (prefix + sortable base32 of a u64).
 //! - [`userinfo`]: credentials embedded in URLs: masked in output, sent as basic auth.
@@ -23,6 +24,8 @@ pub mod config;
 pub mod core;
 pub mod delivery;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod grpc;
 pub mod ids;
 pub mod metrics;

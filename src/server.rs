@@ -146,22 +146,23 @@ pub async fn run(
         allow_cidrs: config.allow_cidrs.clone(),
     });
     let client = HttpClient::new(policy, config.request_timeout);
-    let worker = Arc::new(Worker::new(
-        Arc::clone(&store),
-        client,
-        Arc::clone(&hub),
-        Arc::clone(&scheduler),
-        Arc::clone(&config),
-        Arc::clone(&metrics),
-    ));
     let service = Service::new(
         Arc::clone(&store),
-        hub,
+        Arc::clone(&hub),
         Arc::clone(&scheduler),
         Arc::clone(&config),
         Arc::clone(&metrics),
         &admin_token,
     )?;
+    let worker = Arc::new(Worker::new(
+        Arc::clone(&store),
+        client,
+        Arc::clone(&hub),
+        Arc::clone(&scheduler),
+        Arc::new(service.clone()),
+        Arc::clone(&config),
+        Arc::clone(&metrics),
+    ));
     let webhooks = store.count_all_webhooks().await?;
 
     let grpc_addr = grpc_listener

@@ -5,10 +5,12 @@
 //! - `webhooks`: CRUD with OnCall semantics, validation, the delivery log.
 //! - `fields`: the webhook field table (patch, per-field setters; transports expand it).
 //! - `events`: emit (persist durably, schedule, stream) and redelivery.
+//! - `locks`: per-account serialization of webhook writes.
 
 pub mod auth;
 pub mod events;
 pub mod fields;
+pub mod locks;
 pub mod retention;
 pub mod webhooks;
 
@@ -63,6 +65,7 @@ pub struct Service {
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) admin_token_hash: [u8; 32],
+    pub(crate) writes: Arc<locks::AccountLocks>,
 }
 
 impl Service {
@@ -90,6 +93,7 @@ impl Service {
             templates,
             config,
             admin_token_hash: auth::hash_token(admin_token),
+            writes: Arc::default(),
         })
     }
 

@@ -1,13 +1,17 @@
 //! Webhook use cases with OnCall's semantics: create with defaults, partial update (a
 //! `WebhookPatch` names the fields to change; sending the secret placeholder keeps a
 //! secret), validation that reports every bad field at once, tenant-scoped get/list/delete,
-//! and the per-webhook delivery log. Each field's own rules are in `fields` (the field
-//! table); the checks across fields are here.
+//! the per-webhook delivery log, and the worker's auto-disable (`WebhookOutcomes`). Each
+//! field's own rules are in `fields` (the field table); the checks across fields are here.
+//! Every write reads, checks and puts under its account's write lock (`locks`).
 
 use std::collections::BTreeMap;
 
+use futures::future::BoxFuture;
+
 use super::{Caller, Page, Service};
 use crate::delivery::signing;
+use crate::delivery::worker::WebhookOutcomes;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
 use crate::model::{ResponseRecord, Scope, SigningSecret, Webhook, WebhookStats, now_ms};
@@ -173,9 +177,11 @@ impl Service {
         if infer_destination {
             webhook.destination_type = formatters::infer_destination(&webhook.url);
         }
+        let writing = self.writes.lock(&caller.account_id).await;
         self.check_unique_name(&webhook).await?;
         webhook.id = self.store.next_id().await?;
         self.store.put_webhook(&webhook).await?;
+        drop(writing);
         self.view(webhook).await
     }
 
@@ -223,6 +229,7 @@ impl Service {
         patch: WebhookPatch,
     ) -> Result<WebhookView> {
         caller.require(Scope::Write)?;
+        let writing = self.writes.lock(&caller.account_id).await;
         let mut webhook = self.owned_webhook(caller, id).await?;
         let enabling = patch.is_webhook_enabled == Some(true);
         let violations = self.apply(&mut webhook, patch);
@@ -234,14 +241,17 @@ impl Service {
         }
         self.check_unique_name(&webhook).await?;
         self.store.put_webhook(&webhook).await?;
+        drop(writing);
         self.view(webhook).await
     }
 
     /// Deletes a webhook and its log.
     pub async fn delete_webhook(&self, caller: &Caller, id: &str) -> Result<()> {
         caller.require(Scope::Write)?;
+        let writing = self.writes.lock(&caller.account_id).await;
         let webhook = self.owned_webhook(caller, id).await?;
         self.store.delete_webhook(webhook.id).await?;
+        drop(writing);
         Ok(())
     }
 
@@ -285,6 +295,7 @@ impl Service {
     /// the previous one keeps signing for 24 h.
     pub async fn rotate_signing_secret(&self, caller: &Caller, id: &str) -> Result<RotatedSecret> {
         caller.require(Scope::Write)?;
+        let writing = self.writes.lock(&caller.account_id).await;
         let mut webhook = self.owned_webhook(caller, id).await?;
         let current = webhook
             .signing_secrets
@@ -310,10 +321,33 @@ impl Service {
             },
         );
         self.store.put_webhook(&webhook).await?;
+        drop(writing);
         Ok(RotatedSecret {
             public_key: signing::public_key(&secret),
             secret,
         })
+    }
+
+    /// Disables a webhook on the worker's report, under its account's write lock.
+    async fn disable_webhook(&self, webhook_id: u64, reason: String) -> Result<()> {
+        let Some(account_id) = self
+            .store
+            .get_webhook(webhook_id)
+            .await?
+            .map(|w| w.account_id)
+        else {
+            return Ok(());
+        };
+        let _writing = self.writes.lock(&account_id).await;
+        // Read again under the lock: a user's update or delete may have come first.
+        match self.store.get_webhook(webhook_id).await? {
+            Some(mut webhook) if webhook.is_webhook_enabled => {
+                webhook.is_webhook_enabled = false;
+                webhook.disabled_reason = reason;
+                self.store.put_webhook(&webhook).await
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn check_unique_name(&self, webhook: &Webhook) -> Result<()> {
@@ -427,6 +461,12 @@ fn check_triggers(webhook: &Webhook, bad: &mut impl FnMut(&str, String)) {
                 ),
             );
         }
+    }
+}
+
+impl WebhookOutcomes for Service {
+    fn disable_webhook(&self, webhook_id: u64, reason: String) -> BoxFuture<'_, Result<()>> {
+        Box::pin(Service::disable_webhook(self, webhook_id, reason))
     }
 }
 

@@ -1,13 +1,20 @@
 //! The delivery worker: takes deliveries the scheduler lets run, sends each attempt with the
 //! pooled client (bounded concurrency overall; the scheduler bounds each webhook), classifies
 //! the outcome, records it (log entry, state, outbox move, stats) in one store write,
-//! publishes the update, schedules the retry, and disables webhooks that answer 410 Gone or
-//! have failed continuously for the configured period.
+//! schedules the retry, has the core disable webhooks that answer 410 Gone or have failed
+//! continuously for the configured period, and publishes the update.
+//!
+//! Every attempt holds its webhook's slot and a worker permit through a drop guard
+//! (`Running`): however it ends (recorded, an error, a panic unwinding its task) both are
+//! freed, and an attempt that was not recorded is queued again after a pause, never parked
+//! until the next start. The worker writes no webhooks: it reports outcomes to the core
+//! (`WebhookOutcomes`), which serializes them with the users' changes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use futures::future::BoxFuture;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::client::{AttemptError, AttemptResponse, HttpClient};
@@ -18,14 +25,29 @@ use super::scheduler::{EndpointHealth, Entry, Next, Scheduler};
 use crate::config::Config;
 use crate::error::Result;
 use crate::metrics::{Metrics, status_class};
-use crate::model::{Delivery, DeliveryState, DeliveryUpdate, ResponseRecord, Webhook, now_ms};
+use crate::model::{
+    Delivery, DeliveryState, DeliveryUpdate, ResponseRecord, Webhook, WebhookStats, now_ms,
+};
 use crate::store::{AttemptRecord, Store};
 use crate::userinfo;
 
 /// The response log of a webhook is trimmed back to its limit every this many entries.
 const TRIM_EVERY: u64 = 64;
 
+/// Pause before an attempt that was not recorded (an error, a panic) runs again, when the
+/// retry schedule is empty; otherwise its first delay.
+const UNRECORDED_RETRY_AFTER: Duration = Duration::from_secs(5);
+
 type AttemptResult = std::result::Result<AttemptResponse, AttemptError>;
+
+/// What the worker reports to the core, which owns every webhook write: the worker never
+/// writes a webhook itself, so its changes are serialized with the users' (see `core`).
+pub trait WebhookOutcomes: Send + Sync + 'static {
+    /// Disables a webhook (its endpoint answered 410 Gone, or it failed for the configured
+    /// period), recording why as its `disabled_reason`; a deleted or already disabled webhook
+    /// stays as it is.
+    fn disable_webhook(&self, webhook_id: u64, reason: String) -> BoxFuture<'_, Result<()>>;
+}
 
 /// Everything an attempt needs; shared by the worker's tasks.
 pub struct Worker {
@@ -33,8 +55,69 @@ pub struct Worker {
     client: HttpClient,
     hub: Arc<Hub>,
     scheduler: Arc<Scheduler>,
+    outcomes: Arc<dyn WebhookOutcomes>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
+}
+
+/// One attempt in flight and its hold on a worker permit and its webhook's slot. Dropping it
+/// (when the attempt's task ends, or unwinds from a panic) frees both; unless the attempt was
+/// recorded, its delivery is queued again after a pause.
+struct Running {
+    worker: Arc<Worker>,
+    entry: Entry,
+    /// What the recorded attempt said about the endpoint; None until it is recorded.
+    recorded: Option<EndpointHealth>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Running {
+    fn start(worker: Arc<Worker>, entry: Entry, permit: OwnedSemaphorePermit) -> Running {
+        worker.metrics.inflight.inc();
+        Running {
+            worker,
+            entry,
+            recorded: None,
+            _permit: permit,
+        }
+    }
+
+    async fn run(mut self) {
+        let worker = Arc::clone(&self.worker);
+        match worker.attempt(self.entry).await {
+            Ok(health) => self.recorded = Some(health),
+            Err(e) => {
+                tracing::error!(delivery_id = self.entry.delivery_id, error = %e, "delivery attempt failed before it was recorded")
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let worker = &self.worker;
+        let now = now_ms();
+        let health = self.recorded.unwrap_or(EndpointHealth::Untouched);
+        worker.scheduler.finish(self.entry, health, now);
+        if self.recorded.is_none() {
+            let pause = worker.unrecorded_retry_after();
+            tracing::warn!(
+                delivery_id = self.entry.delivery_id,
+                retry_in = %humantime::format_duration(pause),
+                "delivery attempt not recorded; it is retried"
+            );
+            worker.scheduler.schedule(Entry {
+                not_before_ms: now.saturating_add(millis(pause)),
+                ..self.entry
+            });
+        }
+        worker.metrics.inflight.dec();
+    }
+}
+
+/// A duration in whole milliseconds, saturating.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// What the circuit breaker learns from an attempt: whatever `retry::classify` would retry
@@ -56,6 +139,7 @@ impl Worker {
         client: HttpClient,
         hub: Arc<Hub>,
         scheduler: Arc<Scheduler>,
+        outcomes: Arc<dyn WebhookOutcomes>,
         config: Arc<Config>,
         metrics: Arc<Metrics>,
     ) -> Worker {
@@ -64,9 +148,18 @@ impl Worker {
             client,
             hub,
             scheduler,
+            outcomes,
             config,
             metrics,
         }
+    }
+
+    fn unrecorded_retry_after(&self) -> Duration {
+        self.config
+            .retry_schedule
+            .first()
+            .copied()
+            .unwrap_or(UNRECORDED_RETRY_AFTER)
     }
 
     /// Runs until `shutdown`, then waits (bounded) for in-flight attempts to be recorded.
@@ -82,20 +175,7 @@ impl Worker {
             };
             match self.scheduler.next(now_ms()) {
                 Next::Due(entry) => {
-                    let worker = Arc::clone(&self);
-                    tokio::spawn(async move {
-                        worker.metrics.inflight.inc();
-                        let health = match worker.attempt(entry).await {
-                            Ok(health) => health,
-                            Err(e) => {
-                                tracing::error!(delivery_id = entry.delivery_id, error = %e, "delivery attempt not recorded; it will be retried at the next start");
-                                EndpointHealth::Untouched
-                            }
-                        };
-                        worker.scheduler.finish(entry, health, now_ms());
-                        worker.metrics.inflight.dec();
-                        drop(permit);
-                    });
+                    tokio::spawn(Running::start(Arc::clone(&self), entry, permit).run());
                 }
                 Next::WaitUntil(at_ms) => {
                     drop(permit);
@@ -120,8 +200,11 @@ impl Worker {
             tokio::time::timeout(self.config.request_timeout + Duration::from_secs(1), drain).await;
     }
 
-    /// Makes one attempt of a queued delivery; returns what it says about the endpoint.
+    /// Makes one attempt of a queued delivery and records it; returns what it says about the
+    /// endpoint. An error means nothing was recorded.
     async fn attempt(&self, entry: Entry) -> Result<EndpointHealth> {
+        #[cfg(feature = "fault-injection")]
+        self.config.faults.before_attempt()?;
         let Some(mut delivery) = self.store.get_delivery(entry.delivery_id).await? else {
             return Ok(EndpointHealth::Untouched);
         };
@@ -163,6 +246,7 @@ impl Worker {
             error: String::new(),
         };
         let mut endpoint = EndpointHealth::Untouched;
+        let mut gone = false;
         let outcome = match (&delivery.request, &delivery.render_error) {
             (_, Some(render_error)) => {
                 response.request_data = Some(render_error.describe());
@@ -177,10 +261,7 @@ impl Worker {
                     Ok(r) => {
                         response.status_code = Some(r.status);
                         response.content = Some(r.body.clone());
-                        if retry::disables_webhook(r.status) {
-                            self.disable(&webhook, "the endpoint answered 410 Gone")
-                                .await?;
-                        }
+                        gone = retry::disables_webhook(r.status);
                     }
                     Err(e) => response.error = e.to_string(),
                 }
@@ -218,6 +299,14 @@ impl Worker {
                 succeeded: state == DeliveryState::Succeeded,
             })
             .await?;
+        // Recorded: nothing below fails the attempt, and its retry is queued first.
+        if delivery.state == DeliveryState::Retrying {
+            self.scheduler.schedule(Entry::due(
+                delivery.next_attempt_ms,
+                delivery.id,
+                webhook.id,
+            ));
+        }
         self.metrics
             .attempts
             .with_label_values(&[label, status_class(response.status_code)])
@@ -226,36 +315,64 @@ impl Worker {
             .attempt_seconds
             .with_label_values(&[label])
             .observe(elapsed.as_secs_f64());
-        // Trim the log once per TRIM_EVERY entries past the limit (each number is seen once).
-        let keep = self.config.response_history as u64;
-        if stats.response_seq > keep && stats.response_seq % TRIM_EVERY == 0 {
-            self.store
-                .trim_responses(webhook.id, stats.response_seq, keep)
-                .await?;
-        }
-        if let Some(since) = stats.failing_since_ms {
-            let failing_for = Duration::from_millis((timestamp_ms - since).max(0) as u64);
-            if failing_for >= self.config.auto_disable_after {
-                let reason = format!(
-                    "deliveries failed continuously for {}",
-                    humantime::format_duration(Duration::from_secs(failing_for.as_secs()))
-                );
-                self.disable(&webhook, &reason).await?;
-            }
-        }
         tracing::debug!(
             event_id = delivery.event_id, webhook_id = webhook.id, delivery_id = delivery.id, attempt,
             state = ?delivery.state, status = ?response.status_code, "delivery attempt"
         );
-        if delivery.state == DeliveryState::Retrying {
-            self.scheduler.schedule(Entry::due(
-                delivery.next_attempt_ms,
-                delivery.id,
-                webhook.id,
-            ));
-        }
+        self.after_recording(&webhook, &stats, gone, timestamp_ms)
+            .await;
         self.hub.publish(DeliveryUpdate::of(&delivery));
         Ok(endpoint)
+    }
+
+    /// The housekeeping of a recorded attempt: trims the response log, and has the core
+    /// disable a webhook whose endpoint is gone or that failed for the configured period.
+    /// Its failures are logged; the attempt stands.
+    async fn after_recording(
+        &self,
+        webhook: &Webhook,
+        stats: &WebhookStats,
+        gone: bool,
+        timestamp_ms: i64,
+    ) {
+        // Trim the log once per TRIM_EVERY entries past the limit (each number is seen once).
+        let keep = u64::try_from(self.config.response_history).unwrap_or(u64::MAX);
+        if stats.response_seq > keep && stats.response_seq % TRIM_EVERY == 0 {
+            if let Err(e) = self
+                .store
+                .trim_responses(webhook.id, stats.response_seq, keep)
+                .await
+            {
+                tracing::warn!(webhook_id = webhook.id, error = %e, "cannot trim the response log");
+            }
+        }
+        let failing_for = stats.failing_since_ms.map(|since| {
+            Duration::from_millis(u64::try_from(timestamp_ms.saturating_sub(since)).unwrap_or(0))
+        });
+        let reason = if gone {
+            "the endpoint answered 410 Gone".to_string()
+        } else {
+            match failing_for {
+                Some(failing_for) if failing_for >= self.config.auto_disable_after => format!(
+                    "deliveries failed continuously for {}",
+                    humantime::format_duration(Duration::from_secs(failing_for.as_secs()))
+                ),
+                _ => return,
+            }
+        };
+        if !webhook.is_webhook_enabled {
+            return;
+        }
+        match self
+            .outcomes
+            .disable_webhook(webhook.id, reason.clone())
+            .await
+        {
+            Ok(()) => tracing::warn!(webhook_id = webhook.id, reason, "webhook disabled"),
+            Err(e) => {
+                tracing::error!(webhook_id = webhook.id, error = %e, "cannot disable the webhook")
+            }
+        }
     }
 
     /// Turns a Retry into GiveUp when the schedule is exhausted, else sets the next due time.
@@ -283,7 +400,7 @@ impl Worker {
             retry_after,
         ) {
             Some(delay) => {
-                delivery.next_attempt_ms = now_ms() + delay.as_millis() as i64;
+                delivery.next_attempt_ms = now_ms().saturating_add(millis(delay));
                 Outcome::Retry(reason)
             }
             None => Outcome::GiveUp(format!("{reason}; giving up after {attempt} attempts")),
@@ -309,19 +426,6 @@ impl Worker {
             .await?;
         self.hub.publish(DeliveryUpdate::of(delivery));
         Ok(EndpointHealth::Untouched)
-    }
-
-    /// Disables a webhook, recording why (visible as `disabled_reason`).
-    async fn disable(&self, webhook: &Webhook, reason: &str) -> Result<()> {
-        if let Some(mut current) = self.store.get_webhook(webhook.id).await? {
-            if current.is_webhook_enabled {
-                current.is_webhook_enabled = false;
-                current.disabled_reason = reason.to_string();
-                self.store.put_webhook(&current).await?;
-                tracing::warn!(webhook_id = webhook.id, reason, "webhook disabled");
-            }
-        }
-        Ok(())
     }
 }
 

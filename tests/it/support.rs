@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Request;
 use tonic::transport::Channel;
 use webhookd::Config;
+use webhookd::faults::Faults;
 use webhookd::grpc::pb;
 use webhookd::grpc::pb::admin_service_client::AdminServiceClient;
 use webhookd::grpc::pb::webhook_service_client::WebhookServiceClient;
@@ -29,6 +30,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub struct TestServer {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Faults to inject into the server's delivery attempts.
+    pub faults: Faults,
     shutdown: CancellationToken,
     dir: tempfile::TempDir,
 }
@@ -52,6 +55,7 @@ impl TestServer {
         config.retry_jitter = false;
         config.request_timeout = Duration::from_secs(2);
         adjust(&mut config);
+        let faults = config.faults.clone();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
@@ -60,6 +64,7 @@ impl TestServer {
         TestServer {
             grpc_addr,
             http_addr,
+            faults,
             shutdown,
             dir,
         }
