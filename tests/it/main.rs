@@ -8,6 +8,7 @@ mod delivery;
 mod delivery_features;
 mod fairness;
 mod hostile_templates;
+mod races;
 mod recovery;
 mod rest_cloudflare;
 mod rest_events;
