@@ -17,6 +17,7 @@
 //!   OnCall's filters, destination formatters.
 //! - [`delivery`]: HTTP client, SSRF guard, signing, retry policy, worker, status hub.
 //! - [`core`]: use cases: auth, webhook CRUD, event emission.
+//! - [`net`]: the accept loop of both servers (a broken listener ends its server).
 //! - [`grpc`]: tonic services, reflection and health.
 //! - [`rest`]: axum gateway (admin, health; OnCall, Cloudflare and events dialects).
 
@@ -30,6 +31,7 @@ pub mod grpc;
 pub mod ids;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod render;
 pub mod rest;
 pub mod server;

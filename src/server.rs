@@ -1,6 +1,8 @@
 //! Process assembly: opens the store, loads or creates the admin token, resumes unfinished
 //! deliveries, starts the worker and both servers on the given listeners, and on shutdown
-//! stops accepting, lets in-flight attempts be recorded, and flushes the store.
+//! stops accepting, lets in-flight attempts be recorded, and flushes the store. A server or
+//! the worker that stops on its own (error, panic) shuts the rest down the same way and
+//! ends `run` with its error at once.
 
 use std::io::Write;
 use std::path::Path;
@@ -174,50 +176,81 @@ pub async fn run(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let stop_servers = shutdown.child_token();
-    let worker_task = tokio::spawn(worker.run(shutdown.child_token()));
-    let grpc_task = tokio::spawn(crate::grpc::server::serve(
-        service.clone(),
-        grpc_listener,
-        stop_servers.clone(),
-    ));
-    tokio::spawn(prune_periodically(service.clone(), shutdown.child_token()));
-    let http_task = tokio::spawn(crate::rest::serve(
-        service,
-        http_listener,
-        stop_servers.clone(),
-    ));
-    // Unfinished deliveries are loaded while the servers already answer (a large outbox
-    // must not delay start-up); the summary line follows once they are queued.
-    let resumed = {
-        let (store, config) = (Arc::clone(&store), Arc::clone(&config));
+    let worker_task = {
+        let stop = shutdown.child_token();
         tokio::spawn(async move {
-            let pending = resume(store.as_ref(), &scheduler).await?;
-            tracing::info!(
-                grpc = %grpc_addr, http = %http_addr, data_dir = %config.data_dir.display(),
-                webhooks, pending_deliveries = pending, "webhookd is serving"
-            );
-            Ok::<_, Error>(())
+            worker.run(stop).await;
+            Ok(())
         })
     };
+    let grpc_task = {
+        let (service, stop) = (service.clone(), stop_servers.clone());
+        tokio::spawn(async move {
+            crate::grpc::server::serve(service, grpc_listener, stop)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    };
+    tokio::spawn(prune_periodically(service.clone(), shutdown.child_token()));
+    let http_task = tokio::spawn(async move {
+        crate::rest::serve(service, http_listener, stop_servers)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    // Unfinished deliveries are loaded while the servers already answer (a large outbox
+    // must not delay start-up); the summary line follows once they are queued.
+    {
+        let (store, config) = (Arc::clone(&store), Arc::clone(&config));
+        tokio::spawn(async move {
+            match resume(store.as_ref(), &scheduler).await {
+                Ok(pending) => tracing::info!(
+                    grpc = %grpc_addr, http = %http_addr, data_dir = %config.data_dir.display(),
+                    webhooks, pending_deliveries = pending, "webhookd is serving"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load the unfinished deliveries; they resume at the next start")
+                }
+            }
+        });
+    }
     tokio::spawn(log_throughput(metrics, shutdown.child_token()));
 
-    if let Ok(Err(e)) = resumed.await {
-        tracing::error!(error = %e, "cannot load the unfinished deliveries; they resume at the next start");
-    }
-    let grpc_result = grpc_task.await;
-    let http_result = http_task.await;
+    // The process lives as long as all three tasks: one that stops on its own (an error, a
+    // panic) stops the others and ends the process with its error at once.
+    let mut tasks = vec![
+        ("gRPC server", grpc_task),
+        ("HTTP server", http_task),
+        ("delivery worker", worker_task),
+    ];
+    let mut failure = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        (ended, index, _) = futures::future::select_all(tasks.iter_mut().map(|(_, task)| task)) => {
+            let (name, _) = tasks.remove(index);
+            let error = task_error(name, ended)
+                .unwrap_or_else(|| Error::Internal(format!("{name} stopped unexpectedly")));
+            tracing::error!(error = %error, "stopping webhookd");
+            Some(error)
+        }
+    };
     shutdown.cancel();
-    let _ = worker_task.await;
+    for (name, task) in tasks {
+        failure = failure.or(task_error(name, task.await));
+    }
     let flushed = store.flush().await;
-    match grpc_result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(Error::Internal(format!("gRPC server: {e}"))),
-        Err(e) => return Err(Error::Internal(format!("gRPC server task: {e}"))),
+    match failure {
+        Some(error) => Err(error),
+        None => flushed,
     }
-    match http_result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(Error::Internal(format!("HTTP server: {e}"))),
-        Err(e) => return Err(Error::Internal(format!("HTTP server task: {e}"))),
+}
+
+/// The error of a task that ended, if any: its own, or its panic.
+fn task_error(
+    name: &str,
+    ended: std::result::Result<std::result::Result<(), String>, tokio::task::JoinError>,
+) -> Option<Error> {
+    match ended {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(Error::Internal(format!("{name}: {e}"))),
+        Err(e) => Some(Error::Internal(format!("{name} task: {e}"))),
     }
-    flushed
 }

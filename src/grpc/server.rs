@@ -5,7 +5,6 @@
 //! them.
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use super::admin::AdminApi;
@@ -14,22 +13,9 @@ use super::pb::admin_service_server::AdminServiceServer;
 use super::pb::webhook_service_server::WebhookServiceServer;
 use super::webhooks::WebhookApi;
 use crate::core::Service;
+use crate::net;
 
-/// The listener's connections with Nagle's algorithm off: tonic's own `tcp_nodelay` only
-/// applies to listeners it binds, and small gRPC frames would otherwise wait ~40 ms for
-/// delayed ACKs.
-fn no_delay(
-    listener: TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use futures::StreamExt;
-    TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
-}
-
-/// Serves gRPC on `listener` until `shutdown`.
+/// Serves gRPC on `listener` until `shutdown`, or until the listener breaks (an error).
 pub async fn serve(
     service: Service,
     listener: TcpListener,
@@ -51,7 +37,13 @@ pub async fn serve(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    tonic::transport::Server::builder()
+    // tonic's own `tcp_nodelay` only applies to listeners it binds: `net` sets it.
+    let (acceptor, broken) = net::acceptor(listener);
+    let incoming = futures::stream::unfold(acceptor, |mut acceptor| async move {
+        let (stream, _) = acceptor.accept().await;
+        Some((Ok::<_, std::io::Error>(stream), acceptor))
+    });
+    let serving = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -60,7 +52,9 @@ pub async fn serve(
             shutdown.clone(),
         )))
         .add_service(AdminServiceServer::new(AdminApi::new(service)))
-        .serve_with_incoming_shutdown(no_delay(listener), shutdown.cancelled_owned())
-        .await?;
-    Ok(())
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned());
+    tokio::select! {
+        served = serving => Ok(served?),
+        error = broken.wait() => Err(error.into()),
+    }
 }

@@ -28,6 +28,7 @@ use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::core::Service;
+use crate::net;
 
 /// JSON `{"detail": ...}` with a status: the generic error body of the gateway.
 pub fn detail(status: StatusCode, message: impl Into<String>) -> Response {
@@ -135,7 +136,7 @@ pub fn router(service: Service) -> Router {
         .layer(axum::middleware::from_fn(json_errors))
 }
 
-/// Serves the gateway on `listener` until `shutdown`.
+/// Serves the gateway on `listener` until `shutdown`, or until the listener breaks (an error).
 pub async fn serve(
     service: Service,
     listener: TcpListener,
@@ -143,13 +144,23 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = NormalizePathLayer::trim_trailing_slash().layer(router(service));
     let make = axum::ServiceExt::<Request>::into_make_service(app);
-    // Nagle's algorithm off: small JSON answers must not wait for delayed ACKs.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, make)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let (acceptor, broken) = net::acceptor(listener);
+    let serving = axum::serve(acceptor, make).with_graceful_shutdown(shutdown.cancelled_owned());
+    tokio::select! {
+        served = serving => served,
+        error = broken.wait() => Err(error),
+    }
+}
+
+impl axum::serve::Listener for net::Acceptor {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        net::Acceptor::accept(self).await
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        net::Acceptor::local_addr(self)
+    }
 }

@@ -15,6 +15,7 @@ mod rest_events;
 mod rest_oncall;
 mod restart;
 mod retention;
+mod server_failure;
 mod signing_ed25519;
 mod support;
 mod webhooks_crud;

@@ -26,6 +26,22 @@ use webhookd::grpc::pb::webhook_service_client::WebhookServiceClient;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// The settings of a test server on `dir`: private targets allowed, a millisecond retry
+/// schedule, no jitter.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::new(dir);
+    config.admin_token = Some(ADMIN_TOKEN.into());
+    config.allow_private_targets = true;
+    config.retry_schedule = vec![
+        Duration::from_millis(10),
+        Duration::from_millis(20),
+        Duration::from_millis(50),
+    ];
+    config.retry_jitter = false;
+    config.request_timeout = Duration::from_secs(2);
+    config
+}
+
 /// A webhookd running inside the test process.
 pub struct TestServer {
     pub grpc_addr: SocketAddr,
@@ -44,16 +60,7 @@ impl TestServer {
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::new(dir.path());
-        config.admin_token = Some(ADMIN_TOKEN.into());
-        config.allow_private_targets = true;
-        config.retry_schedule = vec![
-            Duration::from_millis(10),
-            Duration::from_millis(20),
-            Duration::from_millis(50),
-        ];
-        config.retry_jitter = false;
-        config.request_timeout = Duration::from_secs(2);
+        let mut config = test_config(dir.path());
         adjust(&mut config);
         let faults = config.faults.clone();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
