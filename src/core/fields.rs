@@ -246,7 +246,13 @@ mod set {
             None
         } else {
             let delays = retry::parse_schedule(&v.join(","))?;
-            Some(delays.iter().map(|d| d.as_millis() as u64).collect())
+            // Within u64: parse_schedule bounds each delay to a week.
+            Some(
+                delays
+                    .iter()
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                    .collect(),
+            )
         };
         Ok(())
     }

@@ -12,6 +12,12 @@ use super::client::{AttemptError, AttemptResponse};
 /// The upper bound of a delay taken from `Retry-After`.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The longest delay one item of a retry schedule may ask for (global or per webhook).
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// The most delays a retry schedule may list.
+pub const MAX_SCHEDULE_ITEMS: usize = 100;
+
 /// Jitter spreads a scheduled delay uniformly over ±this fraction of it.
 const JITTER_FRACTION: f64 = 0.2;
 
@@ -99,10 +105,16 @@ pub fn next_delay(
     })
 }
 
-/// Parses "5s,5m,30m,2h" (humantime units incl. ms) into delays; Err(message) for an empty or bad item.
+/// Parses "5s,5m,30m,2h" (humantime units incl. ms) into delays; Err(message) for an empty or
+/// bad item, an item over `MAX_RETRY_DELAY`, or more than `MAX_SCHEDULE_ITEMS` items.
 pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
     if text.trim().is_empty() {
         return Err("retry schedule is empty; expected delays like \"5s,5m,30m\"".to_string());
+    }
+    if text.split(',').count() > MAX_SCHEDULE_ITEMS {
+        return Err(format!(
+            "retry schedule has more than {MAX_SCHEDULE_ITEMS} delays"
+        ));
     }
     text.split(',')
         .enumerate()
@@ -114,9 +126,16 @@ pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
                     index + 1
                 ));
             }
-            humantime::parse_duration(item).map_err(|error| {
+            let delay = humantime::parse_duration(item).map_err(|error| {
                 format!("retry schedule item {:?} is not a duration: {error}", item)
-            })
+            })?;
+            if delay > MAX_RETRY_DELAY {
+                return Err(format!(
+                    "retry schedule item {item:?} is longer than the maximum of {}",
+                    humantime::format_duration(MAX_RETRY_DELAY)
+                ));
+            }
+            Ok(delay)
         })
         .collect()
 }
@@ -317,5 +336,27 @@ mod tests {
         assert!(parse_schedule("5s,soon").unwrap_err().contains("\"soon\""));
         assert!(parse_schedule("5").is_err());
         assert!(parse_schedule("-5s").is_err());
+    }
+
+    #[test]
+    fn a_schedule_is_bounded_to_a_week_per_delay_and_a_hundred_delays() {
+        assert_eq!(parse_schedule("7d").unwrap(), [MAX_RETRY_DELAY]);
+        let longer = parse_schedule("1s,7d 1s").unwrap_err();
+        assert!(
+            longer.contains("\"7d 1s\"") && longer.contains("7days"),
+            "{longer}"
+        );
+        // Far beyond i64 milliseconds: refused, never wrapped around into the past.
+        assert!(
+            parse_schedule("500000000y")
+                .unwrap_err()
+                .contains("maximum")
+        );
+        assert!(parse_schedule(&vec!["1s"; 100].join(",")).is_ok());
+        assert!(
+            parse_schedule(&vec!["1s"; 101].join(","))
+                .unwrap_err()
+                .contains("more than 100")
+        );
     }
 }

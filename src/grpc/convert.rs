@@ -130,9 +130,25 @@ pub fn timestamp(ms: i64) -> Timestamp {
     }
 }
 
-/// A protobuf timestamp as milliseconds since the epoch.
-pub fn millis(ts: &Timestamp) -> i64 {
-    ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000
+/// Earliest `Timestamp.seconds` protobuf allows (0001-01-01T00:00:00Z).
+const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+
+/// Latest `Timestamp.seconds` protobuf allows (9999-12-31T23:59:59Z).
+const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
+/// A protobuf timestamp of request field `field` as milliseconds since the epoch;
+/// INVALID_ARGUMENT outside protobuf's range (years 1 to 9999, nanos 0..1e9).
+pub fn millis(ts: &Timestamp, field: &str) -> Result<i64, Error> {
+    let in_range = (MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&ts.seconds)
+        && (0..1_000_000_000).contains(&ts.nanos);
+    if !in_range {
+        return Err(Error::invalid(
+            field,
+            "must be a valid timestamp between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z",
+        ));
+    }
+    // Within range the product is far from i64's limits.
+    Ok(ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000)
 }
 
 /// A domain webhook as the API shows it (write-only fields masked).
@@ -468,7 +484,25 @@ mod tests {
     #[test]
     fn timestamps_convert_both_ways() {
         for ms in [0, 1, 1_700_000_000_123, -1] {
-            assert_eq!(millis(&timestamp(ms)), ms);
+            assert_eq!(millis(&timestamp(ms), "t"), Ok(ms));
+        }
+    }
+
+    #[test]
+    fn timestamps_outside_protobufs_range_are_invalid_arguments() {
+        let at = |seconds, nanos| millis(&Timestamp { seconds, nanos }, "since");
+        assert!(at(MAX_TIMESTAMP_SECONDS, 999_999_999).is_ok());
+        assert!(at(MIN_TIMESTAMP_SECONDS, 0).is_ok());
+        for (seconds, nanos) in [
+            (i64::MAX, 0),
+            (i64::MIN, 0),
+            (MAX_TIMESTAMP_SECONDS + 1, 0),
+            (0, -1),
+            (0, 1_000_000_000),
+        ] {
+            assert!(
+                matches!(at(seconds, nanos), Err(Error::InvalidArgument(v)) if v[0].field == "since")
+            );
         }
     }
 }

@@ -274,7 +274,10 @@ impl WebhookService for WebhookApi {
     ) -> Result<Response<pb::RedeliverResponse>, Status> {
         let caller = self.caller(&request).await?;
         let r = request.get_ref();
-        let since = r.since.as_ref().map(millis).unwrap_or(0);
+        let since = match &r.since {
+            Some(ts) => millis(ts, "since").map_err(to_status)?,
+            None => 0,
+        };
         let queued = self
             .service
             .redeliver_failed(&caller, &r.webhook_id, since)

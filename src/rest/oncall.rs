@@ -570,7 +570,8 @@ pub struct DeliveryIds {
     pub delivery_ids: Vec<String>,
 }
 
-/// A page request: `?page=N` (bad or < 1 = 1) and `?perpage=N`.
+/// A page request: `?page=N` (bad or < 1 = 1; a number too large for any listing = past
+/// the end) and `?perpage=N`.
 struct Paging {
     page: usize,
     size: usize,
@@ -579,11 +580,12 @@ struct Paging {
 impl Paging {
     fn of(params: &[(String, String)]) -> Paging {
         let number = |key: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == key)
-                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-                .filter(|n| *n >= 1)
+            let value = params.iter().find(|(k, _)| k == key)?.1.trim();
+            match value.parse::<usize>() {
+                Ok(n) => Some(n).filter(|n| *n >= 1),
+                Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => Some(usize::MAX),
+                Err(_) => None,
+            }
         };
         Paging {
             page: number("page").unwrap_or(1),
@@ -591,10 +593,11 @@ impl Paging {
         }
     }
 
+    /// Page `page` (from 1); past every possible listing when its offset overflows.
     fn at(&self, page: usize) -> Page {
         Page {
             after: None,
-            offset: (page - 1) * self.size,
+            offset: page.saturating_sub(1).saturating_mul(self.size),
             limit: self.size,
         }
     }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod batch_emit;
+mod bounds;
 mod cli;
 mod delivery;
 mod delivery_features;
