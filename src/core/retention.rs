@@ -21,10 +21,9 @@ impl Service {
     /// returns what was deleted.
     pub async fn prune_expired(&self) -> Result<Pruned> {
         let now = now_ms();
-        let keep = self
-            .config
-            .retention
-            .map_or(i64::MAX, |r| r.as_millis() as i64);
+        let keep = self.config.retention.map_or(i64::MAX, |r| {
+            i64::try_from(r.as_millis()).unwrap_or(i64::MAX)
+        });
         let events_before = now.saturating_sub(keep);
         let keys_before = now - IDEMPOTENCY_TTL_MS;
         let mut total = Pruned::default();

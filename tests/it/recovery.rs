@@ -7,16 +7,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// The server's `webhookd_attempts_in_flight` gauge.
-async fn in_flight(server: &TestServer) -> f64 {
-    let url = format!("http://{}/metrics", server.http_addr);
-    let (_, _, text) = http_raw(axum::http::Method::GET, &url, None, None, &[]).await;
-    text.lines()
-        .find_map(|l| l.strip_prefix("webhookd_attempts_in_flight "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("no in-flight gauge")
-}
-
 #[tokio::test]
 async fn an_attempt_that_fails_before_it_is_recorded_is_retried_soon() {
     let server = TestServer::start_with(|c| c.per_webhook_concurrency = 1).await;
@@ -53,5 +43,8 @@ async fn a_panicking_attempt_frees_its_webhooks_slot_and_is_retried() {
     let log = responses(&mut client, &token, &hook.id).await;
     assert_eq!(log.len(), 2);
     assert!(log.iter().all(|r| r.status_code == Some(200)));
-    eventually(|| async { (in_flight(&server).await == 0.0).then_some(()) }).await;
+    eventually(|| async {
+        (metric(&scrape(&server).await, "webhookd_attempts_in_flight") == 0.0).then_some(())
+    })
+    .await;
 }

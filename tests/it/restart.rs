@@ -3,62 +3,114 @@
 //! every acknowledged event reaches the receiver.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::Value;
 use webhookd::grpc::pb;
 
 use crate::support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// The built binary, running on ports the system chose (`127.0.0.1:0`): nothing can take
+/// them between choosing and binding. Its JSON log on stderr says where it serves.
 struct Process {
     child: Child,
-    grpc: std::net::SocketAddr,
-    http: std::net::SocketAddr,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    logs: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Process {
-    fn start(dir: &std::path::Path, extra: &[&str]) -> Process {
-        let (grpc, http) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_webhookd"))
+    /// Starts webhookd on `dir` with the test admin token, private targets allowed and a
+    /// short retry schedule, plus `extra` flags.
+    async fn start(dir: &std::path::Path, extra: &[&str]) -> Process {
+        let mut args = vec![
+            "--allow-private-targets",
+            "--retry-schedule",
+            "50ms,100ms",
+            "--retry-jitter",
+            "false",
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(dir, &args, Some(ADMIN_TOKEN)).await
+    }
+
+    /// Starts webhookd on `dir` with `args`; without `admin_token` it generates one.
+    async fn spawn(dir: &std::path::Path, args: &[&str], admin_token: Option<&str>) -> Process {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_webhookd"));
+        command
             .args(["serve", "--data-dir"])
             .arg(dir)
-            .args([
-                "--grpc-addr",
-                &format!("127.0.0.1:{grpc}"),
-                "--http-addr",
-                &format!("127.0.0.1:{http}"),
-            ])
-            .args([
-                "--allow-private-targets",
-                "--retry-schedule",
-                "50ms,100ms",
-                "--retry-jitter",
-                "false",
-            ])
-            .args(extra)
-            .env("WEBHOOKD_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("RUST_LOG", "warn")
+            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--log-format", "json"])
+            .args(args)
+            .env("RUST_LOG", "warn,webhookd=info")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        match admin_token {
+            Some(token) => command.env("WEBHOOKD_ADMIN_TOKEN", token),
+            None => command.env_remove("WEBHOOKD_ADMIN_TOKEN"),
+        };
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (serving, addresses) = tokio::sync::oneshot::channel();
+        let sink = Arc::clone(&logs);
+        let reader = std::thread::spawn(move || {
+            let mut serving = Some(serving);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let entry: Value = serde_json::from_str(&line).unwrap_or_default();
+                let addr = |name: &str| entry["fields"][name].as_str()?.parse().ok();
+                if let (Some(grpc), Some(http)) = (addr("grpc"), addr("http")) {
+                    if let Some(serving) = serving.take() {
+                        let _ = serving.send((grpc, http));
+                    }
+                }
+                if matches!(entry["level"].as_str(), Some("WARN" | "ERROR")) {
+                    eprintln!("webhookd: {line}");
+                }
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let (grpc, http) = tokio::time::timeout(Duration::from_secs(20), addresses)
+            .await
+            .expect("webhookd did not say where it serves")
+            .expect("webhookd exited before serving");
         Process {
             child,
-            grpc: format!("127.0.0.1:{grpc}").parse().unwrap(),
-            http: format!("127.0.0.1:{http}").parse().unwrap(),
+            grpc,
+            http,
+            logs,
+            reader: Some(reader),
         }
     }
 
     async fn ready(&self) {
         eventually(|| async { tokio::net::TcpStream::connect(self.http).await.ok() }).await;
+    }
+
+    /// SIGKILL, and waits for the exit.
+    fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM; returns the exit status and everything it logged.
+    fn terminate(mut self) -> (ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        let logs = self.logs.lock().unwrap().clone();
+        (status, logs)
     }
 }
 
@@ -76,7 +128,7 @@ async fn kill_9_after_the_ack_loses_no_event() {
     // The receiver holds every request long enough that nothing completes before the kill.
     receiver.delay(Duration::from_secs(5));
 
-    let first = Process::start(dir.path(), &["--delivery-concurrency", "2"]);
+    let first = Process::start(dir.path(), &["--delivery-concurrency", "2"]).await;
     first.ready().await;
     let server = TestServer::token_via(first.http).await;
     let mut client = connect_webhooks(first.grpc).await;
@@ -126,11 +178,10 @@ async fn kill_9_after_the_ack_loses_no_event() {
     assert_eq!(emitted.results.len(), 20);
     acknowledged.extend((40..60).map(|i| format!("AG{i}")));
     let mut first = first;
-    first.child.kill().unwrap(); // SIGKILL
-    first.child.wait().unwrap();
+    first.kill_9();
 
     receiver.delay(Duration::ZERO);
-    let second = Process::start(dir.path(), &[]);
+    let second = Process::start(dir.path(), &[]).await;
     second.ready().await;
     let mut delivered = HashSet::new();
     while !acknowledged.is_subset(&delivered) {
@@ -148,26 +199,8 @@ async fn kill_9_after_the_ack_loses_no_event() {
 #[tokio::test]
 async fn sigterm_stops_cleanly_and_the_admin_token_file_is_reused() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http) = (free_port(), free_port());
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_webhookd"))
-            .args(["serve", "--data-dir"])
-            .arg(dir.path())
-            .args([
-                "--grpc-addr",
-                &format!("127.0.0.1:{grpc}"),
-                "--http-addr",
-                &format!("127.0.0.1:{http}"),
-            ])
-            .env_remove("WEBHOOKD_ADMIN_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let child = start();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
-    eventually(|| async { tokio::net::TcpStream::connect(addr).await.ok() }).await;
+    let first = Process::spawn(dir.path(), &[], None).await;
+    first.ready().await;
     let token_file = dir.path().join("admin.token");
     let token = eventually(|| async {
         std::fs::read_to_string(&token_file)
@@ -180,20 +213,17 @@ async fn sigterm_stops_cleanly_and_the_admin_token_file_is_reused() {
         std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "exit: {:?}", output.status);
-    let logs = String::from_utf8_lossy(&output.stderr);
+    let (status, logs) = first.terminate();
+    assert!(status.success(), "exit: {status:?}");
     assert!(
         logs.contains("admin.token") && !logs.contains(token.trim()),
         "{logs}"
     );
 
-    let child = start();
-    eventually(|| async { tokio::net::TcpStream::connect(addr).await.ok() }).await;
+    let second = Process::spawn(dir.path(), &[], None).await;
+    second.ready().await;
     assert_eq!(std::fs::read_to_string(&token_file).unwrap(), token);
-    let url = format!("http://127.0.0.1:{http}/admin/v1/tokens");
+    let url = format!("http://{}/admin/v1/tokens", second.http);
     let body = serde_json::json!({"account_id": "acme", "scopes": ["webhooks:read"]});
     let (status, _) = http_json(
         axum::http::Method::POST,
@@ -203,17 +233,13 @@ async fn sigterm_stops_cleanly_and_the_admin_token_file_is_reused() {
     )
     .await;
     assert_eq!(status, axum::http::StatusCode::CREATED);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
+    assert!(second.terminate().0.success());
 }
 
 #[tokio::test]
 async fn a_webhook_and_a_token_are_durable_once_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let mut first = Process::start(dir.path(), &[]);
+    let mut first = Process::start(dir.path(), &[]).await;
     first.ready().await;
     let token = TestServer::token_via(first.http).await;
     let mut client = connect_webhooks(first.grpc).await;
@@ -223,10 +249,9 @@ async fn a_webhook_and_a_token_are_durable_once_answered() {
         webhook("kept", "https://example.com/hook"),
     )
     .await;
-    first.child.kill().unwrap(); // SIGKILL right after the answers
-    first.child.wait().unwrap();
+    first.kill_9(); // right after the answers
 
-    let second = Process::start(dir.path(), &[]);
+    let second = Process::start(dir.path(), &[]).await;
     second.ready().await;
     let mut client = connect_webhooks(second.grpc).await;
     let fetched = client

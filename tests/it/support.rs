@@ -489,6 +489,28 @@ pub async fn http_raw(
     (status, headers, String::from_utf8_lossy(&bytes).to_string())
 }
 
+/// The sum of the samples of metric `name` (all label sets) in a Prometheus text scrape.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The server's /metrics text.
+pub async fn scrape(server: &TestServer) -> String {
+    let (status, _, text) = http_raw(
+        Method::GET,
+        &format!("http://{}/metrics", server.http_addr),
+        None,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    text
+}
+
 /// Polls `check` until it returns Some, for up to 10 s.
 pub async fn eventually<T, F, Fut>(mut check: F) -> T
 where
