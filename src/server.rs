@@ -223,13 +223,19 @@ pub async fn run(
         ("delivery worker", worker_task),
     ];
     let mut failure = tokio::select! {
+        biased;
         _ = shutdown.cancelled() => None,
         (ended, index, _) = futures::future::select_all(tasks.iter_mut().map(|(_, task)| task)) => {
             let (name, _) = tasks.remove(index);
-            let error = task_error(name, ended)
-                .unwrap_or_else(|| Error::Internal(format!("{name} stopped unexpectedly")));
-            tracing::error!(error = %error, "stopping webhookd");
-            Some(error)
+            // A task that ended cleanly because shutdown began (on another thread) is fine.
+            let error = task_error(name, ended).or_else(|| {
+                (!shutdown.is_cancelled())
+                    .then(|| Error::Internal(format!("{name} stopped unexpectedly")))
+            });
+            if let Some(error) = &error {
+                tracing::error!(error = %error, "stopping webhookd");
+            }
+            error
         }
     };
     shutdown.cancel();
