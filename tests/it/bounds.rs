@@ -135,7 +135,8 @@ async fn retry_delays_are_bounded_to_a_week() {
         .await
         .unwrap()
         .into_inner();
-    stream.message().await.unwrap().unwrap();
+    stream.message().await.unwrap().unwrap(); // ACCEPTED
+    stream.message().await.unwrap().unwrap(); // QUEUED
     let retrying = stream.message().await.unwrap().unwrap();
     assert_eq!(states(std::slice::from_ref(&retrying)), ["RETRYING"]);
     let due = UNIX_EPOCH + Duration::from_secs(retrying.next_attempt_at.unwrap().seconds as u64);
