@@ -74,6 +74,12 @@ pub struct Webhook {
     pub created_at_ms: i64,
     /// Why the server disabled the webhook ("" when it did not).
     pub disabled_reason: String,
+    /// mTLS client certificate chain, PEM (write-only).
+    pub client_certificate: Option<String>,
+    /// Private key of `client_certificate`, PEM (write-only).
+    pub client_key: Option<String>,
+    /// CA certificates (PEM) trusted besides the default roots.
+    pub ca_certificates: Vec<String>,
 }
 
 /// Template engine chosen per webhook.

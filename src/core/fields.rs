@@ -15,7 +15,8 @@
 //! across fields (templates against the engine, blank name or url) come after, in
 //! `core::webhooks`. Adding a field: a row and its setter here, the model field, the proto
 //! field, and its output in `grpc::convert::webhook_to_pb` (and in a dialect's output shape
-//! when the dialect has it). Depends on the model and on `delivery::{retry, signing}`.
+//! when the dialect has it); a secret also gets sealed in `store::secrets`. Depends on the
+//! model and on `delivery::{retry, signing}`.
 
 use crate::error::FieldViolation;
 use crate::model::Webhook;
@@ -51,6 +52,9 @@ macro_rules! webhook_fields {
             retry_schedule: Vec<String>;
             max_attempts: u32;
             custom_headers: std::collections::BTreeMap<String, String>;
+            client_certificate: Option<String>;
+            client_key: Option<String>;
+            ca_certificates: Vec<String>;
         }
     };
 }
@@ -274,6 +278,22 @@ mod set {
             return Err(format!("{name:?} is not a valid HTTP header"));
         }
         w.custom_headers = v;
+        Ok(())
+    }
+
+    pub fn client_certificate(w: &mut Webhook, v: Option<String>) -> Set {
+        secret_field(&mut w.client_certificate, v);
+        Ok(())
+    }
+
+    pub fn client_key(w: &mut Webhook, v: Option<String>) -> Set {
+        secret_field(&mut w.client_key, v);
+        Ok(())
+    }
+
+    /// Blank entries are dropped; the PEM is checked with the other TLS settings.
+    pub fn ca_certificates(w: &mut Webhook, v: Vec<String>) -> Set {
+        w.ca_certificates = v.into_iter().filter(|pem| !pem.trim().is_empty()).collect();
         Ok(())
     }
 }

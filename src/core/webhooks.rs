@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 
 use super::{Caller, Page, Service};
 use crate::delivery::signing;
+use crate::delivery::tls::TlsSettings;
 use crate::delivery::worker::WebhookOutcomes;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
@@ -384,6 +385,7 @@ impl Service {
                 bad("filters", e);
             }
         }
+        check_tls(webhook, &mut bad);
         violations
     }
 
@@ -433,6 +435,19 @@ fn check_name(webhook: &Webhook, bad: &mut impl FnMut(&str, String)) {
             "name",
             format!("Ensure this field has no more than {NAME_MAX_CHARS} characters."),
         );
+    }
+}
+
+/// Client certificate, key and CAs parse, and the key fits the certificate.
+fn check_tls(webhook: &Webhook, bad: &mut impl FnMut(&str, String)) {
+    let settings = TlsSettings::of(webhook);
+    if !settings.is_custom() {
+        return;
+    }
+    if let Err(problems) = settings.client_config() {
+        for problem in problems {
+            bad(problem.field, problem.message);
+        }
     }
 }
 

@@ -5,11 +5,14 @@
 //! `HttpConnector` whose DNS resolver is the SSRF guard ([`GuardedResolver`]). Literal IP hosts
 //! are checked against the same [`TargetPolicy`] before sending. Redirects are never followed,
 //! one timeout covers the whole exchange, and at most [`RESPONSE_BODY_LIMIT`] bytes of the
-//! response body are read. Depends on `delivery::ssrf`.
+//! response body are read. A webhook with its own TLS settings (mTLS client certificate,
+//! private CAs) gets a pool of its own, kept by the settings' digest (at most
+//! [`TLS_POOLS_MAX`]). Depends on `delivery::ssrf` and `delivery::tls`.
 
+use std::collections::HashMap;
 use std::error::Error as _;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -23,6 +26,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::ssrf::{GuardedResolver, RefusedTarget, TargetPolicy};
+use super::tls::TlsSettings;
 
 /// Response bodies are kept up to this many bytes (cut at a UTF-8 character boundary).
 pub const RESPONSE_BODY_LIMIT: usize = 20 * 1024;
@@ -41,6 +45,8 @@ pub struct OutgoingRequest {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<Bytes>,
+    /// The webhook's own TLS settings (default: none).
+    pub tls: TlsSettings,
 }
 
 /// The receiver's answer to one attempt.
@@ -73,38 +79,81 @@ pub enum AttemptError {
 
 type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
 
+/// Webhooks with their own TLS settings whose pools are kept; beyond it, one is dropped.
+const TLS_POOLS_MAX: usize = 64;
+
+type Pooled = Client<Connector, Full<Bytes>>;
+
 /// The shared, pooled delivery client. Cheap to clone.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<Connector, Full<Bytes>>,
+    inner: Pooled,
+    /// One pool per set of webhook TLS settings (mTLS), by their digest.
+    tls_pools: Arc<Mutex<HashMap<[u8; 32], Pooled>>>,
     policy: Arc<TargetPolicy>,
     timeout: Duration,
+}
+
+/// A pooled client over the guarded connector, with `tls` or the default roots.
+fn pooled(policy: &Arc<TargetPolicy>, tls: Option<rustls::ClientConfig>) -> Pooled {
+    let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(Arc::clone(policy)));
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let builder = match tls {
+        Some(config) => HttpsConnectorBuilder::new().with_tls_config(config),
+        None => HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .expect("the ring provider supports rustls' default protocol versions"),
+    };
+    let https = builder
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .build(https)
 }
 
 impl HttpClient {
     /// A client refusing the targets `policy` refuses, with `timeout` per attempt.
     pub fn new(policy: Arc<TargetPolicy>, timeout: Duration) -> HttpClient {
-        let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(Arc::clone(&policy)));
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let https = HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .expect("the ring provider supports rustls' default protocol versions")
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let inner = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .build(https);
         HttpClient {
-            inner,
+            inner: pooled(&policy, None),
+            tls_pools: Arc::default(),
             policy,
             timeout,
         }
+    }
+
+    /// The pool for a request's TLS settings: the shared one, or the settings' own.
+    fn pool_for(&self, tls: &TlsSettings) -> Result<Pooled, AttemptError> {
+        if !tls.is_custom() {
+            return Ok(self.inner.clone());
+        }
+        let digest = tls.digest();
+        let mut pools = self.tls_pools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pool) = pools.get(&digest) {
+            return Ok(pool.clone());
+        }
+        let config = tls.client_config().map_err(|problems| {
+            let described: Vec<String> = problems
+                .into_iter()
+                .map(|p| format!("{} {}", p.field, p.message))
+                .collect();
+            AttemptError::InvalidRequest(format!("TLS settings: {}", described.join("; ")))
+        })?;
+        if pools.len() >= TLS_POOLS_MAX {
+            if let Some(evicted) = pools.keys().next().copied() {
+                pools.remove(&evicted);
+            }
+        }
+        let pool = pooled(&self.policy, Some(config));
+        pools.insert(digest, pool.clone());
+        Ok(pool)
     }
 
     /// Sends one attempt: never follows redirects (a 3xx is just a response), applies the per-attempt timeout to the whole exchange (connect + response + body read), reads at most RESPONSE_BODY_LIMIT of the body (discard the rest, don't buffer unbounded).
@@ -112,8 +161,9 @@ impl HttpClient {
     /// When the body is longer than the limit, the rest is not read and the connection is
     /// closed instead of being returned to the pool.
     pub async fn send(&self, request: OutgoingRequest) -> Result<AttemptResponse, AttemptError> {
+        let pool = self.pool_for(&request.tls)?;
         let request = self.build(request)?;
-        tokio::time::timeout(self.timeout, self.exchange(request))
+        tokio::time::timeout(self.timeout, self.exchange(&pool, request))
             .await
             .unwrap_or(Err(AttemptError::Timeout))
     }
@@ -163,10 +213,10 @@ impl HttpClient {
 
     async fn exchange(
         &self,
+        pool: &Pooled,
         request: Request<Full<Bytes>>,
     ) -> Result<AttemptResponse, AttemptError> {
-        let response = self
-            .inner
+        let response = pool
             .request(request)
             .await
             .map_err(|error| request_error(&error))?;
@@ -327,6 +377,7 @@ mod tests {
             url,
             headers: Vec::new(),
             body: None,
+            tls: TlsSettings::default(),
         }
     }
 

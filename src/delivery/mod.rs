@@ -3,6 +3,7 @@
 //! - `client`: pooled hyper client (rustls), no redirects, bounded bodies, timeouts.
 //! - `ssrf`: target address policy and the guarded DNS resolver.
 //! - `signing`: Standard Webhooks signatures.
+//! - `tls`: a webhook's own TLS settings (mTLS client certificate, private CAs).
 //! - `retry`: outcome classification and retry schedule.
 //! - `request`: assembly of one attempt's request (auth, signing, identity headers).
 //! - `scheduler`: in-memory due queue; `worker`: the attempt loop; `hub`: status fan-out.
@@ -14,4 +15,5 @@ pub mod retry;
 pub mod scheduler;
 pub mod signing;
 pub mod ssrf;
+pub mod tls;
 pub mod worker;

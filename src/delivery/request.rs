@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::client::OutgoingRequest;
 use super::signing;
+use super::tls::TlsSettings;
 use crate::ids::{self, Kind};
 use crate::model::{Delivery, RenderedRequest, SECRET_PLACEHOLDER, Webhook};
 use crate::userinfo;
@@ -133,6 +134,7 @@ pub fn prepare(
             url,
             headers,
             body: rendered.body.clone().map(Bytes::from),
+            tls: TlsSettings::of(webhook),
         },
         logged_headers: serde_json::Value::Object(logged).to_string(),
     }

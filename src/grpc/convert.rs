@@ -201,6 +201,9 @@ pub fn webhook_to_pb(view: WebhookView) -> pb::Webhook {
         disabled_reason: w.disabled_reason,
         max_attempts: w.max_attempts as i32,
         signing_public_key: signing_public_key.unwrap_or_default(),
+        client_certificate: masked(&w.client_certificate),
+        client_key: masked(&w.client_key),
+        ca_certificates: w.ca_certificates,
     }
 }
 

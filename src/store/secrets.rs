@@ -142,6 +142,8 @@ impl SecretBox {
             &mut sealed.password,
             &mut sealed.authorization_header,
             &mut sealed.secret,
+            &mut sealed.client_certificate,
+            &mut sealed.client_key,
         ] {
             if let Some(v) = field.as_mut() {
                 *v = self.seal(v);
@@ -165,6 +167,8 @@ impl SecretBox {
             &mut webhook.password,
             &mut webhook.authorization_header,
             &mut webhook.secret,
+            &mut webhook.client_certificate,
+            &mut webhook.client_key,
         ] {
             if let Some(v) = field.as_mut() {
                 self.open(v)?;

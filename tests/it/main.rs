@@ -9,6 +9,7 @@ mod delivery;
 mod delivery_features;
 mod fairness;
 mod hostile_templates;
+mod mtls;
 mod races;
 mod recovery;
 mod rest_cloudflare;

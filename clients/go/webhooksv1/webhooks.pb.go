@@ -301,8 +301,17 @@ type Webhook struct {
 	// receivers verify `v1a` signatures without holding a secret (output only; empty for a
 	// `v1` secret or none).
 	SigningPublicKey string `protobuf:"bytes,32,opt,name=signing_public_key,json=signingPublicKey,proto3" json:"signing_public_key,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// mTLS: the client certificate chain (PEM, leaf first) presented to the receiver. Write-only:
+	// read back as "****************" when set. Needs client_key.
+	ClientCertificate *string `protobuf:"bytes,33,opt,name=client_certificate,json=clientCertificate,proto3,oneof" json:"client_certificate,omitempty"`
+	// mTLS: the private key of client_certificate (PEM: PKCS#8, PKCS#1 or SEC1). Write-only:
+	// read back as "****************" when set; encrypted at rest.
+	ClientKey *string `protobuf:"bytes,34,opt,name=client_key,json=clientKey,proto3,oneof" json:"client_key,omitempty"`
+	// CA certificates (PEM) trusted for this webhook's https targets besides the default roots,
+	// e.g. a private CA; valid on its own (without a client certificate).
+	CaCertificates []string `protobuf:"bytes,35,rep,name=ca_certificates,json=caCertificates,proto3" json:"ca_certificates,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Webhook) Reset() {
@@ -557,6 +566,27 @@ func (x *Webhook) GetSigningPublicKey() string {
 		return x.SigningPublicKey
 	}
 	return ""
+}
+
+func (x *Webhook) GetClientCertificate() string {
+	if x != nil && x.ClientCertificate != nil {
+		return *x.ClientCertificate
+	}
+	return ""
+}
+
+func (x *Webhook) GetClientKey() string {
+	if x != nil && x.ClientKey != nil {
+		return *x.ClientKey
+	}
+	return ""
+}
+
+func (x *Webhook) GetCaCertificates() []string {
+	if x != nil {
+		return x.CaCertificates
+	}
+	return nil
 }
 
 // A group of conditions combined with AND or OR; groups nest.
@@ -1877,7 +1907,7 @@ var File_webhooks_v1_webhooks_proto protoreflect.FileDescriptor
 
 const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\n" +
-	"\x1awebhooks/v1/webhooks.proto\x12\vwebhooks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\v\n" +
+	"\x1awebhooks/v1/webhooks.proto\x12\vwebhooks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\r\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
@@ -1915,7 +1945,11 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\x0fdisabled_reason\x18\x1d \x01(\tR\x0edisabledReason\x12!\n" +
 	"\fmax_attempts\x18\x1e \x01(\x05R\vmaxAttempts\x12'\n" +
 	"\x0fschedule_filter\x18\x1f \x03(\tR\x0escheduleFilter\x12,\n" +
-	"\x12signing_public_key\x18  \x01(\tR\x10signingPublicKey\x1a@\n" +
+	"\x12signing_public_key\x18  \x01(\tR\x10signingPublicKey\x122\n" +
+	"\x12client_certificate\x18! \x01(\tH\vR\x11clientCertificate\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"client_key\x18\" \x01(\tH\fR\tclientKey\x88\x01\x01\x12'\n" +
+	"\x0fca_certificates\x18# \x03(\tR\x0ecaCertificates\x1a@\n" +
 	"\x12CustomHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x15\n" +
@@ -1930,7 +1964,9 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\b_headersB\x0e\n" +
 	"\f_forward_allB\t\n" +
 	"\a_secretB\x11\n" +
-	"\x0f_signing_secret\"\xb6\x01\n" +
+	"\x0f_signing_secretB\x15\n" +
+	"\x13_client_certificateB\r\n" +
+	"\v_client_key\"\xb6\x01\n" +
 	"\vFilterGroup\x127\n" +
 	"\boperator\x18\x01 \x01(\x0e2\x1b.webhooks.v1.FilterOperatorR\boperator\x12<\n" +
 	"\n" +
