@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::delivery::egress::EgressProxy;
+
 /// Where webhookd persists its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreBackend {
@@ -26,6 +28,8 @@ pub struct Config {
     pub allow_private_targets: bool,
     /// Address ranges delivery may reach even though they are not global.
     pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// Every delivery connects through this proxy (the SSRF guard still checks the target).
+    pub egress_proxy: Option<EgressProxy>,
     /// Delays before each retry.
     pub retry_schedule: Vec<Duration>,
     /// Apply ±20% jitter to retry delays (off in tests for determinism).
@@ -66,6 +70,7 @@ impl Config {
             secret_key_file: None,
             allow_private_targets: false,
             allow_cidrs: Vec::new(),
+            egress_proxy: None,
             retry_schedule: [5, 300, 1800, 7200, 18000, 36000, 36000]
                 .into_iter()
                 .map(Duration::from_secs)

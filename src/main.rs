@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use webhookd::Config;
 use webhookd::config::StoreBackend;
+use webhookd::delivery::egress::EgressProxy;
 use webhookd::delivery::retry::parse_schedule;
 
 /// webhookd: outgoing webhooks with a gRPC API, an embedded store, and OnCall- and
@@ -74,6 +75,11 @@ struct ServeArgs {
     /// Comma-separated CIDRs that delivery may reach although they are not global (e.g. 10.1.0.0/16).
     #[arg(long, env = "WEBHOOKD_ALLOW_CIDRS", value_delimiter = ',')]
     allow_cidrs: Vec<ipnet::IpNet>,
+    /// Send every delivery through this proxy: http://[user:pass@]host:port (CONNECT) or
+    /// socks5://[user:pass@]host:port. NO_PROXY does not apply; targets are still checked.
+    #[arg(long, env = "WEBHOOKD_EGRESS_PROXY", value_name = "URL", hide_env_values = true,
+          value_parser = ProxyParser)]
+    egress_proxy: Option<EgressProxy>,
     /// Delays before each retry (units ms, s, m, h).
     #[arg(long, env = "WEBHOOKD_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
     retry_schedule: std::vec::Vec<Duration>,
@@ -107,6 +113,31 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "WEBHOOKD_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+/// Parses `--egress-proxy` without echoing the value, which may carry credentials.
+#[derive(Clone)]
+struct ProxyParser;
+
+impl clap::builder::TypedValueParser for ProxyParser {
+    type Value = EgressProxy;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<EgressProxy, clap::Error> {
+        let refuse = |reason: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for --egress-proxy: {reason}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| refuse("not valid UTF-8"))?;
+        text.parse().map_err(|reason: String| refuse(&reason))
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -165,6 +196,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.secret_key_file = args.secret_key_file;
     config.allow_private_targets = args.allow_private_targets;
     config.allow_cidrs = args.allow_cidrs;
+    config.egress_proxy = args.egress_proxy;
     config.retry_schedule = args.retry_schedule;
     config.retry_jitter = args.retry_jitter;
     config.request_timeout = args.request_timeout;

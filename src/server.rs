@@ -147,7 +147,11 @@ pub async fn run(
         allow_private: config.allow_private_targets,
         allow_cidrs: config.allow_cidrs.clone(),
     });
-    let client = HttpClient::new(policy, config.request_timeout);
+    if let Some(proxy) = &config.egress_proxy {
+        tracing::info!(%proxy, "deliveries go through the egress proxy");
+    }
+    let client =
+        HttpClient::with_proxy(policy, config.request_timeout, config.egress_proxy.clone());
     let service = Service::new(
         Arc::clone(&store),
         Arc::clone(&hub),

@@ -1,13 +1,15 @@
 //! The pooled HTTP client that sends one delivery attempt.
 //!
 //! One [`HttpClient`] is shared by all delivery workers: a hyper-util legacy client (keep-alive
-//! pool, HTTP/1.1 and HTTP/2 via ALPN) over rustls (ring, webpki roots) and an
-//! `HttpConnector` whose DNS resolver is the SSRF guard ([`GuardedResolver`]). Literal IP hosts
+//! pool, HTTP/1.1 and HTTP/2 via ALPN) over rustls (ring, webpki roots) and the
+//! [`EgressConnector`]: directly through an `HttpConnector` whose DNS resolver is the SSRF
+//! guard, or through the egress proxy for an address the same guard checked. Literal IP hosts
 //! are checked against the same [`TargetPolicy`] before sending. Redirects are never followed,
 //! one timeout covers the whole exchange, and at most [`RESPONSE_BODY_LIMIT`] bytes of the
 //! response body are read. A webhook with its own TLS settings (mTLS client certificate,
 //! private CAs) gets a pool of its own, kept by the settings' digest (at most
-//! [`TLS_POOLS_MAX`]). Depends on `delivery::ssrf` and `delivery::tls`.
+//! [`TLS_POOLS_MAX`]), through the same egress. Depends on `delivery::ssrf`, `delivery::tls`
+//! and `delivery::egress`.
 
 use std::collections::HashMap;
 use std::error::Error as _;
@@ -22,10 +24,10 @@ use hyper::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::ssrf::{GuardedResolver, RefusedTarget, TargetPolicy};
+use super::egress::{EgressConnector, EgressProxy, ProxyFailure};
+use super::ssrf::{RefusedTarget, TargetPolicy};
 use super::tls::TlsSettings;
 
 /// Response bodies are kept up to this many bytes (cut at a UTF-8 character boundary).
@@ -67,6 +69,10 @@ pub enum AttemptError {
     Timeout,
     #[error("connection error: {0}")]
     Connect(String),
+    /// The egress proxy failed (unreachable, refused the CONNECT, SOCKS5 error); says
+    /// nothing about the endpoint.
+    #[error("egress proxy: {0}")]
+    Proxy(String),
     /// The SSRF policy refused the target address.
     #[error("refused target: {0}")]
     Refused(String),
@@ -77,7 +83,7 @@ pub enum AttemptError {
     Io(String),
 }
 
-type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
+type Connector = HttpsConnector<EgressConnector>;
 
 /// Webhooks with their own TLS settings whose pools are kept; beyond it, one is dropped.
 const TLS_POOLS_MAX: usize = 64;
@@ -91,14 +97,18 @@ pub struct HttpClient {
     /// One pool per set of webhook TLS settings (mTLS), by their digest.
     tls_pools: Arc<Mutex<HashMap<[u8; 32], Pooled>>>,
     policy: Arc<TargetPolicy>,
+    proxy: Option<EgressProxy>,
     timeout: Duration,
 }
 
-/// A pooled client over the guarded connector, with `tls` or the default roots.
-fn pooled(policy: &Arc<TargetPolicy>, tls: Option<rustls::ClientConfig>) -> Pooled {
-    let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(Arc::clone(policy)));
-    http.enforce_http(false);
-    http.set_nodelay(true);
+/// A pooled client over the guarded connector (through `proxy` when there is one), with
+/// `tls` or the default roots.
+fn pooled(
+    policy: &Arc<TargetPolicy>,
+    proxy: &Option<EgressProxy>,
+    tls: Option<rustls::ClientConfig>,
+) -> Pooled {
+    let connector = EgressConnector::new(Arc::clone(policy), proxy.clone());
     let builder = match tls {
         Some(config) => HttpsConnectorBuilder::new().with_tls_config(config),
         None => HttpsConnectorBuilder::new()
@@ -109,7 +119,7 @@ fn pooled(policy: &Arc<TargetPolicy>, tls: Option<rustls::ClientConfig>) -> Pool
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
+        .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -121,10 +131,20 @@ fn pooled(policy: &Arc<TargetPolicy>, tls: Option<rustls::ClientConfig>) -> Pool
 impl HttpClient {
     /// A client refusing the targets `policy` refuses, with `timeout` per attempt.
     pub fn new(policy: Arc<TargetPolicy>, timeout: Duration) -> HttpClient {
+        HttpClient::with_proxy(policy, timeout, None)
+    }
+
+    /// Like [`HttpClient::new`], connecting through `proxy` when there is one.
+    pub fn with_proxy(
+        policy: Arc<TargetPolicy>,
+        timeout: Duration,
+        proxy: Option<EgressProxy>,
+    ) -> HttpClient {
         HttpClient {
-            inner: pooled(&policy, None),
+            inner: pooled(&policy, &proxy, None),
             tls_pools: Arc::default(),
             policy,
+            proxy,
             timeout,
         }
     }
@@ -151,7 +171,7 @@ impl HttpClient {
                 pools.remove(&evicted);
             }
         }
-        let pool = pooled(&self.policy, Some(config));
+        let pool = pooled(&self.policy, &self.proxy, Some(config));
         pools.insert(digest, pool.clone());
         Ok(pool)
     }
@@ -249,10 +269,14 @@ impl HttpClient {
     }
 }
 
-/// Maps a client error: an SSRF refusal from the resolver, else connect or other failure.
+/// Maps a client error: an SSRF refusal from the resolver, a failure of the egress proxy,
+/// else connect or other failure.
 fn request_error(error: &hyper_util::client::legacy::Error) -> AttemptError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
     while let Some(current) = source {
+        if let Some(ProxyFailure(reason)) = current.downcast_ref::<ProxyFailure>() {
+            return AttemptError::Proxy(reason.clone());
+        }
         let refused = current
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())

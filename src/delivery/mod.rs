@@ -2,6 +2,7 @@
 //! Depends on `store` and `model`; knows nothing of transports or matching.
 //! - `client`: pooled hyper client (rustls), no redirects, bounded bodies, timeouts.
 //! - `ssrf`: target address policy and the guarded DNS resolver.
+//! - `egress`: the TCP connector, direct or through the egress proxy (HTTP CONNECT, SOCKS5).
 //! - `signing`: Standard Webhooks signatures.
 //! - `tls`: a webhook's own TLS settings (mTLS client certificate, private CAs).
 //! - `retry`: outcome classification and retry schedule.
@@ -9,6 +10,7 @@
 //! - `scheduler`: in-memory due queue; `worker`: the attempt loop; `hub`: status fan-out.
 
 pub mod client;
+pub mod egress;
 pub mod hub;
 pub mod request;
 pub mod retry;

@@ -42,9 +42,12 @@ pub fn classify(result: &Result<AttemptResponse, AttemptError>) -> Outcome {
                 Outcome::GiveUp(status_reason(status))
             }
         }
-        Err(error @ (AttemptError::Timeout | AttemptError::Connect(_) | AttemptError::Io(_))) => {
-            Outcome::Retry(error.to_string())
-        }
+        Err(
+            error @ (AttemptError::Timeout
+            | AttemptError::Connect(_)
+            | AttemptError::Proxy(_)
+            | AttemptError::Io(_)),
+        ) => Outcome::Retry(error.to_string()),
         Err(error @ (AttemptError::Refused(_) | AttemptError::InvalidRequest(_))) => {
             Outcome::GiveUp(error.to_string())
         }

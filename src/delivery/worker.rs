@@ -122,10 +122,11 @@ fn millis(duration: Duration) -> i64 {
 
 /// What the circuit breaker learns from an attempt: whatever `retry::classify` would retry
 /// (timeouts, connection errors, 5xx, 408, 429) means the endpoint is struggling; any other
-/// answer means it is up; a request that never left (refused target, invalid request) says
-/// nothing about it.
+/// answer means it is up; a request that never left (refused target, invalid request, a
+/// failing egress proxy) says nothing about it.
 fn health(sent: &AttemptResult, classified: &Outcome) -> EndpointHealth {
     match (sent, classified) {
+        (Err(AttemptError::Proxy(_)), _) => EndpointHealth::Untouched,
         (_, Outcome::Retry(_)) => EndpointHealth::Failing,
         (Ok(_), _) => EndpointHealth::Answered,
         (Err(_), _) => EndpointHealth::Untouched,

@@ -28,6 +28,8 @@ fn help_documents_every_flag() {
         "WEBHOOKD_RETENTION",
         "--store",
         "WEBHOOKD_STORE",
+        "--egress-proxy",
+        "WEBHOOKD_EGRESS_PROXY",
         "WEBHOOKD_DATA_DIR",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
@@ -78,6 +80,31 @@ fn a_bad_store_is_one_error_line_that_never_shows_its_password() {
             "{stderr}"
         );
     }
+}
+
+#[test]
+fn a_bad_egress_proxy_is_refused_naming_the_flag_without_echoing_credentials() {
+    for value in [
+        "ftp://svc:s3cret@proxy:21",
+        "socks5h://svc:s3cret@proxy",
+        "http://svc:s3cret@",
+        "proxy:3128",
+    ] {
+        let output = webhookd(&["serve", "--egress-proxy", value]);
+        assert!(!output.status.success(), "{value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--egress-proxy"), "{value}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "{value}: {stderr}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_webhookd"))
+        .args(["serve"])
+        .env("WEBHOOKD_EGRESS_PROXY", "https://svc:s3cret@proxy")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--egress-proxy") && stderr.contains("unsupported proxy scheme"));
+    assert!(!stderr.contains("s3cret"), "{stderr}");
 }
 
 #[test]

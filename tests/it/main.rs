@@ -7,6 +7,7 @@ mod bounds;
 mod cli;
 mod delivery;
 mod delivery_features;
+mod egress;
 mod fairness;
 mod hostile_templates;
 mod mtls;
