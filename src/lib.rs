@@ -20,6 +20,7 @@
 //! - [`net`]: the accept loop of both servers (a broken listener ends its server).
 //! - [`grpc`]: tonic services, reflection and health.
 //! - [`rest`]: axum gateway (admin, health; OnCall, Cloudflare and events dialects).
+//! - [`telemetry`]: W3C trace context on emits and deliveries, OTLP export of spans.
 
 pub mod config;
 pub mod core;
@@ -36,6 +37,7 @@ pub mod render;
 pub mod rest;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod userinfo;
 
 pub use config::Config;

@@ -10,12 +10,17 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{Layer, Registry};
 use webhookd::Config;
 use webhookd::config::StoreBackend;
 use webhookd::delivery::egress::EgressProxy;
 use webhookd::delivery::retry::parse_schedule;
+use webhookd::telemetry;
 
 /// webhookd: outgoing webhooks with a gRPC API, an embedded store, and OnCall- and
 /// Cloudflare-compatible REST APIs.
@@ -110,6 +115,10 @@ struct ServeArgs {
     /// with their deliveries; 0 keeps everything. The response log is capped separately.
     #[arg(long, env = "WEBHOOKD_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     retention: Duration,
+    /// Export traces (OTLP over HTTP/protobuf) to this collector, e.g. http://127.0.0.1:4318
+    /// (`/v1/traces` is added to a URL without a path). Without it nothing is exported.
+    #[arg(long, env = "WEBHOOKD_OTLP_ENDPOINT", value_name = "URL", value_parser = telemetry::traces_url)]
+    otlp_endpoint: Option<String>,
     /// Log format.
     #[arg(long, env = "WEBHOOKD_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -140,17 +149,33 @@ impl clap::builder::TypedValueParser for ProxyParser {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr (filtered by RUST_LOG, INFO by default) and, with an OTLP endpoint, exports
+/// webhookd's spans there; returns the exporter's provider to flush at exit.
+fn init_logging(
+    format: LogFormat,
+    otlp_endpoint: Option<&str>,
+) -> Result<Option<SdkTracerProvider>, String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
+    };
+    let mut layers = vec![fmt];
+    let mut provider = None;
+    if let Some(url) = otlp_endpoint {
+        let exporter = telemetry::exporter(url, tokio::runtime::Handle::current())?;
+        layers.push(exporter.layer);
+        provider = Some(exporter.provider);
     }
+    tracing_subscriber::registry().with(layers).init();
+    if let Some(url) = otlp_endpoint {
+        tracing::info!(url, "exporting traces (OTLP/HTTP protobuf)");
+    }
+    Ok(provider)
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
@@ -186,7 +211,7 @@ fn store_backend(value: &str) -> Result<StoreBackend, String> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    init_logging(args.log_format);
+    let traces = init_logging(args.log_format, args.otlp_endpoint.as_deref())?;
     let store = store_backend(&args.store)?;
     let grpc = bind(args.grpc_addr, "gRPC").await?;
     let http = bind(args.http_addr, "HTTP").await?;
@@ -208,9 +233,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.retention = Some(args.retention).filter(|r| !r.is_zero());
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_signal(shutdown.clone()));
-    webhookd::run(config, grpc, http, shutdown)
-        .await
-        .map_err(|e| e.to_string())
+    let result = webhookd::run(config, grpc, http, shutdown).await;
+    if let Some(provider) = traces {
+        // Flushes the spans still buffered (the exporter posts on this runtime).
+        let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, "the last traces were not exported");
+        }
+    }
+    result.map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {

@@ -311,6 +311,10 @@ pub struct RenderedRequest {
     pub headers: Vec<(String, String)>,
     /// Body, if the method carries one.
     pub body: Option<String>,
+    /// W3C `traceparent` of the emit: each attempt's request continues this trace (with a
+    /// span id of its own). Absent in deliveries stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A template that failed to render for a delivery.

@@ -7,15 +7,19 @@
 use std::collections::{HashSet, VecDeque};
 
 use serde_json::{Map, Value};
+use tracing::Instrument as _;
 
 use super::{Caller, Page, Service};
 use crate::delivery::hub::Subscription;
 use crate::delivery::scheduler::Entry;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
-use crate::model::{Delivery, DeliveryState, DeliveryUpdate, Event, Scope, Webhook, now_ms};
+use crate::model::{
+    Delivery, DeliveryState, DeliveryUpdate, Event, RenderedRequest, Scope, Webhook, now_ms,
+};
 use crate::render::{Plan, Planned, matcher};
 use crate::store::{IdempotencyKey, InsertOutcome, NewEvent};
+use crate::telemetry::EmitTrace;
 
 /// How long an idempotency key returns its first event.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -32,6 +36,9 @@ pub struct EmitRequest {
     pub data: Value,
     /// Caller's idempotency key.
     pub idempotency_key: Option<String>,
+    /// The caller's W3C `traceparent` (gRPC metadata or REST header), continued by the
+    /// emit and its deliveries.
+    pub traceparent: Option<String>,
 }
 
 /// Most events an `emit_batch` call takes.
@@ -53,6 +60,9 @@ struct Prepared {
     event: Event,
     deliveries: Vec<Delivery>,
     idempotency_key: Option<String>,
+    /// The emit's span (matching, rendering and, for a single emit, the durable write); it
+    /// ends when the emit call is done with the event.
+    span: tracing::Span,
 }
 
 /// The delivery statuses of one event: the initial states, then every change until each
@@ -159,7 +169,10 @@ impl Service {
         let webhooks = self.account_webhooks(caller).await?;
         let prepared = self.prepare(caller, request, &webhooks).await?;
         let subscription = self.hub.subscribe(prepared.event.id);
-        let outcomes = self.write(caller, std::slice::from_ref(&prepared)).await?;
+        let outcomes = self
+            .write(caller, std::slice::from_ref(&prepared))
+            .instrument(prepared.span.clone())
+            .await?;
         match outcomes[0] {
             InsertOutcome::Inserted => {
                 self.accepted(std::iter::once(&prepared));
@@ -254,6 +267,7 @@ impl Service {
         request: EmitRequest,
         webhooks: &[Webhook],
     ) -> Result<Prepared> {
+        let trace = EmitTrace::start(&request.event_type, request.traceparent.as_deref());
         let now = now_ms();
         let mut data = request.data;
         stamp_event(&mut data, &request.event_type, now);
@@ -275,7 +289,20 @@ impl Service {
                     && matcher::schedule_matches(w, &request.event_type, &data)
             })
             .cloned()
-            .collect();
+            .collect::<Vec<_>>();
+        let event_id = self.store.next_id().await?;
+        // The span fields are formatted only when spans are on (an exporter or RUST_LOG).
+        if !trace.span.is_disabled() {
+            trace
+                .span
+                .record("event_id", ids::format(Kind::Event, event_id).as_str());
+        }
+        let render = tracing::debug_span!(
+            parent: &trace.span,
+            "render",
+            event_id = ids::format(Kind::Event, event_id).as_str(),
+            webhook_ids = comma_ids(Kind::Webhook, matched.iter().map(|w| w.id)).as_str(),
+        );
         let Planned {
             data,
             webhooks: matched,
@@ -289,9 +316,9 @@ impl Service {
                 json,
                 matched,
             )
+            .instrument(render)
             .await
             .ok_or_else(|| Error::Internal("rendering the event's templates failed".into()))?;
-        let event_id = self.store.next_id().await?;
         let mut deliveries = Vec::new();
         for (webhook, plan) in matched.iter().zip(plans) {
             let new_delivery = |id: u64, url: String| Delivery {
@@ -328,7 +355,12 @@ impl Service {
                         let mut delivery = new_delivery(id, target.url);
                         delivery.request_trigger = request_trigger.clone();
                         match target.request {
-                            Ok(r) => delivery.request = Some(r),
+                            Ok(r) => {
+                                delivery.request = Some(RenderedRequest {
+                                    traceparent: Some(trace.traceparent.clone()),
+                                    ..r
+                                })
+                            }
                             Err(e) => delivery.render_error = Some(e),
                         }
                         deliveries.push(delivery);
@@ -344,10 +376,15 @@ impl Service {
             created_at_ms: now,
             delivery_ids: deliveries.iter().map(|d| d.id).collect(),
         };
+        if !trace.span.is_disabled() {
+            let delivery_ids = comma_ids(Kind::Delivery, event.delivery_ids.iter().copied());
+            trace.span.record("delivery_ids", delivery_ids.as_str());
+        }
         Ok(Prepared {
             event,
             deliveries,
             idempotency_key: request.idempotency_key.filter(|k| !k.is_empty()),
+            span: trace.span,
         })
     }
 
@@ -488,6 +525,13 @@ impl Service {
             ..original.clone()
         })
     }
+}
+
+/// API ids, comma-separated, for a span field.
+fn comma_ids(kind: Kind, ids: impl Iterator<Item = u64>) -> String {
+    ids.map(|id| ids::format(kind, id))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Sets `event.type` (and `event.time` when absent), as OnCall's event_data carries them.

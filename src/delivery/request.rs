@@ -185,6 +185,7 @@ mod tests {
                 ("X-Team".into(), "sre".into()),
             ],
             body: Some(r#"{"a":1}"#.into()),
+            traceparent: None,
         }
     }
 

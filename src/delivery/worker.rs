@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::client::{AttemptError, AttemptResponse, HttpClient};
 use super::hub::Hub;
@@ -29,6 +30,7 @@ use crate::model::{
     Delivery, DeliveryState, DeliveryUpdate, ResponseRecord, Webhook, WebhookStats, now_ms,
 };
 use crate::store::{AttemptRecord, Store};
+use crate::telemetry::{self, TRACEPARENT};
 use crate::userinfo;
 
 /// The response log of a webhook is trimmed back to its limit every this many entries.
@@ -254,10 +256,24 @@ impl Worker {
                 Outcome::GiveUp(render_error.describe())
             }
             (Some(rendered), None) => {
-                let prepared = prepare(&webhook, &delivery, rendered, timestamp_ms / 1000);
+                let mut prepared = prepare(&webhook, &delivery, rendered, timestamp_ms / 1000);
                 response.request_headers = Some(prepared.logged_headers);
                 response.request_data = rendered.body.clone();
-                let sent = self.client.send(prepared.outgoing).await;
+                let (span, traceparent) = telemetry::attempt(
+                    rendered.traceparent.as_deref(),
+                    delivery.event_id,
+                    webhook.id,
+                    delivery.id,
+                    attempt,
+                );
+                let headers = &mut prepared.outgoing.headers;
+                headers.retain(|(name, _)| !name.eq_ignore_ascii_case(TRACEPARENT));
+                headers.push((TRACEPARENT.into(), traceparent));
+                let sent = self
+                    .client
+                    .send(prepared.outgoing)
+                    .instrument(span.clone())
+                    .await;
                 match &sent {
                     Ok(r) => {
                         response.status_code = Some(r.status);
@@ -267,6 +283,17 @@ impl Worker {
                     Err(e) => response.error = e.to_string(),
                 }
                 let classified = retry::classify(&sent);
+                if let Ok(r) = &sent {
+                    span.record("status_code", r.status);
+                }
+                span.record(
+                    "outcome",
+                    match &classified {
+                        Outcome::Success => "success",
+                        Outcome::Retry(_) => "retry",
+                        Outcome::GiveUp(_) => "give up",
+                    },
+                );
                 endpoint = health(&sent, &classified);
                 self.schedule_retry(classified, &webhook, &mut delivery, attempt, &sent)
             }

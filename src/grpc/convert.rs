@@ -384,6 +384,7 @@ pub fn emit_request(r: pb::EmitEventRequest) -> EmitRequest {
         event_type: r.event_type,
         data: r.data.map(struct_to_json).unwrap_or_else(empty_object),
         idempotency_key: Some(r.idempotency_key).filter(|k| !k.is_empty()),
+        traceparent: None,
     }
 }
 

@@ -17,9 +17,20 @@ use super::pb;
 use super::pb::webhook_service_server::WebhookService;
 use super::status::to_status;
 use crate::core::Page;
+use crate::core::events::EmitRequest;
 use crate::core::{Caller, Service};
 use crate::error::Error;
 use crate::ids::{self, Kind};
+use crate::telemetry::TRACEPARENT;
+
+/// The caller's W3C `traceparent` metadata, continued by the emit.
+fn traceparent<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get(TRACEPARENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+}
 
 /// Default and largest page sizes of list RPCs.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -205,7 +216,9 @@ impl WebhookService for WebhookApi {
         request: Request<pb::EmitEventRequest>,
     ) -> Result<Response<Self::EmitEventStream>, Status> {
         let caller = self.caller(&request).await?;
-        let emit = emit_request(request.into_inner());
+        let traceparent = traceparent(&request);
+        let mut emit = emit_request(request.into_inner());
+        emit.traceparent = traceparent;
         let mut statuses = self.service.emit(&caller, emit).await.map_err(to_status)?;
         let (sender, receiver) = mpsc::channel(64);
         let shutdown = self.shutdown.clone();
@@ -237,11 +250,15 @@ impl WebhookService for WebhookApi {
         request: Request<pb::EmitEventsRequest>,
     ) -> Result<Response<pb::EmitEventsResponse>, Status> {
         let caller = self.caller(&request).await?;
+        let traceparent = traceparent(&request);
         let events = request
             .into_inner()
             .events
             .into_iter()
-            .map(emit_request)
+            .map(|event| EmitRequest {
+                traceparent: traceparent.clone(),
+                ..emit_request(event)
+            })
             .collect();
         let emitted = self
             .service

@@ -119,6 +119,7 @@ pub fn plan(templates: &Templates, webhook: &Webhook, event: &EventView<'_>) -> 
                     url: url.trim().to_string(),
                     headers,
                     body,
+                    traceparent: None,
                 })
             });
             let url = match &request {

@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::error::FieldViolation;
 use crate::ids::{self, Kind};
 use crate::model::{DeliveryState, DeliveryUpdate};
+use crate::telemetry::TRACEPARENT;
 use crate::userinfo;
 
 /// 202 of `POST /api/v1/events/`.
@@ -86,6 +87,14 @@ fn summary(update: &DeliveryUpdate) -> DeliverySummary {
 }
 
 /// The trigger an event_data object names in `event.type`, or why it names none.
+/// The caller's W3C `traceparent` header, continued by the emit.
+fn traceparent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(TRACEPARENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+}
+
 fn event_type_of(data: &Map<String, Value>) -> Result<String, &'static str> {
     match data.get("event") {
         None => Err("This field is required."),
@@ -121,6 +130,7 @@ pub async fn emit(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let traceparent = traceparent(&headers);
     let mut stream = service
         .emit(
             &caller,
@@ -128,6 +138,7 @@ pub async fn emit(
                 event_type,
                 data: Value::Object(data),
                 idempotency_key,
+                traceparent,
             },
         )
         .await
@@ -168,6 +179,7 @@ pub async fn emit_batch(
             FieldViolation::new("events", "A list of {\"data\": ...} objects is required.");
         return Err(error_response(Error::InvalidArgument(vec![violation])).into());
     };
+    let traceparent = traceparent(&headers);
     let mut requests = Vec::with_capacity(items.len());
     let mut violations = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -191,6 +203,7 @@ pub async fn emit_batch(
                 event_type,
                 data: Value::Object(data.clone()),
                 idempotency_key,
+                traceparent: traceparent.clone(),
             }),
             Err(message) => violations.push(at("data.event", message)),
         }

@@ -110,6 +110,7 @@ async fn delivery(
             url: "https://example.com/hook".into(),
             headers: vec![("X-Team".into(), "sre".into())],
             body: Some(r#"{"alert_group":{"id":"I1"}}"#.into()),
+            traceparent: None,
         }),
         render_error: None,
         last_status_code: None,

@@ -264,6 +264,7 @@ mod tests {
             url: url.into(),
             headers: vec![],
             body: None,
+            traceparent: None,
         };
         let mut delivery = Delivery {
             id: 1,

@@ -21,4 +21,5 @@ mod retention;
 mod server_failure;
 mod signing_ed25519;
 mod support;
+mod trace_context;
 mod webhooks_crud;

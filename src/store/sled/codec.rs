@@ -253,6 +253,7 @@ mod delivery_tests {
                 url: "http://x/hook".into(),
                 headers: vec![("X-A".into(), "1".into())],
                 body: Some("{\"big\": \"body\"}".into()),
+                traceparent: None,
             }),
             render_error: None,
             last_status_code: Some(503),
