@@ -137,6 +137,38 @@ async fn a_rest_emit_is_continued_and_an_untraced_emit_starts_a_trace() {
     assert_ne!(traces[0], traces[1]);
 }
 
+#[tokio::test]
+async fn every_event_of_an_emit_events_batch_continues_the_callers_trace() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    create(
+        &mut client,
+        &token,
+        webhook("traced", &receiver.url("/hook")),
+    )
+    .await;
+    let event = |i: u32| pb::EmitEventRequest {
+        event_type: "alert group created".into(),
+        data: Some(to_struct(json!({"alert_group": {"id": format!("AG{i}")}}))),
+        idempotency_key: String::new(),
+    };
+    let mut request = authed(
+        &token,
+        pb::EmitEventsRequest {
+            events: vec![event(1), event(2)],
+        },
+    );
+    request
+        .metadata_mut()
+        .insert("traceparent", caller_traceparent().parse().unwrap());
+    client.emit_events(request).await.unwrap();
+    let (first, second) = (parts(&receiver.next().await), parts(&receiver.next().await));
+    assert_eq!((first.0.as_str(), second.0.as_str()), (TRACE_ID, TRACE_ID));
+    assert_ne!(first.1, second.1);
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
