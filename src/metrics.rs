@@ -1,10 +1,11 @@
 //! Process metrics in Prometheus form (the `prometheus` crate): events accepted, attempts by
 //! outcome and status class, attempt latency, template errors by reason, queue depth and oldest due age (overall and per
+//! webhook), deliveries waiting for a rate limit and the effective rate (per rate-limited
 //! webhook), store flush latency. One `Metrics` per process, shared by core and delivery,
 //! rendered by the gateway at `GET /metrics`. Labels never carry secrets or URLs.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -39,6 +40,12 @@ pub struct Metrics {
     pub deferred: IntCounter,
     /// Template renders that failed, by reason (error, fuel, depth, output_size, wall_time).
     pub template_errors: IntCounterVec,
+    /// Deliveries waiting for their webhook's rate limit, in all.
+    pub rate_limited: IntGauge,
+    /// Deliveries waiting for the rate limit per rate-limited webhook.
+    pub webhook_rate_limited: IntGaugeVec,
+    /// Attempts per second allowed now per rate-limited webhook (lowered after a 429).
+    pub webhook_rate_limit: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -171,6 +178,36 @@ impl Metrics {
                         "Template renders that failed, by reason",
                     ),
                     &["reason"],
+                )
+                .unwrap(),
+            ),
+            rate_limited: register(
+                &registry,
+                IntGauge::new(
+                    "rate_limited_deliveries",
+                    "Deliveries waiting for their webhook's rate limit",
+                )
+                .unwrap(),
+            ),
+            webhook_rate_limited: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "webhook_rate_limited_deliveries",
+                        "Deliveries waiting for the rate limit per webhook",
+                    ),
+                    &["webhook_id"],
+                )
+                .unwrap(),
+            ),
+            webhook_rate_limit: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "webhook_rate_limit_per_second",
+                        "Attempts per second a rate-limited webhook is allowed now (lowered for a while after a 429)",
+                    ),
+                    &["webhook_id"],
                 )
                 .unwrap(),
             ),

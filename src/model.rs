@@ -80,6 +80,10 @@ pub struct Webhook {
     pub client_key: Option<String>,
     /// CA certificates (PEM) trusted besides the default roots.
     pub ca_certificates: Vec<String>,
+    /// Attempts per second (per instance); 0 = unlimited.
+    pub rate_limit_per_second: u32,
+    /// Attempts that may go at once after a quiet period; 0 = the rate.
+    pub rate_limit_burst: u32,
 }
 
 /// Template engine chosen per webhook.

@@ -11,6 +11,7 @@ use tracing::Instrument as _;
 
 use super::{Caller, Page, Service};
 use crate::delivery::hub::Subscription;
+use crate::delivery::rate::RateLimit;
 use crate::delivery::scheduler::Entry;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
@@ -290,6 +291,10 @@ impl Service {
             })
             .cloned()
             .collect::<Vec<_>>();
+        // The scheduler knows each webhook's rate limit before its deliveries are queued.
+        for webhook in &matched {
+            self.scheduler.pace(webhook.id, RateLimit::of(webhook), now);
+        }
         let event_id = self.store.next_id().await?;
         // The span fields are formatted only when spans are on (an exporter or RUST_LOG).
         if !trace.span.is_disabled() {
@@ -456,10 +461,14 @@ impl Service {
         };
         let n = ids::parse(Kind::Delivery, delivery_id).ok_or_else(not_found)?;
         let original = self.store.get_delivery(n).await?.ok_or_else(not_found)?;
-        let webhook = self.store.get_webhook(original.webhook_id).await?;
-        if webhook.is_none_or(|w| w.account_id != caller.account_id) {
-            return Err(not_found());
-        }
+        let webhook = self
+            .store
+            .get_webhook(original.webhook_id)
+            .await?
+            .filter(|w| w.account_id == caller.account_id)
+            .ok_or_else(not_found)?;
+        self.scheduler
+            .pace(webhook.id, RateLimit::of(&webhook), now_ms());
         let copy = self.fresh_copy(&original).await?;
         self.store
             .insert_deliveries(std::slice::from_ref(&copy))
@@ -499,6 +508,8 @@ impl Service {
             }
         }
         self.store.insert_deliveries(&queued).await?;
+        self.scheduler
+            .pace(webhook.id, RateLimit::of(&webhook), now_ms());
         self.scheduler.schedule_all(
             queued
                 .iter()

@@ -55,6 +55,8 @@ macro_rules! webhook_fields {
             client_certificate: Option<String>;
             client_key: Option<String>;
             ca_certificates: Vec<String>;
+            rate_limit_per_second: u32;
+            rate_limit_burst: u32;
         }
     };
 }
@@ -296,6 +298,31 @@ mod set {
         w.ca_certificates = v.into_iter().filter(|pem| !pem.trim().is_empty()).collect();
         Ok(())
     }
+
+    /// 0 = unlimited.
+    pub fn rate_limit_per_second(w: &mut Webhook, v: u32) -> Set {
+        w.rate_limit_per_second = at_most_max_rate(v)?;
+        Ok(())
+    }
+
+    /// 0 = the rate; ignored while the rate is 0.
+    pub fn rate_limit_burst(w: &mut Webhook, v: u32) -> Set {
+        w.rate_limit_burst = at_most_max_rate(v)?;
+        Ok(())
+    }
+
+    fn at_most_max_rate(v: u32) -> Result<u32, String> {
+        if v > MAX_RATE {
+            return Err(format!(
+                "Ensure this value is less than or equal to {MAX_RATE}."
+            ));
+        }
+        Ok(v)
+    }
+
+    /// The largest rate and burst accepted: far beyond what one endpoint takes, small enough
+    /// that a typo (an extra few digits) is refused rather than meaning "unlimited".
+    const MAX_RATE: u32 = 10_000;
 }
 
 #[cfg(test)]
@@ -319,6 +346,7 @@ mod tests {
             name: Some("  hook ".into()),
             template_engine: Some("mustache".into()),
             max_attempts: Some(101),
+            rate_limit_burst: Some(10_001),
             destination_type: Some("pager".into()),
             ..WebhookPatch::default()
         };
@@ -329,7 +357,12 @@ mod tests {
             .collect();
         assert_eq!(
             fields,
-            ["template_engine", "destination_type", "max_attempts"]
+            [
+                "template_engine",
+                "destination_type",
+                "max_attempts",
+                "rate_limit_burst"
+            ]
         );
         assert_eq!(webhook.name, "hook");
     }

@@ -7,11 +7,13 @@
 //! - `tls`: a webhook's own TLS settings (mTLS client certificate, private CAs).
 //! - `retry`: outcome classification and retry schedule.
 //! - `request`: assembly of one attempt's request (auth, signing, identity headers).
+//! - `rate`: per-webhook token buckets (rate limits, slowed by 429s).
 //! - `scheduler`: in-memory due queue; `worker`: the attempt loop; `hub`: status fan-out.
 
 pub mod client;
 pub mod egress;
 pub mod hub;
+pub mod rate;
 pub mod request;
 pub mod retry;
 pub mod scheduler;

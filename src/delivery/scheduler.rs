@@ -9,6 +9,11 @@
 //! reopening a single probe goes out, and only an answer to the probe releases the rest. A
 //! dead endpoint thus costs one attempt per cooldown, not its whole backlog churning through
 //! the queue at every reopening.
+//!
+//! Rate limits: a webhook with a rate (told by `pace`) has a token bucket (`rate`). One of its
+//! deliveries waits in the queue for the next token; the others are parked behind it, in
+//! order, and each token taken releases the next. Waiting costs no attempt and holds up no
+//! other webhook. A 429 answer (`EndpointHealth::Throttled`) slows the bucket down.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -16,6 +21,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+
+use super::rate::{Bucket, RateLimit};
 
 /// One queued delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -58,8 +65,10 @@ pub enum Next {
 pub enum EndpointHealth {
     /// The endpoint answered (any status that is not a server failure).
     Answered,
-    /// Timeout, connection error, 5xx or 429: the endpoint is struggling.
+    /// Timeout, connection error or 5xx: the endpoint is struggling.
     Failing,
+    /// 429 Too Many Requests: struggling, and its rate limit (if any) is lowered for a while.
+    Throttled,
     /// No request was sent (cancelled, template error, stale entry).
     Untouched,
 }
@@ -75,6 +84,8 @@ pub struct Limits {
     pub breaker_cooldown: Duration,
     /// Longest open period.
     pub breaker_max_cooldown: Duration,
+    /// How long a 429 lowers a webhook's rate before it starts to recover.
+    pub rate_cooldown: Duration,
 }
 
 impl Default for Limits {
@@ -84,6 +95,7 @@ impl Default for Limits {
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(1),
             breaker_max_cooldown: Duration::from_secs(300),
+            rate_cooldown: Duration::from_secs(10),
         }
     }
 }
@@ -118,6 +130,14 @@ impl Endpoint {
     }
 }
 
+/// A rate-limited webhook's bucket and the delivery waiting for its next token.
+struct Pace {
+    bucket: Bucket,
+    /// (due, delivery) of the entry queued for the next token; the webhook's other
+    /// deliveries are parked meanwhile.
+    waiter: Option<(i64, u64)>,
+}
+
 #[derive(Default)]
 struct State {
     queue: BinaryHeap<Reverse<Entry>>,
@@ -126,6 +146,8 @@ struct State {
     /// start while emits schedule the same delivery) is dropped, not attempted twice.
     running: HashSet<(i64, u64)>,
     deferred: u64,
+    /// The rate-limited webhooks.
+    paces: HashMap<u64, Pace>,
 }
 
 /// Queue depth and oldest due time of one webhook.
@@ -135,6 +157,15 @@ pub struct QueueStats {
     pub depth: usize,
     /// Earliest due time among them.
     pub oldest_due_ms: Option<i64>,
+}
+
+/// Rate limiting of one webhook, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateStats {
+    /// Deliveries waiting for a token (the one queued for it and those parked behind it).
+    pub waiting: usize,
+    /// Attempts per second allowed now (lowered after a 429).
+    pub effective_per_second: f64,
 }
 
 /// The due queue with fairness bookkeeping and a wake-up for the worker.
@@ -172,8 +203,50 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
+    /// Sets a webhook's rate limit (None: unlimited). Called wherever a webhook is at hand
+    /// before its deliveries are queued (emit, redelivery, start) and at each attempt, so a
+    /// change, made here or by another instance, applies from then on.
+    pub fn pace(&self, webhook_id: u64, limit: Option<RateLimit>, now_ms: i64) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        match limit {
+            None => {
+                if state.paces.remove(&webhook_id).is_some() {
+                    // Whatever was parked behind a waiter runs as the concurrency allows.
+                    if let Some(endpoint) = state.endpoints.get_mut(&webhook_id) {
+                        let free = self
+                            .limits
+                            .per_webhook
+                            .max(1)
+                            .saturating_sub(endpoint.inflight);
+                        if release(endpoint, &mut state.queue, free, now_ms) {
+                            self.wake.notify_one();
+                        }
+                    }
+                }
+            }
+            Some(limit) => match state.paces.get_mut(&webhook_id) {
+                Some(pace) if pace.bucket.limit() == limit => {}
+                Some(pace) => pace.bucket.reconfigure(limit, now_ms),
+                None => {
+                    let cooldown =
+                        i64::try_from(self.limits.rate_cooldown.as_millis()).unwrap_or(i64::MAX);
+                    let bucket = Bucket::new(limit, cooldown, now_ms);
+                    state.paces.insert(
+                        webhook_id,
+                        Pace {
+                            bucket,
+                            waiter: None,
+                        },
+                    );
+                }
+            },
+        }
+    }
+
     /// Takes the next delivery that may run at `now_ms`: entries of a webhook at its limit are
-    /// parked, entries of a webhook whose circuit is open are deferred to its reopening.
+    /// parked, entries of a webhook whose circuit is open are deferred to its reopening, and
+    /// entries of a webhook out of tokens wait for the next one.
     pub fn next(&self, now_ms: i64) -> Next {
         let mut state = self.lock();
         let state = &mut *state;
@@ -185,10 +258,20 @@ impl Scheduler {
                 return Next::WaitUntil(entry.not_before_ms);
             }
             state.queue.pop();
-            if state.running.contains(&(entry.due_ms, entry.delivery_id)) {
-                continue;
+            let key = (entry.due_ms, entry.delivery_id);
+            let mut pace = state.paces.get_mut(&entry.webhook_id);
+            // The entry waiting for a token is out of the queue: whatever becomes of it, the
+            // next one is chosen below (or by `finish`).
+            if let Some(pace) = pace.as_mut().filter(|p| p.waiter == Some(key)) {
+                pace.waiter = None;
             }
             let endpoint = state.endpoints.entry(entry.webhook_id).or_default();
+            if state.running.contains(&key) {
+                if pace.is_some() {
+                    release(endpoint, &mut state.queue, 1, now_ms);
+                }
+                continue;
+            }
             // Open, or half-open with its probe out: the delivery waits.
             if endpoint.tripped(&self.limits)
                 && (endpoint.open_until_ms > now_ms || endpoint.inflight > 0)
@@ -206,6 +289,29 @@ impl Scheduler {
                 endpoint.parked.push_back(entry);
                 continue;
             }
+            if let Some(pace) = pace {
+                if pace.waiter.is_some() {
+                    // Another delivery of the webhook waits for the next token first.
+                    endpoint.parked.push_back(entry);
+                    continue;
+                }
+                if let Err(ready_ms) = pace.bucket.take(now_ms) {
+                    pace.waiter = Some(key);
+                    state.queue.push(Reverse(Entry {
+                        not_before_ms: ready_ms,
+                        ..entry
+                    }));
+                    continue;
+                }
+                // Took a token: the next parked delivery is queued to wait for the following.
+                if let Some(next) = endpoint.parked.pop_front() {
+                    pace.waiter = Some((next.due_ms, next.delivery_id));
+                    state.queue.push(Reverse(Entry {
+                        not_before_ms: now_ms,
+                        ..next
+                    }));
+                }
+            }
             endpoint.inflight += 1;
             state.running.insert((entry.due_ms, entry.delivery_id));
             return Next::Due(entry);
@@ -219,16 +325,22 @@ impl Scheduler {
         let state = &mut *state;
         state.running.remove(&(entry.due_ms, entry.delivery_id));
         let webhook_id = entry.webhook_id;
+        let mut pace = state.paces.get_mut(&webhook_id);
         let Some(endpoint) = state.endpoints.get_mut(&webhook_id) else {
             return;
         };
         endpoint.inflight = endpoint.inflight.saturating_sub(1);
+        if health == EndpointHealth::Throttled {
+            if let Some(pace) = pace.as_mut() {
+                pace.bucket.throttled(now_ms);
+            }
+        }
         match health {
             EndpointHealth::Answered => {
                 endpoint.consecutive_failures = 0;
                 endpoint.open_until_ms = 0;
             }
-            EndpointHealth::Failing => {
+            EndpointHealth::Failing | EndpointHealth::Throttled => {
                 endpoint.consecutive_failures += 1;
                 let over = endpoint
                     .consecutive_failures
@@ -254,25 +366,17 @@ impl Scheduler {
             }
             return;
         }
-        // Release as many parked deliveries as the webhook has free slots.
+        // A delivery waiting for a token releases the rest as tokens come; otherwise release
+        // as many parked deliveries as the webhook has free slots.
+        if pace.is_some_and(|p| p.waiter.is_some()) {
+            return;
+        }
         let free = self
             .limits
             .per_webhook
             .max(1)
             .saturating_sub(endpoint.inflight);
-        let mut resumed_any = false;
-        for _ in 0..free {
-            let Some(parked) = endpoint.parked.pop_front() else {
-                break;
-            };
-            let resumed = Entry {
-                not_before_ms: parked.not_before_ms.min(now_ms),
-                ..parked
-            };
-            state.queue.push(Reverse(resumed));
-            resumed_any = true;
-        }
-        if resumed_any {
+        if release(endpoint, &mut state.queue, free, now_ms) {
             self.wake.notify_one();
         } else if endpoint.is_idle() {
             state.endpoints.remove(&webhook_id);
@@ -282,6 +386,27 @@ impl Scheduler {
     /// Deliveries deferred by open circuits so far.
     pub fn deferred(&self) -> u64 {
         self.lock().deferred
+    }
+
+    /// Rate limiting of each rate-limited webhook at `now_ms`.
+    pub fn rates(&self, now_ms: i64) -> HashMap<u64, RateStats> {
+        let state = self.lock();
+        state
+            .paces
+            .iter()
+            .map(|(webhook_id, pace)| {
+                let parked = state
+                    .endpoints
+                    .get(webhook_id)
+                    .map_or(0, |e| e.parked.len());
+                let waiting = if pace.waiter.is_some() { 1 + parked } else { 0 };
+                let stats = RateStats {
+                    waiting,
+                    effective_per_second: pace.bucket.effective_per_second(now_ms),
+                };
+                (*webhook_id, stats)
+            })
+            .collect()
     }
 
     /// Waiting deliveries in all, and per webhook (queued and parked).
@@ -313,6 +438,28 @@ impl Scheduler {
     }
 }
 
+/// Queues up to `count` of an endpoint's parked deliveries to run from `now_ms`; whether
+/// any was.
+fn release(
+    endpoint: &mut Endpoint,
+    queue: &mut BinaryHeap<Reverse<Entry>>,
+    count: usize,
+    now_ms: i64,
+) -> bool {
+    let mut released = false;
+    for _ in 0..count {
+        let Some(parked) = endpoint.parked.pop_front() else {
+            break;
+        };
+        queue.push(Reverse(Entry {
+            not_before_ms: parked.not_before_ms.min(now_ms),
+            ..parked
+        }));
+        released = true;
+    }
+    released
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +470,7 @@ mod tests {
             breaker_threshold: 2,
             breaker_cooldown: Duration::from_millis(100),
             breaker_max_cooldown: Duration::from_millis(250),
+            rate_cooldown: Duration::from_millis(1000),
         }
     }
 
@@ -443,5 +591,54 @@ mod tests {
         }
         assert_eq!(released, 4);
         assert_eq!(scheduler.stats().1[&7].depth, 4);
+    }
+
+    #[test]
+    fn deliveries_beyond_the_rate_wait_in_order_without_holding_up_other_webhooks() {
+        let scheduler = Scheduler::new(limits(10));
+        // Webhook 7: 10/s with a burst of 2, so a token every 100 ms.
+        scheduler.pace(7, RateLimit::new(10, 2), 0);
+        scheduler.schedule_all((1..=5).map(|id| Entry::due(0, id, 7)));
+        scheduler.schedule(Entry::due(0, 99, 8));
+        let ids = |scheduler: &Scheduler, now| {
+            std::iter::from_fn(|| match scheduler.next(now) {
+                Next::Due(entry) => Some(entry.delivery_id),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&scheduler, 0), [1, 2, 99]);
+        assert_eq!(scheduler.next(0), Next::WaitUntil(100));
+        assert_eq!(scheduler.rates(0)[&7].waiting, 3);
+        // Finished attempts release nothing early: the tokens do, one each.
+        scheduler.finish(Entry::due(0, 1, 7), EndpointHealth::Answered, 50);
+        assert_eq!(scheduler.next(50), Next::WaitUntil(100));
+        assert_eq!(ids(&scheduler, 100), [3]);
+        assert_eq!(scheduler.next(100), Next::WaitUntil(200));
+        assert_eq!(ids(&scheduler, 250), [4]);
+        assert_eq!(ids(&scheduler, 300), [5]);
+        assert_eq!(scheduler.next(300), Next::Idle);
+        assert_eq!(scheduler.rates(300)[&7].waiting, 0);
+    }
+
+    #[test]
+    fn a_429_lowers_the_rate_and_removing_the_limit_releases_the_waiting() {
+        let scheduler = Scheduler::new(limits(10));
+        scheduler.pace(7, RateLimit::new(10, 1), 0);
+        scheduler.schedule_all((1..=3).map(|id| Entry::due(0, id, 7)));
+        let Next::Due(first) = scheduler.next(0) else {
+            panic!("not due")
+        };
+        scheduler.finish(first, EndpointHealth::Throttled, 10);
+        assert_eq!(scheduler.rates(10)[&7].effective_per_second, 5.0);
+        // Half the rate: the next token is 200 ms after the 429.
+        assert_eq!(scheduler.next(10), Next::WaitUntil(210));
+        scheduler.pace(7, None, 20);
+        assert!(scheduler.rates(20).is_empty());
+        let mut released = 0;
+        while let Next::Due(_) = scheduler.next(210) {
+            released += 1;
+        }
+        assert_eq!(released, 2);
     }
 }

@@ -20,6 +20,7 @@ use tracing::Instrument as _;
 
 use super::client::{AttemptError, AttemptResponse, HttpClient};
 use super::hub::Hub;
+use super::rate::RateLimit;
 use super::request::prepare;
 use super::retry::{self, Outcome};
 use super::scheduler::{EndpointHealth, Entry, Next, Scheduler};
@@ -123,12 +124,13 @@ fn millis(duration: Duration) -> i64 {
 }
 
 /// What the circuit breaker learns from an attempt: whatever `retry::classify` would retry
-/// (timeouts, connection errors, 5xx, 408, 429) means the endpoint is struggling; any other
-/// answer means it is up; a request that never left (refused target, invalid request, a
-/// failing egress proxy) says nothing about it.
+/// (timeouts, connection errors, 5xx, 408, 429) means the endpoint is struggling, and a 429
+/// also slows its rate limit down; any other answer means it is up; a request that never
+/// left (refused target, invalid request, a failing egress proxy) says nothing about it.
 fn health(sent: &AttemptResult, classified: &Outcome) -> EndpointHealth {
     match (sent, classified) {
         (Err(AttemptError::Proxy(_)), _) => EndpointHealth::Untouched,
+        (Ok(r), Outcome::Retry(_)) if r.status == 429 => EndpointHealth::Throttled,
         (_, Outcome::Retry(_)) => EndpointHealth::Failing,
         (Ok(_), _) => EndpointHealth::Answered,
         (Err(_), _) => EndpointHealth::Untouched,
@@ -219,13 +221,18 @@ impl Worker {
             return Ok(EndpointHealth::Untouched);
         }
         let webhook = match self.store.get_webhook(delivery.webhook_id).await? {
-            Some(w) if w.is_webhook_enabled => w,
+            Some(w) if w.is_webhook_enabled => {
+                // Its current limit (it may have changed, here or on another instance).
+                self.scheduler.pace(w.id, RateLimit::of(&w), now_ms());
+                w
+            }
             Some(_) => {
                 return self
                     .cancel(&mut delivery, entry.due_ms, "webhook is disabled")
                     .await;
             }
             None => {
+                self.scheduler.pace(delivery.webhook_id, None, now_ms());
                 return self
                     .cancel(&mut delivery, entry.due_ms, "webhook was deleted")
                     .await;
@@ -457,10 +464,18 @@ impl Worker {
     }
 }
 
-/// Loads the outbox into the scheduler at start: every unfinished delivery resumes.
+/// Loads the outbox into the scheduler at start: every unfinished delivery resumes, within
+/// its webhook's rate limit.
 pub async fn resume(store: &dyn Store, scheduler: &Scheduler) -> Result<usize> {
     let pending = store.outbox().await?;
     let count = pending.len();
+    let webhook_ids: std::collections::BTreeSet<u64> =
+        pending.iter().map(|e| e.webhook_id).collect();
+    for id in webhook_ids {
+        if let Some(webhook) = store.get_webhook(id).await? {
+            scheduler.pace(id, RateLimit::of(&webhook), now_ms());
+        }
+    }
     scheduler.schedule_all(
         pending
             .into_iter()

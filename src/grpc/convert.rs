@@ -204,6 +204,8 @@ pub fn webhook_to_pb(view: WebhookView) -> pb::Webhook {
         client_certificate: masked(&w.client_certificate),
         client_key: masked(&w.client_key),
         ca_certificates: w.ca_certificates,
+        rate_limit_per_second: w.rate_limit_per_second as i32,
+        rate_limit_burst: w.rate_limit_burst as i32,
     }
 }
 

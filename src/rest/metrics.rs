@@ -1,5 +1,5 @@
-//! `GET /metrics`: Prometheus text exposition of the process metrics, with the queue gauges
-//! (overall and per webhook) refreshed from the scheduler at each scrape. No token, no
+//! `GET /metrics`: Prometheus text exposition of the process metrics, with the queue and
+//! rate-limit gauges (overall and per webhook) refreshed from the scheduler at each scrape. No token, no
 //! secrets (labels are ids only).
 
 use axum::Router;
@@ -16,7 +16,9 @@ use crate::model::now_ms;
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format 0.0.4: \
         webhookd_events_accepted_total, webhookd_delivery_attempts_total{outcome,status_class}, \
-        webhookd_queue_depth, webhookd_webhook_queue_depth{webhook_id}, ...",
+        webhookd_queue_depth, webhookd_webhook_queue_depth{webhook_id}, \
+        webhookd_rate_limited_deliveries, webhookd_webhook_rate_limited_deliveries{webhook_id}, \
+        webhookd_webhook_rate_limit_per_second{webhook_id}, ...",
         content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics(State(service): State<Service>) -> impl IntoResponse {
     let metrics = service.metrics();
@@ -42,6 +44,22 @@ pub async fn metrics(State(service): State<Service>) -> impl IntoResponse {
             .with_label_values(&[&label])
             .set(age(stats.oldest_due_ms));
     }
+    metrics.webhook_rate_limited.reset();
+    metrics.webhook_rate_limit.reset();
+    let mut rate_limited = 0;
+    for (webhook_id, stats) in service.scheduler().rates(now) {
+        let label = ids::format(Kind::Webhook, webhook_id);
+        rate_limited += stats.waiting;
+        metrics
+            .webhook_rate_limited
+            .with_label_values(&[&label])
+            .set(stats.waiting as i64);
+        metrics
+            .webhook_rate_limit
+            .with_label_values(&[&label])
+            .set(stats.effective_per_second);
+    }
+    metrics.rate_limited.set(rate_limited as i64);
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics.render(),
