@@ -12,6 +12,7 @@ mod fairness;
 mod hostile_templates;
 mod mtls;
 mod races;
+mod rate_limits;
 mod recovery;
 mod rest_cloudflare;
 mod rest_events;
