@@ -36,7 +36,7 @@ impl RateLimit {
 
     /// See `of`.
     pub fn new(per_second: u32, burst: u32) -> Option<RateLimit> {
-        (per_second > 0).then(|| RateLimit {
+        (per_second > 0).then_some(RateLimit {
             per_second,
             burst: if burst == 0 { per_second } else { burst },
         })

@@ -310,6 +310,15 @@ type Webhook struct {
 	// CA certificates (PEM) trusted for this webhook's https targets besides the default roots,
 	// e.g. a private CA; valid on its own (without a client certificate).
 	CaCertificates []string `protobuf:"bytes,35,rep,name=ca_certificates,json=caCertificates,proto3" json:"ca_certificates,omitempty"`
+	// Most delivery attempts per second to this webhook; 0 = unlimited (the default), at most
+	// 10000. Deliveries beyond the rate wait in the queue (they never fail, and waiting is not
+	// an attempt) without holding up other webhooks. A 429 answer halves the effective rate for
+	// a while (then it recovers gradually); Retry-After is honoured as for any retry. The
+	// limit is per instance: N instances sharing a PostgreSQL database allow N x the rate.
+	RateLimitPerSecond int32 `protobuf:"varint,36,opt,name=rate_limit_per_second,json=rateLimitPerSecond,proto3" json:"rate_limit_per_second,omitempty"`
+	// Attempts that may go at once after a quiet period (the token bucket's size); 0 = the
+	// same as rate_limit_per_second, at most 10000; ignored while the rate is 0.
+	RateLimitBurst int32 `protobuf:"varint,37,opt,name=rate_limit_burst,json=rateLimitBurst,proto3" json:"rate_limit_burst,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -587,6 +596,20 @@ func (x *Webhook) GetCaCertificates() []string {
 		return x.CaCertificates
 	}
 	return nil
+}
+
+func (x *Webhook) GetRateLimitPerSecond() int32 {
+	if x != nil {
+		return x.RateLimitPerSecond
+	}
+	return 0
+}
+
+func (x *Webhook) GetRateLimitBurst() int32 {
+	if x != nil {
+		return x.RateLimitBurst
+	}
+	return 0
 }
 
 // A group of conditions combined with AND or OR; groups nest.
@@ -1907,7 +1930,7 @@ var File_webhooks_v1_webhooks_proto protoreflect.FileDescriptor
 
 const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\n" +
-	"\x1awebhooks/v1/webhooks.proto\x12\vwebhooks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\r\n" +
+	"\x1awebhooks/v1/webhooks.proto\x12\vwebhooks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\r\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
@@ -1949,7 +1972,9 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\x12client_certificate\x18! \x01(\tH\vR\x11clientCertificate\x88\x01\x01\x12\"\n" +
 	"\n" +
 	"client_key\x18\" \x01(\tH\fR\tclientKey\x88\x01\x01\x12'\n" +
-	"\x0fca_certificates\x18# \x03(\tR\x0ecaCertificates\x1a@\n" +
+	"\x0fca_certificates\x18# \x03(\tR\x0ecaCertificates\x121\n" +
+	"\x15rate_limit_per_second\x18$ \x01(\x05R\x12rateLimitPerSecond\x12(\n" +
+	"\x10rate_limit_burst\x18% \x01(\x05R\x0erateLimitBurst\x1a@\n" +
 	"\x12CustomHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x15\n" +

@@ -57,7 +57,7 @@ DELIVERY_STATE_SKIPPED: DeliveryState
 DELIVERY_STATE_ACCEPTED: DeliveryState
 
 class Webhook(_message.Message):
-    __slots__ = ("id", "name", "is_webhook_enabled", "team", "data", "username", "password", "authorization_header", "trigger_template", "headers", "url", "forward_all", "http_method", "trigger_type", "integration_filter", "description", "trigger_types", "urls", "filters", "destination_type", "secret", "signing_secret", "retry_schedule", "template_engine", "custom_headers", "created_at", "last_success", "last_failure", "disabled_reason", "max_attempts", "schedule_filter", "signing_public_key", "client_certificate", "client_key", "ca_certificates")
+    __slots__ = ("id", "name", "is_webhook_enabled", "team", "data", "username", "password", "authorization_header", "trigger_template", "headers", "url", "forward_all", "http_method", "trigger_type", "integration_filter", "description", "trigger_types", "urls", "filters", "destination_type", "secret", "signing_secret", "retry_schedule", "template_engine", "custom_headers", "created_at", "last_success", "last_failure", "disabled_reason", "max_attempts", "schedule_filter", "signing_public_key", "client_certificate", "client_key", "ca_certificates", "rate_limit_per_second", "rate_limit_burst")
     class CustomHeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,8 @@ class Webhook(_message.Message):
     CLIENT_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_KEY_FIELD_NUMBER: _ClassVar[int]
     CA_CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_BURST_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     is_webhook_enabled: bool
@@ -135,7 +137,9 @@ class Webhook(_message.Message):
     client_certificate: str
     client_key: str
     ca_certificates: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., is_webhook_enabled: _Optional[bool] = ..., team: _Optional[str] = ..., data: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., authorization_header: _Optional[str] = ..., trigger_template: _Optional[str] = ..., headers: _Optional[str] = ..., url: _Optional[str] = ..., forward_all: _Optional[bool] = ..., http_method: _Optional[str] = ..., trigger_type: _Optional[str] = ..., integration_filter: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., trigger_types: _Optional[_Iterable[str]] = ..., urls: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[FilterGroup, _Mapping]] = ..., destination_type: _Optional[str] = ..., secret: _Optional[str] = ..., signing_secret: _Optional[str] = ..., retry_schedule: _Optional[_Iterable[str]] = ..., template_engine: _Optional[str] = ..., custom_headers: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_success: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_failure: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disabled_reason: _Optional[str] = ..., max_attempts: _Optional[int] = ..., schedule_filter: _Optional[_Iterable[str]] = ..., signing_public_key: _Optional[str] = ..., client_certificate: _Optional[str] = ..., client_key: _Optional[str] = ..., ca_certificates: _Optional[_Iterable[str]] = ...) -> None: ...
+    rate_limit_per_second: int
+    rate_limit_burst: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., is_webhook_enabled: _Optional[bool] = ..., team: _Optional[str] = ..., data: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., authorization_header: _Optional[str] = ..., trigger_template: _Optional[str] = ..., headers: _Optional[str] = ..., url: _Optional[str] = ..., forward_all: _Optional[bool] = ..., http_method: _Optional[str] = ..., trigger_type: _Optional[str] = ..., integration_filter: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., trigger_types: _Optional[_Iterable[str]] = ..., urls: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[FilterGroup, _Mapping]] = ..., destination_type: _Optional[str] = ..., secret: _Optional[str] = ..., signing_secret: _Optional[str] = ..., retry_schedule: _Optional[_Iterable[str]] = ..., template_engine: _Optional[str] = ..., custom_headers: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_success: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_failure: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disabled_reason: _Optional[str] = ..., max_attempts: _Optional[int] = ..., schedule_filter: _Optional[_Iterable[str]] = ..., signing_public_key: _Optional[str] = ..., client_certificate: _Optional[str] = ..., client_key: _Optional[str] = ..., ca_certificates: _Optional[_Iterable[str]] = ..., rate_limit_per_second: _Optional[int] = ..., rate_limit_burst: _Optional[int] = ...) -> None: ...
 
 class FilterGroup(_message.Message):
     __slots__ = ("operator", "conditions", "groups")
