@@ -262,12 +262,16 @@ impl Scheduler {
             let mut pace = state.paces.get_mut(&entry.webhook_id);
             // The entry waiting for a token is out of the queue: whatever becomes of it, the
             // next one is chosen below (or by `finish`).
-            if let Some(pace) = pace.as_mut().filter(|p| p.waiter == Some(key)) {
-                pace.waiter = None;
-            }
+            let was_waiting = match pace.as_mut() {
+                Some(pace) if pace.waiter == Some(key) => {
+                    pace.waiter = None;
+                    true
+                }
+                _ => false,
+            };
             let endpoint = state.endpoints.entry(entry.webhook_id).or_default();
             if state.running.contains(&key) {
-                if pace.is_some() {
+                if was_waiting {
                     release(endpoint, &mut state.queue, 1, now_ms);
                 }
                 continue;
