@@ -1,6 +1,7 @@
 //! Persistence: the backend-neutral `Store` trait the core and the delivery engine use,
 //! the `Sealed` layer that encrypts secrets over any backend, and one module per backend
-//! (`sled`, embedded, the only importer of sled). Callers never see key bytes, rows or
+//! (`sled`, embedded, the only importer of sled; `postgres`, for several instances on one
+//! database, the only importer of sqlx). Callers never see key bytes, rows or
 //! driver types.
 //!
 //! Durability is the backend's business behind the trait: a write that an API acknowledges
@@ -8,6 +9,7 @@
 //! gathers concurrent callers into one durable step (sled: one fsync on its flusher thread;
 //! a network database: one transaction for many events).
 
+mod postgres;
 mod sealed;
 mod secrets;
 pub mod sled;
@@ -15,6 +17,7 @@ pub mod sled;
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub use postgres::PostgresStore;
 pub use sealed::Sealed;
 pub use secrets::SecretBox;
 pub use sled::SledStore;

@@ -1,0 +1,301 @@
+//! Group commit of emits: a collector task gathers the events of concurrent callers and
+//! writes them in one transaction (multi-row inserts), answering every caller after its
+//! COMMIT. While `COMMITS_IN_FLIGHT` transactions are committing, new events queue up and
+//! form the next, larger batch.
+//!
+//! Idempotency keys are claimed row by row in the same transaction, in key order (so two
+//! batches never wait on each other's keys in opposite orders): `INSERT ... ON CONFLICT DO
+//! NOTHING`, else the existing row is locked and read; a key whose lifetime ended or whose
+//! event retention deleted is taken over, otherwise the event is a duplicate of that one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::postgres::PgPool;
+use sqlx::{Postgres, Transaction};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{db, sql_id, state_name, to_json};
+use crate::error::{Error, Result};
+use crate::model::{Delivery, Event};
+use crate::store::InsertOutcome;
+
+/// Events of one batch at most (a larger emit still goes in one transaction of its own).
+const MAX_BATCH_EVENTS: usize = 1000;
+
+/// Batches committing at the same time.
+const COMMITS_IN_FLIGHT: usize = 4;
+
+/// An idempotency key, owned (it travels to the collector task).
+pub struct Key {
+    pub account_id: String,
+    pub key: String,
+    pub ttl_ms: i64,
+}
+
+/// One event to write.
+pub struct NewEvent {
+    pub event: Event,
+    pub deliveries: Vec<Delivery>,
+    pub idempotency: Option<Key>,
+}
+
+struct Job {
+    events: Vec<NewEvent>,
+    done: oneshot::Sender<Result<Vec<InsertOutcome>>>,
+}
+
+/// Handle to the collector task; it stops when every handle is gone.
+pub struct GroupCommit {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl GroupCommit {
+    /// Starts the collector on the current runtime.
+    pub fn start(pool: PgPool) -> GroupCommit {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        tokio::spawn(collect(pool, queue));
+        GroupCommit { jobs }
+    }
+
+    /// Writes `events`; returns once they are committed (or the transaction failed).
+    pub async fn insert(&self, events: Vec<NewEvent>) -> Result<Vec<InsertOutcome>> {
+        let stopped = || Error::Internal("the store is shutting down".into());
+        let (done, wait) = oneshot::channel();
+        self.jobs
+            .send(Job { events, done })
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
+    }
+}
+
+async fn collect(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Job>) {
+    let commits = Arc::new(Semaphore::new(COMMITS_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(permit) = Arc::clone(&commits).acquire_owned().await else {
+            return;
+        };
+        let mut size = first.events.len();
+        let mut batch = vec![first];
+        while size < MAX_BATCH_EVENTS {
+            match queue.try_recv() {
+                Ok(job) => {
+                    size += job.events.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let _commit = permit;
+            let events: Vec<&NewEvent> = batch.iter().flat_map(|j| &j.events).collect();
+            let result = commit(&pool, &events).await;
+            let mut outcomes = match result {
+                Ok(outcomes) => outcomes.into_iter(),
+                Err(e) => {
+                    for job in batch {
+                        let _ = job.done.send(Err(e.clone()));
+                    }
+                    return;
+                }
+            };
+            for job in batch {
+                let mine = outcomes.by_ref().take(job.events.len()).collect();
+                let _ = job.done.send(Ok(mine));
+            }
+        });
+    }
+}
+
+/// Writes a batch in one transaction; one outcome per event, in order.
+async fn commit(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<InsertOutcome>> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    let mut outcomes = vec![InsertOutcome::Inserted; events.len()];
+    let mut keyed: Vec<(usize, &Key)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.idempotency.as_ref().map(|k| (i, k)))
+        .collect();
+    keyed.sort_by(|(i, a), (j, b)| (&a.account_id, &a.key, i).cmp(&(&b.account_id, &b.key, j)));
+    // Keys claimed in this batch (a later event with the same key is its duplicate).
+    let mut claimed: HashMap<(&str, &str), u64> = HashMap::new();
+    for (i, key) in keyed {
+        let event = &events[i].event;
+        if let Some(first) = claimed.get(&(key.account_id.as_str(), key.key.as_str())) {
+            outcomes[i] = InsertOutcome::Duplicate(*first);
+            continue;
+        }
+        match claim(&mut tx, key, event).await? {
+            Some(earlier) => outcomes[i] = InsertOutcome::Duplicate(earlier),
+            None => {
+                claimed.insert((&key.account_id, &key.key), event.id);
+            }
+        }
+    }
+    let written: Vec<&NewEvent> = events
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| **o == InsertOutcome::Inserted)
+        .map(|(e, _)| *e)
+        .collect();
+    write_events(&mut tx, &written).await?;
+    let deliveries: Vec<&Delivery> = written.iter().flat_map(|e| &e.deliveries).collect();
+    write_delivery_rows(&mut tx, &deliveries).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(outcomes)
+}
+
+/// Claims an idempotency key for `event`; returns the earlier event it names if that one
+/// still holds it.
+async fn claim(
+    tx: &mut Transaction<'_, Postgres>,
+    key: &Key,
+    event: &Event,
+) -> Result<Option<u64>> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (account_id, key, event_id, used_at_ms)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, key) DO NOTHING",
+    )
+    .bind(&key.account_id)
+    .bind(&key.key)
+    .bind(sql_id(event.id))
+    .bind(event.created_at_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(None);
+    }
+    // Held: lock it (a concurrent claimer waits here) and see whether it is still live.
+    let (earlier, used_at_ms, exists): (i64, i64, bool) = sqlx::query_as(
+        "SELECT k.event_id, k.used_at_ms, EXISTS (SELECT 1 FROM events e WHERE e.id = k.event_id)
+         FROM idempotency_keys k WHERE account_id = $1 AND key = $2 FOR UPDATE",
+    )
+    .bind(&key.account_id)
+    .bind(&key.key)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db)?;
+    if exists && event.created_at_ms - used_at_ms < key.ttl_ms {
+        return Ok(Some(earlier as u64));
+    }
+    sqlx::query(
+        "UPDATE idempotency_keys SET event_id = $3, used_at_ms = $4
+         WHERE account_id = $1 AND key = $2",
+    )
+    .bind(&key.account_id)
+    .bind(&key.key)
+    .bind(sql_id(event.id))
+    .bind(event.created_at_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(None)
+}
+
+async fn write_events(tx: &mut Transaction<'_, Postgres>, events: &[&NewEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(events.len());
+    let mut accounts = Vec::with_capacity(events.len());
+    let mut created = Vec::with_capacity(events.len());
+    let mut bodies = Vec::with_capacity(events.len());
+    for new in events {
+        ids.push(sql_id(new.event.id));
+        accounts.push(new.event.account_id.as_str());
+        created.push(new.event.created_at_ms);
+        bodies.push(to_json(&new.event)?);
+    }
+    sqlx::query(
+        "INSERT INTO events (id, account_id, created_at_ms, body)
+         SELECT id, account_id, created_at_ms, body::json
+         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[])
+             AS t (id, account_id, created_at_ms, body)",
+    )
+    .bind(ids)
+    .bind(accounts)
+    .bind(created)
+    .bind(bodies)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Writes new deliveries and the outbox rows of those still to attempt.
+pub async fn write_deliveries(
+    tx: &mut Transaction<'_, Postgres>,
+    deliveries: &[Delivery],
+) -> Result<()> {
+    let refs: Vec<&Delivery> = deliveries.iter().collect();
+    write_delivery_rows(tx, &refs).await
+}
+
+async fn write_delivery_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    deliveries: &[&Delivery],
+) -> Result<()> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let n = deliveries.len();
+    let (mut ids, mut events, mut webhooks) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut states, mut attempts, mut due) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut codes, mut errors, mut requests, mut pending) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for d in deliveries {
+        ids.push(sql_id(d.id));
+        events.push(sql_id(d.event_id));
+        webhooks.push(sql_id(d.webhook_id));
+        states.push(state_name(d.state)?);
+        attempts.push(i64::from(d.attempts));
+        due.push(d.next_attempt_ms);
+        codes.push(d.last_status_code.map(i32::from));
+        errors.push(d.last_error.as_str());
+        requests.push(to_json(d)?);
+        pending.push(!d.state.is_final());
+    }
+    sqlx::query(
+        "WITH new AS (
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
+                 $5::bigint[], $6::bigint[], $7::integer[], $8::text[], $9::text[], $10::bool[])
+                 AS t (id, event_id, webhook_id, state, attempts, due_ms, code, error, request,
+                     pending)),
+         queued AS (
+             INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms)
+             SELECT id, event_id, webhook_id, due_ms FROM new WHERE pending)
+         INSERT INTO deliveries (id, event_id, webhook_id, state, attempts, next_attempt_ms,
+             last_status_code, last_error, request)
+         SELECT id, event_id, webhook_id, state, attempts, due_ms, code, error, request::json
+         FROM new",
+    )
+    .bind(ids)
+    .bind(events)
+    .bind(webhooks)
+    .bind(states)
+    .bind(attempts)
+    .bind(due)
+    .bind(codes)
+    .bind(errors)
+    .bind(requests)
+    .bind(pending)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}

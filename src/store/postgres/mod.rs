@@ -1,0 +1,586 @@
+//! The PostgreSQL backend (the only module that imports sqlx): several webhookd instances
+//! share one database. Tables are created and migrated at start (`schema`); records are the
+//! JSON of the model types, with columns for what queries filter, order or update.
+//!
+//! Durability: every statement or transaction is committed before its call returns, so
+//! `flush` has nothing left to do. Emits are group-committed (`inserts`): concurrent events
+//! share one transaction and each emit is answered after its COMMIT. Ids come from one
+//! database sequence in blocks, so instances never hand out the same id. The sealing layer
+//! above seals webhook secrets before they reach this module; nothing here sees them in clear.
+
+mod inserts;
+mod schema;
+
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+use super::{AttemptRecord, IdempotencyKey, InsertOutcome, OutboxEntry, Page, Pruned};
+use crate::error::{Error, Result};
+use crate::model::{
+    ApiToken, Delivery, DeliveryState, Event, ResponseRecord, Webhook, WebhookStats,
+};
+
+/// Ids one `nextval` reserves (the sequence's INCREMENT BY in migrations/0001_initial.sql).
+const ID_BLOCK: u64 = 256;
+
+/// Connections of one instance's pool.
+const POOL_SIZE: u32 = 16;
+
+/// How long a call waits for a free (or new) connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Key of the advisory lock that keeps retention to one instance at a time.
+const RETENTION_LOCK: i64 = 0x7765_6268_6f6f_6b64; // "webhookd"
+
+/// The PostgreSQL-backed store.
+pub struct PostgresStore {
+    pool: PgPool,
+    /// The rest of the id block this instance reserved: next id, end (exclusive).
+    ids: Mutex<(u64, u64)>,
+    inserts: inserts::GroupCommit,
+}
+
+/// A database failure as the domain sees it (the text never carries the password: sqlx's
+/// errors name the host, the user and the server's message only).
+fn db(e: sqlx::Error) -> Error {
+    Error::Internal(format!("database: {e}"))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(format!("encode: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Internal(format!("decode: {e}")))
+}
+
+/// A state as stored (its API name, e.g. "RETRYING").
+fn state_name(state: DeliveryState) -> Result<String> {
+    match serde_json::to_value(state) {
+        Ok(serde_json::Value::String(name)) => Ok(name),
+        _ => Err(Error::Internal("encode: a delivery state".into())),
+    }
+}
+
+fn state_of(name: String) -> Result<DeliveryState> {
+    serde_json::from_value(serde_json::Value::String(name))
+        .map_err(|e| Error::Internal(format!("decode: {e}")))
+}
+
+/// Ids are u64 in the model and bigint in the database; they stay below 2^63.
+fn sql_id(id: u64) -> i64 {
+    id as i64
+}
+
+/// `postgres://user@host:port/db` without the password, for messages.
+pub fn redacted(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split(':').next().unwrap_or_default();
+                    format!("{user}@{host}")
+                }
+                None => authority.to_string(),
+            };
+            let path = path.split('?').next().unwrap_or_default();
+            format!("{scheme}://{authority}{path}")
+        }
+        None => "(not a URL)".into(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and brings its schema up to date. Fails with one
+    /// clear line (without the password) when the database is unreachable, refuses the
+    /// credentials, or has a schema newer than this binary knows.
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        let cannot = |e: &dyn std::fmt::Display| {
+            Error::Internal(format!(
+                "cannot open the PostgreSQL store {}: {e}",
+                redacted(url)
+            ))
+        };
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|_| cannot(&"not a valid postgres:// URL"))?
+            .application_name("webhookd");
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| cannot(&e))?;
+        schema::migrate(&pool).await.map_err(|e| cannot(&e))?;
+        Ok(PostgresStore {
+            inserts: inserts::GroupCommit::start(pool.clone()),
+            pool,
+            ids: Mutex::new((0, 0)),
+        })
+    }
+
+    /// A new unique id (increasing within this instance; blocks of other instances interleave).
+    pub async fn next_id(&self) -> Result<u64> {
+        {
+            let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+            if ids.0 < ids.1 {
+                ids.0 += 1;
+                return Ok(ids.0 - 1);
+            }
+        }
+        let start: i64 = sqlx::query_scalar("SELECT nextval('webhookd_ids')")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let start = start as u64;
+        *self.ids.lock().unwrap_or_else(|e| e.into_inner()) = (start + 1, start + ID_BLOCK);
+        Ok(start)
+    }
+
+    /// Inserts or replaces a webhook.
+    pub async fn put_webhook(&self, webhook: &Webhook) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO webhooks (id, account_id, body) VALUES ($1, $2, $3::json)
+             ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, body = excluded.body",
+        )
+        .bind(sql_id(webhook.id))
+        .bind(&webhook.account_id)
+        .bind(to_json(webhook)?)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// A webhook by id, whatever its account.
+    pub async fn get_webhook(&self, id: u64) -> Result<Option<Webhook>> {
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body::text FROM webhooks WHERE id = $1")
+                .bind(sql_id(id))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        body.as_deref().map(from_json).transpose()
+    }
+
+    /// Deletes a webhook, its stats and its response log; false when it did not exist.
+    pub async fn delete_webhook(&self, id: u64) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let deleted = sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(sql_id(id))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        for table in ["webhook_stats", "responses"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE webhook_id = $1"))
+                .bind(sql_id(id))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(deleted > 0)
+    }
+
+    /// Webhooks of an account in id order.
+    pub async fn list_webhooks(&self, account_id: &str, page: Page) -> Result<Vec<Webhook>> {
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body::text FROM webhooks WHERE account_id = $1 AND id > $2
+             ORDER BY id OFFSET $3 LIMIT $4",
+        )
+        .bind(account_id)
+        .bind(page.after.map_or(-1, sql_id))
+        .bind(page.offset as i64)
+        .bind(page.limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        bodies.iter().map(|b| from_json(b)).collect()
+    }
+
+    /// Number of webhooks of every account.
+    pub async fn count_all_webhooks(&self) -> Result<usize> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM webhooks")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(n as usize)
+    }
+
+    /// Number of webhooks of an account.
+    pub async fn count_webhooks(&self, account_id: &str) -> Result<usize> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM webhooks WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(n as usize)
+    }
+
+    /// Delivery outcome times of a webhook.
+    pub async fn webhook_stats(&self, id: u64) -> Result<WebhookStats> {
+        let row = sqlx::query(
+            "SELECT last_success_ms, last_failure_ms, failing_since_ms, response_seq
+             FROM webhook_stats WHERE webhook_id = $1",
+        )
+        .bind(sql_id(id))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| stats_of(&r))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Stores a token under the hash of its secret.
+    pub async fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (hash, id, body) VALUES ($1, $2, $3::json)
+             ON CONFLICT (hash) DO UPDATE SET id = excluded.id, body = excluded.body",
+        )
+        .bind(hash.as_slice())
+        .bind(sql_id(token.id))
+        .bind(to_json(token)?)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// The token whose secret hashes to `hash`.
+    pub async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>> {
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body::text FROM tokens WHERE hash = $1")
+                .bind(hash.as_slice())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        body.as_deref().map(from_json).transpose()
+    }
+
+    /// Revokes a token; false when it did not exist.
+    pub async fn delete_token(&self, id: u64) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM tokens WHERE id = $1")
+            .bind(sql_id(id))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    /// Writes events, their deliveries and outbox rows in one transaction shared with
+    /// concurrent callers; returns after COMMIT, one outcome per event.
+    pub async fn insert_events(
+        &self,
+        events: Vec<(Event, Vec<Delivery>, Option<IdempotencyKey<'_>>)>,
+    ) -> Result<Vec<InsertOutcome>> {
+        let events = events
+            .into_iter()
+            .map(|(event, deliveries, key)| inserts::NewEvent {
+                event,
+                deliveries,
+                idempotency: key.map(|k| inserts::Key {
+                    account_id: k.account_id.to_string(),
+                    key: k.key.to_string(),
+                    ttl_ms: k.ttl_ms,
+                }),
+            })
+            .collect();
+        self.inserts.insert(events).await
+    }
+
+    /// An event by id.
+    pub async fn get_event(&self, id: u64) -> Result<Option<Event>> {
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body::text FROM events WHERE id = $1")
+                .bind(sql_id(id))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        body.as_deref().map(from_json).transpose()
+    }
+
+    /// A delivery by id.
+    pub async fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
+        let row = sqlx::query(
+            "SELECT state, attempts, next_attempt_ms, last_status_code, last_error, request::text
+             FROM deliveries WHERE id = $1",
+        )
+        .bind(sql_id(id))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| delivery_of(&r)).transpose()
+    }
+
+    /// Writes new deliveries of an existing event (redelivery) with their outbox rows.
+    pub async fn insert_deliveries(&self, event_id: u64, new: &[Delivery]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body::text FROM events WHERE id = $1 FOR UPDATE")
+                .bind(sql_id(event_id))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let Some(body) = body else {
+            return Err(Error::NotFound {
+                kind: "event",
+                id: event_id.to_string(),
+            });
+        };
+        let mut event: Event = from_json(&body)?;
+        event.delivery_ids.extend(new.iter().map(|d| d.id));
+        sqlx::query("UPDATE events SET body = $2::json WHERE id = $1")
+            .bind(sql_id(event_id))
+            .bind(to_json(&event)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        inserts::write_deliveries(&mut tx, new).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    /// Records an attempt in one statement: the delivery's state, its outbox row moved or
+    /// removed, the log entry and the webhook's stats. Returns the stats after the attempt.
+    pub async fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
+        let d = record.delivery;
+        let (logged, at_ms, body) = match record.response {
+            Some(response) => (true, response.timestamp_ms, to_json(response)?),
+            None => (false, 0, "null".to_string()),
+        };
+        let row = sqlx::query(
+            "WITH updated AS (
+                 UPDATE deliveries SET state = $3, attempts = $4, next_attempt_ms = $5,
+                     last_status_code = $6, last_error = $7
+                 WHERE id = $1),
+             finished AS (DELETE FROM outbox WHERE delivery_id = $1 AND $8),
+             moved AS (
+                 INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms)
+                 SELECT $1, $2, $9, $5 WHERE NOT $8
+                 ON CONFLICT (delivery_id) DO UPDATE
+                     SET due_ms = excluded.due_ms, lease_until_ms = NULL),
+             stats AS (
+                 INSERT INTO webhook_stats AS s
+                     (webhook_id, response_seq, last_success_ms, last_failure_ms, failing_since_ms)
+                 SELECT $9, 1, CASE WHEN $11 THEN $12 END, CASE WHEN $11 THEN NULL ELSE $12 END,
+                     CASE WHEN $11 THEN NULL ELSE $12 END
+                 WHERE $10
+                 ON CONFLICT (webhook_id) DO UPDATE SET
+                     response_seq = s.response_seq + 1,
+                     last_success_ms = CASE WHEN $11 THEN $12 ELSE s.last_success_ms END,
+                     last_failure_ms = CASE WHEN $11 THEN s.last_failure_ms ELSE $12 END,
+                     failing_since_ms = CASE WHEN $11 THEN NULL
+                         ELSE coalesce(s.failing_since_ms, $12) END
+                 RETURNING last_success_ms, last_failure_ms, failing_since_ms, response_seq),
+             logged AS (
+                 INSERT INTO responses (webhook_id, seq, body)
+                 SELECT $9, response_seq, $13::json FROM stats)
+             SELECT * FROM stats
+             UNION ALL
+             SELECT last_success_ms, last_failure_ms, failing_since_ms, response_seq
+             FROM webhook_stats WHERE webhook_id = $9 AND NOT $10",
+        )
+        .bind(sql_id(d.id))
+        .bind(sql_id(d.event_id))
+        .bind(state_name(d.state)?)
+        .bind(i64::from(d.attempts))
+        .bind(d.next_attempt_ms)
+        .bind(d.last_status_code.map(i32::from))
+        .bind(&d.last_error)
+        .bind(d.state.is_final())
+        .bind(sql_id(d.webhook_id))
+        .bind(logged)
+        .bind(record.succeeded)
+        .bind(at_ms)
+        .bind(body)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| stats_of(&r))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Drops the outbox row of a delivery if it is still due at `due_ms` (a stale entry).
+    pub async fn remove_outbox_entry(&self, due_ms: i64, delivery_id: u64) -> Result<()> {
+        sqlx::query("DELETE FROM outbox WHERE delivery_id = $1 AND due_ms = $2")
+            .bind(sql_id(delivery_id))
+            .bind(due_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Every outbox row, due order.
+    pub async fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+        let rows = sqlx::query(
+            "SELECT due_ms, delivery_id, webhook_id FROM outbox ORDER BY due_ms, delivery_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEntry {
+                    due_ms: r.try_get(0).map_err(db)?,
+                    delivery_id: r.try_get::<i64, _>(1).map_err(db)? as u64,
+                    webhook_id: r.try_get::<i64, _>(2).map_err(db)? as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// A webhook's attempts, newest first, keyed like the sled store (`!seq`, so `after`
+    /// continues with older entries).
+    pub async fn list_responses(
+        &self,
+        webhook_id: u64,
+        page: Page,
+    ) -> Result<Vec<(u64, ResponseRecord)>> {
+        let below = page.after.map_or(i64::MAX, |key| sql_id(!key));
+        let rows = sqlx::query(
+            "SELECT seq, body::text FROM responses WHERE webhook_id = $1 AND seq < $2
+             ORDER BY seq DESC OFFSET $3 LIMIT $4",
+        )
+        .bind(sql_id(webhook_id))
+        .bind(below)
+        .bind(page.offset as i64)
+        .bind(page.limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let seq: i64 = r.try_get(0).map_err(db)?;
+                let body: String = r.try_get(1).map_err(db)?;
+                Ok((!(seq as u64), from_json(&body)?))
+            })
+            .collect()
+    }
+
+    /// Number of logged attempts of a webhook.
+    pub async fn count_responses(&self, webhook_id: u64) -> Result<usize> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM responses WHERE webhook_id = $1")
+            .bind(sql_id(webhook_id))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(n as usize)
+    }
+
+    /// Drops a webhook's log entries older than the newest `keep`.
+    pub async fn trim_responses(&self, webhook_id: u64, newest_seq: u64, keep: u64) -> Result<()> {
+        let Some(cutoff) = newest_seq.checked_sub(keep) else {
+            return Ok(());
+        };
+        sqlx::query("DELETE FROM responses WHERE webhook_id = $1 AND seq <= $2")
+            .bind(sql_id(webhook_id))
+            .bind(sql_id(cutoff))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// One bounded pass of retention, on one instance at a time (a transaction-scoped
+    /// advisory lock; an instance that does not get it does nothing this time). Deletes up
+    /// to `budget` events created before `events_before_ms` with no delivery left to attempt
+    /// (with their deliveries), and up to `budget` idempotency keys used before `keys_before_ms`.
+    pub async fn prune(
+        &self,
+        events_before_ms: i64,
+        keys_before_ms: i64,
+        budget: usize,
+    ) -> Result<Pruned> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(RETENTION_LOCK)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        if !locked {
+            return Ok(Pruned::default());
+        }
+        let events = prune_events(&mut tx, events_before_ms, budget).await?;
+        let keys = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE (account_id, key) IN (
+                 SELECT account_id, key FROM idempotency_keys WHERE used_at_ms < $1 LIMIT $2)",
+        )
+        .bind(keys_before_ms)
+        .bind(budget as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        tx.commit().await.map_err(db)?;
+        Ok(Pruned {
+            events,
+            idempotency_keys: keys,
+            more: events == budget as u64 || keys == budget as u64,
+        })
+    }
+
+    /// Nothing to do: every write was committed before its call returned.
+    pub fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+async fn prune_events(
+    tx: &mut Transaction<'_, Postgres>,
+    before_ms: i64,
+    budget: usize,
+) -> Result<u64> {
+    let deleted = sqlx::query(
+        "WITH doomed AS (
+             SELECT id FROM events e WHERE created_at_ms < $1
+                 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id)
+             ORDER BY created_at_ms, id LIMIT $2),
+         gone AS (DELETE FROM deliveries WHERE event_id IN (SELECT id FROM doomed))
+         DELETE FROM events WHERE id IN (SELECT id FROM doomed)",
+    )
+    .bind(before_ms)
+    .bind(budget as i64)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    Ok(deleted)
+}
+
+fn stats_of(row: &PgRow) -> Result<WebhookStats> {
+    Ok(WebhookStats {
+        last_success_ms: row.try_get(0).map_err(db)?,
+        last_failure_ms: row.try_get(1).map_err(db)?,
+        failing_since_ms: row.try_get(2).map_err(db)?,
+        response_seq: row.try_get::<i64, _>(3).map_err(db)? as u64,
+    })
+}
+
+/// A delivery from its row: the delivery as created, with the current state over it.
+fn delivery_of(row: &PgRow) -> Result<Delivery> {
+    let request: String = row.try_get(5).map_err(db)?;
+    let mut delivery: Delivery = from_json(&request)?;
+    delivery.state = state_of(row.try_get(0).map_err(db)?)?;
+    delivery.attempts = row.try_get::<i64, _>(1).map_err(db)? as u32;
+    delivery.next_attempt_ms = row.try_get(2).map_err(db)?;
+    delivery.last_status_code = row
+        .try_get::<Option<i32>, _>(3)
+        .map_err(db)?
+        .map(|code| code as u16);
+    delivery.last_error = row.try_get(4).map_err(db)?;
+    Ok(delivery)
+}
+
+#[cfg(test)]
+mod tests;
