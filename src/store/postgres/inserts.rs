@@ -26,22 +26,22 @@ const MAX_BATCH_EVENTS: usize = 1000;
 /// Batches committing at the same time.
 const COMMITS_IN_FLIGHT: usize = 4;
 
-/// An idempotency key, owned (it travels to the collector task).
+/// An idempotency key, owned.
 pub struct Key {
     pub account_id: String,
     pub key: String,
     pub ttl_ms: i64,
 }
 
-/// One event to write.
-pub struct NewEvent {
+/// One event to write, owned (it travels to the collector task).
+pub struct Pending {
     pub event: Event,
     pub deliveries: Vec<Delivery>,
     pub idempotency: Option<Key>,
 }
 
 struct Job {
-    events: Vec<NewEvent>,
+    events: Vec<Pending>,
     done: oneshot::Sender<Result<Vec<InsertOutcome>>>,
 }
 
@@ -59,7 +59,7 @@ impl GroupCommit {
     }
 
     /// Writes `events`; returns once they are committed (or the transaction failed).
-    pub async fn insert(&self, events: Vec<NewEvent>) -> Result<Vec<InsertOutcome>> {
+    pub async fn insert(&self, events: Vec<Pending>) -> Result<Vec<InsertOutcome>> {
         let stopped = || Error::Internal("the store is shutting down".into());
         let (done, wait) = oneshot::channel();
         self.jobs
@@ -89,7 +89,7 @@ async fn collect(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Job>) {
         let pool = pool.clone();
         tokio::spawn(async move {
             let _commit = permit;
-            let events: Vec<&NewEvent> = batch.iter().flat_map(|j| &j.events).collect();
+            let events: Vec<&Pending> = batch.iter().flat_map(|j| &j.events).collect();
             let result = commit(&pool, &events).await;
             let mut outcomes = match result {
                 Ok(outcomes) => outcomes.into_iter(),
@@ -109,7 +109,7 @@ async fn collect(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Job>) {
 }
 
 /// Writes a batch in one transaction; one outcome per event, in order.
-async fn commit(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<InsertOutcome>> {
+async fn commit(pool: &PgPool, events: &[&Pending]) -> Result<Vec<InsertOutcome>> {
     let mut tx = pool.begin().await.map_err(db)?;
     let mut outcomes = vec![InsertOutcome::Inserted; events.len()];
     let mut keyed: Vec<(usize, &Key)> = events
@@ -133,7 +133,7 @@ async fn commit(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<InsertOutcome
             }
         }
     }
-    let written: Vec<&NewEvent> = events
+    let written: Vec<&Pending> = events
         .iter()
         .zip(&outcomes)
         .filter(|(_, o)| **o == InsertOutcome::Inserted)
@@ -195,7 +195,7 @@ async fn claim(
     Ok(None)
 }
 
-async fn write_events(tx: &mut Transaction<'_, Postgres>, events: &[&NewEvent]) -> Result<()> {
+async fn write_events(tx: &mut Transaction<'_, Postgres>, events: &[&Pending]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }

@@ -11,6 +11,7 @@
 mod inserts;
 mod schema;
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
-use super::{AttemptRecord, IdempotencyKey, InsertOutcome, OutboxEntry, Page, Pruned};
+use super::{AttemptRecord, InsertOutcome, NewEvent, OutboxEntry, Page, Pruned};
 use crate::error::{Error, Result};
 use crate::model::{
     ApiToken, Delivery, DeliveryState, Event, ResponseRecord, Webhook, WebhookStats,
@@ -278,16 +279,13 @@ impl PostgresStore {
 
     /// Writes events, their deliveries and outbox rows in one transaction shared with
     /// concurrent callers; returns after COMMIT, one outcome per event.
-    pub async fn insert_events(
-        &self,
-        events: Vec<(Event, Vec<Delivery>, Option<IdempotencyKey<'_>>)>,
-    ) -> Result<Vec<InsertOutcome>> {
+    pub async fn insert_events(&self, events: &[NewEvent<'_>]) -> Result<Vec<InsertOutcome>> {
         let events = events
-            .into_iter()
-            .map(|(event, deliveries, key)| inserts::NewEvent {
-                event,
-                deliveries,
-                idempotency: key.map(|k| inserts::Key {
+            .iter()
+            .map(|new| inserts::Pending {
+                event: new.event.clone(),
+                deliveries: new.deliveries.to_vec(),
+                idempotency: new.idempotency.as_ref().map(|k| inserts::Key {
                     account_id: k.account_id.to_string(),
                     key: k.key.to_string(),
                     ttl_ms: k.ttl_ms,
@@ -321,30 +319,37 @@ impl PostgresStore {
         row.map(|r| delivery_of(&r)).transpose()
     }
 
-    /// Writes new deliveries of an existing event (redelivery) with their outbox rows.
-    pub async fn insert_deliveries(&self, event_id: u64, new: &[Delivery]) -> Result<()> {
+    /// Writes new deliveries of existing events (redelivery) with their outbox rows and adds
+    /// them to their events, in one transaction; NOT_FOUND when an event is gone.
+    pub async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<()> {
+        let mut by_event: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for d in deliveries {
+            by_event.entry(d.event_id).or_default().push(d.id);
+        }
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let body: Option<String> =
-            sqlx::query_scalar("SELECT body::text FROM events WHERE id = $1 FOR UPDATE")
+        for (event_id, ids) in by_event {
+            let body: Option<String> =
+                sqlx::query_scalar("SELECT body::text FROM events WHERE id = $1 FOR UPDATE")
+                    .bind(sql_id(event_id))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            let Some(body) = body else {
+                return Err(Error::NotFound {
+                    kind: "event",
+                    id: event_id.to_string(),
+                });
+            };
+            let mut event: Event = from_json(&body)?;
+            event.delivery_ids.extend(ids);
+            sqlx::query("UPDATE events SET body = $2::json WHERE id = $1")
                 .bind(sql_id(event_id))
-                .fetch_optional(&mut *tx)
+                .bind(to_json(&event)?)
+                .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-        let Some(body) = body else {
-            return Err(Error::NotFound {
-                kind: "event",
-                id: event_id.to_string(),
-            });
-        };
-        let mut event: Event = from_json(&body)?;
-        event.delivery_ids.extend(new.iter().map(|d| d.id));
-        sqlx::query("UPDATE events SET body = $2::json WHERE id = $1")
-            .bind(sql_id(event_id))
-            .bind(to_json(&event)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        inserts::write_deliveries(&mut tx, new).await?;
+        }
+        inserts::write_deliveries(&mut tx, deliveries).await?;
         tx.commit().await.map_err(db)?;
         Ok(())
     }
@@ -531,7 +536,7 @@ impl PostgresStore {
     }
 
     /// Nothing to do: every write was committed before its call returned.
-    pub fn flush(&self) -> Result<()> {
+    pub async fn flush(&self) -> Result<()> {
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use sqlx::Connection;
 
 use super::*;
 use crate::model::DeliveryState;
+use crate::store::IdempotencyKey;
 
 /// A fresh database on the test server, or None when no server is configured.
 async fn fresh_url() -> Option<String> {
@@ -45,6 +46,18 @@ fn delivery(id: u64, event_id: u64, state: DeliveryState) -> Delivery {
         render_error: None,
         last_status_code: None,
         last_error: String::new(),
+    }
+}
+
+fn new<'a>(
+    event: &'a Event,
+    deliveries: &'a [Delivery],
+    idempotency: Option<IdempotencyKey<'a>>,
+) -> NewEvent<'a> {
+    NewEvent {
+        event,
+        deliveries,
+        idempotency,
     }
 }
 
@@ -99,13 +112,10 @@ async fn concurrent_emits_with_one_idempotency_key_write_one_event() {
     for id in 1..=20u64 {
         let store = std::sync::Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
-            let d = delivery(100 + id, id, DeliveryState::Queued);
+            let d = [delivery(100 + id, id, DeliveryState::Queued)];
+            let e = event(id, 1_000, vec![d[0].id]);
             store
-                .insert_events(vec![(
-                    event(id, 1_000, vec![d.id]),
-                    vec![d],
-                    key("order-1"),
-                )])
+                .insert_events(&[new(&e, &d, key("order-1"))])
                 .await
                 .unwrap()[0]
         }));
@@ -135,8 +145,9 @@ async fn an_attempt_moves_the_outbox_row_logs_and_counts() {
     let Some(url) = fresh_url().await else { return };
     let store = PostgresStore::connect(&url).await.unwrap();
     let mut d = delivery(11, 1, DeliveryState::Queued);
+    let e = event(1, 1_000, vec![11]);
     store
-        .insert_events(vec![(event(1, 1_000, vec![11]), vec![d.clone()], None)])
+        .insert_events(&[new(&e, std::slice::from_ref(&d), None)])
         .await
         .unwrap();
     assert_eq!(store.outbox().await.unwrap()[0].due_ms, 5);
@@ -217,23 +228,21 @@ async fn retention_deletes_old_finished_events_and_expired_keys_only() {
     use DeliveryState::{Queued, Succeeded};
     let Some(url) = fresh_url().await else { return };
     let store = PostgresStore::connect(&url).await.unwrap();
+    let events = [
+        event(1, 1_000, vec![11]),
+        event(2, 1_000, vec![21]),
+        event(3, 9_000, vec![31]),
+    ];
+    let deliveries = [
+        [delivery(11, 1, Succeeded)],
+        [delivery(21, 2, Queued)],
+        [delivery(31, 3, Succeeded)],
+    ];
     store
-        .insert_events(vec![
-            (
-                event(1, 1_000, vec![11]),
-                vec![delivery(11, 1, Succeeded)],
-                key("a"),
-            ),
-            (
-                event(2, 1_000, vec![21]),
-                vec![delivery(21, 2, Queued)],
-                None,
-            ),
-            (
-                event(3, 9_000, vec![31]),
-                vec![delivery(31, 3, Succeeded)],
-                key("b"),
-            ),
+        .insert_events(&[
+            new(&events[0], &deliveries[0], key("a")),
+            new(&events[1], &deliveries[1], None),
+            new(&events[2], &deliveries[2], key("b")),
         ])
         .await
         .unwrap();
