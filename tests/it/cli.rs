@@ -1,5 +1,5 @@
 //! The command line: documented flags, and one clear error line with a non-zero exit for
-//! bad flags, a port in use, or an unusable data directory.
+//! bad flags, a port in use, an unusable data directory, or a database it cannot open.
 
 use std::process::Command;
 
@@ -342,4 +342,64 @@ fn scripts_test_names_missing_or_old_prerequisites_before_building_anything() {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!stdout.contains("cargo fmt"), "{stdout}");
+}
+
+/// `serve` on a PostgreSQL URL, with ephemeral ports and a fresh data directory.
+fn serve_on(store: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    webhookd(&[
+        "serve",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--store",
+        store,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ])
+}
+
+#[test]
+fn an_unreachable_database_is_one_error_line_without_the_password() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let output = serve_on(&format!(
+        "postgres://webhookd:pw-7f3a9c@127.0.0.1:{port}/webhookd"
+    ));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("PostgreSQL") && stderr.contains(&format!("127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw-7f3a9c"), "{stderr}");
+}
+
+#[test]
+fn a_store_that_is_neither_sled_nor_a_postgres_url_is_refused_naming_the_flag() {
+    let output = serve_on("mysql://localhost/db");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--store"));
+}
+
+#[tokio::test]
+async fn bad_database_credentials_are_one_error_line_without_the_password() {
+    let store = crate::support::TestStore::new().await;
+    let Some(url) = store.postgres_url else {
+        return; // needs a PostgreSQL server (scripts/with-postgres)
+    };
+    let (userinfo, rest) = url.split_once('@').unwrap();
+    let user = userinfo.rsplit_once(':').unwrap().0;
+    let output = serve_on(&format!("{user}:wrong-7f3a9c@{rest}"));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrong-7f3a9c"), "{stderr}");
 }

@@ -529,7 +529,7 @@ async fn failed_deliveries_can_be_redelivered_one_by_one_or_all_since_a_time() {
 }
 
 #[tokio::test]
-async fn no_file_of_the_data_dir_holds_any_kind_of_secret_in_clear() {
+async fn nothing_stored_holds_any_kind_of_secret_in_clear() {
     // The receiver fails and the retry is an hour away: both deliveries stay pending with
     // their rendered requests stored for the retry.
     let server =
@@ -623,26 +623,17 @@ async fn no_file_of_the_data_dir_holds_any_kind_of_secret_in_clear() {
             .await
             .is_empty()
     );
-    // ...but no file of the data directory holds one in clear.
+    // ...but nothing stored holds one in clear: no file of the data directory, no row of
+    // any table on PostgreSQL.
     let key = std::fs::metadata(server.data_dir().join("secret.key")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(key.permissions().mode() & 0o777, 0o600);
-    let mut stack = vec![server.data_dir().to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let bytes = std::fs::read(&path).unwrap();
-            for (kind, secret) in secrets {
-                assert!(
-                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                    "{} holds {kind} in clear",
-                    path.display()
-                );
-            }
+    for (place, bytes) in server.store().contents().await {
+        for (kind, secret) in secrets {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{place} holds {kind} in clear"
+            );
         }
     }
 }

@@ -25,9 +25,9 @@ struct Process {
 }
 
 impl Process {
-    /// Starts webhookd on `dir` with the test admin token, private targets allowed and a
+    /// Starts webhookd on `store` with the test admin token, private targets allowed and a
     /// short retry schedule, plus `extra` flags.
-    async fn start(dir: &std::path::Path, extra: &[&str]) -> Process {
+    async fn start(store: &TestStore, extra: &[&str]) -> Process {
         let mut args = vec![
             "--allow-private-targets",
             "--retry-schedule",
@@ -36,15 +36,16 @@ impl Process {
             "false",
         ];
         args.extend_from_slice(extra);
-        Self::spawn(dir, &args, Some(ADMIN_TOKEN)).await
+        Self::spawn(store, &args, Some(ADMIN_TOKEN)).await
     }
 
-    /// Starts webhookd on `dir` with `args`; without `admin_token` it generates one.
-    async fn spawn(dir: &std::path::Path, args: &[&str], admin_token: Option<&str>) -> Process {
+    /// Starts webhookd on `store` (its data dir and --store) with `args`; without `admin_token` it generates one.
+    async fn spawn(store: &TestStore, args: &[&str], admin_token: Option<&str>) -> Process {
         let mut command = Command::new(env!("CARGO_BIN_EXE_webhookd"));
         command
             .args(["serve", "--data-dir"])
-            .arg(dir)
+            .arg(store.dir.path())
+            .args(["--store", &store.flag()])
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .args(args)
@@ -123,12 +124,12 @@ impl Drop for Process {
 
 #[tokio::test]
 async fn kill_9_after_the_ack_loses_no_event() {
-    let dir = tempfile::tempdir().unwrap();
+    let store = TestStore::new().await;
     let receiver = Receiver::start().await;
     // The receiver holds every request long enough that nothing completes before the kill.
     receiver.delay(Duration::from_secs(5));
 
-    let first = Process::start(dir.path(), &["--delivery-concurrency", "2"]).await;
+    let first = Process::start(&store, &["--delivery-concurrency", "2"]).await;
     first.ready().await;
     let server = TestServer::token_via(first.http).await;
     let mut client = connect_webhooks(first.grpc).await;
@@ -181,7 +182,7 @@ async fn kill_9_after_the_ack_loses_no_event() {
     first.kill_9();
 
     receiver.delay(Duration::ZERO);
-    let second = Process::start(dir.path(), &[]).await;
+    let second = Process::start(&store, &[]).await;
     second.ready().await;
     let mut delivered = HashSet::new();
     while !acknowledged.is_subset(&delivered) {
@@ -198,10 +199,10 @@ async fn kill_9_after_the_ack_loses_no_event() {
 
 #[tokio::test]
 async fn sigterm_stops_cleanly_and_the_admin_token_file_is_reused() {
-    let dir = tempfile::tempdir().unwrap();
-    let first = Process::spawn(dir.path(), &[], None).await;
+    let store = TestStore::new().await;
+    let first = Process::spawn(&store, &[], None).await;
     first.ready().await;
-    let token_file = dir.path().join("admin.token");
+    let token_file = store.dir.path().join("admin.token");
     let token = eventually(|| async {
         std::fs::read_to_string(&token_file)
             .ok()
@@ -220,7 +221,7 @@ async fn sigterm_stops_cleanly_and_the_admin_token_file_is_reused() {
         "{logs}"
     );
 
-    let second = Process::spawn(dir.path(), &[], None).await;
+    let second = Process::spawn(&store, &[], None).await;
     second.ready().await;
     assert_eq!(std::fs::read_to_string(&token_file).unwrap(), token);
     let url = format!("http://{}/admin/v1/tokens", second.http);
@@ -238,8 +239,8 @@ async fn sigterm_stops_cleanly_and_the_admin_token_file_is_reused() {
 
 #[tokio::test]
 async fn a_webhook_and_a_token_are_durable_once_answered() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut first = Process::start(dir.path(), &[]).await;
+    let store = TestStore::new().await;
+    let mut first = Process::start(&store, &[]).await;
     first.ready().await;
     let token = TestServer::token_via(first.http).await;
     let mut client = connect_webhooks(first.grpc).await;
@@ -251,7 +252,7 @@ async fn a_webhook_and_a_token_are_durable_once_answered() {
     .await;
     first.kill_9(); // right after the answers
 
-    let second = Process::start(dir.path(), &[]).await;
+    let second = Process::start(&store, &[]).await;
     second.ready().await;
     let mut client = connect_webhooks(second.grpc).await;
     let fetched = client

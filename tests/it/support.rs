@@ -42,6 +42,80 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config
 }
 
+/// Where a test server keeps its state: its own temp data directory, and its own fresh
+/// PostgreSQL database when WEBHOOKD_TEST_POSTGRES_URL names a server (scripts/with-postgres
+/// sets it), so the whole suite runs on either backend.
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+    pub postgres_url: Option<String>,
+}
+
+impl TestStore {
+    pub async fn new() -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let postgres_url = match std::env::var("WEBHOOKD_TEST_POSTGRES_URL") {
+            Ok(admin) => Some(fresh_database(&admin).await),
+            Err(_) => None,
+        };
+        TestStore { dir, postgres_url }
+    }
+
+    /// The `--store` value that opens this store.
+    pub fn flag(&self) -> String {
+        self.postgres_url.clone().unwrap_or_else(|| "sled".into())
+    }
+
+    /// Everything stored, as (where, bytes): every file of the data directory, and on
+    /// PostgreSQL every row of every table as text.
+    pub async fn contents(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.dir.path().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        if let Some(url) = &self.postgres_url {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            assert!(!tables.is_empty(), "no tables in {url}");
+            for table in tables {
+                let rows: Vec<String> =
+                    sqlx::query_scalar(&format!("SELECT t::text FROM {table} t"))
+                        .fetch_all(&mut conn)
+                        .await
+                        .unwrap();
+                out.push((format!("table {table}"), rows.join("\n").into_bytes()));
+            }
+        }
+        out
+    }
+}
+
+/// A new database on the PostgreSQL server of `admin_url`; returns its URL.
+async fn fresh_database(admin_url: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("t_{:016x}", rand::random::<u64>());
+    let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
 /// A webhookd running inside the test process.
 pub struct TestServer {
     pub grpc_addr: SocketAddr,
@@ -49,7 +123,7 @@ pub struct TestServer {
     /// Faults to inject into the server's delivery attempts.
     pub faults: Faults,
     shutdown: CancellationToken,
-    dir: tempfile::TempDir,
+    store: TestStore,
 }
 
 impl TestServer {
@@ -59,8 +133,8 @@ impl TestServer {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = test_config(dir.path());
+        let store = TestStore::new().await;
+        let mut config = test_config(store.dir.path());
         adjust(&mut config);
         let faults = config.faults.clone();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -73,7 +147,7 @@ impl TestServer {
             http_addr,
             faults,
             shutdown,
-            dir,
+            store,
         }
     }
 
@@ -92,7 +166,12 @@ impl TestServer {
 
     /// The server's data directory.
     pub fn data_dir(&self) -> &std::path::Path {
-        self.dir.path()
+        self.store.dir.path()
+    }
+
+    /// Where the server keeps its state.
+    pub fn store(&self) -> &TestStore {
+        &self.store
     }
 
     /// A read+write token of account "acme" from a server at `http_addr` (e.g. a child process).
