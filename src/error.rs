@@ -55,6 +55,10 @@ pub enum Error {
     /// A limit was hit (e.g. body too large).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The store cannot be reached right now (e.g. its database is down); nothing was
+    /// acknowledged, and the same call may succeed later. The text is safe to show.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A failure of the store or another internal part; the text is safe to show.
     #[error("internal error: {0}")]
     Internal(String),

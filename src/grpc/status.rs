@@ -35,6 +35,7 @@ pub fn to_status(error: Error) -> Status {
         }
         Error::Conflict(_) => Status::already_exists(message),
         Error::ResourceExhausted(_) => Status::resource_exhausted(message),
+        Error::Unavailable(_) => Status::unavailable(message),
         Error::Internal(_) => Status::internal(message),
     }
 }

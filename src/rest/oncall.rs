@@ -58,6 +58,7 @@ pub fn error_response(error: Error) -> Response {
         )
             .into_response(),
         Error::ResourceExhausted(m) => detail(StatusCode::PAYLOAD_TOO_LARGE, m),
+        Error::Unavailable(m) => detail(StatusCode::SERVICE_UNAVAILABLE, m),
         Error::Internal(m) => detail(StatusCode::INTERNAL_SERVER_ERROR, m),
     }
 }

@@ -47,10 +47,28 @@ pub struct PostgresStore {
     inserts: inserts::GroupCommit,
 }
 
-/// A database failure as the domain sees it (the text never carries the password: sqlx's
-/// errors name the host, the user and the server's message only).
+/// A database failure as the domain sees it: UNAVAILABLE when the database cannot be
+/// reached (connection lost or refused, no connection free in time, the server shutting
+/// down), else INTERNAL. The text never carries the password: sqlx's errors name the host,
+/// the user and the server's message only.
 fn db(e: sqlx::Error) -> Error {
-    Error::Internal(format!("database: {e}"))
+    let lost = match &e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08 (connection exception), 57P01-03 (shutdown, cannot connect now).
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    };
+    if lost {
+        Error::Unavailable(format!("the database is unreachable: {e}"))
+    } else {
+        Error::Internal(format!("database: {e}"))
+    }
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<String> {
