@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
 use super::{AttemptRecord, InsertOutcome, NewEvent, OutboxEntry, Page, Pruned};
 use crate::error::{Error, Result};
@@ -32,6 +32,9 @@ const ID_BLOCK: u64 = 256;
 
 /// Connections of one instance's pool.
 const POOL_SIZE: u32 = 16;
+
+/// How long the first connection at start may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a call waits for a free (or new) connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -130,6 +133,13 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url)
             .map_err(|_| cannot(&"not a valid postgres:// URL"))?
             .application_name("webhookd");
+        // One connection first: its error says what is wrong (refused, unknown host, bad
+        // credentials), where the pool would only report a timeout.
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| cannot(&"no answer within 10 s"))?
+            .map_err(|e| cannot(&e))?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -143,7 +153,9 @@ impl PostgresStore {
             ids: Mutex::new((0, 0)),
         })
     }
+}
 
+impl PostgresStore {
     /// A new unique id (increasing within this instance; blocks of other instances interleave).
     pub async fn next_id(&self) -> Result<u64> {
         {
