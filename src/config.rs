@@ -7,10 +7,22 @@ use std::time::Duration;
 use crate::delivery::egress::EgressProxy;
 
 /// Where webhookd persists its state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreBackend {
     /// The embedded sled database in the data directory.
     Sled,
+    /// A PostgreSQL database several instances may share: its `postgres://` URL (which may
+    /// hold a password: `Debug` leaves it out).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for StoreBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreBackend::Sled => f.write_str("Sled"),
+            StoreBackend::Postgres(_) => f.write_str("Postgres(..)"),
+        }
+    }
 }
 
 /// Settings of one webhookd process.

@@ -202,10 +202,7 @@ fn store_backend(value: &str) -> Result<StoreBackend, String> {
         return Ok(StoreBackend::Sled);
     }
     if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-        return Err(
-            "--store: this webhookd is built without the PostgreSQL backend; use --store sled"
-                .into(),
-        );
+        return Ok(StoreBackend::Postgres(value.to_string()));
     }
     Err("--store: expected `sled` or postgres://user:password@host:port/database".into())
 }

@@ -20,7 +20,7 @@ use crate::delivery::ssrf::TargetPolicy;
 use crate::delivery::worker::{Worker, resume};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::store::{Sealed, SecretBox, SledStore, Store};
+use crate::store::{PostgresStore, Sealed, SecretBox, SledStore, Store};
 
 /// File of the generated admin token inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -127,11 +127,12 @@ pub async fn run(
         .unwrap_or_else(|| config.data_dir.join(SECRET_KEY_FILE));
     let secrets = SecretBox::load_or_create(&key_file)?;
     let metrics = Arc::new(Metrics::new());
-    let backend: Arc<dyn Store> = match config.store {
+    let backend: Arc<dyn Store> = match &config.store {
         StoreBackend::Sled => Arc::new(SledStore::open(
             &config.data_dir,
             metrics.flush_seconds.clone(),
         )?),
+        StoreBackend::Postgres(url) => Arc::new(PostgresStore::connect(url).await?),
     };
     let store: Arc<dyn Store> = Arc::new(Sealed::new(backend, secrets));
     let admin_token = admin_token(&config)?;
@@ -209,6 +210,10 @@ pub async fn run(
             match resume(store.as_ref(), &scheduler).await {
                 Ok(pending) => tracing::info!(
                     grpc = %grpc_addr, http = %http_addr, data_dir = %config.data_dir.display(),
+                    store = %match &config.store {
+                        StoreBackend::Sled => "sled".to_string(),
+                        StoreBackend::Postgres(url) => PostgresStore::describe(url),
+                    },
                     webhooks, pending_deliveries = pending, "webhookd is serving"
                 ),
                 Err(e) => {

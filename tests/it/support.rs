@@ -135,6 +135,9 @@ impl TestServer {
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let store = TestStore::new().await;
         let mut config = test_config(store.dir.path());
+        if let Some(url) = &store.postgres_url {
+            config.store = webhookd::config::StoreBackend::Postgres(url.clone());
+        }
         adjust(&mut config);
         let faults = config.faults.clone();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();

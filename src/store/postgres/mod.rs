@@ -21,7 +21,9 @@ use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
-use super::{AttemptRecord, InsertOutcome, NewEvent, OutboxEntry, Page, Pruned};
+use async_trait::async_trait;
+
+use super::{AttemptRecord, InsertOutcome, NewEvent, OutboxEntry, Page, Pruned, Store};
 use crate::error::{Error, Result};
 use crate::model::{
     ApiToken, Delivery, DeliveryState, Event, ResponseRecord, Webhook, WebhookStats,
@@ -100,26 +102,12 @@ fn sql_id(id: u64) -> i64 {
     id as i64
 }
 
-/// `postgres://user@host:port/db` without the password, for messages.
-pub fn redacted(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let authority = match authority.rsplit_once('@') {
-                Some((userinfo, host)) => {
-                    let user = userinfo.split(':').next().unwrap_or_default();
-                    format!("{user}@{host}")
-                }
-                None => authority.to_string(),
-            };
-            let path = path.split('?').next().unwrap_or_default();
-            format!("{scheme}://{authority}{path}")
-        }
-        None => "(not a URL)".into(),
-    }
-}
-
 impl PostgresStore {
+    /// The URL without its password, for logs and messages.
+    pub fn describe(url: &str) -> String {
+        redacted(url)
+    }
+
     /// Connects to the database at `url` and brings its schema up to date. Fails with one
     /// clear line (without the password) when the database is unreachable, refuses the
     /// credentials, or has a schema newer than this binary knows.
@@ -155,9 +143,34 @@ impl PostgresStore {
     }
 }
 
-impl PostgresStore {
+/// A count or limit as bigint (`usize::MAX`, "no limit", becomes the largest bigint).
+fn sql_count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `postgres://user@host:port/db` without the password, for messages.
+fn redacted(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split(':').next().unwrap_or_default();
+                    format!("{user}@{host}")
+                }
+                None => authority.to_string(),
+            };
+            let path = path.split('?').next().unwrap_or_default();
+            format!("{scheme}://{authority}{path}")
+        }
+        None => "(not a URL)".into(),
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
     /// A new unique id (increasing within this instance; blocks of other instances interleave).
-    pub async fn next_id(&self) -> Result<u64> {
+    async fn next_id(&self) -> Result<u64> {
         {
             let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
             if ids.0 < ids.1 {
@@ -175,7 +188,7 @@ impl PostgresStore {
     }
 
     /// Inserts or replaces a webhook.
-    pub async fn put_webhook(&self, webhook: &Webhook) -> Result<()> {
+    async fn put_webhook(&self, webhook: &Webhook) -> Result<()> {
         sqlx::query(
             "INSERT INTO webhooks (id, account_id, body) VALUES ($1, $2, $3::json)
              ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, body = excluded.body",
@@ -190,7 +203,7 @@ impl PostgresStore {
     }
 
     /// A webhook by id, whatever its account.
-    pub async fn get_webhook(&self, id: u64) -> Result<Option<Webhook>> {
+    async fn get_webhook(&self, id: u64) -> Result<Option<Webhook>> {
         let body: Option<String> =
             sqlx::query_scalar("SELECT body::text FROM webhooks WHERE id = $1")
                 .bind(sql_id(id))
@@ -201,7 +214,7 @@ impl PostgresStore {
     }
 
     /// Deletes a webhook, its stats and its response log; false when it did not exist.
-    pub async fn delete_webhook(&self, id: u64) -> Result<bool> {
+    async fn delete_webhook(&self, id: u64) -> Result<bool> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let deleted = sqlx::query("DELETE FROM webhooks WHERE id = $1")
             .bind(sql_id(id))
@@ -221,15 +234,15 @@ impl PostgresStore {
     }
 
     /// Webhooks of an account in id order.
-    pub async fn list_webhooks(&self, account_id: &str, page: Page) -> Result<Vec<Webhook>> {
+    async fn list_webhooks(&self, account_id: &str, page: Page) -> Result<Vec<Webhook>> {
         let bodies: Vec<String> = sqlx::query_scalar(
             "SELECT body::text FROM webhooks WHERE account_id = $1 AND id > $2
              ORDER BY id OFFSET $3 LIMIT $4",
         )
         .bind(account_id)
         .bind(page.after.map_or(-1, sql_id))
-        .bind(page.offset as i64)
-        .bind(page.limit as i64)
+        .bind(sql_count(page.offset))
+        .bind(sql_count(page.limit))
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -237,7 +250,7 @@ impl PostgresStore {
     }
 
     /// Number of webhooks of every account.
-    pub async fn count_all_webhooks(&self) -> Result<usize> {
+    async fn count_all_webhooks(&self) -> Result<usize> {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM webhooks")
             .fetch_one(&self.pool)
             .await
@@ -246,7 +259,7 @@ impl PostgresStore {
     }
 
     /// Number of webhooks of an account.
-    pub async fn count_webhooks(&self, account_id: &str) -> Result<usize> {
+    async fn count_webhooks(&self, account_id: &str) -> Result<usize> {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM webhooks WHERE account_id = $1")
             .bind(account_id)
             .fetch_one(&self.pool)
@@ -256,7 +269,7 @@ impl PostgresStore {
     }
 
     /// Delivery outcome times of a webhook.
-    pub async fn webhook_stats(&self, id: u64) -> Result<WebhookStats> {
+    async fn webhook_stats(&self, id: u64) -> Result<WebhookStats> {
         let row = sqlx::query(
             "SELECT last_success_ms, last_failure_ms, failing_since_ms, response_seq
              FROM webhook_stats WHERE webhook_id = $1",
@@ -271,7 +284,7 @@ impl PostgresStore {
     }
 
     /// Stores a token under the hash of its secret.
-    pub async fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()> {
+    async fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()> {
         sqlx::query(
             "INSERT INTO tokens (hash, id, body) VALUES ($1, $2, $3::json)
              ON CONFLICT (hash) DO UPDATE SET id = excluded.id, body = excluded.body",
@@ -286,7 +299,7 @@ impl PostgresStore {
     }
 
     /// The token whose secret hashes to `hash`.
-    pub async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>> {
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>> {
         let body: Option<String> =
             sqlx::query_scalar("SELECT body::text FROM tokens WHERE hash = $1")
                 .bind(hash.as_slice())
@@ -297,7 +310,7 @@ impl PostgresStore {
     }
 
     /// Revokes a token; false when it did not exist.
-    pub async fn delete_token(&self, id: u64) -> Result<bool> {
+    async fn delete_token(&self, id: u64) -> Result<bool> {
         let deleted = sqlx::query("DELETE FROM tokens WHERE id = $1")
             .bind(sql_id(id))
             .execute(&self.pool)
@@ -309,7 +322,7 @@ impl PostgresStore {
 
     /// Writes events, their deliveries and outbox rows in one transaction shared with
     /// concurrent callers; returns after COMMIT, one outcome per event.
-    pub async fn insert_events(&self, events: &[NewEvent<'_>]) -> Result<Vec<InsertOutcome>> {
+    async fn insert_events(&self, events: &[NewEvent<'_>]) -> Result<Vec<InsertOutcome>> {
         let events = events
             .iter()
             .map(|new| inserts::Pending {
@@ -326,7 +339,7 @@ impl PostgresStore {
     }
 
     /// An event by id.
-    pub async fn get_event(&self, id: u64) -> Result<Option<Event>> {
+    async fn get_event(&self, id: u64) -> Result<Option<Event>> {
         let body: Option<String> =
             sqlx::query_scalar("SELECT body::text FROM events WHERE id = $1")
                 .bind(sql_id(id))
@@ -337,7 +350,7 @@ impl PostgresStore {
     }
 
     /// A delivery by id.
-    pub async fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
+    async fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
         let row = sqlx::query(
             "SELECT state, attempts, next_attempt_ms, last_status_code, last_error, request::text
              FROM deliveries WHERE id = $1",
@@ -351,7 +364,7 @@ impl PostgresStore {
 
     /// Writes new deliveries of existing events (redelivery) with their outbox rows and adds
     /// them to their events, in one transaction; NOT_FOUND when an event is gone.
-    pub async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<()> {
+    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<()> {
         let mut by_event: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         for d in deliveries {
             by_event.entry(d.event_id).or_default().push(d.id);
@@ -386,7 +399,7 @@ impl PostgresStore {
 
     /// Records an attempt in one statement: the delivery's state, its outbox row moved or
     /// removed, the log entry and the webhook's stats. Returns the stats after the attempt.
-    pub async fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
+    async fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
         let d = record.delivery;
         let (logged, at_ms, body) = match record.response {
             Some(response) => (true, response.timestamp_ms, to_json(response)?),
@@ -446,7 +459,7 @@ impl PostgresStore {
     }
 
     /// Drops the outbox row of a delivery if it is still due at `due_ms` (a stale entry).
-    pub async fn remove_outbox_entry(&self, due_ms: i64, delivery_id: u64) -> Result<()> {
+    async fn remove_outbox_entry(&self, due_ms: i64, delivery_id: u64) -> Result<()> {
         sqlx::query("DELETE FROM outbox WHERE delivery_id = $1 AND due_ms = $2")
             .bind(sql_id(delivery_id))
             .bind(due_ms)
@@ -457,7 +470,7 @@ impl PostgresStore {
     }
 
     /// Every outbox row, due order.
-    pub async fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+    async fn outbox(&self) -> Result<Vec<OutboxEntry>> {
         let rows = sqlx::query(
             "SELECT due_ms, delivery_id, webhook_id FROM outbox ORDER BY due_ms, delivery_id",
         )
@@ -477,7 +490,7 @@ impl PostgresStore {
 
     /// A webhook's attempts, newest first, keyed like the sled store (`!seq`, so `after`
     /// continues with older entries).
-    pub async fn list_responses(
+    async fn list_responses(
         &self,
         webhook_id: u64,
         page: Page,
@@ -489,8 +502,8 @@ impl PostgresStore {
         )
         .bind(sql_id(webhook_id))
         .bind(below)
-        .bind(page.offset as i64)
-        .bind(page.limit as i64)
+        .bind(sql_count(page.offset))
+        .bind(sql_count(page.limit))
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -504,7 +517,7 @@ impl PostgresStore {
     }
 
     /// Number of logged attempts of a webhook.
-    pub async fn count_responses(&self, webhook_id: u64) -> Result<usize> {
+    async fn count_responses(&self, webhook_id: u64) -> Result<usize> {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM responses WHERE webhook_id = $1")
             .bind(sql_id(webhook_id))
             .fetch_one(&self.pool)
@@ -514,7 +527,7 @@ impl PostgresStore {
     }
 
     /// Drops a webhook's log entries older than the newest `keep`.
-    pub async fn trim_responses(&self, webhook_id: u64, newest_seq: u64, keep: u64) -> Result<()> {
+    async fn trim_responses(&self, webhook_id: u64, newest_seq: u64, keep: u64) -> Result<()> {
         let Some(cutoff) = newest_seq.checked_sub(keep) else {
             return Ok(());
         };
@@ -531,7 +544,7 @@ impl PostgresStore {
     /// advisory lock; an instance that does not get it does nothing this time). Deletes up
     /// to `budget` events created before `events_before_ms` with no delivery left to attempt
     /// (with their deliveries), and up to `budget` idempotency keys used before `keys_before_ms`.
-    pub async fn prune(
+    async fn prune(
         &self,
         events_before_ms: i64,
         keys_before_ms: i64,
@@ -552,7 +565,7 @@ impl PostgresStore {
                  SELECT account_id, key FROM idempotency_keys WHERE used_at_ms < $1 LIMIT $2)",
         )
         .bind(keys_before_ms)
-        .bind(budget as i64)
+        .bind(sql_count(budget))
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -566,7 +579,7 @@ impl PostgresStore {
     }
 
     /// Nothing to do: every write was committed before its call returned.
-    pub async fn flush(&self) -> Result<()> {
+    async fn flush(&self) -> Result<()> {
         Ok(())
     }
 }
@@ -585,7 +598,7 @@ async fn prune_events(
          DELETE FROM events WHERE id IN (SELECT id FROM doomed)",
     )
     .bind(before_ms)
-    .bind(budget as i64)
+    .bind(sql_count(budget))
     .execute(&mut **tx)
     .await
     .map_err(db)?
