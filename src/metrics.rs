@@ -20,7 +20,7 @@ pub struct Metrics {
     pub deliveries_skipped: IntCounter,
     /// Duration of one attempt by outcome, seconds.
     pub attempt_seconds: HistogramVec,
-    /// Duration of a group-committed flush, seconds.
+    /// Duration of a group-committed flush (sled fsync, PostgreSQL batch COMMIT), seconds.
     pub flush_seconds: Histogram,
     /// Finished events deleted by retention (with their deliveries).
     pub pruned_events: IntCounter,
@@ -109,7 +109,7 @@ impl Metrics {
                 Histogram::with_opts(
                     HistogramOpts::new(
                         "store_flush_duration_seconds",
-                        "Duration of a group-committed store flush",
+                        "Duration of a group-committed store flush (sled: fsync; PostgreSQL: COMMIT of a batch)",
                     )
                     .buckets(latency),
                 )

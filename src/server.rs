@@ -132,7 +132,9 @@ pub async fn run(
             &config.data_dir,
             metrics.flush_seconds.clone(),
         )?),
-        StoreBackend::Postgres(url) => Arc::new(PostgresStore::connect(url).await?),
+        StoreBackend::Postgres(url) => {
+            Arc::new(PostgresStore::connect(url, metrics.flush_seconds.clone()).await?)
+        }
     };
     let store: Arc<dyn Store> = Arc::new(Sealed::new(backend, secrets));
     let admin_token = admin_token(&config)?;

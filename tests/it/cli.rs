@@ -150,7 +150,10 @@ fn an_unusable_data_dir_is_one_error_line() {
 
 #[tokio::test]
 async fn a_second_webhookd_on_the_same_data_dir_names_the_other_one() {
-    let server = crate::support::TestServer::start().await;
+    // On sled (the data dir's lock is sled's), whichever backend the suite runs on.
+    let server =
+        crate::support::TestServer::start_with(|c| c.store = webhookd::config::StoreBackend::Sled)
+            .await;
     server.writer("acme").await; // the first one is up and holds its data dir
     let dir = server.data_dir().to_str().unwrap().to_string();
     let output = tokio::task::spawn_blocking(move || {

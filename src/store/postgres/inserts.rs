@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use prometheus::Histogram;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -52,9 +53,9 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the collector on the current runtime.
-    pub fn start(pool: PgPool) -> GroupCommit {
+    pub fn start(pool: PgPool, commit_seconds: Histogram) -> GroupCommit {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(collect(pool, queue));
+        tokio::spawn(collect(pool, commit_seconds, queue));
         GroupCommit { jobs }
     }
 
@@ -69,7 +70,7 @@ impl GroupCommit {
     }
 }
 
-async fn collect(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Job>) {
+async fn collect(pool: PgPool, commit_seconds: Histogram, mut queue: mpsc::UnboundedReceiver<Job>) {
     let commits = Arc::new(Semaphore::new(COMMITS_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
         let Ok(permit) = Arc::clone(&commits).acquire_owned().await else {
@@ -86,11 +87,13 @@ async fn collect(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
-        let pool = pool.clone();
+        let (pool, commit_seconds) = (pool.clone(), commit_seconds.clone());
         tokio::spawn(async move {
             let _commit = permit;
             let events: Vec<&Pending> = batch.iter().flat_map(|j| &j.events).collect();
+            let timer = commit_seconds.start_timer();
             let result = commit(&pool, &events).await;
+            timer.observe_duration();
             let mut outcomes = match result {
                 Ok(outcomes) => outcomes.into_iter(),
                 Err(e) => {

@@ -16,6 +16,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use prometheus::Histogram;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -108,10 +109,11 @@ impl PostgresStore {
         redacted(url)
     }
 
-    /// Connects to the database at `url` and brings its schema up to date. Fails with one
+    /// Connects to the database at `url` and brings its schema up to date; the duration
+    /// of each group commit goes to `commit_seconds`. Fails with one
     /// clear line (without the password) when the database is unreachable, refuses the
     /// credentials, or has a schema newer than this binary knows.
-    pub async fn connect(url: &str) -> Result<PostgresStore> {
+    pub async fn connect(url: &str, commit_seconds: Histogram) -> Result<PostgresStore> {
         let cannot = |e: &dyn std::fmt::Display| {
             Error::Internal(format!(
                 "cannot open the PostgreSQL store {}: {e}",
@@ -136,7 +138,7 @@ impl PostgresStore {
             .map_err(|e| cannot(&e))?;
         schema::migrate(&pool).await.map_err(|e| cannot(&e))?;
         Ok(PostgresStore {
-            inserts: inserts::GroupCommit::start(pool.clone()),
+            inserts: inserts::GroupCommit::start(pool.clone(), commit_seconds),
             pool,
             ids: Mutex::new((0, 0)),
         })

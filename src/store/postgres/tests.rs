@@ -25,10 +25,14 @@ async fn fresh_url() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
+fn histogram() -> Histogram {
+    Histogram::with_opts(prometheus::HistogramOpts::new("commit", "commit")).unwrap()
+}
+
 async fn backend() -> Option<TestBackend> {
     let url = fresh_url().await?;
     Some(TestBackend {
-        store: Arc::new(PostgresStore::connect(&url).await.unwrap()),
+        store: Arc::new(PostgresStore::connect(&url, histogram()).await.unwrap()),
         guard: Box::new(()),
     })
 }
@@ -87,8 +91,8 @@ fn key(k: &str) -> Option<IdempotencyKey<'_>> {
 async fn a_second_start_finds_the_schema_and_ids_never_repeat() {
     let Some(url) = fresh_url().await else { return };
     let (a, b) = (
-        PostgresStore::connect(&url).await.unwrap(),
-        PostgresStore::connect(&url).await.unwrap(),
+        PostgresStore::connect(&url, histogram()).await.unwrap(),
+        PostgresStore::connect(&url, histogram()).await.unwrap(),
     );
     let mut seen = std::collections::HashSet::new();
     for _ in 0..300 {
@@ -100,7 +104,7 @@ async fn a_second_start_finds_the_schema_and_ids_never_repeat() {
 #[tokio::test]
 async fn a_database_migrated_by_a_newer_webhookd_is_refused() {
     let Some(url) = fresh_url().await else { return };
-    PostgresStore::connect(&url).await.unwrap();
+    PostgresStore::connect(&url, histogram()).await.unwrap();
     let pool = PgPool::connect(&url).await.unwrap();
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
@@ -109,7 +113,7 @@ async fn a_database_migrated_by_a_newer_webhookd_is_refused() {
     .execute(&pool)
     .await
     .unwrap();
-    let error = PostgresStore::connect(&url)
+    let error = PostgresStore::connect(&url, histogram())
         .await
         .err()
         .unwrap()
@@ -121,7 +125,7 @@ async fn a_database_migrated_by_a_newer_webhookd_is_refused() {
 #[tokio::test]
 async fn concurrent_emits_with_one_idempotency_key_write_one_event() {
     let Some(url) = fresh_url().await else { return };
-    let store = Arc::new(PostgresStore::connect(&url).await.unwrap());
+    let store = Arc::new(PostgresStore::connect(&url, histogram()).await.unwrap());
     let mut tasks = Vec::new();
     for id in 1..=20u64 {
         let store = Arc::clone(&store);
