@@ -19,6 +19,7 @@ mod rest_events;
 mod rest_oncall;
 mod restart;
 mod retention;
+mod scale_out;
 mod server_failure;
 mod signing_ed25519;
 mod support;

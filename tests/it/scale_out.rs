@@ -24,12 +24,22 @@ async fn three_instances_on_one_database_share_webhooks_and_deliver_each_event_o
     // A token made through one instance works on all; so does a webhook.
     let token = instances[0].writer("acme").await;
     let mut client = instances[1].webhooks().await;
-    let hook = create(&mut client, &token, webhook("shared", &receiver.url("/hook"))).await;
+    let hook = create(
+        &mut client,
+        &token,
+        webhook("shared", &receiver.url("/hook")),
+    )
+    .await;
     for instance in &instances {
         let fetched = instance
             .webhooks()
             .await
-            .get_webhook(authed(&token, pb::GetWebhookRequest { id: hook.id.clone() }))
+            .get_webhook(authed(
+                &token,
+                pb::GetWebhookRequest {
+                    id: hook.id.clone(),
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -45,8 +55,12 @@ async fn three_instances_on_one_database_share_webhooks_and_deliver_each_event_o
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut producers = Vec::new();
     for _ in 0..PRODUCERS {
-        let (clients, token, next, results) =
-            (clients.clone(), token.clone(), next.clone(), results.0.clone());
+        let (clients, token, next, results) = (
+            clients.clone(),
+            token.clone(),
+            next.clone(),
+            results.0.clone(),
+        );
         producers.push(tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

@@ -133,7 +133,31 @@ impl TestServer {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let store = TestStore::new().await;
+        Self::start_on(TestStore::new().await, adjust).await
+    }
+
+    /// `n` servers on one fresh PostgreSQL database, with the same admin token and secret
+    /// key (as an operator runs several instances); None without a PostgreSQL server.
+    pub async fn cluster(n: usize) -> Option<Vec<TestServer>> {
+        let first = TestStore::new().await;
+        let url = first.postgres_url.clone()?;
+        let first = Self::start_on(first, |_| {}).await;
+        // The first has created the schema and its key file; the others share both.
+        first.writer("setup").await;
+        let key_file = first.data_dir().join("secret.key");
+        let mut servers = vec![first];
+        for _ in 1..n {
+            let store = TestStore {
+                dir: tempfile::tempdir().unwrap(),
+                postgres_url: Some(url.clone()),
+            };
+            let key_file = key_file.clone();
+            servers.push(Self::start_on(store, |c| c.secret_key_file = Some(key_file)).await);
+        }
+        Some(servers)
+    }
+
+    async fn start_on(store: TestStore, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = test_config(store.dir.path());
         if let Some(url) = &store.postgres_url {
             config.store = webhookd::config::StoreBackend::Postgres(url.clone());
