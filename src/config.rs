@@ -67,6 +67,9 @@ pub struct Config {
     pub retention: Option<Duration>,
     /// How often retention runs.
     pub prune_every: Duration,
+    /// The executable run as `<it> render-worker` for each Jinja render process (the webhookd
+    /// binary; by default this process's own executable).
+    pub render_worker: PathBuf,
     /// Faults a test arms for the delivery worker (test builds only).
     #[cfg(feature = "fault-injection")]
     pub faults: crate::faults::Faults,
@@ -98,6 +101,9 @@ impl Config {
             response_history: 1000,
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             prune_every: Duration::from_secs(60),
+            // An unknown executable leaves the path empty: starting the workers then fails
+            // with a clear error.
+            render_worker: std::env::current_exe().unwrap_or_default(),
             #[cfg(feature = "fault-injection")]
             faults: crate::faults::Faults::default(),
         }

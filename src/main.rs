@@ -20,6 +20,7 @@ use webhookd::Config;
 use webhookd::config::StoreBackend;
 use webhookd::delivery::egress::EgressProxy;
 use webhookd::delivery::retry::parse_schedule;
+use webhookd::render::sandbox;
 use webhookd::telemetry;
 
 /// webhookd: outgoing webhooks with a gRPC API, an embedded store, and OnCall- and
@@ -34,7 +35,20 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service (gRPC + REST) on the embedded store.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// A Jinja render process of a running server (started by it; jobs on stdin).
+    #[command(hide = true, name = "render-worker")]
+    RenderWorker(RenderWorkerArgs),
+}
+
+#[derive(clap::Args)]
+struct RenderWorkerArgs {
+    /// Largest data segment of this process, bytes.
+    #[arg(long)]
+    memory_bytes: u64,
+    /// The server's process id; the worker ends with it.
+    #[arg(long)]
+    parent: u32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -243,6 +257,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let args = match cli.command {
+        Command::Serve(args) => *args,
+        Command::RenderWorker(worker) => {
+            return match sandbox::serve_worker(worker.memory_bytes, worker.parent) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("webhookd render-worker: error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -250,7 +276,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Command::Serve(args) = cli.command;
     match runtime.block_on(serve(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -21,7 +21,7 @@ use crate::delivery::hub::Hub;
 use crate::delivery::scheduler::Scheduler;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::render::{Limits, Renderer, Templates};
+use crate::render::{Limits, Renderer, Sandbox, Templates};
 use crate::store::{self, Store};
 
 pub use auth::Caller;
@@ -78,11 +78,11 @@ impl Service {
         metrics: Arc<Metrics>,
         admin_token: &str,
     ) -> Result<Service> {
-        let templates = Templates::new(
-            Limits::with_body_limit(config.max_event_bytes),
-            metrics.template_errors.clone(),
-        );
+        let limits = Limits::with_body_limit(config.max_event_bytes);
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let sandbox =
+            Sandbox::start(&config.render_worker, threads, &limits).map_err(Error::Internal)?;
+        let templates = Templates::sandboxed(limits, metrics.template_errors.clone(), sandbox);
         let templates = Renderer::start(templates, threads)
             .map_err(|e| Error::Internal(format!("cannot start the render threads: {e}")))?;
         Ok(Service {

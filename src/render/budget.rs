@@ -7,7 +7,9 @@
 //! preemption: between two check points a render is bounded by fuel (Jinja: each instruction
 //! costs about one unit; one instruction is at most a 100,000-item `range`, a sort or join of
 //! such a list, or minijinja's 100 MB limit on one repeated string) or by steps and depth
-//! (handlebars). Depends on nothing else in the crate.
+//! (handlebars). Memory is bounded per render process: Jinja renders run in a worker whose
+//! data segment is capped (`sandbox`); handlebars has no helper that builds a string, so its
+//! memory is bounded by its output cap and the event. Depends on nothing else in the crate.
 
 use std::io;
 use std::sync::Mutex;
@@ -15,8 +17,10 @@ use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 /// The limits every render runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Jinja fuel (about one unit per instruction) and handlebars steps (one per element
     /// rendered in a block, per iteration) of one render.
@@ -34,6 +38,8 @@ pub struct Limits {
     pub body_bytes: usize,
     /// Longest one render may take, checked at every output and handlebars block.
     pub wall_time: Duration,
+    /// Largest data segment of a Jinja render process, bytes.
+    pub memory_bytes: u64,
 }
 
 impl Limits {
@@ -47,12 +53,13 @@ impl Limits {
             headers_bytes: 64 * 1024,
             body_bytes,
             wall_time: Duration::from_secs(2),
+            memory_bytes: 512 * 1024 * 1024,
         }
     }
 }
 
 /// Why a render failed; the `reason` label of `webhookd_template_errors_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reason {
     /// A syntax or evaluation error of the template itself.
     Error,
@@ -64,16 +71,19 @@ pub enum Reason {
     Output,
     /// It ran longer than the wall time.
     Time,
+    /// Its render process ran out of memory (or died otherwise).
+    Memory,
 }
 
 impl Reason {
     /// Every reason, for exporting the metric at zero.
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 6] = [
         Reason::Error,
         Reason::Fuel,
         Reason::Depth,
         Reason::Output,
         Reason::Time,
+        Reason::Memory,
     ];
 
     /// The metric label.
@@ -84,12 +94,13 @@ impl Reason {
             Reason::Depth => "depth",
             Reason::Output => "output_size",
             Reason::Time => "wall_time",
+            Reason::Memory => "memory",
         }
     }
 }
 
 /// A failed render: why, and the message recorded in the response log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     pub reason: Reason,
     pub message: String,
@@ -119,6 +130,10 @@ impl Failure {
             Reason::Time => format!(
                 "Template Error: the template ran longer than {} ms",
                 limits.wall_time.as_millis()
+            ),
+            Reason::Memory => format!(
+                "Template Error: the template used more than {} MiB of memory",
+                limits.memory_bytes / (1024 * 1024)
             ),
         };
         Failure { reason, message }
@@ -271,6 +286,7 @@ mod tests {
             headers_bytes: 8,
             body_bytes: 8,
             wall_time: Duration::from_secs(60),
+            memory_bytes: 1024 * 1024,
         }
     }
 

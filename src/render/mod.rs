@@ -9,7 +9,8 @@
 //!   bounded; `budget`: the limits, the meter and the capped output of one render.
 //! - `filters`: OnCall's Jinja filters and globals; `dates`: the date-times they read and print.
 //! - `formatters`: bodies for Slack, Discord, ... destinations.
-//! - `pool`: the bounded pool of render threads.
+//! - `pool`: the bounded pool of render threads; `sandbox`: the worker processes Jinja
+//!   renders in, which bound its memory.
 
 pub mod budget;
 mod dates;
@@ -20,6 +21,7 @@ mod jinja;
 pub mod matcher;
 pub mod plan;
 pub mod pool;
+pub mod sandbox;
 pub mod templates;
 
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ use tokio::sync::Semaphore;
 
 pub use budget::Limits;
 pub use plan::{EventView, Plan, Target, plan};
+pub use sandbox::Sandbox;
 pub use templates::Templates;
 
 use crate::model::{Engine, Webhook};

@@ -5,7 +5,8 @@
 //! body), and a failed render is counted by reason. Also owns OnCall's `escape_payload`
 //! ([`escape_strings`]) and trigger truthiness ([`is_truthy`]). Compiled templates are
 //! cached by source, so rendering on the hot path does not re-parse; text without template
-//! syntax skips the engines.
+//! syntax skips the engines. A server renders Jinja in worker processes (`sandbox`, which
+//! bounds memory); handlebars renders in-process (no helper of it builds strings).
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use prometheus::IntCounterVec;
 use super::budget::{Failure, Limits, Meter, Reason, Sink};
 use super::handlebars::Handlebars;
 use super::jinja::Jinja;
+use super::sandbox::Sandbox;
 use crate::model::Engine;
 
 /// Compiled templates kept per engine; the cache is emptied when it grows past this.
@@ -32,6 +34,8 @@ struct Inner {
     limits: Limits,
     jinja: Jinja,
     handlebars: Handlebars,
+    /// Where Jinja renders: in worker processes, or (None) in this process.
+    sandbox: Option<Sandbox>,
     /// `webhookd_template_errors_total{reason}`.
     errors: IntCounterVec,
 }
@@ -39,7 +43,18 @@ struct Inner {
 impl Templates {
     /// Engines whose every render runs within `limits`, counting failed renders in
     /// `errors` (a counter vector with one `reason` label).
+    /// `errors` (a counter vector with one `reason` label). Jinja renders in this process,
+    /// with no bound on its memory: for tests of the engines.
     pub fn new(limits: Limits, errors: IntCounterVec) -> Templates {
+        Templates::build(limits, errors, None)
+    }
+
+    /// As [`Templates::new`], but Jinja renders in the worker processes of `sandbox`.
+    pub fn sandboxed(limits: Limits, errors: IntCounterVec, sandbox: Sandbox) -> Templates {
+        Templates::build(limits, errors, Some(sandbox))
+    }
+
+    fn build(limits: Limits, errors: IntCounterVec, sandbox: Option<Sandbox>) -> Templates {
         for reason in Reason::ALL {
             errors.with_label_values(&[reason.as_str()]);
         }
@@ -47,6 +62,7 @@ impl Templates {
             inner: Arc::new(Inner {
                 jinja: Jinja::new(&limits),
                 handlebars: Handlebars::new(),
+                sandbox,
                 limits,
                 errors,
             }),
@@ -118,19 +134,37 @@ impl Templates {
             };
         }
         let redact = |message| redact(message, context);
-        match engine {
-            Engine::Jinja => {
+        match (engine, &self.inner.sandbox) {
+            (Engine::Jinja, Some(sandbox)) => {
+                sandbox.render(&self.inner.limits, source, context, cap)
+            }
+            (Engine::Jinja, None) => {
                 self.inner
                     .jinja
                     .render(source, context, &meter, TEMPLATE_CACHE_CAP, redact)
             }
-            Engine::Handlebars => {
+            (Engine::Handlebars, _) => {
                 self.inner
                     .handlebars
                     .render(source, context, &meter, TEMPLATE_CACHE_CAP, redact)
             }
         }
     }
+}
+
+/// Renders the Jinja template `source` with `context` in this process (a render worker's
+/// job), within `limits` into at most `cap` bytes; error texts are redacted.
+pub(super) fn render_jinja(
+    jinja: &Jinja,
+    limits: &Limits,
+    source: &str,
+    context: &serde_json::Value,
+    cap: usize,
+) -> Result<String, Failure> {
+    let meter = Meter::new(*limits, cap);
+    jinja.render(source, context, &meter, TEMPLATE_CACHE_CAP, |message| {
+        redact(message, context)
+    })
 }
 
 /// OnCall's escape_payload: returns a copy of `value` where every string (recursively, in objects

@@ -228,3 +228,246 @@ async fn hostile_templates_are_template_errors_and_the_server_stays_responsive()
     assert!(metrics.contains(r#"webhookd_template_errors_total{reason="depth"} 2"#));
     assert!(metrics.contains(r#"webhookd_template_errors_total{reason="output_size"} 2"#));
 }
+
+/// The attacker's Jinja webhooks that build strings of many GiB: minijinja has no limit on
+/// memory, the render process has.
+fn memory_hungry_webhooks(url: &str) -> Vec<pb::Webhook> {
+    let hungry = |name: &str, data: &str| pb::Webhook {
+        forward_all: Some(false),
+        template_engine: "jinja".into(),
+        data: Some(data.into()),
+        ..webhook(name, url)
+    };
+    vec![
+        hungry(
+            "namespace doubling",
+            r#"{% set ns = namespace(s="a" * 1000) %}{% for i in range(30) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}"#,
+        ),
+        hungry(
+            "recursive macro doubling",
+            r#"{% macro d(s, n) %}{% if n == 0 %}{{ s | length }}{% else %}{{ d(s ~ s, n - 1) }}{% endif %}{% endmacro %}{{ d("a" * 1000, 30) }}"#,
+        ),
+        hungry(
+            "replace blow-up",
+            r#"{{ alert_group.title | replace("", alert_group.title) | length }}"#,
+        ),
+    ]
+}
+
+/// The server's `webhookd_template_errors_total` line for `reason`.
+async fn template_errors(server: &TestServer, reason: &str) -> String {
+    let (status, _, metrics) = http_raw(
+        Method::GET,
+        &format!("http://{}/metrics", server.http_addr),
+        None,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let prefix = format!(r#"webhookd_template_errors_total{{reason="{reason}"}} "#);
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix}: {metrics}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_that_build_huge_strings_are_memory_errors_and_the_next_render_works() {
+    let server = TestServer::start().await;
+    let attacker_sink = Receiver::start().await;
+    let victim_sink = Receiver::start().await;
+    let attacker = server.writer("mallory").await;
+    let victim = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+
+    let mut hungry = Vec::new();
+    for hook in memory_hungry_webhooks(&attacker_sink.url("/hook")) {
+        hungry.push(create(&mut client, &attacker, hook).await);
+    }
+    let victim_hook = create(
+        &mut client,
+        &victim,
+        webhook("victim", &victim_sink.url("/hook")),
+    )
+    .await;
+
+    // An event with a 600 KB title, which `replace("", title)` would square.
+    let attack = {
+        let mut client = client.clone();
+        let attacker = attacker.clone();
+        tokio::spawn(async move {
+            let title = "x".repeat(600_000);
+            let event = json!({"alert_group": {"id": "I1", "title": title}});
+            emit_all(&mut client, &attacker, "alert group created", event).await
+        })
+    };
+    let victim_emit = {
+        let mut client = client.clone();
+        let victim = victim.clone();
+        tokio::spawn(async move {
+            let event = json!({"alert_group": {"id": "V1"}});
+            emit_all(&mut client, &victim, "alert group created", event).await
+        })
+    };
+    let (mut health, mut reads) = (Vec::new(), Vec::new());
+    while !victim_emit.is_finished() || !attack.is_finished() {
+        health.push(healthz_answer_time(&server).await);
+        reads.push(get_webhook_answer_time(&server, &victim, &victim_hook.id).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_responsive("/healthz", health);
+    assert_responsive("GetWebhook", reads);
+    assert_eq!(states(&victim_emit.await.unwrap()), ["QUEUED", "SUCCEEDED"]);
+    assert_eq!(victim_sink.next().await.json()["alert_group"]["id"], "V1");
+    let statuses = attack.await.unwrap();
+    let failed = states(&statuses).iter().filter(|s| **s == "FAILED").count();
+    assert_eq!(failed, hungry.len(), "{statuses:?}");
+    attacker_sink.assert_quiet().await;
+
+    for hook in &hungry {
+        let log = responses(&mut client, &attacker, &hook.id).await;
+        assert_eq!(log.len(), 1, "{}", hook.name);
+        assert_eq!(log[0].status_code, None, "{}", hook.name);
+        assert_eq!(log[0].content, None, "{}", hook.name);
+        let data = log[0].request_data.as_deref().unwrap();
+        assert!(
+            data.starts_with("Data") && data.contains("used more than 512 MiB of memory"),
+            "{}: {data}",
+            hook.name
+        );
+    }
+    assert_eq!(
+        template_errors(&server, "memory").await,
+        r#"webhookd_template_errors_total{reason="memory"} 3"#
+    );
+
+    // The workers that died were replaced: the attacker's next Jinja render works.
+    create(
+        &mut client,
+        &attacker,
+        pb::Webhook {
+            trigger_type: "acknowledge".into(),
+            forward_all: Some(false),
+            template_engine: "jinja".into(),
+            data: Some(r#"{"id": "{{ alert_group.id }}", "n": {{ 6 * 7 }}}"#.into()),
+            ..webhook("after the attack", &attacker_sink.url("/hook"))
+        },
+    )
+    .await;
+    let event = json!({"alert_group": {"id": "I2"}});
+    let statuses = emit_all(&mut client, &attacker, "acknowledge", event).await;
+    assert_eq!(states(&statuses), ["QUEUED", "SUCCEEDED"]);
+    assert_eq!(
+        attacker_sink.next().await.json(),
+        json!({"id": "I2", "n": 42})
+    );
+}
+
+#[tokio::test]
+async fn a_server_whose_render_worker_cannot_run_stops_at_start_with_a_clear_error() {
+    for (program, expected) in [
+        ("/nonexistent/webhookd", "cannot start the render worker"),
+        ("/bin/true", "did not answer"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        config.render_worker = program.into();
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let ended = tokio::time::timeout(
+            Duration::from_secs(10),
+            webhookd::run(config, grpc, http, shutdown),
+        )
+        .await
+        .expect("the server neither started nor stopped");
+        let error = ended.unwrap_err().to_string();
+        assert!(
+            error.contains(expected) && error.contains(program),
+            "{program}: {error}"
+        );
+    }
+}
+
+/// What one Jinja render costs in a worker process next to one in this process (printed;
+/// `cargo test --test it sandboxed_render -- --nocapture`).
+#[test]
+fn a_sandboxed_render_gives_what_an_in_process_render_gives_and_its_cost_is_printed() {
+    use webhookd::model::Engine;
+    use webhookd::render::{Limits, Sandbox, Templates};
+
+    let errors = || {
+        prometheus::IntCounterVec::new(
+            prometheus::Opts::new("template_errors_total", "failed renders"),
+            &["reason"],
+        )
+        .unwrap()
+    };
+    let limits = Limits::with_body_limit(1024 * 1024);
+    let worker = std::path::Path::new(env!("CARGO_BIN_EXE_webhookd"));
+    let sandbox = Sandbox::start(worker, 1, &limits).unwrap();
+    let sandboxed = Templates::sandboxed(limits, errors(), sandbox);
+    let in_process = Templates::new(limits, errors());
+    let source = r#"{"title": "{{ alert_group.title | upper }}", "n": {{ alerts | length }}}"#;
+    let context = json!({"alert_group": {"title": "disk full"}, "alerts": [1, 2, 3]});
+    let render = |templates: &Templates| templates.render(Engine::Jinja, source, &context, 1024);
+    assert_eq!(
+        render(&sandboxed).unwrap(),
+        r#"{"title": "DISK FULL", "n": 3}"#
+    );
+    assert_eq!(render(&sandboxed), render(&in_process));
+    let failure = sandboxed
+        .render(Engine::Jinja, "{{ 1 + }}", &context, 1024)
+        .unwrap_err();
+    assert_eq!(
+        failure,
+        in_process
+            .render(Engine::Jinja, "{{ 1 + }}", &context, 1024)
+            .unwrap_err()
+    );
+
+    let per_render = |templates: &Templates| {
+        let started = Instant::now();
+        for _ in 0..500 {
+            render(templates).unwrap();
+        }
+        started.elapsed() / 500
+    };
+    let (sandboxed, in_process) = (per_render(&sandboxed), per_render(&in_process));
+    println!("one Jinja render: {sandboxed:?} in a worker process, {in_process:?} in process");
+}
+
+#[test]
+fn a_worker_past_the_wall_time_is_killed_and_replaced() {
+    use webhookd::model::Engine;
+    use webhookd::render::budget::Reason;
+    use webhookd::render::{Limits, Sandbox, Templates};
+
+    let errors = prometheus::IntCounterVec::new(
+        prometheus::Opts::new("template_errors_total", "failed renders"),
+        &["reason"],
+    )
+    .unwrap();
+    let limits = Limits {
+        wall_time: Duration::from_millis(100),
+        ..Limits::with_body_limit(1024 * 1024)
+    };
+    let worker = std::path::Path::new(env!("CARGO_BIN_EXE_webhookd"));
+    let templates =
+        Templates::sandboxed(limits, errors, Sandbox::start(worker, 1, &limits).unwrap());
+    // Seconds of work that write nothing, so the worker reaches no check point of its own.
+    let silent =
+        r#"{% for i in range(1000) %}{% set x = range(100000) | reverse | join %}{% endfor %}"#;
+    let failure = templates
+        .render(Engine::Jinja, silent, &json!({}), 1024)
+        .unwrap_err();
+    assert_eq!(failure.reason, Reason::Time);
+    assert_eq!(
+        failure.message,
+        "Template Error: the template ran longer than 100 ms"
+    );
+    let rendered = templates.render(Engine::Jinja, "{{ 6 * 7 }}", &json!({}), 1024);
+    assert_eq!(rendered.unwrap(), "42");
+}

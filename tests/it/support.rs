@@ -39,6 +39,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     ];
     config.retry_jitter = false;
     config.request_timeout = Duration::from_secs(2);
+    config.render_worker = env!("CARGO_BIN_EXE_webhookd").into();
     config
 }
 
