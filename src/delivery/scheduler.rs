@@ -115,6 +115,11 @@ impl Endpoint {
         self.inflight == 0 && self.parked.is_empty() && self.consecutive_failures == 0
     }
 
+    /// Attempts it may start now under the per-webhook concurrency limit.
+    fn free_slots(&self, limits: &Limits) -> usize {
+        limits.per_webhook.max(1).saturating_sub(self.inflight)
+    }
+
     /// Whether its circuit breaker has tripped (open, or half-open until a probe answers).
     fn tripped(&self, limits: &Limits) -> bool {
         self.consecutive_failures >= limits.breaker_threshold.max(1)
@@ -214,11 +219,7 @@ impl Scheduler {
                 if state.paces.remove(&webhook_id).is_some() {
                     // Whatever was parked behind a waiter runs as the concurrency allows.
                     if let Some(endpoint) = state.endpoints.get_mut(&webhook_id) {
-                        let free = self
-                            .limits
-                            .per_webhook
-                            .max(1)
-                            .saturating_sub(endpoint.inflight);
+                        let free = endpoint.free_slots(&self.limits);
                         if release(endpoint, &mut state.queue, free, now_ms) {
                             self.wake.notify_one();
                         }
@@ -289,7 +290,7 @@ impl Scheduler {
                 }
                 continue;
             }
-            if endpoint.inflight >= self.limits.per_webhook.max(1) {
+            if endpoint.free_slots(&self.limits) == 0 {
                 endpoint.parked.push_back(entry);
                 continue;
             }
@@ -375,11 +376,7 @@ impl Scheduler {
         if pace.is_some_and(|p| p.waiter.is_some()) {
             return;
         }
-        let free = self
-            .limits
-            .per_webhook
-            .max(1)
-            .saturating_sub(endpoint.inflight);
+        let free = endpoint.free_slots(&self.limits);
         if release(endpoint, &mut state.queue, free, now_ms) {
             self.wake.notify_one();
         } else if endpoint.is_idle() {
