@@ -199,6 +199,8 @@ pub async fn run(
         })
     };
     tokio::spawn(prune_periodically(service.clone(), shutdown.child_token()));
+    // Streams opened here follow the deliveries other instances attempt.
+    tokio::spawn(Arc::clone(&hub).follow_store(Arc::clone(&store), shutdown.child_token()));
     let http_task = tokio::spawn(async move {
         crate::rest::serve(service, http_listener, stop_servers)
             .await

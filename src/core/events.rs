@@ -4,7 +4,7 @@
 //! stream (whose first messages are the QUEUED/SKIPPED states). A batch emit does the same
 //! for many events with one flush and returns their initial states instead of streams.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
@@ -67,11 +67,16 @@ struct Prepared {
 }
 
 /// The delivery statuses of one event: the initial states, then every change until each
-/// delivery is final. Dropping it does not affect delivery.
+/// delivery is final, each final state once. Updates come from this instance's worker and
+/// from other instances (read back from the store, possibly more than once, possibly after
+/// a newer one): a state not newer than the last one sent for its delivery is skipped.
+/// Dropping it does not affect delivery.
 pub struct StatusStream {
     event_id: u64,
     pending: VecDeque<DeliveryUpdate>,
     open: HashSet<u64>,
+    /// The last (attempt, state) sent for each open delivery.
+    sent: HashMap<u64, (u32, DeliveryState)>,
     subscription: Subscription,
     delivery_ids: Vec<u64>,
 }
@@ -86,6 +91,7 @@ impl StatusStream {
         StatusStream {
             event_id,
             open: initial.iter().map(|u| u.delivery_id).collect(),
+            sent: HashMap::new(),
             pending: initial.into(),
             subscription,
             delivery_ids,
@@ -113,8 +119,17 @@ impl StatusStream {
             if !self.open.contains(&update.delivery_id) {
                 continue; // a late duplicate of a delivery already final
             }
+            let this = (update.attempt, update.state);
+            if let Some(&(attempt, state)) = self.sent.get(&update.delivery_id) {
+                if this.0 < attempt || this == (attempt, state) {
+                    continue; // seen already, or older than what was sent
+                }
+            }
             if update.state.is_final() {
                 self.open.remove(&update.delivery_id);
+                self.sent.remove(&update.delivery_id);
+            } else {
+                self.sent.insert(update.delivery_id, this);
             }
             return Some(update);
         }

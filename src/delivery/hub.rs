@@ -1,12 +1,28 @@
 //! Fan-out of delivery updates to the open status streams of an event. Publishing to an
 //! event nobody watches costs one map lookup; a closed stream is dropped on the next publish.
+//!
+//! The worker of this process publishes its own attempts. `follow_store` adds the attempts
+//! of other instances sharing the store (the store's change feed, e.g. PostgreSQL's
+//! LISTEN/NOTIFY): a change of a watched event is read back from the store and published,
+//! and whenever the feed may have missed changes (`Resync`) the current state of every
+//! watched event's deliveries is read and published. A stream therefore sees some states
+//! twice; it keeps the newest of each delivery and ends once each is final (see
+//! `core::events::StatusStream`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use crate::model::DeliveryUpdate;
+use crate::error::Result;
+use crate::model::{DeliveryUpdate, Event};
+use crate::store::Store;
+use crate::store::changes::StoreChange;
+
+/// Pause before reading the store again after a failed resync.
+const RESYNC_RETRY: Duration = Duration::from_secs(1);
 
 type Subscribers = HashMap<u64, Vec<mpsc::UnboundedSender<DeliveryUpdate>>>;
 
@@ -44,6 +60,65 @@ impl Hub {
                 subscribers.remove(&update.event_id);
             }
         }
+    }
+
+    /// Whether any stream follows `event_id`.
+    fn watches(&self, event_id: u64) -> bool {
+        self.lock().contains_key(&event_id)
+    }
+
+    /// Publishes the changes other instances make to the deliveries of watched events, from
+    /// the store's change feed, until `shutdown` (at once when the store has no feed).
+    pub async fn follow_store(self: Arc<Hub>, store: Arc<dyn Store>, shutdown: CancellationToken) {
+        let Some(mut changes) = store.changes() else {
+            return;
+        };
+        let mut resync_due = false;
+        loop {
+            let change = tokio::select! {
+                change = changes.next() => change,
+                _ = tokio::time::sleep(RESYNC_RETRY), if resync_due => Some(StoreChange::Resync),
+                _ = shutdown.cancelled() => return,
+            };
+            let read = match change {
+                None => return,
+                Some(StoreChange::Resync) => self.resync(store.as_ref()).await,
+                Some(StoreChange::Delivery(c)) if !c.local && self.watches(c.event_id) => {
+                    match store.get_delivery(c.delivery_id).await {
+                        Ok(Some(delivery)) => {
+                            self.publish(DeliveryUpdate::of(&delivery));
+                            Ok(())
+                        }
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
+                Some(StoreChange::Delivery(_)) => Ok(()),
+            };
+            resync_due = match read {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot read a followed delivery; reading again");
+                    true
+                }
+            };
+        }
+    }
+
+    /// Publishes the current state of every delivery of every watched event.
+    async fn resync(&self, store: &dyn Store) -> Result<()> {
+        let watched: Vec<u64> = self.lock().keys().copied().collect();
+        for event_id in watched {
+            let Some(Event { delivery_ids, .. }) = store.get_event(event_id).await? else {
+                continue;
+            };
+            for id in delivery_ids {
+                if let Some(delivery) = store.get_delivery(id).await? {
+                    self.publish(DeliveryUpdate::of(&delivery));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Subscribers> {

@@ -9,6 +9,7 @@
 //! gathers concurrent callers into one durable step (sled: one fsync on its flusher thread;
 //! a network database: one transaction for many events).
 
+pub mod changes;
 mod postgres;
 mod sealed;
 mod secrets;
@@ -182,4 +183,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes every write so far durable (at shutdown).
     async fn flush(&self) -> Result<()>;
+
+    /// Follows the delivery changes committed by every instance sharing this store (see
+    /// `changes`); None when the backend has no other writer (sled).
+    fn changes(&self) -> Option<changes::Changes> {
+        None
+    }
+
+    /// Whether the backend answers now (the health monitor's probe).
+    async fn ping(&self) -> Result<()>;
 }

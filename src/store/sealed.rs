@@ -153,4 +153,12 @@ impl Store for Sealed {
     async fn flush(&self) -> Result<()> {
         self.backend.flush().await
     }
+
+    fn changes(&self) -> Option<super::changes::Changes> {
+        self.backend.changes()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.backend.ping().await
+    }
 }

@@ -1,7 +1,8 @@
 //! A webhookd whose gRPC or HTTP server stops working ends at once with an error naming it
 //! (and `main` turns that into one error line and a non-zero exit), instead of running on
 //! half deaf until the next SIGTERM. The listener is broken for real: the test keeps a
-//! second handle on the listening socket and shuts it down.
+//! second handle on the listening socket and shuts it down. Runs on the backend the suite
+//! selects (sled, or PostgreSQL under scripts/with-postgres).
 
 use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
@@ -27,16 +28,11 @@ fn listener() -> (tokio::net::TcpListener, std::net::TcpListener, SocketAddr) {
 /// Starts webhookd, breaks the listener `break_grpc` chooses once the server answers, and
 /// returns the error `run` ended with, and the other server's address.
 async fn break_a_listener(break_grpc: bool) -> (String, SocketAddr) {
-    let dir = tempfile::tempdir().unwrap();
+    let store = TestStore::new().await;
     let (grpc, grpc_handle, grpc_addr) = listener();
     let (http, http_handle, http_addr) = listener();
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(webhookd::run(
-        test_config(dir.path()),
-        grpc,
-        http,
-        shutdown.clone(),
-    ));
+    let running = tokio::spawn(webhookd::run(store.config(), grpc, http, shutdown.clone()));
     let _stop = shutdown.drop_guard();
     TestServer::token_via(http_addr).await;
     connect_webhooks(grpc_addr).await;

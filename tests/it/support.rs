@@ -61,6 +61,15 @@ impl TestStore {
         TestStore { dir, postgres_url }
     }
 
+    /// The test settings (`test_config`) of a server on this store.
+    pub fn config(&self) -> Config {
+        let mut config = test_config(self.dir.path());
+        if let Some(url) = &self.postgres_url {
+            config.store = webhookd::config::StoreBackend::Postgres(url.clone());
+        }
+        config
+    }
+
     /// The `--store` value that opens this store.
     pub fn flag(&self) -> String {
         self.postgres_url.clone().unwrap_or_else(|| "sled".into())
@@ -159,10 +168,7 @@ impl TestServer {
     }
 
     async fn start_on(store: TestStore, adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let mut config = test_config(store.dir.path());
-        if let Some(url) = &store.postgres_url {
-            config.store = webhookd::config::StoreBackend::Postgres(url.clone());
-        }
+        let mut config = store.config();
         adjust(&mut config);
         let faults = config.faults.clone();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -7,8 +7,12 @@
 //! share one transaction and each emit is answered after its COMMIT. Ids come from one
 //! database sequence in blocks, so instances never hand out the same id. The sealing layer
 //! above seals webhook secrets before they reach this module; nothing here sees them in clear.
+//!
+//! Other instances' delivery changes arrive by LISTEN/NOTIFY (`notify`); the listener and
+//! the health probe use a small pool of their own, so a busy main pool never delays them.
 
 mod inserts;
+mod notify;
 mod schema;
 
 use std::collections::BTreeMap;
@@ -24,6 +28,7 @@ use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
 use async_trait::async_trait;
 
+use super::changes::Changes;
 use super::{AttemptRecord, InsertOutcome, NewEvent, OutboxEntry, Page, Pruned, Store};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -42,6 +47,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a call waits for a free (or new) connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Connections of the pool of the listener and the health probe (one each).
+const AUX_POOL_SIZE: u32 = 2;
+
+/// How long the health probe waits for its connection.
+const PROBE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Key of the advisory lock that keeps retention to one instance at a time.
 const RETENTION_LOCK: i64 = 0x7765_6268_6f6f_6b64; // "webhookd"
 
@@ -51,6 +62,11 @@ pub struct PostgresStore {
     /// The rest of the id block this instance reserved: next id, end (exclusive).
     ids: Mutex<(u64, u64)>,
     inserts: inserts::GroupCommit,
+    /// The listener's and the health probe's pool.
+    aux: PgPool,
+    /// Names this instance in its notifications (random per process).
+    instance: u64,
+    listener: notify::Listener,
 }
 
 /// A database failure as the domain sees it: UNAVAILABLE when the database cannot be
@@ -130,6 +146,10 @@ impl PostgresStore {
             .map_err(|_| cannot(&"no answer within 10 s"))?
             .map_err(|e| cannot(&e))?;
         let _ = probe.close().await;
+        let aux = PgPoolOptions::new()
+            .max_connections(AUX_POOL_SIZE)
+            .acquire_timeout(PROBE_ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone().application_name("webhookd-monitor"));
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -137,10 +157,14 @@ impl PostgresStore {
             .await
             .map_err(|e| cannot(&e))?;
         schema::migrate(&pool).await.map_err(|e| cannot(&e))?;
+        let instance = rand::random::<u64>();
         Ok(PostgresStore {
             inserts: inserts::GroupCommit::start(pool.clone(), commit_seconds),
             pool,
             ids: Mutex::new((0, 0)),
+            listener: notify::Listener::start(aux.clone(), instance),
+            aux,
+            instance,
         })
     }
 }
@@ -400,7 +424,8 @@ impl Store for PostgresStore {
     }
 
     /// Records an attempt in one statement: the delivery's state, its outbox row moved or
-    /// removed, the log entry and the webhook's stats. Returns the stats after the attempt.
+    /// removed, the log entry and the webhook's stats, and notifies the other instances of
+    /// the new state (sent at COMMIT). Returns the stats after the attempt.
     async fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
         let d = record.delivery;
         let (logged, at_ms, body) = match record.response {
@@ -411,7 +436,8 @@ impl Store for PostgresStore {
             "WITH updated AS (
                  UPDATE deliveries SET state = $3, attempts = $4, next_attempt_ms = $5,
                      last_status_code = $6, last_error = $7
-                 WHERE id = $1),
+                 WHERE id = $1
+                 RETURNING pg_notify($14, $15)),
              finished AS (DELETE FROM outbox WHERE delivery_id = $1 AND $8),
              moved AS (
                  INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms)
@@ -452,6 +478,8 @@ impl Store for PostgresStore {
         .bind(record.succeeded)
         .bind(at_ms)
         .bind(body)
+        .bind(notify::CHANNEL)
+        .bind(notify::payload(self.instance, d)?)
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
@@ -582,6 +610,20 @@ impl Store for PostgresStore {
 
     /// Nothing to do: every write was committed before its call returned.
     async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The delivery changes of every instance, from this instance's listener.
+    fn changes(&self) -> Option<Changes> {
+        Some(self.listener.follow())
+    }
+
+    /// One round trip on the probe's own connection.
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.aux)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 }
