@@ -6,10 +6,12 @@
 //! - `fields`: the webhook field table (patch, per-field setters; transports expand it).
 //! - `events`: emit (persist durably, schedule, stream) and redelivery.
 //! - `locks`: per-account serialization of webhook writes.
+//! - `health`: webhook health at a glance (breaker, pending, attempts per hour).
 
 pub mod auth;
 pub mod events;
 pub mod fields;
+pub mod health;
 pub mod locks;
 pub mod retention;
 pub mod webhooks;

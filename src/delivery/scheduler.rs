@@ -173,6 +173,26 @@ pub struct RateStats {
     pub effective_per_second: f64,
 }
 
+/// The circuit breaker of a webhook's endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breaker {
+    /// Deliveries go out.
+    Closed,
+    /// Too many consecutive failures: deliveries wait for the cooldown.
+    Open,
+    /// The cooldown is over: one probe decides.
+    HalfOpen,
+}
+
+/// One webhook as the scheduler of this instance sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointView {
+    /// Deliveries queued, parked or being attempted.
+    pub pending: usize,
+    /// Its circuit breaker.
+    pub breaker: Breaker,
+}
+
 /// The due queue with fairness bookkeeping and a wake-up for the worker.
 pub struct Scheduler {
     state: Mutex<State>,
@@ -429,6 +449,34 @@ impl Scheduler {
         (total, per_webhook)
     }
 
+    /// What this instance holds of one webhook at `now_ms`: its deliveries waiting or being
+    /// attempted, and the state of its circuit breaker.
+    pub fn endpoint(&self, webhook_id: u64, now_ms: i64) -> EndpointView {
+        let state = self.lock();
+        let queued = state
+            .queue
+            .iter()
+            .filter(|Reverse(e)| e.webhook_id == webhook_id)
+            .count();
+        let Some(endpoint) = state.endpoints.get(&webhook_id) else {
+            return EndpointView {
+                pending: queued,
+                breaker: Breaker::Closed,
+            };
+        };
+        let breaker = if !endpoint.tripped(&self.limits) {
+            Breaker::Closed
+        } else if now_ms < endpoint.open_until_ms {
+            Breaker::Open
+        } else {
+            Breaker::HalfOpen
+        };
+        EndpointView {
+            pending: queued + endpoint.parked.len() + endpoint.inflight,
+            breaker,
+        }
+    }
+
     /// Resolves when something new may run.
     pub async fn woken(&self) {
         self.wake.notified().await
@@ -554,6 +602,38 @@ mod tests {
         scheduler.finish(probe, EndpointHealth::Answered, 300);
         scheduler.schedule(Entry::due(300, 5, 7));
         assert_eq!(scheduler.next(300), Next::Due(Entry::due(300, 5, 7)));
+    }
+
+    #[test]
+    fn the_endpoint_view_tells_pending_deliveries_and_the_breaker_state() {
+        let scheduler = Scheduler::new(limits(10));
+        let view = |now| scheduler.endpoint(7, now);
+        assert_eq!(
+            view(0),
+            EndpointView {
+                pending: 0,
+                breaker: Breaker::Closed
+            }
+        );
+        scheduler.schedule_all([
+            Entry::due(0, 1, 7),
+            Entry::due(0, 2, 7),
+            Entry::due(0, 3, 8),
+        ]);
+        assert_eq!(view(0).pending, 2);
+        let Next::Due(first) = scheduler.next(0) else {
+            panic!("not due")
+        };
+        // Running counts as pending until it is finished.
+        assert_eq!(view(0).pending, 2);
+        scheduler.finish(first, EndpointHealth::Failing, 0);
+        assert_eq!((view(0).pending, view(0).breaker), (1, Breaker::Closed));
+        let Next::Due(second) = scheduler.next(0) else {
+            panic!("not due")
+        };
+        scheduler.finish(second, EndpointHealth::Failing, 0);
+        assert_eq!(view(50).breaker, Breaker::Open);
+        assert_eq!(view(100).breaker, Breaker::HalfOpen);
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! - `convert`: protobuf <-> domain types.
 //! - `status`: domain `Error` -> `tonic::Status` with rich details.
 //! - `webhooks`, `admin`: the service implementations.
+//! - `health`: webhook health (`GetWebhookHealth`) -> protobuf.
 //! - `server`: the tonic server with health and reflection.
 
 pub mod admin;
 pub mod convert;
+pub mod health;
 pub mod pb;
 pub mod server;
 pub mod status;

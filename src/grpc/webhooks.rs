@@ -323,4 +323,17 @@ impl WebhookService for WebhookApi {
             signing_public_key: rotated.public_key.unwrap_or_default(),
         }))
     }
+
+    async fn get_webhook_health(
+        &self,
+        request: Request<pb::GetWebhookHealthRequest>,
+    ) -> Result<Response<pb::WebhookHealth>, Status> {
+        let caller = self.caller(&request).await?;
+        let health = self
+            .service
+            .webhook_health(&caller, &request.get_ref().webhook_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(super::health::to_pb(&health)))
+    }
 }

@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-use super::{admin, cloudflare, events, health, metrics, oncall};
+use super::{admin, cloudflare, events, health, metrics, oncall, webhook_health};
 
 /// The gateway's OpenAPI document.
 #[derive(OpenApi)]
@@ -33,6 +33,7 @@ use super::{admin, cloudflare, events, health, metrics, oncall};
         oncall::delete_action,
         oncall::redeliver_failed,
         oncall::redeliver,
+        webhook_health::webhook_health,
         events::emit,
         events::emit_batch,
         cloudflare::list,
