@@ -20,9 +20,11 @@
 //! - [`net`]: the accept loop of both servers (a broken listener ends its server).
 //! - [`grpc`]: tonic services, reflection and health.
 //! - [`rest`]: axum gateway (admin, health; OnCall, Cloudflare and events dialects).
+//! - [`console`]: the web console's static files at `/console/` (served by the gateway).
 //! - [`telemetry`]: W3C trace context on emits and deliveries, OTLP export of spans.
 
 pub mod config;
+pub mod console;
 pub mod core;
 pub mod delivery;
 pub mod error;

@@ -6,6 +6,9 @@
 //! - `cloudflare`: Cloudflare's notification webhooks API.
 //! - `events`: `POST /api/v1/events/`.
 //! - `openapi`: `GET /api/openapi.json` (OpenAPI 3.1, generated).
+//! - `webhook_health`: `GET /api/v1/webhooks/{id}/health/`.
+//!
+//! The web console (`crate::console`, `/console/`) is served on the same listener.
 //!
 //! Paths are matched with and without a trailing slash; bodies are size-limited; unknown
 //! paths and methods answer JSON, never HTML.
@@ -17,6 +20,7 @@ pub mod health;
 pub mod metrics;
 pub mod oncall;
 pub mod openapi;
+pub mod webhook_health;
 
 use axum::Router;
 use axum::extract::Request;
@@ -116,6 +120,8 @@ pub fn router(service: Service) -> Router {
         .merge(cloudflare::routes(service.clone()))
         .merge(events::routes(service.clone()))
         .merge(openapi::routes())
+        .merge(webhook_health::routes(service.clone()))
+        .merge(crate::console::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             service.config().max_event_bytes + 64 * 1024,
         ));

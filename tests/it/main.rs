@@ -5,6 +5,7 @@ mod auth;
 mod batch_emit;
 mod bounds;
 mod cli;
+mod console;
 mod delivery;
 mod delivery_features;
 mod egress;
