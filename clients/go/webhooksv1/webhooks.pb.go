@@ -221,6 +221,63 @@ func (DeliveryState) EnumDescriptor() ([]byte, []int) {
 	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{2}
 }
 
+// The state of a webhook's circuit breaker, as the answering instance sees it.
+type BreakerState int32
+
+const (
+	// Not set.
+	BreakerState_BREAKER_STATE_UNSPECIFIED BreakerState = 0
+	// Deliveries go out.
+	BreakerState_BREAKER_STATE_CLOSED BreakerState = 1
+	// Too many consecutive failures: deliveries wait for the cooldown.
+	BreakerState_BREAKER_STATE_OPEN BreakerState = 2
+	// The cooldown is over: one probe delivery decides.
+	BreakerState_BREAKER_STATE_HALF_OPEN BreakerState = 3
+)
+
+// Enum value maps for BreakerState.
+var (
+	BreakerState_name = map[int32]string{
+		0: "BREAKER_STATE_UNSPECIFIED",
+		1: "BREAKER_STATE_CLOSED",
+		2: "BREAKER_STATE_OPEN",
+		3: "BREAKER_STATE_HALF_OPEN",
+	}
+	BreakerState_value = map[string]int32{
+		"BREAKER_STATE_UNSPECIFIED": 0,
+		"BREAKER_STATE_CLOSED":      1,
+		"BREAKER_STATE_OPEN":        2,
+		"BREAKER_STATE_HALF_OPEN":   3,
+	}
+)
+
+func (x BreakerState) Enum() *BreakerState {
+	p := new(BreakerState)
+	*p = x
+	return p
+}
+
+func (x BreakerState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BreakerState) Descriptor() protoreflect.EnumDescriptor {
+	return file_webhooks_v1_webhooks_proto_enumTypes[3].Descriptor()
+}
+
+func (BreakerState) Type() protoreflect.EnumType {
+	return &file_webhooks_v1_webhooks_proto_enumTypes[3]
+}
+
+func (x BreakerState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BreakerState.Descriptor instead.
+func (BreakerState) EnumDescriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{3}
+}
+
 // An outgoing webhook. Field names follow Grafana OnCall's public API; the fields after
 // `integration_filter` are webhookd's superset (Cloudflare, Squadcast, signing, retries).
 type Webhook struct {
@@ -1926,6 +1983,253 @@ func (x *RotateSigningSecretResponse) GetSigningPublicKey() string {
 	return ""
 }
 
+// The webhook whose health to return.
+type GetWebhookHealthRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The webhook's id (NOT_FOUND for other accounts' webhooks).
+	WebhookId     string `protobuf:"bytes,1,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWebhookHealthRequest) Reset() {
+	*x = GetWebhookHealthRequest{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWebhookHealthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWebhookHealthRequest) ProtoMessage() {}
+
+func (x *GetWebhookHealthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWebhookHealthRequest.ProtoReflect.Descriptor instead.
+func (*GetWebhookHealthRequest) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetWebhookHealthRequest) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+// Delivery attempts of one hour.
+type HealthBucket struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Start of the hour (buckets are sliding hours ending at the report's time).
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Attempts answered 2xx.
+	Succeeded int32 `protobuf:"varint,2,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	// Other attempts (an error status, no answer, a template error).
+	Failed        int32 `protobuf:"varint,3,opt,name=failed,proto3" json:"failed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthBucket) Reset() {
+	*x = HealthBucket{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthBucket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthBucket) ProtoMessage() {}
+
+func (x *HealthBucket) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthBucket.ProtoReflect.Descriptor instead.
+func (*HealthBucket) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *HealthBucket) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *HealthBucket) GetSucceeded() int32 {
+	if x != nil {
+		return x.Succeeded
+	}
+	return 0
+}
+
+func (x *HealthBucket) GetFailed() int32 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+// A webhook's delivery health.
+type WebhookHealth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The webhook's id.
+	WebhookId string `protobuf:"bytes,1,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// Whether the webhook fires.
+	IsWebhookEnabled bool `protobuf:"varint,2,opt,name=is_webhook_enabled,json=isWebhookEnabled,proto3" json:"is_webhook_enabled,omitempty"`
+	// Why the server disabled the webhook (empty when it did not; re-enable with UpdateWebhook).
+	DisabledReason string `protobuf:"bytes,3,opt,name=disabled_reason,json=disabledReason,proto3" json:"disabled_reason,omitempty"`
+	// Last 2xx answer (unset: never).
+	LastSuccessAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_success_at,json=lastSuccessAt,proto3" json:"last_success_at,omitempty"`
+	// Last failed attempt (unset: never).
+	LastFailureAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_failure_at,json=lastFailureAt,proto3" json:"last_failure_at,omitempty"`
+	// Start of the current run of failed attempts (unset after a success).
+	FailingSince *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
+	// The circuit breaker of the webhook's endpoint on the answering instance.
+	BreakerState BreakerState `protobuf:"varint,7,opt,name=breaker_state,json=breakerState,proto3,enum=webhooks.v1.BreakerState" json:"breaker_state,omitempty"`
+	// Deliveries queued, waiting or being attempted on the answering instance.
+	PendingCount int32 `protobuf:"varint,8,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
+	// Attempts of the last hour.
+	LastHour *HealthBucket `protobuf:"bytes,9,opt,name=last_hour,json=lastHour,proto3" json:"last_hour,omitempty"`
+	// Attempts of the last 24 hours.
+	LastDay *HealthBucket `protobuf:"bytes,10,opt,name=last_day,json=lastDay,proto3" json:"last_day,omitempty"`
+	// Attempts per hour over the last 24 hours, oldest first (24 buckets), from the
+	// webhook's delivery log.
+	Hourly        []*HealthBucket `protobuf:"bytes,11,rep,name=hourly,proto3" json:"hourly,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookHealth) Reset() {
+	*x = WebhookHealth{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookHealth) ProtoMessage() {}
+
+func (x *WebhookHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookHealth.ProtoReflect.Descriptor instead.
+func (*WebhookHealth) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *WebhookHealth) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *WebhookHealth) GetIsWebhookEnabled() bool {
+	if x != nil {
+		return x.IsWebhookEnabled
+	}
+	return false
+}
+
+func (x *WebhookHealth) GetDisabledReason() string {
+	if x != nil {
+		return x.DisabledReason
+	}
+	return ""
+}
+
+func (x *WebhookHealth) GetLastSuccessAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSuccessAt
+	}
+	return nil
+}
+
+func (x *WebhookHealth) GetLastFailureAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFailureAt
+	}
+	return nil
+}
+
+func (x *WebhookHealth) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
+	}
+	return nil
+}
+
+func (x *WebhookHealth) GetBreakerState() BreakerState {
+	if x != nil {
+		return x.BreakerState
+	}
+	return BreakerState_BREAKER_STATE_UNSPECIFIED
+}
+
+func (x *WebhookHealth) GetPendingCount() int32 {
+	if x != nil {
+		return x.PendingCount
+	}
+	return 0
+}
+
+func (x *WebhookHealth) GetLastHour() *HealthBucket {
+	if x != nil {
+		return x.LastHour
+	}
+	return nil
+}
+
+func (x *WebhookHealth) GetLastDay() *HealthBucket {
+	if x != nil {
+		return x.LastDay
+	}
+	return nil
+}
+
+func (x *WebhookHealth) GetHourly() []*HealthBucket {
+	if x != nil {
+		return x.Hourly
+	}
+	return nil
+}
+
 var File_webhooks_v1_webhooks_proto protoreflect.FileDescriptor
 
 const file_webhooks_v1_webhooks_proto_rawDesc = "" +
@@ -2099,7 +2403,29 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"webhook_id\x18\x01 \x01(\tR\twebhookId\"r\n" +
 	"\x1bRotateSigningSecretResponse\x12%\n" +
 	"\x0esigning_secret\x18\x01 \x01(\tR\rsigningSecret\x12,\n" +
-	"\x12signing_public_key\x18\x02 \x01(\tR\x10signingPublicKey*b\n" +
+	"\x12signing_public_key\x18\x02 \x01(\tR\x10signingPublicKey\"8\n" +
+	"\x17GetWebhookHealthRequest\x12\x1d\n" +
+	"\n" +
+	"webhook_id\x18\x01 \x01(\tR\twebhookId\"\x7f\n" +
+	"\fHealthBucket\x129\n" +
+	"\n" +
+	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x1c\n" +
+	"\tsucceeded\x18\x02 \x01(\x05R\tsucceeded\x12\x16\n" +
+	"\x06failed\x18\x03 \x01(\x05R\x06failed\"\xd4\x04\n" +
+	"\rWebhookHealth\x12\x1d\n" +
+	"\n" +
+	"webhook_id\x18\x01 \x01(\tR\twebhookId\x12,\n" +
+	"\x12is_webhook_enabled\x18\x02 \x01(\bR\x10isWebhookEnabled\x12'\n" +
+	"\x0fdisabled_reason\x18\x03 \x01(\tR\x0edisabledReason\x12B\n" +
+	"\x0flast_success_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rlastSuccessAt\x12B\n" +
+	"\x0flast_failure_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rlastFailureAt\x12?\n" +
+	"\rfailing_since\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12>\n" +
+	"\rbreaker_state\x18\a \x01(\x0e2\x19.webhooks.v1.BreakerStateR\fbreakerState\x12#\n" +
+	"\rpending_count\x18\b \x01(\x05R\fpendingCount\x126\n" +
+	"\tlast_hour\x18\t \x01(\v2\x19.webhooks.v1.HealthBucketR\blastHour\x124\n" +
+	"\blast_day\x18\n" +
+	" \x01(\v2\x19.webhooks.v1.HealthBucketR\alastDay\x121\n" +
+	"\x06hourly\x18\v \x03(\v2\x19.webhooks.v1.HealthBucketR\x06hourly*b\n" +
 	"\x0eFilterOperator\x12\x1f\n" +
 	"\x1bFILTER_OPERATOR_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13FILTER_OPERATOR_AND\x10\x01\x12\x16\n" +
@@ -2119,7 +2445,12 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\x18DELIVERY_STATE_SUCCEEDED\x10\x03\x12\x19\n" +
 	"\x15DELIVERY_STATE_FAILED\x10\x04\x12\x1a\n" +
 	"\x16DELIVERY_STATE_SKIPPED\x10\x05\x12\x1b\n" +
-	"\x17DELIVERY_STATE_ACCEPTED\x10\x062\x99\a\n" +
+	"\x17DELIVERY_STATE_ACCEPTED\x10\x06*|\n" +
+	"\fBreakerState\x12\x1d\n" +
+	"\x19BREAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14BREAKER_STATE_CLOSED\x10\x01\x12\x16\n" +
+	"\x12BREAKER_STATE_OPEN\x10\x02\x12\x1b\n" +
+	"\x17BREAKER_STATE_HALF_OPEN\x10\x032\xef\a\n" +
 	"\x0eWebhookService\x12H\n" +
 	"\rCreateWebhook\x12!.webhooks.v1.CreateWebhookRequest\x1a\x14.webhooks.v1.Webhook\x12B\n" +
 	"\n" +
@@ -2133,7 +2464,8 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"EmitEvents\x12\x1e.webhooks.v1.EmitEventsRequest\x1a\x1f.webhooks.v1.EmitEventsResponse\x12Z\n" +
 	"\x11RedeliverDelivery\x12%.webhooks.v1.RedeliverDeliveryRequest\x1a\x1e.webhooks.v1.RedeliverResponse\x12V\n" +
 	"\x0fRedeliverFailed\x12#.webhooks.v1.RedeliverFailedRequest\x1a\x1e.webhooks.v1.RedeliverResponse\x12h\n" +
-	"\x13RotateSigningSecret\x12'.webhooks.v1.RotateSigningSecretRequest\x1a(.webhooks.v1.RotateSigningSecretResponseB?Z=github.com/webhookd/webhookd/clients/go/webhooksv1;webhooksv1b\x06proto3"
+	"\x13RotateSigningSecret\x12'.webhooks.v1.RotateSigningSecretRequest\x1a(.webhooks.v1.RotateSigningSecretResponse\x12T\n" +
+	"\x10GetWebhookHealth\x12$.webhooks.v1.GetWebhookHealthRequest\x1a\x1a.webhooks.v1.WebhookHealthB?Z=github.com/webhookd/webhookd/clients/go/webhooksv1;webhooksv1b\x06proto3"
 
 var (
 	file_webhooks_v1_webhooks_proto_rawDescOnce sync.Once
@@ -2147,92 +2479,106 @@ func file_webhooks_v1_webhooks_proto_rawDescGZIP() []byte {
 	return file_webhooks_v1_webhooks_proto_rawDescData
 }
 
-var file_webhooks_v1_webhooks_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_webhooks_v1_webhooks_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_webhooks_v1_webhooks_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_webhooks_v1_webhooks_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_webhooks_v1_webhooks_proto_goTypes = []any{
 	(FilterOperator)(0),                 // 0: webhooks.v1.FilterOperator
 	(ConditionOp)(0),                    // 1: webhooks.v1.ConditionOp
 	(DeliveryState)(0),                  // 2: webhooks.v1.DeliveryState
-	(*Webhook)(nil),                     // 3: webhooks.v1.Webhook
-	(*FilterGroup)(nil),                 // 4: webhooks.v1.FilterGroup
-	(*FilterCondition)(nil),             // 5: webhooks.v1.FilterCondition
-	(*CreateWebhookRequest)(nil),        // 6: webhooks.v1.CreateWebhookRequest
-	(*GetWebhookRequest)(nil),           // 7: webhooks.v1.GetWebhookRequest
-	(*ListWebhooksRequest)(nil),         // 8: webhooks.v1.ListWebhooksRequest
-	(*ListWebhooksResponse)(nil),        // 9: webhooks.v1.ListWebhooksResponse
-	(*UpdateWebhookRequest)(nil),        // 10: webhooks.v1.UpdateWebhookRequest
-	(*DeleteWebhookRequest)(nil),        // 11: webhooks.v1.DeleteWebhookRequest
-	(*ListResponsesRequest)(nil),        // 12: webhooks.v1.ListResponsesRequest
-	(*ListResponsesResponse)(nil),       // 13: webhooks.v1.ListResponsesResponse
-	(*WebhookResponse)(nil),             // 14: webhooks.v1.WebhookResponse
-	(*EmitEventRequest)(nil),            // 15: webhooks.v1.EmitEventRequest
-	(*EmitEventsRequest)(nil),           // 16: webhooks.v1.EmitEventsRequest
-	(*EmitEventsResponse)(nil),          // 17: webhooks.v1.EmitEventsResponse
-	(*EmittedEvent)(nil),                // 18: webhooks.v1.EmittedEvent
-	(*DeliveryStatus)(nil),              // 19: webhooks.v1.DeliveryStatus
-	(*RedeliverDeliveryRequest)(nil),    // 20: webhooks.v1.RedeliverDeliveryRequest
-	(*RedeliverFailedRequest)(nil),      // 21: webhooks.v1.RedeliverFailedRequest
-	(*RedeliverResponse)(nil),           // 22: webhooks.v1.RedeliverResponse
-	(*RotateSigningSecretRequest)(nil),  // 23: webhooks.v1.RotateSigningSecretRequest
-	(*RotateSigningSecretResponse)(nil), // 24: webhooks.v1.RotateSigningSecretResponse
-	nil,                                 // 25: webhooks.v1.Webhook.CustomHeadersEntry
-	(*timestamppb.Timestamp)(nil),       // 26: google.protobuf.Timestamp
-	(*structpb.Value)(nil),              // 27: google.protobuf.Value
-	(*fieldmaskpb.FieldMask)(nil),       // 28: google.protobuf.FieldMask
-	(*structpb.Struct)(nil),             // 29: google.protobuf.Struct
-	(*emptypb.Empty)(nil),               // 30: google.protobuf.Empty
+	(BreakerState)(0),                   // 3: webhooks.v1.BreakerState
+	(*Webhook)(nil),                     // 4: webhooks.v1.Webhook
+	(*FilterGroup)(nil),                 // 5: webhooks.v1.FilterGroup
+	(*FilterCondition)(nil),             // 6: webhooks.v1.FilterCondition
+	(*CreateWebhookRequest)(nil),        // 7: webhooks.v1.CreateWebhookRequest
+	(*GetWebhookRequest)(nil),           // 8: webhooks.v1.GetWebhookRequest
+	(*ListWebhooksRequest)(nil),         // 9: webhooks.v1.ListWebhooksRequest
+	(*ListWebhooksResponse)(nil),        // 10: webhooks.v1.ListWebhooksResponse
+	(*UpdateWebhookRequest)(nil),        // 11: webhooks.v1.UpdateWebhookRequest
+	(*DeleteWebhookRequest)(nil),        // 12: webhooks.v1.DeleteWebhookRequest
+	(*ListResponsesRequest)(nil),        // 13: webhooks.v1.ListResponsesRequest
+	(*ListResponsesResponse)(nil),       // 14: webhooks.v1.ListResponsesResponse
+	(*WebhookResponse)(nil),             // 15: webhooks.v1.WebhookResponse
+	(*EmitEventRequest)(nil),            // 16: webhooks.v1.EmitEventRequest
+	(*EmitEventsRequest)(nil),           // 17: webhooks.v1.EmitEventsRequest
+	(*EmitEventsResponse)(nil),          // 18: webhooks.v1.EmitEventsResponse
+	(*EmittedEvent)(nil),                // 19: webhooks.v1.EmittedEvent
+	(*DeliveryStatus)(nil),              // 20: webhooks.v1.DeliveryStatus
+	(*RedeliverDeliveryRequest)(nil),    // 21: webhooks.v1.RedeliverDeliveryRequest
+	(*RedeliverFailedRequest)(nil),      // 22: webhooks.v1.RedeliverFailedRequest
+	(*RedeliverResponse)(nil),           // 23: webhooks.v1.RedeliverResponse
+	(*RotateSigningSecretRequest)(nil),  // 24: webhooks.v1.RotateSigningSecretRequest
+	(*RotateSigningSecretResponse)(nil), // 25: webhooks.v1.RotateSigningSecretResponse
+	(*GetWebhookHealthRequest)(nil),     // 26: webhooks.v1.GetWebhookHealthRequest
+	(*HealthBucket)(nil),                // 27: webhooks.v1.HealthBucket
+	(*WebhookHealth)(nil),               // 28: webhooks.v1.WebhookHealth
+	nil,                                 // 29: webhooks.v1.Webhook.CustomHeadersEntry
+	(*timestamppb.Timestamp)(nil),       // 30: google.protobuf.Timestamp
+	(*structpb.Value)(nil),              // 31: google.protobuf.Value
+	(*fieldmaskpb.FieldMask)(nil),       // 32: google.protobuf.FieldMask
+	(*structpb.Struct)(nil),             // 33: google.protobuf.Struct
+	(*emptypb.Empty)(nil),               // 34: google.protobuf.Empty
 }
 var file_webhooks_v1_webhooks_proto_depIdxs = []int32{
-	4,  // 0: webhooks.v1.Webhook.filters:type_name -> webhooks.v1.FilterGroup
-	25, // 1: webhooks.v1.Webhook.custom_headers:type_name -> webhooks.v1.Webhook.CustomHeadersEntry
-	26, // 2: webhooks.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
-	26, // 3: webhooks.v1.Webhook.last_success:type_name -> google.protobuf.Timestamp
-	26, // 4: webhooks.v1.Webhook.last_failure:type_name -> google.protobuf.Timestamp
+	5,  // 0: webhooks.v1.Webhook.filters:type_name -> webhooks.v1.FilterGroup
+	29, // 1: webhooks.v1.Webhook.custom_headers:type_name -> webhooks.v1.Webhook.CustomHeadersEntry
+	30, // 2: webhooks.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
+	30, // 3: webhooks.v1.Webhook.last_success:type_name -> google.protobuf.Timestamp
+	30, // 4: webhooks.v1.Webhook.last_failure:type_name -> google.protobuf.Timestamp
 	0,  // 5: webhooks.v1.FilterGroup.operator:type_name -> webhooks.v1.FilterOperator
-	5,  // 6: webhooks.v1.FilterGroup.conditions:type_name -> webhooks.v1.FilterCondition
-	4,  // 7: webhooks.v1.FilterGroup.groups:type_name -> webhooks.v1.FilterGroup
+	6,  // 6: webhooks.v1.FilterGroup.conditions:type_name -> webhooks.v1.FilterCondition
+	5,  // 7: webhooks.v1.FilterGroup.groups:type_name -> webhooks.v1.FilterGroup
 	1,  // 8: webhooks.v1.FilterCondition.op:type_name -> webhooks.v1.ConditionOp
-	27, // 9: webhooks.v1.FilterCondition.value:type_name -> google.protobuf.Value
-	3,  // 10: webhooks.v1.CreateWebhookRequest.webhook:type_name -> webhooks.v1.Webhook
-	3,  // 11: webhooks.v1.ListWebhooksResponse.webhooks:type_name -> webhooks.v1.Webhook
-	3,  // 12: webhooks.v1.UpdateWebhookRequest.webhook:type_name -> webhooks.v1.Webhook
-	28, // 13: webhooks.v1.UpdateWebhookRequest.update_mask:type_name -> google.protobuf.FieldMask
-	14, // 14: webhooks.v1.ListResponsesResponse.responses:type_name -> webhooks.v1.WebhookResponse
-	26, // 15: webhooks.v1.WebhookResponse.timestamp:type_name -> google.protobuf.Timestamp
-	29, // 16: webhooks.v1.EmitEventRequest.data:type_name -> google.protobuf.Struct
-	15, // 17: webhooks.v1.EmitEventsRequest.events:type_name -> webhooks.v1.EmitEventRequest
-	18, // 18: webhooks.v1.EmitEventsResponse.results:type_name -> webhooks.v1.EmittedEvent
-	19, // 19: webhooks.v1.EmittedEvent.deliveries:type_name -> webhooks.v1.DeliveryStatus
+	31, // 9: webhooks.v1.FilterCondition.value:type_name -> google.protobuf.Value
+	4,  // 10: webhooks.v1.CreateWebhookRequest.webhook:type_name -> webhooks.v1.Webhook
+	4,  // 11: webhooks.v1.ListWebhooksResponse.webhooks:type_name -> webhooks.v1.Webhook
+	4,  // 12: webhooks.v1.UpdateWebhookRequest.webhook:type_name -> webhooks.v1.Webhook
+	32, // 13: webhooks.v1.UpdateWebhookRequest.update_mask:type_name -> google.protobuf.FieldMask
+	15, // 14: webhooks.v1.ListResponsesResponse.responses:type_name -> webhooks.v1.WebhookResponse
+	30, // 15: webhooks.v1.WebhookResponse.timestamp:type_name -> google.protobuf.Timestamp
+	33, // 16: webhooks.v1.EmitEventRequest.data:type_name -> google.protobuf.Struct
+	16, // 17: webhooks.v1.EmitEventsRequest.events:type_name -> webhooks.v1.EmitEventRequest
+	19, // 18: webhooks.v1.EmitEventsResponse.results:type_name -> webhooks.v1.EmittedEvent
+	20, // 19: webhooks.v1.EmittedEvent.deliveries:type_name -> webhooks.v1.DeliveryStatus
 	2,  // 20: webhooks.v1.DeliveryStatus.state:type_name -> webhooks.v1.DeliveryState
-	26, // 21: webhooks.v1.DeliveryStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
-	26, // 22: webhooks.v1.RedeliverFailedRequest.since:type_name -> google.protobuf.Timestamp
-	6,  // 23: webhooks.v1.WebhookService.CreateWebhook:input_type -> webhooks.v1.CreateWebhookRequest
-	7,  // 24: webhooks.v1.WebhookService.GetWebhook:input_type -> webhooks.v1.GetWebhookRequest
-	8,  // 25: webhooks.v1.WebhookService.ListWebhooks:input_type -> webhooks.v1.ListWebhooksRequest
-	10, // 26: webhooks.v1.WebhookService.UpdateWebhook:input_type -> webhooks.v1.UpdateWebhookRequest
-	11, // 27: webhooks.v1.WebhookService.DeleteWebhook:input_type -> webhooks.v1.DeleteWebhookRequest
-	12, // 28: webhooks.v1.WebhookService.ListResponses:input_type -> webhooks.v1.ListResponsesRequest
-	15, // 29: webhooks.v1.WebhookService.EmitEvent:input_type -> webhooks.v1.EmitEventRequest
-	16, // 30: webhooks.v1.WebhookService.EmitEvents:input_type -> webhooks.v1.EmitEventsRequest
-	20, // 31: webhooks.v1.WebhookService.RedeliverDelivery:input_type -> webhooks.v1.RedeliverDeliveryRequest
-	21, // 32: webhooks.v1.WebhookService.RedeliverFailed:input_type -> webhooks.v1.RedeliverFailedRequest
-	23, // 33: webhooks.v1.WebhookService.RotateSigningSecret:input_type -> webhooks.v1.RotateSigningSecretRequest
-	3,  // 34: webhooks.v1.WebhookService.CreateWebhook:output_type -> webhooks.v1.Webhook
-	3,  // 35: webhooks.v1.WebhookService.GetWebhook:output_type -> webhooks.v1.Webhook
-	9,  // 36: webhooks.v1.WebhookService.ListWebhooks:output_type -> webhooks.v1.ListWebhooksResponse
-	3,  // 37: webhooks.v1.WebhookService.UpdateWebhook:output_type -> webhooks.v1.Webhook
-	30, // 38: webhooks.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
-	13, // 39: webhooks.v1.WebhookService.ListResponses:output_type -> webhooks.v1.ListResponsesResponse
-	19, // 40: webhooks.v1.WebhookService.EmitEvent:output_type -> webhooks.v1.DeliveryStatus
-	17, // 41: webhooks.v1.WebhookService.EmitEvents:output_type -> webhooks.v1.EmitEventsResponse
-	22, // 42: webhooks.v1.WebhookService.RedeliverDelivery:output_type -> webhooks.v1.RedeliverResponse
-	22, // 43: webhooks.v1.WebhookService.RedeliverFailed:output_type -> webhooks.v1.RedeliverResponse
-	24, // 44: webhooks.v1.WebhookService.RotateSigningSecret:output_type -> webhooks.v1.RotateSigningSecretResponse
-	34, // [34:45] is the sub-list for method output_type
-	23, // [23:34] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	30, // 21: webhooks.v1.DeliveryStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	30, // 22: webhooks.v1.RedeliverFailedRequest.since:type_name -> google.protobuf.Timestamp
+	30, // 23: webhooks.v1.HealthBucket.start_time:type_name -> google.protobuf.Timestamp
+	30, // 24: webhooks.v1.WebhookHealth.last_success_at:type_name -> google.protobuf.Timestamp
+	30, // 25: webhooks.v1.WebhookHealth.last_failure_at:type_name -> google.protobuf.Timestamp
+	30, // 26: webhooks.v1.WebhookHealth.failing_since:type_name -> google.protobuf.Timestamp
+	3,  // 27: webhooks.v1.WebhookHealth.breaker_state:type_name -> webhooks.v1.BreakerState
+	27, // 28: webhooks.v1.WebhookHealth.last_hour:type_name -> webhooks.v1.HealthBucket
+	27, // 29: webhooks.v1.WebhookHealth.last_day:type_name -> webhooks.v1.HealthBucket
+	27, // 30: webhooks.v1.WebhookHealth.hourly:type_name -> webhooks.v1.HealthBucket
+	7,  // 31: webhooks.v1.WebhookService.CreateWebhook:input_type -> webhooks.v1.CreateWebhookRequest
+	8,  // 32: webhooks.v1.WebhookService.GetWebhook:input_type -> webhooks.v1.GetWebhookRequest
+	9,  // 33: webhooks.v1.WebhookService.ListWebhooks:input_type -> webhooks.v1.ListWebhooksRequest
+	11, // 34: webhooks.v1.WebhookService.UpdateWebhook:input_type -> webhooks.v1.UpdateWebhookRequest
+	12, // 35: webhooks.v1.WebhookService.DeleteWebhook:input_type -> webhooks.v1.DeleteWebhookRequest
+	13, // 36: webhooks.v1.WebhookService.ListResponses:input_type -> webhooks.v1.ListResponsesRequest
+	16, // 37: webhooks.v1.WebhookService.EmitEvent:input_type -> webhooks.v1.EmitEventRequest
+	17, // 38: webhooks.v1.WebhookService.EmitEvents:input_type -> webhooks.v1.EmitEventsRequest
+	21, // 39: webhooks.v1.WebhookService.RedeliverDelivery:input_type -> webhooks.v1.RedeliverDeliveryRequest
+	22, // 40: webhooks.v1.WebhookService.RedeliverFailed:input_type -> webhooks.v1.RedeliverFailedRequest
+	24, // 41: webhooks.v1.WebhookService.RotateSigningSecret:input_type -> webhooks.v1.RotateSigningSecretRequest
+	26, // 42: webhooks.v1.WebhookService.GetWebhookHealth:input_type -> webhooks.v1.GetWebhookHealthRequest
+	4,  // 43: webhooks.v1.WebhookService.CreateWebhook:output_type -> webhooks.v1.Webhook
+	4,  // 44: webhooks.v1.WebhookService.GetWebhook:output_type -> webhooks.v1.Webhook
+	10, // 45: webhooks.v1.WebhookService.ListWebhooks:output_type -> webhooks.v1.ListWebhooksResponse
+	4,  // 46: webhooks.v1.WebhookService.UpdateWebhook:output_type -> webhooks.v1.Webhook
+	34, // 47: webhooks.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
+	14, // 48: webhooks.v1.WebhookService.ListResponses:output_type -> webhooks.v1.ListResponsesResponse
+	20, // 49: webhooks.v1.WebhookService.EmitEvent:output_type -> webhooks.v1.DeliveryStatus
+	18, // 50: webhooks.v1.WebhookService.EmitEvents:output_type -> webhooks.v1.EmitEventsResponse
+	23, // 51: webhooks.v1.WebhookService.RedeliverDelivery:output_type -> webhooks.v1.RedeliverResponse
+	23, // 52: webhooks.v1.WebhookService.RedeliverFailed:output_type -> webhooks.v1.RedeliverResponse
+	25, // 53: webhooks.v1.WebhookService.RotateSigningSecret:output_type -> webhooks.v1.RotateSigningSecretResponse
+	28, // 54: webhooks.v1.WebhookService.GetWebhookHealth:output_type -> webhooks.v1.WebhookHealth
+	43, // [43:55] is the sub-list for method output_type
+	31, // [31:43] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_webhooks_v1_webhooks_proto_init() }
@@ -2248,8 +2594,8 @@ func file_webhooks_v1_webhooks_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_webhooks_v1_webhooks_proto_rawDesc), len(file_webhooks_v1_webhooks_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   23,
+			NumEnums:      4,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,7 @@ const (
 	WebhookService_RedeliverDelivery_FullMethodName   = "/webhooks.v1.WebhookService/RedeliverDelivery"
 	WebhookService_RedeliverFailed_FullMethodName     = "/webhooks.v1.WebhookService/RedeliverFailed"
 	WebhookService_RotateSigningSecret_FullMethodName = "/webhooks.v1.WebhookService/RotateSigningSecret"
+	WebhookService_GetWebhookHealth_FullMethodName    = "/webhooks.v1.WebhookService/GetWebhookHealth"
 )
 
 // WebhookServiceClient is the client API for WebhookService service.
@@ -77,6 +78,9 @@ type WebhookServiceClient interface {
 	RedeliverFailed(ctx context.Context, in *RedeliverFailedRequest, opts ...grpc.CallOption) (*RedeliverResponse, error)
 	// Generates a new signing secret and returns it once; the previous one keeps signing for 24 h.
 	RotateSigningSecret(ctx context.Context, in *RotateSigningSecretRequest, opts ...grpc.CallOption) (*RotateSigningSecretResponse, error)
+	// One webhook's delivery health at a glance: last success and failure, its circuit breaker,
+	// pending deliveries, and attempts per hour over the last day (what the web console shows).
+	GetWebhookHealth(ctx context.Context, in *GetWebhookHealthRequest, opts ...grpc.CallOption) (*WebhookHealth, error)
 }
 
 type webhookServiceClient struct {
@@ -206,6 +210,16 @@ func (c *webhookServiceClient) RotateSigningSecret(ctx context.Context, in *Rota
 	return out, nil
 }
 
+func (c *webhookServiceClient) GetWebhookHealth(ctx context.Context, in *GetWebhookHealthRequest, opts ...grpc.CallOption) (*WebhookHealth, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WebhookHealth)
+	err := c.cc.Invoke(ctx, WebhookService_GetWebhookHealth_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WebhookServiceServer is the server API for WebhookService service.
 // All implementations must embed UnimplementedWebhookServiceServer
 // for forward compatibility.
@@ -246,6 +260,9 @@ type WebhookServiceServer interface {
 	RedeliverFailed(context.Context, *RedeliverFailedRequest) (*RedeliverResponse, error)
 	// Generates a new signing secret and returns it once; the previous one keeps signing for 24 h.
 	RotateSigningSecret(context.Context, *RotateSigningSecretRequest) (*RotateSigningSecretResponse, error)
+	// One webhook's delivery health at a glance: last success and failure, its circuit breaker,
+	// pending deliveries, and attempts per hour over the last day (what the web console shows).
+	GetWebhookHealth(context.Context, *GetWebhookHealthRequest) (*WebhookHealth, error)
 	mustEmbedUnimplementedWebhookServiceServer()
 }
 
@@ -288,6 +305,9 @@ func (UnimplementedWebhookServiceServer) RedeliverFailed(context.Context, *Redel
 }
 func (UnimplementedWebhookServiceServer) RotateSigningSecret(context.Context, *RotateSigningSecretRequest) (*RotateSigningSecretResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateSigningSecret not implemented")
+}
+func (UnimplementedWebhookServiceServer) GetWebhookHealth(context.Context, *GetWebhookHealthRequest) (*WebhookHealth, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetWebhookHealth not implemented")
 }
 func (UnimplementedWebhookServiceServer) mustEmbedUnimplementedWebhookServiceServer() {}
 func (UnimplementedWebhookServiceServer) testEmbeddedByValue()                        {}
@@ -501,6 +521,24 @@ func _WebhookService_RotateSigningSecret_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WebhookService_GetWebhookHealth_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetWebhookHealthRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebhookServiceServer).GetWebhookHealth(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebhookService_GetWebhookHealth_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebhookServiceServer).GetWebhookHealth(ctx, req.(*GetWebhookHealthRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // WebhookService_ServiceDesc is the grpc.ServiceDesc for WebhookService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -547,6 +585,10 @@ var WebhookService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RotateSigningSecret",
 			Handler:    _WebhookService_RotateSigningSecret_Handler,
+		},
+		{
+			MethodName: "GetWebhookHealth",
+			Handler:    _WebhookService_GetWebhookHealth_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -16,7 +16,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file webhooks/v1/webhooks.proto.
  */
 export const file_webhooks_v1_webhooks: GenFile = /*@__PURE__*/
-  fileDesc("Chp3ZWJob29rcy92MS93ZWJob29rcy5wcm90bxILd2ViaG9va3MudjEijAoKB1dlYmhvb2sSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIfChJpc193ZWJob29rX2VuYWJsZWQYAyABKAhIAIgBARIRCgR0ZWFtGAQgASgJSAGIAQESEQoEZGF0YRgFIAEoCUgCiAEBEhUKCHVzZXJuYW1lGAYgASgJSAOIAQESFQoIcGFzc3dvcmQYByABKAlIBIgBARIhChRhdXRob3JpemF0aW9uX2hlYWRlchgIIAEoCUgFiAEBEh0KEHRyaWdnZXJfdGVtcGxhdGUYCSABKAlIBogBARIUCgdoZWFkZXJzGAogASgJSAeIAQESCwoDdXJsGAsgASgJEhgKC2ZvcndhcmRfYWxsGAwgASgISAiIAQESEwoLaHR0cF9tZXRob2QYDSABKAkSFAoMdHJpZ2dlcl90eXBlGA4gASgJEhoKEmludGVncmF0aW9uX2ZpbHRlchgPIAMoCRITCgtkZXNjcmlwdGlvbhgQIAEoCRIVCg10cmlnZ2VyX3R5cGVzGBEgAygJEgwKBHVybHMYEiADKAkSKQoHZmlsdGVycxgTIAEoCzIYLndlYmhvb2tzLnYxLkZpbHRlckdyb3VwEhgKEGRlc3RpbmF0aW9uX3R5cGUYFCABKAkSEwoGc2VjcmV0GBUgASgJSAmIAQESGwoOc2lnbmluZ19zZWNyZXQYFiABKAlICogBARIWCg5yZXRyeV9zY2hlZHVsZRgXIAMoCRIXCg90ZW1wbGF0ZV9lbmdpbmUYGCABKAkSPwoOY3VzdG9tX2hlYWRlcnMYGSADKAsyJy53ZWJob29rcy52MS5XZWJob29rLkN1c3RvbUhlYWRlcnNFbnRyeRIuCgpjcmVhdGVkX2F0GBogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3N1Y2Nlc3MYGyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfZmFpbHVyZRgcIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPZGlzYWJsZWRfcmVhc29uGB0gASgJEhQKDG1heF9hdHRlbXB0cxgeIAEoBRIXCg9zY2hlZHVsZV9maWx0ZXIYHyADKAkSGgoSc2lnbmluZ19wdWJsaWNfa2V5GCAgASgJEh8KEmNsaWVudF9jZXJ0aWZpY2F0ZRghIAEoCUgLiAEBEhcKCmNsaWVudF9rZXkYIiABKAlIDIgBARIXCg9jYV9jZXJ0aWZpY2F0ZXMYIyADKAkSHQoVcmF0ZV9saW1pdF9wZXJfc2Vjb25kGCQgASgFEhgKEHJhdGVfbGltaXRfYnVyc3QYJSABKAUaNAoSQ3VzdG9tSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCFQoTX2lzX3dlYmhvb2tfZW5hYmxlZEIHCgVfdGVhbUIHCgVfZGF0YUILCglfdXNlcm5hbWVCCwoJX3Bhc3N3b3JkQhcKFV9hdXRob3JpemF0aW9uX2hlYWRlckITChFfdHJpZ2dlcl90ZW1wbGF0ZUIKCghfaGVhZGVyc0IOCgxfZm9yd2FyZF9hbGxCCQoHX3NlY3JldEIRCg9fc2lnbmluZ19zZWNyZXRCFQoTX2NsaWVudF9jZXJ0aWZpY2F0ZUINCgtfY2xpZW50X2tleSKYAQoLRmlsdGVyR3JvdXASLQoIb3BlcmF0b3IYASABKA4yGy53ZWJob29rcy52MS5GaWx0ZXJPcGVyYXRvchIwCgpjb25kaXRpb25zGAIgAygLMhwud2ViaG9va3MudjEuRmlsdGVyQ29uZGl0aW9uEigKBmdyb3VwcxgDIAMoCzIYLndlYmhvb2tzLnYxLkZpbHRlckdyb3VwIm0KD0ZpbHRlckNvbmRpdGlvbhINCgVmaWVsZBgBIAEoCRIkCgJvcBgCIAEoDjIYLndlYmhvb2tzLnYxLkNvbmRpdGlvbk9wEiUKBXZhbHVlGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIj0KFENyZWF0ZVdlYmhvb2tSZXF1ZXN0EiUKB3dlYmhvb2sYASABKAsyFC53ZWJob29rcy52MS5XZWJob29rIh8KEUdldFdlYmhvb2tSZXF1ZXN0EgoKAmlkGAEgASgJIjwKE0xpc3RXZWJob29rc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiawoUTGlzdFdlYmhvb2tzUmVzcG9uc2USJgoId2ViaG9va3MYASADKAsyFC53ZWJob29rcy52MS5XZWJob29rEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFIm4KFFVwZGF0ZVdlYmhvb2tSZXF1ZXN0EiUKB3dlYmhvb2sYASABKAsyFC53ZWJob29rcy52MS5XZWJob29rEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIiChREZWxldGVXZWJob29rUmVxdWVzdBIKCgJpZBgBIAEoCSJRChRMaXN0UmVzcG9uc2VzUmVxdWVzdBISCgp3ZWJob29rX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImEKFUxpc3RSZXNwb25zZXNSZXNwb25zZRIvCglyZXNwb25zZXMYASADKAsyHC53ZWJob29rcy52MS5XZWJob29rUmVzcG9uc2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIoADCg9XZWJob29rUmVzcG9uc2USLQoJdGltZXN0YW1wGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgN1cmwYAiABKAkSFwoPcmVxdWVzdF90cmlnZ2VyGAMgASgJEhwKD3JlcXVlc3RfaGVhZGVycxgEIAEoCUgAiAEBEhkKDHJlcXVlc3RfZGF0YRgFIAEoCUgBiAEBEhgKC3N0YXR1c19jb2RlGAYgASgFSAKIAQESFAoHY29udGVudBgHIAEoCUgDiAEBEhIKCmV2ZW50X2RhdGEYCCABKAkSDwoHYXR0ZW1wdBgJIAEoBRITCgtkZWxpdmVyeV9pZBgKIAEoCRITCgtkdXJhdGlvbl9tcxgLIAEoAxINCgVlcnJvchgMIAEoCRIQCghldmVudF9pZBgNIAEoCUISChBfcmVxdWVzdF9oZWFkZXJzQg8KDV9yZXF1ZXN0X2RhdGFCDgoMX3N0YXR1c19jb2RlQgoKCF9jb250ZW50ImYKEEVtaXRFdmVudFJlcXVlc3QSEgoKZXZlbnRfdHlwZRgBIAEoCRIlCgRkYXRhGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiQgoRRW1pdEV2ZW50c1JlcXVlc3QSLQoGZXZlbnRzGAEgAygLMh0ud2ViaG9va3MudjEuRW1pdEV2ZW50UmVxdWVzdCJAChJFbWl0RXZlbnRzUmVzcG9uc2USKgoHcmVzdWx0cxgBIAMoCzIZLndlYmhvb2tzLnYxLkVtaXR0ZWRFdmVudCJkCgxFbWl0dGVkRXZlbnQSEAoIZXZlbnRfaWQYASABKAkSEQoJZHVwbGljYXRlGAIgASgIEi8KCmRlbGl2ZXJpZXMYAyADKAsyGy53ZWJob29rcy52MS5EZWxpdmVyeVN0YXR1cyKeAgoORGVsaXZlcnlTdGF0dXMSEAoIZXZlbnRfaWQYASABKAkSEgoKd2ViaG9va19pZBgCIAEoCRITCgtkZWxpdmVyeV9pZBgDIAEoCRIpCgVzdGF0ZRgEIAEoDjIaLndlYmhvb2tzLnYxLkRlbGl2ZXJ5U3RhdGUSDwoHYXR0ZW1wdBgFIAEoBRIYCgtzdGF0dXNfY29kZRgGIAEoBUgAiAEBEg0KBWVycm9yGAcgASgJEjMKD25leHRfYXR0ZW1wdF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDdXJsGAkgASgJEhoKEm1hdGNoZWRfZGVsaXZlcmllcxgKIAEoBUIOCgxfc3RhdHVzX2NvZGUiLwoYUmVkZWxpdmVyRGVsaXZlcnlSZXF1ZXN0EhMKC2RlbGl2ZXJ5X2lkGAEgASgJIlcKFlJlZGVsaXZlckZhaWxlZFJlcXVlc3QSEgoKd2ViaG9va19pZBgBIAEoCRIpCgVzaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKQoRUmVkZWxpdmVyUmVzcG9uc2USFAoMZGVsaXZlcnlfaWRzGAEgAygJIjAKGlJvdGF0ZVNpZ25pbmdTZWNyZXRSZXF1ZXN0EhIKCndlYmhvb2tfaWQYASABKAkiUQobUm90YXRlU2lnbmluZ1NlY3JldFJlc3BvbnNlEhYKDnNpZ25pbmdfc2VjcmV0GAEgASgJEhoKEnNpZ25pbmdfcHVibGljX2tleRgCIAEoCSpiCg5GaWx0ZXJPcGVyYXRvchIfChtGSUxURVJfT1BFUkFUT1JfVU5TUEVDSUZJRUQQABIXChNGSUxURVJfT1BFUkFUT1JfQU5EEAESFgoSRklMVEVSX09QRVJBVE9SX09SEAIqwgEKC0NvbmRpdGlvbk9wEhwKGENPTkRJVElPTl9PUF9VTlNQRUNJRklFRBAAEhcKE0NPTkRJVElPTl9PUF9FUVVBTFMQARIbChdDT05ESVRJT05fT1BfTk9UX0VRVUFMUxACEhkKFUNPTkRJVElPTl9PUF9DT05UQUlOUxADEhYKEkNPTkRJVElPTl9PUF9SRUdFWBAEEhcKE0NPTkRJVElPTl9PUF9FWElTVFMQBRITCg9DT05ESVRJT05fT1BfSU4QBirZAQoNRGVsaXZlcnlTdGF0ZRIeChpERUxJVkVSWV9TVEFURV9VTlNQRUNJRklFRBAAEhkKFURFTElWRVJZX1NUQVRFX1FVRVVFRBABEhsKF0RFTElWRVJZX1NUQVRFX1JFVFJZSU5HEAISHAoYREVMSVZFUllfU1RBVEVfU1VDQ0VFREVEEAMSGQoVREVMSVZFUllfU1RBVEVfRkFJTEVEEAQSGgoWREVMSVZFUllfU1RBVEVfU0tJUFBFRBAFEhsKF0RFTElWRVJZX1NUQVRFX0FDQ0VQVEVEEAYymQcKDldlYmhvb2tTZXJ2aWNlEkgKDUNyZWF0ZVdlYmhvb2sSIS53ZWJob29rcy52MS5DcmVhdGVXZWJob29rUmVxdWVzdBoULndlYmhvb2tzLnYxLldlYmhvb2sSQgoKR2V0V2ViaG9vaxIeLndlYmhvb2tzLnYxLkdldFdlYmhvb2tSZXF1ZXN0GhQud2ViaG9va3MudjEuV2ViaG9vaxJTCgxMaXN0V2ViaG9va3MSIC53ZWJob29rcy52MS5MaXN0V2ViaG9va3NSZXF1ZXN0GiEud2ViaG9va3MudjEuTGlzdFdlYmhvb2tzUmVzcG9uc2USSAoNVXBkYXRlV2ViaG9vaxIhLndlYmhvb2tzLnYxLlVwZGF0ZVdlYmhvb2tSZXF1ZXN0GhQud2ViaG9va3MudjEuV2ViaG9vaxJKCg1EZWxldGVXZWJob29rEiEud2ViaG9va3MudjEuRGVsZXRlV2ViaG9va1JlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSVgoNTGlzdFJlc3BvbnNlcxIhLndlYmhvb2tzLnYxLkxpc3RSZXNwb25zZXNSZXF1ZXN0GiIud2ViaG9va3MudjEuTGlzdFJlc3BvbnNlc1Jlc3BvbnNlEkkKCUVtaXRFdmVudBIdLndlYmhvb2tzLnYxLkVtaXRFdmVudFJlcXVlc3QaGy53ZWJob29rcy52MS5EZWxpdmVyeVN0YXR1czABEk0KCkVtaXRFdmVudHMSHi53ZWJob29rcy52MS5FbWl0RXZlbnRzUmVxdWVzdBofLndlYmhvb2tzLnYxLkVtaXRFdmVudHNSZXNwb25zZRJaChFSZWRlbGl2ZXJEZWxpdmVyeRIlLndlYmhvb2tzLnYxLlJlZGVsaXZlckRlbGl2ZXJ5UmVxdWVzdBoeLndlYmhvb2tzLnYxLlJlZGVsaXZlclJlc3BvbnNlElYKD1JlZGVsaXZlckZhaWxlZBIjLndlYmhvb2tzLnYxLlJlZGVsaXZlckZhaWxlZFJlcXVlc3QaHi53ZWJob29rcy52MS5SZWRlbGl2ZXJSZXNwb25zZRJoChNSb3RhdGVTaWduaW5nU2VjcmV0Eicud2ViaG9va3MudjEuUm90YXRlU2lnbmluZ1NlY3JldFJlcXVlc3QaKC53ZWJob29rcy52MS5Sb3RhdGVTaWduaW5nU2VjcmV0UmVzcG9uc2VCP1o9Z2l0aHViLmNvbS93ZWJob29rZC93ZWJob29rZC9jbGllbnRzL2dvL3dlYmhvb2tzdjE7d2ViaG9va3N2MWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chp3ZWJob29rcy92MS93ZWJob29rcy5wcm90bxILd2ViaG9va3MudjEijAoKB1dlYmhvb2sSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIfChJpc193ZWJob29rX2VuYWJsZWQYAyABKAhIAIgBARIRCgR0ZWFtGAQgASgJSAGIAQESEQoEZGF0YRgFIAEoCUgCiAEBEhUKCHVzZXJuYW1lGAYgASgJSAOIAQESFQoIcGFzc3dvcmQYByABKAlIBIgBARIhChRhdXRob3JpemF0aW9uX2hlYWRlchgIIAEoCUgFiAEBEh0KEHRyaWdnZXJfdGVtcGxhdGUYCSABKAlIBogBARIUCgdoZWFkZXJzGAogASgJSAeIAQESCwoDdXJsGAsgASgJEhgKC2ZvcndhcmRfYWxsGAwgASgISAiIAQESEwoLaHR0cF9tZXRob2QYDSABKAkSFAoMdHJpZ2dlcl90eXBlGA4gASgJEhoKEmludGVncmF0aW9uX2ZpbHRlchgPIAMoCRITCgtkZXNjcmlwdGlvbhgQIAEoCRIVCg10cmlnZ2VyX3R5cGVzGBEgAygJEgwKBHVybHMYEiADKAkSKQoHZmlsdGVycxgTIAEoCzIYLndlYmhvb2tzLnYxLkZpbHRlckdyb3VwEhgKEGRlc3RpbmF0aW9uX3R5cGUYFCABKAkSEwoGc2VjcmV0GBUgASgJSAmIAQESGwoOc2lnbmluZ19zZWNyZXQYFiABKAlICogBARIWCg5yZXRyeV9zY2hlZHVsZRgXIAMoCRIXCg90ZW1wbGF0ZV9lbmdpbmUYGCABKAkSPwoOY3VzdG9tX2hlYWRlcnMYGSADKAsyJy53ZWJob29rcy52MS5XZWJob29rLkN1c3RvbUhlYWRlcnNFbnRyeRIuCgpjcmVhdGVkX2F0GBogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3N1Y2Nlc3MYGyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfZmFpbHVyZRgcIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPZGlzYWJsZWRfcmVhc29uGB0gASgJEhQKDG1heF9hdHRlbXB0cxgeIAEoBRIXCg9zY2hlZHVsZV9maWx0ZXIYHyADKAkSGgoSc2lnbmluZ19wdWJsaWNfa2V5GCAgASgJEh8KEmNsaWVudF9jZXJ0aWZpY2F0ZRghIAEoCUgLiAEBEhcKCmNsaWVudF9rZXkYIiABKAlIDIgBARIXCg9jYV9jZXJ0aWZpY2F0ZXMYIyADKAkSHQoVcmF0ZV9saW1pdF9wZXJfc2Vjb25kGCQgASgFEhgKEHJhdGVfbGltaXRfYnVyc3QYJSABKAUaNAoSQ3VzdG9tSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCFQoTX2lzX3dlYmhvb2tfZW5hYmxlZEIHCgVfdGVhbUIHCgVfZGF0YUILCglfdXNlcm5hbWVCCwoJX3Bhc3N3b3JkQhcKFV9hdXRob3JpemF0aW9uX2hlYWRlckITChFfdHJpZ2dlcl90ZW1wbGF0ZUIKCghfaGVhZGVyc0IOCgxfZm9yd2FyZF9hbGxCCQoHX3NlY3JldEIRCg9fc2lnbmluZ19zZWNyZXRCFQoTX2NsaWVudF9jZXJ0aWZpY2F0ZUINCgtfY2xpZW50X2tleSKYAQoLRmlsdGVyR3JvdXASLQoIb3BlcmF0b3IYASABKA4yGy53ZWJob29rcy52MS5GaWx0ZXJPcGVyYXRvchIwCgpjb25kaXRpb25zGAIgAygLMhwud2ViaG9va3MudjEuRmlsdGVyQ29uZGl0aW9uEigKBmdyb3VwcxgDIAMoCzIYLndlYmhvb2tzLnYxLkZpbHRlckdyb3VwIm0KD0ZpbHRlckNvbmRpdGlvbhINCgVmaWVsZBgBIAEoCRIkCgJvcBgCIAEoDjIYLndlYmhvb2tzLnYxLkNvbmRpdGlvbk9wEiUKBXZhbHVlGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIj0KFENyZWF0ZVdlYmhvb2tSZXF1ZXN0EiUKB3dlYmhvb2sYASABKAsyFC53ZWJob29rcy52MS5XZWJob29rIh8KEUdldFdlYmhvb2tSZXF1ZXN0EgoKAmlkGAEgASgJIjwKE0xpc3RXZWJob29rc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiawoUTGlzdFdlYmhvb2tzUmVzcG9uc2USJgoId2ViaG9va3MYASADKAsyFC53ZWJob29rcy52MS5XZWJob29rEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFIm4KFFVwZGF0ZVdlYmhvb2tSZXF1ZXN0EiUKB3dlYmhvb2sYASABKAsyFC53ZWJob29rcy52MS5XZWJob29rEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIiChREZWxldGVXZWJob29rUmVxdWVzdBIKCgJpZBgBIAEoCSJRChRMaXN0UmVzcG9uc2VzUmVxdWVzdBISCgp3ZWJob29rX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImEKFUxpc3RSZXNwb25zZXNSZXNwb25zZRIvCglyZXNwb25zZXMYASADKAsyHC53ZWJob29rcy52MS5XZWJob29rUmVzcG9uc2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIoADCg9XZWJob29rUmVzcG9uc2USLQoJdGltZXN0YW1wGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgN1cmwYAiABKAkSFwoPcmVxdWVzdF90cmlnZ2VyGAMgASgJEhwKD3JlcXVlc3RfaGVhZGVycxgEIAEoCUgAiAEBEhkKDHJlcXVlc3RfZGF0YRgFIAEoCUgBiAEBEhgKC3N0YXR1c19jb2RlGAYgASgFSAKIAQESFAoHY29udGVudBgHIAEoCUgDiAEBEhIKCmV2ZW50X2RhdGEYCCABKAkSDwoHYXR0ZW1wdBgJIAEoBRITCgtkZWxpdmVyeV9pZBgKIAEoCRITCgtkdXJhdGlvbl9tcxgLIAEoAxINCgVlcnJvchgMIAEoCRIQCghldmVudF9pZBgNIAEoCUISChBfcmVxdWVzdF9oZWFkZXJzQg8KDV9yZXF1ZXN0X2RhdGFCDgoMX3N0YXR1c19jb2RlQgoKCF9jb250ZW50ImYKEEVtaXRFdmVudFJlcXVlc3QSEgoKZXZlbnRfdHlwZRgBIAEoCRIlCgRkYXRhGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiQgoRRW1pdEV2ZW50c1JlcXVlc3QSLQoGZXZlbnRzGAEgAygLMh0ud2ViaG9va3MudjEuRW1pdEV2ZW50UmVxdWVzdCJAChJFbWl0RXZlbnRzUmVzcG9uc2USKgoHcmVzdWx0cxgBIAMoCzIZLndlYmhvb2tzLnYxLkVtaXR0ZWRFdmVudCJkCgxFbWl0dGVkRXZlbnQSEAoIZXZlbnRfaWQYASABKAkSEQoJZHVwbGljYXRlGAIgASgIEi8KCmRlbGl2ZXJpZXMYAyADKAsyGy53ZWJob29rcy52MS5EZWxpdmVyeVN0YXR1cyKeAgoORGVsaXZlcnlTdGF0dXMSEAoIZXZlbnRfaWQYASABKAkSEgoKd2ViaG9va19pZBgCIAEoCRITCgtkZWxpdmVyeV9pZBgDIAEoCRIpCgVzdGF0ZRgEIAEoDjIaLndlYmhvb2tzLnYxLkRlbGl2ZXJ5U3RhdGUSDwoHYXR0ZW1wdBgFIAEoBRIYCgtzdGF0dXNfY29kZRgGIAEoBUgAiAEBEg0KBWVycm9yGAcgASgJEjMKD25leHRfYXR0ZW1wdF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDdXJsGAkgASgJEhoKEm1hdGNoZWRfZGVsaXZlcmllcxgKIAEoBUIOCgxfc3RhdHVzX2NvZGUiLwoYUmVkZWxpdmVyRGVsaXZlcnlSZXF1ZXN0EhMKC2RlbGl2ZXJ5X2lkGAEgASgJIlcKFlJlZGVsaXZlckZhaWxlZFJlcXVlc3QSEgoKd2ViaG9va19pZBgBIAEoCRIpCgVzaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKQoRUmVkZWxpdmVyUmVzcG9uc2USFAoMZGVsaXZlcnlfaWRzGAEgAygJIjAKGlJvdGF0ZVNpZ25pbmdTZWNyZXRSZXF1ZXN0EhIKCndlYmhvb2tfaWQYASABKAkiUQobUm90YXRlU2lnbmluZ1NlY3JldFJlc3BvbnNlEhYKDnNpZ25pbmdfc2VjcmV0GAEgASgJEhoKEnNpZ25pbmdfcHVibGljX2tleRgCIAEoCSItChdHZXRXZWJob29rSGVhbHRoUmVxdWVzdBISCgp3ZWJob29rX2lkGAEgASgJImEKDEhlYWx0aEJ1Y2tldBIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglzdWNjZWVkZWQYAiABKAUSDgoGZmFpbGVkGAMgASgFIsQDCg1XZWJob29rSGVhbHRoEhIKCndlYmhvb2tfaWQYASABKAkSGgoSaXNfd2ViaG9va19lbmFibGVkGAIgASgIEhcKD2Rpc2FibGVkX3JlYXNvbhgDIAEoCRIzCg9sYXN0X3N1Y2Nlc3NfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2xhc3RfZmFpbHVyZV9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNZmFpbGluZ19zaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoNYnJlYWtlcl9zdGF0ZRgHIAEoDjIZLndlYmhvb2tzLnYxLkJyZWFrZXJTdGF0ZRIVCg1wZW5kaW5nX2NvdW50GAggASgFEiwKCWxhc3RfaG91chgJIAEoCzIZLndlYmhvb2tzLnYxLkhlYWx0aEJ1Y2tldBIrCghsYXN0X2RheRgKIAEoCzIZLndlYmhvb2tzLnYxLkhlYWx0aEJ1Y2tldBIpCgZob3VybHkYCyADKAsyGS53ZWJob29rcy52MS5IZWFsdGhCdWNrZXQqYgoORmlsdGVyT3BlcmF0b3ISHwobRklMVEVSX09QRVJBVE9SX1VOU1BFQ0lGSUVEEAASFwoTRklMVEVSX09QRVJBVE9SX0FORBABEhYKEkZJTFRFUl9PUEVSQVRPUl9PUhACKsIBCgtDb25kaXRpb25PcBIcChhDT05ESVRJT05fT1BfVU5TUEVDSUZJRUQQABIXChNDT05ESVRJT05fT1BfRVFVQUxTEAESGwoXQ09ORElUSU9OX09QX05PVF9FUVVBTFMQAhIZChVDT05ESVRJT05fT1BfQ09OVEFJTlMQAxIWChJDT05ESVRJT05fT1BfUkVHRVgQBBIXChNDT05ESVRJT05fT1BfRVhJU1RTEAUSEwoPQ09ORElUSU9OX09QX0lOEAYq2QEKDURlbGl2ZXJ5U3RhdGUSHgoaREVMSVZFUllfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVERUxJVkVSWV9TVEFURV9RVUVVRUQQARIbChdERUxJVkVSWV9TVEFURV9SRVRSWUlORxACEhwKGERFTElWRVJZX1NUQVRFX1NVQ0NFRURFRBADEhkKFURFTElWRVJZX1NUQVRFX0ZBSUxFRBAEEhoKFkRFTElWRVJZX1NUQVRFX1NLSVBQRUQQBRIbChdERUxJVkVSWV9TVEFURV9BQ0NFUFRFRBAGKnwKDEJyZWFrZXJTdGF0ZRIdChlCUkVBS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQlJFQUtFUl9TVEFURV9DTE9TRUQQARIWChJCUkVBS0VSX1NUQVRFX09QRU4QAhIbChdCUkVBS0VSX1NUQVRFX0hBTEZfT1BFThADMu8HCg5XZWJob29rU2VydmljZRJICg1DcmVhdGVXZWJob29rEiEud2ViaG9va3MudjEuQ3JlYXRlV2ViaG9va1JlcXVlc3QaFC53ZWJob29rcy52MS5XZWJob29rEkIKCkdldFdlYmhvb2sSHi53ZWJob29rcy52MS5HZXRXZWJob29rUmVxdWVzdBoULndlYmhvb2tzLnYxLldlYmhvb2sSUwoMTGlzdFdlYmhvb2tzEiAud2ViaG9va3MudjEuTGlzdFdlYmhvb2tzUmVxdWVzdBohLndlYmhvb2tzLnYxLkxpc3RXZWJob29rc1Jlc3BvbnNlEkgKDVVwZGF0ZVdlYmhvb2sSIS53ZWJob29rcy52MS5VcGRhdGVXZWJob29rUmVxdWVzdBoULndlYmhvb2tzLnYxLldlYmhvb2sSSgoNRGVsZXRlV2ViaG9vaxIhLndlYmhvb2tzLnYxLkRlbGV0ZVdlYmhvb2tSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElYKDUxpc3RSZXNwb25zZXMSIS53ZWJob29rcy52MS5MaXN0UmVzcG9uc2VzUmVxdWVzdBoiLndlYmhvb2tzLnYxLkxpc3RSZXNwb25zZXNSZXNwb25zZRJJCglFbWl0RXZlbnQSHS53ZWJob29rcy52MS5FbWl0RXZlbnRSZXF1ZXN0Ghsud2ViaG9va3MudjEuRGVsaXZlcnlTdGF0dXMwARJNCgpFbWl0RXZlbnRzEh4ud2ViaG9va3MudjEuRW1pdEV2ZW50c1JlcXVlc3QaHy53ZWJob29rcy52MS5FbWl0RXZlbnRzUmVzcG9uc2USWgoRUmVkZWxpdmVyRGVsaXZlcnkSJS53ZWJob29rcy52MS5SZWRlbGl2ZXJEZWxpdmVyeVJlcXVlc3QaHi53ZWJob29rcy52MS5SZWRlbGl2ZXJSZXNwb25zZRJWCg9SZWRlbGl2ZXJGYWlsZWQSIy53ZWJob29rcy52MS5SZWRlbGl2ZXJGYWlsZWRSZXF1ZXN0Gh4ud2ViaG9va3MudjEuUmVkZWxpdmVyUmVzcG9uc2USaAoTUm90YXRlU2lnbmluZ1NlY3JldBInLndlYmhvb2tzLnYxLlJvdGF0ZVNpZ25pbmdTZWNyZXRSZXF1ZXN0Gigud2ViaG9va3MudjEuUm90YXRlU2lnbmluZ1NlY3JldFJlc3BvbnNlElQKEEdldFdlYmhvb2tIZWFsdGgSJC53ZWJob29rcy52MS5HZXRXZWJob29rSGVhbHRoUmVxdWVzdBoaLndlYmhvb2tzLnYxLldlYmhvb2tIZWFsdGhCP1o9Z2l0aHViLmNvbS93ZWJob29rZC93ZWJob29rZC9jbGllbnRzL2dvL3dlYmhvb2tzdjE7d2ViaG9va3N2MWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * An outgoing webhook. Field names follow Grafana OnCall's public API; the fields after
@@ -1026,6 +1026,154 @@ export const RotateSigningSecretResponseSchema: GenMessage<RotateSigningSecretRe
   messageDesc(file_webhooks_v1_webhooks, 21);
 
 /**
+ * The webhook whose health to return.
+ *
+ * @generated from message webhooks.v1.GetWebhookHealthRequest
+ */
+export type GetWebhookHealthRequest = Message<"webhooks.v1.GetWebhookHealthRequest"> & {
+  /**
+   * The webhook's id (NOT_FOUND for other accounts' webhooks).
+   *
+   * @generated from field: string webhook_id = 1;
+   */
+  webhookId: string;
+};
+
+/**
+ * Describes the message webhooks.v1.GetWebhookHealthRequest.
+ * Use `create(GetWebhookHealthRequestSchema)` to create a new message.
+ */
+export const GetWebhookHealthRequestSchema: GenMessage<GetWebhookHealthRequest> = /*@__PURE__*/
+  messageDesc(file_webhooks_v1_webhooks, 22);
+
+/**
+ * Delivery attempts of one hour.
+ *
+ * @generated from message webhooks.v1.HealthBucket
+ */
+export type HealthBucket = Message<"webhooks.v1.HealthBucket"> & {
+  /**
+   * Start of the hour (buckets are sliding hours ending at the report's time).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 1;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * Attempts answered 2xx.
+   *
+   * @generated from field: int32 succeeded = 2;
+   */
+  succeeded: number;
+
+  /**
+   * Other attempts (an error status, no answer, a template error).
+   *
+   * @generated from field: int32 failed = 3;
+   */
+  failed: number;
+};
+
+/**
+ * Describes the message webhooks.v1.HealthBucket.
+ * Use `create(HealthBucketSchema)` to create a new message.
+ */
+export const HealthBucketSchema: GenMessage<HealthBucket> = /*@__PURE__*/
+  messageDesc(file_webhooks_v1_webhooks, 23);
+
+/**
+ * A webhook's delivery health.
+ *
+ * @generated from message webhooks.v1.WebhookHealth
+ */
+export type WebhookHealth = Message<"webhooks.v1.WebhookHealth"> & {
+  /**
+   * The webhook's id.
+   *
+   * @generated from field: string webhook_id = 1;
+   */
+  webhookId: string;
+
+  /**
+   * Whether the webhook fires.
+   *
+   * @generated from field: bool is_webhook_enabled = 2;
+   */
+  isWebhookEnabled: boolean;
+
+  /**
+   * Why the server disabled the webhook (empty when it did not; re-enable with UpdateWebhook).
+   *
+   * @generated from field: string disabled_reason = 3;
+   */
+  disabledReason: string;
+
+  /**
+   * Last 2xx answer (unset: never).
+   *
+   * @generated from field: google.protobuf.Timestamp last_success_at = 4;
+   */
+  lastSuccessAt?: Timestamp | undefined;
+
+  /**
+   * Last failed attempt (unset: never).
+   *
+   * @generated from field: google.protobuf.Timestamp last_failure_at = 5;
+   */
+  lastFailureAt?: Timestamp | undefined;
+
+  /**
+   * Start of the current run of failed attempts (unset after a success).
+   *
+   * @generated from field: google.protobuf.Timestamp failing_since = 6;
+   */
+  failingSince?: Timestamp | undefined;
+
+  /**
+   * The circuit breaker of the webhook's endpoint on the answering instance.
+   *
+   * @generated from field: webhooks.v1.BreakerState breaker_state = 7;
+   */
+  breakerState: BreakerState;
+
+  /**
+   * Deliveries queued, waiting or being attempted on the answering instance.
+   *
+   * @generated from field: int32 pending_count = 8;
+   */
+  pendingCount: number;
+
+  /**
+   * Attempts of the last hour.
+   *
+   * @generated from field: webhooks.v1.HealthBucket last_hour = 9;
+   */
+  lastHour?: HealthBucket | undefined;
+
+  /**
+   * Attempts of the last 24 hours.
+   *
+   * @generated from field: webhooks.v1.HealthBucket last_day = 10;
+   */
+  lastDay?: HealthBucket | undefined;
+
+  /**
+   * Attempts per hour over the last 24 hours, oldest first (24 buckets), from the
+   * webhook's delivery log.
+   *
+   * @generated from field: repeated webhooks.v1.HealthBucket hourly = 11;
+   */
+  hourly: HealthBucket[];
+};
+
+/**
+ * Describes the message webhooks.v1.WebhookHealth.
+ * Use `create(WebhookHealthSchema)` to create a new message.
+ */
+export const WebhookHealthSchema: GenMessage<WebhookHealth> = /*@__PURE__*/
+  messageDesc(file_webhooks_v1_webhooks, 24);
+
+/**
  * How a filter group combines its members.
  *
  * @generated from enum webhooks.v1.FilterOperator
@@ -1185,6 +1333,47 @@ export const DeliveryStateSchema: GenEnum<DeliveryState> = /*@__PURE__*/
   enumDesc(file_webhooks_v1_webhooks, 2);
 
 /**
+ * The state of a webhook's circuit breaker, as the answering instance sees it.
+ *
+ * @generated from enum webhooks.v1.BreakerState
+ */
+export enum BreakerState {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: BREAKER_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Deliveries go out.
+   *
+   * @generated from enum value: BREAKER_STATE_CLOSED = 1;
+   */
+  CLOSED = 1,
+
+  /**
+   * Too many consecutive failures: deliveries wait for the cooldown.
+   *
+   * @generated from enum value: BREAKER_STATE_OPEN = 2;
+   */
+  OPEN = 2,
+
+  /**
+   * The cooldown is over: one probe delivery decides.
+   *
+   * @generated from enum value: BREAKER_STATE_HALF_OPEN = 3;
+   */
+  HALF_OPEN = 3,
+}
+
+/**
+ * Describes the enum webhooks.v1.BreakerState.
+ */
+export const BreakerStateSchema: GenEnum<BreakerState> = /*@__PURE__*/
+  enumDesc(file_webhooks_v1_webhooks, 3);
+
+/**
  * WebhookService manages the outgoing webhooks of the caller's account and emits events.
  * Every call needs `authorization: Bearer <account token>` metadata; reads need the
  * `webhooks:read` scope, writes and EmitEvent need `webhooks:write`.
@@ -1311,6 +1500,17 @@ export const WebhookService: GenService<{
     methodKind: "unary";
     input: typeof RotateSigningSecretRequestSchema;
     output: typeof RotateSigningSecretResponseSchema;
+  },
+  /**
+   * One webhook's delivery health at a glance: last success and failure, its circuit breaker,
+   * pending deliveries, and attempts per hour over the last day (what the web console shows).
+   *
+   * @generated from rpc webhooks.v1.WebhookService.GetWebhookHealth
+   */
+  getWebhookHealth: {
+    methodKind: "unary";
+    input: typeof GetWebhookHealthRequestSchema;
+    output: typeof WebhookHealthSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_webhooks_v1_webhooks, 0);

@@ -38,6 +38,13 @@ class DeliveryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DELIVERY_STATE_FAILED: _ClassVar[DeliveryState]
     DELIVERY_STATE_SKIPPED: _ClassVar[DeliveryState]
     DELIVERY_STATE_ACCEPTED: _ClassVar[DeliveryState]
+
+class BreakerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BREAKER_STATE_UNSPECIFIED: _ClassVar[BreakerState]
+    BREAKER_STATE_CLOSED: _ClassVar[BreakerState]
+    BREAKER_STATE_OPEN: _ClassVar[BreakerState]
+    BREAKER_STATE_HALF_OPEN: _ClassVar[BreakerState]
 FILTER_OPERATOR_UNSPECIFIED: FilterOperator
 FILTER_OPERATOR_AND: FilterOperator
 FILTER_OPERATOR_OR: FilterOperator
@@ -55,6 +62,10 @@ DELIVERY_STATE_SUCCEEDED: DeliveryState
 DELIVERY_STATE_FAILED: DeliveryState
 DELIVERY_STATE_SKIPPED: DeliveryState
 DELIVERY_STATE_ACCEPTED: DeliveryState
+BREAKER_STATE_UNSPECIFIED: BreakerState
+BREAKER_STATE_CLOSED: BreakerState
+BREAKER_STATE_OPEN: BreakerState
+BREAKER_STATE_HALF_OPEN: BreakerState
 
 class Webhook(_message.Message):
     __slots__ = ("id", "name", "is_webhook_enabled", "team", "data", "username", "password", "authorization_header", "trigger_template", "headers", "url", "forward_all", "http_method", "trigger_type", "integration_filter", "description", "trigger_types", "urls", "filters", "destination_type", "secret", "signing_secret", "retry_schedule", "template_engine", "custom_headers", "created_at", "last_success", "last_failure", "disabled_reason", "max_attempts", "schedule_filter", "signing_public_key", "client_certificate", "client_key", "ca_certificates", "rate_limit_per_second", "rate_limit_burst")
@@ -342,3 +353,45 @@ class RotateSigningSecretResponse(_message.Message):
     signing_secret: str
     signing_public_key: str
     def __init__(self, signing_secret: _Optional[str] = ..., signing_public_key: _Optional[str] = ...) -> None: ...
+
+class GetWebhookHealthRequest(_message.Message):
+    __slots__ = ("webhook_id",)
+    WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
+    webhook_id: str
+    def __init__(self, webhook_id: _Optional[str] = ...) -> None: ...
+
+class HealthBucket(_message.Message):
+    __slots__ = ("start_time", "succeeded", "failed")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    succeeded: int
+    failed: int
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class WebhookHealth(_message.Message):
+    __slots__ = ("webhook_id", "is_webhook_enabled", "disabled_reason", "last_success_at", "last_failure_at", "failing_since", "breaker_state", "pending_count", "last_hour", "last_day", "hourly")
+    WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
+    IS_WEBHOOK_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_REASON_FIELD_NUMBER: _ClassVar[int]
+    LAST_SUCCESS_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_AT_FIELD_NUMBER: _ClassVar[int]
+    FAILING_SINCE_FIELD_NUMBER: _ClassVar[int]
+    BREAKER_STATE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LAST_HOUR_FIELD_NUMBER: _ClassVar[int]
+    LAST_DAY_FIELD_NUMBER: _ClassVar[int]
+    HOURLY_FIELD_NUMBER: _ClassVar[int]
+    webhook_id: str
+    is_webhook_enabled: bool
+    disabled_reason: str
+    last_success_at: _timestamp_pb2.Timestamp
+    last_failure_at: _timestamp_pb2.Timestamp
+    failing_since: _timestamp_pb2.Timestamp
+    breaker_state: BreakerState
+    pending_count: int
+    last_hour: HealthBucket
+    last_day: HealthBucket
+    hourly: _containers.RepeatedCompositeFieldContainer[HealthBucket]
+    def __init__(self, webhook_id: _Optional[str] = ..., is_webhook_enabled: _Optional[bool] = ..., disabled_reason: _Optional[str] = ..., last_success_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_failure_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failing_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., breaker_state: _Optional[_Union[BreakerState, str]] = ..., pending_count: _Optional[int] = ..., last_hour: _Optional[_Union[HealthBucket, _Mapping]] = ..., last_day: _Optional[_Union[HealthBucket, _Mapping]] = ..., hourly: _Optional[_Iterable[_Union[HealthBucket, _Mapping]]] = ...) -> None: ...

@@ -93,6 +93,11 @@ class WebhookServiceStub:
                 request_serializer=webhooks_dot_v1_dot_webhooks__pb2.RotateSigningSecretRequest.SerializeToString,
                 response_deserializer=webhooks_dot_v1_dot_webhooks__pb2.RotateSigningSecretResponse.FromString,
                 _registered_method=True)
+        self.GetWebhookHealth = channel.unary_unary(
+                '/webhooks.v1.WebhookService/GetWebhookHealth',
+                request_serializer=webhooks_dot_v1_dot_webhooks__pb2.GetWebhookHealthRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_webhooks__pb2.WebhookHealth.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
@@ -188,6 +193,14 @@ class WebhookServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWebhookHealth(self, request, context):
+        """One webhook's delivery health at a glance: last success and failure, its circuit breaker,
+        pending deliveries, and attempts per hour over the last day (what the web console shows).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhookServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -245,6 +258,11 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.RotateSigningSecret,
                     request_deserializer=webhooks_dot_v1_dot_webhooks__pb2.RotateSigningSecretRequest.FromString,
                     response_serializer=webhooks_dot_v1_dot_webhooks__pb2.RotateSigningSecretResponse.SerializeToString,
+            ),
+            'GetWebhookHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookHealth,
+                    request_deserializer=webhooks_dot_v1_dot_webhooks__pb2.GetWebhookHealthRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_webhooks__pb2.WebhookHealth.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -547,6 +565,33 @@ class WebhookService:
             '/webhooks.v1.WebhookService/RotateSigningSecret',
             webhooks_dot_v1_dot_webhooks__pb2.RotateSigningSecretRequest.SerializeToString,
             webhooks_dot_v1_dot_webhooks__pb2.RotateSigningSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookService/GetWebhookHealth',
+            webhooks_dot_v1_dot_webhooks__pb2.GetWebhookHealthRequest.SerializeToString,
+            webhooks_dot_v1_dot_webhooks__pb2.WebhookHealth.FromString,
             options,
             channel_credentials,
             insecure,
