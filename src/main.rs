@@ -164,13 +164,24 @@ impl clap::builder::TypedValueParser for ProxyParser {
 }
 
 /// Logs to stderr (filtered by RUST_LOG, INFO by default) and, with an OTLP endpoint, exports
-/// webhookd's spans there; returns the exporter's provider to flush at exit.
+/// webhookd's spans there; returns the exporter's provider to flush at exit. sqlx's pool
+/// warns once per pooled connection the database dropped; the store's health monitor says
+/// that once, so the pool's own warnings show only when RUST_LOG names sqlx.
 fn init_logging(
     format: LogFormat,
     otlp_endpoint: Option<&str>,
 ) -> Result<Option<SdkTracerProvider>, String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let directives = std::env::var(tracing_subscriber::EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| "info".into());
+    let directives = if directives.contains("sqlx") {
+        directives
+    } else {
+        format!("{directives},sqlx_core::pool=error")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx_core::pool=error"));
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);

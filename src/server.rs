@@ -20,6 +20,7 @@ use crate::delivery::ssrf::TargetPolicy;
 use crate::delivery::worker::{Worker, resume};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::store::health::StoreHealth;
 use crate::store::{PostgresStore, Sealed, SecretBox, SledStore, Store};
 
 /// File of the generated admin token inside the data directory.
@@ -96,6 +97,9 @@ async fn prune_periodically(service: Service, shutdown: CancellationToken) {
             _ = tokio::time::sleep(service.config().prune_every) => {}
             _ = shutdown.cancelled() => return,
         }
+        if !service.is_serving() {
+            continue; // the store is lost (reported once by its monitor)
+        }
         match service.prune_expired().await {
             Ok(pruned) if pruned.events + pruned.idempotency_keys > 0 => tracing::info!(
                 events = pruned.events,
@@ -137,6 +141,8 @@ pub async fn run(
         }
     };
     let store: Arc<dyn Store> = Arc::new(Sealed::new(backend, secrets));
+    let health = Arc::new(StoreHealth::default());
+    tokio::spawn(Arc::clone(&health).monitor(Arc::clone(&store), shutdown.child_token()));
     let admin_token = admin_token(&config)?;
     let config = Arc::new(config);
     let hub = Arc::new(Hub::default());
@@ -157,21 +163,23 @@ pub async fn run(
         HttpClient::with_proxy(policy, config.request_timeout, config.egress_proxy.clone());
     let service = Service::new(
         Arc::clone(&store),
+        Arc::clone(&health),
         Arc::clone(&hub),
         Arc::clone(&scheduler),
         Arc::clone(&config),
         Arc::clone(&metrics),
         &admin_token,
     )?;
-    let worker = Arc::new(Worker::new(
-        Arc::clone(&store),
+    let worker = Arc::new(Worker {
+        store: Arc::clone(&store),
+        health,
         client,
-        Arc::clone(&hub),
-        Arc::clone(&scheduler),
-        Arc::new(service.clone()),
-        Arc::clone(&config),
-        Arc::clone(&metrics),
-    ));
+        hub: Arc::clone(&hub),
+        scheduler: Arc::clone(&scheduler),
+        outcomes: Arc::new(service.clone()),
+        config: Arc::clone(&config),
+        metrics: Arc::clone(&metrics),
+    });
     let webhooks = store.count_all_webhooks().await?;
 
     let grpc_addr = grpc_listener

@@ -83,6 +83,8 @@ impl Service {
     /// refused with a message saying what it is).
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller> {
         let token = presented_token(authorization)?;
+        // While the store is lost, at once rather than after waiting for a connection.
+        self.health.check()?;
         let presented = hash_token(token);
         let Some(stored) = self.store.token_by_hash(&presented).await? else {
             return Err(if self.is_admin_hash(&presented) {

@@ -24,6 +24,7 @@ use crate::delivery::scheduler::Scheduler;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::render::{Limits, Renderer, Sandbox, Templates};
+use crate::store::health::StoreHealth;
 use crate::store::{self, Store};
 
 pub use auth::Caller;
@@ -61,6 +62,7 @@ impl Page {
 #[derive(Clone)]
 pub struct Service {
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) health: Arc<StoreHealth>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) templates: Renderer,
@@ -74,6 +76,7 @@ impl Service {
     /// Assembles the core over its parts.
     pub fn new(
         store: Arc<dyn Store>,
+        health: Arc<StoreHealth>,
         hub: Arc<Hub>,
         scheduler: Arc<Scheduler>,
         config: Arc<Config>,
@@ -90,6 +93,7 @@ impl Service {
         Ok(Service {
             metrics,
             store,
+            health,
             hub,
             scheduler,
             templates,
@@ -112,5 +116,15 @@ impl Service {
     /// The process settings.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Whether the store answers (what the health endpoints report).
+    pub fn is_serving(&self) -> bool {
+        self.health.is_serving()
+    }
+
+    /// Follows whether the store answers (true = serving).
+    pub fn watch_serving(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.health.watch()
     }
 }

@@ -7,7 +7,9 @@
 //! Every attempt holds its webhook's slot and a worker permit through a drop guard
 //! (`Running`): however it ends (recorded, an error, a panic unwinding its task) both are
 //! freed, and an attempt that was not recorded is queued again after a pause, never parked
-//! until the next start. The worker writes no webhooks: it reports outcomes to the core
+//! until the next start. While the store is lost (`StoreHealth`) the worker takes no
+//! delivery, and attempts that met the lost store are retried without a log line each. The
+//! worker writes no webhooks: it reports outcomes to the core
 //! (`WebhookOutcomes`), which serializes them with the users' changes.
 
 use std::sync::Arc;
@@ -25,11 +27,12 @@ use super::request::prepare;
 use super::retry::{self, Outcome};
 use super::scheduler::{EndpointHealth, Entry, Next, Scheduler};
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics::{Metrics, status_class};
 use crate::model::{
     Delivery, DeliveryState, DeliveryUpdate, ResponseRecord, Webhook, WebhookStats, now_ms,
 };
+use crate::store::health::StoreHealth;
 use crate::store::{AttemptRecord, Store};
 use crate::telemetry::{self, TRACEPARENT};
 use crate::userinfo;
@@ -54,13 +57,22 @@ pub trait WebhookOutcomes: Send + Sync + 'static {
 
 /// Everything an attempt needs; shared by the worker's tasks.
 pub struct Worker {
-    store: Arc<dyn Store>,
-    client: HttpClient,
-    hub: Arc<Hub>,
-    scheduler: Arc<Scheduler>,
-    outcomes: Arc<dyn WebhookOutcomes>,
-    config: Arc<Config>,
-    metrics: Arc<Metrics>,
+    /// Where deliveries and attempts are kept.
+    pub store: Arc<dyn Store>,
+    /// Whether the store answers (delivery pauses while it does not).
+    pub health: Arc<StoreHealth>,
+    /// The pooled HTTP client.
+    pub client: HttpClient,
+    /// Where each recorded state goes to the open status streams.
+    pub hub: Arc<Hub>,
+    /// What may run now.
+    pub scheduler: Arc<Scheduler>,
+    /// The core, told of webhooks to disable.
+    pub outcomes: Arc<dyn WebhookOutcomes>,
+    /// The process settings.
+    pub config: Arc<Config>,
+    /// The process metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// One attempt in flight and its hold on a worker permit and its webhook's slot. Dropping it
@@ -71,6 +83,9 @@ struct Running {
     entry: Entry,
     /// What the recorded attempt said about the endpoint; None until it is recorded.
     recorded: Option<EndpointHealth>,
+    /// The attempt failed because the store is unavailable (the health monitor reports
+    /// that once; the attempt says nothing of its own).
+    store_lost: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -81,6 +96,7 @@ impl Running {
             worker,
             entry,
             recorded: None,
+            store_lost: false,
             _permit: permit,
         }
     }
@@ -89,6 +105,11 @@ impl Running {
         let worker = Arc::clone(&self.worker);
         match worker.attempt(self.entry).await {
             Ok(health) => self.recorded = Some(health),
+            Err(e @ Error::Unavailable(_)) => {
+                self.store_lost = true;
+                worker.health.suspect();
+                tracing::debug!(delivery_id = self.entry.delivery_id, error = %e, "delivery attempt not recorded: the store is unavailable")
+            }
             Err(e) => {
                 tracing::error!(delivery_id = self.entry.delivery_id, error = %e, "delivery attempt failed before it was recorded")
             }
@@ -104,11 +125,13 @@ impl Drop for Running {
         worker.scheduler.finish(self.entry, health, now);
         if self.recorded.is_none() {
             let pause = worker.unrecorded_retry_after();
-            tracing::warn!(
-                delivery_id = self.entry.delivery_id,
-                retry_in = %humantime::format_duration(pause),
-                "delivery attempt not recorded; it is retried"
-            );
+            if !self.store_lost {
+                tracing::warn!(
+                    delivery_id = self.entry.delivery_id,
+                    retry_in = %humantime::format_duration(pause),
+                    "delivery attempt not recorded; it is retried"
+                );
+            }
             worker.scheduler.schedule(Entry {
                 not_before_ms: now.saturating_add(millis(pause)),
                 ..self.entry
@@ -138,27 +161,6 @@ fn health(sent: &AttemptResult, classified: &Outcome) -> EndpointHealth {
 }
 
 impl Worker {
-    /// A worker over the shared parts.
-    pub fn new(
-        store: Arc<dyn Store>,
-        client: HttpClient,
-        hub: Arc<Hub>,
-        scheduler: Arc<Scheduler>,
-        outcomes: Arc<dyn WebhookOutcomes>,
-        config: Arc<Config>,
-        metrics: Arc<Metrics>,
-    ) -> Worker {
-        Worker {
-            store,
-            client,
-            hub,
-            scheduler,
-            outcomes,
-            config,
-            metrics,
-        }
-    }
-
     fn unrecorded_retry_after(&self) -> Duration {
         self.config
             .retry_schedule
@@ -173,6 +175,13 @@ impl Worker {
         let limit = self.config.delivery_concurrency.max(1);
         let permits = Arc::new(Semaphore::new(limit));
         loop {
+            // Delivery pauses while the store is lost: its attempts could not be recorded.
+            if !self.health.is_serving() {
+                tokio::select! {
+                    _ = self.health.until_serving() => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
             // Take a permit first, so a delivery leaves the queue only when it can run.
             let permit = tokio::select! {
                 permit = Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),

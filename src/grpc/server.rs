@@ -1,11 +1,16 @@
 //! The tonic server on the gRPC listener: WebhookService, AdminService, server reflection
 //! (v1 and v1alpha) and grpc.health.v1, which needs no token and says SERVING once the
-//! store and worker are up. Reflection also serves the google.rpc error-detail messages
+//! store and worker are up, and NOT_SERVING while the store is lost (for the server as a
+//! whole, "", and for both services). Reflection also serves the google.rpc error-detail messages
 //! (BadRequest, ResourceInfo, ErrorInfo, ...) that error statuses carry, so grpcurl decodes
 //! them.
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use super::admin::AdminApi;
 use super::pb::FILE_DESCRIPTOR_SET;
@@ -15,6 +20,32 @@ use super::webhooks::WebhookApi;
 use crate::core::Service;
 use crate::net;
 
+const WEBHOOK_SERVICE: &str = <WebhookServiceServer<WebhookApi> as NamedService>::NAME;
+const ADMIN_SERVICE: &str = <AdminServiceServer<AdminApi> as NamedService>::NAME;
+
+/// Sets the health of the server and its services from whether the store answers, until
+/// `shutdown`.
+async fn report_health(
+    reporter: HealthReporter,
+    mut serving: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let status = if *serving.borrow_and_update() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        reporter.set_service_status("", status).await;
+        reporter.set_service_status(WEBHOOK_SERVICE, status).await;
+        reporter.set_service_status(ADMIN_SERVICE, status).await;
+        tokio::select! {
+            changed = serving.changed() => if changed.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Serves gRPC on `listener` until `shutdown`, or until the listener breaks (an error).
 pub async fn serve(
     service: Service,
@@ -22,12 +53,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<WebhookServiceServer<WebhookApi>>()
-        .await;
-    health_reporter
-        .set_serving::<AdminServiceServer<AdminApi>>()
-        .await;
+    tokio::spawn(report_health(
+        health_reporter,
+        service.watch_serving(),
+        shutdown.clone(),
+    ));
     // The descriptors of the error details are tonic-types' own: the messages it encodes.
     let reflection = || {
         tonic_reflection::server::Builder::configure()

@@ -113,7 +113,7 @@ const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// The gateway's routes over `service`.
 pub fn router(service: Service) -> Router {
     let single_bodies = Router::new()
-        .merge(health::routes())
+        .merge(health::routes(service.clone()))
         .merge(admin::routes(service.clone()))
         .merge(metrics::routes(service.clone()))
         .merge(oncall::routes(service.clone()))

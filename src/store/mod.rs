@@ -10,6 +10,7 @@
 //! a network database: one transaction for many events).
 
 pub mod changes;
+pub mod health;
 mod postgres;
 mod sealed;
 mod secrets;

@@ -12,6 +12,7 @@ mod egress;
 mod fairness;
 mod hostile_templates;
 mod mtls;
+mod pg_outage;
 mod races;
 mod rate_limits;
 mod recovery;
