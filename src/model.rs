@@ -477,6 +477,26 @@ impl DeliveryUpdate {
     }
 }
 
+/// A declared event type of an account's catalog: its name (what emits give as
+/// `event_type`), a description, and an optional JSON Schema the data of its emits must meet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventType {
+    /// Owning account.
+    pub account_id: String,
+    /// Unique within the account; the trigger type emits name.
+    pub name: String,
+    /// Free text for people.
+    pub description: String,
+    /// JSON Schema of the event data; None = any data.
+    pub json_schema: Option<serde_json::Value>,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: i64,
+    /// Last change, ms since the epoch.
+    pub updated_at_ms: i64,
+    /// A new unique number at every write (compiled schemas are cached by it).
+    pub revision: u64,
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -13,7 +13,8 @@ use super::{
 };
 use crate::error::Error;
 use crate::model::{
-    ApiToken, Delivery, DeliveryState, Event, RenderedRequest, ResponseRecord, Scope, Webhook,
+    ApiToken, Delivery, DeliveryState, Event, EventType, RenderedRequest, ResponseRecord, Scope,
+    Webhook,
 };
 
 /// A store under test and whatever keeps it alive (a temporary directory, a database).
@@ -39,7 +40,9 @@ macro_rules! conformance_suite {
             attempts_move_the_outbox_log_and_update_the_stats,
             the_response_log_is_trimmed_to_its_newest_entries,
             retention_deletes_old_finished_events_and_expired_keys_only,
-            through_the_sealed_layer_the_backend_holds_no_secret_in_clear
+            through_the_sealed_layer_the_backend_holds_no_secret_in_clear,
+            event_types_are_unique_per_account_and_list_in_name_order,
+            event_types_are_replaced_and_deleted_only_when_they_exist
         );
     };
     (@tests $open:path, $($test:ident),*) => {
@@ -726,4 +729,92 @@ async fn store_event(store: &dyn Store, account_id: &str, hook: &Webhook) -> Eve
     };
     store.insert_events(&[new]).await.unwrap();
     event
+}
+
+fn event_type(account_id: &str, name: &str, revision: u64) -> EventType {
+    EventType {
+        account_id: account_id.into(),
+        name: name.into(),
+        description: format!("{name} happened"),
+        json_schema: Some(serde_json::json!({"type": "object", "required": ["id"]})),
+        created_at_ms: 1_000,
+        updated_at_ms: 1_000,
+        revision,
+    }
+}
+
+pub async fn event_types_are_unique_per_account_and_list_in_name_order(store: Arc<dyn Store>) {
+    let (a, b) = (account(&*store).await, account(&*store).await);
+    for name in [
+        "incident.resolved",
+        "alert group created",
+        "incident.created",
+    ] {
+        assert!(
+            store
+                .insert_event_type(&event_type(&a, name, 1))
+                .await
+                .unwrap()
+        );
+    }
+    // A second create of a name is refused and changes nothing; another account may use it.
+    let mut again = event_type(&a, "incident.created", 2);
+    again.description = "overwritten?".into();
+    assert!(!store.insert_event_type(&again).await.unwrap());
+    assert!(
+        store
+            .insert_event_type(&event_type(&b, "incident.created", 3))
+            .await
+            .unwrap()
+    );
+    let stored = store.get_event_type(&a, "incident.created").await.unwrap();
+    assert_eq!(stored, Some(event_type(&a, "incident.created", 1)));
+    assert_eq!(store.get_event_type(&a, "incident").await.unwrap(), None);
+
+    let names = |types: Vec<EventType>| types.into_iter().map(|t| t.name).collect::<Vec<_>>();
+    let all = store.list_event_types(&a, None, usize::MAX).await.unwrap();
+    assert_eq!(
+        names(all),
+        [
+            "alert group created",
+            "incident.created",
+            "incident.resolved"
+        ]
+    );
+    let first = store.list_event_types(&a, None, 2).await.unwrap();
+    assert_eq!(names(first), ["alert group created", "incident.created"]);
+    let rest = store
+        .list_event_types(&a, Some("incident.created"), 2)
+        .await
+        .unwrap();
+    assert_eq!(names(rest), ["incident.resolved"]);
+    assert_eq!(store.count_event_types(&a).await.unwrap(), 3);
+    assert_eq!(store.count_event_types(&b).await.unwrap(), 1);
+}
+
+pub async fn event_types_are_replaced_and_deleted_only_when_they_exist(store: Arc<dyn Store>) {
+    let a = account(&*store).await;
+    let missing = event_type(&a, "never.created", 1);
+    assert!(!store.replace_event_type(&missing).await.unwrap());
+    assert_eq!(
+        store.get_event_type(&a, "never.created").await.unwrap(),
+        None
+    );
+
+    assert!(
+        store
+            .insert_event_type(&event_type(&a, "x", 1))
+            .await
+            .unwrap()
+    );
+    let mut changed = event_type(&a, "x", 2);
+    changed.json_schema = None;
+    changed.updated_at_ms = 2_000;
+    assert!(store.replace_event_type(&changed).await.unwrap());
+    assert_eq!(store.get_event_type(&a, "x").await.unwrap(), Some(changed));
+
+    assert!(store.delete_event_type(&a, "x").await.unwrap());
+    assert!(!store.delete_event_type(&a, "x").await.unwrap());
+    assert_eq!(store.get_event_type(&a, "x").await.unwrap(), None);
+    assert_eq!(store.count_event_types(&a).await.unwrap(), 0);
 }

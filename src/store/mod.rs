@@ -9,6 +9,7 @@
 //! gathers concurrent callers into one durable step (sled: one fsync on its flusher thread;
 //! a network database: one transaction for many events).
 
+mod catalog;
 pub mod changes;
 pub mod health;
 mod postgres;
@@ -19,6 +20,7 @@ pub mod sled;
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub use catalog::EventTypeStore;
 pub use postgres::PostgresStore;
 pub use sealed::Sealed;
 pub use secrets::SecretBox;
@@ -109,9 +111,10 @@ pub struct NewEvent<'a> {
 
 /// Everything webhookd persists. Writes documented as durable return once they survive a
 /// crash; the others become durable at the backend's own pace (a lost attempt record means
-/// the attempt is made again: delivery is at-least-once).
+/// the attempt is made again: delivery is at-least-once). The event-type catalog's methods
+/// are in the supertrait `EventTypeStore`.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: EventTypeStore + Send + Sync + 'static {
     /// A new unique id (increasing within one process).
     async fn next_id(&self) -> Result<u64>;
 

@@ -8,9 +8,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{AttemptRecord, InsertOutcome, NewEvent, OutboxEntry, Page, Pruned, SecretBox, Store};
+use super::{
+    AttemptRecord, EventTypeStore, InsertOutcome, NewEvent, OutboxEntry, Page, Pruned, SecretBox,
+    Store,
+};
 use crate::error::Result;
-use crate::model::{ApiToken, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
+use crate::model::{ApiToken, Delivery, Event, EventType, ResponseRecord, Webhook, WebhookStats};
 
 /// A backend whose secrets are sealed with one key.
 pub struct Sealed {
@@ -160,5 +163,40 @@ impl Store for Sealed {
 
     async fn ping(&self) -> Result<()> {
         self.backend.ping().await
+    }
+}
+
+/// Event types hold no secrets: they pass through.
+#[async_trait]
+impl EventTypeStore for Sealed {
+    async fn insert_event_type(&self, event_type: &EventType) -> Result<bool> {
+        self.backend.insert_event_type(event_type).await
+    }
+
+    async fn replace_event_type(&self, event_type: &EventType) -> Result<bool> {
+        self.backend.replace_event_type(event_type).await
+    }
+
+    async fn get_event_type(&self, account_id: &str, name: &str) -> Result<Option<EventType>> {
+        self.backend.get_event_type(account_id, name).await
+    }
+
+    async fn list_event_types(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventType>> {
+        self.backend
+            .list_event_types(account_id, after, limit)
+            .await
+    }
+
+    async fn count_event_types(&self, account_id: &str) -> Result<usize> {
+        self.backend.count_event_types(account_id).await
+    }
+
+    async fn delete_event_type(&self, account_id: &str, name: &str) -> Result<bool> {
+        self.backend.delete_event_type(account_id, name).await
     }
 }

@@ -11,6 +11,7 @@
 //! Other instances' delivery changes arrive by LISTEN/NOTIFY (`notify`); the listener and
 //! the health probe use a small pool of their own, so a busy main pool never delays them.
 
+mod event_types;
 mod inserts;
 mod notify;
 mod schema;

@@ -13,6 +13,7 @@
 //! group commit's flush, which makes every earlier write durable.
 
 mod codec;
+mod event_types;
 mod group_commit;
 
 use std::collections::HashMap;
@@ -66,6 +67,8 @@ struct Trees {
     token_ids: Tree,
     /// account ++ 0 ++ key -> event id ++ created ms
     idempotency: Tree,
+    /// account ++ 0 ++ name -> EventType
+    event_types: Tree,
     /// Emits with the same idempotency key take the same lock (check, write, claim).
     idempotency_locks: Vec<Mutex<()>>,
     idempotency_hasher: RandomState,
@@ -157,6 +160,7 @@ impl Trees {
             tokens: tree("tokens")?,
             token_ids: tree("token_ids")?,
             idempotency: tree("idempotency")?,
+            event_types: tree("event_types")?,
             idempotency_locks: (0..IDEMPOTENCY_LOCKS).map(|_| Mutex::new(())).collect(),
             idempotency_hasher: RandomState::new(),
             prune_cursors: Mutex::default(),
