@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 std::path::PathBuf::from("proto/webhooks/v1/webhooks.proto"),
                 std::path::PathBuf::from("proto/webhooks/v1/admin.proto"),
+                std::path::PathBuf::from("proto/webhooks/v1/event_types.proto"),
             ],
             &[
                 std::path::PathBuf::from("proto"),

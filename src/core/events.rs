@@ -182,6 +182,12 @@ impl Service {
     pub async fn emit(&self, caller: &Caller, request: EmitRequest) -> Result<StatusStream> {
         caller.require(Scope::Write)?;
         self.validate_emit(&request)?;
+        let violations = self
+            .schema_violations(&caller.account_id, &request.event_type, &request.data)
+            .await?;
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
         let webhooks = self.account_webhooks(caller).await?;
         let prepared = self.prepare(caller, request, &webhooks).await?;
         let subscription = self.hub.subscribe(prepared.event.id);
@@ -203,8 +209,8 @@ impl Service {
     }
 
     /// Emits a batch of events with one flush; returns once all are durable, with each
-    /// event's initial delivery states. Invalid events fail the batch before anything is
-    /// written.
+    /// event's initial delivery states. Invalid events (also data that its type's schema
+    /// refuses) fail the batch before anything is written.
     pub async fn emit_batch(
         &self,
         caller: &Caller,
@@ -219,9 +225,14 @@ impl Service {
         }
         let mut violations = Vec::new();
         for (i, request) in requests.iter().enumerate() {
-            if let Err(Error::InvalidArgument(found)) = self.validate_emit(request) {
-                violations.extend(found.into_iter().map(|v| v.within(&format!("events[{i}]"))));
-            }
+            let found = match self.validate_emit(request) {
+                Err(Error::InvalidArgument(found)) => found,
+                _ => {
+                    self.schema_violations(&caller.account_id, &request.event_type, &request.data)
+                        .await?
+                }
+            };
+            violations.extend(found.into_iter().map(|v| v.within(&format!("events[{i}]"))));
         }
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));

@@ -5,10 +5,12 @@
 //! - `webhooks`: CRUD with OnCall semantics, validation, the delivery log.
 //! - `fields`: the webhook field table (patch, per-field setters; transports expand it).
 //! - `events`: emit (persist durably, schedule, stream) and redelivery.
+//! - `event_types`: the per-account event-type catalog and the schema check of emits.
 //! - `locks`: per-account serialization of webhook writes.
 //! - `health`: webhook health at a glance (breaker, pending, attempts per hour).
 
 pub mod auth;
+pub mod event_types;
 pub mod events;
 pub mod fields;
 pub mod health;
@@ -70,6 +72,7 @@ pub struct Service {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) admin_token_hash: [u8; 32],
     pub(crate) writes: Arc<locks::AccountLocks>,
+    pub(crate) catalog: Arc<event_types::Catalog>,
 }
 
 impl Service {
@@ -100,6 +103,7 @@ impl Service {
             config,
             admin_token_hash: auth::hash_token(admin_token),
             writes: Arc::default(),
+            catalog: Arc::default(),
         })
     }
 

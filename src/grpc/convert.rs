@@ -430,6 +430,14 @@ fn value_to_json(v: prost_types::Value) -> Value {
     }
 }
 
+/// A JSON object as a protobuf Struct (a non-object becomes an empty Struct).
+pub fn json_to_struct(v: Value) -> Struct {
+    match json_to_value(v).kind {
+        Some(ValueKind::StructValue(s)) => s,
+        _ => Struct::default(),
+    }
+}
+
 fn json_to_value(v: Value) -> prost_types::Value {
     let kind = match v {
         Value::Null => ValueKind::NullValue(0),

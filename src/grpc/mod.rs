@@ -2,12 +2,13 @@
 //! - `pb`: generated code and descriptor set.
 //! - `convert`: protobuf <-> domain types.
 //! - `status`: domain `Error` -> `tonic::Status` with rich details.
-//! - `webhooks`, `admin`: the service implementations.
+//! - `webhooks`, `admin`: the service implementations (`event_types`: the catalog RPCs).
 //! - `health`: webhook health (`GetWebhookHealth`) -> protobuf.
 //! - `server`: the tonic server with health and reflection.
 
 pub mod admin;
 pub mod convert;
+pub mod event_types;
 pub mod health;
 pub mod pb;
 pub mod server;

@@ -13,6 +13,7 @@ use super::convert::{
     accepted_to_pb, emit_request, emitted_to_pb, millis, response_to_pb, status_to_pb,
     webhook_patch, webhook_to_pb,
 };
+use super::event_types;
 use super::pb;
 use super::pb::webhook_service_server::WebhookService;
 use super::status::to_status;
@@ -335,5 +336,57 @@ impl WebhookService for WebhookApi {
             .await
             .map_err(to_status)?;
         Ok(Response::new(super::health::to_pb(&health)))
+    }
+
+    async fn create_event_type(
+        &self,
+        request: Request<pb::CreateEventTypeRequest>,
+    ) -> Result<Response<pb::EventType>, Status> {
+        let caller = self.caller(&request).await?;
+        let created = event_types::create(&self.service, &caller, request.into_inner()).await?;
+        Ok(Response::new(created))
+    }
+
+    async fn get_event_type(
+        &self,
+        request: Request<pb::GetEventTypeRequest>,
+    ) -> Result<Response<pb::EventType>, Status> {
+        let caller = self.caller(&request).await?;
+        let found = self
+            .service
+            .get_event_type(&caller, &request.get_ref().name)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(event_types::event_type_to_pb(found)))
+    }
+
+    async fn list_event_types(
+        &self,
+        request: Request<pb::ListEventTypesRequest>,
+    ) -> Result<Response<pb::ListEventTypesResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let page = event_types::list(&self.service, &caller, request.get_ref()).await?;
+        Ok(Response::new(page))
+    }
+
+    async fn update_event_type(
+        &self,
+        request: Request<pb::UpdateEventTypeRequest>,
+    ) -> Result<Response<pb::EventType>, Status> {
+        let caller = self.caller(&request).await?;
+        let updated = event_types::update(&self.service, &caller, request.into_inner()).await?;
+        Ok(Response::new(updated))
+    }
+
+    async fn delete_event_type(
+        &self,
+        request: Request<pb::DeleteEventTypeRequest>,
+    ) -> Result<Response<()>, Status> {
+        let caller = self.caller(&request).await?;
+        self.service
+            .delete_event_type(&caller, &request.get_ref().name)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(()))
     }
 }

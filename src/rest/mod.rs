@@ -5,6 +5,7 @@
 //! - `oncall`: Grafana OnCall's outgoing webhooks API (+ legacy actions, redelivery).
 //! - `cloudflare`: Cloudflare's notification webhooks API.
 //! - `events`: `POST /api/v1/events/`.
+//! - `event_types`: the event-type catalog, `/api/v1/event_types/`.
 //! - `openapi`: `GET /api/openapi.json` (OpenAPI 3.1, generated).
 //! - `webhook_health`: `GET /api/v1/webhooks/{id}/health/`.
 //!
@@ -15,6 +16,7 @@
 
 pub mod admin;
 pub mod cloudflare;
+pub mod event_types;
 pub mod events;
 pub mod health;
 pub mod metrics;
@@ -119,6 +121,7 @@ pub fn router(service: Service) -> Router {
         .merge(oncall::routes(service.clone()))
         .merge(cloudflare::routes(service.clone()))
         .merge(events::routes(service.clone()))
+        .merge(event_types::routes(service.clone()))
         .merge(openapi::routes())
         .merge(webhook_health::routes(service.clone()))
         .merge(crate::console::routes())

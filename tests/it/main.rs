@@ -9,6 +9,7 @@ mod console;
 mod delivery;
 mod delivery_features;
 mod egress;
+mod event_types;
 mod fairness;
 mod hostile_templates;
 mod mtls;
