@@ -2234,7 +2234,7 @@ var File_webhooks_v1_webhooks_proto protoreflect.FileDescriptor
 
 const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\n" +
-	"\x1awebhooks/v1/webhooks.proto\x12\vwebhooks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\r\n" +
+	"\x1awebhooks/v1/webhooks.proto\x12\vwebhooks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dwebhooks/v1/event_types.proto\"\xf6\r\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
@@ -2450,7 +2450,7 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\x19BREAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14BREAKER_STATE_CLOSED\x10\x01\x12\x16\n" +
 	"\x12BREAKER_STATE_OPEN\x10\x02\x12\x1b\n" +
-	"\x17BREAKER_STATE_HALF_OPEN\x10\x032\xef\a\n" +
+	"\x17BREAKER_STATE_HALF_OPEN\x10\x032\x84\v\n" +
 	"\x0eWebhookService\x12H\n" +
 	"\rCreateWebhook\x12!.webhooks.v1.CreateWebhookRequest\x1a\x14.webhooks.v1.Webhook\x12B\n" +
 	"\n" +
@@ -2465,7 +2465,12 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\x11RedeliverDelivery\x12%.webhooks.v1.RedeliverDeliveryRequest\x1a\x1e.webhooks.v1.RedeliverResponse\x12V\n" +
 	"\x0fRedeliverFailed\x12#.webhooks.v1.RedeliverFailedRequest\x1a\x1e.webhooks.v1.RedeliverResponse\x12h\n" +
 	"\x13RotateSigningSecret\x12'.webhooks.v1.RotateSigningSecretRequest\x1a(.webhooks.v1.RotateSigningSecretResponse\x12T\n" +
-	"\x10GetWebhookHealth\x12$.webhooks.v1.GetWebhookHealthRequest\x1a\x1a.webhooks.v1.WebhookHealthB?Z=github.com/webhookd/webhookd/clients/go/webhooksv1;webhooksv1b\x06proto3"
+	"\x10GetWebhookHealth\x12$.webhooks.v1.GetWebhookHealthRequest\x1a\x1a.webhooks.v1.WebhookHealth\x12N\n" +
+	"\x0fCreateEventType\x12#.webhooks.v1.CreateEventTypeRequest\x1a\x16.webhooks.v1.EventType\x12H\n" +
+	"\fGetEventType\x12 .webhooks.v1.GetEventTypeRequest\x1a\x16.webhooks.v1.EventType\x12Y\n" +
+	"\x0eListEventTypes\x12\".webhooks.v1.ListEventTypesRequest\x1a#.webhooks.v1.ListEventTypesResponse\x12N\n" +
+	"\x0fUpdateEventType\x12#.webhooks.v1.UpdateEventTypeRequest\x1a\x16.webhooks.v1.EventType\x12N\n" +
+	"\x0fDeleteEventType\x12#.webhooks.v1.DeleteEventTypeRequest\x1a\x16.google.protobuf.EmptyB?Z=github.com/webhookd/webhookd/clients/go/webhooksv1;webhooksv1b\x06proto3"
 
 var (
 	file_webhooks_v1_webhooks_proto_rawDescOnce sync.Once
@@ -2516,7 +2521,14 @@ var file_webhooks_v1_webhooks_proto_goTypes = []any{
 	(*structpb.Value)(nil),              // 31: google.protobuf.Value
 	(*fieldmaskpb.FieldMask)(nil),       // 32: google.protobuf.FieldMask
 	(*structpb.Struct)(nil),             // 33: google.protobuf.Struct
-	(*emptypb.Empty)(nil),               // 34: google.protobuf.Empty
+	(*CreateEventTypeRequest)(nil),      // 34: webhooks.v1.CreateEventTypeRequest
+	(*GetEventTypeRequest)(nil),         // 35: webhooks.v1.GetEventTypeRequest
+	(*ListEventTypesRequest)(nil),       // 36: webhooks.v1.ListEventTypesRequest
+	(*UpdateEventTypeRequest)(nil),      // 37: webhooks.v1.UpdateEventTypeRequest
+	(*DeleteEventTypeRequest)(nil),      // 38: webhooks.v1.DeleteEventTypeRequest
+	(*emptypb.Empty)(nil),               // 39: google.protobuf.Empty
+	(*EventType)(nil),                   // 40: webhooks.v1.EventType
+	(*ListEventTypesResponse)(nil),      // 41: webhooks.v1.ListEventTypesResponse
 }
 var file_webhooks_v1_webhooks_proto_depIdxs = []int32{
 	5,  // 0: webhooks.v1.Webhook.filters:type_name -> webhooks.v1.FilterGroup
@@ -2562,20 +2574,30 @@ var file_webhooks_v1_webhooks_proto_depIdxs = []int32{
 	22, // 40: webhooks.v1.WebhookService.RedeliverFailed:input_type -> webhooks.v1.RedeliverFailedRequest
 	24, // 41: webhooks.v1.WebhookService.RotateSigningSecret:input_type -> webhooks.v1.RotateSigningSecretRequest
 	26, // 42: webhooks.v1.WebhookService.GetWebhookHealth:input_type -> webhooks.v1.GetWebhookHealthRequest
-	4,  // 43: webhooks.v1.WebhookService.CreateWebhook:output_type -> webhooks.v1.Webhook
-	4,  // 44: webhooks.v1.WebhookService.GetWebhook:output_type -> webhooks.v1.Webhook
-	10, // 45: webhooks.v1.WebhookService.ListWebhooks:output_type -> webhooks.v1.ListWebhooksResponse
-	4,  // 46: webhooks.v1.WebhookService.UpdateWebhook:output_type -> webhooks.v1.Webhook
-	34, // 47: webhooks.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
-	14, // 48: webhooks.v1.WebhookService.ListResponses:output_type -> webhooks.v1.ListResponsesResponse
-	20, // 49: webhooks.v1.WebhookService.EmitEvent:output_type -> webhooks.v1.DeliveryStatus
-	18, // 50: webhooks.v1.WebhookService.EmitEvents:output_type -> webhooks.v1.EmitEventsResponse
-	23, // 51: webhooks.v1.WebhookService.RedeliverDelivery:output_type -> webhooks.v1.RedeliverResponse
-	23, // 52: webhooks.v1.WebhookService.RedeliverFailed:output_type -> webhooks.v1.RedeliverResponse
-	25, // 53: webhooks.v1.WebhookService.RotateSigningSecret:output_type -> webhooks.v1.RotateSigningSecretResponse
-	28, // 54: webhooks.v1.WebhookService.GetWebhookHealth:output_type -> webhooks.v1.WebhookHealth
-	43, // [43:55] is the sub-list for method output_type
-	31, // [31:43] is the sub-list for method input_type
+	34, // 43: webhooks.v1.WebhookService.CreateEventType:input_type -> webhooks.v1.CreateEventTypeRequest
+	35, // 44: webhooks.v1.WebhookService.GetEventType:input_type -> webhooks.v1.GetEventTypeRequest
+	36, // 45: webhooks.v1.WebhookService.ListEventTypes:input_type -> webhooks.v1.ListEventTypesRequest
+	37, // 46: webhooks.v1.WebhookService.UpdateEventType:input_type -> webhooks.v1.UpdateEventTypeRequest
+	38, // 47: webhooks.v1.WebhookService.DeleteEventType:input_type -> webhooks.v1.DeleteEventTypeRequest
+	4,  // 48: webhooks.v1.WebhookService.CreateWebhook:output_type -> webhooks.v1.Webhook
+	4,  // 49: webhooks.v1.WebhookService.GetWebhook:output_type -> webhooks.v1.Webhook
+	10, // 50: webhooks.v1.WebhookService.ListWebhooks:output_type -> webhooks.v1.ListWebhooksResponse
+	4,  // 51: webhooks.v1.WebhookService.UpdateWebhook:output_type -> webhooks.v1.Webhook
+	39, // 52: webhooks.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
+	14, // 53: webhooks.v1.WebhookService.ListResponses:output_type -> webhooks.v1.ListResponsesResponse
+	20, // 54: webhooks.v1.WebhookService.EmitEvent:output_type -> webhooks.v1.DeliveryStatus
+	18, // 55: webhooks.v1.WebhookService.EmitEvents:output_type -> webhooks.v1.EmitEventsResponse
+	23, // 56: webhooks.v1.WebhookService.RedeliverDelivery:output_type -> webhooks.v1.RedeliverResponse
+	23, // 57: webhooks.v1.WebhookService.RedeliverFailed:output_type -> webhooks.v1.RedeliverResponse
+	25, // 58: webhooks.v1.WebhookService.RotateSigningSecret:output_type -> webhooks.v1.RotateSigningSecretResponse
+	28, // 59: webhooks.v1.WebhookService.GetWebhookHealth:output_type -> webhooks.v1.WebhookHealth
+	40, // 60: webhooks.v1.WebhookService.CreateEventType:output_type -> webhooks.v1.EventType
+	40, // 61: webhooks.v1.WebhookService.GetEventType:output_type -> webhooks.v1.EventType
+	41, // 62: webhooks.v1.WebhookService.ListEventTypes:output_type -> webhooks.v1.ListEventTypesResponse
+	40, // 63: webhooks.v1.WebhookService.UpdateEventType:output_type -> webhooks.v1.EventType
+	39, // 64: webhooks.v1.WebhookService.DeleteEventType:output_type -> google.protobuf.Empty
+	48, // [48:65] is the sub-list for method output_type
+	31, // [31:48] is the sub-list for method input_type
 	31, // [31:31] is the sub-list for extension type_name
 	31, // [31:31] is the sub-list for extension extendee
 	0,  // [0:31] is the sub-list for field type_name
@@ -2586,6 +2608,7 @@ func file_webhooks_v1_webhooks_proto_init() {
 	if File_webhooks_v1_webhooks_proto != nil {
 		return
 	}
+	file_webhooks_v1_event_types_proto_init()
 	file_webhooks_v1_webhooks_proto_msgTypes[0].OneofWrappers = []any{}
 	file_webhooks_v1_webhooks_proto_msgTypes[11].OneofWrappers = []any{}
 	file_webhooks_v1_webhooks_proto_msgTypes[16].OneofWrappers = []any{}

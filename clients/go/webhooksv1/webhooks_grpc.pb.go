@@ -36,6 +36,11 @@ const (
 	WebhookService_RedeliverFailed_FullMethodName     = "/webhooks.v1.WebhookService/RedeliverFailed"
 	WebhookService_RotateSigningSecret_FullMethodName = "/webhooks.v1.WebhookService/RotateSigningSecret"
 	WebhookService_GetWebhookHealth_FullMethodName    = "/webhooks.v1.WebhookService/GetWebhookHealth"
+	WebhookService_CreateEventType_FullMethodName     = "/webhooks.v1.WebhookService/CreateEventType"
+	WebhookService_GetEventType_FullMethodName        = "/webhooks.v1.WebhookService/GetEventType"
+	WebhookService_ListEventTypes_FullMethodName      = "/webhooks.v1.WebhookService/ListEventTypes"
+	WebhookService_UpdateEventType_FullMethodName     = "/webhooks.v1.WebhookService/UpdateEventType"
+	WebhookService_DeleteEventType_FullMethodName     = "/webhooks.v1.WebhookService/DeleteEventType"
 )
 
 // WebhookServiceClient is the client API for WebhookService service.
@@ -65,12 +70,15 @@ type WebhookServiceClient interface {
 	// QUEUED (or SKIPPED) message per matched delivery, then one message per attempt, until
 	// every delivery is SUCCEEDED, FAILED or SKIPPED. An idempotent repeat starts with the first
 	// event's ACCEPTED message and its deliveries' current states. Closing the stream early does
-	// not cancel delivery.
+	// not cancel delivery. When the account's catalog declares `event_type` with a JSON Schema,
+	// data that does not meet it is INVALID_ARGUMENT with a violation per failing path
+	// (`data.alert_group.id`) and nothing is emitted.
 	EmitEvent(ctx context.Context, in *EmitEventRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DeliveryStatus], error)
 	// Emits up to 1,000 events at once and returns when all of them are durable, with each
 	// event's id and the initial state of its deliveries (no streaming). For producers with
-	// volume: one request and one disk flush carry the whole batch. An invalid event fails the
-	// batch (INVALID_ARGUMENT, fields named `events[i].field`) and nothing is emitted.
+	// volume: one request and one disk flush carry the whole batch. An invalid event (also one
+	// whose data its event type's schema refuses) fails the batch (INVALID_ARGUMENT, fields
+	// named `events[i].field`, e.g. `events[2].data.alert_group.id`) and nothing is emitted.
 	EmitEvents(ctx context.Context, in *EmitEventsRequest, opts ...grpc.CallOption) (*EmitEventsResponse, error)
 	// Queues a fresh attempt of one delivery (whatever its state) and returns the new delivery id.
 	RedeliverDelivery(ctx context.Context, in *RedeliverDeliveryRequest, opts ...grpc.CallOption) (*RedeliverResponse, error)
@@ -81,6 +89,19 @@ type WebhookServiceClient interface {
 	// One webhook's delivery health at a glance: last success and failure, its circuit breaker,
 	// pending deliveries, and attempts per hour over the last day (what the web console shows).
 	GetWebhookHealth(ctx context.Context, in *GetWebhookHealthRequest, opts ...grpc.CallOption) (*WebhookHealth, error)
+	// Declares an event type of the account (ALREADY_EXISTS when the name is taken; at most
+	// 1,000 per account: RESOURCE_EXHAUSTED). A schema that is not valid JSON Schema is
+	// INVALID_ARGUMENT on `json_schema`.
+	CreateEventType(ctx context.Context, in *CreateEventTypeRequest, opts ...grpc.CallOption) (*EventType, error)
+	// Returns one event type of the caller's account by name.
+	GetEventType(ctx context.Context, in *GetEventTypeRequest, opts ...grpc.CallOption) (*EventType, error)
+	// Lists the account's event types in name order.
+	ListEventTypes(ctx context.Context, in *ListEventTypesRequest, opts ...grpc.CallOption) (*ListEventTypesResponse, error)
+	// Changes an event type's description or schema; emits use the new schema at once on this
+	// instance and within about a second on the others sharing its database.
+	UpdateEventType(ctx context.Context, in *UpdateEventTypeRequest, opts ...grpc.CallOption) (*EventType, error)
+	// Deletes an event type; emits of its name are no longer validated.
+	DeleteEventType(ctx context.Context, in *DeleteEventTypeRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 }
 
 type webhookServiceClient struct {
@@ -220,6 +241,56 @@ func (c *webhookServiceClient) GetWebhookHealth(ctx context.Context, in *GetWebh
 	return out, nil
 }
 
+func (c *webhookServiceClient) CreateEventType(ctx context.Context, in *CreateEventTypeRequest, opts ...grpc.CallOption) (*EventType, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EventType)
+	err := c.cc.Invoke(ctx, WebhookService_CreateEventType_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *webhookServiceClient) GetEventType(ctx context.Context, in *GetEventTypeRequest, opts ...grpc.CallOption) (*EventType, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EventType)
+	err := c.cc.Invoke(ctx, WebhookService_GetEventType_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *webhookServiceClient) ListEventTypes(ctx context.Context, in *ListEventTypesRequest, opts ...grpc.CallOption) (*ListEventTypesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEventTypesResponse)
+	err := c.cc.Invoke(ctx, WebhookService_ListEventTypes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *webhookServiceClient) UpdateEventType(ctx context.Context, in *UpdateEventTypeRequest, opts ...grpc.CallOption) (*EventType, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EventType)
+	err := c.cc.Invoke(ctx, WebhookService_UpdateEventType_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *webhookServiceClient) DeleteEventType(ctx context.Context, in *DeleteEventTypeRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(emptypb.Empty)
+	err := c.cc.Invoke(ctx, WebhookService_DeleteEventType_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WebhookServiceServer is the server API for WebhookService service.
 // All implementations must embed UnimplementedWebhookServiceServer
 // for forward compatibility.
@@ -247,12 +318,15 @@ type WebhookServiceServer interface {
 	// QUEUED (or SKIPPED) message per matched delivery, then one message per attempt, until
 	// every delivery is SUCCEEDED, FAILED or SKIPPED. An idempotent repeat starts with the first
 	// event's ACCEPTED message and its deliveries' current states. Closing the stream early does
-	// not cancel delivery.
+	// not cancel delivery. When the account's catalog declares `event_type` with a JSON Schema,
+	// data that does not meet it is INVALID_ARGUMENT with a violation per failing path
+	// (`data.alert_group.id`) and nothing is emitted.
 	EmitEvent(*EmitEventRequest, grpc.ServerStreamingServer[DeliveryStatus]) error
 	// Emits up to 1,000 events at once and returns when all of them are durable, with each
 	// event's id and the initial state of its deliveries (no streaming). For producers with
-	// volume: one request and one disk flush carry the whole batch. An invalid event fails the
-	// batch (INVALID_ARGUMENT, fields named `events[i].field`) and nothing is emitted.
+	// volume: one request and one disk flush carry the whole batch. An invalid event (also one
+	// whose data its event type's schema refuses) fails the batch (INVALID_ARGUMENT, fields
+	// named `events[i].field`, e.g. `events[2].data.alert_group.id`) and nothing is emitted.
 	EmitEvents(context.Context, *EmitEventsRequest) (*EmitEventsResponse, error)
 	// Queues a fresh attempt of one delivery (whatever its state) and returns the new delivery id.
 	RedeliverDelivery(context.Context, *RedeliverDeliveryRequest) (*RedeliverResponse, error)
@@ -263,6 +337,19 @@ type WebhookServiceServer interface {
 	// One webhook's delivery health at a glance: last success and failure, its circuit breaker,
 	// pending deliveries, and attempts per hour over the last day (what the web console shows).
 	GetWebhookHealth(context.Context, *GetWebhookHealthRequest) (*WebhookHealth, error)
+	// Declares an event type of the account (ALREADY_EXISTS when the name is taken; at most
+	// 1,000 per account: RESOURCE_EXHAUSTED). A schema that is not valid JSON Schema is
+	// INVALID_ARGUMENT on `json_schema`.
+	CreateEventType(context.Context, *CreateEventTypeRequest) (*EventType, error)
+	// Returns one event type of the caller's account by name.
+	GetEventType(context.Context, *GetEventTypeRequest) (*EventType, error)
+	// Lists the account's event types in name order.
+	ListEventTypes(context.Context, *ListEventTypesRequest) (*ListEventTypesResponse, error)
+	// Changes an event type's description or schema; emits use the new schema at once on this
+	// instance and within about a second on the others sharing its database.
+	UpdateEventType(context.Context, *UpdateEventTypeRequest) (*EventType, error)
+	// Deletes an event type; emits of its name are no longer validated.
+	DeleteEventType(context.Context, *DeleteEventTypeRequest) (*emptypb.Empty, error)
 	mustEmbedUnimplementedWebhookServiceServer()
 }
 
@@ -308,6 +395,21 @@ func (UnimplementedWebhookServiceServer) RotateSigningSecret(context.Context, *R
 }
 func (UnimplementedWebhookServiceServer) GetWebhookHealth(context.Context, *GetWebhookHealthRequest) (*WebhookHealth, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetWebhookHealth not implemented")
+}
+func (UnimplementedWebhookServiceServer) CreateEventType(context.Context, *CreateEventTypeRequest) (*EventType, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateEventType not implemented")
+}
+func (UnimplementedWebhookServiceServer) GetEventType(context.Context, *GetEventTypeRequest) (*EventType, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetEventType not implemented")
+}
+func (UnimplementedWebhookServiceServer) ListEventTypes(context.Context, *ListEventTypesRequest) (*ListEventTypesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEventTypes not implemented")
+}
+func (UnimplementedWebhookServiceServer) UpdateEventType(context.Context, *UpdateEventTypeRequest) (*EventType, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateEventType not implemented")
+}
+func (UnimplementedWebhookServiceServer) DeleteEventType(context.Context, *DeleteEventTypeRequest) (*emptypb.Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteEventType not implemented")
 }
 func (UnimplementedWebhookServiceServer) mustEmbedUnimplementedWebhookServiceServer() {}
 func (UnimplementedWebhookServiceServer) testEmbeddedByValue()                        {}
@@ -539,6 +641,96 @@ func _WebhookService_GetWebhookHealth_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WebhookService_CreateEventType_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateEventTypeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebhookServiceServer).CreateEventType(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebhookService_CreateEventType_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebhookServiceServer).CreateEventType(ctx, req.(*CreateEventTypeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WebhookService_GetEventType_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetEventTypeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebhookServiceServer).GetEventType(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebhookService_GetEventType_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebhookServiceServer).GetEventType(ctx, req.(*GetEventTypeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WebhookService_ListEventTypes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEventTypesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebhookServiceServer).ListEventTypes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebhookService_ListEventTypes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebhookServiceServer).ListEventTypes(ctx, req.(*ListEventTypesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WebhookService_UpdateEventType_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateEventTypeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebhookServiceServer).UpdateEventType(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebhookService_UpdateEventType_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebhookServiceServer).UpdateEventType(ctx, req.(*UpdateEventTypeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WebhookService_DeleteEventType_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteEventTypeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebhookServiceServer).DeleteEventType(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebhookService_DeleteEventType_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebhookServiceServer).DeleteEventType(ctx, req.(*DeleteEventTypeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // WebhookService_ServiceDesc is the grpc.ServiceDesc for WebhookService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -589,6 +781,26 @@ var WebhookService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetWebhookHealth",
 			Handler:    _WebhookService_GetWebhookHealth_Handler,
+		},
+		{
+			MethodName: "CreateEventType",
+			Handler:    _WebhookService_CreateEventType_Handler,
+		},
+		{
+			MethodName: "GetEventType",
+			Handler:    _WebhookService_GetEventType_Handler,
+		},
+		{
+			MethodName: "ListEventTypes",
+			Handler:    _WebhookService_ListEventTypes_Handler,
+		},
+		{
+			MethodName: "UpdateEventType",
+			Handler:    _WebhookService_UpdateEventType_Handler,
+		},
+		{
+			MethodName: "DeleteEventType",
+			Handler:    _WebhookService_DeleteEventType_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

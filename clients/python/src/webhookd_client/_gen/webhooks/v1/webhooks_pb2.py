@@ -26,9 +26,10 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from webhookd_client._gen.webhooks.v1 import event_types_pb2 as webhooks_dot_v1_dot_event__types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1awebhooks/v1/webhooks.proto\x12\x0bwebhooks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\n\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1f\n\x12is_webhook_enabled\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x11\n\x04team\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x11\n\x04\x64\x61ta\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08username\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x15\n\x08password\x18\x07 \x01(\tH\x04\x88\x01\x01\x12!\n\x14\x61uthorization_header\x18\x08 \x01(\tH\x05\x88\x01\x01\x12\x1d\n\x10trigger_template\x18\t \x01(\tH\x06\x88\x01\x01\x12\x14\n\x07headers\x18\n \x01(\tH\x07\x88\x01\x01\x12\x0b\n\x03url\x18\x0b \x01(\t\x12\x18\n\x0b\x66orward_all\x18\x0c \x01(\x08H\x08\x88\x01\x01\x12\x13\n\x0bhttp_method\x18\r \x01(\t\x12\x14\n\x0ctrigger_type\x18\x0e \x01(\t\x12\x1a\n\x12integration_filter\x18\x0f \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x10 \x01(\t\x12\x15\n\rtrigger_types\x18\x11 \x03(\t\x12\x0c\n\x04urls\x18\x12 \x03(\t\x12)\n\x07\x66ilters\x18\x13 \x01(\x0b\x32\x18.webhooks.v1.FilterGroup\x12\x18\n\x10\x64\x65stination_type\x18\x14 \x01(\t\x12\x13\n\x06secret\x18\x15 \x01(\tH\t\x88\x01\x01\x12\x1b\n\x0esigning_secret\x18\x16 \x01(\tH\n\x88\x01\x01\x12\x16\n\x0eretry_schedule\x18\x17 \x03(\t\x12\x17\n\x0ftemplate_engine\x18\x18 \x01(\t\x12?\n\x0e\x63ustom_headers\x18\x19 \x03(\x0b\x32\'.webhooks.v1.Webhook.CustomHeadersEntry\x12.\n\ncreated_at\x18\x1a \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_success\x18\x1b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_failure\x18\x1c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x64isabled_reason\x18\x1d \x01(\t\x12\x14\n\x0cmax_attempts\x18\x1e \x01(\x05\x12\x17\n\x0fschedule_filter\x18\x1f \x03(\t\x12\x1a\n\x12signing_public_key\x18  \x01(\t\x12\x1f\n\x12\x63lient_certificate\x18! \x01(\tH\x0b\x88\x01\x01\x12\x17\n\nclient_key\x18\" \x01(\tH\x0c\x88\x01\x01\x12\x17\n\x0f\x63\x61_certificates\x18# \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18$ \x01(\x05\x12\x18\n\x10rate_limit_burst\x18% \x01(\x05\x1a\x34\n\x12\x43ustomHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x15\n\x13_is_webhook_enabledB\x07\n\x05_teamB\x07\n\x05_dataB\x0b\n\t_usernameB\x0b\n\t_passwordB\x17\n\x15_authorization_headerB\x13\n\x11_trigger_templateB\n\n\x08_headersB\x0e\n\x0c_forward_allB\t\n\x07_secretB\x11\n\x0f_signing_secretB\x15\n\x13_client_certificateB\r\n\x0b_client_key\"\x98\x01\n\x0b\x46ilterGroup\x12-\n\x08operator\x18\x01 \x01(\x0e\x32\x1b.webhooks.v1.FilterOperator\x12\x30\n\nconditions\x18\x02 \x03(\x0b\x32\x1c.webhooks.v1.FilterCondition\x12(\n\x06groups\x18\x03 \x03(\x0b\x32\x18.webhooks.v1.FilterGroup\"m\n\x0f\x46ilterCondition\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12$\n\x02op\x18\x02 \x01(\x0e\x32\x18.webhooks.v1.ConditionOp\x12%\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\"=\n\x14\x43reateWebhookRequest\x12%\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.webhooks.v1.Webhook\"\x1f\n\x11GetWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x13ListWebhooksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"k\n\x14ListWebhooksResponse\x12&\n\x08webhooks\x18\x01 \x03(\x0b\x32\x14.webhooks.v1.Webhook\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"n\n\x14UpdateWebhookRequest\x12%\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.webhooks.v1.Webhook\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\"\n\x14\x44\x65leteWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t\"Q\n\x14ListResponsesRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x15ListResponsesResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.webhooks.v1.WebhookResponse\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x80\x03\n\x0fWebhookResponse\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x17\n\x0frequest_trigger\x18\x03 \x01(\t\x12\x1c\n\x0frequest_headers\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0crequest_data\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0bstatus_code\x18\x06 \x01(\x05H\x02\x88\x01\x01\x12\x14\n\x07\x63ontent\x18\x07 \x01(\tH\x03\x88\x01\x01\x12\x12\n\nevent_data\x18\x08 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x13\n\x0b\x64\x65livery_id\x18\n \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x0b \x01(\x03\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x10\n\x08\x65vent_id\x18\r \x01(\tB\x12\n\x10_request_headersB\x0f\n\r_request_dataB\x0e\n\x0c_status_codeB\n\n\x08_content\"f\n\x10\x45mitEventRequest\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12%\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"B\n\x11\x45mitEventsRequest\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.webhooks.v1.EmitEventRequest\"@\n\x12\x45mitEventsResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.webhooks.v1.EmittedEvent\"d\n\x0c\x45mittedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12/\n\ndeliveries\x18\x03 \x03(\x0b\x32\x1b.webhooks.v1.DeliveryStatus\"\x9e\x02\n\x0e\x44\x65liveryStatus\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nwebhook_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x03 \x01(\t\x12)\n\x05state\x18\x04 \x01(\x0e\x32\x1a.webhooks.v1.DeliveryState\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x18\n\x0bstatus_code\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03url\x18\t \x01(\t\x12\x1a\n\x12matched_deliveries\x18\n \x01(\x05\x42\x0e\n\x0c_status_code\"/\n\x18RedeliverDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"W\n\x16RedeliverFailedRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x11RedeliverResponse\x12\x14\n\x0c\x64\x65livery_ids\x18\x01 \x03(\t\"0\n\x1aRotateSigningSecretRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\"Q\n\x1bRotateSigningSecretResponse\x12\x16\n\x0esigning_secret\x18\x01 \x01(\t\x12\x1a\n\x12signing_public_key\x18\x02 \x01(\t\"-\n\x17GetWebhookHealthRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\"a\n\x0cHealthBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsucceeded\x18\x02 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x05\"\xc4\x03\n\rWebhookHealth\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x1a\n\x12is_webhook_enabled\x18\x02 \x01(\x08\x12\x17\n\x0f\x64isabled_reason\x18\x03 \x01(\t\x12\x33\n\x0flast_success_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_failure_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rfailing_since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\rbreaker_state\x18\x07 \x01(\x0e\x32\x19.webhooks.v1.BreakerState\x12\x15\n\rpending_count\x18\x08 \x01(\x05\x12,\n\tlast_hour\x18\t \x01(\x0b\x32\x19.webhooks.v1.HealthBucket\x12+\n\x08last_day\x18\n \x01(\x0b\x32\x19.webhooks.v1.HealthBucket\x12)\n\x06hourly\x18\x0b \x03(\x0b\x32\x19.webhooks.v1.HealthBucket*b\n\x0e\x46ilterOperator\x12\x1f\n\x1b\x46ILTER_OPERATOR_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46ILTER_OPERATOR_AND\x10\x01\x12\x16\n\x12\x46ILTER_OPERATOR_OR\x10\x02*\xc2\x01\n\x0b\x43onditionOp\x12\x1c\n\x18\x43ONDITION_OP_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONDITION_OP_EQUALS\x10\x01\x12\x1b\n\x17\x43ONDITION_OP_NOT_EQUALS\x10\x02\x12\x19\n\x15\x43ONDITION_OP_CONTAINS\x10\x03\x12\x16\n\x12\x43ONDITION_OP_REGEX\x10\x04\x12\x17\n\x13\x43ONDITION_OP_EXISTS\x10\x05\x12\x13\n\x0f\x43ONDITION_OP_IN\x10\x06*\xd9\x01\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45LIVERY_STATE_QUEUED\x10\x01\x12\x1b\n\x17\x44\x45LIVERY_STATE_RETRYING\x10\x02\x12\x1c\n\x18\x44\x45LIVERY_STATE_SUCCEEDED\x10\x03\x12\x19\n\x15\x44\x45LIVERY_STATE_FAILED\x10\x04\x12\x1a\n\x16\x44\x45LIVERY_STATE_SKIPPED\x10\x05\x12\x1b\n\x17\x44\x45LIVERY_STATE_ACCEPTED\x10\x06*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03\x32\xef\x07\n\x0eWebhookService\x12H\n\rCreateWebhook\x12!.webhooks.v1.CreateWebhookRequest\x1a\x14.webhooks.v1.Webhook\x12\x42\n\nGetWebhook\x12\x1e.webhooks.v1.GetWebhookRequest\x1a\x14.webhooks.v1.Webhook\x12S\n\x0cListWebhooks\x12 .webhooks.v1.ListWebhooksRequest\x1a!.webhooks.v1.ListWebhooksResponse\x12H\n\rUpdateWebhook\x12!.webhooks.v1.UpdateWebhookRequest\x1a\x14.webhooks.v1.Webhook\x12J\n\rDeleteWebhook\x12!.webhooks.v1.DeleteWebhookRequest\x1a\x16.google.protobuf.Empty\x12V\n\rListResponses\x12!.webhooks.v1.ListResponsesRequest\x1a\".webhooks.v1.ListResponsesResponse\x12I\n\tEmitEvent\x12\x1d.webhooks.v1.EmitEventRequest\x1a\x1b.webhooks.v1.DeliveryStatus0\x01\x12M\n\nEmitEvents\x12\x1e.webhooks.v1.EmitEventsRequest\x1a\x1f.webhooks.v1.EmitEventsResponse\x12Z\n\x11RedeliverDelivery\x12%.webhooks.v1.RedeliverDeliveryRequest\x1a\x1e.webhooks.v1.RedeliverResponse\x12V\n\x0fRedeliverFailed\x12#.webhooks.v1.RedeliverFailedRequest\x1a\x1e.webhooks.v1.RedeliverResponse\x12h\n\x13RotateSigningSecret\x12\'.webhooks.v1.RotateSigningSecretRequest\x1a(.webhooks.v1.RotateSigningSecretResponse\x12T\n\x10GetWebhookHealth\x12$.webhooks.v1.GetWebhookHealthRequest\x1a\x1a.webhooks.v1.WebhookHealthB?Z=github.com/webhookd/webhookd/clients/go/webhooksv1;webhooksv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1awebhooks/v1/webhooks.proto\x12\x0bwebhooks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dwebhooks/v1/event_types.proto\"\x8c\n\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1f\n\x12is_webhook_enabled\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x11\n\x04team\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x11\n\x04\x64\x61ta\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08username\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x15\n\x08password\x18\x07 \x01(\tH\x04\x88\x01\x01\x12!\n\x14\x61uthorization_header\x18\x08 \x01(\tH\x05\x88\x01\x01\x12\x1d\n\x10trigger_template\x18\t \x01(\tH\x06\x88\x01\x01\x12\x14\n\x07headers\x18\n \x01(\tH\x07\x88\x01\x01\x12\x0b\n\x03url\x18\x0b \x01(\t\x12\x18\n\x0b\x66orward_all\x18\x0c \x01(\x08H\x08\x88\x01\x01\x12\x13\n\x0bhttp_method\x18\r \x01(\t\x12\x14\n\x0ctrigger_type\x18\x0e \x01(\t\x12\x1a\n\x12integration_filter\x18\x0f \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x10 \x01(\t\x12\x15\n\rtrigger_types\x18\x11 \x03(\t\x12\x0c\n\x04urls\x18\x12 \x03(\t\x12)\n\x07\x66ilters\x18\x13 \x01(\x0b\x32\x18.webhooks.v1.FilterGroup\x12\x18\n\x10\x64\x65stination_type\x18\x14 \x01(\t\x12\x13\n\x06secret\x18\x15 \x01(\tH\t\x88\x01\x01\x12\x1b\n\x0esigning_secret\x18\x16 \x01(\tH\n\x88\x01\x01\x12\x16\n\x0eretry_schedule\x18\x17 \x03(\t\x12\x17\n\x0ftemplate_engine\x18\x18 \x01(\t\x12?\n\x0e\x63ustom_headers\x18\x19 \x03(\x0b\x32\'.webhooks.v1.Webhook.CustomHeadersEntry\x12.\n\ncreated_at\x18\x1a \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_success\x18\x1b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_failure\x18\x1c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x64isabled_reason\x18\x1d \x01(\t\x12\x14\n\x0cmax_attempts\x18\x1e \x01(\x05\x12\x17\n\x0fschedule_filter\x18\x1f \x03(\t\x12\x1a\n\x12signing_public_key\x18  \x01(\t\x12\x1f\n\x12\x63lient_certificate\x18! \x01(\tH\x0b\x88\x01\x01\x12\x17\n\nclient_key\x18\" \x01(\tH\x0c\x88\x01\x01\x12\x17\n\x0f\x63\x61_certificates\x18# \x03(\t\x12\x1d\n\x15rate_limit_per_second\x18$ \x01(\x05\x12\x18\n\x10rate_limit_burst\x18% \x01(\x05\x1a\x34\n\x12\x43ustomHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x15\n\x13_is_webhook_enabledB\x07\n\x05_teamB\x07\n\x05_dataB\x0b\n\t_usernameB\x0b\n\t_passwordB\x17\n\x15_authorization_headerB\x13\n\x11_trigger_templateB\n\n\x08_headersB\x0e\n\x0c_forward_allB\t\n\x07_secretB\x11\n\x0f_signing_secretB\x15\n\x13_client_certificateB\r\n\x0b_client_key\"\x98\x01\n\x0b\x46ilterGroup\x12-\n\x08operator\x18\x01 \x01(\x0e\x32\x1b.webhooks.v1.FilterOperator\x12\x30\n\nconditions\x18\x02 \x03(\x0b\x32\x1c.webhooks.v1.FilterCondition\x12(\n\x06groups\x18\x03 \x03(\x0b\x32\x18.webhooks.v1.FilterGroup\"m\n\x0f\x46ilterCondition\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12$\n\x02op\x18\x02 \x01(\x0e\x32\x18.webhooks.v1.ConditionOp\x12%\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\"=\n\x14\x43reateWebhookRequest\x12%\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.webhooks.v1.Webhook\"\x1f\n\x11GetWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x13ListWebhooksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"k\n\x14ListWebhooksResponse\x12&\n\x08webhooks\x18\x01 \x03(\x0b\x32\x14.webhooks.v1.Webhook\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"n\n\x14UpdateWebhookRequest\x12%\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.webhooks.v1.Webhook\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\"\n\x14\x44\x65leteWebhookRequest\x12\n\n\x02id\x18\x01 \x01(\t\"Q\n\x14ListResponsesRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x15ListResponsesResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.webhooks.v1.WebhookResponse\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x80\x03\n\x0fWebhookResponse\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x17\n\x0frequest_trigger\x18\x03 \x01(\t\x12\x1c\n\x0frequest_headers\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0crequest_data\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0bstatus_code\x18\x06 \x01(\x05H\x02\x88\x01\x01\x12\x14\n\x07\x63ontent\x18\x07 \x01(\tH\x03\x88\x01\x01\x12\x12\n\nevent_data\x18\x08 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x13\n\x0b\x64\x65livery_id\x18\n \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x0b \x01(\x03\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x10\n\x08\x65vent_id\x18\r \x01(\tB\x12\n\x10_request_headersB\x0f\n\r_request_dataB\x0e\n\x0c_status_codeB\n\n\x08_content\"f\n\x10\x45mitEventRequest\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12%\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"B\n\x11\x45mitEventsRequest\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.webhooks.v1.EmitEventRequest\"@\n\x12\x45mitEventsResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.webhooks.v1.EmittedEvent\"d\n\x0c\x45mittedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12/\n\ndeliveries\x18\x03 \x03(\x0b\x32\x1b.webhooks.v1.DeliveryStatus\"\x9e\x02\n\x0e\x44\x65liveryStatus\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nwebhook_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x03 \x01(\t\x12)\n\x05state\x18\x04 \x01(\x0e\x32\x1a.webhooks.v1.DeliveryState\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x18\n\x0bstatus_code\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03url\x18\t \x01(\t\x12\x1a\n\x12matched_deliveries\x18\n \x01(\x05\x42\x0e\n\x0c_status_code\"/\n\x18RedeliverDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"W\n\x16RedeliverFailedRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x11RedeliverResponse\x12\x14\n\x0c\x64\x65livery_ids\x18\x01 \x03(\t\"0\n\x1aRotateSigningSecretRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\"Q\n\x1bRotateSigningSecretResponse\x12\x16\n\x0esigning_secret\x18\x01 \x01(\t\x12\x1a\n\x12signing_public_key\x18\x02 \x01(\t\"-\n\x17GetWebhookHealthRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\"a\n\x0cHealthBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsucceeded\x18\x02 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x05\"\xc4\x03\n\rWebhookHealth\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x1a\n\x12is_webhook_enabled\x18\x02 \x01(\x08\x12\x17\n\x0f\x64isabled_reason\x18\x03 \x01(\t\x12\x33\n\x0flast_success_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_failure_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rfailing_since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\rbreaker_state\x18\x07 \x01(\x0e\x32\x19.webhooks.v1.BreakerState\x12\x15\n\rpending_count\x18\x08 \x01(\x05\x12,\n\tlast_hour\x18\t \x01(\x0b\x32\x19.webhooks.v1.HealthBucket\x12+\n\x08last_day\x18\n \x01(\x0b\x32\x19.webhooks.v1.HealthBucket\x12)\n\x06hourly\x18\x0b \x03(\x0b\x32\x19.webhooks.v1.HealthBucket*b\n\x0e\x46ilterOperator\x12\x1f\n\x1b\x46ILTER_OPERATOR_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46ILTER_OPERATOR_AND\x10\x01\x12\x16\n\x12\x46ILTER_OPERATOR_OR\x10\x02*\xc2\x01\n\x0b\x43onditionOp\x12\x1c\n\x18\x43ONDITION_OP_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONDITION_OP_EQUALS\x10\x01\x12\x1b\n\x17\x43ONDITION_OP_NOT_EQUALS\x10\x02\x12\x19\n\x15\x43ONDITION_OP_CONTAINS\x10\x03\x12\x16\n\x12\x43ONDITION_OP_REGEX\x10\x04\x12\x17\n\x13\x43ONDITION_OP_EXISTS\x10\x05\x12\x13\n\x0f\x43ONDITION_OP_IN\x10\x06*\xd9\x01\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45LIVERY_STATE_QUEUED\x10\x01\x12\x1b\n\x17\x44\x45LIVERY_STATE_RETRYING\x10\x02\x12\x1c\n\x18\x44\x45LIVERY_STATE_SUCCEEDED\x10\x03\x12\x19\n\x15\x44\x45LIVERY_STATE_FAILED\x10\x04\x12\x1a\n\x16\x44\x45LIVERY_STATE_SKIPPED\x10\x05\x12\x1b\n\x17\x44\x45LIVERY_STATE_ACCEPTED\x10\x06*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03\x32\x84\x0b\n\x0eWebhookService\x12H\n\rCreateWebhook\x12!.webhooks.v1.CreateWebhookRequest\x1a\x14.webhooks.v1.Webhook\x12\x42\n\nGetWebhook\x12\x1e.webhooks.v1.GetWebhookRequest\x1a\x14.webhooks.v1.Webhook\x12S\n\x0cListWebhooks\x12 .webhooks.v1.ListWebhooksRequest\x1a!.webhooks.v1.ListWebhooksResponse\x12H\n\rUpdateWebhook\x12!.webhooks.v1.UpdateWebhookRequest\x1a\x14.webhooks.v1.Webhook\x12J\n\rDeleteWebhook\x12!.webhooks.v1.DeleteWebhookRequest\x1a\x16.google.protobuf.Empty\x12V\n\rListResponses\x12!.webhooks.v1.ListResponsesRequest\x1a\".webhooks.v1.ListResponsesResponse\x12I\n\tEmitEvent\x12\x1d.webhooks.v1.EmitEventRequest\x1a\x1b.webhooks.v1.DeliveryStatus0\x01\x12M\n\nEmitEvents\x12\x1e.webhooks.v1.EmitEventsRequest\x1a\x1f.webhooks.v1.EmitEventsResponse\x12Z\n\x11RedeliverDelivery\x12%.webhooks.v1.RedeliverDeliveryRequest\x1a\x1e.webhooks.v1.RedeliverResponse\x12V\n\x0fRedeliverFailed\x12#.webhooks.v1.RedeliverFailedRequest\x1a\x1e.webhooks.v1.RedeliverResponse\x12h\n\x13RotateSigningSecret\x12\'.webhooks.v1.RotateSigningSecretRequest\x1a(.webhooks.v1.RotateSigningSecretResponse\x12T\n\x10GetWebhookHealth\x12$.webhooks.v1.GetWebhookHealthRequest\x1a\x1a.webhooks.v1.WebhookHealth\x12N\n\x0f\x43reateEventType\x12#.webhooks.v1.CreateEventTypeRequest\x1a\x16.webhooks.v1.EventType\x12H\n\x0cGetEventType\x12 .webhooks.v1.GetEventTypeRequest\x1a\x16.webhooks.v1.EventType\x12Y\n\x0eListEventTypes\x12\".webhooks.v1.ListEventTypesRequest\x1a#.webhooks.v1.ListEventTypesResponse\x12N\n\x0fUpdateEventType\x12#.webhooks.v1.UpdateEventTypeRequest\x1a\x16.webhooks.v1.EventType\x12N\n\x0f\x44\x65leteEventType\x12#.webhooks.v1.DeleteEventTypeRequest\x1a\x16.google.protobuf.EmptyB?Z=github.com/webhookd/webhookd/clients/go/webhooksv1;webhooksv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,66 +39,66 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z=github.com/webhookd/webhookd/clients/go/webhooksv1;webhooksv1'
   _globals['_WEBHOOK_CUSTOMHEADERSENTRY']._loaded_options = None
   _globals['_WEBHOOK_CUSTOMHEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_FILTEROPERATOR']._serialized_start=4258
-  _globals['_FILTEROPERATOR']._serialized_end=4356
-  _globals['_CONDITIONOP']._serialized_start=4359
-  _globals['_CONDITIONOP']._serialized_end=4553
-  _globals['_DELIVERYSTATE']._serialized_start=4556
-  _globals['_DELIVERYSTATE']._serialized_end=4773
-  _globals['_BREAKERSTATE']._serialized_start=4775
-  _globals['_BREAKERSTATE']._serialized_end=4899
-  _globals['_WEBHOOK']._serialized_start=170
-  _globals['_WEBHOOK']._serialized_end=1462
-  _globals['_WEBHOOK_CUSTOMHEADERSENTRY']._serialized_start=1201
-  _globals['_WEBHOOK_CUSTOMHEADERSENTRY']._serialized_end=1253
-  _globals['_FILTERGROUP']._serialized_start=1465
-  _globals['_FILTERGROUP']._serialized_end=1617
-  _globals['_FILTERCONDITION']._serialized_start=1619
-  _globals['_FILTERCONDITION']._serialized_end=1728
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=1730
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=1791
-  _globals['_GETWEBHOOKREQUEST']._serialized_start=1793
-  _globals['_GETWEBHOOKREQUEST']._serialized_end=1824
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=1826
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=1886
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=1888
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=1995
-  _globals['_UPDATEWEBHOOKREQUEST']._serialized_start=1997
-  _globals['_UPDATEWEBHOOKREQUEST']._serialized_end=2107
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=2109
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=2143
-  _globals['_LISTRESPONSESREQUEST']._serialized_start=2145
-  _globals['_LISTRESPONSESREQUEST']._serialized_end=2226
-  _globals['_LISTRESPONSESRESPONSE']._serialized_start=2228
-  _globals['_LISTRESPONSESRESPONSE']._serialized_end=2325
-  _globals['_WEBHOOKRESPONSE']._serialized_start=2328
-  _globals['_WEBHOOKRESPONSE']._serialized_end=2712
-  _globals['_EMITEVENTREQUEST']._serialized_start=2714
-  _globals['_EMITEVENTREQUEST']._serialized_end=2816
-  _globals['_EMITEVENTSREQUEST']._serialized_start=2818
-  _globals['_EMITEVENTSREQUEST']._serialized_end=2884
-  _globals['_EMITEVENTSRESPONSE']._serialized_start=2886
-  _globals['_EMITEVENTSRESPONSE']._serialized_end=2950
-  _globals['_EMITTEDEVENT']._serialized_start=2952
-  _globals['_EMITTEDEVENT']._serialized_end=3052
-  _globals['_DELIVERYSTATUS']._serialized_start=3055
-  _globals['_DELIVERYSTATUS']._serialized_end=3341
-  _globals['_REDELIVERDELIVERYREQUEST']._serialized_start=3343
-  _globals['_REDELIVERDELIVERYREQUEST']._serialized_end=3390
-  _globals['_REDELIVERFAILEDREQUEST']._serialized_start=3392
-  _globals['_REDELIVERFAILEDREQUEST']._serialized_end=3479
-  _globals['_REDELIVERRESPONSE']._serialized_start=3481
-  _globals['_REDELIVERRESPONSE']._serialized_end=3522
-  _globals['_ROTATESIGNINGSECRETREQUEST']._serialized_start=3524
-  _globals['_ROTATESIGNINGSECRETREQUEST']._serialized_end=3572
-  _globals['_ROTATESIGNINGSECRETRESPONSE']._serialized_start=3574
-  _globals['_ROTATESIGNINGSECRETRESPONSE']._serialized_end=3655
-  _globals['_GETWEBHOOKHEALTHREQUEST']._serialized_start=3657
-  _globals['_GETWEBHOOKHEALTHREQUEST']._serialized_end=3702
-  _globals['_HEALTHBUCKET']._serialized_start=3704
-  _globals['_HEALTHBUCKET']._serialized_end=3801
-  _globals['_WEBHOOKHEALTH']._serialized_start=3804
-  _globals['_WEBHOOKHEALTH']._serialized_end=4256
-  _globals['_WEBHOOKSERVICE']._serialized_start=4902
-  _globals['_WEBHOOKSERVICE']._serialized_end=5909
+  _globals['_FILTEROPERATOR']._serialized_start=4289
+  _globals['_FILTEROPERATOR']._serialized_end=4387
+  _globals['_CONDITIONOP']._serialized_start=4390
+  _globals['_CONDITIONOP']._serialized_end=4584
+  _globals['_DELIVERYSTATE']._serialized_start=4587
+  _globals['_DELIVERYSTATE']._serialized_end=4804
+  _globals['_BREAKERSTATE']._serialized_start=4806
+  _globals['_BREAKERSTATE']._serialized_end=4930
+  _globals['_WEBHOOK']._serialized_start=201
+  _globals['_WEBHOOK']._serialized_end=1493
+  _globals['_WEBHOOK_CUSTOMHEADERSENTRY']._serialized_start=1232
+  _globals['_WEBHOOK_CUSTOMHEADERSENTRY']._serialized_end=1284
+  _globals['_FILTERGROUP']._serialized_start=1496
+  _globals['_FILTERGROUP']._serialized_end=1648
+  _globals['_FILTERCONDITION']._serialized_start=1650
+  _globals['_FILTERCONDITION']._serialized_end=1759
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=1761
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=1822
+  _globals['_GETWEBHOOKREQUEST']._serialized_start=1824
+  _globals['_GETWEBHOOKREQUEST']._serialized_end=1855
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=1857
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=1917
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=1919
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=2026
+  _globals['_UPDATEWEBHOOKREQUEST']._serialized_start=2028
+  _globals['_UPDATEWEBHOOKREQUEST']._serialized_end=2138
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=2140
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=2174
+  _globals['_LISTRESPONSESREQUEST']._serialized_start=2176
+  _globals['_LISTRESPONSESREQUEST']._serialized_end=2257
+  _globals['_LISTRESPONSESRESPONSE']._serialized_start=2259
+  _globals['_LISTRESPONSESRESPONSE']._serialized_end=2356
+  _globals['_WEBHOOKRESPONSE']._serialized_start=2359
+  _globals['_WEBHOOKRESPONSE']._serialized_end=2743
+  _globals['_EMITEVENTREQUEST']._serialized_start=2745
+  _globals['_EMITEVENTREQUEST']._serialized_end=2847
+  _globals['_EMITEVENTSREQUEST']._serialized_start=2849
+  _globals['_EMITEVENTSREQUEST']._serialized_end=2915
+  _globals['_EMITEVENTSRESPONSE']._serialized_start=2917
+  _globals['_EMITEVENTSRESPONSE']._serialized_end=2981
+  _globals['_EMITTEDEVENT']._serialized_start=2983
+  _globals['_EMITTEDEVENT']._serialized_end=3083
+  _globals['_DELIVERYSTATUS']._serialized_start=3086
+  _globals['_DELIVERYSTATUS']._serialized_end=3372
+  _globals['_REDELIVERDELIVERYREQUEST']._serialized_start=3374
+  _globals['_REDELIVERDELIVERYREQUEST']._serialized_end=3421
+  _globals['_REDELIVERFAILEDREQUEST']._serialized_start=3423
+  _globals['_REDELIVERFAILEDREQUEST']._serialized_end=3510
+  _globals['_REDELIVERRESPONSE']._serialized_start=3512
+  _globals['_REDELIVERRESPONSE']._serialized_end=3553
+  _globals['_ROTATESIGNINGSECRETREQUEST']._serialized_start=3555
+  _globals['_ROTATESIGNINGSECRETREQUEST']._serialized_end=3603
+  _globals['_ROTATESIGNINGSECRETRESPONSE']._serialized_start=3605
+  _globals['_ROTATESIGNINGSECRETRESPONSE']._serialized_end=3686
+  _globals['_GETWEBHOOKHEALTHREQUEST']._serialized_start=3688
+  _globals['_GETWEBHOOKHEALTHREQUEST']._serialized_end=3733
+  _globals['_HEALTHBUCKET']._serialized_start=3735
+  _globals['_HEALTHBUCKET']._serialized_end=3832
+  _globals['_WEBHOOKHEALTH']._serialized_start=3835
+  _globals['_WEBHOOKHEALTH']._serialized_end=4287
+  _globals['_WEBHOOKSERVICE']._serialized_start=4933
+  _globals['_WEBHOOKSERVICE']._serialized_end=6345
 # @@protoc_insertion_point(module_scope)

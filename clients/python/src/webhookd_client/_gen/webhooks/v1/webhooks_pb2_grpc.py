@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from webhookd_client._gen.webhooks.v1 import event_types_pb2 as webhooks_dot_v1_dot_event__types__pb2
 from webhookd_client._gen.webhooks.v1 import webhooks_pb2 as webhooks_dot_v1_dot_webhooks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -98,6 +99,31 @@ class WebhookServiceStub:
                 request_serializer=webhooks_dot_v1_dot_webhooks__pb2.GetWebhookHealthRequest.SerializeToString,
                 response_deserializer=webhooks_dot_v1_dot_webhooks__pb2.WebhookHealth.FromString,
                 _registered_method=True)
+        self.CreateEventType = channel.unary_unary(
+                '/webhooks.v1.WebhookService/CreateEventType',
+                request_serializer=webhooks_dot_v1_dot_event__types__pb2.CreateEventTypeRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_event__types__pb2.EventType.FromString,
+                _registered_method=True)
+        self.GetEventType = channel.unary_unary(
+                '/webhooks.v1.WebhookService/GetEventType',
+                request_serializer=webhooks_dot_v1_dot_event__types__pb2.GetEventTypeRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_event__types__pb2.EventType.FromString,
+                _registered_method=True)
+        self.ListEventTypes = channel.unary_unary(
+                '/webhooks.v1.WebhookService/ListEventTypes',
+                request_serializer=webhooks_dot_v1_dot_event__types__pb2.ListEventTypesRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_event__types__pb2.ListEventTypesResponse.FromString,
+                _registered_method=True)
+        self.UpdateEventType = channel.unary_unary(
+                '/webhooks.v1.WebhookService/UpdateEventType',
+                request_serializer=webhooks_dot_v1_dot_event__types__pb2.UpdateEventTypeRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_event__types__pb2.EventType.FromString,
+                _registered_method=True)
+        self.DeleteEventType = channel.unary_unary(
+                '/webhooks.v1.WebhookService/DeleteEventType',
+                request_serializer=webhooks_dot_v1_dot_event__types__pb2.DeleteEventTypeRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
@@ -156,7 +182,9 @@ class WebhookServiceServicer:
         QUEUED (or SKIPPED) message per matched delivery, then one message per attempt, until
         every delivery is SUCCEEDED, FAILED or SKIPPED. An idempotent repeat starts with the first
         event's ACCEPTED message and its deliveries' current states. Closing the stream early does
-        not cancel delivery.
+        not cancel delivery. When the account's catalog declares `event_type` with a JSON Schema,
+        data that does not meet it is INVALID_ARGUMENT with a violation per failing path
+        (`data.alert_group.id`) and nothing is emitted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,8 +193,9 @@ class WebhookServiceServicer:
     def EmitEvents(self, request, context):
         """Emits up to 1,000 events at once and returns when all of them are durable, with each
         event's id and the initial state of its deliveries (no streaming). For producers with
-        volume: one request and one disk flush carry the whole batch. An invalid event fails the
-        batch (INVALID_ARGUMENT, fields named `events[i].field`) and nothing is emitted.
+        volume: one request and one disk flush carry the whole batch. An invalid event (also one
+        whose data its event type's schema refuses) fails the batch (INVALID_ARGUMENT, fields
+        named `events[i].field`, e.g. `events[2].data.alert_group.id`) and nothing is emitted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,6 +225,44 @@ class WebhookServiceServicer:
     def GetWebhookHealth(self, request, context):
         """One webhook's delivery health at a glance: last success and failure, its circuit breaker,
         pending deliveries, and attempts per hour over the last day (what the web console shows).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateEventType(self, request, context):
+        """Declares an event type of the account (ALREADY_EXISTS when the name is taken; at most
+        1,000 per account: RESOURCE_EXHAUSTED). A schema that is not valid JSON Schema is
+        INVALID_ARGUMENT on `json_schema`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEventType(self, request, context):
+        """Returns one event type of the caller's account by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEventTypes(self, request, context):
+        """Lists the account's event types in name order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEventType(self, request, context):
+        """Changes an event type's description or schema; emits use the new schema at once on this
+        instance and within about a second on the others sharing its database.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEventType(self, request, context):
+        """Deletes an event type; emits of its name are no longer validated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -263,6 +330,31 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.GetWebhookHealth,
                     request_deserializer=webhooks_dot_v1_dot_webhooks__pb2.GetWebhookHealthRequest.FromString,
                     response_serializer=webhooks_dot_v1_dot_webhooks__pb2.WebhookHealth.SerializeToString,
+            ),
+            'CreateEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEventType,
+                    request_deserializer=webhooks_dot_v1_dot_event__types__pb2.CreateEventTypeRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_event__types__pb2.EventType.SerializeToString,
+            ),
+            'GetEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEventType,
+                    request_deserializer=webhooks_dot_v1_dot_event__types__pb2.GetEventTypeRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_event__types__pb2.EventType.SerializeToString,
+            ),
+            'ListEventTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEventTypes,
+                    request_deserializer=webhooks_dot_v1_dot_event__types__pb2.ListEventTypesRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_event__types__pb2.ListEventTypesResponse.SerializeToString,
+            ),
+            'UpdateEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEventType,
+                    request_deserializer=webhooks_dot_v1_dot_event__types__pb2.UpdateEventTypeRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_event__types__pb2.EventType.SerializeToString,
+            ),
+            'DeleteEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEventType,
+                    request_deserializer=webhooks_dot_v1_dot_event__types__pb2.DeleteEventTypeRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -592,6 +684,141 @@ class WebhookService:
             '/webhooks.v1.WebhookService/GetWebhookHealth',
             webhooks_dot_v1_dot_webhooks__pb2.GetWebhookHealthRequest.SerializeToString,
             webhooks_dot_v1_dot_webhooks__pb2.WebhookHealth.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookService/CreateEventType',
+            webhooks_dot_v1_dot_event__types__pb2.CreateEventTypeRequest.SerializeToString,
+            webhooks_dot_v1_dot_event__types__pb2.EventType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookService/GetEventType',
+            webhooks_dot_v1_dot_event__types__pb2.GetEventTypeRequest.SerializeToString,
+            webhooks_dot_v1_dot_event__types__pb2.EventType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEventTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookService/ListEventTypes',
+            webhooks_dot_v1_dot_event__types__pb2.ListEventTypesRequest.SerializeToString,
+            webhooks_dot_v1_dot_event__types__pb2.ListEventTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookService/UpdateEventType',
+            webhooks_dot_v1_dot_event__types__pb2.UpdateEventTypeRequest.SerializeToString,
+            webhooks_dot_v1_dot_event__types__pb2.EventType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookService/DeleteEventType',
+            webhooks_dot_v1_dot_event__types__pb2.DeleteEventTypeRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
