@@ -23,26 +23,32 @@ use crate::net;
 const WEBHOOK_SERVICE: &str = <WebhookServiceServer<WebhookApi> as NamedService>::NAME;
 const ADMIN_SERVICE: &str = <AdminServiceServer<AdminApi> as NamedService>::NAME;
 
-/// Sets the health of the server and its services from whether the store answers, until
-/// `shutdown`.
+/// Sets the health of the server and of its services to `serving`.
+async fn set_health(reporter: &HealthReporter, serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for service in ["", WEBHOOK_SERVICE, ADMIN_SERVICE] {
+        reporter.set_service_status(service, status).await;
+    }
+}
+
+/// Follows whether the store answers with the health of the server and its services,
+/// until `shutdown`.
 async fn report_health(
     reporter: HealthReporter,
     mut serving: watch::Receiver<bool>,
     shutdown: CancellationToken,
 ) {
     loop {
-        let status = if *serving.borrow_and_update() {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        reporter.set_service_status("", status).await;
-        reporter.set_service_status(WEBHOOK_SERVICE, status).await;
-        reporter.set_service_status(ADMIN_SERVICE, status).await;
         tokio::select! {
             changed = serving.changed() => if changed.is_err() { return },
             _ = shutdown.cancelled() => return,
         }
+        let now = *serving.borrow_and_update();
+        set_health(&reporter, now).await;
     }
 }
 
@@ -53,11 +59,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    tokio::spawn(report_health(
-        health_reporter,
-        service.watch_serving(),
-        shutdown.clone(),
-    ));
+    let mut serving = service.watch_serving();
+    let now = *serving.borrow_and_update();
+    set_health(&health_reporter, now).await;
+    tokio::spawn(report_health(health_reporter, serving, shutdown.clone()));
     // The descriptors of the error details are tonic-types' own: the messages it encodes.
     let reflection = || {
         tonic_reflection::server::Builder::configure()

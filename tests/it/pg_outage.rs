@@ -2,8 +2,9 @@
 //! of the test's own, which it stops and starts): emits answer 503 / UNAVAILABLE and are
 //! never acknowledged without their commit, /healthz and grpc.health say NOT_SERVING,
 //! delivery pauses and resumes by itself, every acknowledged event is delivered, and the
-//! log says "lost" once and "back" once. Runs when scripts/with-postgres exports where the
-//! PostgreSQL binaries are (WEBHOOKD_TEST_PG_BINDIR).
+//! log says "lost" once and "back" once. The outage tests run when scripts/with-postgres
+//! exports where the PostgreSQL binaries are (WEBHOOKD_TEST_PG_BINDIR); the health of a store
+//! that answers is checked on either backend.
 
 use std::collections::HashSet;
 use std::io::BufRead;
@@ -526,4 +527,41 @@ async fn deliveries_in_flight_or_queued_when_postgres_stops_are_delivered_once_i
     })
     .await;
     drop(cluster);
+}
+
+#[tokio::test]
+async fn health_says_serving_for_the_server_and_both_services_while_the_store_answers() {
+    let server = TestServer::start().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .connect_lazy();
+    let mut client = HealthClient::new(channel);
+    for service in ["", "webhooks.v1.WebhookService", "webhooks.v1.AdminService"] {
+        let request = HealthCheckRequest {
+            service: service.into(),
+        };
+        let status = eventually(|| {
+            let (mut client, request) = (client.clone(), request.clone());
+            async move { client.check(request).await.ok() }
+        })
+        .await
+        .into_inner()
+        .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let unknown = client
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let (status, body) = http_json(
+        Method::GET,
+        &format!("http://{}/healthz", server.http_addr),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
 }
