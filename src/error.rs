@@ -52,6 +52,10 @@ pub enum Error {
     /// The resource conflicts with an existing one (e.g. a duplicate name).
     #[error("{0}")]
     Conflict(String),
+    /// The resource is not in a state that allows the operation (e.g. cancelling a
+    /// delivery that already succeeded).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// A limit was hit (e.g. body too large).
     #[error("{0}")]
     ResourceExhausted(String),

@@ -275,6 +275,10 @@ pub struct Event {
     pub created_at_ms: i64,
     /// Deliveries created for it, in webhook order.
     pub delivery_ids: Vec<u64>,
+    /// webhookd's own report (`delivery.exhausted`, `webhook.disabled`, ...): its
+    /// deliveries never produce operational events themselves.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub operational: bool,
 }
 
 /// State of a delivery.
@@ -291,6 +295,8 @@ pub enum DeliveryState {
     Failed,
     /// Filters or trigger_template said no (final).
     Skipped,
+    /// An operator stopped it (final; a redelivery may send it again).
+    Cancelled,
 }
 
 impl DeliveryState {
@@ -298,8 +304,40 @@ impl DeliveryState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            DeliveryState::Succeeded | DeliveryState::Failed | DeliveryState::Skipped
+            DeliveryState::Succeeded
+                | DeliveryState::Failed
+                | DeliveryState::Skipped
+                | DeliveryState::Cancelled
         )
+    }
+
+    /// Every state, in the API's order.
+    pub const ALL: [DeliveryState; 6] = [
+        DeliveryState::Queued,
+        DeliveryState::Retrying,
+        DeliveryState::Succeeded,
+        DeliveryState::Failed,
+        DeliveryState::Skipped,
+        DeliveryState::Cancelled,
+    ];
+
+    /// The state's API name, e.g. "RETRYING".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Queued => "QUEUED",
+            DeliveryState::Retrying => "RETRYING",
+            DeliveryState::Succeeded => "SUCCEEDED",
+            DeliveryState::Failed => "FAILED",
+            DeliveryState::Skipped => "SKIPPED",
+            DeliveryState::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// A state by its API name, case-insensitive (`failed` or `FAILED`).
+    pub fn parse(name: &str) -> Option<DeliveryState> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(name.trim()))
     }
 }
 
@@ -364,6 +402,18 @@ pub struct Delivery {
     pub last_status_code: Option<u16>,
     /// Error of the last attempt or the skip reason.
     pub last_error: String,
+    /// Owning account (the event's; absent in deliveries stored before it was kept).
+    #[serde(default)]
+    pub account_id: String,
+    /// Creation time, ms since the epoch (the event's, or the redelivery's).
+    #[serde(default)]
+    pub created_at_ms: i64,
+    /// Time of the last change of state, ms since the epoch.
+    #[serde(default)]
+    pub updated_at_ms: i64,
+    /// It delivers an operational event (see `Event::operational`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub operational: bool,
 }
 
 /// One recorded attempt (OnCall's `responses` entry).

@@ -365,6 +365,10 @@ impl Service {
                 render_error: None,
                 last_status_code: None,
                 last_error: String::new(),
+                account_id: caller.account_id.clone(),
+                created_at_ms: now,
+                updated_at_ms: now,
+                operational: false,
             };
             match plan {
                 Plan::Skip(reason) => {
@@ -406,6 +410,7 @@ impl Service {
             data,
             created_at_ms: now,
             delivery_ids: deliveries.iter().map(|d| d.id).collect(),
+            operational: false,
         };
         if !trace.span.is_disabled() {
             let delivery_ids = comma_ids(Kind::Delivery, event.delivery_ids.iter().copied());
@@ -552,11 +557,14 @@ impl Service {
                 "the delivery was skipped by the webhook's filters; there is nothing to send",
             ));
         }
+        let now = now_ms();
         Ok(Delivery {
             id: self.store.next_id().await?,
             state: DeliveryState::Queued,
             attempts: 0,
-            next_attempt_ms: now_ms(),
+            next_attempt_ms: now,
+            created_at_ms: now,
+            updated_at_ms: now,
             last_status_code: None,
             last_error: String::new(),
             ..original.clone()

@@ -8,6 +8,7 @@
 //! - `event_types`: the per-account event-type catalog and the schema check of emits.
 //! - `locks`: per-account serialization of webhook writes.
 //! - `health`: webhook health at a glance (breaker, pending, attempts per hour).
+//! - `operator`: the operator API (events, deliveries, cancel), with `page_token`.
 
 pub mod auth;
 pub mod event_types;
@@ -15,6 +16,8 @@ pub mod events;
 pub mod fields;
 pub mod health;
 pub mod locks;
+pub mod operator;
+mod page_token;
 pub mod retention;
 pub mod webhooks;
 

@@ -173,6 +173,10 @@ mod tests {
             render_error: None,
             last_status_code: None,
             last_error: String::new(),
+            account_id: String::new(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            operational: false,
         }
     }
 

@@ -346,15 +346,21 @@ pub fn response_to_pb(view: ResponseView) -> pb::WebhookResponse {
     }
 }
 
-/// A delivery update as `DeliveryStatus`.
-pub fn status_to_pb(update: DeliveryUpdate) -> pb::DeliveryStatus {
-    let state = match update.state {
+/// A delivery state as its protobuf enum.
+pub fn state_to_pb(state: DeliveryState) -> pb::DeliveryState {
+    match state {
         DeliveryState::Queued => pb::DeliveryState::Queued,
         DeliveryState::Retrying => pb::DeliveryState::Retrying,
         DeliveryState::Succeeded => pb::DeliveryState::Succeeded,
         DeliveryState::Failed => pb::DeliveryState::Failed,
         DeliveryState::Skipped => pb::DeliveryState::Skipped,
-    };
+        DeliveryState::Cancelled => pb::DeliveryState::Cancelled,
+    }
+}
+
+/// A delivery update as `DeliveryStatus`.
+pub fn status_to_pb(update: DeliveryUpdate) -> pb::DeliveryStatus {
+    let state = state_to_pb(update.state);
     pb::DeliveryStatus {
         event_id: ids::format(Kind::Event, update.event_id),
         webhook_id: ids::format(Kind::Webhook, update.webhook_id),

@@ -2,7 +2,8 @@
 //! - `pb`: generated code and descriptor set.
 //! - `convert`: protobuf <-> domain types.
 //! - `status`: domain `Error` -> `tonic::Status` with rich details.
-//! - `webhooks`, `admin`: the service implementations (`event_types`: the catalog RPCs).
+//! - `webhooks`, `admin`: the service implementations (`event_types`: the catalog RPCs;
+//!   `operator`: the operator RPCs).
 //! - `health`: webhook health (`GetWebhookHealth`) -> protobuf.
 //! - `server`: the tonic server with health and reflection.
 
@@ -10,6 +11,7 @@ pub mod admin;
 pub mod convert;
 pub mod event_types;
 pub mod health;
+pub mod operator;
 pub mod pb;
 pub mod server;
 pub mod status;

@@ -34,6 +34,7 @@ pub fn to_status(error: Error) -> Status {
             Status::with_error_details(Code::PermissionDenied, message, details)
         }
         Error::Conflict(_) => Status::already_exists(message),
+        Error::FailedPrecondition(_) => Status::failed_precondition(message),
         Error::ResourceExhausted(_) => Status::resource_exhausted(message),
         Error::Unavailable(_) => Status::unavailable(message),
         Error::Internal(_) => Status::internal(message),

@@ -14,6 +14,9 @@ use super::convert::{
     webhook_patch, webhook_to_pb,
 };
 use super::event_types;
+use super::operator::{
+    deliveries_query, delivery_to_pb, event_to_pb, event_view_to_pb, events_query,
+};
 use super::pb;
 use super::pb::webhook_service_server::WebhookService;
 use super::status::to_status;
@@ -307,6 +310,83 @@ impl WebhookService for WebhookApi {
                 .map(|id| ids::format(Kind::Delivery, id))
                 .collect(),
         }))
+    }
+
+    async fn get_event(
+        &self,
+        request: Request<pb::GetEventRequest>,
+    ) -> Result<Response<pb::Event>, Status> {
+        let caller = self.caller(&request).await?;
+        let view = self
+            .service
+            .get_event(&caller, &request.get_ref().id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(event_view_to_pb(view)))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let (filter, page) = events_query(request.into_inner()).map_err(to_status)?;
+        let listing = self
+            .service
+            .list_events(&caller, filter, page)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListEventsResponse {
+            events: listing
+                .items
+                .into_iter()
+                .map(|e| event_to_pb(e, Vec::new()))
+                .collect(),
+            next_page_token: listing.next_page_token,
+        }))
+    }
+
+    async fn get_delivery(
+        &self,
+        request: Request<pb::GetDeliveryRequest>,
+    ) -> Result<Response<pb::Delivery>, Status> {
+        let caller = self.caller(&request).await?;
+        let delivery = self
+            .service
+            .get_delivery(&caller, &request.get_ref().id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(delivery_to_pb(delivery)))
+    }
+
+    async fn list_deliveries(
+        &self,
+        request: Request<pb::ListDeliveriesRequest>,
+    ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let (filter, page) = deliveries_query(request.into_inner()).map_err(to_status)?;
+        let listing = self
+            .service
+            .list_deliveries(&caller, filter, page)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListDeliveriesResponse {
+            deliveries: listing.items.into_iter().map(delivery_to_pb).collect(),
+            next_page_token: listing.next_page_token,
+        }))
+    }
+
+    async fn cancel_delivery(
+        &self,
+        request: Request<pb::CancelDeliveryRequest>,
+    ) -> Result<Response<pb::Delivery>, Status> {
+        let caller = self.caller(&request).await?;
+        let delivery = self
+            .service
+            .cancel_delivery(&caller, &request.get_ref().id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(delivery_to_pb(delivery)))
     }
 
     async fn rotate_signing_secret(

@@ -58,6 +58,7 @@ fn error_response(error: Error) -> Response {
         Error::Unauthenticated(m) => detail(StatusCode::UNAUTHORIZED, m),
         Error::PermissionDenied(m) => detail(StatusCode::FORBIDDEN, m),
         Error::Conflict(m) => detail(StatusCode::CONFLICT, m),
+        Error::FailedPrecondition(m) => detail(StatusCode::CONFLICT, m),
         Error::ResourceExhausted(m) => detail(StatusCode::PAYLOAD_TOO_LARGE, m),
         Error::Unavailable(m) => detail(StatusCode::SERVICE_UNAVAILABLE, m),
         Error::Internal(m) => detail(StatusCode::INTERNAL_SERVER_ERROR, m),

@@ -25,7 +25,7 @@ use crate::core::events::EmitRequest;
 use crate::error::Error;
 use crate::error::FieldViolation;
 use crate::ids::{self, Kind};
-use crate::model::{DeliveryState, DeliveryUpdate};
+use crate::model::DeliveryUpdate;
 use crate::telemetry::TRACEPARENT;
 use crate::userinfo;
 
@@ -66,23 +66,12 @@ pub struct DeliverySummary {
     pub state: String,
 }
 
-/// The state name of a delivery, as gRPC spells it.
-fn state_name(state: DeliveryState) -> &'static str {
-    match state {
-        DeliveryState::Queued => "QUEUED",
-        DeliveryState::Retrying => "RETRYING",
-        DeliveryState::Succeeded => "SUCCEEDED",
-        DeliveryState::Failed => "FAILED",
-        DeliveryState::Skipped => "SKIPPED",
-    }
-}
-
 fn summary(update: &DeliveryUpdate) -> DeliverySummary {
     DeliverySummary {
         id: ids::format(Kind::Delivery, update.delivery_id),
         webhook_id: ids::format(Kind::Webhook, update.webhook_id),
         url: userinfo::mask(&update.url),
-        state: state_name(update.state).to_string(),
+        state: update.state.as_str().to_string(),
     }
 }
 

@@ -6,6 +6,7 @@
 //! - `cloudflare`: Cloudflare's notification webhooks API.
 //! - `events`: `POST /api/v1/events/`.
 //! - `event_types`: the event-type catalog, `/api/v1/event_types/`.
+//! - `operator`: events and deliveries queries, cancel (`GET /api/v1/events/`, `/api/v1/deliveries/`).
 //! - `openapi`: `GET /api/openapi.json` (OpenAPI 3.1, generated).
 //! - `webhook_health`: `GET /api/v1/webhooks/{id}/health/`.
 //!
@@ -22,6 +23,7 @@ pub mod health;
 pub mod metrics;
 pub mod oncall;
 pub mod openapi;
+pub mod operator;
 pub mod webhook_health;
 
 use axum::Router;
@@ -122,6 +124,7 @@ pub fn router(service: Service) -> Router {
         .merge(cloudflare::routes(service.clone()))
         .merge(events::routes(service.clone()))
         .merge(event_types::routes(service.clone()))
+        .merge(operator::routes(service.clone()))
         .merge(openapi::routes())
         .merge(webhook_health::routes(service.clone()))
         .merge(crate::console::routes())

@@ -90,6 +90,7 @@ fn event(id: u64, account_id: &str, created_at_ms: i64, deliveries: &[Delivery])
         data: serde_json::json!({"alert_group": {"id": "I1"}}),
         created_at_ms,
         delivery_ids: deliveries.iter().map(|d| d.id).collect(),
+        operational: false,
     }
 }
 
@@ -118,6 +119,10 @@ async fn delivery(
         render_error: None,
         last_status_code: None,
         last_error: String::new(),
+        account_id: String::new(),
+        created_at_ms: 0,
+        updated_at_ms: 0,
+        operational: false,
     }
 }
 

@@ -13,6 +13,7 @@ mod catalog;
 pub mod changes;
 pub mod health;
 mod postgres;
+mod queries;
 mod sealed;
 mod secrets;
 pub mod sled;
@@ -22,6 +23,7 @@ pub(crate) mod conformance;
 
 pub use catalog::EventTypeStore;
 pub use postgres::PostgresStore;
+pub use queries::{Cancelled, DeliveryQuery, EventQuery, Keyset};
 pub use sealed::Sealed;
 pub use secrets::SecretBox;
 pub use sled::SledStore;
@@ -184,6 +186,15 @@ pub trait Store: EventTypeStore + Send + Sync + 'static {
         keys_before_ms: i64,
         budget: usize,
     ) -> Result<Pruned>;
+
+    /// The account's events matching `query`, newest first (operator API).
+    async fn list_events(&self, query: &EventQuery<'_>) -> Result<Vec<Event>>;
+    /// The account's deliveries matching `query`, newest first (operator API).
+    async fn list_deliveries(&self, query: &DeliveryQuery<'_>) -> Result<Vec<Delivery>>;
+    /// Cancels a delivery that is not final: state CANCELLED at `at_ms`, outbox entry
+    /// removed; durable. A later `record_attempt` of an attempt that was in flight keeps
+    /// it CANCELLED unless that attempt succeeded.
+    async fn cancel_delivery(&self, id: u64, at_ms: i64) -> Result<Cancelled>;
 
     /// Makes every write so far durable (at shutdown).
     async fn flush(&self) -> Result<()>;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    AttemptRecord, EventTypeStore, InsertOutcome, NewEvent, OutboxEntry, Page, Pruned, SecretBox,
-    Store,
+    AttemptRecord, Cancelled, DeliveryQuery, EventQuery, EventTypeStore, InsertOutcome, NewEvent,
+    OutboxEntry, Page, Pruned, SecretBox, Store,
 };
 use crate::error::Result;
 use crate::model::{ApiToken, Delivery, Event, EventType, ResponseRecord, Webhook, WebhookStats};
@@ -151,6 +151,26 @@ impl Store for Sealed {
         self.backend
             .prune(events_before_ms, keys_before_ms, budget)
             .await
+    }
+
+    async fn list_events(&self, query: &EventQuery<'_>) -> Result<Vec<Event>> {
+        self.backend.list_events(query).await
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery<'_>) -> Result<Vec<Delivery>> {
+        let stored = self.backend.list_deliveries(query).await?;
+        stored
+            .into_iter()
+            .map(|d| self.secrets.open_delivery(d))
+            .collect()
+    }
+
+    async fn cancel_delivery(&self, id: u64, at_ms: i64) -> Result<Cancelled> {
+        Ok(match self.backend.cancel_delivery(id, at_ms).await? {
+            Cancelled::Missing => Cancelled::Missing,
+            Cancelled::Now(d) => Cancelled::Now(self.secrets.open_delivery(d)?),
+            Cancelled::AlreadyFinal(d) => Cancelled::AlreadyFinal(self.secrets.open_delivery(d)?),
+        })
     }
 
     async fn flush(&self) -> Result<()> {

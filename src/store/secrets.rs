@@ -279,6 +279,10 @@ mod tests {
             render_error: None,
             last_status_code: None,
             last_error: String::new(),
+            account_id: String::new(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            operational: false,
         };
         assert!(matches!(secrets.seal_delivery(&delivery), Cow::Borrowed(_)));
         for url in ["https://bob:hunter2@example.com/hook", "enc:v1:{{ x }}"] {

@@ -14,6 +14,7 @@
 mod event_types;
 mod inserts;
 mod notify;
+mod queries;
 mod schema;
 
 use std::collections::BTreeMap;
@@ -30,7 +31,10 @@ use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 use async_trait::async_trait;
 
 use super::changes::Changes;
-use super::{AttemptRecord, InsertOutcome, NewEvent, OutboxEntry, Page, Pruned, Store};
+use super::{
+    AttemptRecord, Cancelled, DeliveryQuery, EventQuery, InsertOutcome, NewEvent, OutboxEntry,
+    Page, Pruned, Store,
+};
 use crate::error::{Error, Result};
 use crate::model::{
     ApiToken, Delivery, DeliveryState, Event, ResponseRecord, Webhook, WebhookStats,
@@ -379,7 +383,8 @@ impl Store for PostgresStore {
     /// A delivery by id.
     async fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
         let row = sqlx::query(
-            "SELECT state, attempts, next_attempt_ms, last_status_code, last_error, request::text
+            "SELECT state, attempts, next_attempt_ms, last_status_code, last_error, request::text,
+                 coalesce(updated_at_ms, created_at_ms)
              FROM deliveries WHERE id = $1",
         )
         .bind(sql_id(id))
@@ -435,14 +440,21 @@ impl Store for PostgresStore {
         };
         let row = sqlx::query(
             "WITH updated AS (
-                 UPDATE deliveries SET state = $3, attempts = $4, next_attempt_ms = $5,
-                     last_status_code = $6, last_error = $7
+                 -- A delivery cancelled while the attempt was in flight stays cancelled
+                 -- (and gets no retry) unless the attempt succeeded.
+                 UPDATE deliveries SET
+                     state = CASE WHEN state = 'CANCELLED' AND $3 <> 'SUCCEEDED'
+                         THEN state ELSE $3 END,
+                     attempts = $4, next_attempt_ms = $5,
+                     last_status_code = $6, last_error = $7, updated_at_ms = $16
                  WHERE id = $1
-                 RETURNING pg_notify($14, $15)),
-             finished AS (DELETE FROM outbox WHERE delivery_id = $1 AND $8),
+                 RETURNING state, pg_notify($14, $15)),
+             kept_cancelled AS (SELECT 1 FROM updated WHERE state = 'CANCELLED'),
+             finished AS (DELETE FROM outbox WHERE delivery_id = $1
+                 AND ($8 OR EXISTS (SELECT 1 FROM kept_cancelled))),
              moved AS (
                  INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms)
-                 SELECT $1, $2, $9, $5 WHERE NOT $8
+                 SELECT $1, $2, $9, $5 WHERE NOT $8 AND NOT EXISTS (SELECT 1 FROM kept_cancelled)
                  ON CONFLICT (delivery_id) DO UPDATE
                      SET due_ms = excluded.due_ms, lease_until_ms = NULL),
              stats AS (
@@ -481,6 +493,7 @@ impl Store for PostgresStore {
         .bind(body)
         .bind(notify::CHANNEL)
         .bind(notify::payload(self.instance, d)?)
+        .bind(d.updated_at_ms)
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
@@ -609,6 +622,28 @@ impl Store for PostgresStore {
         })
     }
 
+    /// The account's events matching `query`, newest first (keyset on the account index).
+    async fn list_events(&self, query: &EventQuery<'_>) -> Result<Vec<Event>> {
+        queries::list_events(&self.pool, query).await
+    }
+
+    /// The account's deliveries matching `query`, newest first.
+    async fn list_deliveries(&self, query: &DeliveryQuery<'_>) -> Result<Vec<Delivery>> {
+        queries::list_deliveries(&self.pool, query).await
+    }
+
+    /// Cancels a QUEUED or RETRYING delivery in one statement (its outbox row goes with it).
+    async fn cancel_delivery(&self, id: u64, at_ms: i64) -> Result<Cancelled> {
+        if let Some(cancelled) = queries::cancel_delivery(&self.pool, id, at_ms).await? {
+            return Ok(Cancelled::Now(cancelled));
+        }
+        // Not updated: missing, or already final (a final state never changes back).
+        Ok(match self.get_delivery(id).await? {
+            None => Cancelled::Missing,
+            Some(d) => Cancelled::AlreadyFinal(d),
+        })
+    }
+
     /// Nothing to do: every write was committed before its call returned.
     async fn flush(&self) -> Result<()> {
         Ok(())
@@ -672,6 +707,7 @@ fn delivery_of(row: &PgRow) -> Result<Delivery> {
         .map_err(db)?
         .map(|code| code as u16);
     delivery.last_error = row.try_get(4).map_err(db)?;
+    delivery.updated_at_ms = row.try_get(6).map_err(db)?;
     Ok(delivery)
 }
 

@@ -64,6 +64,10 @@ fn delivery(id: u64, event_id: u64, state: DeliveryState) -> Delivery {
         render_error: None,
         last_status_code: None,
         last_error: String::new(),
+        account_id: String::new(),
+        created_at_ms: 0,
+        updated_at_ms: 0,
+        operational: false,
     }
 }
 

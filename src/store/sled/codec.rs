@@ -98,6 +98,7 @@ pub mod delivery {
         next_attempt_ms: i64,
         last_status_code: Option<u16>,
         last_error: &'a str,
+        updated_at_ms: i64,
     }
 
     #[derive(Deserialize)]
@@ -109,6 +110,8 @@ pub mod delivery {
         next_attempt_ms: i64,
         last_status_code: Option<u16>,
         last_error: String,
+        #[serde(default)]
+        updated_at_ms: i64,
     }
 
     #[derive(Serialize)]
@@ -118,6 +121,10 @@ pub mod delivery {
         request: &'a Option<RenderedRequest>,
         render_error: &'a Option<RenderError>,
         initial: StateRef<'a>,
+        account_id: &'a str,
+        created_at_ms: i64,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        operational: bool,
     }
 
     #[derive(Deserialize)]
@@ -130,6 +137,12 @@ pub mod delivery {
         /// kept here, which always have a state record).
         #[serde(default)]
         initial: Option<State>,
+        #[serde(default)]
+        account_id: String,
+        #[serde(default)]
+        created_at_ms: i64,
+        #[serde(default)]
+        operational: bool,
     }
 
     /// A logged attempt as stored: the body is left out when it is the delivery's request
@@ -151,6 +164,7 @@ pub mod delivery {
             next_attempt_ms: d.next_attempt_ms,
             last_status_code: d.last_status_code,
             last_error: &d.last_error,
+            updated_at_ms: d.updated_at_ms,
         }
     }
 
@@ -168,6 +182,9 @@ pub mod delivery {
             request: &d.request,
             render_error: &d.render_error,
             initial: state_of(d),
+            account_id: &d.account_id,
+            created_at_ms: d.created_at_ms,
+            operational: d.operational,
         })
     }
 
@@ -196,6 +213,10 @@ pub mod delivery {
             render_error: r.render_error,
             last_status_code: s.last_status_code,
             last_error: s.last_error,
+            account_id: r.account_id,
+            created_at_ms: r.created_at_ms,
+            updated_at_ms: s.updated_at_ms,
+            operational: r.operational,
         })
     }
 
@@ -258,6 +279,10 @@ mod delivery_tests {
             render_error: None,
             last_status_code: Some(503),
             last_error: "HTTP 503".into(),
+            account_id: "acme".into(),
+            created_at_ms: 1000,
+            updated_at_ms: 1200,
+            operational: false,
         }
     }
 

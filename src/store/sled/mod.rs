@@ -15,6 +15,7 @@
 mod codec;
 mod event_types;
 mod group_commit;
+mod queries;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -26,10 +27,13 @@ use prometheus::Histogram;
 use sled::Tree;
 
 use super::{
-    AttemptRecord, IdempotencyKey, InsertOutcome, NewEvent, OutboxEntry, Page, Pruned, Store,
+    AttemptRecord, Cancelled, DeliveryQuery, EventQuery, IdempotencyKey, InsertOutcome, NewEvent,
+    OutboxEntry, Page, Pruned, Store,
 };
 use crate::error::{Error, Result};
-use crate::model::{ApiToken, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
+use crate::model::{
+    ApiToken, Delivery, DeliveryState, Event, ResponseRecord, Webhook, WebhookStats,
+};
 use codec::{account_key, be, be2, decode, delivery, encode, split2};
 use group_commit::GroupCommit;
 
@@ -74,11 +78,15 @@ struct Trees {
     idempotency_hasher: RandomState,
     /// Where the last retention pass stopped in `events` and in `idempotency`.
     prune_cursors: Mutex<(Option<u64>, Option<Vec<u8>>)>,
+    /// The operator queries' index trees (`queries`).
+    indexes: queries::Indexes,
 }
 
 /// The part of a stored event retention reads (serde skips the rest).
 #[derive(serde::Deserialize)]
 struct EventHead {
+    #[serde(default)]
+    account_id: String,
     created_at_ms: i64,
     delivery_ids: Vec<u64>,
 }
@@ -164,6 +172,7 @@ impl Trees {
             idempotency_locks: (0..IDEMPOTENCY_LOCKS).map(|_| Mutex::new(())).collect(),
             idempotency_hasher: RandomState::new(),
             prune_cursors: Mutex::default(),
+            indexes: queries::Indexes::open(&db)?,
             cache: RwLock::default(),
             db,
         }
@@ -190,6 +199,7 @@ impl Trees {
     /// Writes a new delivery (its request record carries its initial state; attempts add a
     /// state record), its outbox entry last (the entry makes it reachable).
     fn insert_delivery(&self, key: &[u8; 8], request: &[u8], delivery: &Delivery) -> Result<()> {
+        self.indexes.put_delivery(delivery)?;
         self.requests.insert(key, request).map_err(internal)?;
         self.put_outbox_entry(delivery)
     }
@@ -207,12 +217,18 @@ impl Trees {
         Ok(())
     }
 
-    /// Writes an event and its deliveries (the event last: it lists them).
-    fn write_event(&self, id: u64, value: &[u8], deliveries: &[EncodedDelivery<'_>]) -> Result<()> {
+    /// Writes an event and its deliveries (the event last: it lists them), indexed first.
+    fn write_event(
+        &self,
+        event: &Event,
+        value: &[u8],
+        deliveries: &[EncodedDelivery<'_>],
+    ) -> Result<()> {
+        self.indexes.add_event(event)?;
         for (key, request, delivery) in deliveries {
             self.insert_delivery(key, request, delivery)?;
         }
-        self.events.insert(be(id), value).map_err(internal)?;
+        self.events.insert(be(event.id), value).map_err(internal)?;
         Ok(())
     }
 
@@ -357,7 +373,7 @@ impl Trees {
         let event_value = encode(event)?;
         let delivery_values = encode_deliveries(deliveries)?;
         let Some(idempotency) = idempotency else {
-            self.write_event(event.id, &event_value, &delivery_values)?;
+            self.write_event(event, &event_value, &delivery_values)?;
             return Ok(InsertOutcome::Inserted);
         };
         let key = account_key(idempotency.account_id, idempotency.key.as_bytes());
@@ -371,7 +387,7 @@ impl Trees {
                 return Ok(InsertOutcome::Duplicate(event_id));
             }
         }
-        self.write_event(event.id, &event_value, &delivery_values)?;
+        self.write_event(event, &event_value, &delivery_values)?;
         self.idempotency
             .insert(key, &be2(event.id, event.created_at_ms as u64))
             .map_err(internal)?;
@@ -430,7 +446,16 @@ impl Trees {
         // after a crash only logs the attempt twice), then the retry's outbox entry,
         // then the state, and the old outbox entry last; `attempt` drops entries whose due
         // time no longer matches the state (see `remove_outbox_entry`).
-        let delivery = record.delivery;
+        let _same_delivery = self.indexes.lock(record.delivery.id);
+        // A delivery cancelled while its attempt was in flight stays cancelled (the attempt
+        // is logged; its retry is not kept) unless the attempt succeeded.
+        let kept_cancelled = (record.delivery.state != DeliveryState::Succeeded
+            && self.is_cancelled(record.delivery.id)?)
+        .then(|| Delivery {
+            state: DeliveryState::Cancelled,
+            ..record.delivery.clone()
+        });
+        let delivery = kept_cancelled.as_ref().unwrap_or(record.delivery);
         let webhook_key = be(delivery.webhook_id);
         let stats = match record.response {
             None => self.webhook_stats(delivery.webhook_id)?,
@@ -468,6 +493,7 @@ impl Trees {
         self.deliveries
             .insert(be(delivery.id), state)
             .map_err(internal)?;
+        self.indexes.put_delivery(delivery)?;
         if delivery.state.is_final() || delivery.next_attempt_ms != record.previous_due_ms {
             self.remove_outbox_entry(record.previous_due_ms, delivery.id)?;
         }
@@ -565,9 +591,11 @@ impl Trees {
             let id = u64::from_be_bytes(key.as_ref().try_into().map_err(internal)?);
             cursors.0 = Some(id);
             let mut finished = true;
+            let mut deliveries = Vec::with_capacity(head.delivery_ids.len());
             for delivery_id in &head.delivery_ids {
                 if let Some(delivery) = self.get_delivery(*delivery_id)? {
                     finished &= delivery.state.is_final();
+                    deliveries.push(delivery);
                 }
             }
             if !finished {
@@ -579,7 +607,12 @@ impl Trees {
                 self.deliveries.remove(be(*delivery_id)).map_err(internal)?;
                 self.requests.remove(be(*delivery_id)).map_err(internal)?;
             }
+            for delivery in &deliveries {
+                self.indexes.remove_delivery(delivery)?;
+            }
             self.events.remove(&key).map_err(internal)?;
+            self.indexes
+                .remove_event(&head.account_id, head.created_at_ms, id)?;
             pruned.events += 1;
         }
         if !pruned.more {
@@ -725,6 +758,20 @@ impl Store for SledStore {
             .await
     }
 
+    async fn list_events(&self, query: &EventQuery<'_>) -> Result<Vec<Event>> {
+        self.trees.list_events(query)
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery<'_>) -> Result<Vec<Delivery>> {
+        self.trees.list_deliveries(query)
+    }
+
+    async fn cancel_delivery(&self, id: u64, at_ms: i64) -> Result<Cancelled> {
+        let cancelled = self.trees.cancel_delivery(id, at_ms)?;
+        self.commit.durable().await?;
+        Ok(cancelled)
+    }
+
     async fn flush(&self) -> Result<()> {
         self.commit.durable().await
     }
@@ -778,6 +825,7 @@ mod tests {
             data: serde_json::json!({}),
             created_at_ms,
             delivery_ids: vec![],
+            operational: false,
         }
     }
 

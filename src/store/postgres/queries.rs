@@ -1,0 +1,99 @@
+//! The operator queries on PostgreSQL: keyset listings of an account's events and
+//! deliveries, newest first, on the indexes of migration 0005 (`(account_id, created_at_ms
+//! DESC, id DESC)`, per webhook, per state), and cancellation in one statement. Bounds that
+//! are not given become the widest values, so each listing is one prepared statement whose
+//! plan is an index range scan (a webhook filter picks the per-webhook index instead).
+
+use sqlx::PgPool;
+use sqlx::postgres::PgRow;
+
+use super::{db, delivery_of, from_json, sql_count, sql_id, state_name};
+use crate::error::Result;
+use crate::model::{Delivery, Event};
+use crate::store::{DeliveryQuery, EventQuery, Keyset};
+
+/// The columns `delivery_of` reads, in its order.
+const DELIVERY_COLUMNS: &str = "state, attempts, next_attempt_ms, last_status_code, last_error, \
+     request::text, coalesce(updated_at_ms, created_at_ms)";
+
+/// `(created_at_ms, id)` strictly below which the page starts.
+fn cursor(after: Option<Keyset>) -> (i64, i64) {
+    after.map_or((i64::MAX, i64::MAX), |k| (k.created_at_ms, sql_id(k.id)))
+}
+
+pub async fn list_events(pool: &PgPool, q: &EventQuery<'_>) -> Result<Vec<Event>> {
+    let (before_ms, before_id) = cursor(q.after);
+    let bodies: Vec<String> = sqlx::query_scalar(
+        "SELECT body::text FROM events
+         WHERE account_id = $1 AND ($2::text IS NULL OR event_type = $2)
+             AND created_at_ms >= $3 AND created_at_ms < $4
+             AND (created_at_ms, id) < ($5, $6)
+         ORDER BY created_at_ms DESC, id DESC LIMIT $7",
+    )
+    .bind(q.account_id)
+    .bind(q.event_type)
+    .bind(q.created_after_ms.unwrap_or(i64::MIN))
+    .bind(q.created_before_ms.unwrap_or(i64::MAX))
+    .bind(before_ms)
+    .bind(before_id)
+    .bind(sql_count(q.limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    bodies.iter().map(|b| from_json(b)).collect()
+}
+
+pub async fn list_deliveries(pool: &PgPool, q: &DeliveryQuery<'_>) -> Result<Vec<Delivery>> {
+    let (before_ms, before_id) = cursor(q.after);
+    let states = q
+        .states
+        .iter()
+        .map(|s| state_name(*s))
+        .collect::<Result<Vec<_>>>()?;
+    // The webhook's own index when a webhook is named, else the account's.
+    let owner = match q.webhook_id {
+        Some(_) => "webhook_id = $1 AND account_id = $8",
+        None => "account_id = $8 AND $1::bigint IS NULL",
+    };
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries
+         WHERE {owner} AND (cardinality($2::text[]) = 0 OR state = ANY($2))
+             AND created_at_ms >= $3 AND created_at_ms < $4
+             AND (created_at_ms, id) < ($5, $6)
+         ORDER BY created_at_ms DESC, id DESC LIMIT $7"
+    );
+    let rows: Vec<PgRow> = sqlx::query(&sql)
+        .bind(q.webhook_id.map(sql_id))
+        .bind(states)
+        .bind(q.created_after_ms.unwrap_or(i64::MIN))
+        .bind(q.created_before_ms.unwrap_or(i64::MAX))
+        .bind(before_ms)
+        .bind(before_id)
+        .bind(sql_count(q.limit))
+        .bind(q.account_id)
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    rows.iter().map(delivery_of).collect()
+}
+
+/// Cancels a QUEUED or RETRYING delivery and drops its outbox row; None when it is missing
+/// or already final.
+pub async fn cancel_delivery(pool: &PgPool, id: u64, at_ms: i64) -> Result<Option<Delivery>> {
+    let sql = format!(
+        "WITH cancelled AS (
+             UPDATE deliveries SET state = 'CANCELLED', updated_at_ms = $2
+             WHERE id = $1 AND state IN ('QUEUED', 'RETRYING')
+             RETURNING *),
+         gone AS (DELETE FROM outbox WHERE delivery_id = $1
+             AND EXISTS (SELECT 1 FROM cancelled))
+         SELECT {DELIVERY_COLUMNS} FROM cancelled"
+    );
+    let row = sqlx::query(&sql)
+        .bind(sql_id(id))
+        .bind(at_ms)
+        .fetch_optional(pool)
+        .await
+        .map_err(db)?;
+    row.map(|r| delivery_of(&r)).transpose()
+}
