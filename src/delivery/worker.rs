@@ -330,6 +330,7 @@ impl Worker {
             Outcome::GiveUp(_) => (DeliveryState::Failed, "failed"),
         };
         delivery.state = state;
+        delivery.updated_at_ms = now_ms();
         delivery.last_error = match outcome {
             Outcome::Success => String::new(),
             Outcome::Retry(reason) | Outcome::GiveUp(reason) => reason,
@@ -343,6 +344,12 @@ impl Worker {
                 succeeded: state == DeliveryState::Succeeded,
             })
             .await?;
+        // Cancelled while the attempt was in flight: the store kept it CANCELLED (the
+        // attempt is logged), so there is no retry and no final failure to report.
+        if state != DeliveryState::Succeeded && self.cancelled_meanwhile(&mut delivery).await {
+            self.hub.publish(DeliveryUpdate::of(&delivery));
+            return Ok(endpoint);
+        }
         // Recorded: nothing below fails the attempt, and its retry is queued first.
         if delivery.state == DeliveryState::Retrying {
             self.scheduler.schedule(Entry::due(
@@ -451,6 +458,19 @@ impl Worker {
         }
     }
 
+    /// Whether the delivery was cancelled while its attempt was in flight (then `delivery`
+    /// becomes what the store kept). A failed read counts as not cancelled: the stale retry
+    /// entry is dropped by its attempt.
+    async fn cancelled_meanwhile(&self, delivery: &mut Delivery) -> bool {
+        match self.store.get_delivery(delivery.id).await {
+            Ok(Some(stored)) if stored.state == DeliveryState::Cancelled => {
+                *delivery = stored;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Ends a delivery whose webhook is gone or disabled, without logging an attempt.
     async fn cancel(
         &self,
@@ -459,6 +479,7 @@ impl Worker {
         reason: &str,
     ) -> Result<EndpointHealth> {
         delivery.state = DeliveryState::Failed;
+        delivery.updated_at_ms = now_ms();
         delivery.last_error = reason.to_string();
         self.store
             .record_attempt(AttemptRecord {

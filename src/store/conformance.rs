@@ -17,6 +17,8 @@ use crate::model::{
     Webhook,
 };
 
+pub use super::conformance_queries::*;
+
 /// A store under test and whatever keeps it alive (a temporary directory, a database).
 pub struct TestBackend {
     /// The backend, unsealed.
@@ -42,7 +44,9 @@ macro_rules! conformance_suite {
             retention_deletes_old_finished_events_and_expired_keys_only,
             through_the_sealed_layer_the_backend_holds_no_secret_in_clear,
             event_types_are_unique_per_account_and_list_in_name_order,
-            event_types_are_replaced_and_deleted_only_when_they_exist
+            event_types_are_replaced_and_deleted_only_when_they_exist,
+            events_and_deliveries_list_newest_first_per_account_by_keyset,
+            a_cancelled_delivery_leaves_the_outbox_and_an_attempt_in_flight_keeps_it_cancelled
         );
     };
     (@tests $open:path, $($test:ident),*) => {

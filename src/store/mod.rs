@@ -20,6 +20,8 @@ pub mod sled;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+mod conformance_queries;
 
 pub use catalog::EventTypeStore;
 pub use postgres::PostgresStore;

@@ -420,6 +420,7 @@ pub fn states(statuses: &[pb::DeliveryStatus]) -> Vec<&'static str> {
             pb::DeliveryState::Succeeded => "SUCCEEDED",
             pb::DeliveryState::Failed => "FAILED",
             pb::DeliveryState::Skipped => "SKIPPED",
+            pb::DeliveryState::Cancelled => "CANCELLED",
             pb::DeliveryState::Accepted => "ACCEPTED",
             pb::DeliveryState::Unspecified => "UNSPECIFIED",
         })

@@ -47,6 +47,7 @@ fn event(id: u64, created_at_ms: i64, delivery_ids: Vec<u64>) -> Event {
         data: serde_json::json!({"n": id}),
         created_at_ms,
         delivery_ids,
+        operational: false,
     }
 }
 
