@@ -635,6 +635,13 @@ impl Store for PostgresStore {
     /// Cancels a QUEUED or RETRYING delivery in one statement (its outbox row goes with it).
     async fn cancel_delivery(&self, id: u64, at_ms: i64) -> Result<Cancelled> {
         if let Some(cancelled) = queries::cancel_delivery(&self.pool, id, at_ms).await? {
+            // Other instances' streams of the event hear of it.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(notify::CHANNEL)
+                .bind(notify::payload(self.instance, &cancelled)?)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
             return Ok(Cancelled::Now(cancelled));
         }
         // Not updated: missing, or already final (a final state never changes back).
