@@ -173,6 +173,10 @@ mod tests {
             render_error: None,
             last_status_code: Some(500),
             last_error: "e".repeat(10_000),
+            account_id: "a".repeat(128),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            operational: false,
         };
         let sent = payload(7, &delivery).unwrap();
         assert!(sent.len() < 200, "{sent}");
