@@ -163,7 +163,8 @@ async fn bad_event_requests_get_oncall_errors() {
     let (status, _, text) = http_raw(Method::POST, &url, Some(&token), Some("{oops"), &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(serde_json::from_str::<Value>(&text).unwrap()["detail"].is_string());
-    let (status, _, text) = http_raw(Method::GET, &url, Some(&token), None, &[]).await;
+    // GET lists the events (the operator API); other methods are not allowed.
+    let (status, _, text) = http_raw(Method::PUT, &url, Some(&token), None, &[]).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(serde_json::from_str::<Value>(&text).unwrap()["detail"].is_string());
 }
