@@ -57,9 +57,9 @@ pub struct Emitted {
 }
 
 /// An event matched and planned, ready to be written.
-struct Prepared {
-    event: Event,
-    deliveries: Vec<Delivery>,
+pub(super) struct Prepared {
+    pub(super) event: Event,
+    pub(super) deliveries: Vec<Delivery>,
     idempotency_key: Option<String>,
     /// The emit's span (matching, rendering and, for a single emit, the durable write); it
     /// ends when the emit call is done with the event.
@@ -288,7 +288,7 @@ impl Service {
 
     /// Stamps a validated event, checks its size, matches it and plans its deliveries (the
     /// templates render on the render pool).
-    async fn prepare(
+    pub(super) async fn prepare(
         &self,
         caller: &Caller,
         request: EmitRequest,
@@ -425,7 +425,11 @@ impl Service {
     }
 
     /// Writes prepared events durably, each unless its idempotency key is taken.
-    async fn write(&self, caller: &Caller, prepared: &[Prepared]) -> Result<Vec<InsertOutcome>> {
+    pub(super) async fn write(
+        &self,
+        caller: &Caller,
+        prepared: &[Prepared],
+    ) -> Result<Vec<InsertOutcome>> {
         let events: Vec<NewEvent<'_>> = prepared
             .iter()
             .map(|p| NewEvent {
@@ -442,7 +446,7 @@ impl Service {
     }
 
     /// Counts durable new events and hands their deliveries to the scheduler.
-    fn accepted<'p>(&self, events: impl Iterator<Item = &'p Prepared> + Clone) {
+    pub(super) fn accepted<'p>(&self, events: impl Iterator<Item = &'p Prepared> + Clone) {
         self.metrics
             .events_accepted
             .inc_by(events.clone().count() as u64);

@@ -8,6 +8,7 @@
 //! - `event_types`: the per-account event-type catalog and the schema check of emits.
 //! - `locks`: per-account serialization of webhook writes.
 //! - `health`: webhook health at a glance (breaker, pending, attempts per hour).
+//! - `operational`: webhookd's own events (`delivery.exhausted`, `webhook.disabled`).
 //! - `operator`: the operator API (events, deliveries, cancel), with `page_token`.
 
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod events;
 pub mod fields;
 pub mod health;
 pub mod locks;
+pub mod operational;
 pub mod operator;
 mod page_token;
 pub mod retention;

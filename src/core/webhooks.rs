@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
+use super::operational::OPERATIONAL_EVENT_TYPES;
 use super::{Caller, Page, Service};
 use crate::delivery::signing;
 use crate::delivery::tls::TlsSettings;
 use crate::delivery::worker::WebhookOutcomes;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
-use crate::model::{ResponseRecord, Scope, SigningSecret, Webhook, WebhookStats, now_ms};
+use crate::model::{Delivery, ResponseRecord, Scope, SigningSecret, Webhook, WebhookStats, now_ms};
 use crate::render::formatters;
 use crate::render::matcher;
 
@@ -345,7 +346,9 @@ impl Service {
             Some(mut webhook) if webhook.is_webhook_enabled => {
                 webhook.is_webhook_enabled = false;
                 webhook.disabled_reason = reason;
-                self.store.put_webhook(&webhook).await
+                self.store.put_webhook(&webhook).await?;
+                drop(_writing);
+                self.webhook_disabled(&webhook).await
             }
             _ => Ok(()),
         }
@@ -468,11 +471,12 @@ fn check_triggers(webhook: &Webhook, bad: &mut impl FnMut(&str, String)) {
     for trigger in &webhook.trigger_types {
         if !ONCALL_TRIGGER_TYPES.contains(&trigger.as_str())
             && !SQUADCAST_TRIGGER_TYPES.contains(&trigger.as_str())
+            && !OPERATIONAL_EVENT_TYPES.contains(&trigger.as_str())
         {
             bad(
                 "trigger_type",
                 format!(
-                    "\"{trigger}\" is not a valid trigger type. Must be one of {ONCALL_TRIGGER_TYPES:?} or {SQUADCAST_TRIGGER_TYPES:?}."
+                    "\"{trigger}\" is not a valid trigger type. Must be one of {ONCALL_TRIGGER_TYPES:?}, {SQUADCAST_TRIGGER_TYPES:?} or {OPERATIONAL_EVENT_TYPES:?}."
                 ),
             );
         }
@@ -482,6 +486,10 @@ fn check_triggers(webhook: &Webhook, bad: &mut impl FnMut(&str, String)) {
 impl WebhookOutcomes for Service {
     fn disable_webhook(&self, webhook_id: u64, reason: String) -> BoxFuture<'_, Result<()>> {
         Box::pin(Service::disable_webhook(self, webhook_id, reason))
+    }
+
+    fn delivery_exhausted(&self, delivery: Delivery) -> BoxFuture<'_, Result<()>> {
+        Box::pin(Service::delivery_exhausted(self, delivery))
     }
 }
 

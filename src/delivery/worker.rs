@@ -53,6 +53,10 @@ pub trait WebhookOutcomes: Send + Sync + 'static {
     /// period), recording why as its `disabled_reason`; a deleted or already disabled webhook
     /// stays as it is.
     fn disable_webhook(&self, webhook_id: u64, reason: String) -> BoxFuture<'_, Result<()>>;
+
+    /// Reports a delivery whose attempts ended FAILED (the core emits `delivery.exhausted`
+    /// unless the delivery itself carried an operational event).
+    fn delivery_exhausted(&self, delivery: Delivery) -> BoxFuture<'_, Result<()>>;
 }
 
 /// Everything an attempt needs; shared by the worker's tasks.
@@ -373,6 +377,11 @@ impl Worker {
         self.after_recording(&webhook, &stats, gone, timestamp_ms)
             .await;
         self.hub.publish(DeliveryUpdate::of(&delivery));
+        if delivery.state == DeliveryState::Failed && !delivery.operational {
+            if let Err(e) = self.outcomes.delivery_exhausted(delivery.clone()).await {
+                tracing::error!(delivery_id = delivery.id, error = %e, "cannot report the exhausted delivery");
+            }
+        }
         Ok(endpoint)
     }
 

@@ -13,6 +13,7 @@ mod event_types;
 mod fairness;
 mod hostile_templates;
 mod mtls;
+mod operational_events;
 mod operator_api;
 mod pg_outage;
 mod races;
