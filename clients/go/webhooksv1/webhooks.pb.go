@@ -170,6 +170,9 @@ const (
 	// Not a delivery's state: the first message of an EmitEvent stream, saying the event is
 	// durable. Only event_id and matched_deliveries are set.
 	DeliveryState_DELIVERY_STATE_ACCEPTED DeliveryState = 6
+	// An operator cancelled it (CancelDelivery) before it succeeded; no more attempts are made
+	// (final). RedeliverDelivery may send it again as a new delivery.
+	DeliveryState_DELIVERY_STATE_CANCELLED DeliveryState = 7
 )
 
 // Enum value maps for DeliveryState.
@@ -182,6 +185,7 @@ var (
 		4: "DELIVERY_STATE_FAILED",
 		5: "DELIVERY_STATE_SKIPPED",
 		6: "DELIVERY_STATE_ACCEPTED",
+		7: "DELIVERY_STATE_CANCELLED",
 	}
 	DeliveryState_value = map[string]int32{
 		"DELIVERY_STATE_UNSPECIFIED": 0,
@@ -191,6 +195,7 @@ var (
 		"DELIVERY_STATE_FAILED":      4,
 		"DELIVERY_STATE_SKIPPED":     5,
 		"DELIVERY_STATE_ACCEPTED":    6,
+		"DELIVERY_STATE_CANCELLED":   7,
 	}
 )
 
@@ -2230,6 +2235,651 @@ func (x *WebhookHealth) GetHourly() []*HealthBucket {
 	return nil
 }
 
+// An accepted event of the account, with its deliveries.
+type Event struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Event id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Trigger type, e.g. "alert group created"; webhookd's own operational events are
+	// "delivery.exhausted", "webhook.disabled", "endpoint.breaker_opened" and
+	// "endpoint.breaker_closed".
+	EventType string `protobuf:"bytes,2,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// The event data as delivered (OnCall event_data, with `event.type` and `event.time`).
+	Data *structpb.Struct `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// When the event was accepted.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Every delivery of the event (one per matched webhook target, plus redeliveries), with
+	// its current state. Empty in ListEvents responses: use GetEvent or ListDeliveries.
+	Deliveries    []*Delivery `protobuf:"bytes,5,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Event) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Event) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *Event) GetData() *structpb.Struct {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *Event) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Event) GetDeliveries() []*Delivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+// One event to one target of one webhook, as it stands now.
+type Delivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Delivery id (the webhook-id header of its requests).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Event delivered.
+	EventId string `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// Webhook delivering it.
+	WebhookId string `protobuf:"bytes,3,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// Target URL (credentials masked).
+	Url string `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
+	// Current state (QUEUED, RETRYING, SUCCEEDED, FAILED, SKIPPED or CANCELLED).
+	State DeliveryState `protobuf:"varint,5,opt,name=state,proto3,enum=webhooks.v1.DeliveryState" json:"state,omitempty"`
+	// Attempts made so far.
+	Attempts int32 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// When the next attempt is due (QUEUED and RETRYING only).
+	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	// HTTP status of the last attempt, when a response was received.
+	LastStatusCode *int32 `protobuf:"varint,8,opt,name=last_status_code,json=lastStatusCode,proto3,oneof" json:"last_status_code,omitempty"`
+	// Why the last attempt failed, or why the delivery was skipped; empty otherwise.
+	LastError string `protobuf:"bytes,9,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// When the delivery was created (its event's acceptance, or the redelivery).
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When its state last changed.
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delivery) Reset() {
+	*x = Delivery{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delivery) ProtoMessage() {}
+
+func (x *Delivery) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
+func (*Delivery) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Delivery) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Delivery) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *Delivery) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *Delivery) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Delivery) GetState() DeliveryState {
+	if x != nil {
+		return x.State
+	}
+	return DeliveryState_DELIVERY_STATE_UNSPECIFIED
+}
+
+func (x *Delivery) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *Delivery) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
+func (x *Delivery) GetLastStatusCode() int32 {
+	if x != nil && x.LastStatusCode != nil {
+		return *x.LastStatusCode
+	}
+	return 0
+}
+
+func (x *Delivery) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *Delivery) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Delivery) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// Request of GetEvent.
+type GetEventRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Event id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEventRequest) Reset() {
+	*x = GetEventRequest{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEventRequest) ProtoMessage() {}
+
+func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
+func (*GetEventRequest) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetEventRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// Request of ListEvents. Time bounds: created_after <= created_at < created_before.
+type ListEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Page size; default 50, between 0 and 1000 (0 = the default).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response's next_page_token (with the same filters); empty for
+	// the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only events of this type; empty = every type.
+	EventType string `protobuf:"bytes,3,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// Only events accepted at or after this time.
+	CreatedAfter *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_after,json=createdAfter,proto3" json:"created_after,omitempty"`
+	// Only events accepted before this time.
+	CreatedBefore *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_before,json=createdBefore,proto3" json:"created_before,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsRequest) Reset() {
+	*x = ListEventsRequest{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsRequest) ProtoMessage() {}
+
+func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListEventsRequest) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListEventsRequest) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *ListEventsRequest) GetCreatedAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAfter
+	}
+	return nil
+}
+
+func (x *ListEventsRequest) GetCreatedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedBefore
+	}
+	return nil
+}
+
+// Response of ListEvents.
+type ListEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Events of this page, newest first (without their deliveries).
+	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Token of the next page; empty on the last page. Pages stay consistent while events
+	// are emitted: no event is listed twice and none that existed is skipped.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsResponse) Reset() {
+	*x = ListEventsResponse{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsResponse) ProtoMessage() {}
+
+func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListEventsResponse) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListEventsResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Request of GetDelivery.
+type GetDeliveryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Delivery id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDeliveryRequest) Reset() {
+	*x = GetDeliveryRequest{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDeliveryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDeliveryRequest) ProtoMessage() {}
+
+func (x *GetDeliveryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDeliveryRequest.ProtoReflect.Descriptor instead.
+func (*GetDeliveryRequest) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetDeliveryRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// Request of ListDeliveries. Filters combine with AND; `states` with OR among themselves.
+type ListDeliveriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only deliveries of this webhook (NOT_FOUND when it is not the account's); empty = all.
+	WebhookId string `protobuf:"bytes,1,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// Only deliveries in one of these states; empty = every state.
+	States []DeliveryState `protobuf:"varint,2,rep,packed,name=states,proto3,enum=webhooks.v1.DeliveryState" json:"states,omitempty"`
+	// Only deliveries created at or after this time.
+	CreatedAfter *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_after,json=createdAfter,proto3" json:"created_after,omitempty"`
+	// Only deliveries created before this time.
+	CreatedBefore *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_before,json=createdBefore,proto3" json:"created_before,omitempty"`
+	// Page size; default 50, between 0 and 1000 (0 = the default).
+	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response's next_page_token (with the same filters); empty for
+	// the first page.
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeliveriesRequest) Reset() {
+	*x = ListDeliveriesRequest{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeliveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeliveriesRequest) ProtoMessage() {}
+
+func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
+func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListDeliveriesRequest) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *ListDeliveriesRequest) GetStates() []DeliveryState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *ListDeliveriesRequest) GetCreatedAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAfter
+	}
+	return nil
+}
+
+func (x *ListDeliveriesRequest) GetCreatedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedBefore
+	}
+	return nil
+}
+
+func (x *ListDeliveriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDeliveriesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// Response of ListDeliveries.
+type ListDeliveriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deliveries of this page, newest first.
+	Deliveries []*Delivery `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// Token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeliveriesResponse) Reset() {
+	*x = ListDeliveriesResponse{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeliveriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeliveriesResponse) ProtoMessage() {}
+
+func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
+func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+func (x *ListDeliveriesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Request of CancelDelivery.
+type CancelDeliveryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Delivery id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelDeliveryRequest) Reset() {
+	*x = CancelDeliveryRequest{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelDeliveryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelDeliveryRequest) ProtoMessage() {}
+
+func (x *CancelDeliveryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelDeliveryRequest.ProtoReflect.Descriptor instead.
+func (*CancelDeliveryRequest) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CancelDeliveryRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 var File_webhooks_v1_webhooks_proto protoreflect.FileDescriptor
 
 const file_webhooks_v1_webhooks_proto_rawDesc = "" +
@@ -2425,7 +3075,66 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\tlast_hour\x18\t \x01(\v2\x19.webhooks.v1.HealthBucketR\blastHour\x124\n" +
 	"\blast_day\x18\n" +
 	" \x01(\v2\x19.webhooks.v1.HealthBucketR\alastDay\x121\n" +
-	"\x06hourly\x18\v \x03(\v2\x19.webhooks.v1.HealthBucketR\x06hourly*b\n" +
+	"\x06hourly\x18\v \x03(\v2\x19.webhooks.v1.HealthBucketR\x06hourly\"\xd5\x01\n" +
+	"\x05Event\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x02 \x01(\tR\teventType\x12+\n" +
+	"\x04data\x18\x03 \x01(\v2\x17.google.protobuf.StructR\x04data\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x125\n" +
+	"\n" +
+	"deliveries\x18\x05 \x03(\v2\x15.webhooks.v1.DeliveryR\n" +
+	"deliveries\"\xd1\x03\n" +
+	"\bDelivery\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x1d\n" +
+	"\n" +
+	"webhook_id\x18\x03 \x01(\tR\twebhookId\x12\x10\n" +
+	"\x03url\x18\x04 \x01(\tR\x03url\x120\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x1a.webhooks.v1.DeliveryStateR\x05state\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\x05R\battempts\x12B\n" +
+	"\x0fnext_attempt_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12-\n" +
+	"\x10last_status_code\x18\b \x01(\x05H\x00R\x0elastStatusCode\x88\x01\x01\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\t \x01(\tR\tlastError\x129\n" +
+	"\n" +
+	"created_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAtB\x13\n" +
+	"\x11_last_status_code\"!\n" +
+	"\x0fGetEventRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xf2\x01\n" +
+	"\x11ListEventsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x03 \x01(\tR\teventType\x12?\n" +
+	"\rcreated_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\fcreatedAfter\x12A\n" +
+	"\x0ecreated_before\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rcreatedBefore\"h\n" +
+	"\x12ListEventsResponse\x12*\n" +
+	"\x06events\x18\x01 \x03(\v2\x12.webhooks.v1.EventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"$\n" +
+	"\x12GetDeliveryRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xaa\x02\n" +
+	"\x15ListDeliveriesRequest\x12\x1d\n" +
+	"\n" +
+	"webhook_id\x18\x01 \x01(\tR\twebhookId\x122\n" +
+	"\x06states\x18\x02 \x03(\x0e2\x1a.webhooks.v1.DeliveryStateR\x06states\x12?\n" +
+	"\rcreated_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\fcreatedAfter\x12A\n" +
+	"\x0ecreated_before\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rcreatedBefore\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"w\n" +
+	"\x16ListDeliveriesResponse\x125\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2\x15.webhooks.v1.DeliveryR\n" +
+	"deliveries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"'\n" +
+	"\x15CancelDeliveryRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id*b\n" +
 	"\x0eFilterOperator\x12\x1f\n" +
 	"\x1bFILTER_OPERATOR_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13FILTER_OPERATOR_AND\x10\x01\x12\x16\n" +
@@ -2437,7 +3146,7 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\x15CONDITION_OP_CONTAINS\x10\x03\x12\x16\n" +
 	"\x12CONDITION_OP_REGEX\x10\x04\x12\x17\n" +
 	"\x13CONDITION_OP_EXISTS\x10\x05\x12\x13\n" +
-	"\x0fCONDITION_OP_IN\x10\x06*\xd9\x01\n" +
+	"\x0fCONDITION_OP_IN\x10\x06*\xf7\x01\n" +
 	"\rDeliveryState\x12\x1e\n" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15DELIVERY_STATE_QUEUED\x10\x01\x12\x1b\n" +
@@ -2445,12 +3154,13 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\x18DELIVERY_STATE_SUCCEEDED\x10\x03\x12\x19\n" +
 	"\x15DELIVERY_STATE_FAILED\x10\x04\x12\x1a\n" +
 	"\x16DELIVERY_STATE_SKIPPED\x10\x05\x12\x1b\n" +
-	"\x17DELIVERY_STATE_ACCEPTED\x10\x06*|\n" +
+	"\x17DELIVERY_STATE_ACCEPTED\x10\x06\x12\x1c\n" +
+	"\x18DELIVERY_STATE_CANCELLED\x10\a*|\n" +
 	"\fBreakerState\x12\x1d\n" +
 	"\x19BREAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14BREAKER_STATE_CLOSED\x10\x01\x12\x16\n" +
 	"\x12BREAKER_STATE_OPEN\x10\x02\x12\x1b\n" +
-	"\x17BREAKER_STATE_HALF_OPEN\x10\x032\x84\v\n" +
+	"\x17BREAKER_STATE_HALF_OPEN\x10\x032\x80\x0e\n" +
 	"\x0eWebhookService\x12H\n" +
 	"\rCreateWebhook\x12!.webhooks.v1.CreateWebhookRequest\x1a\x14.webhooks.v1.Webhook\x12B\n" +
 	"\n" +
@@ -2470,7 +3180,13 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\fGetEventType\x12 .webhooks.v1.GetEventTypeRequest\x1a\x16.webhooks.v1.EventType\x12Y\n" +
 	"\x0eListEventTypes\x12\".webhooks.v1.ListEventTypesRequest\x1a#.webhooks.v1.ListEventTypesResponse\x12N\n" +
 	"\x0fUpdateEventType\x12#.webhooks.v1.UpdateEventTypeRequest\x1a\x16.webhooks.v1.EventType\x12N\n" +
-	"\x0fDeleteEventType\x12#.webhooks.v1.DeleteEventTypeRequest\x1a\x16.google.protobuf.EmptyB?Z=github.com/webhookd/webhookd/clients/go/webhooksv1;webhooksv1b\x06proto3"
+	"\x0fDeleteEventType\x12#.webhooks.v1.DeleteEventTypeRequest\x1a\x16.google.protobuf.Empty\x12<\n" +
+	"\bGetEvent\x12\x1c.webhooks.v1.GetEventRequest\x1a\x12.webhooks.v1.Event\x12M\n" +
+	"\n" +
+	"ListEvents\x12\x1e.webhooks.v1.ListEventsRequest\x1a\x1f.webhooks.v1.ListEventsResponse\x12E\n" +
+	"\vGetDelivery\x12\x1f.webhooks.v1.GetDeliveryRequest\x1a\x15.webhooks.v1.Delivery\x12Y\n" +
+	"\x0eListDeliveries\x12\".webhooks.v1.ListDeliveriesRequest\x1a#.webhooks.v1.ListDeliveriesResponse\x12K\n" +
+	"\x0eCancelDelivery\x12\".webhooks.v1.CancelDeliveryRequest\x1a\x15.webhooks.v1.DeliveryB?Z=github.com/webhookd/webhookd/clients/go/webhooksv1;webhooksv1b\x06proto3"
 
 var (
 	file_webhooks_v1_webhooks_proto_rawDescOnce sync.Once
@@ -2485,7 +3201,7 @@ func file_webhooks_v1_webhooks_proto_rawDescGZIP() []byte {
 }
 
 var file_webhooks_v1_webhooks_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_webhooks_v1_webhooks_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_webhooks_v1_webhooks_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_webhooks_v1_webhooks_proto_goTypes = []any{
 	(FilterOperator)(0),                 // 0: webhooks.v1.FilterOperator
 	(ConditionOp)(0),                    // 1: webhooks.v1.ConditionOp
@@ -2516,91 +3232,124 @@ var file_webhooks_v1_webhooks_proto_goTypes = []any{
 	(*GetWebhookHealthRequest)(nil),     // 26: webhooks.v1.GetWebhookHealthRequest
 	(*HealthBucket)(nil),                // 27: webhooks.v1.HealthBucket
 	(*WebhookHealth)(nil),               // 28: webhooks.v1.WebhookHealth
-	nil,                                 // 29: webhooks.v1.Webhook.CustomHeadersEntry
-	(*timestamppb.Timestamp)(nil),       // 30: google.protobuf.Timestamp
-	(*structpb.Value)(nil),              // 31: google.protobuf.Value
-	(*fieldmaskpb.FieldMask)(nil),       // 32: google.protobuf.FieldMask
-	(*structpb.Struct)(nil),             // 33: google.protobuf.Struct
-	(*CreateEventTypeRequest)(nil),      // 34: webhooks.v1.CreateEventTypeRequest
-	(*GetEventTypeRequest)(nil),         // 35: webhooks.v1.GetEventTypeRequest
-	(*ListEventTypesRequest)(nil),       // 36: webhooks.v1.ListEventTypesRequest
-	(*UpdateEventTypeRequest)(nil),      // 37: webhooks.v1.UpdateEventTypeRequest
-	(*DeleteEventTypeRequest)(nil),      // 38: webhooks.v1.DeleteEventTypeRequest
-	(*emptypb.Empty)(nil),               // 39: google.protobuf.Empty
-	(*EventType)(nil),                   // 40: webhooks.v1.EventType
-	(*ListEventTypesResponse)(nil),      // 41: webhooks.v1.ListEventTypesResponse
+	(*Event)(nil),                       // 29: webhooks.v1.Event
+	(*Delivery)(nil),                    // 30: webhooks.v1.Delivery
+	(*GetEventRequest)(nil),             // 31: webhooks.v1.GetEventRequest
+	(*ListEventsRequest)(nil),           // 32: webhooks.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),          // 33: webhooks.v1.ListEventsResponse
+	(*GetDeliveryRequest)(nil),          // 34: webhooks.v1.GetDeliveryRequest
+	(*ListDeliveriesRequest)(nil),       // 35: webhooks.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),      // 36: webhooks.v1.ListDeliveriesResponse
+	(*CancelDeliveryRequest)(nil),       // 37: webhooks.v1.CancelDeliveryRequest
+	nil,                                 // 38: webhooks.v1.Webhook.CustomHeadersEntry
+	(*timestamppb.Timestamp)(nil),       // 39: google.protobuf.Timestamp
+	(*structpb.Value)(nil),              // 40: google.protobuf.Value
+	(*fieldmaskpb.FieldMask)(nil),       // 41: google.protobuf.FieldMask
+	(*structpb.Struct)(nil),             // 42: google.protobuf.Struct
+	(*CreateEventTypeRequest)(nil),      // 43: webhooks.v1.CreateEventTypeRequest
+	(*GetEventTypeRequest)(nil),         // 44: webhooks.v1.GetEventTypeRequest
+	(*ListEventTypesRequest)(nil),       // 45: webhooks.v1.ListEventTypesRequest
+	(*UpdateEventTypeRequest)(nil),      // 46: webhooks.v1.UpdateEventTypeRequest
+	(*DeleteEventTypeRequest)(nil),      // 47: webhooks.v1.DeleteEventTypeRequest
+	(*emptypb.Empty)(nil),               // 48: google.protobuf.Empty
+	(*EventType)(nil),                   // 49: webhooks.v1.EventType
+	(*ListEventTypesResponse)(nil),      // 50: webhooks.v1.ListEventTypesResponse
 }
 var file_webhooks_v1_webhooks_proto_depIdxs = []int32{
 	5,  // 0: webhooks.v1.Webhook.filters:type_name -> webhooks.v1.FilterGroup
-	29, // 1: webhooks.v1.Webhook.custom_headers:type_name -> webhooks.v1.Webhook.CustomHeadersEntry
-	30, // 2: webhooks.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
-	30, // 3: webhooks.v1.Webhook.last_success:type_name -> google.protobuf.Timestamp
-	30, // 4: webhooks.v1.Webhook.last_failure:type_name -> google.protobuf.Timestamp
+	38, // 1: webhooks.v1.Webhook.custom_headers:type_name -> webhooks.v1.Webhook.CustomHeadersEntry
+	39, // 2: webhooks.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
+	39, // 3: webhooks.v1.Webhook.last_success:type_name -> google.protobuf.Timestamp
+	39, // 4: webhooks.v1.Webhook.last_failure:type_name -> google.protobuf.Timestamp
 	0,  // 5: webhooks.v1.FilterGroup.operator:type_name -> webhooks.v1.FilterOperator
 	6,  // 6: webhooks.v1.FilterGroup.conditions:type_name -> webhooks.v1.FilterCondition
 	5,  // 7: webhooks.v1.FilterGroup.groups:type_name -> webhooks.v1.FilterGroup
 	1,  // 8: webhooks.v1.FilterCondition.op:type_name -> webhooks.v1.ConditionOp
-	31, // 9: webhooks.v1.FilterCondition.value:type_name -> google.protobuf.Value
+	40, // 9: webhooks.v1.FilterCondition.value:type_name -> google.protobuf.Value
 	4,  // 10: webhooks.v1.CreateWebhookRequest.webhook:type_name -> webhooks.v1.Webhook
 	4,  // 11: webhooks.v1.ListWebhooksResponse.webhooks:type_name -> webhooks.v1.Webhook
 	4,  // 12: webhooks.v1.UpdateWebhookRequest.webhook:type_name -> webhooks.v1.Webhook
-	32, // 13: webhooks.v1.UpdateWebhookRequest.update_mask:type_name -> google.protobuf.FieldMask
+	41, // 13: webhooks.v1.UpdateWebhookRequest.update_mask:type_name -> google.protobuf.FieldMask
 	15, // 14: webhooks.v1.ListResponsesResponse.responses:type_name -> webhooks.v1.WebhookResponse
-	30, // 15: webhooks.v1.WebhookResponse.timestamp:type_name -> google.protobuf.Timestamp
-	33, // 16: webhooks.v1.EmitEventRequest.data:type_name -> google.protobuf.Struct
+	39, // 15: webhooks.v1.WebhookResponse.timestamp:type_name -> google.protobuf.Timestamp
+	42, // 16: webhooks.v1.EmitEventRequest.data:type_name -> google.protobuf.Struct
 	16, // 17: webhooks.v1.EmitEventsRequest.events:type_name -> webhooks.v1.EmitEventRequest
 	19, // 18: webhooks.v1.EmitEventsResponse.results:type_name -> webhooks.v1.EmittedEvent
 	20, // 19: webhooks.v1.EmittedEvent.deliveries:type_name -> webhooks.v1.DeliveryStatus
 	2,  // 20: webhooks.v1.DeliveryStatus.state:type_name -> webhooks.v1.DeliveryState
-	30, // 21: webhooks.v1.DeliveryStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
-	30, // 22: webhooks.v1.RedeliverFailedRequest.since:type_name -> google.protobuf.Timestamp
-	30, // 23: webhooks.v1.HealthBucket.start_time:type_name -> google.protobuf.Timestamp
-	30, // 24: webhooks.v1.WebhookHealth.last_success_at:type_name -> google.protobuf.Timestamp
-	30, // 25: webhooks.v1.WebhookHealth.last_failure_at:type_name -> google.protobuf.Timestamp
-	30, // 26: webhooks.v1.WebhookHealth.failing_since:type_name -> google.protobuf.Timestamp
+	39, // 21: webhooks.v1.DeliveryStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	39, // 22: webhooks.v1.RedeliverFailedRequest.since:type_name -> google.protobuf.Timestamp
+	39, // 23: webhooks.v1.HealthBucket.start_time:type_name -> google.protobuf.Timestamp
+	39, // 24: webhooks.v1.WebhookHealth.last_success_at:type_name -> google.protobuf.Timestamp
+	39, // 25: webhooks.v1.WebhookHealth.last_failure_at:type_name -> google.protobuf.Timestamp
+	39, // 26: webhooks.v1.WebhookHealth.failing_since:type_name -> google.protobuf.Timestamp
 	3,  // 27: webhooks.v1.WebhookHealth.breaker_state:type_name -> webhooks.v1.BreakerState
 	27, // 28: webhooks.v1.WebhookHealth.last_hour:type_name -> webhooks.v1.HealthBucket
 	27, // 29: webhooks.v1.WebhookHealth.last_day:type_name -> webhooks.v1.HealthBucket
 	27, // 30: webhooks.v1.WebhookHealth.hourly:type_name -> webhooks.v1.HealthBucket
-	7,  // 31: webhooks.v1.WebhookService.CreateWebhook:input_type -> webhooks.v1.CreateWebhookRequest
-	8,  // 32: webhooks.v1.WebhookService.GetWebhook:input_type -> webhooks.v1.GetWebhookRequest
-	9,  // 33: webhooks.v1.WebhookService.ListWebhooks:input_type -> webhooks.v1.ListWebhooksRequest
-	11, // 34: webhooks.v1.WebhookService.UpdateWebhook:input_type -> webhooks.v1.UpdateWebhookRequest
-	12, // 35: webhooks.v1.WebhookService.DeleteWebhook:input_type -> webhooks.v1.DeleteWebhookRequest
-	13, // 36: webhooks.v1.WebhookService.ListResponses:input_type -> webhooks.v1.ListResponsesRequest
-	16, // 37: webhooks.v1.WebhookService.EmitEvent:input_type -> webhooks.v1.EmitEventRequest
-	17, // 38: webhooks.v1.WebhookService.EmitEvents:input_type -> webhooks.v1.EmitEventsRequest
-	21, // 39: webhooks.v1.WebhookService.RedeliverDelivery:input_type -> webhooks.v1.RedeliverDeliveryRequest
-	22, // 40: webhooks.v1.WebhookService.RedeliverFailed:input_type -> webhooks.v1.RedeliverFailedRequest
-	24, // 41: webhooks.v1.WebhookService.RotateSigningSecret:input_type -> webhooks.v1.RotateSigningSecretRequest
-	26, // 42: webhooks.v1.WebhookService.GetWebhookHealth:input_type -> webhooks.v1.GetWebhookHealthRequest
-	34, // 43: webhooks.v1.WebhookService.CreateEventType:input_type -> webhooks.v1.CreateEventTypeRequest
-	35, // 44: webhooks.v1.WebhookService.GetEventType:input_type -> webhooks.v1.GetEventTypeRequest
-	36, // 45: webhooks.v1.WebhookService.ListEventTypes:input_type -> webhooks.v1.ListEventTypesRequest
-	37, // 46: webhooks.v1.WebhookService.UpdateEventType:input_type -> webhooks.v1.UpdateEventTypeRequest
-	38, // 47: webhooks.v1.WebhookService.DeleteEventType:input_type -> webhooks.v1.DeleteEventTypeRequest
-	4,  // 48: webhooks.v1.WebhookService.CreateWebhook:output_type -> webhooks.v1.Webhook
-	4,  // 49: webhooks.v1.WebhookService.GetWebhook:output_type -> webhooks.v1.Webhook
-	10, // 50: webhooks.v1.WebhookService.ListWebhooks:output_type -> webhooks.v1.ListWebhooksResponse
-	4,  // 51: webhooks.v1.WebhookService.UpdateWebhook:output_type -> webhooks.v1.Webhook
-	39, // 52: webhooks.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
-	14, // 53: webhooks.v1.WebhookService.ListResponses:output_type -> webhooks.v1.ListResponsesResponse
-	20, // 54: webhooks.v1.WebhookService.EmitEvent:output_type -> webhooks.v1.DeliveryStatus
-	18, // 55: webhooks.v1.WebhookService.EmitEvents:output_type -> webhooks.v1.EmitEventsResponse
-	23, // 56: webhooks.v1.WebhookService.RedeliverDelivery:output_type -> webhooks.v1.RedeliverResponse
-	23, // 57: webhooks.v1.WebhookService.RedeliverFailed:output_type -> webhooks.v1.RedeliverResponse
-	25, // 58: webhooks.v1.WebhookService.RotateSigningSecret:output_type -> webhooks.v1.RotateSigningSecretResponse
-	28, // 59: webhooks.v1.WebhookService.GetWebhookHealth:output_type -> webhooks.v1.WebhookHealth
-	40, // 60: webhooks.v1.WebhookService.CreateEventType:output_type -> webhooks.v1.EventType
-	40, // 61: webhooks.v1.WebhookService.GetEventType:output_type -> webhooks.v1.EventType
-	41, // 62: webhooks.v1.WebhookService.ListEventTypes:output_type -> webhooks.v1.ListEventTypesResponse
-	40, // 63: webhooks.v1.WebhookService.UpdateEventType:output_type -> webhooks.v1.EventType
-	39, // 64: webhooks.v1.WebhookService.DeleteEventType:output_type -> google.protobuf.Empty
-	48, // [48:65] is the sub-list for method output_type
-	31, // [31:48] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	42, // 31: webhooks.v1.Event.data:type_name -> google.protobuf.Struct
+	39, // 32: webhooks.v1.Event.created_at:type_name -> google.protobuf.Timestamp
+	30, // 33: webhooks.v1.Event.deliveries:type_name -> webhooks.v1.Delivery
+	2,  // 34: webhooks.v1.Delivery.state:type_name -> webhooks.v1.DeliveryState
+	39, // 35: webhooks.v1.Delivery.next_attempt_at:type_name -> google.protobuf.Timestamp
+	39, // 36: webhooks.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
+	39, // 37: webhooks.v1.Delivery.updated_at:type_name -> google.protobuf.Timestamp
+	39, // 38: webhooks.v1.ListEventsRequest.created_after:type_name -> google.protobuf.Timestamp
+	39, // 39: webhooks.v1.ListEventsRequest.created_before:type_name -> google.protobuf.Timestamp
+	29, // 40: webhooks.v1.ListEventsResponse.events:type_name -> webhooks.v1.Event
+	2,  // 41: webhooks.v1.ListDeliveriesRequest.states:type_name -> webhooks.v1.DeliveryState
+	39, // 42: webhooks.v1.ListDeliveriesRequest.created_after:type_name -> google.protobuf.Timestamp
+	39, // 43: webhooks.v1.ListDeliveriesRequest.created_before:type_name -> google.protobuf.Timestamp
+	30, // 44: webhooks.v1.ListDeliveriesResponse.deliveries:type_name -> webhooks.v1.Delivery
+	7,  // 45: webhooks.v1.WebhookService.CreateWebhook:input_type -> webhooks.v1.CreateWebhookRequest
+	8,  // 46: webhooks.v1.WebhookService.GetWebhook:input_type -> webhooks.v1.GetWebhookRequest
+	9,  // 47: webhooks.v1.WebhookService.ListWebhooks:input_type -> webhooks.v1.ListWebhooksRequest
+	11, // 48: webhooks.v1.WebhookService.UpdateWebhook:input_type -> webhooks.v1.UpdateWebhookRequest
+	12, // 49: webhooks.v1.WebhookService.DeleteWebhook:input_type -> webhooks.v1.DeleteWebhookRequest
+	13, // 50: webhooks.v1.WebhookService.ListResponses:input_type -> webhooks.v1.ListResponsesRequest
+	16, // 51: webhooks.v1.WebhookService.EmitEvent:input_type -> webhooks.v1.EmitEventRequest
+	17, // 52: webhooks.v1.WebhookService.EmitEvents:input_type -> webhooks.v1.EmitEventsRequest
+	21, // 53: webhooks.v1.WebhookService.RedeliverDelivery:input_type -> webhooks.v1.RedeliverDeliveryRequest
+	22, // 54: webhooks.v1.WebhookService.RedeliverFailed:input_type -> webhooks.v1.RedeliverFailedRequest
+	24, // 55: webhooks.v1.WebhookService.RotateSigningSecret:input_type -> webhooks.v1.RotateSigningSecretRequest
+	26, // 56: webhooks.v1.WebhookService.GetWebhookHealth:input_type -> webhooks.v1.GetWebhookHealthRequest
+	43, // 57: webhooks.v1.WebhookService.CreateEventType:input_type -> webhooks.v1.CreateEventTypeRequest
+	44, // 58: webhooks.v1.WebhookService.GetEventType:input_type -> webhooks.v1.GetEventTypeRequest
+	45, // 59: webhooks.v1.WebhookService.ListEventTypes:input_type -> webhooks.v1.ListEventTypesRequest
+	46, // 60: webhooks.v1.WebhookService.UpdateEventType:input_type -> webhooks.v1.UpdateEventTypeRequest
+	47, // 61: webhooks.v1.WebhookService.DeleteEventType:input_type -> webhooks.v1.DeleteEventTypeRequest
+	31, // 62: webhooks.v1.WebhookService.GetEvent:input_type -> webhooks.v1.GetEventRequest
+	32, // 63: webhooks.v1.WebhookService.ListEvents:input_type -> webhooks.v1.ListEventsRequest
+	34, // 64: webhooks.v1.WebhookService.GetDelivery:input_type -> webhooks.v1.GetDeliveryRequest
+	35, // 65: webhooks.v1.WebhookService.ListDeliveries:input_type -> webhooks.v1.ListDeliveriesRequest
+	37, // 66: webhooks.v1.WebhookService.CancelDelivery:input_type -> webhooks.v1.CancelDeliveryRequest
+	4,  // 67: webhooks.v1.WebhookService.CreateWebhook:output_type -> webhooks.v1.Webhook
+	4,  // 68: webhooks.v1.WebhookService.GetWebhook:output_type -> webhooks.v1.Webhook
+	10, // 69: webhooks.v1.WebhookService.ListWebhooks:output_type -> webhooks.v1.ListWebhooksResponse
+	4,  // 70: webhooks.v1.WebhookService.UpdateWebhook:output_type -> webhooks.v1.Webhook
+	48, // 71: webhooks.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
+	14, // 72: webhooks.v1.WebhookService.ListResponses:output_type -> webhooks.v1.ListResponsesResponse
+	20, // 73: webhooks.v1.WebhookService.EmitEvent:output_type -> webhooks.v1.DeliveryStatus
+	18, // 74: webhooks.v1.WebhookService.EmitEvents:output_type -> webhooks.v1.EmitEventsResponse
+	23, // 75: webhooks.v1.WebhookService.RedeliverDelivery:output_type -> webhooks.v1.RedeliverResponse
+	23, // 76: webhooks.v1.WebhookService.RedeliverFailed:output_type -> webhooks.v1.RedeliverResponse
+	25, // 77: webhooks.v1.WebhookService.RotateSigningSecret:output_type -> webhooks.v1.RotateSigningSecretResponse
+	28, // 78: webhooks.v1.WebhookService.GetWebhookHealth:output_type -> webhooks.v1.WebhookHealth
+	49, // 79: webhooks.v1.WebhookService.CreateEventType:output_type -> webhooks.v1.EventType
+	49, // 80: webhooks.v1.WebhookService.GetEventType:output_type -> webhooks.v1.EventType
+	50, // 81: webhooks.v1.WebhookService.ListEventTypes:output_type -> webhooks.v1.ListEventTypesResponse
+	49, // 82: webhooks.v1.WebhookService.UpdateEventType:output_type -> webhooks.v1.EventType
+	48, // 83: webhooks.v1.WebhookService.DeleteEventType:output_type -> google.protobuf.Empty
+	29, // 84: webhooks.v1.WebhookService.GetEvent:output_type -> webhooks.v1.Event
+	33, // 85: webhooks.v1.WebhookService.ListEvents:output_type -> webhooks.v1.ListEventsResponse
+	30, // 86: webhooks.v1.WebhookService.GetDelivery:output_type -> webhooks.v1.Delivery
+	36, // 87: webhooks.v1.WebhookService.ListDeliveries:output_type -> webhooks.v1.ListDeliveriesResponse
+	30, // 88: webhooks.v1.WebhookService.CancelDelivery:output_type -> webhooks.v1.Delivery
+	67, // [67:89] is the sub-list for method output_type
+	45, // [45:67] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_webhooks_v1_webhooks_proto_init() }
@@ -2612,13 +3361,14 @@ func file_webhooks_v1_webhooks_proto_init() {
 	file_webhooks_v1_webhooks_proto_msgTypes[0].OneofWrappers = []any{}
 	file_webhooks_v1_webhooks_proto_msgTypes[11].OneofWrappers = []any{}
 	file_webhooks_v1_webhooks_proto_msgTypes[16].OneofWrappers = []any{}
+	file_webhooks_v1_webhooks_proto_msgTypes[26].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_webhooks_v1_webhooks_proto_rawDesc), len(file_webhooks_v1_webhooks_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   26,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

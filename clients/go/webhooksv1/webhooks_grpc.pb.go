@@ -41,6 +41,11 @@ const (
 	WebhookService_ListEventTypes_FullMethodName      = "/webhooks.v1.WebhookService/ListEventTypes"
 	WebhookService_UpdateEventType_FullMethodName     = "/webhooks.v1.WebhookService/UpdateEventType"
 	WebhookService_DeleteEventType_FullMethodName     = "/webhooks.v1.WebhookService/DeleteEventType"
+	WebhookService_GetEvent_FullMethodName            = "/webhooks.v1.WebhookService/GetEvent"
+	WebhookService_ListEvents_FullMethodName          = "/webhooks.v1.WebhookService/ListEvents"
+	WebhookService_GetDelivery_FullMethodName         = "/webhooks.v1.WebhookService/GetDelivery"
+	WebhookService_ListDeliveries_FullMethodName      = "/webhooks.v1.WebhookService/ListDeliveries"
+	WebhookService_CancelDelivery_FullMethodName      = "/webhooks.v1.WebhookService/CancelDelivery"
 )
 
 // WebhookServiceClient is the client API for WebhookService service.
@@ -102,6 +107,21 @@ type WebhookServiceClient interface {
 	UpdateEventType(ctx context.Context, in *UpdateEventTypeRequest, opts ...grpc.CallOption) (*EventType, error)
 	// Deletes an event type; emits of its name are no longer validated.
 	DeleteEventType(ctx context.Context, in *DeleteEventTypeRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// Operator API (read scope, CancelDelivery: write scope).
+	// Returns one event of the account with its data and every delivery's current state.
+	GetEvent(ctx context.Context, in *GetEventRequest, opts ...grpc.CallOption) (*Event, error)
+	// Lists the account's events, newest first, filtered by type and creation time.
+	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
+	// Returns one delivery of the account with its current state.
+	GetDelivery(ctx context.Context, in *GetDeliveryRequest, opts ...grpc.CallOption) (*Delivery, error)
+	// Lists the account's deliveries, newest first, filtered by webhook, states and creation
+	// time ("undelivered older than X": every state but SUCCEEDED and created_before X).
+	ListDeliveries(ctx context.Context, in *ListDeliveriesRequest, opts ...grpc.CallOption) (*ListDeliveriesResponse, error)
+	// Stops a QUEUED or RETRYING delivery: its state becomes CANCELLED (final) and no further
+	// attempt is made (an attempt already in flight finishes, but is not retried; if it
+	// succeeds, the delivery is SUCCEEDED). Cancelling a cancelled delivery returns it as it
+	// is; any other final state is FAILED_PRECONDITION. RedeliverDelivery sends it again.
+	CancelDelivery(ctx context.Context, in *CancelDeliveryRequest, opts ...grpc.CallOption) (*Delivery, error)
 }
 
 type webhookServiceClient struct {
@@ -291,6 +311,56 @@ func (c *webhookServiceClient) DeleteEventType(ctx context.Context, in *DeleteEv
 	return out, nil
 }
 
+func (c *webhookServiceClient) GetEvent(ctx context.Context, in *GetEventRequest, opts ...grpc.CallOption) (*Event, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Event)
+	err := c.cc.Invoke(ctx, WebhookService_GetEvent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *webhookServiceClient) ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEventsResponse)
+	err := c.cc.Invoke(ctx, WebhookService_ListEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *webhookServiceClient) GetDelivery(ctx context.Context, in *GetDeliveryRequest, opts ...grpc.CallOption) (*Delivery, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Delivery)
+	err := c.cc.Invoke(ctx, WebhookService_GetDelivery_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *webhookServiceClient) ListDeliveries(ctx context.Context, in *ListDeliveriesRequest, opts ...grpc.CallOption) (*ListDeliveriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeliveriesResponse)
+	err := c.cc.Invoke(ctx, WebhookService_ListDeliveries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *webhookServiceClient) CancelDelivery(ctx context.Context, in *CancelDeliveryRequest, opts ...grpc.CallOption) (*Delivery, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Delivery)
+	err := c.cc.Invoke(ctx, WebhookService_CancelDelivery_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WebhookServiceServer is the server API for WebhookService service.
 // All implementations must embed UnimplementedWebhookServiceServer
 // for forward compatibility.
@@ -350,6 +420,21 @@ type WebhookServiceServer interface {
 	UpdateEventType(context.Context, *UpdateEventTypeRequest) (*EventType, error)
 	// Deletes an event type; emits of its name are no longer validated.
 	DeleteEventType(context.Context, *DeleteEventTypeRequest) (*emptypb.Empty, error)
+	// Operator API (read scope, CancelDelivery: write scope).
+	// Returns one event of the account with its data and every delivery's current state.
+	GetEvent(context.Context, *GetEventRequest) (*Event, error)
+	// Lists the account's events, newest first, filtered by type and creation time.
+	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
+	// Returns one delivery of the account with its current state.
+	GetDelivery(context.Context, *GetDeliveryRequest) (*Delivery, error)
+	// Lists the account's deliveries, newest first, filtered by webhook, states and creation
+	// time ("undelivered older than X": every state but SUCCEEDED and created_before X).
+	ListDeliveries(context.Context, *ListDeliveriesRequest) (*ListDeliveriesResponse, error)
+	// Stops a QUEUED or RETRYING delivery: its state becomes CANCELLED (final) and no further
+	// attempt is made (an attempt already in flight finishes, but is not retried; if it
+	// succeeds, the delivery is SUCCEEDED). Cancelling a cancelled delivery returns it as it
+	// is; any other final state is FAILED_PRECONDITION. RedeliverDelivery sends it again.
+	CancelDelivery(context.Context, *CancelDeliveryRequest) (*Delivery, error)
 	mustEmbedUnimplementedWebhookServiceServer()
 }
 
@@ -410,6 +495,21 @@ func (UnimplementedWebhookServiceServer) UpdateEventType(context.Context, *Updat
 }
 func (UnimplementedWebhookServiceServer) DeleteEventType(context.Context, *DeleteEventTypeRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteEventType not implemented")
+}
+func (UnimplementedWebhookServiceServer) GetEvent(context.Context, *GetEventRequest) (*Event, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetEvent not implemented")
+}
+func (UnimplementedWebhookServiceServer) ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEvents not implemented")
+}
+func (UnimplementedWebhookServiceServer) GetDelivery(context.Context, *GetDeliveryRequest) (*Delivery, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDelivery not implemented")
+}
+func (UnimplementedWebhookServiceServer) ListDeliveries(context.Context, *ListDeliveriesRequest) (*ListDeliveriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeliveries not implemented")
+}
+func (UnimplementedWebhookServiceServer) CancelDelivery(context.Context, *CancelDeliveryRequest) (*Delivery, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelDelivery not implemented")
 }
 func (UnimplementedWebhookServiceServer) mustEmbedUnimplementedWebhookServiceServer() {}
 func (UnimplementedWebhookServiceServer) testEmbeddedByValue()                        {}
@@ -731,6 +831,96 @@ func _WebhookService_DeleteEventType_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WebhookService_GetEvent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetEventRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebhookServiceServer).GetEvent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebhookService_GetEvent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebhookServiceServer).GetEvent(ctx, req.(*GetEventRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WebhookService_ListEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebhookServiceServer).ListEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebhookService_ListEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebhookServiceServer).ListEvents(ctx, req.(*ListEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WebhookService_GetDelivery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDeliveryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebhookServiceServer).GetDelivery(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebhookService_GetDelivery_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebhookServiceServer).GetDelivery(ctx, req.(*GetDeliveryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WebhookService_ListDeliveries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeliveriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebhookServiceServer).ListDeliveries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebhookService_ListDeliveries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebhookServiceServer).ListDeliveries(ctx, req.(*ListDeliveriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WebhookService_CancelDelivery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelDeliveryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebhookServiceServer).CancelDelivery(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebhookService_CancelDelivery_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebhookServiceServer).CancelDelivery(ctx, req.(*CancelDeliveryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // WebhookService_ServiceDesc is the grpc.ServiceDesc for WebhookService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -801,6 +991,26 @@ var WebhookService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteEventType",
 			Handler:    _WebhookService_DeleteEventType_Handler,
+		},
+		{
+			MethodName: "GetEvent",
+			Handler:    _WebhookService_GetEvent_Handler,
+		},
+		{
+			MethodName: "ListEvents",
+			Handler:    _WebhookService_ListEvents_Handler,
+		},
+		{
+			MethodName: "GetDelivery",
+			Handler:    _WebhookService_GetDelivery_Handler,
+		},
+		{
+			MethodName: "ListDeliveries",
+			Handler:    _WebhookService_ListDeliveries_Handler,
+		},
+		{
+			MethodName: "CancelDelivery",
+			Handler:    _WebhookService_CancelDelivery_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file webhooks/v1/webhooks.proto.
  */
 export const file_webhooks_v1_webhooks: GenFile = /*@__PURE__*/
-  fileDesc("Chp3ZWJob29rcy92MS93ZWJob29rcy5wcm90bxILd2ViaG9va3MudjEijAoKB1dlYmhvb2sSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIfChJpc193ZWJob29rX2VuYWJsZWQYAyABKAhIAIgBARIRCgR0ZWFtGAQgASgJSAGIAQESEQoEZGF0YRgFIAEoCUgCiAEBEhUKCHVzZXJuYW1lGAYgASgJSAOIAQESFQoIcGFzc3dvcmQYByABKAlIBIgBARIhChRhdXRob3JpemF0aW9uX2hlYWRlchgIIAEoCUgFiAEBEh0KEHRyaWdnZXJfdGVtcGxhdGUYCSABKAlIBogBARIUCgdoZWFkZXJzGAogASgJSAeIAQESCwoDdXJsGAsgASgJEhgKC2ZvcndhcmRfYWxsGAwgASgISAiIAQESEwoLaHR0cF9tZXRob2QYDSABKAkSFAoMdHJpZ2dlcl90eXBlGA4gASgJEhoKEmludGVncmF0aW9uX2ZpbHRlchgPIAMoCRITCgtkZXNjcmlwdGlvbhgQIAEoCRIVCg10cmlnZ2VyX3R5cGVzGBEgAygJEgwKBHVybHMYEiADKAkSKQoHZmlsdGVycxgTIAEoCzIYLndlYmhvb2tzLnYxLkZpbHRlckdyb3VwEhgKEGRlc3RpbmF0aW9uX3R5cGUYFCABKAkSEwoGc2VjcmV0GBUgASgJSAmIAQESGwoOc2lnbmluZ19zZWNyZXQYFiABKAlICogBARIWCg5yZXRyeV9zY2hlZHVsZRgXIAMoCRIXCg90ZW1wbGF0ZV9lbmdpbmUYGCABKAkSPwoOY3VzdG9tX2hlYWRlcnMYGSADKAsyJy53ZWJob29rcy52MS5XZWJob29rLkN1c3RvbUhlYWRlcnNFbnRyeRIuCgpjcmVhdGVkX2F0GBogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3N1Y2Nlc3MYGyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfZmFpbHVyZRgcIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPZGlzYWJsZWRfcmVhc29uGB0gASgJEhQKDG1heF9hdHRlbXB0cxgeIAEoBRIXCg9zY2hlZHVsZV9maWx0ZXIYHyADKAkSGgoSc2lnbmluZ19wdWJsaWNfa2V5GCAgASgJEh8KEmNsaWVudF9jZXJ0aWZpY2F0ZRghIAEoCUgLiAEBEhcKCmNsaWVudF9rZXkYIiABKAlIDIgBARIXCg9jYV9jZXJ0aWZpY2F0ZXMYIyADKAkSHQoVcmF0ZV9saW1pdF9wZXJfc2Vjb25kGCQgASgFEhgKEHJhdGVfbGltaXRfYnVyc3QYJSABKAUaNAoSQ3VzdG9tSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCFQoTX2lzX3dlYmhvb2tfZW5hYmxlZEIHCgVfdGVhbUIHCgVfZGF0YUILCglfdXNlcm5hbWVCCwoJX3Bhc3N3b3JkQhcKFV9hdXRob3JpemF0aW9uX2hlYWRlckITChFfdHJpZ2dlcl90ZW1wbGF0ZUIKCghfaGVhZGVyc0IOCgxfZm9yd2FyZF9hbGxCCQoHX3NlY3JldEIRCg9fc2lnbmluZ19zZWNyZXRCFQoTX2NsaWVudF9jZXJ0aWZpY2F0ZUINCgtfY2xpZW50X2tleSKYAQoLRmlsdGVyR3JvdXASLQoIb3BlcmF0b3IYASABKA4yGy53ZWJob29rcy52MS5GaWx0ZXJPcGVyYXRvchIwCgpjb25kaXRpb25zGAIgAygLMhwud2ViaG9va3MudjEuRmlsdGVyQ29uZGl0aW9uEigKBmdyb3VwcxgDIAMoCzIYLndlYmhvb2tzLnYxLkZpbHRlckdyb3VwIm0KD0ZpbHRlckNvbmRpdGlvbhINCgVmaWVsZBgBIAEoCRIkCgJvcBgCIAEoDjIYLndlYmhvb2tzLnYxLkNvbmRpdGlvbk9wEiUKBXZhbHVlGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIj0KFENyZWF0ZVdlYmhvb2tSZXF1ZXN0EiUKB3dlYmhvb2sYASABKAsyFC53ZWJob29rcy52MS5XZWJob29rIh8KEUdldFdlYmhvb2tSZXF1ZXN0EgoKAmlkGAEgASgJIjwKE0xpc3RXZWJob29rc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiawoUTGlzdFdlYmhvb2tzUmVzcG9uc2USJgoId2ViaG9va3MYASADKAsyFC53ZWJob29rcy52MS5XZWJob29rEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFIm4KFFVwZGF0ZVdlYmhvb2tSZXF1ZXN0EiUKB3dlYmhvb2sYASABKAsyFC53ZWJob29rcy52MS5XZWJob29rEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIiChREZWxldGVXZWJob29rUmVxdWVzdBIKCgJpZBgBIAEoCSJRChRMaXN0UmVzcG9uc2VzUmVxdWVzdBISCgp3ZWJob29rX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImEKFUxpc3RSZXNwb25zZXNSZXNwb25zZRIvCglyZXNwb25zZXMYASADKAsyHC53ZWJob29rcy52MS5XZWJob29rUmVzcG9uc2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIoADCg9XZWJob29rUmVzcG9uc2USLQoJdGltZXN0YW1wGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgN1cmwYAiABKAkSFwoPcmVxdWVzdF90cmlnZ2VyGAMgASgJEhwKD3JlcXVlc3RfaGVhZGVycxgEIAEoCUgAiAEBEhkKDHJlcXVlc3RfZGF0YRgFIAEoCUgBiAEBEhgKC3N0YXR1c19jb2RlGAYgASgFSAKIAQESFAoHY29udGVudBgHIAEoCUgDiAEBEhIKCmV2ZW50X2RhdGEYCCABKAkSDwoHYXR0ZW1wdBgJIAEoBRITCgtkZWxpdmVyeV9pZBgKIAEoCRITCgtkdXJhdGlvbl9tcxgLIAEoAxINCgVlcnJvchgMIAEoCRIQCghldmVudF9pZBgNIAEoCUISChBfcmVxdWVzdF9oZWFkZXJzQg8KDV9yZXF1ZXN0X2RhdGFCDgoMX3N0YXR1c19jb2RlQgoKCF9jb250ZW50ImYKEEVtaXRFdmVudFJlcXVlc3QSEgoKZXZlbnRfdHlwZRgBIAEoCRIlCgRkYXRhGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiQgoRRW1pdEV2ZW50c1JlcXVlc3QSLQoGZXZlbnRzGAEgAygLMh0ud2ViaG9va3MudjEuRW1pdEV2ZW50UmVxdWVzdCJAChJFbWl0RXZlbnRzUmVzcG9uc2USKgoHcmVzdWx0cxgBIAMoCzIZLndlYmhvb2tzLnYxLkVtaXR0ZWRFdmVudCJkCgxFbWl0dGVkRXZlbnQSEAoIZXZlbnRfaWQYASABKAkSEQoJZHVwbGljYXRlGAIgASgIEi8KCmRlbGl2ZXJpZXMYAyADKAsyGy53ZWJob29rcy52MS5EZWxpdmVyeVN0YXR1cyKeAgoORGVsaXZlcnlTdGF0dXMSEAoIZXZlbnRfaWQYASABKAkSEgoKd2ViaG9va19pZBgCIAEoCRITCgtkZWxpdmVyeV9pZBgDIAEoCRIpCgVzdGF0ZRgEIAEoDjIaLndlYmhvb2tzLnYxLkRlbGl2ZXJ5U3RhdGUSDwoHYXR0ZW1wdBgFIAEoBRIYCgtzdGF0dXNfY29kZRgGIAEoBUgAiAEBEg0KBWVycm9yGAcgASgJEjMKD25leHRfYXR0ZW1wdF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDdXJsGAkgASgJEhoKEm1hdGNoZWRfZGVsaXZlcmllcxgKIAEoBUIOCgxfc3RhdHVzX2NvZGUiLwoYUmVkZWxpdmVyRGVsaXZlcnlSZXF1ZXN0EhMKC2RlbGl2ZXJ5X2lkGAEgASgJIlcKFlJlZGVsaXZlckZhaWxlZFJlcXVlc3QSEgoKd2ViaG9va19pZBgBIAEoCRIpCgVzaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKQoRUmVkZWxpdmVyUmVzcG9uc2USFAoMZGVsaXZlcnlfaWRzGAEgAygJIjAKGlJvdGF0ZVNpZ25pbmdTZWNyZXRSZXF1ZXN0EhIKCndlYmhvb2tfaWQYASABKAkiUQobUm90YXRlU2lnbmluZ1NlY3JldFJlc3BvbnNlEhYKDnNpZ25pbmdfc2VjcmV0GAEgASgJEhoKEnNpZ25pbmdfcHVibGljX2tleRgCIAEoCSItChdHZXRXZWJob29rSGVhbHRoUmVxdWVzdBISCgp3ZWJob29rX2lkGAEgASgJImEKDEhlYWx0aEJ1Y2tldBIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglzdWNjZWVkZWQYAiABKAUSDgoGZmFpbGVkGAMgASgFIsQDCg1XZWJob29rSGVhbHRoEhIKCndlYmhvb2tfaWQYASABKAkSGgoSaXNfd2ViaG9va19lbmFibGVkGAIgASgIEhcKD2Rpc2FibGVkX3JlYXNvbhgDIAEoCRIzCg9sYXN0X3N1Y2Nlc3NfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2xhc3RfZmFpbHVyZV9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNZmFpbGluZ19zaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoNYnJlYWtlcl9zdGF0ZRgHIAEoDjIZLndlYmhvb2tzLnYxLkJyZWFrZXJTdGF0ZRIVCg1wZW5kaW5nX2NvdW50GAggASgFEiwKCWxhc3RfaG91chgJIAEoCzIZLndlYmhvb2tzLnYxLkhlYWx0aEJ1Y2tldBIrCghsYXN0X2RheRgKIAEoCzIZLndlYmhvb2tzLnYxLkhlYWx0aEJ1Y2tldBIpCgZob3VybHkYCyADKAsyGS53ZWJob29rcy52MS5IZWFsdGhCdWNrZXQqYgoORmlsdGVyT3BlcmF0b3ISHwobRklMVEVSX09QRVJBVE9SX1VOU1BFQ0lGSUVEEAASFwoTRklMVEVSX09QRVJBVE9SX0FORBABEhYKEkZJTFRFUl9PUEVSQVRPUl9PUhACKsIBCgtDb25kaXRpb25PcBIcChhDT05ESVRJT05fT1BfVU5TUEVDSUZJRUQQABIXChNDT05ESVRJT05fT1BfRVFVQUxTEAESGwoXQ09ORElUSU9OX09QX05PVF9FUVVBTFMQAhIZChVDT05ESVRJT05fT1BfQ09OVEFJTlMQAxIWChJDT05ESVRJT05fT1BfUkVHRVgQBBIXChNDT05ESVRJT05fT1BfRVhJU1RTEAUSEwoPQ09ORElUSU9OX09QX0lOEAYq2QEKDURlbGl2ZXJ5U3RhdGUSHgoaREVMSVZFUllfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVERUxJVkVSWV9TVEFURV9RVUVVRUQQARIbChdERUxJVkVSWV9TVEFURV9SRVRSWUlORxACEhwKGERFTElWRVJZX1NUQVRFX1NVQ0NFRURFRBADEhkKFURFTElWRVJZX1NUQVRFX0ZBSUxFRBAEEhoKFkRFTElWRVJZX1NUQVRFX1NLSVBQRUQQBRIbChdERUxJVkVSWV9TVEFURV9BQ0NFUFRFRBAGKnwKDEJyZWFrZXJTdGF0ZRIdChlCUkVBS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQlJFQUtFUl9TVEFURV9DTE9TRUQQARIWChJCUkVBS0VSX1NUQVRFX09QRU4QAhIbChdCUkVBS0VSX1NUQVRFX0hBTEZfT1BFThADMoQLCg5XZWJob29rU2VydmljZRJICg1DcmVhdGVXZWJob29rEiEud2ViaG9va3MudjEuQ3JlYXRlV2ViaG9va1JlcXVlc3QaFC53ZWJob29rcy52MS5XZWJob29rEkIKCkdldFdlYmhvb2sSHi53ZWJob29rcy52MS5HZXRXZWJob29rUmVxdWVzdBoULndlYmhvb2tzLnYxLldlYmhvb2sSUwoMTGlzdFdlYmhvb2tzEiAud2ViaG9va3MudjEuTGlzdFdlYmhvb2tzUmVxdWVzdBohLndlYmhvb2tzLnYxLkxpc3RXZWJob29rc1Jlc3BvbnNlEkgKDVVwZGF0ZVdlYmhvb2sSIS53ZWJob29rcy52MS5VcGRhdGVXZWJob29rUmVxdWVzdBoULndlYmhvb2tzLnYxLldlYmhvb2sSSgoNRGVsZXRlV2ViaG9vaxIhLndlYmhvb2tzLnYxLkRlbGV0ZVdlYmhvb2tSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElYKDUxpc3RSZXNwb25zZXMSIS53ZWJob29rcy52MS5MaXN0UmVzcG9uc2VzUmVxdWVzdBoiLndlYmhvb2tzLnYxLkxpc3RSZXNwb25zZXNSZXNwb25zZRJJCglFbWl0RXZlbnQSHS53ZWJob29rcy52MS5FbWl0RXZlbnRSZXF1ZXN0Ghsud2ViaG9va3MudjEuRGVsaXZlcnlTdGF0dXMwARJNCgpFbWl0RXZlbnRzEh4ud2ViaG9va3MudjEuRW1pdEV2ZW50c1JlcXVlc3QaHy53ZWJob29rcy52MS5FbWl0RXZlbnRzUmVzcG9uc2USWgoRUmVkZWxpdmVyRGVsaXZlcnkSJS53ZWJob29rcy52MS5SZWRlbGl2ZXJEZWxpdmVyeVJlcXVlc3QaHi53ZWJob29rcy52MS5SZWRlbGl2ZXJSZXNwb25zZRJWCg9SZWRlbGl2ZXJGYWlsZWQSIy53ZWJob29rcy52MS5SZWRlbGl2ZXJGYWlsZWRSZXF1ZXN0Gh4ud2ViaG9va3MudjEuUmVkZWxpdmVyUmVzcG9uc2USaAoTUm90YXRlU2lnbmluZ1NlY3JldBInLndlYmhvb2tzLnYxLlJvdGF0ZVNpZ25pbmdTZWNyZXRSZXF1ZXN0Gigud2ViaG9va3MudjEuUm90YXRlU2lnbmluZ1NlY3JldFJlc3BvbnNlElQKEEdldFdlYmhvb2tIZWFsdGgSJC53ZWJob29rcy52MS5HZXRXZWJob29rSGVhbHRoUmVxdWVzdBoaLndlYmhvb2tzLnYxLldlYmhvb2tIZWFsdGgSTgoPQ3JlYXRlRXZlbnRUeXBlEiMud2ViaG9va3MudjEuQ3JlYXRlRXZlbnRUeXBlUmVxdWVzdBoWLndlYmhvb2tzLnYxLkV2ZW50VHlwZRJICgxHZXRFdmVudFR5cGUSIC53ZWJob29rcy52MS5HZXRFdmVudFR5cGVSZXF1ZXN0GhYud2ViaG9va3MudjEuRXZlbnRUeXBlElkKDkxpc3RFdmVudFR5cGVzEiIud2ViaG9va3MudjEuTGlzdEV2ZW50VHlwZXNSZXF1ZXN0GiMud2ViaG9va3MudjEuTGlzdEV2ZW50VHlwZXNSZXNwb25zZRJOCg9VcGRhdGVFdmVudFR5cGUSIy53ZWJob29rcy52MS5VcGRhdGVFdmVudFR5cGVSZXF1ZXN0GhYud2ViaG9va3MudjEuRXZlbnRUeXBlEk4KD0RlbGV0ZUV2ZW50VHlwZRIjLndlYmhvb2tzLnYxLkRlbGV0ZUV2ZW50VHlwZVJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHlCP1o9Z2l0aHViLmNvbS93ZWJob29rZC93ZWJob29rZC9jbGllbnRzL2dvL3dlYmhvb2tzdjE7d2ViaG9va3N2MWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_webhooks_v1_event_types]);
+  fileDesc("Chp3ZWJob29rcy92MS93ZWJob29rcy5wcm90bxILd2ViaG9va3MudjEijAoKB1dlYmhvb2sSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIfChJpc193ZWJob29rX2VuYWJsZWQYAyABKAhIAIgBARIRCgR0ZWFtGAQgASgJSAGIAQESEQoEZGF0YRgFIAEoCUgCiAEBEhUKCHVzZXJuYW1lGAYgASgJSAOIAQESFQoIcGFzc3dvcmQYByABKAlIBIgBARIhChRhdXRob3JpemF0aW9uX2hlYWRlchgIIAEoCUgFiAEBEh0KEHRyaWdnZXJfdGVtcGxhdGUYCSABKAlIBogBARIUCgdoZWFkZXJzGAogASgJSAeIAQESCwoDdXJsGAsgASgJEhgKC2ZvcndhcmRfYWxsGAwgASgISAiIAQESEwoLaHR0cF9tZXRob2QYDSABKAkSFAoMdHJpZ2dlcl90eXBlGA4gASgJEhoKEmludGVncmF0aW9uX2ZpbHRlchgPIAMoCRITCgtkZXNjcmlwdGlvbhgQIAEoCRIVCg10cmlnZ2VyX3R5cGVzGBEgAygJEgwKBHVybHMYEiADKAkSKQoHZmlsdGVycxgTIAEoCzIYLndlYmhvb2tzLnYxLkZpbHRlckdyb3VwEhgKEGRlc3RpbmF0aW9uX3R5cGUYFCABKAkSEwoGc2VjcmV0GBUgASgJSAmIAQESGwoOc2lnbmluZ19zZWNyZXQYFiABKAlICogBARIWCg5yZXRyeV9zY2hlZHVsZRgXIAMoCRIXCg90ZW1wbGF0ZV9lbmdpbmUYGCABKAkSPwoOY3VzdG9tX2hlYWRlcnMYGSADKAsyJy53ZWJob29rcy52MS5XZWJob29rLkN1c3RvbUhlYWRlcnNFbnRyeRIuCgpjcmVhdGVkX2F0GBogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3N1Y2Nlc3MYGyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfZmFpbHVyZRgcIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPZGlzYWJsZWRfcmVhc29uGB0gASgJEhQKDG1heF9hdHRlbXB0cxgeIAEoBRIXCg9zY2hlZHVsZV9maWx0ZXIYHyADKAkSGgoSc2lnbmluZ19wdWJsaWNfa2V5GCAgASgJEh8KEmNsaWVudF9jZXJ0aWZpY2F0ZRghIAEoCUgLiAEBEhcKCmNsaWVudF9rZXkYIiABKAlIDIgBARIXCg9jYV9jZXJ0aWZpY2F0ZXMYIyADKAkSHQoVcmF0ZV9saW1pdF9wZXJfc2Vjb25kGCQgASgFEhgKEHJhdGVfbGltaXRfYnVyc3QYJSABKAUaNAoSQ3VzdG9tSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCFQoTX2lzX3dlYmhvb2tfZW5hYmxlZEIHCgVfdGVhbUIHCgVfZGF0YUILCglfdXNlcm5hbWVCCwoJX3Bhc3N3b3JkQhcKFV9hdXRob3JpemF0aW9uX2hlYWRlckITChFfdHJpZ2dlcl90ZW1wbGF0ZUIKCghfaGVhZGVyc0IOCgxfZm9yd2FyZF9hbGxCCQoHX3NlY3JldEIRCg9fc2lnbmluZ19zZWNyZXRCFQoTX2NsaWVudF9jZXJ0aWZpY2F0ZUINCgtfY2xpZW50X2tleSKYAQoLRmlsdGVyR3JvdXASLQoIb3BlcmF0b3IYASABKA4yGy53ZWJob29rcy52MS5GaWx0ZXJPcGVyYXRvchIwCgpjb25kaXRpb25zGAIgAygLMhwud2ViaG9va3MudjEuRmlsdGVyQ29uZGl0aW9uEigKBmdyb3VwcxgDIAMoCzIYLndlYmhvb2tzLnYxLkZpbHRlckdyb3VwIm0KD0ZpbHRlckNvbmRpdGlvbhINCgVmaWVsZBgBIAEoCRIkCgJvcBgCIAEoDjIYLndlYmhvb2tzLnYxLkNvbmRpdGlvbk9wEiUKBXZhbHVlGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIj0KFENyZWF0ZVdlYmhvb2tSZXF1ZXN0EiUKB3dlYmhvb2sYASABKAsyFC53ZWJob29rcy52MS5XZWJob29rIh8KEUdldFdlYmhvb2tSZXF1ZXN0EgoKAmlkGAEgASgJIjwKE0xpc3RXZWJob29rc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiawoUTGlzdFdlYmhvb2tzUmVzcG9uc2USJgoId2ViaG9va3MYASADKAsyFC53ZWJob29rcy52MS5XZWJob29rEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFIm4KFFVwZGF0ZVdlYmhvb2tSZXF1ZXN0EiUKB3dlYmhvb2sYASABKAsyFC53ZWJob29rcy52MS5XZWJob29rEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIiChREZWxldGVXZWJob29rUmVxdWVzdBIKCgJpZBgBIAEoCSJRChRMaXN0UmVzcG9uc2VzUmVxdWVzdBISCgp3ZWJob29rX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImEKFUxpc3RSZXNwb25zZXNSZXNwb25zZRIvCglyZXNwb25zZXMYASADKAsyHC53ZWJob29rcy52MS5XZWJob29rUmVzcG9uc2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIoADCg9XZWJob29rUmVzcG9uc2USLQoJdGltZXN0YW1wGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgN1cmwYAiABKAkSFwoPcmVxdWVzdF90cmlnZ2VyGAMgASgJEhwKD3JlcXVlc3RfaGVhZGVycxgEIAEoCUgAiAEBEhkKDHJlcXVlc3RfZGF0YRgFIAEoCUgBiAEBEhgKC3N0YXR1c19jb2RlGAYgASgFSAKIAQESFAoHY29udGVudBgHIAEoCUgDiAEBEhIKCmV2ZW50X2RhdGEYCCABKAkSDwoHYXR0ZW1wdBgJIAEoBRITCgtkZWxpdmVyeV9pZBgKIAEoCRITCgtkdXJhdGlvbl9tcxgLIAEoAxINCgVlcnJvchgMIAEoCRIQCghldmVudF9pZBgNIAEoCUISChBfcmVxdWVzdF9oZWFkZXJzQg8KDV9yZXF1ZXN0X2RhdGFCDgoMX3N0YXR1c19jb2RlQgoKCF9jb250ZW50ImYKEEVtaXRFdmVudFJlcXVlc3QSEgoKZXZlbnRfdHlwZRgBIAEoCRIlCgRkYXRhGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiQgoRRW1pdEV2ZW50c1JlcXVlc3QSLQoGZXZlbnRzGAEgAygLMh0ud2ViaG9va3MudjEuRW1pdEV2ZW50UmVxdWVzdCJAChJFbWl0RXZlbnRzUmVzcG9uc2USKgoHcmVzdWx0cxgBIAMoCzIZLndlYmhvb2tzLnYxLkVtaXR0ZWRFdmVudCJkCgxFbWl0dGVkRXZlbnQSEAoIZXZlbnRfaWQYASABKAkSEQoJZHVwbGljYXRlGAIgASgIEi8KCmRlbGl2ZXJpZXMYAyADKAsyGy53ZWJob29rcy52MS5EZWxpdmVyeVN0YXR1cyKeAgoORGVsaXZlcnlTdGF0dXMSEAoIZXZlbnRfaWQYASABKAkSEgoKd2ViaG9va19pZBgCIAEoCRITCgtkZWxpdmVyeV9pZBgDIAEoCRIpCgVzdGF0ZRgEIAEoDjIaLndlYmhvb2tzLnYxLkRlbGl2ZXJ5U3RhdGUSDwoHYXR0ZW1wdBgFIAEoBRIYCgtzdGF0dXNfY29kZRgGIAEoBUgAiAEBEg0KBWVycm9yGAcgASgJEjMKD25leHRfYXR0ZW1wdF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDdXJsGAkgASgJEhoKEm1hdGNoZWRfZGVsaXZlcmllcxgKIAEoBUIOCgxfc3RhdHVzX2NvZGUiLwoYUmVkZWxpdmVyRGVsaXZlcnlSZXF1ZXN0EhMKC2RlbGl2ZXJ5X2lkGAEgASgJIlcKFlJlZGVsaXZlckZhaWxlZFJlcXVlc3QSEgoKd2ViaG9va19pZBgBIAEoCRIpCgVzaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKQoRUmVkZWxpdmVyUmVzcG9uc2USFAoMZGVsaXZlcnlfaWRzGAEgAygJIjAKGlJvdGF0ZVNpZ25pbmdTZWNyZXRSZXF1ZXN0EhIKCndlYmhvb2tfaWQYASABKAkiUQobUm90YXRlU2lnbmluZ1NlY3JldFJlc3BvbnNlEhYKDnNpZ25pbmdfc2VjcmV0GAEgASgJEhoKEnNpZ25pbmdfcHVibGljX2tleRgCIAEoCSItChdHZXRXZWJob29rSGVhbHRoUmVxdWVzdBISCgp3ZWJob29rX2lkGAEgASgJImEKDEhlYWx0aEJ1Y2tldBIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglzdWNjZWVkZWQYAiABKAUSDgoGZmFpbGVkGAMgASgFIsQDCg1XZWJob29rSGVhbHRoEhIKCndlYmhvb2tfaWQYASABKAkSGgoSaXNfd2ViaG9va19lbmFibGVkGAIgASgIEhcKD2Rpc2FibGVkX3JlYXNvbhgDIAEoCRIzCg9sYXN0X3N1Y2Nlc3NfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2xhc3RfZmFpbHVyZV9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNZmFpbGluZ19zaW5jZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoNYnJlYWtlcl9zdGF0ZRgHIAEoDjIZLndlYmhvb2tzLnYxLkJyZWFrZXJTdGF0ZRIVCg1wZW5kaW5nX2NvdW50GAggASgFEiwKCWxhc3RfaG91chgJIAEoCzIZLndlYmhvb2tzLnYxLkhlYWx0aEJ1Y2tldBIrCghsYXN0X2RheRgKIAEoCzIZLndlYmhvb2tzLnYxLkhlYWx0aEJ1Y2tldBIpCgZob3VybHkYCyADKAsyGS53ZWJob29rcy52MS5IZWFsdGhCdWNrZXQiqQEKBUV2ZW50EgoKAmlkGAEgASgJEhIKCmV2ZW50X3R5cGUYAiABKAkSJQoEZGF0YRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoKZGVsaXZlcmllcxgFIAMoCzIVLndlYmhvb2tzLnYxLkRlbGl2ZXJ5IuMCCghEZWxpdmVyeRIKCgJpZBgBIAEoCRIQCghldmVudF9pZBgCIAEoCRISCgp3ZWJob29rX2lkGAMgASgJEgsKA3VybBgEIAEoCRIpCgVzdGF0ZRgFIAEoDjIaLndlYmhvb2tzLnYxLkRlbGl2ZXJ5U3RhdGUSEAoIYXR0ZW1wdHMYBiABKAUSMwoPbmV4dF9hdHRlbXB0X2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdChBsYXN0X3N0YXR1c19jb2RlGAggASgFSACIAQESEgoKbGFzdF9lcnJvchgJIAEoCRIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEITChFfbGFzdF9zdGF0dXNfY29kZSIdCg9HZXRFdmVudFJlcXVlc3QSCgoCaWQYASABKAkitQEKEUxpc3RFdmVudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhIKCmV2ZW50X3R5cGUYAyABKAkSMQoNY3JlYXRlZF9hZnRlchgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY3JlYXRlZF9iZWZvcmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlEKEkxpc3RFdmVudHNSZXNwb25zZRIiCgZldmVudHMYASADKAsyEi53ZWJob29rcy52MS5FdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIAoSR2V0RGVsaXZlcnlSZXF1ZXN0EgoKAmlkGAEgASgJIuUBChVMaXN0RGVsaXZlcmllc1JlcXVlc3QSEgoKd2ViaG9va19pZBgBIAEoCRIqCgZzdGF0ZXMYAiADKA4yGi53ZWJob29rcy52MS5EZWxpdmVyeVN0YXRlEjEKDWNyZWF0ZWRfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBSABKAUSEgoKcGFnZV90b2tlbhgGIAEoCSJcChZMaXN0RGVsaXZlcmllc1Jlc3BvbnNlEikKCmRlbGl2ZXJpZXMYASADKAsyFS53ZWJob29rcy52MS5EZWxpdmVyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIwoVQ2FuY2VsRGVsaXZlcnlSZXF1ZXN0EgoKAmlkGAEgASgJKmIKDkZpbHRlck9wZXJhdG9yEh8KG0ZJTFRFUl9PUEVSQVRPUl9VTlNQRUNJRklFRBAAEhcKE0ZJTFRFUl9PUEVSQVRPUl9BTkQQARIWChJGSUxURVJfT1BFUkFUT1JfT1IQAirCAQoLQ29uZGl0aW9uT3ASHAoYQ09ORElUSU9OX09QX1VOU1BFQ0lGSUVEEAASFwoTQ09ORElUSU9OX09QX0VRVUFMUxABEhsKF0NPTkRJVElPTl9PUF9OT1RfRVFVQUxTEAISGQoVQ09ORElUSU9OX09QX0NPTlRBSU5TEAMSFgoSQ09ORElUSU9OX09QX1JFR0VYEAQSFwoTQ09ORElUSU9OX09QX0VYSVNUUxAFEhMKD0NPTkRJVElPTl9PUF9JThAGKvcBCg1EZWxpdmVyeVN0YXRlEh4KGkRFTElWRVJZX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVREVMSVZFUllfU1RBVEVfUVVFVUVEEAESGwoXREVMSVZFUllfU1RBVEVfUkVUUllJTkcQAhIcChhERUxJVkVSWV9TVEFURV9TVUNDRUVERUQQAxIZChVERUxJVkVSWV9TVEFURV9GQUlMRUQQBBIaChZERUxJVkVSWV9TVEFURV9TS0lQUEVEEAUSGwoXREVMSVZFUllfU1RBVEVfQUNDRVBURUQQBhIcChhERUxJVkVSWV9TVEFURV9DQU5DRUxMRUQQByp8CgxCcmVha2VyU3RhdGUSHQoZQlJFQUtFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFEJSRUFLRVJfU1RBVEVfQ0xPU0VEEAESFgoSQlJFQUtFUl9TVEFURV9PUEVOEAISGwoXQlJFQUtFUl9TVEFURV9IQUxGX09QRU4QAzKADgoOV2ViaG9va1NlcnZpY2USSAoNQ3JlYXRlV2ViaG9vaxIhLndlYmhvb2tzLnYxLkNyZWF0ZVdlYmhvb2tSZXF1ZXN0GhQud2ViaG9va3MudjEuV2ViaG9vaxJCCgpHZXRXZWJob29rEh4ud2ViaG9va3MudjEuR2V0V2ViaG9va1JlcXVlc3QaFC53ZWJob29rcy52MS5XZWJob29rElMKDExpc3RXZWJob29rcxIgLndlYmhvb2tzLnYxLkxpc3RXZWJob29rc1JlcXVlc3QaIS53ZWJob29rcy52MS5MaXN0V2ViaG9va3NSZXNwb25zZRJICg1VcGRhdGVXZWJob29rEiEud2ViaG9va3MudjEuVXBkYXRlV2ViaG9va1JlcXVlc3QaFC53ZWJob29rcy52MS5XZWJob29rEkoKDURlbGV0ZVdlYmhvb2sSIS53ZWJob29rcy52MS5EZWxldGVXZWJob29rUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJWCg1MaXN0UmVzcG9uc2VzEiEud2ViaG9va3MudjEuTGlzdFJlc3BvbnNlc1JlcXVlc3QaIi53ZWJob29rcy52MS5MaXN0UmVzcG9uc2VzUmVzcG9uc2USSQoJRW1pdEV2ZW50Eh0ud2ViaG9va3MudjEuRW1pdEV2ZW50UmVxdWVzdBobLndlYmhvb2tzLnYxLkRlbGl2ZXJ5U3RhdHVzMAESTQoKRW1pdEV2ZW50cxIeLndlYmhvb2tzLnYxLkVtaXRFdmVudHNSZXF1ZXN0Gh8ud2ViaG9va3MudjEuRW1pdEV2ZW50c1Jlc3BvbnNlEloKEVJlZGVsaXZlckRlbGl2ZXJ5EiUud2ViaG9va3MudjEuUmVkZWxpdmVyRGVsaXZlcnlSZXF1ZXN0Gh4ud2ViaG9va3MudjEuUmVkZWxpdmVyUmVzcG9uc2USVgoPUmVkZWxpdmVyRmFpbGVkEiMud2ViaG9va3MudjEuUmVkZWxpdmVyRmFpbGVkUmVxdWVzdBoeLndlYmhvb2tzLnYxLlJlZGVsaXZlclJlc3BvbnNlEmgKE1JvdGF0ZVNpZ25pbmdTZWNyZXQSJy53ZWJob29rcy52MS5Sb3RhdGVTaWduaW5nU2VjcmV0UmVxdWVzdBooLndlYmhvb2tzLnYxLlJvdGF0ZVNpZ25pbmdTZWNyZXRSZXNwb25zZRJUChBHZXRXZWJob29rSGVhbHRoEiQud2ViaG9va3MudjEuR2V0V2ViaG9va0hlYWx0aFJlcXVlc3QaGi53ZWJob29rcy52MS5XZWJob29rSGVhbHRoEk4KD0NyZWF0ZUV2ZW50VHlwZRIjLndlYmhvb2tzLnYxLkNyZWF0ZUV2ZW50VHlwZVJlcXVlc3QaFi53ZWJob29rcy52MS5FdmVudFR5cGUSSAoMR2V0RXZlbnRUeXBlEiAud2ViaG9va3MudjEuR2V0RXZlbnRUeXBlUmVxdWVzdBoWLndlYmhvb2tzLnYxLkV2ZW50VHlwZRJZCg5MaXN0RXZlbnRUeXBlcxIiLndlYmhvb2tzLnYxLkxpc3RFdmVudFR5cGVzUmVxdWVzdBojLndlYmhvb2tzLnYxLkxpc3RFdmVudFR5cGVzUmVzcG9uc2USTgoPVXBkYXRlRXZlbnRUeXBlEiMud2ViaG9va3MudjEuVXBkYXRlRXZlbnRUeXBlUmVxdWVzdBoWLndlYmhvb2tzLnYxLkV2ZW50VHlwZRJOCg9EZWxldGVFdmVudFR5cGUSIy53ZWJob29rcy52MS5EZWxldGVFdmVudFR5cGVSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EjwKCEdldEV2ZW50Ehwud2ViaG9va3MudjEuR2V0RXZlbnRSZXF1ZXN0GhIud2ViaG9va3MudjEuRXZlbnQSTQoKTGlzdEV2ZW50cxIeLndlYmhvb2tzLnYxLkxpc3RFdmVudHNSZXF1ZXN0Gh8ud2ViaG9va3MudjEuTGlzdEV2ZW50c1Jlc3BvbnNlEkUKC0dldERlbGl2ZXJ5Eh8ud2ViaG9va3MudjEuR2V0RGVsaXZlcnlSZXF1ZXN0GhUud2ViaG9va3MudjEuRGVsaXZlcnkSWQoOTGlzdERlbGl2ZXJpZXMSIi53ZWJob29rcy52MS5MaXN0RGVsaXZlcmllc1JlcXVlc3QaIy53ZWJob29rcy52MS5MaXN0RGVsaXZlcmllc1Jlc3BvbnNlEksKDkNhbmNlbERlbGl2ZXJ5EiIud2ViaG9va3MudjEuQ2FuY2VsRGVsaXZlcnlSZXF1ZXN0GhUud2ViaG9va3MudjEuRGVsaXZlcnlCP1o9Z2l0aHViLmNvbS93ZWJob29rZC93ZWJob29rZC9jbGllbnRzL2dvL3dlYmhvb2tzdjE7d2ViaG9va3N2MWIGcHJvdG8z", [file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_webhooks_v1_event_types]);
 
 /**
  * An outgoing webhook. Field names follow Grafana OnCall's public API; the fields after
@@ -1176,6 +1176,376 @@ export const WebhookHealthSchema: GenMessage<WebhookHealth> = /*@__PURE__*/
   messageDesc(file_webhooks_v1_webhooks, 24);
 
 /**
+ * An accepted event of the account, with its deliveries.
+ *
+ * @generated from message webhooks.v1.Event
+ */
+export type Event = Message<"webhooks.v1.Event"> & {
+  /**
+   * Event id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Trigger type, e.g. "alert group created"; webhookd's own operational events are
+   * "delivery.exhausted", "webhook.disabled", "endpoint.breaker_opened" and
+   * "endpoint.breaker_closed".
+   *
+   * @generated from field: string event_type = 2;
+   */
+  eventType: string;
+
+  /**
+   * The event data as delivered (OnCall event_data, with `event.type` and `event.time`).
+   *
+   * @generated from field: google.protobuf.Struct data = 3;
+   */
+  data?: JsonObject | undefined;
+
+  /**
+   * When the event was accepted.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Every delivery of the event (one per matched webhook target, plus redeliveries), with
+   * its current state. Empty in ListEvents responses: use GetEvent or ListDeliveries.
+   *
+   * @generated from field: repeated webhooks.v1.Delivery deliveries = 5;
+   */
+  deliveries: Delivery[];
+};
+
+/**
+ * Describes the message webhooks.v1.Event.
+ * Use `create(EventSchema)` to create a new message.
+ */
+export const EventSchema: GenMessage<Event> = /*@__PURE__*/
+  messageDesc(file_webhooks_v1_webhooks, 25);
+
+/**
+ * One event to one target of one webhook, as it stands now.
+ *
+ * @generated from message webhooks.v1.Delivery
+ */
+export type Delivery = Message<"webhooks.v1.Delivery"> & {
+  /**
+   * Delivery id (the webhook-id header of its requests).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Event delivered.
+   *
+   * @generated from field: string event_id = 2;
+   */
+  eventId: string;
+
+  /**
+   * Webhook delivering it.
+   *
+   * @generated from field: string webhook_id = 3;
+   */
+  webhookId: string;
+
+  /**
+   * Target URL (credentials masked).
+   *
+   * @generated from field: string url = 4;
+   */
+  url: string;
+
+  /**
+   * Current state (QUEUED, RETRYING, SUCCEEDED, FAILED, SKIPPED or CANCELLED).
+   *
+   * @generated from field: webhooks.v1.DeliveryState state = 5;
+   */
+  state: DeliveryState;
+
+  /**
+   * Attempts made so far.
+   *
+   * @generated from field: int32 attempts = 6;
+   */
+  attempts: number;
+
+  /**
+   * When the next attempt is due (QUEUED and RETRYING only).
+   *
+   * @generated from field: google.protobuf.Timestamp next_attempt_at = 7;
+   */
+  nextAttemptAt?: Timestamp | undefined;
+
+  /**
+   * HTTP status of the last attempt, when a response was received.
+   *
+   * @generated from field: optional int32 last_status_code = 8;
+   */
+  lastStatusCode?: number | undefined;
+
+  /**
+   * Why the last attempt failed, or why the delivery was skipped; empty otherwise.
+   *
+   * @generated from field: string last_error = 9;
+   */
+  lastError: string;
+
+  /**
+   * When the delivery was created (its event's acceptance, or the redelivery).
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 10;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * When its state last changed.
+   *
+   * @generated from field: google.protobuf.Timestamp updated_at = 11;
+   */
+  updatedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message webhooks.v1.Delivery.
+ * Use `create(DeliverySchema)` to create a new message.
+ */
+export const DeliverySchema: GenMessage<Delivery> = /*@__PURE__*/
+  messageDesc(file_webhooks_v1_webhooks, 26);
+
+/**
+ * Request of GetEvent.
+ *
+ * @generated from message webhooks.v1.GetEventRequest
+ */
+export type GetEventRequest = Message<"webhooks.v1.GetEventRequest"> & {
+  /**
+   * Event id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message webhooks.v1.GetEventRequest.
+ * Use `create(GetEventRequestSchema)` to create a new message.
+ */
+export const GetEventRequestSchema: GenMessage<GetEventRequest> = /*@__PURE__*/
+  messageDesc(file_webhooks_v1_webhooks, 27);
+
+/**
+ * Request of ListEvents. Time bounds: created_after <= created_at < created_before.
+ *
+ * @generated from message webhooks.v1.ListEventsRequest
+ */
+export type ListEventsRequest = Message<"webhooks.v1.ListEventsRequest"> & {
+  /**
+   * Page size; default 50, between 0 and 1000 (0 = the default).
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * Token from a previous response's next_page_token (with the same filters); empty for
+   * the first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only events of this type; empty = every type.
+   *
+   * @generated from field: string event_type = 3;
+   */
+  eventType: string;
+
+  /**
+   * Only events accepted at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp created_after = 4;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * Only events accepted before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp created_before = 5;
+   */
+  createdBefore?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message webhooks.v1.ListEventsRequest.
+ * Use `create(ListEventsRequestSchema)` to create a new message.
+ */
+export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
+  messageDesc(file_webhooks_v1_webhooks, 28);
+
+/**
+ * Response of ListEvents.
+ *
+ * @generated from message webhooks.v1.ListEventsResponse
+ */
+export type ListEventsResponse = Message<"webhooks.v1.ListEventsResponse"> & {
+  /**
+   * Events of this page, newest first (without their deliveries).
+   *
+   * @generated from field: repeated webhooks.v1.Event events = 1;
+   */
+  events: Event[];
+
+  /**
+   * Token of the next page; empty on the last page. Pages stay consistent while events
+   * are emitted: no event is listed twice and none that existed is skipped.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message webhooks.v1.ListEventsResponse.
+ * Use `create(ListEventsResponseSchema)` to create a new message.
+ */
+export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
+  messageDesc(file_webhooks_v1_webhooks, 29);
+
+/**
+ * Request of GetDelivery.
+ *
+ * @generated from message webhooks.v1.GetDeliveryRequest
+ */
+export type GetDeliveryRequest = Message<"webhooks.v1.GetDeliveryRequest"> & {
+  /**
+   * Delivery id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message webhooks.v1.GetDeliveryRequest.
+ * Use `create(GetDeliveryRequestSchema)` to create a new message.
+ */
+export const GetDeliveryRequestSchema: GenMessage<GetDeliveryRequest> = /*@__PURE__*/
+  messageDesc(file_webhooks_v1_webhooks, 30);
+
+/**
+ * Request of ListDeliveries. Filters combine with AND; `states` with OR among themselves.
+ *
+ * @generated from message webhooks.v1.ListDeliveriesRequest
+ */
+export type ListDeliveriesRequest = Message<"webhooks.v1.ListDeliveriesRequest"> & {
+  /**
+   * Only deliveries of this webhook (NOT_FOUND when it is not the account's); empty = all.
+   *
+   * @generated from field: string webhook_id = 1;
+   */
+  webhookId: string;
+
+  /**
+   * Only deliveries in one of these states; empty = every state.
+   *
+   * @generated from field: repeated webhooks.v1.DeliveryState states = 2;
+   */
+  states: DeliveryState[];
+
+  /**
+   * Only deliveries created at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp created_after = 3;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * Only deliveries created before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp created_before = 4;
+   */
+  createdBefore?: Timestamp | undefined;
+
+  /**
+   * Page size; default 50, between 0 and 1000 (0 = the default).
+   *
+   * @generated from field: int32 page_size = 5;
+   */
+  pageSize: number;
+
+  /**
+   * Token from a previous response's next_page_token (with the same filters); empty for
+   * the first page.
+   *
+   * @generated from field: string page_token = 6;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message webhooks.v1.ListDeliveriesRequest.
+ * Use `create(ListDeliveriesRequestSchema)` to create a new message.
+ */
+export const ListDeliveriesRequestSchema: GenMessage<ListDeliveriesRequest> = /*@__PURE__*/
+  messageDesc(file_webhooks_v1_webhooks, 31);
+
+/**
+ * Response of ListDeliveries.
+ *
+ * @generated from message webhooks.v1.ListDeliveriesResponse
+ */
+export type ListDeliveriesResponse = Message<"webhooks.v1.ListDeliveriesResponse"> & {
+  /**
+   * Deliveries of this page, newest first.
+   *
+   * @generated from field: repeated webhooks.v1.Delivery deliveries = 1;
+   */
+  deliveries: Delivery[];
+
+  /**
+   * Token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message webhooks.v1.ListDeliveriesResponse.
+ * Use `create(ListDeliveriesResponseSchema)` to create a new message.
+ */
+export const ListDeliveriesResponseSchema: GenMessage<ListDeliveriesResponse> = /*@__PURE__*/
+  messageDesc(file_webhooks_v1_webhooks, 32);
+
+/**
+ * Request of CancelDelivery.
+ *
+ * @generated from message webhooks.v1.CancelDeliveryRequest
+ */
+export type CancelDeliveryRequest = Message<"webhooks.v1.CancelDeliveryRequest"> & {
+  /**
+   * Delivery id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message webhooks.v1.CancelDeliveryRequest.
+ * Use `create(CancelDeliveryRequestSchema)` to create a new message.
+ */
+export const CancelDeliveryRequestSchema: GenMessage<CancelDeliveryRequest> = /*@__PURE__*/
+  messageDesc(file_webhooks_v1_webhooks, 33);
+
+/**
  * How a filter group combines its members.
  *
  * @generated from enum webhooks.v1.FilterOperator
@@ -1326,6 +1696,14 @@ export enum DeliveryState {
    * @generated from enum value: DELIVERY_STATE_ACCEPTED = 6;
    */
   ACCEPTED = 6,
+
+  /**
+   * An operator cancelled it (CancelDelivery) before it succeeded; no more attempts are made
+   * (final). RedeliverDelivery may send it again as a new delivery.
+   *
+   * @generated from enum value: DELIVERY_STATE_CANCELLED = 7;
+   */
+  CANCELLED = 7,
 }
 
 /**
@@ -1569,6 +1947,61 @@ export const WebhookService: GenService<{
     methodKind: "unary";
     input: typeof DeleteEventTypeRequestSchema;
     output: typeof EmptySchema;
+  },
+  /**
+   * Operator API (read scope, CancelDelivery: write scope).
+   * Returns one event of the account with its data and every delivery's current state.
+   *
+   * @generated from rpc webhooks.v1.WebhookService.GetEvent
+   */
+  getEvent: {
+    methodKind: "unary";
+    input: typeof GetEventRequestSchema;
+    output: typeof EventSchema;
+  },
+  /**
+   * Lists the account's events, newest first, filtered by type and creation time.
+   *
+   * @generated from rpc webhooks.v1.WebhookService.ListEvents
+   */
+  listEvents: {
+    methodKind: "unary";
+    input: typeof ListEventsRequestSchema;
+    output: typeof ListEventsResponseSchema;
+  },
+  /**
+   * Returns one delivery of the account with its current state.
+   *
+   * @generated from rpc webhooks.v1.WebhookService.GetDelivery
+   */
+  getDelivery: {
+    methodKind: "unary";
+    input: typeof GetDeliveryRequestSchema;
+    output: typeof DeliverySchema;
+  },
+  /**
+   * Lists the account's deliveries, newest first, filtered by webhook, states and creation
+   * time ("undelivered older than X": every state but SUCCEEDED and created_before X).
+   *
+   * @generated from rpc webhooks.v1.WebhookService.ListDeliveries
+   */
+  listDeliveries: {
+    methodKind: "unary";
+    input: typeof ListDeliveriesRequestSchema;
+    output: typeof ListDeliveriesResponseSchema;
+  },
+  /**
+   * Stops a QUEUED or RETRYING delivery: its state becomes CANCELLED (final) and no further
+   * attempt is made (an attempt already in flight finishes, but is not retried; if it
+   * succeeds, the delivery is SUCCEEDED). Cancelling a cancelled delivery returns it as it
+   * is; any other final state is FAILED_PRECONDITION. RedeliverDelivery sends it again.
+   *
+   * @generated from rpc webhooks.v1.WebhookService.CancelDelivery
+   */
+  cancelDelivery: {
+    methodKind: "unary";
+    input: typeof CancelDeliveryRequestSchema;
+    output: typeof DeliverySchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_webhooks_v1_webhooks, 0);

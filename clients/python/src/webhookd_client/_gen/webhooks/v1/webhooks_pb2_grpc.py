@@ -124,6 +124,31 @@ class WebhookServiceStub:
                 request_serializer=webhooks_dot_v1_dot_event__types__pb2.DeleteEventTypeRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.GetEvent = channel.unary_unary(
+                '/webhooks.v1.WebhookService/GetEvent',
+                request_serializer=webhooks_dot_v1_dot_webhooks__pb2.GetEventRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_webhooks__pb2.Event.FromString,
+                _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/webhooks.v1.WebhookService/ListEvents',
+                request_serializer=webhooks_dot_v1_dot_webhooks__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_webhooks__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
+        self.GetDelivery = channel.unary_unary(
+                '/webhooks.v1.WebhookService/GetDelivery',
+                request_serializer=webhooks_dot_v1_dot_webhooks__pb2.GetDeliveryRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_webhooks__pb2.Delivery.FromString,
+                _registered_method=True)
+        self.ListDeliveries = channel.unary_unary(
+                '/webhooks.v1.WebhookService/ListDeliveries',
+                request_serializer=webhooks_dot_v1_dot_webhooks__pb2.ListDeliveriesRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_webhooks__pb2.ListDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.CancelDelivery = channel.unary_unary(
+                '/webhooks.v1.WebhookService/CancelDelivery',
+                request_serializer=webhooks_dot_v1_dot_webhooks__pb2.CancelDeliveryRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_webhooks__pb2.Delivery.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
@@ -268,6 +293,46 @@ class WebhookServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEvent(self, request, context):
+        """Operator API (read scope, CancelDelivery: write scope).
+        Returns one event of the account with its data and every delivery's current state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvents(self, request, context):
+        """Lists the account's events, newest first, filtered by type and creation time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDelivery(self, request, context):
+        """Returns one delivery of the account with its current state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeliveries(self, request, context):
+        """Lists the account's deliveries, newest first, filtered by webhook, states and creation
+        time ("undelivered older than X": every state but SUCCEEDED and created_before X).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelDelivery(self, request, context):
+        """Stops a QUEUED or RETRYING delivery: its state becomes CANCELLED (final) and no further
+        attempt is made (an attempt already in flight finishes, but is not retried; if it
+        succeeds, the delivery is SUCCEEDED). Cancelling a cancelled delivery returns it as it
+        is; any other final state is FAILED_PRECONDITION. RedeliverDelivery sends it again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhookServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -355,6 +420,31 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.DeleteEventType,
                     request_deserializer=webhooks_dot_v1_dot_event__types__pb2.DeleteEventTypeRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvent,
+                    request_deserializer=webhooks_dot_v1_dot_webhooks__pb2.GetEventRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_webhooks__pb2.Event.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=webhooks_dot_v1_dot_webhooks__pb2.ListEventsRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_webhooks__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'GetDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDelivery,
+                    request_deserializer=webhooks_dot_v1_dot_webhooks__pb2.GetDeliveryRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_webhooks__pb2.Delivery.SerializeToString,
+            ),
+            'ListDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeliveries,
+                    request_deserializer=webhooks_dot_v1_dot_webhooks__pb2.ListDeliveriesRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_webhooks__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
+            'CancelDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelDelivery,
+                    request_deserializer=webhooks_dot_v1_dot_webhooks__pb2.CancelDeliveryRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_webhooks__pb2.Delivery.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -819,6 +909,141 @@ class WebhookService:
             '/webhooks.v1.WebhookService/DeleteEventType',
             webhooks_dot_v1_dot_event__types__pb2.DeleteEventTypeRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookService/GetEvent',
+            webhooks_dot_v1_dot_webhooks__pb2.GetEventRequest.SerializeToString,
+            webhooks_dot_v1_dot_webhooks__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookService/ListEvents',
+            webhooks_dot_v1_dot_webhooks__pb2.ListEventsRequest.SerializeToString,
+            webhooks_dot_v1_dot_webhooks__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookService/GetDelivery',
+            webhooks_dot_v1_dot_webhooks__pb2.GetDeliveryRequest.SerializeToString,
+            webhooks_dot_v1_dot_webhooks__pb2.Delivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookService/ListDeliveries',
+            webhooks_dot_v1_dot_webhooks__pb2.ListDeliveriesRequest.SerializeToString,
+            webhooks_dot_v1_dot_webhooks__pb2.ListDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookService/CancelDelivery',
+            webhooks_dot_v1_dot_webhooks__pb2.CancelDeliveryRequest.SerializeToString,
+            webhooks_dot_v1_dot_webhooks__pb2.Delivery.FromString,
             options,
             channel_credentials,
             insecure,
