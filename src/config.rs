@@ -65,6 +65,9 @@ pub struct Config {
     /// Finished events (every delivery final) older than this are deleted with their
     /// deliveries; None keeps them forever.
     pub retention: Option<Duration>,
+    /// Entries of the delivery change log (the live tail's history) older than this are
+    /// deleted; a watcher's cursor older than that must resync. None keeps them forever.
+    pub change_retention: Option<Duration>,
     /// How often retention runs.
     pub prune_every: Duration,
     /// The executable run as `<it> render-worker` for each Jinja render process (the webhookd
@@ -100,6 +103,7 @@ impl Config {
             max_event_bytes: 1024 * 1024,
             response_history: 1000,
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            change_retention: Some(Duration::from_secs(24 * 3600)),
             prune_every: Duration::from_secs(60),
             // An unknown executable leaves the path empty: starting the workers then fails
             // with a clear error.

@@ -129,6 +129,10 @@ struct ServeArgs {
     /// with their deliveries; 0 keeps everything. The response log is capped separately.
     #[arg(long, env = "WEBHOOKD_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     retention: Duration,
+    /// Keep the delivery change log (the history WatchDeliveries and the SSE stream resume
+    /// from) this long; a cursor older than that gets a RESYNC message. 0 keeps everything.
+    #[arg(long, env = "WEBHOOKD_CHANGE_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
+    change_retention: Duration,
     /// Export traces (OTLP over HTTP/protobuf) to this collector, e.g. http://127.0.0.1:4318
     /// (`/v1/traces` is added to a URL without a path). Without it nothing is exported.
     #[arg(long, env = "WEBHOOKD_OTLP_ENDPOINT", value_name = "URL", value_parser = telemetry::traces_url)]
@@ -253,6 +257,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.breaker_cooldown = args.breaker_cooldown;
     config.auto_disable_after = args.auto_disable_after;
     config.retention = Some(args.retention).filter(|r| !r.is_zero());
+    config.change_retention = Some(args.change_retention).filter(|r| !r.is_zero());
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_signal(shutdown.clone()));
     let result = webhookd::run(config, grpc, http, shutdown).await;

@@ -461,6 +461,8 @@ impl Service {
                 .filter(|d| !d.state.is_final())
                 .map(|d| Entry::due(d.next_attempt_ms, d.id, d.webhook_id)),
         );
+        // Their QUEUED and SKIPPED entries are in the change log now.
+        self.hub.wake();
     }
 
     /// The current state of each delivery of an event, as initial stream messages.
@@ -508,6 +510,7 @@ impl Service {
         self.store
             .insert_deliveries(std::slice::from_ref(&copy))
             .await?;
+        self.hub.wake();
         self.scheduler
             .schedule(Entry::due(copy.next_attempt_ms, copy.id, copy.webhook_id));
         Ok(copy.id)
@@ -543,6 +546,7 @@ impl Service {
             }
         }
         self.store.insert_deliveries(&queued).await?;
+        self.hub.wake();
         self.scheduler
             .pace(webhook.id, RateLimit::of(&webhook), now_ms());
         self.scheduler.schedule_all(

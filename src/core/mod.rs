@@ -10,6 +10,7 @@
 //! - `health`: webhook health at a glance (breaker, pending, attempts per hour).
 //! - `operational`: webhookd's own events (`delivery.exhausted`, `webhook.disabled`).
 //! - `operator`: the operator API (events, deliveries, cancel), with `page_token`.
+//! - `watch`: the live tail of an account's deliveries, from the store's change log.
 
 pub mod auth;
 pub mod event_types;
@@ -21,6 +22,7 @@ pub mod operational;
 pub mod operator;
 mod page_token;
 pub mod retention;
+pub mod watch;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! Retention: finished events older than `--retention` are deleted with their deliveries,
-//! and idempotency keys once they no longer hold. Runs in bounded passes so a large store is
+//! idempotency keys once they no longer hold, and change log entries older than
+//! `--change-retention` (the live tail's history). Runs in bounded passes so a large store is
 //! pruned a slice at a time, never in one long stop.
 
 use std::time::Duration;
@@ -40,6 +41,21 @@ impl Service {
             }
             // Let deliveries and requests through between passes.
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Some(keep) = self.config.change_retention {
+            let before = now.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+            let mut changes = 0;
+            for _ in 0..RUN_PASSES {
+                let (pruned, more) = self.store.prune_changes(before, PASS_BUDGET).await?;
+                changes += pruned;
+                if !more {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if changes > 0 {
+                tracing::info!(changes, "retention deleted old change log entries");
+            }
         }
         Ok(total)
     }

@@ -8,12 +8,17 @@
 //! watched event's deliveries is read and published. A stream therefore sees some states
 //! twice; it keeps the newest of each delivery and ends once each is final (see
 //! `core::events::StatusStream`).
+//!
+//! Every publish, every change of the feed (watched or not) and `wake` (for changes that
+//! are not published, such as a new event's QUEUED states) also tick a change counter that
+//! wakes the live tails (`core::watch`), which then read the store's change log: the
+//! counter only wakes them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
@@ -27,9 +32,19 @@ const RESYNC_RETRY: Duration = Duration::from_secs(1);
 type Subscribers = HashMap<u64, Vec<mpsc::UnboundedSender<DeliveryUpdate>>>;
 
 /// Routes updates to subscribers by event id.
-#[derive(Default)]
 pub struct Hub {
     subscribers: Mutex<Subscribers>,
+    /// Ticks at every change of a delivery.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub {
+            subscribers: Mutex::default(),
+            changes: watch::Sender::new(0),
+        }
+    }
 }
 
 /// Updates of one event; unsubscribes when dropped.
@@ -51,8 +66,9 @@ impl Hub {
         }
     }
 
-    /// Sends an update to every subscriber of its event.
+    /// Sends an update to every subscriber of its event, and wakes the live tails.
     pub fn publish(&self, update: DeliveryUpdate) {
+        self.wake();
         let mut subscribers = self.lock();
         if let Some(senders) = subscribers.get_mut(&update.event_id) {
             senders.retain(|s| s.send(update.clone()).is_ok());
@@ -80,6 +96,9 @@ impl Hub {
                 _ = tokio::time::sleep(RESYNC_RETRY), if resync_due => Some(StoreChange::Resync),
                 _ = shutdown.cancelled() => return,
             };
+            // Another instance changed a delivery (or changes may have been missed): the
+            // live tails read the change log.
+            self.wake();
             let read = match change {
                 None => return,
                 Some(StoreChange::Resync) => self.resync(store.as_ref()).await,
@@ -119,6 +138,16 @@ impl Hub {
             }
         }
         Ok(())
+    }
+
+    /// Wakes the live tails: a delivery changed (its change log entry is readable).
+    pub fn wake(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that sees the counter tick at every change from now on.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Subscribers> {

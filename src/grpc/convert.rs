@@ -372,6 +372,7 @@ pub fn status_to_pb(update: DeliveryUpdate) -> pb::DeliveryStatus {
         next_attempt_at: update.next_attempt_ms.map(timestamp),
         url: userinfo::mask(&update.url),
         matched_deliveries: 0,
+        cursor: String::new(),
     }
 }
 

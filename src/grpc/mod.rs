@@ -5,6 +5,7 @@
 //! - `webhooks`, `admin`: the service implementations (`event_types`: the catalog RPCs;
 //!   `operator`: the operator RPCs).
 //! - `health`: webhook health (`GetWebhookHealth`) -> protobuf.
+//! - `watch`: WatchDeliveries' request and message translations.
 //! - `server`: the tonic server with health and reflection.
 
 pub mod admin;
@@ -15,6 +16,7 @@ pub mod operator;
 pub mod pb;
 pub mod server;
 pub mod status;
+pub mod watch;
 pub mod webhooks;
 
 /// The `authorization` metadata of a request, if any (both services authenticate with it).

@@ -116,8 +116,9 @@ pub fn deliveries_query(r: pb::ListDeliveriesRequest) -> Result<(DeliveryFilter,
     Ok((filter, page))
 }
 
-/// The state a `states` filter names (None for UNSPECIFIED and ACCEPTED, which no delivery is in).
-fn state_from_pb(state: pb::DeliveryState) -> Option<DeliveryState> {
+/// The state a `states` filter names (None for UNSPECIFIED, ACCEPTED and RESYNC, which no
+/// delivery is in).
+pub(crate) fn state_from_pb(state: pb::DeliveryState) -> Option<DeliveryState> {
     match state {
         pb::DeliveryState::Queued => Some(DeliveryState::Queued),
         pb::DeliveryState::Retrying => Some(DeliveryState::Retrying),
@@ -125,6 +126,8 @@ fn state_from_pb(state: pb::DeliveryState) -> Option<DeliveryState> {
         pb::DeliveryState::Failed => Some(DeliveryState::Failed),
         pb::DeliveryState::Skipped => Some(DeliveryState::Skipped),
         pb::DeliveryState::Cancelled => Some(DeliveryState::Cancelled),
-        pb::DeliveryState::Unspecified | pb::DeliveryState::Accepted => None,
+        pb::DeliveryState::Unspecified
+        | pb::DeliveryState::Accepted
+        | pb::DeliveryState::Resync => None,
     }
 }

@@ -17,9 +17,9 @@ use super::event_types;
 use super::operator::{
     deliveries_query, delivery_to_pb, event_to_pb, event_view_to_pb, events_query,
 };
-use super::pb;
 use super::pb::webhook_service_server::WebhookService;
 use super::status::to_status;
+use super::{pb, watch};
 use crate::core::Page;
 use crate::core::events::EmitRequest;
 use crate::core::{Caller, Service};
@@ -387,6 +387,23 @@ impl WebhookService for WebhookApi {
             .await
             .map_err(to_status)?;
         Ok(Response::new(delivery_to_pb(delivery)))
+    }
+
+    type WatchDeliveriesStream = StatusStream;
+
+    async fn watch_deliveries(
+        &self,
+        request: Request<pb::WatchDeliveriesRequest>,
+    ) -> Result<Response<Self::WatchDeliveriesStream>, Status> {
+        let caller = self.caller(&request).await?;
+        let watch = watch::watch_request(request.into_inner()).map_err(to_status)?;
+        let watcher = self
+            .service
+            .watch(&caller, watch)
+            .await
+            .map_err(to_status)?;
+        let messages = crate::core::watch::pump(watcher, self.shutdown.clone());
+        Ok(Response::new(Box::pin(watch::stream(messages))))
     }
 
     async fn rotate_signing_secret(

@@ -9,6 +9,7 @@
 //! - `operator`: events and deliveries queries, cancel (`GET /api/v1/events/`, `/api/v1/deliveries/`).
 //! - `openapi`: `GET /api/openapi.json` (OpenAPI 3.1, generated).
 //! - `webhook_health`: `GET /api/v1/webhooks/{id}/health/`.
+//! - `watch`: `GET /api/v1/deliveries/stream` (the live tail as Server-Sent Events).
 //!
 //! The web console (`crate::console`, `/console/`) is served on the same listener.
 //!
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod oncall;
 pub mod openapi;
 pub mod operator;
+pub mod watch;
 pub mod webhook_health;
 
 use axum::Router;
@@ -114,8 +116,8 @@ async fn json_errors(request: Request, next: axum::middleware::Next) -> Response
 /// Largest body of a batch of events (gRPC's default message limit).
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-/// The gateway's routes over `service`.
-pub fn router(service: Service) -> Router {
+/// The gateway's routes over `service`; open event streams end at `shutdown`.
+pub fn router(service: Service, shutdown: CancellationToken) -> Router {
     let single_bodies = Router::new()
         .merge(health::routes(service.clone()))
         .merge(admin::routes(service.clone()))
@@ -125,6 +127,7 @@ pub fn router(service: Service) -> Router {
         .merge(events::routes(service.clone()))
         .merge(event_types::routes(service.clone()))
         .merge(operator::routes(service.clone()))
+        .merge(watch::routes(service.clone(), shutdown))
         .merge(openapi::routes())
         .merge(webhook_health::routes(service.clone()))
         .merge(crate::console::routes())
@@ -154,7 +157,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = NormalizePathLayer::trim_trailing_slash().layer(router(service));
+    let app = NormalizePathLayer::trim_trailing_slash().layer(router(service, shutdown.clone()));
     let make = axum::ServiceExt::<Request>::into_make_service(app);
     let (acceptor, broken) = net::acceptor(listener);
     let serving = axum::serve(acceptor, make).with_graceful_shutdown(shutdown.cancelled_owned());

@@ -8,7 +8,8 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 
 use super::{
-    admin, cloudflare, event_types, events, health, metrics, oncall, operator, webhook_health,
+    admin, cloudflare, event_types, events, health, metrics, oncall, operator, watch,
+    webhook_health,
 };
 
 /// The gateway's OpenAPI document.
@@ -51,6 +52,7 @@ use super::{
         operator::list_deliveries,
         operator::get_delivery,
         operator::cancel_delivery,
+        watch::stream,
         cloudflare::list,
         cloudflare::create,
         cloudflare::get_one,

@@ -6,7 +6,11 @@
 //! `open` gives each test a store of its own (retention, for one, sweeps the whole store);
 //! tests also keep to accounts and ids of their own.
 
+mod changes;
+
 use std::sync::Arc;
+
+pub use changes::*;
 
 use super::{
     AttemptRecord, IdempotencyKey, InsertOutcome, NewEvent, Page, Sealed, SecretBox, Store,
@@ -46,7 +50,9 @@ macro_rules! conformance_suite {
             event_types_are_unique_per_account_and_list_in_name_order,
             event_types_are_replaced_and_deleted_only_when_they_exist,
             events_and_deliveries_list_newest_first_per_account_by_keyset,
-            a_cancelled_delivery_leaves_the_outbox_and_an_attempt_in_flight_keeps_it_cancelled
+            a_cancelled_delivery_leaves_the_outbox_and_an_attempt_in_flight_keeps_it_cancelled,
+            the_change_log_holds_each_accounts_state_changes_in_order_once,
+            pruning_the_change_log_expires_older_cursors_only
         );
     };
     (@tests $open:path, $($test:ident),*) => {

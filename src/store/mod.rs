@@ -10,6 +10,7 @@
 //! a network database: one transaction for many events).
 
 mod catalog;
+pub mod change_log;
 pub mod changes;
 pub mod health;
 mod postgres;
@@ -34,6 +35,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::{ApiToken, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
+use change_log::{ChangeCursor, ChangePage};
 
 /// Which slice of a listing to return: skip `offset` items after the cursor, then up to `limit`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -197,6 +199,20 @@ pub trait Store: EventTypeStore + Send + Sync + 'static {
     /// removed; durable. A later `record_attempt` of an attempt that was in flight keeps
     /// it CANCELLED unless that attempt succeeded.
     async fn cancel_delivery(&self, id: u64, at_ms: i64) -> Result<Cancelled>;
+    /// Up to `limit` change log entries of an account after `after`, oldest first (see
+    /// `change_log`): only entries no earlier one can still join, so reading on from the
+    /// page's `next` misses and repeats nothing.
+    async fn read_changes(
+        &self,
+        account_id: &str,
+        after: ChangeCursor,
+        limit: usize,
+    ) -> Result<ChangePage>;
+    /// The change log's present: every entry readable later is after this cursor.
+    async fn change_head(&self) -> Result<ChangeCursor>;
+    /// Deletes up to `budget` of the oldest change log entries written before `before_ms`;
+    /// returns how many, and whether there may be more right away.
+    async fn prune_changes(&self, before_ms: i64, budget: usize) -> Result<(u64, bool)>;
 
     /// Makes every write so far durable (at shutdown).
     async fn flush(&self) -> Result<()>;

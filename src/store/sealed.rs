@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::change_log::{ChangeCursor, ChangePage};
 use super::{
     AttemptRecord, Cancelled, DeliveryQuery, EventQuery, EventTypeStore, InsertOutcome, NewEvent,
     OutboxEntry, Page, Pruned, SecretBox, Store,
@@ -171,6 +172,23 @@ impl Store for Sealed {
             Cancelled::Now(d) => Cancelled::Now(self.secrets.open_delivery(d)?),
             Cancelled::AlreadyFinal(d) => Cancelled::AlreadyFinal(self.secrets.open_delivery(d)?),
         })
+    }
+
+    async fn read_changes(
+        &self,
+        account_id: &str,
+        after: ChangeCursor,
+        limit: usize,
+    ) -> Result<ChangePage> {
+        self.backend.read_changes(account_id, after, limit).await
+    }
+
+    async fn change_head(&self) -> Result<ChangeCursor> {
+        self.backend.change_head().await
+    }
+
+    async fn prune_changes(&self, before_ms: i64, budget: usize) -> Result<(u64, bool)> {
+        self.backend.prune_changes(before_ms, budget).await
     }
 
     async fn flush(&self) -> Result<()> {

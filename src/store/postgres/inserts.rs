@@ -18,8 +18,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{db, sql_id, state_name, to_json};
 use crate::error::{Error, Result};
-use crate::model::{Delivery, Event};
+use crate::model::{Delivery, Event, now_ms};
 use crate::store::InsertOutcome;
+use crate::store::change_log::update_of;
 
 /// Events of one batch at most (a larger emit still goes in one transaction of its own).
 const MAX_BATCH_EVENTS: usize = 1000;
@@ -145,6 +146,15 @@ async fn commit(pool: &PgPool, events: &[&Pending]) -> Result<Vec<InsertOutcome>
     write_events(&mut tx, &written).await?;
     let deliveries: Vec<&Delivery> = written.iter().flat_map(|e| &e.deliveries).collect();
     write_delivery_rows(&mut tx, &deliveries).await?;
+    let changes: Vec<(&str, _)> = written
+        .iter()
+        .flat_map(|e| {
+            e.deliveries
+                .iter()
+                .map(|d| (e.event.account_id.as_str(), update_of(d)))
+        })
+        .collect();
+    super::changes::append(&mut tx, &changes, now_ms()).await?;
     tx.commit().await.map_err(db)?;
     Ok(outcomes)
 }

@@ -11,6 +11,7 @@
 //! Other instances' delivery changes arrive by LISTEN/NOTIFY (`notify`); the listener and
 //! the health probe use a small pool of their own, so a busy main pool never delays them.
 
+mod changes;
 mod event_types;
 mod inserts;
 mod notify;
@@ -30,6 +31,7 @@ use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
 use async_trait::async_trait;
 
+use super::change_log::{ChangeCursor, ChangePage, update_of};
 use super::changes::Changes;
 use super::{
     AttemptRecord, Cancelled, DeliveryQuery, EventQuery, InsertOutcome, NewEvent, OutboxEntry,
@@ -37,7 +39,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::model::{
-    ApiToken, Delivery, DeliveryState, Event, ResponseRecord, Webhook, WebhookStats,
+    ApiToken, Delivery, DeliveryState, Event, ResponseRecord, Webhook, WebhookStats, now_ms,
 };
 
 /// Ids one `nextval` reserves (the sequence's INCREMENT BY in migrations/0001_initial.sql).
@@ -402,6 +404,7 @@ impl Store for PostgresStore {
             by_event.entry(d.event_id).or_default().push(d.id);
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut changes = Vec::with_capacity(deliveries.len());
         for (event_id, ids) in by_event {
             let body: Option<String> =
                 sqlx::query_scalar("SELECT body::text FROM events WHERE id = $1 FOR UPDATE")
@@ -416,6 +419,9 @@ impl Store for PostgresStore {
                 });
             };
             let mut event: Event = from_json(&body)?;
+            for d in deliveries.iter().filter(|d| d.event_id == event_id) {
+                changes.push((event.account_id.clone(), update_of(d)));
+            }
             event.delivery_ids.extend(ids);
             sqlx::query("UPDATE events SET body = $2::json WHERE id = $1")
                 .bind(sql_id(event_id))
@@ -425,6 +431,11 @@ impl Store for PostgresStore {
                 .map_err(db)?;
         }
         inserts::write_deliveries(&mut tx, deliveries).await?;
+        let changes: Vec<(&str, _)> = changes
+            .iter()
+            .map(|(a, u)| (a.as_str(), u.clone()))
+            .collect();
+        changes::append(&mut tx, &changes, now_ms()).await?;
         tx.commit().await.map_err(db)?;
         Ok(())
     }
@@ -472,7 +483,14 @@ impl Store for PostgresStore {
                  RETURNING last_success_ms, last_failure_ms, failing_since_ms, response_seq),
              logged AS (
                  INSERT INTO responses (webhook_id, seq, body)
-                 SELECT $9, response_seq, $13::json FROM stats)
+                 SELECT $9, response_seq, $13::json FROM stats),
+             changed AS (
+                 -- The state the delivery was left in (CANCELLED when it stayed so).
+                 INSERT INTO delivery_changes (account_id, at_ms, body)
+                 SELECT coalesce((SELECT account_id FROM events WHERE id = $2), ''), $18,
+                     coalesce((SELECT CASE WHEN state = 'CANCELLED'
+                         THEN jsonb_set($17::jsonb, '{state}', to_jsonb('CANCELLED'::text)) - 'next_attempt_ms'
+                         ELSE $17::jsonb END FROM updated), $17::jsonb)::json)
              SELECT * FROM stats
              UNION ALL
              SELECT last_success_ms, last_failure_ms, failing_since_ms, response_seq
@@ -494,6 +512,8 @@ impl Store for PostgresStore {
         .bind(notify::CHANNEL)
         .bind(notify::payload(self.instance, d)?)
         .bind(d.updated_at_ms)
+        .bind(changes::body(&update_of(d))?)
+        .bind(now_ms())
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
@@ -632,9 +652,16 @@ impl Store for PostgresStore {
         queries::list_deliveries(&self.pool, query).await
     }
 
-    /// Cancels a QUEUED or RETRYING delivery in one statement (its outbox row goes with it).
+    /// Cancels a QUEUED or RETRYING delivery in one statement (its outbox row goes with it)
+    /// and logs the change in the same transaction.
     async fn cancel_delivery(&self, id: u64, at_ms: i64) -> Result<Cancelled> {
-        if let Some(cancelled) = queries::cancel_delivery(&self.pool, id, at_ms).await? {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let cancelled = queries::cancel_delivery(&mut *tx, id, at_ms).await?;
+        if let Some(cancelled) = &cancelled {
+            changes::append_delivery(&mut tx, cancelled, at_ms).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        if let Some(cancelled) = cancelled {
             // Other instances' streams of the event hear of it.
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(notify::CHANNEL)
@@ -649,6 +676,23 @@ impl Store for PostgresStore {
             None => Cancelled::Missing,
             Some(d) => Cancelled::AlreadyFinal(d),
         })
+    }
+
+    async fn read_changes(
+        &self,
+        account_id: &str,
+        after: ChangeCursor,
+        limit: usize,
+    ) -> Result<ChangePage> {
+        changes::read(&self.pool, account_id, after, limit).await
+    }
+
+    async fn change_head(&self) -> Result<ChangeCursor> {
+        changes::head(&self.pool).await
+    }
+
+    async fn prune_changes(&self, before_ms: i64, budget: usize) -> Result<(u64, bool)> {
+        changes::prune(&self.pool, before_ms, budget).await
     }
 
     /// Nothing to do: every write was committed before its call returned.

@@ -79,7 +79,11 @@ pub async fn list_deliveries(pool: &PgPool, q: &DeliveryQuery<'_>) -> Result<Vec
 
 /// Cancels a QUEUED or RETRYING delivery and drops its outbox row; None when it is missing
 /// or already final.
-pub async fn cancel_delivery(pool: &PgPool, id: u64, at_ms: i64) -> Result<Option<Delivery>> {
+pub async fn cancel_delivery(
+    executor: impl sqlx::PgExecutor<'_>,
+    id: u64,
+    at_ms: i64,
+) -> Result<Option<Delivery>> {
     let sql = format!(
         "WITH cancelled AS (
              UPDATE deliveries SET state = 'CANCELLED', updated_at_ms = $2
@@ -92,7 +96,7 @@ pub async fn cancel_delivery(pool: &PgPool, id: u64, at_ms: i64) -> Result<Optio
     let row = sqlx::query(&sql)
         .bind(sql_id(id))
         .bind(at_ms)
-        .fetch_optional(pool)
+        .fetch_optional(executor)
         .await
         .map_err(db)?;
     row.map(|r| delivery_of(&r)).transpose()

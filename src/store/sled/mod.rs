@@ -12,6 +12,7 @@
 //! record never exists without what makes it reachable. Nothing is acknowledged before the
 //! group commit's flush, which makes every earlier write durable.
 
+mod changes;
 mod codec;
 mod event_types;
 mod group_commit;
@@ -26,6 +27,7 @@ use async_trait::async_trait;
 use prometheus::Histogram;
 use sled::Tree;
 
+use super::change_log::{ChangeCursor, ChangePage, update_of};
 use super::{
     AttemptRecord, Cancelled, DeliveryQuery, EventQuery, IdempotencyKey, InsertOutcome, NewEvent,
     OutboxEntry, Page, Pruned, Store,
@@ -34,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     ApiToken, Delivery, DeliveryState, Event, ResponseRecord, Webhook, WebhookStats,
 };
+use changes::ChangeLog;
 use codec::{account_key, be, be2, decode, delivery, encode, split2};
 use group_commit::GroupCommit;
 
@@ -73,6 +76,8 @@ struct Trees {
     idempotency: Tree,
     /// account ++ 0 ++ name -> EventType
     event_types: Tree,
+    /// The change log of delivery states (`changes`).
+    changes: ChangeLog,
     /// Emits with the same idempotency key take the same lock (check, write, claim).
     idempotency_locks: Vec<Mutex<()>>,
     idempotency_hasher: RandomState,
@@ -169,6 +174,7 @@ impl Trees {
             token_ids: tree("token_ids")?,
             idempotency: tree("idempotency")?,
             event_types: tree("event_types")?,
+            changes: ChangeLog::open(db.clone(), tree("changes")?)?,
             idempotency_locks: (0..IDEMPOTENCY_LOCKS).map(|_| Mutex::new(())).collect(),
             idempotency_hasher: RandomState::new(),
             prune_cursors: Mutex::default(),
@@ -407,6 +413,21 @@ impl Trees {
         delivery::decode_delivery(id, state.as_deref(), &request).map(Some)
     }
 
+    /// The account of a delivery: its webhook's (cached), else its event's, else "" (both
+    /// gone: nobody's watcher shows it).
+    fn account_of(&self, delivery: &Delivery) -> Result<String> {
+        if !delivery.account_id.is_empty() {
+            return Ok(delivery.account_id.clone());
+        }
+        if let Some(webhook) = self.get_webhook(delivery.webhook_id)? {
+            return Ok(webhook.account_id);
+        }
+        Ok(self
+            .get_event(delivery.event_id)?
+            .map(|e| e.account_id)
+            .unwrap_or_default())
+    }
+
     fn insert_deliveries(&self, event_id: u64, new: &[Delivery]) -> Result<()> {
         if !self.events.contains_key(be(event_id)).map_err(internal)? {
             return Err(Error::NotFound {
@@ -497,6 +518,12 @@ impl Trees {
         if delivery.state.is_final() || delivery.next_attempt_ms != record.previous_due_ms {
             self.remove_outbox_entry(record.previous_due_ms, delivery.id)?;
         }
+        // Readable at once, like the state itself (durable at sled's pace).
+        let account = self.account_of(delivery)?;
+        drop(
+            self.changes
+                .append(&account, std::iter::once(&update_of(delivery)))?,
+        );
         Ok(stats)
     }
 
@@ -692,15 +719,26 @@ impl Store for SledStore {
     }
 
     async fn insert_events(&self, events: &[NewEvent<'_>]) -> Result<Vec<InsertOutcome>> {
-        let outcomes = events
-            .iter()
-            .map(|e| {
-                self.trees
-                    .insert_event(e.event, e.deliveries, e.idempotency)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        // The QUEUED and SKIPPED entries become readable once the flush made them durable.
+        let mut unsettled = Vec::new();
+        for e in events {
+            let outcome = self
+                .trees
+                .insert_event(e.event, e.deliveries, e.idempotency)?;
+            if outcome == InsertOutcome::Inserted {
+                let updates: Vec<_> = e.deliveries.iter().map(update_of).collect();
+                unsettled.push(
+                    self.trees
+                        .changes
+                        .append(&e.event.account_id, updates.iter())?,
+                );
+            }
+            outcomes.push(outcome);
+        }
         // Also for duplicates: the earlier event may still wait for its own flush.
         self.commit.durable().await?;
+        drop(unsettled);
         Ok(outcomes)
     }
 
@@ -713,11 +751,17 @@ impl Store for SledStore {
     }
 
     async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<()> {
+        let mut unsettled = Vec::new();
         for same_event in deliveries.chunk_by(|a, b| a.event_id == b.event_id) {
             self.trees
                 .insert_deliveries(same_event[0].event_id, same_event)?;
+            let account = self.trees.account_of(&same_event[0])?;
+            let updates: Vec<_> = same_event.iter().map(update_of).collect();
+            unsettled.push(self.trees.changes.append(&account, updates.iter())?);
         }
-        self.commit.durable().await
+        let durable = self.commit.durable().await;
+        drop(unsettled);
+        durable
     }
 
     async fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
@@ -768,8 +812,38 @@ impl Store for SledStore {
 
     async fn cancel_delivery(&self, id: u64, at_ms: i64) -> Result<Cancelled> {
         let cancelled = self.trees.cancel_delivery(id, at_ms)?;
+        // Readable once durable, like the cancellation itself.
+        let _unsettled = match &cancelled {
+            Cancelled::Now(delivery) => {
+                let account = self.trees.account_of(delivery)?;
+                Some(
+                    self.trees
+                        .changes
+                        .append(&account, std::iter::once(&update_of(delivery)))?,
+                )
+            }
+            _ => None,
+        };
         self.commit.durable().await?;
         Ok(cancelled)
+    }
+
+    async fn read_changes(
+        &self,
+        account_id: &str,
+        after: ChangeCursor,
+        limit: usize,
+    ) -> Result<ChangePage> {
+        self.trees.changes.read(account_id, after, limit)
+    }
+
+    async fn change_head(&self) -> Result<ChangeCursor> {
+        Ok(self.trees.changes.head())
+    }
+
+    async fn prune_changes(&self, before_ms: i64, budget: usize) -> Result<(u64, bool)> {
+        self.blocking(move |trees| trees.changes.prune(before_ms, budget))
+            .await
     }
 
     async fn flush(&self) -> Result<()> {
