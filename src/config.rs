@@ -68,6 +68,8 @@ pub struct Config {
     /// Entries of the delivery change log (the live tail's history) older than this are
     /// deleted; a watcher's cursor older than that must resync. None keeps them forever.
     pub change_retention: Option<Duration>,
+    /// A live tail whose client leaves its buffer full this long gets RESYNC and ends.
+    pub watch_stall_timeout: Duration,
     /// How often retention runs.
     pub prune_every: Duration,
     /// The executable run as `<it> render-worker` for each Jinja render process (the webhookd
@@ -104,6 +106,7 @@ impl Config {
             response_history: 1000,
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             change_retention: Some(Duration::from_secs(24 * 3600)),
+            watch_stall_timeout: Duration::from_secs(10),
             prune_every: Duration::from_secs(60),
             // An unknown executable leaves the path empty: starting the workers then fails
             // with a clear error.

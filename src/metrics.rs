@@ -36,6 +36,10 @@ pub struct Metrics {
     pub inflight: IntGauge,
     /// EmitEvent status streams open.
     pub open_streams: IntGauge,
+    /// WatchDeliveries and SSE live tails open.
+    pub watch_streams: IntGauge,
+    /// RESYNC messages sent to live tails (a stalled client, or a cursor past retention).
+    pub watch_resyncs: IntCounter,
     /// Deliveries deferred because the endpoint's circuit breaker was open.
     pub deferred: IntCounter,
     /// Template renders that failed, by reason (error, fuel, depth, output_size, wall_time).
@@ -161,6 +165,22 @@ impl Metrics {
             open_streams: register(
                 &registry,
                 IntGauge::new("status_streams_open", "EmitEvent status streams open").unwrap(),
+            ),
+            watch_streams: register(
+                &registry,
+                IntGauge::new(
+                    "watch_streams_open",
+                    "WatchDeliveries and SSE live tails open",
+                )
+                .unwrap(),
+            ),
+            watch_resyncs: register(
+                &registry,
+                IntCounter::new(
+                    "watch_resyncs_total",
+                    "RESYNC messages sent to live tails (a client that stopped reading, or a cursor past retention)",
+                )
+                .unwrap(),
             ),
             deferred: register(
                 &registry,

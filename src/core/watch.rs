@@ -5,10 +5,11 @@
 //! notifications arrive) only wakes a watcher, and a short poll covers what no wake
 //! announces (rows a PostgreSQL reader must wait for, another instance's changes).
 //!
-//! A watcher reads at its own pace and never holds anything the delivery engine waits for.
-//! Between it and its client sits a bounded buffer (`pump`): a client that leaves it full
-//! gets a RESYNC message carrying the cursor of the last change it was sent, and the stream
-//! ends; reconnecting from that cursor continues without a gap. A cursor older than the
+//! A watcher reads at its own pace and never holds anything the delivery engine waits for:
+//! deliveries only append to the log. Between a watcher and its client sits a bounded
+//! buffer (`pump`): a client that leaves it full past a stall timeout gets a RESYNC message
+//! carrying the cursor of the last change it was sent, and the stream ends; reconnecting
+//! from that cursor continues without a gap. A cursor older than the
 //! log's retention also yields RESYNC (with the cursor the stream continues from), since
 //! changes after it are gone: re-read the current states (ListDeliveries) to catch up.
 
@@ -189,39 +190,97 @@ impl Watcher {
 }
 
 /// Runs `watcher` into a bounded channel until the receiver is dropped, `shutdown`, or a
-/// store error (sent last). When the client leaves `BUFFER` messages unread, the last slot
-/// gets a RESYNC with the cursor of the last change sent, and the tail ends.
+/// store error (sent last). The watcher waits while its client reads (catching up from an
+/// old cursor is just reading on); a client that leaves `BUFFER` messages unread for the
+/// configured stall timeout gets, in the slot kept for it, a RESYNC with the cursor of the
+/// last change sent, and the tail ends.
 pub fn pump(mut watcher: Watcher, shutdown: CancellationToken) -> mpsc::Receiver<Result<Watched>> {
     let (sender, receiver) = mpsc::channel(BUFFER + 1);
+    let metrics = std::sync::Arc::clone(&watcher.service.metrics);
+    let stall = watcher.service.config.watch_stall_timeout;
     tokio::spawn(async move {
+        metrics.watch_streams.inc();
         let mut last = watcher.position();
         loop {
             let message = tokio::select! {
                 message = watcher.next() => message,
-                _ = sender.closed() => return,
-                _ = shutdown.cancelled() => return,
+                _ = sender.closed() => break,
+                _ = shutdown.cancelled() => break,
             };
             let message = match message {
                 Ok(message) => message,
                 Err(e) => {
                     let _ = sender.try_send(Err(e));
-                    return;
+                    break;
                 }
             };
-            if sender.capacity() <= 1 {
-                let _ = sender.try_send(Ok(Watched::Resync {
-                    cursor: last,
-                    reason: format!(
-                        "the client left {BUFFER} messages unread; reconnect from this cursor"
-                    ),
-                }));
-                return;
+            if matches!(message, Watched::Resync { .. }) {
+                metrics.watch_resyncs.inc();
             }
-            last = message.cursor().to_string();
-            if sender.try_send(Ok(message)).is_err() {
-                return;
+            // Two free slots: one for this message, one always left for a RESYNC.
+            let room = tokio::select! {
+                room = tokio::time::timeout(stall, sender.reserve_many(2)) => room,
+                _ = shutdown.cancelled() => break,
+            };
+            match room {
+                Ok(Ok(mut permits)) => {
+                    last = message.cursor().to_string();
+                    if let Some(permit) = permits.next() {
+                        permit.send(Ok(message));
+                    }
+                }
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    metrics.watch_resyncs.inc();
+                    let _ = sender.try_send(Ok(Watched::Resync {
+                        cursor: last,
+                        reason: format!(
+                            "the client left {BUFFER} messages unread for {}; reconnect \
+                             from this cursor to continue",
+                            humantime::format_duration(stall)
+                        ),
+                    }));
+                    break;
+                }
             }
         }
+        metrics.watch_streams.dec();
     });
     receiver
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_anything_else_is_refused() {
+        for cursor in [
+            ChangeCursor::START,
+            ChangeCursor { high: 0, low: 42 },
+            ChangeCursor {
+                high: u64::MAX,
+                low: u64::MAX,
+            },
+        ] {
+            let text = format_cursor(cursor);
+            assert_eq!(text.len(), 32);
+            assert_eq!(parse_cursor(&text), Some(cursor));
+        }
+        let upper = format_cursor(ChangeCursor { high: 10, low: 11 }).to_uppercase();
+        assert_eq!(
+            parse_cursor(&upper),
+            Some(ChangeCursor { high: 10, low: 11 })
+        );
+        for bad in [
+            "",
+            "0",
+            &"0".repeat(31),
+            &"0".repeat(33),
+            &"z".repeat(32),
+            "+0000000000000000000000000000001",
+        ] {
+            assert_eq!(parse_cursor(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -29,4 +29,5 @@ mod server_failure;
 mod signing_ed25519;
 mod support;
 mod trace_context;
+mod watch_deliveries;
 mod webhooks_crud;

@@ -422,6 +422,7 @@ pub fn states(statuses: &[pb::DeliveryStatus]) -> Vec<&'static str> {
             pb::DeliveryState::Skipped => "SKIPPED",
             pb::DeliveryState::Cancelled => "CANCELLED",
             pb::DeliveryState::Accepted => "ACCEPTED",
+            pb::DeliveryState::Resync => "RESYNC",
             pb::DeliveryState::Unspecified => "UNSPECIFIED",
         })
         .collect()
