@@ -573,3 +573,35 @@ async fn on_postgres_a_watcher_on_one_instance_sees_deliveries_made_by_another()
     }
     assert_complete(&seen, 20, 5);
 }
+
+#[tokio::test]
+async fn a_cancelled_delivery_shows_as_cancelled_in_the_tail() {
+    // A long first retry delay keeps the delivery RETRYING until it is cancelled.
+    let server =
+        TestServer::start_with(|c| c.retry_schedule = vec![Duration::from_secs(600)]).await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    let receiver = Receiver::start().await;
+    hook(&mut client, &token, &receiver, "tail").await;
+    receiver.answer(503);
+
+    let mut tail = watch(&mut client, &token, Default::default())
+        .await
+        .unwrap();
+    emit(&mut client, &token, 1).await;
+    let queued = next(&mut tail).await.unwrap();
+    let retrying = next(&mut tail).await.unwrap();
+    assert_eq!(states(&[queued.clone(), retrying]), ["QUEUED", "RETRYING"]);
+    client
+        .cancel_delivery(authed(
+            &token,
+            pb::CancelDeliveryRequest {
+                id: queued.delivery_id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    let cancelled = next(&mut tail).await.unwrap();
+    assert_eq!(states(std::slice::from_ref(&cancelled)), ["CANCELLED"]);
+    assert_eq!(cancelled.delivery_id, queued.delivery_id);
+}

@@ -173,6 +173,13 @@ const (
 	// An operator cancelled it (CancelDelivery) before it succeeded; no more attempts are made
 	// (final). RedeliverDelivery may send it again as a new delivery.
 	DeliveryState_DELIVERY_STATE_CANCELLED DeliveryState = 7
+	// Not a delivery's state: a WatchDeliveries message saying changes were not sent; `cursor`
+	// says where to continue and `error` why. Either the client left too many messages unread
+	// (the cursor is the last change sent and the stream ends: reconnect with it, nothing is
+	// lost), or the cursor asked for is older than the change log's retention (the cursor is
+	// the present and the stream goes on: the changes in between are gone, so re-read the
+	// current states with ListDeliveries).
+	DeliveryState_DELIVERY_STATE_RESYNC DeliveryState = 8
 )
 
 // Enum value maps for DeliveryState.
@@ -186,6 +193,7 @@ var (
 		5: "DELIVERY_STATE_SKIPPED",
 		6: "DELIVERY_STATE_ACCEPTED",
 		7: "DELIVERY_STATE_CANCELLED",
+		8: "DELIVERY_STATE_RESYNC",
 	}
 	DeliveryState_value = map[string]int32{
 		"DELIVERY_STATE_UNSPECIFIED": 0,
@@ -196,6 +204,7 @@ var (
 		"DELIVERY_STATE_SKIPPED":     5,
 		"DELIVERY_STATE_ACCEPTED":    6,
 		"DELIVERY_STATE_CANCELLED":   7,
+		"DELIVERY_STATE_RESYNC":      8,
 	}
 )
 
@@ -1635,8 +1644,12 @@ type DeliveryStatus struct {
 	// ACCEPTED only: how many deliveries the event made (its QUEUED and SKIPPED messages that
 	// follow); 0 when no webhook matched. 0 in every other message.
 	MatchedDeliveries int32 `protobuf:"varint,10,opt,name=matched_deliveries,json=matchedDeliveries,proto3" json:"matched_deliveries,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// WatchDeliveries only: the position of this change in the account's change log (opaque);
+	// a WatchDeliveries call with it resumes right after this message. Empty in EmitEvent
+	// streams.
+	Cursor        string `protobuf:"bytes,11,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeliveryStatus) Reset() {
@@ -1739,6 +1752,77 @@ func (x *DeliveryStatus) GetMatchedDeliveries() int32 {
 	return 0
 }
 
+func (x *DeliveryStatus) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+// Request of WatchDeliveries.
+type WatchDeliveriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only deliveries of this webhook (NOT_FOUND when it is not the account's); empty = all.
+	WebhookId string `protobuf:"bytes,1,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// Only changes to one of these states (OR); empty = every state.
+	States []DeliveryState `protobuf:"varint,2,rep,packed,name=states,proto3,enum=webhooks.v1.DeliveryState" json:"states,omitempty"`
+	// Resume after this cursor (from a previous message); empty = start from now.
+	Cursor        string `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchDeliveriesRequest) Reset() {
+	*x = WatchDeliveriesRequest{}
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchDeliveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchDeliveriesRequest) ProtoMessage() {}
+
+func (x *WatchDeliveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchDeliveriesRequest.ProtoReflect.Descriptor instead.
+func (*WatchDeliveriesRequest) Descriptor() ([]byte, []int) {
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *WatchDeliveriesRequest) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *WatchDeliveriesRequest) GetStates() []DeliveryState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *WatchDeliveriesRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
 // Request of RedeliverDelivery.
 type RedeliverDeliveryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1750,7 +1834,7 @@ type RedeliverDeliveryRequest struct {
 
 func (x *RedeliverDeliveryRequest) Reset() {
 	*x = RedeliverDeliveryRequest{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[17]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1762,7 +1846,7 @@ func (x *RedeliverDeliveryRequest) String() string {
 func (*RedeliverDeliveryRequest) ProtoMessage() {}
 
 func (x *RedeliverDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[17]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1775,7 +1859,7 @@ func (x *RedeliverDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*RedeliverDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{17}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RedeliverDeliveryRequest) GetDeliveryId() string {
@@ -1798,7 +1882,7 @@ type RedeliverFailedRequest struct {
 
 func (x *RedeliverFailedRequest) Reset() {
 	*x = RedeliverFailedRequest{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[18]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +1894,7 @@ func (x *RedeliverFailedRequest) String() string {
 func (*RedeliverFailedRequest) ProtoMessage() {}
 
 func (x *RedeliverFailedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[18]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +1907,7 @@ func (x *RedeliverFailedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverFailedRequest.ProtoReflect.Descriptor instead.
 func (*RedeliverFailedRequest) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{18}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RedeliverFailedRequest) GetWebhookId() string {
@@ -1851,7 +1935,7 @@ type RedeliverResponse struct {
 
 func (x *RedeliverResponse) Reset() {
 	*x = RedeliverResponse{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[19]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +1947,7 @@ func (x *RedeliverResponse) String() string {
 func (*RedeliverResponse) ProtoMessage() {}
 
 func (x *RedeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[19]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +1960,7 @@ func (x *RedeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverResponse.ProtoReflect.Descriptor instead.
 func (*RedeliverResponse) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{19}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RedeliverResponse) GetDeliveryIds() []string {
@@ -1897,7 +1981,7 @@ type RotateSigningSecretRequest struct {
 
 func (x *RotateSigningSecretRequest) Reset() {
 	*x = RotateSigningSecretRequest{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[20]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +1993,7 @@ func (x *RotateSigningSecretRequest) String() string {
 func (*RotateSigningSecretRequest) ProtoMessage() {}
 
 func (x *RotateSigningSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[20]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2006,7 @@ func (x *RotateSigningSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateSigningSecretRequest) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{20}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RotateSigningSecretRequest) GetWebhookId() string {
@@ -1946,7 +2030,7 @@ type RotateSigningSecretResponse struct {
 
 func (x *RotateSigningSecretResponse) Reset() {
 	*x = RotateSigningSecretResponse{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[21]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2042,7 @@ func (x *RotateSigningSecretResponse) String() string {
 func (*RotateSigningSecretResponse) ProtoMessage() {}
 
 func (x *RotateSigningSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[21]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2055,7 @@ func (x *RotateSigningSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateSigningSecretResponse) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{21}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RotateSigningSecretResponse) GetSigningSecret() string {
@@ -1999,7 +2083,7 @@ type GetWebhookHealthRequest struct {
 
 func (x *GetWebhookHealthRequest) Reset() {
 	*x = GetWebhookHealthRequest{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[22]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2095,7 @@ func (x *GetWebhookHealthRequest) String() string {
 func (*GetWebhookHealthRequest) ProtoMessage() {}
 
 func (x *GetWebhookHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[22]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2108,7 @@ func (x *GetWebhookHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWebhookHealthRequest.ProtoReflect.Descriptor instead.
 func (*GetWebhookHealthRequest) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{22}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetWebhookHealthRequest) GetWebhookId() string {
@@ -2049,7 +2133,7 @@ type HealthBucket struct {
 
 func (x *HealthBucket) Reset() {
 	*x = HealthBucket{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[23]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2145,7 @@ func (x *HealthBucket) String() string {
 func (*HealthBucket) ProtoMessage() {}
 
 func (x *HealthBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[23]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2158,7 @@ func (x *HealthBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthBucket.ProtoReflect.Descriptor instead.
 func (*HealthBucket) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{23}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HealthBucket) GetStartTime() *timestamppb.Timestamp {
@@ -2130,7 +2214,7 @@ type WebhookHealth struct {
 
 func (x *WebhookHealth) Reset() {
 	*x = WebhookHealth{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[24]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2142,7 +2226,7 @@ func (x *WebhookHealth) String() string {
 func (*WebhookHealth) ProtoMessage() {}
 
 func (x *WebhookHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[24]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2155,7 +2239,7 @@ func (x *WebhookHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookHealth.ProtoReflect.Descriptor instead.
 func (*WebhookHealth) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{24}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WebhookHealth) GetWebhookId() string {
@@ -2257,7 +2341,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[25]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2353,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[25]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2366,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{25}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Event) GetId() string {
@@ -2351,7 +2435,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[26]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2363,7 +2447,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[26]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2376,7 +2460,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{26}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Delivery) GetId() string {
@@ -2467,7 +2551,7 @@ type GetEventRequest struct {
 
 func (x *GetEventRequest) Reset() {
 	*x = GetEventRequest{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[27]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2563,7 @@ func (x *GetEventRequest) String() string {
 func (*GetEventRequest) ProtoMessage() {}
 
 func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[27]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2576,7 @@ func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
 func (*GetEventRequest) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{27}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetEventRequest) GetId() string {
@@ -2522,7 +2606,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[28]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2618,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[28]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2631,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{28}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListEventsRequest) GetPageSize() int32 {
@@ -2599,7 +2683,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[29]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2611,7 +2695,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[29]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2624,7 +2708,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{29}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -2652,7 +2736,7 @@ type GetDeliveryRequest struct {
 
 func (x *GetDeliveryRequest) Reset() {
 	*x = GetDeliveryRequest{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[30]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +2748,7 @@ func (x *GetDeliveryRequest) String() string {
 func (*GetDeliveryRequest) ProtoMessage() {}
 
 func (x *GetDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[30]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +2761,7 @@ func (x *GetDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*GetDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{30}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetDeliveryRequest) GetId() string {
@@ -2709,7 +2793,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[31]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2721,7 +2805,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[31]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2734,7 +2818,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{31}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListDeliveriesRequest) GetWebhookId() string {
@@ -2792,7 +2876,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[32]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2804,7 +2888,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[32]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2817,7 +2901,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{32}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -2845,7 +2929,7 @@ type CancelDeliveryRequest struct {
 
 func (x *CancelDeliveryRequest) Reset() {
 	*x = CancelDeliveryRequest{}
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[33]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2857,7 +2941,7 @@ func (x *CancelDeliveryRequest) String() string {
 func (*CancelDeliveryRequest) ProtoMessage() {}
 
 func (x *CancelDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_webhooks_v1_webhooks_proto_msgTypes[33]
+	mi := &file_webhooks_v1_webhooks_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2870,7 +2954,7 @@ func (x *CancelDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*CancelDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{33}
+	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CancelDeliveryRequest) GetId() string {
@@ -3022,7 +3106,7 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12;\n" +
 	"\n" +
 	"deliveries\x18\x03 \x03(\v2\x1b.webhooks.v1.DeliveryStatusR\n" +
-	"deliveries\"\x88\x03\n" +
+	"deliveries\"\xa0\x03\n" +
 	"\x0eDeliveryStatus\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +
@@ -3037,8 +3121,14 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\x0fnext_attempt_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x10\n" +
 	"\x03url\x18\t \x01(\tR\x03url\x12-\n" +
 	"\x12matched_deliveries\x18\n" +
-	" \x01(\x05R\x11matchedDeliveriesB\x0e\n" +
-	"\f_status_code\";\n" +
+	" \x01(\x05R\x11matchedDeliveries\x12\x16\n" +
+	"\x06cursor\x18\v \x01(\tR\x06cursorB\x0e\n" +
+	"\f_status_code\"\x83\x01\n" +
+	"\x16WatchDeliveriesRequest\x12\x1d\n" +
+	"\n" +
+	"webhook_id\x18\x01 \x01(\tR\twebhookId\x122\n" +
+	"\x06states\x18\x02 \x03(\x0e2\x1a.webhooks.v1.DeliveryStateR\x06states\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\";\n" +
 	"\x18RedeliverDeliveryRequest\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\"i\n" +
@@ -3146,7 +3236,7 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\x15CONDITION_OP_CONTAINS\x10\x03\x12\x16\n" +
 	"\x12CONDITION_OP_REGEX\x10\x04\x12\x17\n" +
 	"\x13CONDITION_OP_EXISTS\x10\x05\x12\x13\n" +
-	"\x0fCONDITION_OP_IN\x10\x06*\xf7\x01\n" +
+	"\x0fCONDITION_OP_IN\x10\x06*\x92\x02\n" +
 	"\rDeliveryState\x12\x1e\n" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15DELIVERY_STATE_QUEUED\x10\x01\x12\x1b\n" +
@@ -3155,12 +3245,13 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\x15DELIVERY_STATE_FAILED\x10\x04\x12\x1a\n" +
 	"\x16DELIVERY_STATE_SKIPPED\x10\x05\x12\x1b\n" +
 	"\x17DELIVERY_STATE_ACCEPTED\x10\x06\x12\x1c\n" +
-	"\x18DELIVERY_STATE_CANCELLED\x10\a*|\n" +
+	"\x18DELIVERY_STATE_CANCELLED\x10\a\x12\x19\n" +
+	"\x15DELIVERY_STATE_RESYNC\x10\b*|\n" +
 	"\fBreakerState\x12\x1d\n" +
 	"\x19BREAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14BREAKER_STATE_CLOSED\x10\x01\x12\x16\n" +
 	"\x12BREAKER_STATE_OPEN\x10\x02\x12\x1b\n" +
-	"\x17BREAKER_STATE_HALF_OPEN\x10\x032\x80\x0e\n" +
+	"\x17BREAKER_STATE_HALF_OPEN\x10\x032\xd7\x0e\n" +
 	"\x0eWebhookService\x12H\n" +
 	"\rCreateWebhook\x12!.webhooks.v1.CreateWebhookRequest\x1a\x14.webhooks.v1.Webhook\x12B\n" +
 	"\n" +
@@ -3186,7 +3277,8 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"ListEvents\x12\x1e.webhooks.v1.ListEventsRequest\x1a\x1f.webhooks.v1.ListEventsResponse\x12E\n" +
 	"\vGetDelivery\x12\x1f.webhooks.v1.GetDeliveryRequest\x1a\x15.webhooks.v1.Delivery\x12Y\n" +
 	"\x0eListDeliveries\x12\".webhooks.v1.ListDeliveriesRequest\x1a#.webhooks.v1.ListDeliveriesResponse\x12K\n" +
-	"\x0eCancelDelivery\x12\".webhooks.v1.CancelDeliveryRequest\x1a\x15.webhooks.v1.DeliveryB?Z=github.com/webhookd/webhookd/clients/go/webhooksv1;webhooksv1b\x06proto3"
+	"\x0eCancelDelivery\x12\".webhooks.v1.CancelDeliveryRequest\x1a\x15.webhooks.v1.Delivery\x12U\n" +
+	"\x0fWatchDeliveries\x12#.webhooks.v1.WatchDeliveriesRequest\x1a\x1b.webhooks.v1.DeliveryStatus0\x01B?Z=github.com/webhookd/webhookd/clients/go/webhooksv1;webhooksv1b\x06proto3"
 
 var (
 	file_webhooks_v1_webhooks_proto_rawDescOnce sync.Once
@@ -3201,7 +3293,7 @@ func file_webhooks_v1_webhooks_proto_rawDescGZIP() []byte {
 }
 
 var file_webhooks_v1_webhooks_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_webhooks_v1_webhooks_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_webhooks_v1_webhooks_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_webhooks_v1_webhooks_proto_goTypes = []any{
 	(FilterOperator)(0),                 // 0: webhooks.v1.FilterOperator
 	(ConditionOp)(0),                    // 1: webhooks.v1.ConditionOp
@@ -3224,132 +3316,136 @@ var file_webhooks_v1_webhooks_proto_goTypes = []any{
 	(*EmitEventsResponse)(nil),          // 18: webhooks.v1.EmitEventsResponse
 	(*EmittedEvent)(nil),                // 19: webhooks.v1.EmittedEvent
 	(*DeliveryStatus)(nil),              // 20: webhooks.v1.DeliveryStatus
-	(*RedeliverDeliveryRequest)(nil),    // 21: webhooks.v1.RedeliverDeliveryRequest
-	(*RedeliverFailedRequest)(nil),      // 22: webhooks.v1.RedeliverFailedRequest
-	(*RedeliverResponse)(nil),           // 23: webhooks.v1.RedeliverResponse
-	(*RotateSigningSecretRequest)(nil),  // 24: webhooks.v1.RotateSigningSecretRequest
-	(*RotateSigningSecretResponse)(nil), // 25: webhooks.v1.RotateSigningSecretResponse
-	(*GetWebhookHealthRequest)(nil),     // 26: webhooks.v1.GetWebhookHealthRequest
-	(*HealthBucket)(nil),                // 27: webhooks.v1.HealthBucket
-	(*WebhookHealth)(nil),               // 28: webhooks.v1.WebhookHealth
-	(*Event)(nil),                       // 29: webhooks.v1.Event
-	(*Delivery)(nil),                    // 30: webhooks.v1.Delivery
-	(*GetEventRequest)(nil),             // 31: webhooks.v1.GetEventRequest
-	(*ListEventsRequest)(nil),           // 32: webhooks.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),          // 33: webhooks.v1.ListEventsResponse
-	(*GetDeliveryRequest)(nil),          // 34: webhooks.v1.GetDeliveryRequest
-	(*ListDeliveriesRequest)(nil),       // 35: webhooks.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),      // 36: webhooks.v1.ListDeliveriesResponse
-	(*CancelDeliveryRequest)(nil),       // 37: webhooks.v1.CancelDeliveryRequest
-	nil,                                 // 38: webhooks.v1.Webhook.CustomHeadersEntry
-	(*timestamppb.Timestamp)(nil),       // 39: google.protobuf.Timestamp
-	(*structpb.Value)(nil),              // 40: google.protobuf.Value
-	(*fieldmaskpb.FieldMask)(nil),       // 41: google.protobuf.FieldMask
-	(*structpb.Struct)(nil),             // 42: google.protobuf.Struct
-	(*CreateEventTypeRequest)(nil),      // 43: webhooks.v1.CreateEventTypeRequest
-	(*GetEventTypeRequest)(nil),         // 44: webhooks.v1.GetEventTypeRequest
-	(*ListEventTypesRequest)(nil),       // 45: webhooks.v1.ListEventTypesRequest
-	(*UpdateEventTypeRequest)(nil),      // 46: webhooks.v1.UpdateEventTypeRequest
-	(*DeleteEventTypeRequest)(nil),      // 47: webhooks.v1.DeleteEventTypeRequest
-	(*emptypb.Empty)(nil),               // 48: google.protobuf.Empty
-	(*EventType)(nil),                   // 49: webhooks.v1.EventType
-	(*ListEventTypesResponse)(nil),      // 50: webhooks.v1.ListEventTypesResponse
+	(*WatchDeliveriesRequest)(nil),      // 21: webhooks.v1.WatchDeliveriesRequest
+	(*RedeliverDeliveryRequest)(nil),    // 22: webhooks.v1.RedeliverDeliveryRequest
+	(*RedeliverFailedRequest)(nil),      // 23: webhooks.v1.RedeliverFailedRequest
+	(*RedeliverResponse)(nil),           // 24: webhooks.v1.RedeliverResponse
+	(*RotateSigningSecretRequest)(nil),  // 25: webhooks.v1.RotateSigningSecretRequest
+	(*RotateSigningSecretResponse)(nil), // 26: webhooks.v1.RotateSigningSecretResponse
+	(*GetWebhookHealthRequest)(nil),     // 27: webhooks.v1.GetWebhookHealthRequest
+	(*HealthBucket)(nil),                // 28: webhooks.v1.HealthBucket
+	(*WebhookHealth)(nil),               // 29: webhooks.v1.WebhookHealth
+	(*Event)(nil),                       // 30: webhooks.v1.Event
+	(*Delivery)(nil),                    // 31: webhooks.v1.Delivery
+	(*GetEventRequest)(nil),             // 32: webhooks.v1.GetEventRequest
+	(*ListEventsRequest)(nil),           // 33: webhooks.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),          // 34: webhooks.v1.ListEventsResponse
+	(*GetDeliveryRequest)(nil),          // 35: webhooks.v1.GetDeliveryRequest
+	(*ListDeliveriesRequest)(nil),       // 36: webhooks.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),      // 37: webhooks.v1.ListDeliveriesResponse
+	(*CancelDeliveryRequest)(nil),       // 38: webhooks.v1.CancelDeliveryRequest
+	nil,                                 // 39: webhooks.v1.Webhook.CustomHeadersEntry
+	(*timestamppb.Timestamp)(nil),       // 40: google.protobuf.Timestamp
+	(*structpb.Value)(nil),              // 41: google.protobuf.Value
+	(*fieldmaskpb.FieldMask)(nil),       // 42: google.protobuf.FieldMask
+	(*structpb.Struct)(nil),             // 43: google.protobuf.Struct
+	(*CreateEventTypeRequest)(nil),      // 44: webhooks.v1.CreateEventTypeRequest
+	(*GetEventTypeRequest)(nil),         // 45: webhooks.v1.GetEventTypeRequest
+	(*ListEventTypesRequest)(nil),       // 46: webhooks.v1.ListEventTypesRequest
+	(*UpdateEventTypeRequest)(nil),      // 47: webhooks.v1.UpdateEventTypeRequest
+	(*DeleteEventTypeRequest)(nil),      // 48: webhooks.v1.DeleteEventTypeRequest
+	(*emptypb.Empty)(nil),               // 49: google.protobuf.Empty
+	(*EventType)(nil),                   // 50: webhooks.v1.EventType
+	(*ListEventTypesResponse)(nil),      // 51: webhooks.v1.ListEventTypesResponse
 }
 var file_webhooks_v1_webhooks_proto_depIdxs = []int32{
 	5,  // 0: webhooks.v1.Webhook.filters:type_name -> webhooks.v1.FilterGroup
-	38, // 1: webhooks.v1.Webhook.custom_headers:type_name -> webhooks.v1.Webhook.CustomHeadersEntry
-	39, // 2: webhooks.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
-	39, // 3: webhooks.v1.Webhook.last_success:type_name -> google.protobuf.Timestamp
-	39, // 4: webhooks.v1.Webhook.last_failure:type_name -> google.protobuf.Timestamp
+	39, // 1: webhooks.v1.Webhook.custom_headers:type_name -> webhooks.v1.Webhook.CustomHeadersEntry
+	40, // 2: webhooks.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
+	40, // 3: webhooks.v1.Webhook.last_success:type_name -> google.protobuf.Timestamp
+	40, // 4: webhooks.v1.Webhook.last_failure:type_name -> google.protobuf.Timestamp
 	0,  // 5: webhooks.v1.FilterGroup.operator:type_name -> webhooks.v1.FilterOperator
 	6,  // 6: webhooks.v1.FilterGroup.conditions:type_name -> webhooks.v1.FilterCondition
 	5,  // 7: webhooks.v1.FilterGroup.groups:type_name -> webhooks.v1.FilterGroup
 	1,  // 8: webhooks.v1.FilterCondition.op:type_name -> webhooks.v1.ConditionOp
-	40, // 9: webhooks.v1.FilterCondition.value:type_name -> google.protobuf.Value
+	41, // 9: webhooks.v1.FilterCondition.value:type_name -> google.protobuf.Value
 	4,  // 10: webhooks.v1.CreateWebhookRequest.webhook:type_name -> webhooks.v1.Webhook
 	4,  // 11: webhooks.v1.ListWebhooksResponse.webhooks:type_name -> webhooks.v1.Webhook
 	4,  // 12: webhooks.v1.UpdateWebhookRequest.webhook:type_name -> webhooks.v1.Webhook
-	41, // 13: webhooks.v1.UpdateWebhookRequest.update_mask:type_name -> google.protobuf.FieldMask
+	42, // 13: webhooks.v1.UpdateWebhookRequest.update_mask:type_name -> google.protobuf.FieldMask
 	15, // 14: webhooks.v1.ListResponsesResponse.responses:type_name -> webhooks.v1.WebhookResponse
-	39, // 15: webhooks.v1.WebhookResponse.timestamp:type_name -> google.protobuf.Timestamp
-	42, // 16: webhooks.v1.EmitEventRequest.data:type_name -> google.protobuf.Struct
+	40, // 15: webhooks.v1.WebhookResponse.timestamp:type_name -> google.protobuf.Timestamp
+	43, // 16: webhooks.v1.EmitEventRequest.data:type_name -> google.protobuf.Struct
 	16, // 17: webhooks.v1.EmitEventsRequest.events:type_name -> webhooks.v1.EmitEventRequest
 	19, // 18: webhooks.v1.EmitEventsResponse.results:type_name -> webhooks.v1.EmittedEvent
 	20, // 19: webhooks.v1.EmittedEvent.deliveries:type_name -> webhooks.v1.DeliveryStatus
 	2,  // 20: webhooks.v1.DeliveryStatus.state:type_name -> webhooks.v1.DeliveryState
-	39, // 21: webhooks.v1.DeliveryStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
-	39, // 22: webhooks.v1.RedeliverFailedRequest.since:type_name -> google.protobuf.Timestamp
-	39, // 23: webhooks.v1.HealthBucket.start_time:type_name -> google.protobuf.Timestamp
-	39, // 24: webhooks.v1.WebhookHealth.last_success_at:type_name -> google.protobuf.Timestamp
-	39, // 25: webhooks.v1.WebhookHealth.last_failure_at:type_name -> google.protobuf.Timestamp
-	39, // 26: webhooks.v1.WebhookHealth.failing_since:type_name -> google.protobuf.Timestamp
-	3,  // 27: webhooks.v1.WebhookHealth.breaker_state:type_name -> webhooks.v1.BreakerState
-	27, // 28: webhooks.v1.WebhookHealth.last_hour:type_name -> webhooks.v1.HealthBucket
-	27, // 29: webhooks.v1.WebhookHealth.last_day:type_name -> webhooks.v1.HealthBucket
-	27, // 30: webhooks.v1.WebhookHealth.hourly:type_name -> webhooks.v1.HealthBucket
-	42, // 31: webhooks.v1.Event.data:type_name -> google.protobuf.Struct
-	39, // 32: webhooks.v1.Event.created_at:type_name -> google.protobuf.Timestamp
-	30, // 33: webhooks.v1.Event.deliveries:type_name -> webhooks.v1.Delivery
-	2,  // 34: webhooks.v1.Delivery.state:type_name -> webhooks.v1.DeliveryState
-	39, // 35: webhooks.v1.Delivery.next_attempt_at:type_name -> google.protobuf.Timestamp
-	39, // 36: webhooks.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
-	39, // 37: webhooks.v1.Delivery.updated_at:type_name -> google.protobuf.Timestamp
-	39, // 38: webhooks.v1.ListEventsRequest.created_after:type_name -> google.protobuf.Timestamp
-	39, // 39: webhooks.v1.ListEventsRequest.created_before:type_name -> google.protobuf.Timestamp
-	29, // 40: webhooks.v1.ListEventsResponse.events:type_name -> webhooks.v1.Event
-	2,  // 41: webhooks.v1.ListDeliveriesRequest.states:type_name -> webhooks.v1.DeliveryState
-	39, // 42: webhooks.v1.ListDeliveriesRequest.created_after:type_name -> google.protobuf.Timestamp
-	39, // 43: webhooks.v1.ListDeliveriesRequest.created_before:type_name -> google.protobuf.Timestamp
-	30, // 44: webhooks.v1.ListDeliveriesResponse.deliveries:type_name -> webhooks.v1.Delivery
-	7,  // 45: webhooks.v1.WebhookService.CreateWebhook:input_type -> webhooks.v1.CreateWebhookRequest
-	8,  // 46: webhooks.v1.WebhookService.GetWebhook:input_type -> webhooks.v1.GetWebhookRequest
-	9,  // 47: webhooks.v1.WebhookService.ListWebhooks:input_type -> webhooks.v1.ListWebhooksRequest
-	11, // 48: webhooks.v1.WebhookService.UpdateWebhook:input_type -> webhooks.v1.UpdateWebhookRequest
-	12, // 49: webhooks.v1.WebhookService.DeleteWebhook:input_type -> webhooks.v1.DeleteWebhookRequest
-	13, // 50: webhooks.v1.WebhookService.ListResponses:input_type -> webhooks.v1.ListResponsesRequest
-	16, // 51: webhooks.v1.WebhookService.EmitEvent:input_type -> webhooks.v1.EmitEventRequest
-	17, // 52: webhooks.v1.WebhookService.EmitEvents:input_type -> webhooks.v1.EmitEventsRequest
-	21, // 53: webhooks.v1.WebhookService.RedeliverDelivery:input_type -> webhooks.v1.RedeliverDeliveryRequest
-	22, // 54: webhooks.v1.WebhookService.RedeliverFailed:input_type -> webhooks.v1.RedeliverFailedRequest
-	24, // 55: webhooks.v1.WebhookService.RotateSigningSecret:input_type -> webhooks.v1.RotateSigningSecretRequest
-	26, // 56: webhooks.v1.WebhookService.GetWebhookHealth:input_type -> webhooks.v1.GetWebhookHealthRequest
-	43, // 57: webhooks.v1.WebhookService.CreateEventType:input_type -> webhooks.v1.CreateEventTypeRequest
-	44, // 58: webhooks.v1.WebhookService.GetEventType:input_type -> webhooks.v1.GetEventTypeRequest
-	45, // 59: webhooks.v1.WebhookService.ListEventTypes:input_type -> webhooks.v1.ListEventTypesRequest
-	46, // 60: webhooks.v1.WebhookService.UpdateEventType:input_type -> webhooks.v1.UpdateEventTypeRequest
-	47, // 61: webhooks.v1.WebhookService.DeleteEventType:input_type -> webhooks.v1.DeleteEventTypeRequest
-	31, // 62: webhooks.v1.WebhookService.GetEvent:input_type -> webhooks.v1.GetEventRequest
-	32, // 63: webhooks.v1.WebhookService.ListEvents:input_type -> webhooks.v1.ListEventsRequest
-	34, // 64: webhooks.v1.WebhookService.GetDelivery:input_type -> webhooks.v1.GetDeliveryRequest
-	35, // 65: webhooks.v1.WebhookService.ListDeliveries:input_type -> webhooks.v1.ListDeliveriesRequest
-	37, // 66: webhooks.v1.WebhookService.CancelDelivery:input_type -> webhooks.v1.CancelDeliveryRequest
-	4,  // 67: webhooks.v1.WebhookService.CreateWebhook:output_type -> webhooks.v1.Webhook
-	4,  // 68: webhooks.v1.WebhookService.GetWebhook:output_type -> webhooks.v1.Webhook
-	10, // 69: webhooks.v1.WebhookService.ListWebhooks:output_type -> webhooks.v1.ListWebhooksResponse
-	4,  // 70: webhooks.v1.WebhookService.UpdateWebhook:output_type -> webhooks.v1.Webhook
-	48, // 71: webhooks.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
-	14, // 72: webhooks.v1.WebhookService.ListResponses:output_type -> webhooks.v1.ListResponsesResponse
-	20, // 73: webhooks.v1.WebhookService.EmitEvent:output_type -> webhooks.v1.DeliveryStatus
-	18, // 74: webhooks.v1.WebhookService.EmitEvents:output_type -> webhooks.v1.EmitEventsResponse
-	23, // 75: webhooks.v1.WebhookService.RedeliverDelivery:output_type -> webhooks.v1.RedeliverResponse
-	23, // 76: webhooks.v1.WebhookService.RedeliverFailed:output_type -> webhooks.v1.RedeliverResponse
-	25, // 77: webhooks.v1.WebhookService.RotateSigningSecret:output_type -> webhooks.v1.RotateSigningSecretResponse
-	28, // 78: webhooks.v1.WebhookService.GetWebhookHealth:output_type -> webhooks.v1.WebhookHealth
-	49, // 79: webhooks.v1.WebhookService.CreateEventType:output_type -> webhooks.v1.EventType
-	49, // 80: webhooks.v1.WebhookService.GetEventType:output_type -> webhooks.v1.EventType
-	50, // 81: webhooks.v1.WebhookService.ListEventTypes:output_type -> webhooks.v1.ListEventTypesResponse
-	49, // 82: webhooks.v1.WebhookService.UpdateEventType:output_type -> webhooks.v1.EventType
-	48, // 83: webhooks.v1.WebhookService.DeleteEventType:output_type -> google.protobuf.Empty
-	29, // 84: webhooks.v1.WebhookService.GetEvent:output_type -> webhooks.v1.Event
-	33, // 85: webhooks.v1.WebhookService.ListEvents:output_type -> webhooks.v1.ListEventsResponse
-	30, // 86: webhooks.v1.WebhookService.GetDelivery:output_type -> webhooks.v1.Delivery
-	36, // 87: webhooks.v1.WebhookService.ListDeliveries:output_type -> webhooks.v1.ListDeliveriesResponse
-	30, // 88: webhooks.v1.WebhookService.CancelDelivery:output_type -> webhooks.v1.Delivery
-	67, // [67:89] is the sub-list for method output_type
-	45, // [45:67] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	40, // 21: webhooks.v1.DeliveryStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	2,  // 22: webhooks.v1.WatchDeliveriesRequest.states:type_name -> webhooks.v1.DeliveryState
+	40, // 23: webhooks.v1.RedeliverFailedRequest.since:type_name -> google.protobuf.Timestamp
+	40, // 24: webhooks.v1.HealthBucket.start_time:type_name -> google.protobuf.Timestamp
+	40, // 25: webhooks.v1.WebhookHealth.last_success_at:type_name -> google.protobuf.Timestamp
+	40, // 26: webhooks.v1.WebhookHealth.last_failure_at:type_name -> google.protobuf.Timestamp
+	40, // 27: webhooks.v1.WebhookHealth.failing_since:type_name -> google.protobuf.Timestamp
+	3,  // 28: webhooks.v1.WebhookHealth.breaker_state:type_name -> webhooks.v1.BreakerState
+	28, // 29: webhooks.v1.WebhookHealth.last_hour:type_name -> webhooks.v1.HealthBucket
+	28, // 30: webhooks.v1.WebhookHealth.last_day:type_name -> webhooks.v1.HealthBucket
+	28, // 31: webhooks.v1.WebhookHealth.hourly:type_name -> webhooks.v1.HealthBucket
+	43, // 32: webhooks.v1.Event.data:type_name -> google.protobuf.Struct
+	40, // 33: webhooks.v1.Event.created_at:type_name -> google.protobuf.Timestamp
+	31, // 34: webhooks.v1.Event.deliveries:type_name -> webhooks.v1.Delivery
+	2,  // 35: webhooks.v1.Delivery.state:type_name -> webhooks.v1.DeliveryState
+	40, // 36: webhooks.v1.Delivery.next_attempt_at:type_name -> google.protobuf.Timestamp
+	40, // 37: webhooks.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
+	40, // 38: webhooks.v1.Delivery.updated_at:type_name -> google.protobuf.Timestamp
+	40, // 39: webhooks.v1.ListEventsRequest.created_after:type_name -> google.protobuf.Timestamp
+	40, // 40: webhooks.v1.ListEventsRequest.created_before:type_name -> google.protobuf.Timestamp
+	30, // 41: webhooks.v1.ListEventsResponse.events:type_name -> webhooks.v1.Event
+	2,  // 42: webhooks.v1.ListDeliveriesRequest.states:type_name -> webhooks.v1.DeliveryState
+	40, // 43: webhooks.v1.ListDeliveriesRequest.created_after:type_name -> google.protobuf.Timestamp
+	40, // 44: webhooks.v1.ListDeliveriesRequest.created_before:type_name -> google.protobuf.Timestamp
+	31, // 45: webhooks.v1.ListDeliveriesResponse.deliveries:type_name -> webhooks.v1.Delivery
+	7,  // 46: webhooks.v1.WebhookService.CreateWebhook:input_type -> webhooks.v1.CreateWebhookRequest
+	8,  // 47: webhooks.v1.WebhookService.GetWebhook:input_type -> webhooks.v1.GetWebhookRequest
+	9,  // 48: webhooks.v1.WebhookService.ListWebhooks:input_type -> webhooks.v1.ListWebhooksRequest
+	11, // 49: webhooks.v1.WebhookService.UpdateWebhook:input_type -> webhooks.v1.UpdateWebhookRequest
+	12, // 50: webhooks.v1.WebhookService.DeleteWebhook:input_type -> webhooks.v1.DeleteWebhookRequest
+	13, // 51: webhooks.v1.WebhookService.ListResponses:input_type -> webhooks.v1.ListResponsesRequest
+	16, // 52: webhooks.v1.WebhookService.EmitEvent:input_type -> webhooks.v1.EmitEventRequest
+	17, // 53: webhooks.v1.WebhookService.EmitEvents:input_type -> webhooks.v1.EmitEventsRequest
+	22, // 54: webhooks.v1.WebhookService.RedeliverDelivery:input_type -> webhooks.v1.RedeliverDeliveryRequest
+	23, // 55: webhooks.v1.WebhookService.RedeliverFailed:input_type -> webhooks.v1.RedeliverFailedRequest
+	25, // 56: webhooks.v1.WebhookService.RotateSigningSecret:input_type -> webhooks.v1.RotateSigningSecretRequest
+	27, // 57: webhooks.v1.WebhookService.GetWebhookHealth:input_type -> webhooks.v1.GetWebhookHealthRequest
+	44, // 58: webhooks.v1.WebhookService.CreateEventType:input_type -> webhooks.v1.CreateEventTypeRequest
+	45, // 59: webhooks.v1.WebhookService.GetEventType:input_type -> webhooks.v1.GetEventTypeRequest
+	46, // 60: webhooks.v1.WebhookService.ListEventTypes:input_type -> webhooks.v1.ListEventTypesRequest
+	47, // 61: webhooks.v1.WebhookService.UpdateEventType:input_type -> webhooks.v1.UpdateEventTypeRequest
+	48, // 62: webhooks.v1.WebhookService.DeleteEventType:input_type -> webhooks.v1.DeleteEventTypeRequest
+	32, // 63: webhooks.v1.WebhookService.GetEvent:input_type -> webhooks.v1.GetEventRequest
+	33, // 64: webhooks.v1.WebhookService.ListEvents:input_type -> webhooks.v1.ListEventsRequest
+	35, // 65: webhooks.v1.WebhookService.GetDelivery:input_type -> webhooks.v1.GetDeliveryRequest
+	36, // 66: webhooks.v1.WebhookService.ListDeliveries:input_type -> webhooks.v1.ListDeliveriesRequest
+	38, // 67: webhooks.v1.WebhookService.CancelDelivery:input_type -> webhooks.v1.CancelDeliveryRequest
+	21, // 68: webhooks.v1.WebhookService.WatchDeliveries:input_type -> webhooks.v1.WatchDeliveriesRequest
+	4,  // 69: webhooks.v1.WebhookService.CreateWebhook:output_type -> webhooks.v1.Webhook
+	4,  // 70: webhooks.v1.WebhookService.GetWebhook:output_type -> webhooks.v1.Webhook
+	10, // 71: webhooks.v1.WebhookService.ListWebhooks:output_type -> webhooks.v1.ListWebhooksResponse
+	4,  // 72: webhooks.v1.WebhookService.UpdateWebhook:output_type -> webhooks.v1.Webhook
+	49, // 73: webhooks.v1.WebhookService.DeleteWebhook:output_type -> google.protobuf.Empty
+	14, // 74: webhooks.v1.WebhookService.ListResponses:output_type -> webhooks.v1.ListResponsesResponse
+	20, // 75: webhooks.v1.WebhookService.EmitEvent:output_type -> webhooks.v1.DeliveryStatus
+	18, // 76: webhooks.v1.WebhookService.EmitEvents:output_type -> webhooks.v1.EmitEventsResponse
+	24, // 77: webhooks.v1.WebhookService.RedeliverDelivery:output_type -> webhooks.v1.RedeliverResponse
+	24, // 78: webhooks.v1.WebhookService.RedeliverFailed:output_type -> webhooks.v1.RedeliverResponse
+	26, // 79: webhooks.v1.WebhookService.RotateSigningSecret:output_type -> webhooks.v1.RotateSigningSecretResponse
+	29, // 80: webhooks.v1.WebhookService.GetWebhookHealth:output_type -> webhooks.v1.WebhookHealth
+	50, // 81: webhooks.v1.WebhookService.CreateEventType:output_type -> webhooks.v1.EventType
+	50, // 82: webhooks.v1.WebhookService.GetEventType:output_type -> webhooks.v1.EventType
+	51, // 83: webhooks.v1.WebhookService.ListEventTypes:output_type -> webhooks.v1.ListEventTypesResponse
+	50, // 84: webhooks.v1.WebhookService.UpdateEventType:output_type -> webhooks.v1.EventType
+	49, // 85: webhooks.v1.WebhookService.DeleteEventType:output_type -> google.protobuf.Empty
+	30, // 86: webhooks.v1.WebhookService.GetEvent:output_type -> webhooks.v1.Event
+	34, // 87: webhooks.v1.WebhookService.ListEvents:output_type -> webhooks.v1.ListEventsResponse
+	31, // 88: webhooks.v1.WebhookService.GetDelivery:output_type -> webhooks.v1.Delivery
+	37, // 89: webhooks.v1.WebhookService.ListDeliveries:output_type -> webhooks.v1.ListDeliveriesResponse
+	31, // 90: webhooks.v1.WebhookService.CancelDelivery:output_type -> webhooks.v1.Delivery
+	20, // 91: webhooks.v1.WebhookService.WatchDeliveries:output_type -> webhooks.v1.DeliveryStatus
+	69, // [69:92] is the sub-list for method output_type
+	46, // [46:69] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_webhooks_v1_webhooks_proto_init() }
@@ -3361,14 +3457,14 @@ func file_webhooks_v1_webhooks_proto_init() {
 	file_webhooks_v1_webhooks_proto_msgTypes[0].OneofWrappers = []any{}
 	file_webhooks_v1_webhooks_proto_msgTypes[11].OneofWrappers = []any{}
 	file_webhooks_v1_webhooks_proto_msgTypes[16].OneofWrappers = []any{}
-	file_webhooks_v1_webhooks_proto_msgTypes[26].OneofWrappers = []any{}
+	file_webhooks_v1_webhooks_proto_msgTypes[27].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_webhooks_v1_webhooks_proto_rawDesc), len(file_webhooks_v1_webhooks_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -46,6 +46,7 @@ const (
 	WebhookService_GetDelivery_FullMethodName         = "/webhooks.v1.WebhookService/GetDelivery"
 	WebhookService_ListDeliveries_FullMethodName      = "/webhooks.v1.WebhookService/ListDeliveries"
 	WebhookService_CancelDelivery_FullMethodName      = "/webhooks.v1.WebhookService/CancelDelivery"
+	WebhookService_WatchDeliveries_FullMethodName     = "/webhooks.v1.WebhookService/WatchDeliveries"
 )
 
 // WebhookServiceClient is the client API for WebhookService service.
@@ -122,6 +123,16 @@ type WebhookServiceClient interface {
 	// succeeds, the delivery is SUCCEEDED). Cancelling a cancelled delivery returns it as it
 	// is; any other final state is FAILED_PRECONDITION. RedeliverDelivery sends it again.
 	CancelDelivery(ctx context.Context, in *CancelDeliveryRequest, opts ...grpc.CallOption) (*Delivery, error)
+	// The live tail of the account's deliveries (read scope): every change of a delivery's state
+	// as it happens, the same messages an EmitEvent stream carries (QUEUED once durable, one per
+	// attempt, SKIPPED, and the final state), each with a `cursor`. Without a cursor the stream
+	// starts from now; with one it resumes with exactly the changes after it, nothing missed and
+	// nothing repeated, within the change log's retention (`--change-retention`). Changes of
+	// deliveries made by any instance sharing the store are included. A RESYNC message says
+	// that changes were not sent (see DELIVERY_STATE_RESYNC): continue from its cursor. A
+	// `webhook_id` of another account is NOT_FOUND; a malformed cursor or an unknown state is
+	// INVALID_ARGUMENT naming the field.
+	WatchDeliveries(ctx context.Context, in *WatchDeliveriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DeliveryStatus], error)
 }
 
 type webhookServiceClient struct {
@@ -361,6 +372,25 @@ func (c *webhookServiceClient) CancelDelivery(ctx context.Context, in *CancelDel
 	return out, nil
 }
 
+func (c *webhookServiceClient) WatchDeliveries(ctx context.Context, in *WatchDeliveriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DeliveryStatus], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &WebhookService_ServiceDesc.Streams[1], WebhookService_WatchDeliveries_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchDeliveriesRequest, DeliveryStatus]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WebhookService_WatchDeliveriesClient = grpc.ServerStreamingClient[DeliveryStatus]
+
 // WebhookServiceServer is the server API for WebhookService service.
 // All implementations must embed UnimplementedWebhookServiceServer
 // for forward compatibility.
@@ -435,6 +465,16 @@ type WebhookServiceServer interface {
 	// succeeds, the delivery is SUCCEEDED). Cancelling a cancelled delivery returns it as it
 	// is; any other final state is FAILED_PRECONDITION. RedeliverDelivery sends it again.
 	CancelDelivery(context.Context, *CancelDeliveryRequest) (*Delivery, error)
+	// The live tail of the account's deliveries (read scope): every change of a delivery's state
+	// as it happens, the same messages an EmitEvent stream carries (QUEUED once durable, one per
+	// attempt, SKIPPED, and the final state), each with a `cursor`. Without a cursor the stream
+	// starts from now; with one it resumes with exactly the changes after it, nothing missed and
+	// nothing repeated, within the change log's retention (`--change-retention`). Changes of
+	// deliveries made by any instance sharing the store are included. A RESYNC message says
+	// that changes were not sent (see DELIVERY_STATE_RESYNC): continue from its cursor. A
+	// `webhook_id` of another account is NOT_FOUND; a malformed cursor or an unknown state is
+	// INVALID_ARGUMENT naming the field.
+	WatchDeliveries(*WatchDeliveriesRequest, grpc.ServerStreamingServer[DeliveryStatus]) error
 	mustEmbedUnimplementedWebhookServiceServer()
 }
 
@@ -510,6 +550,9 @@ func (UnimplementedWebhookServiceServer) ListDeliveries(context.Context, *ListDe
 }
 func (UnimplementedWebhookServiceServer) CancelDelivery(context.Context, *CancelDeliveryRequest) (*Delivery, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelDelivery not implemented")
+}
+func (UnimplementedWebhookServiceServer) WatchDeliveries(*WatchDeliveriesRequest, grpc.ServerStreamingServer[DeliveryStatus]) error {
+	return status.Error(codes.Unimplemented, "method WatchDeliveries not implemented")
 }
 func (UnimplementedWebhookServiceServer) mustEmbedUnimplementedWebhookServiceServer() {}
 func (UnimplementedWebhookServiceServer) testEmbeddedByValue()                        {}
@@ -921,6 +964,17 @@ func _WebhookService_CancelDelivery_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WebhookService_WatchDeliveries_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchDeliveriesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(WebhookServiceServer).WatchDeliveries(m, &grpc.GenericServerStream[WatchDeliveriesRequest, DeliveryStatus]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WebhookService_WatchDeliveriesServer = grpc.ServerStreamingServer[DeliveryStatus]
+
 // WebhookService_ServiceDesc is the grpc.ServiceDesc for WebhookService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1017,6 +1071,11 @@ var WebhookService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "EmitEvent",
 			Handler:       _WebhookService_EmitEvent_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchDeliveries",
+			Handler:       _WebhookService_WatchDeliveries_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -40,6 +40,7 @@ class DeliveryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DELIVERY_STATE_SKIPPED: _ClassVar[DeliveryState]
     DELIVERY_STATE_ACCEPTED: _ClassVar[DeliveryState]
     DELIVERY_STATE_CANCELLED: _ClassVar[DeliveryState]
+    DELIVERY_STATE_RESYNC: _ClassVar[DeliveryState]
 
 class BreakerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -65,6 +66,7 @@ DELIVERY_STATE_FAILED: DeliveryState
 DELIVERY_STATE_SKIPPED: DeliveryState
 DELIVERY_STATE_ACCEPTED: DeliveryState
 DELIVERY_STATE_CANCELLED: DeliveryState
+DELIVERY_STATE_RESYNC: DeliveryState
 BREAKER_STATE_UNSPECIFIED: BreakerState
 BREAKER_STATE_CLOSED: BreakerState
 BREAKER_STATE_OPEN: BreakerState
@@ -300,7 +302,7 @@ class EmittedEvent(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., deliveries: _Optional[_Iterable[_Union[DeliveryStatus, _Mapping]]] = ...) -> None: ...
 
 class DeliveryStatus(_message.Message):
-    __slots__ = ("event_id", "webhook_id", "delivery_id", "state", "attempt", "status_code", "error", "next_attempt_at", "url", "matched_deliveries")
+    __slots__ = ("event_id", "webhook_id", "delivery_id", "state", "attempt", "status_code", "error", "next_attempt_at", "url", "matched_deliveries", "cursor")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
     DELIVERY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -311,6 +313,7 @@ class DeliveryStatus(_message.Message):
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     MATCHED_DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     webhook_id: str
     delivery_id: str
@@ -321,7 +324,18 @@ class DeliveryStatus(_message.Message):
     next_attempt_at: _timestamp_pb2.Timestamp
     url: str
     matched_deliveries: int
-    def __init__(self, event_id: _Optional[str] = ..., webhook_id: _Optional[str] = ..., delivery_id: _Optional[str] = ..., state: _Optional[_Union[DeliveryState, str]] = ..., attempt: _Optional[int] = ..., status_code: _Optional[int] = ..., error: _Optional[str] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., url: _Optional[str] = ..., matched_deliveries: _Optional[int] = ...) -> None: ...
+    cursor: str
+    def __init__(self, event_id: _Optional[str] = ..., webhook_id: _Optional[str] = ..., delivery_id: _Optional[str] = ..., state: _Optional[_Union[DeliveryState, str]] = ..., attempt: _Optional[int] = ..., status_code: _Optional[int] = ..., error: _Optional[str] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., url: _Optional[str] = ..., matched_deliveries: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class WatchDeliveriesRequest(_message.Message):
+    __slots__ = ("webhook_id", "states", "cursor")
+    WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    webhook_id: str
+    states: _containers.RepeatedScalarFieldContainer[DeliveryState]
+    cursor: str
+    def __init__(self, webhook_id: _Optional[str] = ..., states: _Optional[_Iterable[_Union[DeliveryState, str]]] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class RedeliverDeliveryRequest(_message.Message):
     __slots__ = ("delivery_id",)

@@ -149,6 +149,11 @@ class WebhookServiceStub:
                 request_serializer=webhooks_dot_v1_dot_webhooks__pb2.CancelDeliveryRequest.SerializeToString,
                 response_deserializer=webhooks_dot_v1_dot_webhooks__pb2.Delivery.FromString,
                 _registered_method=True)
+        self.WatchDeliveries = channel.unary_stream(
+                '/webhooks.v1.WebhookService/WatchDeliveries',
+                request_serializer=webhooks_dot_v1_dot_webhooks__pb2.WatchDeliveriesRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_webhooks__pb2.DeliveryStatus.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
@@ -333,6 +338,21 @@ class WebhookServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchDeliveries(self, request, context):
+        """The live tail of the account's deliveries (read scope): every change of a delivery's state
+        as it happens, the same messages an EmitEvent stream carries (QUEUED once durable, one per
+        attempt, SKIPPED, and the final state), each with a `cursor`. Without a cursor the stream
+        starts from now; with one it resumes with exactly the changes after it, nothing missed and
+        nothing repeated, within the change log's retention (`--change-retention`). Changes of
+        deliveries made by any instance sharing the store are included. A RESYNC message says
+        that changes were not sent (see DELIVERY_STATE_RESYNC): continue from its cursor. A
+        `webhook_id` of another account is NOT_FOUND; a malformed cursor or an unknown state is
+        INVALID_ARGUMENT naming the field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhookServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -445,6 +465,11 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.CancelDelivery,
                     request_deserializer=webhooks_dot_v1_dot_webhooks__pb2.CancelDeliveryRequest.FromString,
                     response_serializer=webhooks_dot_v1_dot_webhooks__pb2.Delivery.SerializeToString,
+            ),
+            'WatchDeliveries': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchDeliveries,
+                    request_deserializer=webhooks_dot_v1_dot_webhooks__pb2.WatchDeliveriesRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_webhooks__pb2.DeliveryStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1044,6 +1069,33 @@ class WebhookService:
             '/webhooks.v1.WebhookService/CancelDelivery',
             webhooks_dot_v1_dot_webhooks__pb2.CancelDeliveryRequest.SerializeToString,
             webhooks_dot_v1_dot_webhooks__pb2.Delivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/webhooks.v1.WebhookService/WatchDeliveries',
+            webhooks_dot_v1_dot_webhooks__pb2.WatchDeliveriesRequest.SerializeToString,
+            webhooks_dot_v1_dot_webhooks__pb2.DeliveryStatus.FromString,
             options,
             channel_credentials,
             insecure,
