@@ -1,6 +1,6 @@
 // The web console in a real headless browser (Debian's Chromium, driven by playwright-core),
-// against a real webhookd (WEBHOOKD_HTTP_ADDR, WEBHOOKD_ADMIN_TOKEN: scripts/test-clients
-// starts it with private targets allowed and a millisecond retry schedule) and a real
+// against a real webhookd (WEBHOOKD_HTTP_ADDR, WEBHOOKD_ADMIN_TOKEN; started as scripts/test-clients
+// starts its server: private targets allowed, a millisecond retry schedule) and a real
 // receiver on 127.0.0.1 that fails, then succeeds.
 //
 // An operator signs in with an account token, sees the failing webhook with its health,
