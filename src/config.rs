@@ -58,6 +58,8 @@ pub struct Config {
     pub breaker_cooldown: Duration,
     /// A webhook whose attempts failed continuously for this long is disabled.
     pub auto_disable_after: Duration,
+    /// How long a claim on an outbox entry lasts without renewal.
+    pub lease: Duration,
     /// Largest accepted request body (REST) and event payload, in bytes.
     pub max_event_bytes: usize,
     /// Delivery attempts kept per webhook in the response log.
@@ -102,6 +104,7 @@ impl Config {
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(1),
             auto_disable_after: Duration::from_secs(5 * 24 * 3600),
+            lease: Duration::from_secs(30),
             max_event_bytes: 1024 * 1024,
             response_history: 1000,
             retention: Some(Duration::from_secs(7 * 24 * 3600)),

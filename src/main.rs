@@ -122,6 +122,11 @@ struct ServeArgs {
     /// First pause of an open circuit breaker; doubles per further failure, up to 5m.
     #[arg(long, env = "WEBHOOKD_BREAKER_COOLDOWN", default_value = "1s", value_parser = humantime::parse_duration)]
     breaker_cooldown: Duration,
+    /// How long an instance's claim on a due delivery lasts without renewal (renewed every
+    /// third of it while the instance lives): a killed instance's deliveries go to the
+    /// others after this.
+    #[arg(long, env = "WEBHOOKD_LEASE", default_value = "30s", value_parser = parse_lease)]
+    lease: Duration,
     /// Disable a webhook whose deliveries failed continuously for this long.
     #[arg(long, env = "WEBHOOKD_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
     auto_disable_after: Duration,
@@ -225,6 +230,15 @@ async fn shutdown_signal(token: CancellationToken) {
 }
 
 /// The backend `--store` names. Errors never repeat the value: it may hold a password.
+/// A lease duration: at least one second (it is renewed every third of it).
+fn parse_lease(value: &str) -> Result<Duration, String> {
+    let lease = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if lease < Duration::from_secs(1) {
+        return Err("a lease must last at least 1s".into());
+    }
+    Ok(lease)
+}
+
 fn store_backend(value: &str) -> Result<StoreBackend, String> {
     let value = value.trim();
     if value == "sled" {
@@ -256,6 +270,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.breaker_threshold = args.breaker_threshold;
     config.breaker_cooldown = args.breaker_cooldown;
     config.auto_disable_after = args.auto_disable_after;
+    config.lease = args.lease;
     config.retention = Some(args.retention).filter(|r| !r.is_zero());
     config.change_retention = Some(args.change_retention).filter(|r| !r.is_zero());
     let shutdown = CancellationToken::new();

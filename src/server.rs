@@ -1,6 +1,7 @@
-//! Process assembly: opens the store, loads or creates the admin token, resumes unfinished
-//! deliveries, starts the worker and both servers on the given listeners, and on shutdown
-//! stops accepting, lets in-flight attempts be recorded, and flushes the store. A server or
+//! Process assembly: opens the store, loads or creates the admin token, starts the claim
+//! loop (unfinished deliveries are claimed from the store under this instance's leases), the
+//! worker and both servers on the given listeners, and on shutdown stops accepting, lets
+//! in-flight attempts be recorded, releases the leases still held, and flushes the store. A server or
 //! the worker that stops on its own (error, panic) shuts the rest down the same way and
 //! ends `run` with its error at once.
 
@@ -13,15 +14,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, StoreBackend};
 use crate::core::Service;
+use crate::delivery::claimer::Claimer;
 use crate::delivery::client::HttpClient;
 use crate::delivery::hub::Hub;
 use crate::delivery::scheduler::{Limits, Scheduler};
 use crate::delivery::ssrf::TargetPolicy;
-use crate::delivery::worker::{Worker, resume};
+use crate::delivery::worker::Worker;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::store::health::StoreHealth;
-use crate::store::{PostgresStore, Sealed, SecretBox, SledStore, Store};
+use crate::store::{Owner, PostgresStore, Sealed, SecretBox, SledStore, Store};
+
+/// Entries a claim tops the window up to, in all (at least; more with a higher delivery
+/// concurrency).
+const WINDOW: usize = 10_000;
 
 /// File of the generated admin token inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -131,13 +137,15 @@ pub async fn run(
         .unwrap_or_else(|| config.data_dir.join(SECRET_KEY_FILE));
     let secrets = SecretBox::load_or_create(&key_file)?;
     let metrics = Arc::new(Metrics::new());
+    let owner = Owner::random(config.lease);
     let backend: Arc<dyn Store> = match &config.store {
         StoreBackend::Sled => Arc::new(SledStore::open(
             &config.data_dir,
+            owner,
             metrics.flush_seconds.clone(),
         )?),
         StoreBackend::Postgres(url) => {
-            Arc::new(PostgresStore::connect(url, metrics.flush_seconds.clone()).await?)
+            Arc::new(PostgresStore::connect(url, owner, metrics.flush_seconds.clone()).await?)
         }
     };
     let store: Arc<dyn Store> = Arc::new(Sealed::new(backend, secrets));
@@ -146,12 +154,18 @@ pub async fn run(
     let admin_token = admin_token(&config)?;
     let config = Arc::new(config);
     let hub = Arc::new(Hub::default());
-    let scheduler = Arc::new(Scheduler::new(Limits {
-        per_webhook: config.per_webhook_concurrency,
-        breaker_threshold: config.breaker_threshold,
-        breaker_cooldown: config.breaker_cooldown,
-        ..Limits::default()
-    }));
+    let scheduler = Arc::new(Scheduler::new(
+        Limits {
+            per_webhook: config.per_webhook_concurrency,
+            breaker_threshold: config.breaker_threshold,
+            breaker_cooldown: config.breaker_cooldown,
+            // A few rounds of the webhook's concurrency, so its slots never wait for a claim.
+            window_per_webhook: config.per_webhook_concurrency.max(1).saturating_mul(4),
+            window: WINDOW.max(config.delivery_concurrency.saturating_mul(8)),
+            ..Limits::default()
+        },
+        owner,
+    ));
     let policy = Arc::new(TargetPolicy {
         allow_private: config.allow_private_targets,
         allow_cidrs: config.allow_cidrs.clone(),
@@ -214,24 +228,30 @@ pub async fn run(
             .await
             .map_err(|e| e.to_string())
     });
-    // Unfinished deliveries are loaded while the servers already answer (a large outbox
-    // must not delay start-up); the summary line follows once they are queued.
+    // Unfinished deliveries are claimed in bounded batches while the servers already
+    // answer; the summary line follows the first claim.
+    let (first_claim, claimed) = tokio::sync::oneshot::channel();
+    let claimer_task = tokio::spawn(
+        Claimer::new(Arc::clone(&store), Arc::clone(&scheduler))
+            .run(first_claim, shutdown.child_token()),
+    );
     {
-        let (store, config) = (Arc::clone(&store), Arc::clone(&config));
+        let config = Arc::clone(&config);
         tokio::spawn(async move {
-            match resume(store.as_ref(), &scheduler).await {
-                Ok(pending) => tracing::info!(
-                    grpc = %grpc_addr, http = %http_addr, data_dir = %config.data_dir.display(),
-                    store = %match &config.store {
-                        StoreBackend::Sled => "sled".to_string(),
-                        StoreBackend::Postgres(url) => PostgresStore::describe(url),
-                    },
-                    webhooks, pending_deliveries = pending, "webhookd is serving"
-                ),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot load the unfinished deliveries; they resume at the next start")
-                }
-            }
+            let claimed = match claimed.await {
+                Ok(Ok(claimed)) => claimed,
+                // Logged by the claimer, which keeps trying.
+                Ok(Err(_)) | Err(_) => 0,
+            };
+            tracing::info!(
+                grpc = %grpc_addr, http = %http_addr, data_dir = %config.data_dir.display(),
+                store = %match &config.store {
+                    StoreBackend::Sled => "sled".to_string(),
+                    StoreBackend::Postgres(url) => PostgresStore::describe(url),
+                },
+                webhooks, claimed_deliveries = claimed, lease = %humantime::format_duration(config.lease),
+                "webhookd is serving"
+            );
         });
     }
     tokio::spawn(log_throughput(metrics, shutdown.child_token()));
@@ -262,6 +282,12 @@ pub async fn run(
     shutdown.cancel();
     for (name, task) in tasks {
         failure = failure.or(task_error(name, task.await));
+    }
+    let _ = claimer_task.await;
+    // The worker has stopped: what it still held goes back to the other instances now
+    // rather than when the leases expire.
+    if let Err(e) = Claimer::release_all(store.as_ref(), &scheduler).await {
+        tracing::warn!(error = %e, "cannot release the leases still held; they expire instead");
     }
     let flushed = store.flush().await;
     match failure {

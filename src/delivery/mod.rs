@@ -9,7 +9,9 @@
 //! - `request`: assembly of one attempt's request (auth, signing, identity headers).
 //! - `rate`: per-webhook token buckets (rate limits, slowed by 429s).
 //! - `scheduler`: in-memory due queue; `worker`: the attempt loop; `hub`: status fan-out.
+//! - `claimer`: claims due deliveries from the store under leases, renews and releases them.
 
+pub mod claimer;
 pub mod client;
 pub mod egress;
 pub mod hub;

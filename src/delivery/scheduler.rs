@@ -1,7 +1,14 @@
 //! The in-memory due queue of deliveries and the per-endpoint fairness around it. Entries
 //! are ordered by the time they may run (`not_before`); each keeps the due time the store
-//! knows (`due_ms`), so the worker can tell stale entries. Fed by emits after their commit,
-//! by the worker's retries, and from the outbox at start (the outbox is the durable copy).
+//! knows (`due_ms`), so the worker can tell stale entries. It holds only what this instance
+//! leased: emits after their commit, the worker's retries, and what the claimer claims from
+//! the store (the outbox is the durable copy).
+//!
+//! The window is bounded: a webhook holds at most `2 × window_per_webhook` entries and all
+//! of them at most `2 × window`. An emit beyond the bounds is not held but handed back
+//! (`take_overflow`) for its lease to be released, so the store keeps it until a claim takes
+//! it; claims ask only for the room left (`room`), skipping webhooks that hold their share or
+//! whose circuit is open. Memory does not grow with the backlog.
 //!
 //! Fairness: at most `per_webhook_limit` attempts of one webhook run at once (others are
 //! parked for that webhook, not blocking anyone else), and a per-webhook circuit breaker
@@ -23,6 +30,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::rate::{Bucket, RateLimit};
+use crate::store::Owner;
 
 /// One queued delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -86,6 +94,10 @@ pub struct Limits {
     pub breaker_max_cooldown: Duration,
     /// How long a 429 lowers a webhook's rate before it starts to recover.
     pub rate_cooldown: Duration,
+    /// Entries of one webhook a claim tops up to (it holds at most twice this).
+    pub window_per_webhook: usize,
+    /// Entries in all claims top up to (at most twice this are held).
+    pub window: usize,
 }
 
 impl Default for Limits {
@@ -96,6 +108,8 @@ impl Default for Limits {
             breaker_cooldown: Duration::from_secs(1),
             breaker_max_cooldown: Duration::from_secs(300),
             rate_cooldown: Duration::from_secs(10),
+            window_per_webhook: 256,
+            window: 10_000,
         }
     }
 }
@@ -153,6 +167,41 @@ struct State {
     deferred: u64,
     /// The rate-limited webhooks.
     paces: HashMap<u64, Pace>,
+    /// Entries held per webhook (queued, parked or running) and in all.
+    held: HashMap<u64, usize>,
+    total: usize,
+    /// Deliveries not taken for lack of room, whose leases are to be released.
+    overflow: Vec<u64>,
+}
+
+impl State {
+    fn hold(&mut self, webhook_id: u64) {
+        *self.held.entry(webhook_id).or_default() += 1;
+        self.total += 1;
+    }
+
+    fn let_go(&mut self, webhook_id: u64) {
+        if let std::collections::hash_map::Entry::Occupied(mut held) = self.held.entry(webhook_id) {
+            *held.get_mut() -= 1;
+            if *held.get() == 0 {
+                held.remove();
+            }
+        }
+        self.total = self.total.saturating_sub(1);
+    }
+
+    fn held_by(&self, webhook_id: u64) -> usize {
+        self.held.get(&webhook_id).copied().unwrap_or(0)
+    }
+}
+
+/// What a claim may take: how many entries, and for which webhooks not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    /// Entries to claim at most.
+    pub limit: usize,
+    /// Webhooks to claim nothing for: they hold their share, or their circuit is open.
+    pub skip: Vec<u64>,
 }
 
 /// Queue depth and oldest due time of one webhook.
@@ -193,39 +242,125 @@ pub struct EndpointView {
     pub breaker: Breaker,
 }
 
-/// The due queue with fairness bookkeeping and a wake-up for the worker.
+/// The due queue with fairness bookkeeping, a wake-up for the worker and one for the
+/// claimer.
 pub struct Scheduler {
     state: Mutex<State>,
     limits: Limits,
+    owner: Owner,
     wake: Notify,
-}
-
-impl Default for Scheduler {
-    fn default() -> Self {
-        Scheduler::new(Limits::default())
-    }
+    claimer: Notify,
 }
 
 impl Scheduler {
-    /// An empty scheduler with these limits.
-    pub fn new(limits: Limits) -> Scheduler {
+    /// An empty scheduler with these limits, holding what `owner` leased.
+    pub fn new(limits: Limits, owner: Owner) -> Scheduler {
         Scheduler {
             state: Mutex::default(),
             limits,
+            owner,
             wake: Notify::new(),
+            claimer: Notify::new(),
         }
     }
 
-    /// Queues a delivery and wakes the worker.
+    /// The limits it was made with.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The instance whose leased entries it holds.
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+
+    /// Queues a delivery this instance holds already (a retry, an attempt to repeat) and
+    /// wakes the worker.
     pub fn schedule(&self, entry: Entry) {
-        self.lock().queue.push(Reverse(entry));
+        let mut state = self.lock();
+        state.hold(entry.webhook_id);
+        state.queue.push(Reverse(entry));
+        drop(state);
         self.wake.notify_one();
     }
 
-    /// Queues many deliveries at once (start-up, emits) and wakes the worker.
+    /// Queues newly leased deliveries (emits, claims) as far as the window has room, and
+    /// wakes the worker; the others are handed back by `take_overflow`.
     pub fn schedule_all(&self, entries: impl IntoIterator<Item = Entry>) {
-        self.lock().queue.extend(entries.into_iter().map(Reverse));
+        let mut state = self.lock();
+        let per_webhook = 2 * self.limits.window_per_webhook.max(1);
+        let total = 2 * self.limits.window.max(1);
+        let mut overflowed = false;
+        for entry in entries {
+            if state.total >= total || state.held_by(entry.webhook_id) >= per_webhook {
+                state.overflow.push(entry.delivery_id);
+                overflowed = true;
+                continue;
+            }
+            state.hold(entry.webhook_id);
+            state.queue.push(Reverse(entry));
+        }
+        drop(state);
         self.wake.notify_one();
+        if overflowed {
+            self.claimer.notify_one();
+        }
+    }
+
+    /// The deliveries `schedule_all` had no room for since the last call.
+    pub fn take_overflow(&self) -> Vec<u64> {
+        std::mem::take(&mut self.lock().overflow)
+    }
+
+    /// What the next claim may take at `now_ms`.
+    pub fn room(&self, now_ms: i64) -> Room {
+        let state = self.lock();
+        let share = self.limits.window_per_webhook.max(1);
+        let mut skip: Vec<u64> = state
+            .held
+            .iter()
+            .filter(|(_, held)| **held >= share)
+            .map(|(id, _)| *id)
+            .collect();
+        skip.extend(
+            state
+                .endpoints
+                .iter()
+                .filter(|(id, e)| {
+                    e.tripped(&self.limits)
+                        && (e.open_until_ms > now_ms || e.inflight > 0)
+                        && state.held_by(**id) < share
+                })
+                .map(|(id, _)| *id),
+        );
+        skip.sort_unstable();
+        Room {
+            limit: self.limits.window.saturating_sub(state.total),
+            skip,
+        }
+    }
+
+    /// The deliveries it holds (queued, parked or running): their leases are to be renewed.
+    pub fn held_ids(&self) -> Vec<u64> {
+        let state = self.lock();
+        let parked = state.endpoints.values().flat_map(|e| e.parked.iter());
+        let mut ids: Vec<u64> = state
+            .queue
+            .iter()
+            .map(|Reverse(e)| e)
+            .chain(parked)
+            .map(|e| e.delivery_id)
+            .chain(state.running.iter().map(|(_, id)| *id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Resolves when the claimer has something to do: overflow to release, or the window
+    /// fell to half its size.
+    pub async fn claimer_woken(&self) {
+        self.claimer.notified().await
     }
 
     /// Sets a webhook's rate limit (None: unlimited). Called wherever a webhook is at hand
@@ -295,6 +430,7 @@ impl Scheduler {
                 if was_waiting {
                     release(endpoint, &mut state.queue, 1, now_ms);
                 }
+                state.let_go(entry.webhook_id);
                 continue;
             }
             // Open, or half-open with its probe out: the delivery waits.
@@ -350,6 +486,10 @@ impl Scheduler {
         let state = &mut *state;
         state.running.remove(&(entry.due_ms, entry.delivery_id));
         let webhook_id = entry.webhook_id;
+        state.let_go(webhook_id);
+        if state.total + 1 == self.limits.window.max(1).div_ceil(2) {
+            self.claimer.notify_one();
+        }
         let mut pace = state.paces.get_mut(&webhook_id);
         let Some(endpoint) = state.endpoints.get_mut(&webhook_id) else {
             return;
@@ -453,28 +593,13 @@ impl Scheduler {
     /// attempted, and the state of its circuit breaker.
     pub fn endpoint(&self, webhook_id: u64, now_ms: i64) -> EndpointView {
         let state = self.lock();
-        let queued = state
-            .queue
-            .iter()
-            .filter(|Reverse(e)| e.webhook_id == webhook_id)
-            .count();
-        let Some(endpoint) = state.endpoints.get(&webhook_id) else {
-            return EndpointView {
-                pending: queued,
-                breaker: Breaker::Closed,
-            };
+        let pending = state.held_by(webhook_id);
+        let breaker = match state.endpoints.get(&webhook_id) {
+            Some(e) if e.tripped(&self.limits) && now_ms < e.open_until_ms => Breaker::Open,
+            Some(e) if e.tripped(&self.limits) => Breaker::HalfOpen,
+            _ => Breaker::Closed,
         };
-        let breaker = if !endpoint.tripped(&self.limits) {
-            Breaker::Closed
-        } else if now_ms < endpoint.open_until_ms {
-            Breaker::Open
-        } else {
-            Breaker::HalfOpen
-        };
-        EndpointView {
-            pending: queued + endpoint.parked.len() + endpoint.inflight,
-            breaker,
-        }
+        EndpointView { pending, breaker }
     }
 
     /// Resolves when something new may run.
@@ -513,6 +638,10 @@ fn release(
 mod tests {
     use super::*;
 
+    fn scheduler(limits: Limits) -> Scheduler {
+        Scheduler::new(limits, Owner::random(Duration::from_secs(30)))
+    }
+
     fn limits(per_webhook: usize) -> Limits {
         Limits {
             per_webhook,
@@ -520,12 +649,14 @@ mod tests {
             breaker_cooldown: Duration::from_millis(100),
             breaker_max_cooldown: Duration::from_millis(250),
             rate_cooldown: Duration::from_millis(1000),
+            window_per_webhook: 8,
+            window: 100,
         }
     }
 
     #[test]
     fn the_earliest_due_delivery_comes_first_and_future_ones_wait() {
-        let scheduler = Scheduler::new(limits(10));
+        let scheduler = scheduler(limits(10));
         scheduler.schedule(Entry::due(300, 3, 1));
         scheduler.schedule_all([Entry::due(100, 1, 1), Entry::due(200, 2, 1)]);
         assert_eq!(scheduler.next(150), Next::Due(Entry::due(100, 1, 1)));
@@ -538,7 +669,7 @@ mod tests {
 
     #[test]
     fn a_busy_webhook_is_parked_without_blocking_the_others() {
-        let scheduler = Scheduler::new(limits(1));
+        let scheduler = scheduler(limits(1));
         scheduler.schedule_all([
             Entry::due(1, 1, 7),
             Entry::due(2, 2, 7),
@@ -562,7 +693,7 @@ mod tests {
 
     #[test]
     fn a_second_copy_of_a_running_delivery_is_dropped() {
-        let scheduler = Scheduler::new(limits(10));
+        let scheduler = scheduler(limits(10));
         scheduler.schedule_all([Entry::due(1, 1, 7), Entry::due(1, 1, 7)]);
         let Next::Due(running) = scheduler.next(10) else {
             panic!("not due")
@@ -576,7 +707,7 @@ mod tests {
 
     #[test]
     fn a_failing_endpoint_is_backed_off_and_recovers_after_an_answer() {
-        let scheduler = Scheduler::new(limits(10));
+        let scheduler = scheduler(limits(10));
         for id in 1..=2 {
             scheduler.schedule(Entry::due(0, id, 7));
             let Next::Due(entry) = scheduler.next(0) else {
@@ -606,7 +737,7 @@ mod tests {
 
     #[test]
     fn the_endpoint_view_tells_pending_deliveries_and_the_breaker_state() {
-        let scheduler = Scheduler::new(limits(10));
+        let scheduler = scheduler(limits(10));
         let view = |now| scheduler.endpoint(7, now);
         assert_eq!(
             view(0),
@@ -638,7 +769,7 @@ mod tests {
 
     #[test]
     fn an_open_circuit_parks_its_backlog_and_sends_one_probe_at_the_reopening() {
-        let scheduler = Scheduler::new(limits(4));
+        let scheduler = scheduler(limits(4));
         for id in 1..=2 {
             scheduler.schedule(Entry::due(0, id, 7));
             let Next::Due(entry) = scheduler.next(0) else {
@@ -676,7 +807,7 @@ mod tests {
 
     #[test]
     fn deliveries_beyond_the_rate_wait_in_order_without_holding_up_other_webhooks() {
-        let scheduler = Scheduler::new(limits(10));
+        let scheduler = scheduler(limits(10));
         // Webhook 7: 10/s with a burst of 2, so a token every 100 ms.
         scheduler.pace(7, RateLimit::new(10, 2), 0);
         scheduler.schedule_all((1..=5).map(|id| Entry::due(0, id, 7)));
@@ -704,7 +835,7 @@ mod tests {
 
     #[test]
     fn a_429_lowers_the_rate_and_removing_the_limit_releases_the_waiting() {
-        let scheduler = Scheduler::new(limits(10));
+        let scheduler = scheduler(limits(10));
         scheduler.pace(7, RateLimit::new(10, 1), 0);
         scheduler.schedule_all((1..=3).map(|id| Entry::due(0, id, 7)));
         let Next::Due(first) = scheduler.next(0) else {
@@ -721,5 +852,37 @@ mod tests {
             released += 1;
         }
         assert_eq!(released, 2);
+    }
+
+    #[test]
+    fn the_window_holds_a_bounded_share_per_webhook_and_hands_the_rest_back() {
+        let scheduler = scheduler(Limits {
+            window_per_webhook: 2,
+            window: 5,
+            ..limits(1)
+        });
+        // A webhook holds at most 4 (twice its share); all of them at most 10.
+        scheduler.schedule_all((1..=6).map(|id| Entry::due(0, id, 7)));
+        assert_eq!(scheduler.take_overflow(), [5, 6]);
+        assert_eq!(scheduler.held_ids(), [1, 2, 3, 4]);
+        // Holding its share, webhook 7 is skipped by claims; 1 more fits in all.
+        assert_eq!(
+            scheduler.room(0),
+            Room {
+                limit: 1,
+                skip: vec![7]
+            }
+        );
+        scheduler.schedule_all((10..=20).map(|id| Entry::due(0, id, 100 + id)));
+        assert_eq!(scheduler.take_overflow(), [16, 17, 18, 19, 20]);
+        assert_eq!(scheduler.room(0).limit, 0);
+        // An attempt that ends lets its entry go; its retry is held again.
+        let Next::Due(running) = scheduler.next(0) else {
+            panic!("not due")
+        };
+        scheduler.finish(running, EndpointHealth::Answered, 0);
+        assert_eq!(scheduler.held_ids().len(), 9);
+        scheduler.schedule(Entry::due(50, running.delivery_id, running.webhook_id));
+        assert_eq!(scheduler.held_ids().len(), 10);
     }
 }

@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::claimer::HORIZON;
 use super::client::{AttemptError, AttemptResponse, HttpClient};
 use super::hub::Hub;
 use super::rate::RateLimit;
@@ -33,7 +34,7 @@ use crate::model::{
     Delivery, DeliveryState, DeliveryUpdate, ResponseRecord, Webhook, WebhookStats, now_ms,
 };
 use crate::store::health::StoreHealth;
-use crate::store::{AttemptRecord, Store};
+use crate::store::{AttemptRecord, OutboxEntry, Store};
 use crate::telemetry::{self, TRACEPARENT};
 use crate::userinfo;
 
@@ -229,7 +230,11 @@ impl Worker {
         if delivery.state.is_final() || delivery.next_attempt_ms != entry.due_ms {
             // A stale entry (handled or rescheduled); drop its durable copy if a crash left one.
             self.store
-                .remove_outbox_entry(entry.due_ms, entry.delivery_id)
+                .remove_outbox_entry(OutboxEntry {
+                    due_ms: entry.due_ms,
+                    delivery_id: entry.delivery_id,
+                    webhook_id: entry.webhook_id,
+                })
                 .await?;
             return Ok(EndpointHealth::Untouched);
         }
@@ -339,6 +344,11 @@ impl Worker {
             Outcome::Success => String::new(),
             Outcome::Retry(reason) | Outcome::GiveUp(reason) => reason,
         };
+        // A retry due soon stays leased here and queued; a later one goes back to the store,
+        // for any instance to claim when it is due.
+        let now = now_ms();
+        let keep = delivery.state == DeliveryState::Retrying
+            && delivery.next_attempt_ms <= now.saturating_add(millis(HORIZON));
         let stats = self
             .store
             .record_attempt(AttemptRecord {
@@ -346,6 +356,7 @@ impl Worker {
                 previous_due_ms: entry.due_ms,
                 response: Some(&response),
                 succeeded: state == DeliveryState::Succeeded,
+                lease: keep.then(|| self.scheduler.owner().lease_from(now)),
             })
             .await?;
         // Cancelled while the attempt was in flight: the store kept it CANCELLED (the
@@ -355,7 +366,7 @@ impl Worker {
             return Ok(endpoint);
         }
         // Recorded: nothing below fails the attempt, and its retry is queued first.
-        if delivery.state == DeliveryState::Retrying {
+        if keep {
             self.scheduler.schedule(Entry::due(
                 delivery.next_attempt_ms,
                 delivery.id,
@@ -496,29 +507,10 @@ impl Worker {
                 previous_due_ms: due_ms,
                 response: None,
                 succeeded: false,
+                lease: None,
             })
             .await?;
         self.hub.publish(DeliveryUpdate::of(delivery));
         Ok(EndpointHealth::Untouched)
     }
-}
-
-/// Loads the outbox into the scheduler at start: every unfinished delivery resumes, within
-/// its webhook's rate limit.
-pub async fn resume(store: &dyn Store, scheduler: &Scheduler) -> Result<usize> {
-    let pending = store.outbox().await?;
-    let count = pending.len();
-    let webhook_ids: std::collections::BTreeSet<u64> =
-        pending.iter().map(|e| e.webhook_id).collect();
-    for id in webhook_ids {
-        if let Some(webhook) = store.get_webhook(id).await? {
-            scheduler.pace(id, RateLimit::of(&webhook), now_ms());
-        }
-    }
-    scheduler.schedule_all(
-        pending
-            .into_iter()
-            .map(|e| Entry::due(e.due_ms, e.delivery_id, e.webhook_id)),
-    );
-    Ok(count)
 }

@@ -11,14 +11,22 @@ mod changes;
 use std::sync::Arc;
 
 pub use changes::*;
+use std::time::Duration;
 
 use super::{
-    AttemptRecord, IdempotencyKey, InsertOutcome, NewEvent, Page, Sealed, SecretBox, Store,
+    AttemptRecord, Claim, IdempotencyKey, InsertOutcome, Lease, NewEvent, OutboxEntry, Owner, Page,
+    Sealed, SecretBox, Store,
 };
 use crate::error::Error;
 use crate::model::{
     ApiToken, Delivery, DeliveryState, Event, EventType, RenderedRequest, ResponseRecord, Scope,
-    Webhook,
+    Webhook, now_ms,
+};
+
+/// The instance every backend under test is opened for: what it writes is leased to it.
+pub const OWNER: Owner = Owner {
+    id: 1,
+    lease: Duration::from_secs(30),
 };
 
 pub use super::conformance_queries::*;
@@ -46,6 +54,9 @@ macro_rules! conformance_suite {
             attempts_move_the_outbox_log_and_update_the_stats,
             the_response_log_is_trimmed_to_its_newest_entries,
             retention_deletes_old_finished_events_and_expired_keys_only,
+            claims_take_each_webhooks_earliest_due_entries_within_their_bounds,
+            a_lease_keeps_other_owners_away_until_it_expires_or_is_released,
+            new_entries_are_born_leased_and_attempts_keep_or_release_the_lease,
             through_the_sealed_layer_the_backend_holds_no_secret_in_clear,
             event_types_are_unique_per_account_and_list_in_name_order,
             event_types_are_replaced_and_deleted_only_when_they_exist,
@@ -183,10 +194,23 @@ const ALL: Page = Page {
     limit: usize::MAX,
 };
 
+/// The outbox entries of these deliveries: (due, delivery). Seen by a claim far in the
+/// future (every lease has expired) under a lease that has already ended.
 async fn outbox_of(store: &dyn Store, deliveries: &[&Delivery]) -> Vec<(i64, u64)> {
     let ids: Vec<u64> = deliveries.iter().map(|d| d.id).collect();
+    let claim = Claim {
+        lease: Lease {
+            owner: 99,
+            until_ms: 0,
+        },
+        now_ms: i64::MAX / 2,
+        due_before_ms: i64::MAX,
+        per_webhook: usize::MAX,
+        limit: usize::MAX,
+        skip: &[],
+    };
     let mut entries: Vec<(i64, u64)> = store
-        .outbox()
+        .claim(claim)
         .await
         .unwrap()
         .into_iter()
@@ -276,6 +300,7 @@ pub async fn deleting_a_webhook_removes_its_stats_and_log(store: Arc<dyn Store>)
             previous_due_ms: deliveries[0].next_attempt_ms,
             response: Some(&response(&attempted, 1, 2_000, 200)),
             succeeded: true,
+            lease: None,
         })
         .await
         .unwrap();
@@ -467,6 +492,7 @@ pub async fn attempts_move_the_outbox_log_and_update_the_stats(store: Arc<dyn St
             previous_due_ms: queued.next_attempt_ms,
             response: Some(&failed),
             succeeded: false,
+            lease: None,
         })
         .await
         .unwrap();
@@ -497,6 +523,7 @@ pub async fn attempts_move_the_outbox_log_and_update_the_stats(store: Arc<dyn St
             previous_due_ms: retrying.next_attempt_ms,
             response: Some(&ok),
             succeeded: true,
+            lease: None,
         })
         .await
         .unwrap();
@@ -550,6 +577,7 @@ pub async fn the_response_log_is_trimmed_to_its_newest_entries(store: Arc<dyn St
                 previous_due_ms,
                 response: Some(&logged),
                 succeeded: false,
+                lease: None,
             })
             .await
             .unwrap();
@@ -565,7 +593,11 @@ pub async fn the_response_log_is_trimmed_to_its_newest_entries(store: Arc<dyn St
         [(current.next_attempt_ms, current.id)]
     );
     store
-        .remove_outbox_entry(current.next_attempt_ms, current.id)
+        .remove_outbox_entry(OutboxEntry {
+            due_ms: current.next_attempt_ms,
+            delivery_id: current.id,
+            webhook_id: current.webhook_id,
+        })
         .await
         .unwrap();
     assert!(outbox_of(store, &[&current]).await.is_empty());
@@ -710,6 +742,7 @@ pub async fn through_the_sealed_layer_the_backend_holds_no_secret_in_clear(
             previous_due_ms: stored_delivery.next_attempt_ms,
             response: None,
             succeeded: false,
+            lease: None,
         })
         .await
         .unwrap();
@@ -832,4 +865,245 @@ pub async fn event_types_are_replaced_and_deleted_only_when_they_exist(store: Ar
     assert!(!store.delete_event_type(&a, "x").await.unwrap());
     assert_eq!(store.get_event_type(&a, "x").await.unwrap(), None);
     assert_eq!(store.count_event_types(&a).await.unwrap(), 0);
+}
+
+/// A time after every lease the store's own writes took (they last `OWNER.lease`).
+fn after_born_leases() -> i64 {
+    now_ms() + 10 * 60_000
+}
+
+fn claim_at(owner: u64, now_ms: i64, per_webhook: usize, limit: usize) -> Claim<'static> {
+    Claim {
+        lease: Lease {
+            owner,
+            until_ms: now_ms + 1_000,
+        },
+        now_ms,
+        due_before_ms: now_ms,
+        per_webhook,
+        limit,
+        skip: &[],
+    }
+}
+
+/// `count` queued deliveries of one webhook, due 1_000, 2_000, ...
+async fn backlog(
+    store: &dyn Store,
+    account_id: &str,
+    webhook_id: u64,
+    count: usize,
+) -> Vec<Delivery> {
+    let mut all = Vec::new();
+    for n in 0..count {
+        let (_, mut deliveries) = emitted(
+            store,
+            account_id,
+            webhook_id,
+            1_000,
+            &[DeliveryState::Queued],
+        )
+        .await;
+        let mut d = deliveries.remove(0);
+        let previous_due_ms = d.next_attempt_ms;
+        d.next_attempt_ms = 1_000 * (n as i64 + 1);
+        store
+            .record_attempt(AttemptRecord {
+                delivery: &d,
+                previous_due_ms,
+                response: None,
+                succeeded: false,
+                lease: None,
+            })
+            .await
+            .unwrap();
+        all.push(d);
+    }
+    all
+}
+
+fn ids(entries: &[OutboxEntry]) -> Vec<u64> {
+    let mut ids: Vec<u64> = entries.iter().map(|e| e.delivery_id).collect();
+    ids.sort_unstable();
+    ids
+}
+
+pub async fn claims_take_each_webhooks_earliest_due_entries_within_their_bounds(
+    store: Arc<dyn Store>,
+) {
+    let store = store.as_ref();
+    let acme = account(store).await;
+    let (busy, quiet) = (
+        webhook(store, &acme, "busy").await,
+        webhook(store, &acme, "quiet").await,
+    );
+    let busy_backlog = backlog(store, &acme, busy.id, 6).await;
+    let quiet_backlog = backlog(store, &acme, quiet.id, 2).await;
+    let now = after_born_leases();
+
+    // At most 2 per webhook and 3 in all, each webhook's earliest first.
+    let first = store.claim(claim_at(7, now, 2, 3)).await.unwrap();
+    assert_eq!(first.len(), 3, "{first:?}");
+    for backlog in [&busy_backlog, &quiet_backlog] {
+        let mine: Vec<u64> = first
+            .iter()
+            .filter(|e| e.webhook_id == backlog[0].webhook_id)
+            .map(|e| e.delivery_id)
+            .collect();
+        assert!(mine.len() <= 2, "{mine:?}");
+        let earliest: Vec<u64> = backlog.iter().take(mine.len()).map(|d| d.id).collect();
+        assert_eq!(
+            ids(&first)
+                .iter()
+                .filter(|id| earliest.contains(id))
+                .count(),
+            mine.len()
+        );
+    }
+    // A skipped webhook gets nothing; nothing is claimed twice; nothing due later is claimed.
+    let skip = [busy.id];
+    let quiet_only = store
+        .claim(Claim {
+            skip: &skip,
+            ..claim_at(7, now, 10, 10)
+        })
+        .await
+        .unwrap();
+    assert!(
+        quiet_only.iter().all(|e| e.webhook_id == quiet.id),
+        "{quiet_only:?}"
+    );
+    let early = Claim {
+        due_before_ms: 3_000,
+        ..claim_at(7, now, 10, 10)
+    };
+    let rest = store.claim(early).await.unwrap();
+    assert!(rest.iter().all(|e| e.due_ms <= 3_000), "{rest:?}");
+    let everything = store.claim(claim_at(7, now, 10, 10)).await.unwrap();
+    let mut all = [first, quiet_only, rest, everything].concat();
+    let claimed = ids(&all);
+    all.dedup_by_key(|e| e.delivery_id);
+    let mut expected: Vec<u64> = busy_backlog
+        .iter()
+        .chain(&quiet_backlog)
+        .map(|d| d.id)
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(claimed, expected, "each entry claimed exactly once");
+}
+
+pub async fn a_lease_keeps_other_owners_away_until_it_expires_or_is_released(
+    store: Arc<dyn Store>,
+) {
+    let store = store.as_ref();
+    let acme = account(store).await;
+    let hook = webhook(store, &acme, "h").await;
+    let backlog = backlog(store, &acme, hook.id, 3).await;
+    let mut expected: Vec<u64> = backlog.iter().map(|d| d.id).collect();
+    expected.sort_unstable();
+    let now = after_born_leases();
+
+    let held = store.claim(claim_at(7, now, 10, 10)).await.unwrap();
+    assert_eq!(ids(&held), expected);
+    // Leased to 7 until now + 1 s: another owner gets nothing meanwhile.
+    assert!(
+        store
+            .claim(claim_at(8, now + 500, 10, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Renewed until now + 5 s: still nothing after the first lease would have ended.
+    let renewed = Lease {
+        owner: 7,
+        until_ms: now + 5_000,
+    };
+    store.renew_leases(renewed, &expected).await.unwrap();
+    assert!(
+        store
+            .claim(claim_at(8, now + 2_000, 10, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another owner can neither renew nor release 7's leases.
+    let stranger = Lease {
+        owner: 8,
+        until_ms: now + 60_000,
+    };
+    store.renew_leases(stranger, &expected).await.unwrap();
+    store.release_leases(8, &expected).await.unwrap();
+    assert!(
+        store
+            .claim(claim_at(8, now + 2_000, 10, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Released by 7: free at once.
+    store.release_leases(7, &expected[..1]).await.unwrap();
+    let freed = store.claim(claim_at(8, now + 2_000, 10, 10)).await.unwrap();
+    assert_eq!(ids(&freed), expected[..1]);
+    // Expired (7 died, and 8's lease of the freed one ended too): anyone's.
+    let taken_over = store.claim(claim_at(9, now + 5_001, 10, 10)).await.unwrap();
+    assert_eq!(ids(&taken_over), expected);
+}
+
+pub async fn new_entries_are_born_leased_and_attempts_keep_or_release_the_lease(
+    store: Arc<dyn Store>,
+) {
+    let store = store.as_ref();
+    let acme = account(store).await;
+    let hook = webhook(store, &acme, "h").await;
+    let (_, deliveries) = emitted(
+        store,
+        &acme,
+        hook.id,
+        1_000,
+        &[DeliveryState::Queued, DeliveryState::Queued],
+    )
+    .await;
+    let now = now_ms();
+    // Leased to the writer: another instance cannot claim them while the lease lasts.
+    assert!(
+        store
+            .claim(claim_at(8, now, 10, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A retry kept by the writer stays its own; a released one is anyone's.
+    let lease = OWNER.lease_from(now);
+    for (d, kept) in deliveries.iter().zip([Some(lease), None]) {
+        let mut retrying = d.clone();
+        retrying.state = DeliveryState::Retrying;
+        retrying.attempts = 1;
+        retrying.next_attempt_ms = 6_000;
+        store
+            .record_attempt(AttemptRecord {
+                delivery: &retrying,
+                previous_due_ms: d.next_attempt_ms,
+                response: Some(&response(&retrying, 1, 5_500, 503)),
+                succeeded: false,
+                lease: kept,
+            })
+            .await
+            .unwrap();
+    }
+    let released = store.claim(claim_at(8, now, 10, 10)).await.unwrap();
+    assert_eq!(
+        released
+            .iter()
+            .map(|e| (e.due_ms, e.delivery_id))
+            .collect::<Vec<_>>(),
+        [(6_000, deliveries[1].id)]
+    );
+    // Once the writer's lease ends, the kept one is claimable too.
+    let later = store
+        .claim(claim_at(9, lease.until_ms + 1, 10, 10))
+        .await
+        .unwrap();
+    let mut both = [deliveries[0].id, deliveries[1].id];
+    both.sort_unstable();
+    assert_eq!(ids(&later), both);
 }

@@ -13,6 +13,7 @@ mod catalog;
 pub mod change_log;
 pub mod changes;
 pub mod health;
+mod lease;
 mod postgres;
 mod queries;
 mod sealed;
@@ -25,6 +26,7 @@ pub(crate) mod conformance;
 mod conformance_queries;
 
 pub use catalog::EventTypeStore;
+pub use lease::{Claim, Lease, Owner};
 pub use postgres::PostgresStore;
 pub use queries::{Cancelled, DeliveryQuery, EventQuery, Keyset};
 pub use sealed::Sealed;
@@ -79,6 +81,9 @@ pub struct AttemptRecord<'a> {
     pub response: Option<&'a ResponseRecord>,
     /// Whether the attempt succeeded (updates last_success) or failed (last_failure).
     pub succeeded: bool,
+    /// A retry's entry stays leased with this lease (the caller keeps it in memory); None
+    /// releases it to any instance.
+    pub lease: Option<Lease>,
 }
 
 /// What a retention pass did.
@@ -147,7 +152,8 @@ pub trait Store: EventTypeStore + Send + Sync + 'static {
     /// Revokes a token; false when it did not exist; durable.
     async fn delete_token(&self, id: u64) -> Result<bool>;
 
-    /// Writes each event with its deliveries and their outbox entries, unless its
+    /// Writes each event with its deliveries and their outbox entries (leased to the
+    /// store's `Owner`: the writer schedules them itself), unless its
     /// idempotency key names a live earlier event (which is then durable too). Returns one
     /// outcome per event, in order, once every one is durable: this is an emit's
     /// acknowledgement point.
@@ -156,17 +162,24 @@ pub trait Store: EventTypeStore + Send + Sync + 'static {
     async fn get_event(&self, id: u64) -> Result<Option<Event>>;
     /// A delivery by id.
     async fn get_delivery(&self, id: u64) -> Result<Option<Delivery>>;
-    /// Writes new deliveries of existing events (redelivery) with their outbox entries and
-    /// adds them to their events; NOT_FOUND when an event is gone; durable.
+    /// Writes new deliveries of existing events (redelivery) with their outbox entries
+    /// (leased to the store's `Owner`) and adds them to their events; NOT_FOUND when an event is gone; durable.
     async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<()>;
     /// Records an attempt: delivery state, outbox entry moved or removed, log entry, stats.
     /// Returns the webhook's stats after the attempt.
     async fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats>;
     /// Drops an outbox entry that no longer matches its delivery (left by a crash between
-    /// the writes of `record_attempt`).
-    async fn remove_outbox_entry(&self, due_ms: i64, delivery_id: u64) -> Result<()>;
-    /// Every outbox entry, due order.
-    async fn outbox(&self) -> Result<Vec<OutboxEntry>>;
+    /// the writes of `record_attempt`), and its lease.
+    async fn remove_outbox_entry(&self, entry: OutboxEntry) -> Result<()>;
+    /// Leases due entries not leased by anyone (or whose lease expired) to `claim.lease`:
+    /// for each webhook with due entries, not skipped, its earliest due up to
+    /// `per_webhook`, at most `limit` in all; webhooks take turns when the limit binds.
+    /// Bounded work: never a scan of the whole outbox.
+    async fn claim(&self, claim: Claim<'_>) -> Result<Vec<OutboxEntry>>;
+    /// Extends to `lease` the leases `lease.owner` holds on these deliveries' entries.
+    async fn renew_leases(&self, lease: Lease, delivery_ids: &[u64]) -> Result<()>;
+    /// Ends the leases `owner` holds on these deliveries' entries: any instance may claim them.
+    async fn release_leases(&self, owner: u64, delivery_ids: &[u64]) -> Result<()>;
 
     /// A webhook's attempts, newest first, with their log keys.
     async fn list_responses(

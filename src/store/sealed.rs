@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use super::change_log::{ChangeCursor, ChangePage};
 use super::{
-    AttemptRecord, Cancelled, DeliveryQuery, EventQuery, EventTypeStore, InsertOutcome, NewEvent,
-    OutboxEntry, Page, Pruned, SecretBox, Store,
+    AttemptRecord, Cancelled, Claim, DeliveryQuery, EventQuery, EventTypeStore, InsertOutcome,
+    Lease, NewEvent, OutboxEntry, Page, Pruned, SecretBox, Store,
 };
 use crate::error::Result;
 use crate::model::{ApiToken, Delivery, Event, EventType, ResponseRecord, Webhook, WebhookStats};
@@ -117,12 +117,20 @@ impl Store for Sealed {
         self.backend.record_attempt(record).await
     }
 
-    async fn remove_outbox_entry(&self, due_ms: i64, delivery_id: u64) -> Result<()> {
-        self.backend.remove_outbox_entry(due_ms, delivery_id).await
+    async fn remove_outbox_entry(&self, entry: OutboxEntry) -> Result<()> {
+        self.backend.remove_outbox_entry(entry).await
     }
 
-    async fn outbox(&self) -> Result<Vec<OutboxEntry>> {
-        self.backend.outbox().await
+    async fn claim(&self, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> {
+        self.backend.claim(claim).await
+    }
+
+    async fn renew_leases(&self, lease: Lease, delivery_ids: &[u64]) -> Result<()> {
+        self.backend.renew_leases(lease, delivery_ids).await
+    }
+
+    async fn release_leases(&self, owner: u64, delivery_ids: &[u64]) -> Result<()> {
+        self.backend.release_leases(owner, delivery_ids).await
     }
 
     async fn list_responses(

@@ -2,6 +2,7 @@
 //! 127.0.0.1, and the built binary for process-level behaviour (flags, kill -9 + restart).
 
 mod auth;
+mod backlog;
 mod batch_emit;
 mod bounds;
 mod cli;
@@ -16,6 +17,7 @@ mod mtls;
 mod operational_events;
 mod operator_api;
 mod pg_outage;
+mod process;
 mod races;
 mod rate_limits;
 mod recovery;
@@ -28,6 +30,7 @@ mod scale_out;
 mod server_failure;
 mod signing_ed25519;
 mod support;
+mod takeover;
 mod trace_context;
 mod watch_deliveries;
 mod webhooks_crud;

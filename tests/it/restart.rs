@@ -3,124 +3,12 @@
 //! every acknowledged event reaches the receiver.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
 use webhookd::grpc::pb;
 
+use crate::process::Process;
 use crate::support::*;
-
-/// The built binary, running on ports the system chose (`127.0.0.1:0`): nothing can take
-/// them between choosing and binding. Its JSON log on stderr says where it serves.
-struct Process {
-    child: Child,
-    grpc: SocketAddr,
-    http: SocketAddr,
-    logs: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Process {
-    /// Starts webhookd on `store` with the test admin token, private targets allowed and a
-    /// short retry schedule, plus `extra` flags.
-    async fn start(store: &TestStore, extra: &[&str]) -> Process {
-        let mut args = vec![
-            "--allow-private-targets",
-            "--retry-schedule",
-            "50ms,100ms",
-            "--retry-jitter",
-            "false",
-        ];
-        args.extend_from_slice(extra);
-        Self::spawn(store, &args, Some(ADMIN_TOKEN)).await
-    }
-
-    /// Starts webhookd on `store` (its data dir and --store) with `args`; without `admin_token` it generates one.
-    async fn spawn(store: &TestStore, args: &[&str], admin_token: Option<&str>) -> Process {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_webhookd"));
-        command
-            .args(["serve", "--data-dir"])
-            .arg(store.dir.path())
-            .args(["--store", &store.flag()])
-            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-            .args(["--log-format", "json"])
-            .args(args)
-            .env("RUST_LOG", "warn,webhookd=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        match admin_token {
-            Some(token) => command.env("WEBHOOKD_ADMIN_TOKEN", token),
-            None => command.env_remove("WEBHOOKD_ADMIN_TOKEN"),
-        };
-        let mut child = command.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(Mutex::new(String::new()));
-        let (serving, addresses) = tokio::sync::oneshot::channel();
-        let sink = Arc::clone(&logs);
-        let reader = std::thread::spawn(move || {
-            let mut serving = Some(serving);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let entry: Value = serde_json::from_str(&line).unwrap_or_default();
-                let addr = |name: &str| entry["fields"][name].as_str()?.parse().ok();
-                if let (Some(grpc), Some(http)) = (addr("grpc"), addr("http")) {
-                    if let Some(serving) = serving.take() {
-                        let _ = serving.send((grpc, http));
-                    }
-                }
-                if matches!(entry["level"].as_str(), Some("WARN" | "ERROR")) {
-                    eprintln!("webhookd: {line}");
-                }
-                let mut logs = sink.lock().unwrap();
-                logs.push_str(&line);
-                logs.push('\n');
-            }
-        });
-        let (grpc, http) = tokio::time::timeout(Duration::from_secs(20), addresses)
-            .await
-            .expect("webhookd did not say where it serves")
-            .expect("webhookd exited before serving");
-        Process {
-            child,
-            grpc,
-            http,
-            logs,
-            reader: Some(reader),
-        }
-    }
-
-    async fn ready(&self) {
-        eventually(|| async { tokio::net::TcpStream::connect(self.http).await.ok() }).await;
-    }
-
-    /// SIGKILL, and waits for the exit.
-    fn kill_9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM; returns the exit status and everything it logged.
-    fn terminate(mut self) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = self.child.wait().unwrap();
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        let logs = self.logs.lock().unwrap().clone();
-        (status, logs)
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn kill_9_after_the_ack_loses_no_event() {

@@ -19,8 +19,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::{db, sql_id, state_name, to_json};
 use crate::error::{Error, Result};
 use crate::model::{Delivery, Event, now_ms};
-use crate::store::InsertOutcome;
 use crate::store::change_log::update_of;
+use crate::store::{InsertOutcome, Lease, Owner};
 
 /// Events of one batch at most (a larger emit still goes in one transaction of its own).
 const MAX_BATCH_EVENTS: usize = 1000;
@@ -54,9 +54,10 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the collector on the current runtime.
-    pub fn start(pool: PgPool, commit_seconds: Histogram) -> GroupCommit {
+    /// The outbox rows it writes are leased to `owner`.
+    pub fn start(pool: PgPool, owner: Owner, commit_seconds: Histogram) -> GroupCommit {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(collect(pool, commit_seconds, queue));
+        tokio::spawn(collect(pool, owner, commit_seconds, queue));
         GroupCommit { jobs }
     }
 
@@ -71,7 +72,12 @@ impl GroupCommit {
     }
 }
 
-async fn collect(pool: PgPool, commit_seconds: Histogram, mut queue: mpsc::UnboundedReceiver<Job>) {
+async fn collect(
+    pool: PgPool,
+    owner: Owner,
+    commit_seconds: Histogram,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+) {
     let commits = Arc::new(Semaphore::new(COMMITS_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
         let Ok(permit) = Arc::clone(&commits).acquire_owned().await else {
@@ -93,7 +99,7 @@ async fn collect(pool: PgPool, commit_seconds: Histogram, mut queue: mpsc::Unbou
             let _commit = permit;
             let events: Vec<&Pending> = batch.iter().flat_map(|j| &j.events).collect();
             let timer = commit_seconds.start_timer();
-            let result = commit(&pool, &events).await;
+            let result = commit(&pool, &events, owner).await;
             timer.observe_duration();
             let mut outcomes = match result {
                 Ok(outcomes) => outcomes.into_iter(),
@@ -113,7 +119,7 @@ async fn collect(pool: PgPool, commit_seconds: Histogram, mut queue: mpsc::Unbou
 }
 
 /// Writes a batch in one transaction; one outcome per event, in order.
-async fn commit(pool: &PgPool, events: &[&Pending]) -> Result<Vec<InsertOutcome>> {
+async fn commit(pool: &PgPool, events: &[&Pending], owner: Owner) -> Result<Vec<InsertOutcome>> {
     let mut tx = pool.begin().await.map_err(db)?;
     let mut outcomes = vec![InsertOutcome::Inserted; events.len()];
     let mut keyed: Vec<(usize, &Key)> = events
@@ -145,7 +151,8 @@ async fn commit(pool: &PgPool, events: &[&Pending]) -> Result<Vec<InsertOutcome>
         .collect();
     write_events(&mut tx, &written).await?;
     let deliveries: Vec<&Delivery> = written.iter().flat_map(|e| &e.deliveries).collect();
-    write_delivery_rows(&mut tx, &deliveries).await?;
+    let lease = owner.lease_from(now_ms());
+    write_delivery_rows(&mut tx, &deliveries, lease).await?;
     let changes: Vec<(&str, _)> = written
         .iter()
         .flat_map(|e| {
@@ -238,18 +245,20 @@ async fn write_events(tx: &mut Transaction<'_, Postgres>, events: &[&Pending]) -
     Ok(())
 }
 
-/// Writes new deliveries and the outbox rows of those still to attempt.
+/// Writes new deliveries and the outbox rows of those still to attempt, under `lease`.
 pub async fn write_deliveries(
     tx: &mut Transaction<'_, Postgres>,
     deliveries: &[Delivery],
+    lease: Lease,
 ) -> Result<()> {
     let refs: Vec<&Delivery> = deliveries.iter().collect();
-    write_delivery_rows(tx, &refs).await
+    write_delivery_rows(tx, &refs, lease).await
 }
 
 async fn write_delivery_rows(
     tx: &mut Transaction<'_, Postgres>,
     deliveries: &[&Delivery],
+    lease: Lease,
 ) -> Result<()> {
     if deliveries.is_empty() {
         return Ok(());
@@ -290,8 +299,9 @@ async fn write_delivery_rows(
                  AS t (id, event_id, webhook_id, state, attempts, due_ms, code, error, request,
                      pending)),
          queued AS (
-             INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms)
-             SELECT id, event_id, webhook_id, due_ms FROM new WHERE pending)
+             INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
+                 lease_until_ms)
+             SELECT id, event_id, webhook_id, due_ms, $11, $12 FROM new WHERE pending)
          INSERT INTO deliveries (id, event_id, webhook_id, state, attempts, next_attempt_ms,
              last_status_code, last_error, request)
          SELECT id, event_id, webhook_id, state, attempts, due_ms, code, error, request::json
@@ -307,6 +317,8 @@ async fn write_delivery_rows(
     .bind(errors)
     .bind(requests)
     .bind(pending)
+    .bind(sql_id(lease.owner))
+    .bind(lease.until_ms)
     .execute(&mut **tx)
     .await
     .map_err(db)?;

@@ -12,6 +12,7 @@
 //! the health probe use a small pool of their own, so a busy main pool never delays them.
 
 mod changes;
+mod claims;
 mod event_types;
 mod inserts;
 mod notify;
@@ -34,8 +35,8 @@ use async_trait::async_trait;
 use super::change_log::{ChangeCursor, ChangePage, update_of};
 use super::changes::Changes;
 use super::{
-    AttemptRecord, Cancelled, DeliveryQuery, EventQuery, InsertOutcome, NewEvent, OutboxEntry,
-    Page, Pruned, Store,
+    AttemptRecord, Cancelled, Claim, DeliveryQuery, EventQuery, InsertOutcome, Lease, NewEvent,
+    OutboxEntry, Owner, Page, Pruned, Store,
 };
 use crate::error::{Error, Result};
 use crate::model::{
@@ -74,6 +75,8 @@ pub struct PostgresStore {
     /// Names this instance in its notifications (random per process).
     instance: u64,
     listener: notify::Listener,
+    /// This instance: the outbox rows it writes are leased to it.
+    owner: Owner,
 }
 
 /// A database failure as the domain sees it: UNAVAILABLE when the database cannot be
@@ -132,11 +135,16 @@ impl PostgresStore {
         redacted(url)
     }
 
-    /// Connects to the database at `url` and brings its schema up to date; the duration
-    /// of each group commit goes to `commit_seconds`. Fails with one
+    /// Connects to the database at `url` and brings its schema up to date; the outbox rows
+    /// it writes are leased to `owner`, and the duration of each group commit goes to
+    /// `commit_seconds`. Fails with one
     /// clear line (without the password) when the database is unreachable, refuses the
     /// credentials, or has a schema newer than this binary knows.
-    pub async fn connect(url: &str, commit_seconds: Histogram) -> Result<PostgresStore> {
+    pub async fn connect(
+        url: &str,
+        owner: Owner,
+        commit_seconds: Histogram,
+    ) -> Result<PostgresStore> {
         let cannot = |e: &dyn std::fmt::Display| {
             Error::Internal(format!(
                 "cannot open the PostgreSQL store {}: {e}",
@@ -166,12 +174,13 @@ impl PostgresStore {
         schema::migrate(&pool).await.map_err(|e| cannot(&e))?;
         let instance = rand::random::<u64>();
         Ok(PostgresStore {
-            inserts: inserts::GroupCommit::start(pool.clone(), commit_seconds),
+            inserts: inserts::GroupCommit::start(pool.clone(), owner, commit_seconds),
             pool,
             ids: Mutex::new((0, 0)),
             listener: notify::Listener::start(aux.clone(), instance),
             aux,
             instance,
+            owner,
         })
     }
 }
@@ -430,7 +439,8 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db)?;
         }
-        inserts::write_deliveries(&mut tx, deliveries).await?;
+        let lease = self.owner.lease_from(now_ms());
+        inserts::write_deliveries(&mut tx, deliveries, lease).await?;
         let changes: Vec<(&str, _)> = changes
             .iter()
             .map(|(a, u)| (a.as_str(), u.clone()))
@@ -464,10 +474,13 @@ impl Store for PostgresStore {
              finished AS (DELETE FROM outbox WHERE delivery_id = $1
                  AND ($8 OR EXISTS (SELECT 1 FROM kept_cancelled))),
              moved AS (
-                 INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms)
-                 SELECT $1, $2, $9, $5 WHERE NOT $8 AND NOT EXISTS (SELECT 1 FROM kept_cancelled)
+                 INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
+                     lease_until_ms)
+                 SELECT $1, $2, $9, $5, $19, $20
+                 WHERE NOT $8 AND NOT EXISTS (SELECT 1 FROM kept_cancelled)
                  ON CONFLICT (delivery_id) DO UPDATE
-                     SET due_ms = excluded.due_ms, lease_until_ms = NULL),
+                     SET due_ms = excluded.due_ms, lease_owner = excluded.lease_owner,
+                         lease_until_ms = excluded.lease_until_ms),
              stats AS (
                  INSERT INTO webhook_stats AS s
                      (webhook_id, response_seq, last_success_ms, last_failure_ms, failing_since_ms)
@@ -514,6 +527,8 @@ impl Store for PostgresStore {
         .bind(d.updated_at_ms)
         .bind(changes::body(&update_of(d))?)
         .bind(now_ms())
+        .bind(record.lease.map(|l| sql_id(l.owner)))
+        .bind(record.lease.map(|l| l.until_ms))
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
@@ -523,33 +538,26 @@ impl Store for PostgresStore {
     }
 
     /// Drops the outbox row of a delivery if it is still due at `due_ms` (a stale entry).
-    async fn remove_outbox_entry(&self, due_ms: i64, delivery_id: u64) -> Result<()> {
+    async fn remove_outbox_entry(&self, entry: OutboxEntry) -> Result<()> {
         sqlx::query("DELETE FROM outbox WHERE delivery_id = $1 AND due_ms = $2")
-            .bind(sql_id(delivery_id))
-            .bind(due_ms)
+            .bind(sql_id(entry.delivery_id))
+            .bind(entry.due_ms)
             .execute(&self.pool)
             .await
             .map_err(db)?;
         Ok(())
     }
 
-    /// Every outbox row, due order.
-    async fn outbox(&self) -> Result<Vec<OutboxEntry>> {
-        let rows = sqlx::query(
-            "SELECT due_ms, delivery_id, webhook_id FROM outbox ORDER BY due_ms, delivery_id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxEntry {
-                    due_ms: r.try_get(0).map_err(db)?,
-                    delivery_id: r.try_get::<i64, _>(1).map_err(db)? as u64,
-                    webhook_id: r.try_get::<i64, _>(2).map_err(db)? as u64,
-                })
-            })
-            .collect()
+    async fn claim(&self, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> {
+        claims::claim(&self.pool, claim).await
+    }
+
+    async fn renew_leases(&self, lease: Lease, delivery_ids: &[u64]) -> Result<()> {
+        claims::renew(&self.pool, lease, delivery_ids).await
+    }
+
+    async fn release_leases(&self, owner: u64, delivery_ids: &[u64]) -> Result<()> {
+        claims::release(&self.pool, owner, delivery_ids).await
     }
 
     /// A webhook's attempts, newest first, keyed like the sled store (`!seq`, so `after`

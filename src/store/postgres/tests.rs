@@ -10,7 +10,7 @@ use sqlx::Connection;
 use super::*;
 use crate::model::DeliveryState;
 use crate::store::IdempotencyKey;
-use crate::store::conformance::{TestBackend, conformance_suite};
+use crate::store::conformance::{OWNER, TestBackend, conformance_suite};
 
 /// A fresh database on the test server, or None when no server is configured.
 async fn fresh_url() -> Option<String> {
@@ -32,7 +32,11 @@ fn histogram() -> Histogram {
 async fn backend() -> Option<TestBackend> {
     let url = fresh_url().await?;
     Some(TestBackend {
-        store: Arc::new(PostgresStore::connect(&url, histogram()).await.unwrap()),
+        store: Arc::new(
+            PostgresStore::connect(&url, OWNER, histogram())
+                .await
+                .unwrap(),
+        ),
         guard: Box::new(()),
     })
 }
@@ -96,8 +100,12 @@ fn key(k: &str) -> Option<IdempotencyKey<'_>> {
 async fn a_second_start_finds_the_schema_and_ids_never_repeat() {
     let Some(url) = fresh_url().await else { return };
     let (a, b) = (
-        PostgresStore::connect(&url, histogram()).await.unwrap(),
-        PostgresStore::connect(&url, histogram()).await.unwrap(),
+        PostgresStore::connect(&url, OWNER, histogram())
+            .await
+            .unwrap(),
+        PostgresStore::connect(&url, OWNER, histogram())
+            .await
+            .unwrap(),
     );
     let mut seen = std::collections::HashSet::new();
     for _ in 0..300 {
@@ -109,7 +117,9 @@ async fn a_second_start_finds_the_schema_and_ids_never_repeat() {
 #[tokio::test]
 async fn a_database_migrated_by_a_newer_webhookd_is_refused() {
     let Some(url) = fresh_url().await else { return };
-    PostgresStore::connect(&url, histogram()).await.unwrap();
+    PostgresStore::connect(&url, OWNER, histogram())
+        .await
+        .unwrap();
     let pool = PgPool::connect(&url).await.unwrap();
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
@@ -118,7 +128,7 @@ async fn a_database_migrated_by_a_newer_webhookd_is_refused() {
     .execute(&pool)
     .await
     .unwrap();
-    let error = PostgresStore::connect(&url, histogram())
+    let error = PostgresStore::connect(&url, OWNER, histogram())
         .await
         .err()
         .unwrap()
@@ -130,7 +140,11 @@ async fn a_database_migrated_by_a_newer_webhookd_is_refused() {
 #[tokio::test]
 async fn concurrent_emits_with_one_idempotency_key_write_one_event() {
     let Some(url) = fresh_url().await else { return };
-    let store = Arc::new(PostgresStore::connect(&url, histogram()).await.unwrap());
+    let store = Arc::new(
+        PostgresStore::connect(&url, OWNER, histogram())
+            .await
+            .unwrap(),
+    );
     let mut tasks = Vec::new();
     for id in 1..=20u64 {
         let store = Arc::clone(&store);
@@ -160,5 +174,9 @@ async fn concurrent_emits_with_one_idempotency_key_write_one_event() {
             .iter()
             .all(|o| *o == InsertOutcome::Inserted || *o == InsertOutcome::Duplicate(winner))
     );
-    assert_eq!(store.outbox().await.unwrap().len(), 1);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
 }

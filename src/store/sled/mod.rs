@@ -16,6 +16,7 @@ mod changes;
 mod codec;
 mod event_types;
 mod group_commit;
+mod outbox;
 mod queries;
 
 use std::collections::HashMap;
@@ -29,8 +30,8 @@ use sled::Tree;
 
 use super::change_log::{ChangeCursor, ChangePage, update_of};
 use super::{
-    AttemptRecord, Cancelled, DeliveryQuery, EventQuery, IdempotencyKey, InsertOutcome, NewEvent,
-    OutboxEntry, Page, Pruned, Store,
+    AttemptRecord, Cancelled, Claim, DeliveryQuery, EventQuery, IdempotencyKey, InsertOutcome,
+    Lease, NewEvent, OutboxEntry, Owner, Page, Pruned, Store,
 };
 use crate::error::{Error, Result};
 use crate::model::{
@@ -39,6 +40,7 @@ use crate::model::{
 use changes::ChangeLog;
 use codec::{account_key, be, be2, decode, delivery, encode, split2};
 use group_commit::GroupCommit;
+use outbox::Outbox;
 
 /// The sled-backed store.
 pub struct SledStore {
@@ -64,8 +66,10 @@ struct Trees {
     deliveries: Tree,
     /// id -> the delivery's request (written once)
     requests: Tree,
-    /// due_ms ++ delivery id -> webhook id
-    outbox: Tree,
+    /// The deliveries still to attempt, per webhook in due order, and their leases.
+    outbox: Outbox,
+    /// This instance: new outbox entries are leased to it.
+    owner: Owner,
     /// webhook id ++ !seq -> ResponseRecord (newest first)
     responses: Tree,
     /// sha256(token) -> ApiToken
@@ -116,16 +120,22 @@ fn encode_deliveries(deliveries: &[Delivery]) -> Result<Vec<EncodedDelivery<'_>>
         .collect()
 }
 
-fn due_key(due_ms: i64) -> u64 {
-    due_ms.max(0) as u64
+/// The outbox entry of a delivery at its due time.
+fn outbox_entry(delivery: &Delivery) -> OutboxEntry {
+    OutboxEntry {
+        due_ms: delivery.next_attempt_ms,
+        delivery_id: delivery.id,
+        webhook_id: delivery.webhook_id,
+    }
 }
 
 impl SledStore {
     /// Opens (creating if needed) the database in `dir` and starts its flusher thread,
-    /// which reports each flush's duration to `flush_seconds`. Fails with a clear message
-    /// when the directory is unusable or already opened by another process.
-    pub fn open(dir: &Path, flush_seconds: Histogram) -> Result<SledStore> {
-        let trees = Arc::new(Trees::open(dir)?);
+    /// which reports each flush's duration to `flush_seconds`; the outbox entries it writes
+    /// are leased to `owner`. Fails with a clear message when the directory is unusable or
+    /// already opened by another process.
+    pub fn open(dir: &Path, owner: Owner, flush_seconds: Histogram) -> Result<SledStore> {
+        let trees = Arc::new(Trees::open(dir, owner)?);
         let commit = GroupCommit::start(trees.db.clone(), flush_seconds)?;
         Ok(SledStore { trees, commit })
     }
@@ -143,7 +153,7 @@ impl SledStore {
 }
 
 impl Trees {
-    fn open(dir: &Path) -> Result<Trees> {
+    fn open(dir: &Path, owner: Owner) -> Result<Trees> {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .flush_every_ms(Some(500))
@@ -168,7 +178,8 @@ impl Trees {
             events: tree("events")?,
             deliveries: tree("deliveries")?,
             requests: tree("requests")?,
-            outbox: tree("outbox")?,
+            outbox: Outbox::open(&db)?,
+            owner,
             responses: tree("responses")?,
             tokens: tree("tokens")?,
             token_ids: tree("token_ids")?,
@@ -203,22 +214,19 @@ impl Trees {
     }
 
     /// Writes a new delivery (its request record carries its initial state; attempts add a
-    /// state record), its outbox entry last (the entry makes it reachable).
+    /// state record), its outbox entry last (the entry makes it reachable), leased to this
+    /// instance.
     fn insert_delivery(&self, key: &[u8; 8], request: &[u8], delivery: &Delivery) -> Result<()> {
         self.indexes.put_delivery(delivery)?;
         self.requests.insert(key, request).map_err(internal)?;
-        self.put_outbox_entry(delivery)
+        let lease = self.owner.lease_from(crate::model::now_ms());
+        self.put_outbox_entry(delivery, Some(lease))
     }
 
     /// The outbox entry of a delivery still to be attempted, at its due time.
-    fn put_outbox_entry(&self, delivery: &Delivery) -> Result<()> {
+    fn put_outbox_entry(&self, delivery: &Delivery, lease: Option<Lease>) -> Result<()> {
         if !delivery.state.is_final() {
-            self.outbox
-                .insert(
-                    be2(due_key(delivery.next_attempt_ms), delivery.id),
-                    &be(delivery.webhook_id),
-                )
-                .map_err(internal)?;
+            self.outbox.put(outbox_entry(delivery), lease)?;
         }
         Ok(())
     }
@@ -509,14 +517,20 @@ impl Trees {
                 stats
             }
         };
-        self.put_outbox_entry(delivery)?;
+        self.put_outbox_entry(delivery, record.lease)?;
         let state = delivery::encode_state(delivery)?;
         self.deliveries
             .insert(be(delivery.id), state)
             .map_err(internal)?;
         self.indexes.put_delivery(delivery)?;
         if delivery.state.is_final() || delivery.next_attempt_ms != record.previous_due_ms {
-            self.remove_outbox_entry(record.previous_due_ms, delivery.id)?;
+            self.outbox.remove(OutboxEntry {
+                due_ms: record.previous_due_ms,
+                ..outbox_entry(delivery)
+            })?;
+        }
+        if delivery.state.is_final() {
+            self.outbox.set_lease(delivery.id, None);
         }
         // Readable at once, like the state itself (durable at sled's pace).
         let account = self.account_of(delivery)?;
@@ -527,32 +541,10 @@ impl Trees {
         Ok(stats)
     }
 
-    fn remove_outbox_entry(&self, due_ms: i64, delivery_id: u64) -> Result<()> {
-        self.outbox
-            .remove(be2(due_key(due_ms), delivery_id))
-            .map(|_| ())
-            .map_err(internal)
-    }
-
-    fn outbox(&self) -> Result<Vec<OutboxEntry>> {
-        self.outbox
-            .iter()
-            .map(|item| {
-                let (key, value) = item.map_err(internal)?;
-                let (due, delivery_id) = split2(&key)?;
-                let webhook_id = u64::from_be_bytes(
-                    value
-                        .as_ref()
-                        .try_into()
-                        .map_err(|_| internal("corrupt outbox entry"))?,
-                );
-                Ok(OutboxEntry {
-                    due_ms: due as i64,
-                    delivery_id,
-                    webhook_id,
-                })
-            })
-            .collect()
+    fn remove_outbox_entry(&self, entry: OutboxEntry) -> Result<()> {
+        self.outbox.remove(entry)?;
+        self.outbox.set_lease(entry.delivery_id, None);
+        Ok(())
     }
 
     fn list_responses(&self, webhook_id: u64, page: Page) -> Result<Vec<(u64, ResponseRecord)>> {
@@ -768,12 +760,22 @@ impl Store for SledStore {
         self.trees.record_attempt(record)
     }
 
-    async fn remove_outbox_entry(&self, due_ms: i64, delivery_id: u64) -> Result<()> {
-        self.trees.remove_outbox_entry(due_ms, delivery_id)
+    async fn remove_outbox_entry(&self, entry: OutboxEntry) -> Result<()> {
+        self.trees.remove_outbox_entry(entry)
     }
 
-    async fn outbox(&self) -> Result<Vec<OutboxEntry>> {
-        self.blocking(Trees::outbox).await
+    async fn claim(&self, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> {
+        self.trees.outbox.claim(claim)
+    }
+
+    async fn renew_leases(&self, lease: Lease, delivery_ids: &[u64]) -> Result<()> {
+        self.trees.outbox.renew(lease, delivery_ids);
+        Ok(())
+    }
+
+    async fn release_leases(&self, owner: u64, delivery_ids: &[u64]) -> Result<()> {
+        self.trees.outbox.release(owner, delivery_ids);
+        Ok(())
     }
 
     async fn list_responses(
@@ -859,12 +861,12 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance::{TestBackend, conformance_suite};
+    use crate::store::conformance::{OWNER, TestBackend, conformance_suite};
 
     async fn backend() -> Option<TestBackend> {
         let dir = tempfile::tempdir().unwrap();
         let flush_seconds = Histogram::with_opts(prometheus::HistogramOpts::new("f", "f")).unwrap();
-        let store = SledStore::open(dir.path(), flush_seconds).unwrap();
+        let store = SledStore::open(dir.path(), OWNER, flush_seconds).unwrap();
         Some(TestBackend {
             store: Arc::new(store),
             guard: Box::new(dir),
@@ -873,8 +875,12 @@ mod tests {
 
     conformance_suite!(backend);
 
+    fn owner() -> Owner {
+        Owner::random(std::time::Duration::from_secs(30))
+    }
+
     fn open(dir: &Path) -> Trees {
-        Trees::open(dir).unwrap()
+        Trees::open(dir, owner()).unwrap()
     }
 
     /// Opens `dir` again once the previous `Db` of this process let go of its file lock
@@ -882,7 +888,7 @@ mod tests {
     fn reopen(dir: &Path) -> Trees {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            match Trees::open(dir) {
+            match Trees::open(dir, owner()) {
                 Err(Error::Conflict(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }

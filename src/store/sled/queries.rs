@@ -243,7 +243,11 @@ impl Trees {
         let state = super::codec::delivery::encode_state(&delivery)?;
         self.deliveries.insert(be(id), state).map_err(internal)?;
         self.indexes.put_delivery(&delivery)?;
-        self.remove_outbox_entry(due_ms, id)?;
+        self.remove_outbox_entry(crate::store::OutboxEntry {
+            due_ms,
+            delivery_id: id,
+            webhook_id: delivery.webhook_id,
+        })?;
         Ok(Cancelled::Now(delivery))
     }
 

@@ -1,0 +1,99 @@
+//! Claiming outbox rows under leases. One statement claims: a recursive CTE walks the
+//! distinct webhooks of the outbox through the (webhook_id, due_ms, delivery_id) index (one
+//! index probe per webhook, however many rows each has), a LATERAL subquery takes each
+//! webhook's earliest due free rows `FOR UPDATE SKIP LOCKED` (rows another instance is
+//! claiming at the same moment are passed over, never waited for), the webhooks take turns
+//! up to the limit, and the chosen rows get the lease. Renewal and release touch only the
+//! rows named, by primary key, and only while this owner holds them.
+
+use sqlx::{PgPool, Row};
+
+use super::{db, sql_count, sql_id};
+use crate::error::Result;
+use crate::store::{Claim, Lease, OutboxEntry};
+
+/// Leases due free rows; see `Store::claim`.
+pub async fn claim(pool: &PgPool, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> {
+    let skip: Vec<i64> = claim.skip.iter().map(|&id| sql_id(id)).collect();
+    let rows = sqlx::query(
+        "WITH RECURSIVE hooks (webhook_id) AS (
+             (SELECT webhook_id FROM outbox ORDER BY webhook_id LIMIT 1)
+             UNION ALL
+             SELECT (SELECT o.webhook_id FROM outbox o WHERE o.webhook_id > h.webhook_id
+                     ORDER BY o.webhook_id LIMIT 1)
+             FROM hooks h WHERE h.webhook_id IS NOT NULL),
+         candidates AS (
+             SELECT c.delivery_id, c.webhook_id, c.due_ms FROM hooks h
+             CROSS JOIN LATERAL (
+                 SELECT o.delivery_id, o.webhook_id, o.due_ms FROM outbox o
+                 WHERE o.webhook_id = h.webhook_id AND o.due_ms <= $1
+                     AND (o.lease_until_ms IS NULL OR o.lease_until_ms < $2)
+                 ORDER BY o.due_ms, o.delivery_id
+                 LIMIT $3
+                 FOR UPDATE SKIP LOCKED) c
+             WHERE h.webhook_id IS NOT NULL AND h.webhook_id <> ALL($4)),
+         chosen AS (
+             SELECT delivery_id FROM (
+                 SELECT delivery_id, due_ms, row_number() OVER (
+                     PARTITION BY webhook_id ORDER BY due_ms, delivery_id) AS turn
+                 FROM candidates) t
+             ORDER BY turn, due_ms, delivery_id
+             LIMIT $5)
+         UPDATE outbox o SET lease_owner = $6, lease_until_ms = $7
+         FROM chosen WHERE o.delivery_id = chosen.delivery_id
+         RETURNING o.due_ms, o.delivery_id, o.webhook_id",
+    )
+    .bind(claim.due_before_ms)
+    .bind(claim.now_ms)
+    .bind(sql_count(claim.per_webhook))
+    .bind(skip)
+    .bind(sql_count(claim.limit))
+    .bind(sql_id(claim.lease.owner))
+    .bind(claim.lease.until_ms)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    let mut entries = rows
+        .iter()
+        .map(|r| {
+            Ok(OutboxEntry {
+                due_ms: r.try_get(0).map_err(db)?,
+                delivery_id: r.try_get::<i64, _>(1).map_err(db)? as u64,
+                webhook_id: r.try_get::<i64, _>(2).map_err(db)? as u64,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    entries.sort_by_key(|e| (e.due_ms, e.delivery_id));
+    Ok(entries)
+}
+
+/// Extends this owner's leases on the named rows.
+pub async fn renew(pool: &PgPool, lease: Lease, delivery_ids: &[u64]) -> Result<()> {
+    let ids: Vec<i64> = delivery_ids.iter().map(|&id| sql_id(id)).collect();
+    sqlx::query(
+        "UPDATE outbox SET lease_until_ms = $3
+         WHERE delivery_id = ANY($1) AND lease_owner = $2",
+    )
+    .bind(ids)
+    .bind(sql_id(lease.owner))
+    .bind(lease.until_ms)
+    .execute(pool)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Frees the named rows this owner holds.
+pub async fn release(pool: &PgPool, owner: u64, delivery_ids: &[u64]) -> Result<()> {
+    let ids: Vec<i64> = delivery_ids.iter().map(|&id| sql_id(id)).collect();
+    sqlx::query(
+        "UPDATE outbox SET lease_owner = NULL, lease_until_ms = NULL
+         WHERE delivery_id = ANY($1) AND lease_owner = $2",
+    )
+    .bind(ids)
+    .bind(sql_id(owner))
+    .execute(pool)
+    .await
+    .map_err(db)?;
+    Ok(())
+}

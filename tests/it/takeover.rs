@@ -1,0 +1,154 @@
+//! Instances share the due work through leases (run when WEBHOOKD_TEST_POSTGRES_URL names a
+//! PostgreSQL server; scripts/with-postgres sets it): a killed instance's deliveries are
+//! delivered by the others once its leases expire, and a restarted instance leaves alone
+//! what a live one holds. Real binaries, `kill -9`, a slow receiver.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use webhookd::grpc::pb;
+
+use crate::process::Process;
+use crate::support::*;
+
+/// Lease of every instance here: short, so a takeover comes quickly.
+const LEASE: &str = "2s";
+
+/// `n` instances of webhookd on one fresh database (the first made the schema and the
+/// secret key the others share), each with `--delivery-concurrency concurrency`; None without
+/// a PostgreSQL server.
+async fn cluster(n: usize, concurrency: &str) -> Option<(Vec<TestStore>, Vec<Process>)> {
+    let first = TestStore::new().await;
+    let Some(url) = first.postgres_url.clone() else {
+        eprintln!("skipped: WEBHOOKD_TEST_POSTGRES_URL is not set (takeover needs PostgreSQL)");
+        return None;
+    };
+    let flags = ["--lease", LEASE, "--delivery-concurrency", concurrency];
+    let leader = Process::start(&first, &flags).await;
+    leader.ready().await;
+    let key_file = first.dir.path().join("secret.key");
+    let key_file = key_file.to_str().unwrap();
+    let (mut stores, mut processes) = (vec![first], vec![leader]);
+    for _ in 1..n {
+        let store = TestStore {
+            dir: tempfile::tempdir().unwrap(),
+            postgres_url: Some(url.clone()),
+        };
+        let mut flags = flags.to_vec();
+        flags.extend(["--secret-key-file", key_file]);
+        let process = Process::start(&store, &flags).await;
+        process.ready().await;
+        stores.push(store);
+        processes.push(process);
+    }
+    Some((stores, processes))
+}
+
+/// Emits event `id` through the instance at `grpc`; returns once it is acknowledged.
+async fn emit(grpc: std::net::SocketAddr, token: &str, id: &str) {
+    let mut client = connect_webhooks(grpc).await;
+    let request = pb::EmitEventRequest {
+        event_type: "alert group created".into(),
+        data: Some(to_struct(serde_json::json!({"alert_group": {"id": id}}))),
+        idempotency_key: String::new(),
+    };
+    let mut stream = client
+        .emit_event(authed(token, request))
+        .await
+        .unwrap()
+        .into_inner();
+    let accepted = stream.message().await.unwrap().unwrap();
+    assert_eq!(states(std::slice::from_ref(&accepted)), ["ACCEPTED"]);
+}
+
+/// Receives until every event of `expected` arrived; returns how often each delivery id came.
+async fn collect(receiver: &Receiver, expected: &HashSet<String>) -> HashMap<String, usize> {
+    let (mut events, mut deliveries) = (HashSet::new(), HashMap::new());
+    while !expected.is_subset(&events) {
+        let request = receiver.next().await;
+        let event = request.json()["alert_group"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        events.insert(event);
+        *deliveries
+            .entry(request.header("webhook-id").unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(&events, expected);
+    deliveries
+}
+
+#[tokio::test]
+async fn a_killed_instances_deliveries_are_taken_over_after_its_lease() {
+    let Some((_stores, mut instances)) = cluster(3, "2").await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    // Slow: each instance has its 2 attempts in flight and the rest of its share waiting.
+    receiver.delay(Duration::from_millis(400));
+    let token = TestServer::token_via(instances[0].http).await;
+    let mut client = connect_webhooks(instances[1].grpc).await;
+    create(
+        &mut client,
+        &token,
+        webhook("shared", &receiver.url("/hook")),
+    )
+    .await;
+
+    let mut acknowledged = HashSet::new();
+    for i in 0..60 {
+        let id = format!("AG{i}");
+        emit(instances[i % 3].grpc, &token, &id).await;
+        acknowledged.insert(id);
+    }
+    // The second instance dies holding the leases of its 20 deliveries, 2 of them in flight.
+    instances[1].kill_9();
+
+    let deliveries = collect(&receiver, &acknowledged).await;
+    let repeated: Vec<(&String, &usize)> = deliveries.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        repeated.iter().map(|(_, n)| **n - 1).sum::<usize>() <= 2,
+        "only the attempts in flight at the kill may repeat: {repeated:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_instance_leaves_alone_what_a_live_one_holds() {
+    let Some((stores, mut instances)) = cluster(2, "1").await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.delay(Duration::from_millis(500));
+    let token = TestServer::token_via(instances[0].http).await;
+    let mut client = connect_webhooks(instances[0].grpc).await;
+    create(&mut client, &token, webhook("held", &receiver.url("/hook"))).await;
+    // All emitted through the first instance: it holds every delivery, one in flight.
+    let mut acknowledged = HashSet::new();
+    for i in 0..6 {
+        let id = format!("AG{i}");
+        emit(instances[0].grpc, &token, &id).await;
+        acknowledged.insert(id);
+    }
+    // The second instance restarts meanwhile and claims what is free: nothing.
+    instances[1].kill_9();
+    let key_file = stores[0].dir.path().join("secret.key");
+    let restarted = Process::start(
+        &stores[1],
+        &[
+            "--lease",
+            LEASE,
+            "--secret-key-file",
+            key_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    restarted.ready().await;
+
+    let deliveries = collect(&receiver, &acknowledged).await;
+    assert!(
+        deliveries.values().all(|n| *n == 1),
+        "each delivery exactly once: {deliveries:?}"
+    );
+    receiver.assert_quiet().await;
+}
