@@ -30,6 +30,8 @@ fn help_documents_every_flag() {
         "WEBHOOKD_STORE",
         "--egress-proxy",
         "WEBHOOKD_EGRESS_PROXY",
+        "--lease",
+        "WEBHOOKD_LEASE",
         "WEBHOOKD_DATA_DIR",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
@@ -47,6 +49,16 @@ fn bad_flags_are_refused_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--retention"));
     let output = webhookd(&["serve", "--grpc-addr", "nowhere"]);
     assert!(!output.status.success());
+    for lease in ["forever", "500ms"] {
+        let output = webhookd(&["serve", "--lease", lease]);
+        assert!(!output.status.success(), "--lease {lease} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--lease"), "{stderr}");
+    }
+    assert!(
+        String::from_utf8_lossy(&webhookd(&["serve", "--lease", "0s"]).stderr)
+            .contains("at least 1s")
+    );
 }
 
 #[test]

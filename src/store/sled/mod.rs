@@ -910,6 +910,41 @@ mod tests {
     }
 
     #[test]
+    fn an_outbox_of_the_older_layout_is_moved_over_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path().join("db")).unwrap();
+            // due ++ delivery -> webhook, as older versions wrote it.
+            let old = db.open_tree("outbox").unwrap();
+            old.insert(be2(5_000, 42), &be(7)).unwrap();
+            db.flush().unwrap();
+        }
+        let store = reopen(dir.path());
+        let claim = Claim {
+            lease: OWNER.lease_from(0),
+            now_ms: 1,
+            due_before_ms: i64::MAX,
+            per_webhook: 10,
+            limit: 10,
+            skip: &[],
+        };
+        let claimed = store.outbox.claim(claim).unwrap();
+        let expected = OutboxEntry {
+            due_ms: 5_000,
+            delivery_id: 42,
+            webhook_id: 7,
+        };
+        assert_eq!(claimed, [expected]);
+        assert!(
+            !store
+                .db
+                .tree_names()
+                .iter()
+                .any(|n| n.as_ref() == b"outbox")
+        );
+    }
+
+    #[test]
     fn an_account_index_entry_left_without_its_webhook_is_dropped_at_open() {
         let dir = tempfile::tempdir().unwrap();
         {
