@@ -662,17 +662,26 @@ func phaseNeighbours(args []string) {
 		"neighbour_rate": *badRate, "neighbour_achieved_rate": achieved, "neighbour_events": badEmitted.Load(), "neighbour_error": be})
 }
 
-// backlog queues n deliveries to a dead endpoint.
+// backlog queues n deliveries to a dead endpoint: events in EmitEvents batches, each
+// matching `webhooks` webhooks of that endpoint (n/webhooks events, the fastest honest way to
+// queue many deliveries).
 func phaseBacklog(args []string) {
 	fs := flag.NewFlagSet("backlog", flag.ExitOnError)
 	var c common
 	c.register(fs)
 	n := fs.Int64("n", 1000000, "deliveries to queue")
+	webhooks := fs.Int64("webhooks", 1, "dead webhooks each event matches (deliveries per event)")
 	dead := fs.String("dead", "http://127.0.0.1:9/dead", "URL nobody listens on")
 	fs.Parse(args)
 	c.account = "bench-backlog"
 	cls := c.clients(c.token())
-	createWebhooks(cls[0], "backlog", []string{*dead})
+	per := max(*webhooks, 1)
+	urls := make([]string, per)
+	for i := range urls {
+		urls[i] = *dead
+	}
+	createWebhooks(cls[0], "backlog", urls)
+	events := (*n + per - 1) / per
 	var done atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -684,10 +693,10 @@ func phaseBacklog(args []string) {
 			batch := int64(max(c.batch, 1))
 			for {
 				end := done.Add(batch)
-				if end-batch >= *n {
+				if end-batch >= events {
 					return
 				}
-				if err := emitEvents(cls[w%len(cls)], int(min(batch, *n-(end-batch)))); err != nil {
+				if err := emitEvents(cls[w%len(cls)], int(min(batch, events-(end-batch)))); err != nil {
 					firstErr.CompareAndSwap(nil, err.Error())
 				}
 			}
@@ -696,8 +705,9 @@ func phaseBacklog(args []string) {
 	wg.Wait()
 	el := time.Since(start).Seconds()
 	fe, _ := firstErr.Load().(string)
+	*n = events * per
 	logf("backlog: queued %d deliveries in %.1fs (%.0f/s) %s", *n, el, float64(*n)/el, fe)
-	writeOut(c.out, map[string]any{"queued": *n, "seconds": el, "first_error": fe})
+	writeOut(c.out, map[string]any{"queued": *n, "events": events, "webhooks": per, "seconds": el, "first_error": fe})
 }
 
 func main() {

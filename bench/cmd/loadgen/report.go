@@ -143,8 +143,8 @@ func phaseReport(args []string) {
 			ms(get(ctl, "latency", "latency", "P999ms")), num(get(ctl, "latency", "missing"), ""), rss("neighbours_control"))
 	}
 	if bl := load("backlog"); bl != nil {
-		fmt.Fprintf(&b, "| 7 | backlog: %s deliveries queued to a dead endpoint in %.1f s | peak RSS %s, restart ready in %s s | - | %s |\n",
-			num(get(bl, "queued"), ""), get(bl, "seconds"), rss("backlog"), rss("backlog_restart_s"), rss("backlog"))
+		fmt.Fprintf(&b, "| 7 | backlog: %s deliveries (%s events x %s webhooks) queued to a dead endpoint in %.1f s | peak RSS %s while queueing and holding it; restart ready in %s s, peak RSS %s 5 s after the restart | - | %s |\n",
+			num(get(bl, "queued"), ""), num(get(bl, "events"), ""), num(get(bl, "webhooks"), ""), get(bl, "seconds"), rss("backlog"), rss("backlog_restart_s"), rss("backlog_restarted"), rss("backlog"))
 	}
 
 	// targets
@@ -191,8 +191,11 @@ func phaseReport(args []string) {
 	if bl := load("backlog"); bl != nil {
 		var secs float64
 		_, err := fmt.Sscan(rss("backlog_restart_s"), &secs)
-		fmt.Fprintf(&b, "| restart with a backlog of %s deliveries ready in < 5 s (1,000,000 in the issue) | %s s | %s |\n",
-			num(get(bl, "queued"), ""), rss("backlog_restart_s"), pass(secs < 5, err == nil))
+		fmt.Fprintf(&b, "| restart with a backlog of %s deliveries ready in < 2 s (10,000,000 in issue 14) | %s s | %s |\n",
+			num(get(bl, "queued"), ""), rss("backlog_restart_s"), pass(secs < 2, err == nil))
+		var mb float64
+		_, err = fmt.Sscanf(rss("backlog"), "%f MB", &mb)
+		fmt.Fprintf(&b, "| peak RSS <= 300 MB with that backlog | %s | %s |\n", rss("backlog"), pass(mb <= 300, err == nil))
 	} else {
 		fmt.Fprintf(&b, "| memory bounded + restart < 5 s with 1,000,000 backlog | not run (use `bench/run --backlog 1000000`) | n/a |\n")
 	}
