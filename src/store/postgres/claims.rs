@@ -12,11 +12,9 @@ use super::{db, sql_count, sql_id};
 use crate::error::Result;
 use crate::store::{Claim, Lease, OutboxEntry};
 
-/// Leases due free rows; see `Store::claim`.
-pub async fn claim(pool: &PgPool, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> {
-    let skip: Vec<i64> = claim.skip.iter().map(|&id| sql_id(id)).collect();
-    let rows = sqlx::query(
-        "WITH RECURSIVE hooks (webhook_id) AS (
+/// The claim: $1 due before, $2 now, $3 per webhook, $4 webhooks to skip, $5 limit, $6 owner,
+/// $7 lease until.
+pub const CLAIM: &str = "WITH RECURSIVE hooks (webhook_id) AS (
              (SELECT webhook_id FROM outbox ORDER BY webhook_id LIMIT 1)
              UNION ALL
              SELECT (SELECT o.webhook_id FROM outbox o WHERE o.webhook_id > h.webhook_id
@@ -41,18 +39,22 @@ pub async fn claim(pool: &PgPool, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> 
              LIMIT $5)
          UPDATE outbox o SET lease_owner = $6, lease_until_ms = $7
          FROM chosen WHERE o.delivery_id = chosen.delivery_id
-         RETURNING o.due_ms, o.delivery_id, o.webhook_id",
-    )
-    .bind(claim.due_before_ms)
-    .bind(claim.now_ms)
-    .bind(sql_count(claim.per_webhook))
-    .bind(skip)
-    .bind(sql_count(claim.limit))
-    .bind(sql_id(claim.lease.owner))
-    .bind(claim.lease.until_ms)
-    .fetch_all(pool)
-    .await
-    .map_err(db)?;
+         RETURNING o.due_ms, o.delivery_id, o.webhook_id";
+
+/// Leases due free rows; see `Store::claim`.
+pub async fn claim(pool: &PgPool, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> {
+    let skip: Vec<i64> = claim.skip.iter().map(|&id| sql_id(id)).collect();
+    let rows = sqlx::query(CLAIM)
+        .bind(claim.due_before_ms)
+        .bind(claim.now_ms)
+        .bind(sql_count(claim.per_webhook))
+        .bind(skip)
+        .bind(sql_count(claim.limit))
+        .bind(sql_id(claim.lease.owner))
+        .bind(claim.lease.until_ms)
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
     let mut entries = rows
         .iter()
         .map(|r| {

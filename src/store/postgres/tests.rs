@@ -180,3 +180,42 @@ async fn concurrent_emits_with_one_idempotency_key_write_one_event() {
         .unwrap();
     assert_eq!(rows, 1);
 }
+
+#[tokio::test]
+async fn a_claim_walks_the_index_however_big_one_webhooks_backlog() {
+    let Some(url) = fresh_url().await else { return };
+    let store = PostgresStore::connect(&url, OWNER, histogram())
+        .await
+        .unwrap();
+    // A dead webhook's 200,000 due rows, and 10 rows each of 50 other webhooks.
+    for statement in [
+        "INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms)
+         SELECT g, g, 1, g FROM generate_series(1, 200000) g",
+        "INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms)
+         SELECT 1000000 + g, g, 2 + g % 50, g FROM generate_series(1, 500) g",
+        "ANALYZE outbox",
+    ] {
+        sqlx::query(statement).execute(&store.pool).await.unwrap();
+    }
+    let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE) {}", claims::CLAIM))
+        .bind(i64::MAX)
+        .bind(1_i64)
+        .bind(10_i64)
+        .bind(Vec::<i64>::new())
+        .bind(1000_i64)
+        .bind(7_i64)
+        .bind(60_000_i64)
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    println!("{plan}");
+    // One index probe per webhook and at most its share of rows: no scan of the backlog.
+    assert!(!plan.contains("Seq Scan on outbox"), "{plan}");
+    assert!(plan.contains("outbox_webhook_due"), "{plan}");
+    let leased: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE lease_owner = 7")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(leased, 10 + 50 * 10);
+}
