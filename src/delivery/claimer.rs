@@ -8,7 +8,8 @@
 //! - Renews the leases of every delivery the scheduler holds, every third of the lease.
 //! - Releases the leases of emitted deliveries the window had no room for.
 //! - While the store is unavailable it logs once, keeps polling at its interval (no busy
-//!   loop) and logs again when claims work again.
+//!   loop) and logs again when claims work again. An unreachable store is logged at info
+//!   (the store's health check already warns about it); other failures warn.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::rate::RateLimit;
 use super::scheduler::{Entry, Scheduler};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::now_ms;
 use crate::store::{Claim, Owner, Store};
 
@@ -80,7 +81,7 @@ impl Claimer {
             if Instant::now() >= renew_at {
                 renew_at = Instant::now() + renew_every;
                 if let Err(e) = self.renew().await {
-                    tracing::warn!(error = %e, "cannot renew the leases of held deliveries");
+                    log_failure(&e, "cannot renew the leases of held deliveries");
                 }
             }
             let outcome = self.claim().await;
@@ -94,7 +95,10 @@ impl Claimer {
                 }
                 Err(e) if !paused => {
                     paused = true;
-                    tracing::warn!(error = %e, "cannot claim due deliveries; claiming is paused until the store answers");
+                    log_failure(
+                        e,
+                        "cannot claim due deliveries; claiming is paused until the store answers",
+                    );
                 }
                 Err(_) => {}
             }
@@ -168,7 +172,7 @@ impl Claimer {
         let overflow = self.scheduler.take_overflow();
         for chunk in overflow.chunks(CHUNK) {
             if let Err(e) = self.store.release_leases(self.owner.id, chunk).await {
-                tracing::warn!(error = %e, deliveries = chunk.len(), "cannot release leases; they expire instead");
+                log_failure(&e, "cannot release leases; they expire instead");
             }
         }
     }
@@ -182,5 +186,14 @@ impl Claimer {
             store.release_leases(scheduler.owner().id, chunk).await?;
         }
         Ok(())
+    }
+}
+
+/// Logs a failed store call: at info when the store is unreachable (its health check warns
+/// about that once), else as a warning.
+fn log_failure(error: &Error, what: &str) {
+    match error {
+        Error::Unavailable(_) => tracing::info!(error = %error, "{what}"),
+        _ => tracing::warn!(error = %error, "{what}"),
     }
 }

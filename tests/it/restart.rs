@@ -17,7 +17,9 @@ async fn kill_9_after_the_ack_loses_no_event() {
     // The receiver holds every request long enough that nothing completes before the kill.
     receiver.delay(Duration::from_secs(5));
 
-    let first = Process::start(&store, &["--delivery-concurrency", "2"]).await;
+    // A short lease: on a shared database the restarted process is a new instance, which
+    // takes over the dead one's deliveries once its leases expire.
+    let first = Process::start(&store, &["--delivery-concurrency", "2", "--lease", "1s"]).await;
     first.ready().await;
     let server = TestServer::token_via(first.http).await;
     let mut client = connect_webhooks(first.grpc).await;
