@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use super::{AttemptRecord, Cancelled, DeliveryQuery, EventQuery, Keyset, NewEvent, Store};
+use super::{
+    AttemptRecord, Cancelled, Claim, DeliveryQuery, EventQuery, Keyset, Lease, NewEvent, Store,
+};
 use crate::model::{Delivery, DeliveryState, Event, RenderedRequest};
 
 async fn account(store: &dyn Store) -> String {
@@ -199,6 +201,7 @@ pub async fn events_and_deliveries_list_newest_first_per_account_by_keyset(store
             previous_due_ms: c_deliveries[0].next_attempt_ms,
             response: None,
             succeeded: false,
+            lease: None,
         })
         .await
         .unwrap();
@@ -243,8 +246,20 @@ pub async fn a_cancelled_delivery_leaves_the_outbox_and_an_attempt_in_flight_kee
     let (_, deliveries) = stored(store, &acme, "resolve", hook, 1_000, &[Queued, Queued]).await;
     let (first, second) = (&deliveries[0], &deliveries[1]);
     let in_outbox = |id: u64| async move {
+        // Seen by a claim far in the future (every lease expired), under an ended lease.
+        let claim = Claim {
+            lease: Lease {
+                owner: 99,
+                until_ms: 0,
+            },
+            now_ms: i64::MAX / 2,
+            due_before_ms: i64::MAX,
+            per_webhook: usize::MAX,
+            limit: usize::MAX,
+            skip: &[],
+        };
         store
-            .outbox()
+            .claim(claim)
             .await
             .unwrap()
             .iter()
@@ -285,6 +300,7 @@ pub async fn a_cancelled_delivery_leaves_the_outbox_and_an_attempt_in_flight_kee
             previous_due_ms: first.next_attempt_ms,
             response: None,
             succeeded: false,
+            lease: None,
         })
         .await
         .unwrap();
@@ -309,6 +325,7 @@ pub async fn a_cancelled_delivery_leaves_the_outbox_and_an_attempt_in_flight_kee
             previous_due_ms: second.next_attempt_ms,
             response: None,
             succeeded: true,
+            lease: None,
         })
         .await
         .unwrap();
