@@ -75,6 +75,7 @@ pub async fn the_change_log_holds_each_accounts_state_changes_in_order_once(stor
             previous_due_ms: deliveries[0].next_attempt_ms,
             response: Some(&response(&retrying, 1, 6_000, 503)),
             succeeded: false,
+            lease: None,
         })
         .await
         .unwrap();
@@ -93,6 +94,7 @@ pub async fn the_change_log_holds_each_accounts_state_changes_in_order_once(stor
             previous_due_ms: copy.next_attempt_ms,
             response: Some(&response(&succeeded, 1, 7_000, 200)),
             succeeded: true,
+            lease: None,
         })
         .await
         .unwrap();
