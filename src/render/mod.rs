@@ -1,7 +1,8 @@
 //! Everything that turns an event into requests: which webhooks an event fires, the skip
 //! decision, and the rendered url, headers and body of each target. Templates are code
 //! written by tenants, so every render runs within a budget (`budget`) on the render pool
-//! (`pool`), never on an async runtime thread. Depends only on `model` (and the prometheus
+//! (`pool`), never on an async runtime thread; an event whose matched webhooks have no
+//! templates (plain text only, no filters) is planned where it is, without that hop. Depends only on `model` (and the prometheus
 //! counter it is given).
 //! - `matcher`: trigger types, integration filter, structured filters.
 //! - `plan`: a matched webhook's requests for an event (or why it is skipped).
@@ -89,6 +90,15 @@ impl Renderer {
                 plans: Vec::new(),
             });
         }
+        if webhooks.iter().all(plan::is_plain_webhook) {
+            // Nothing to render: planning here costs less than the trip to a render thread.
+            let plans = self.plan_each(&event_type, &data, json, &webhooks);
+            return Some(Planned {
+                data,
+                webhooks,
+                plans,
+            });
+        }
         let turn = {
             let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
             let semaphore = accounts
@@ -97,15 +107,10 @@ impl Renderer {
             Arc::clone(semaphore)
         };
         let _turn = turn.acquire_owned().await.ok()?;
-        let templates = self.templates.clone();
+        let renderer = self.clone();
         self.pool
             .run(move || {
-                let view = EventView::new(&event_type, &data, json);
-                let plans = webhooks
-                    .iter()
-                    .map(|webhook| plan(&templates, webhook, &view))
-                    .collect();
-                drop(view);
+                let plans = renderer.plan_each(&event_type, &data, json, &webhooks);
                 Planned {
                     data,
                     webhooks,
@@ -113,5 +118,20 @@ impl Renderer {
                 }
             })
             .await
+    }
+
+    /// The plan of each of `webhooks` for one event, in their order.
+    fn plan_each(
+        &self,
+        event_type: &str,
+        data: &Value,
+        json: String,
+        webhooks: &[Webhook],
+    ) -> Vec<Plan> {
+        let view = EventView::new(event_type, data, json);
+        webhooks
+            .iter()
+            .map(|webhook| plan(&self.templates, webhook, &view))
+            .collect()
     }
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::formatters::format_body;
 use super::matcher;
-use super::templates::{Templates, escape_strings, is_truthy};
+use super::templates::{Templates, escape_strings, is_plain, is_truthy};
 use crate::model::{DestinationType, RenderError, RenderedRequest, Webhook};
 
 /// An event as the renderer sees it, with the derived forms computed once per event (not
@@ -75,6 +75,19 @@ fn render_error(template: &str, message: String) -> RenderError {
         template: template.to_string(),
         message,
     }
+}
+
+/// True when planning an event for `webhook` renders no template and runs no filter: its
+/// url(s), trigger_template, headers and data are plain text or absent, so its plan is a few
+/// copies of text and needs no render thread.
+pub fn is_plain_webhook(webhook: &Webhook) -> bool {
+    let engine = webhook.template_engine;
+    let plain = |source: &Option<String>| source.as_deref().is_none_or(|s| is_plain(engine, s));
+    webhook.filters.is_none()
+        && plain(&webhook.trigger_template)
+        && plain(&webhook.headers)
+        && (webhook.forward_all || plain(&webhook.data))
+        && webhook.targets().all(|url| is_plain(engine, url))
 }
 
 /// Plans the delivery of an event (`data` is the OnCall event_data) to `webhook`.
@@ -194,4 +207,91 @@ fn render_body(
         return Ok(Some(body.to_string()));
     }
     Ok(webhook.forward_all.then(|| event.json().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Engine, FilterGroup};
+
+    fn forward_all() -> Webhook {
+        Webhook {
+            url: "https://example.com/hook".into(),
+            http_method: "POST".into(),
+            forward_all: true,
+            ..Webhook::default()
+        }
+    }
+
+    #[test]
+    fn only_a_webhook_without_templates_or_filters_is_plain() {
+        let plain = forward_all();
+        assert!(is_plain_webhook(&plain));
+        let cases: Vec<(&str, Webhook)> = vec![
+            (
+                "templated url",
+                Webhook {
+                    url: "https://example.com/{{ alert_group.id }}".into(),
+                    ..forward_all()
+                },
+            ),
+            (
+                "templated extra url",
+                Webhook {
+                    urls: vec!["https://example.com/{% if true %}x{% endif %}".into()],
+                    ..forward_all()
+                },
+            ),
+            (
+                "trigger template",
+                Webhook {
+                    trigger_template: Some("{{ true }}".into()),
+                    ..forward_all()
+                },
+            ),
+            (
+                "headers template",
+                Webhook {
+                    headers: Some(r#"{"x": "{{ event.type }}"}"#.into()),
+                    ..forward_all()
+                },
+            ),
+            (
+                "data template",
+                Webhook {
+                    forward_all: false,
+                    data: Some("{{ event | tojson }}".into()),
+                    ..forward_all()
+                },
+            ),
+            (
+                "handlebars url",
+                Webhook {
+                    template_engine: Engine::Handlebars,
+                    url: "https://example.com/{{id}}".into(),
+                    ..forward_all()
+                },
+            ),
+            (
+                "filters",
+                Webhook {
+                    filters: Some(FilterGroup::default()),
+                    ..forward_all()
+                },
+            ),
+        ];
+        for (what, webhook) in cases {
+            assert!(!is_plain_webhook(&webhook), "{what}");
+        }
+        // Text that only looks like another engine's syntax is plain for its own.
+        let jinja_looking = Webhook {
+            template_engine: Engine::Handlebars,
+            url: "https://example.com/{% raw %}".into(),
+            headers: Some(r#"{"a": "b"}"#.into()),
+            forward_all: false,
+            data: Some(r#"{"text": "plain"}"#.into()),
+            ..forward_all()
+        };
+        assert!(is_plain_webhook(&jinja_looking));
+    }
 }

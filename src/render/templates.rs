@@ -199,7 +199,7 @@ pub fn is_truthy(rendered: &str) -> bool {
 }
 
 /// True when `source` has no template syntax for `engine`, so it renders to itself.
-fn is_plain(engine: Engine, source: &str) -> bool {
+pub(super) fn is_plain(engine: Engine, source: &str) -> bool {
     match engine {
         Engine::Jinja => !(source.contains("{{") || source.contains("{%") || source.contains("{#")),
         Engine::Handlebars => !source.contains("{{"),
