@@ -1,9 +1,7 @@
 //! Group commit of emits: a collector task gathers the events of concurrent callers and
-//! writes them together, answering every caller after the COMMIT that covers it. A batch
-//! without idempotency keys is one statement (UNNEST arrays into data-modifying CTEs: events,
-//! deliveries and outbox rows, atomic on its own), so it costs one round trip. While
-//! `COMMITS_IN_FLIGHT` batches are committing, new events queue up and form the next, larger
-//! batch; there is no gathering window.
+//! writes them in one transaction (multi-row inserts), answering every caller after its
+//! COMMIT. While `COMMITS_IN_FLIGHT` transactions are committing, new events queue up and
+//! form the next, larger batch.
 //!
 //! Idempotency keys are claimed row by row in the same transaction, in key order (so two
 //! batches never wait on each other's keys in opposite orders): `INSERT ... ON CONFLICT DO
