@@ -77,6 +77,9 @@ pub struct Config {
     /// The executable run as `<it> render-worker` for each Jinja render process (the webhookd
     /// binary; by default this process's own executable).
     pub render_worker: PathBuf,
+    /// Largest data segment of a Jinja render process, bytes: a template that builds a bigger
+    /// value fails as a `memory` template error.
+    pub render_worker_memory_bytes: u64,
     /// Faults a test arms for the delivery worker (test builds only).
     #[cfg(feature = "fault-injection")]
     pub faults: crate::faults::Faults,
@@ -114,6 +117,7 @@ impl Config {
             // An unknown executable leaves the path empty: starting the workers then fails
             // with a clear error.
             render_worker: std::env::current_exe().unwrap_or_default(),
+            render_worker_memory_bytes: 512 * 1024 * 1024,
             #[cfg(feature = "fault-injection")]
             faults: crate::faults::Faults::default(),
         }

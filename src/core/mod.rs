@@ -93,7 +93,10 @@ impl Service {
         metrics: Arc<Metrics>,
         admin_token: &str,
     ) -> Result<Service> {
-        let limits = Limits::with_body_limit(config.max_event_bytes);
+        let limits = Limits {
+            memory_bytes: config.render_worker_memory_bytes,
+            ..Limits::with_body_limit(config.max_event_bytes)
+        };
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let sandbox =
             Sandbox::start(&config.render_worker, threads, &limits).map_err(Error::Internal)?;
