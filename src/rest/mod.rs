@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod oncall;
 pub mod openapi;
 pub mod operator;
+pub mod states;
 pub mod watch;
 pub mod webhook_health;
 

@@ -1,5 +1,5 @@
 //! The operator API over REST, the JSON twins of the gRPC RPCs (snake_case field names,
-//! RFC 3339 times, states by name such as `"FAILED"`):
+//! RFC 3339 times, states by their short name such as `"FAILED"`, see `states`):
 //! - `GET /api/v1/events/{id}/` -> `Event` with its deliveries
 //! - `GET /api/v1/events/?event_type=&created_after=&created_before=&page_size=&page_token=`
 //!   -> `{"events": [...], "next_page_token": "..."}` (newest first)
@@ -321,21 +321,10 @@ pub async fn list_deliveries(
             "page_token",
         ],
     );
-    let mut states = Vec::new();
-    let mut unknown = Vec::new();
-    for name in query.all("state").flat_map(|v| v.split(',')) {
-        match DeliveryState::parse(name) {
-            Some(state) => states.push(state),
-            None => unknown.push(FieldViolation::new(
-                "state",
-                format!(
-                    "\"{name}\" is not a valid choice. Must be one of queued, retrying, \
-                     succeeded, failed, skipped, cancelled."
-                ),
-            )),
-        }
-    }
-    query.violations.extend(unknown);
+    let states = super::states::parse(query.all("state")).unwrap_or_else(|unknown| {
+        query.violations.extend(unknown);
+        Vec::new()
+    });
     let filter = DeliveryFilter {
         webhook_id: query.one("webhook_id"),
         states,

@@ -1,10 +1,10 @@
 //! `GET /api/v1/deliveries/stream`: WatchDeliveries as Server-Sent Events (axum's `Sse`).
 //! One event per change: `id:` its cursor, `data:` the `DeliveryStatus` JSON in snake_case
-//! (proto3 JSON: the state as `DELIVERY_STATE_*`, times RFC 3339), and a RESYNC as an event
-//! named `resync` (same JSON, state `DELIVERY_STATE_RESYNC`, the reason in `error`), so a
+//! (as the other REST routes: the state by its short name such as `FAILED`, times RFC 3339),
+//! and a RESYNC as an event named `resync` (same JSON, state `RESYNC`, the reason in `error`), so a
 //! browser's `EventSource` reconnects from the right cursor by itself. Resumes from the
 //! `Last-Event-ID` header (what `EventSource` sends when it reconnects) or else `?cursor=`;
-//! filters `?webhook_id=` and `?state=` (repeated, OR; `failed` or `FAILED`). Keep-alive
+//! filters `?webhook_id=` and `?state=` (repeated or comma-separated, OR; `failed` or `FAILED`). Keep-alive
 //! comments every 15 s. Auth and errors as the OnCall routes (`{"field": ["msg"]}`).
 
 use std::convert::Infallible;
@@ -29,7 +29,6 @@ use crate::core::Service;
 use crate::core::watch::{self, WatchRequest, Watched};
 use crate::error::{Error, FieldViolation};
 use crate::ids::{self, Kind};
-use crate::model::DeliveryState;
 
 /// The `data:` of one event: a `DeliveryStatus` in proto3 JSON with snake_case names.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -39,8 +38,8 @@ pub struct StatusJson {
     pub event_id: String,
     pub webhook_id: String,
     pub delivery_id: String,
-    /// `DELIVERY_STATE_QUEUED`, `_RETRYING`, `_SUCCEEDED`, `_FAILED`, `_SKIPPED`, `_CANCELLED`, or
-    /// `DELIVERY_STATE_RESYNC` (event `resync`: continue from `cursor`; `error` says why).
+    /// `QUEUED`, `RETRYING`, `SUCCEEDED`, `FAILED`, `SKIPPED`, `CANCELLED`, or `RESYNC`
+    /// (event `resync`: continue from `cursor`; `error` says why).
     pub state: String,
     /// Attempt this change reports (0 for QUEUED and SKIPPED).
     pub attempt: u32,
@@ -54,16 +53,6 @@ pub struct StatusJson {
     pub url: String,
 }
 
-fn state_json(state: DeliveryState) -> String {
-    format!("DELIVERY_STATE_{}", state.as_str())
-}
-
-/// A state of the `state=` filter: `failed`, `FAILED` or `DELIVERY_STATE_FAILED`.
-fn parse_state(text: &str) -> Option<DeliveryState> {
-    let name = text.trim().to_ascii_uppercase();
-    DeliveryState::parse(name.strip_prefix("DELIVERY_STATE_").unwrap_or(&name))
-}
-
 /// One SSE event of a live tail message.
 fn event_of(message: Watched) -> Event {
     let (name, json) = match message {
@@ -74,7 +63,7 @@ fn event_of(message: Watched) -> Event {
                 event_id: ids::format(Kind::Event, update.event_id),
                 webhook_id: ids::format(Kind::Webhook, update.webhook_id),
                 delivery_id: ids::format(Kind::Delivery, update.delivery_id),
-                state: state_json(update.state),
+                state: update.state.as_str().into(),
                 attempt: update.attempt,
                 status_code: update.status_code,
                 error: update.error,
@@ -89,7 +78,7 @@ fn event_of(message: Watched) -> Event {
                 event_id: String::new(),
                 webhook_id: String::new(),
                 delivery_id: String::new(),
-                state: "DELIVERY_STATE_RESYNC".into(),
+                state: "RESYNC".into(),
                 attempt: 0,
                 status_code: None,
                 error: reason,
@@ -123,14 +112,9 @@ fn watch_request(
         match key.as_str() {
             "cursor" => request.cursor = Some(value),
             "webhook_id" => request.webhook_id = Some(value),
-            "state" => match parse_state(&value) {
-                Some(state) => request.states.push(state),
-                None => violations.push(FieldViolation::new(
-                    "state",
-                    format!(
-                        "\"{value}\" is not a delivery state (queued, retrying, succeeded, failed, skipped, cancelled)."
-                    ),
-                )),
+            "state" => match super::states::parse([value.as_str()]) {
+                Ok(states) => request.states.extend(states),
+                Err(unknown) => violations.extend(unknown),
             },
             _ => {}
         }
@@ -195,25 +179,4 @@ pub fn routes(service: Service, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/api/v1/deliveries/stream", get(stream))
         .with_state((service, shutdown))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn states_parse_in_every_spelling_and_unknown_ones_do_not() {
-        for text in ["failed", "FAILED", "DELIVERY_STATE_FAILED", " Failed "] {
-            assert_eq!(parse_state(text), Some(DeliveryState::Failed), "{text}");
-        }
-        for text in [
-            "",
-            "accepted",
-            "resync",
-            "DELIVERY_STATE_UNSPECIFIED",
-            "fail",
-        ] {
-            assert_eq!(parse_state(text), None, "{text}");
-        }
-    }
 }

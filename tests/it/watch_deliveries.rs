@@ -18,6 +18,7 @@ use tonic::codec::Streaming;
 use tonic::transport::Channel;
 use webhookd::grpc::pb;
 use webhookd::grpc::pb::webhook_service_client::WebhookServiceClient;
+use webhookd::model::DeliveryState;
 
 use crate::support::{
     Receiver, TestServer, authed, create, eventually, http_raw, metric, scrape, states, to_struct,
@@ -232,17 +233,11 @@ impl Sse {
 }
 
 fn sse_key(event: &SseEvent) -> Key {
-    let state = match event.data["state"].as_str().unwrap() {
-        "DELIVERY_STATE_QUEUED" => "QUEUED",
-        "DELIVERY_STATE_RETRYING" => "RETRYING",
-        "DELIVERY_STATE_SUCCEEDED" => "SUCCEEDED",
-        "DELIVERY_STATE_FAILED" => "FAILED",
-        "DELIVERY_STATE_SKIPPED" => "SKIPPED",
-        other => panic!("unexpected state {other}"),
-    };
+    let name = event.data["state"].as_str().unwrap();
+    let state = DeliveryState::parse(name).unwrap_or_else(|| panic!("unexpected state {name}"));
     (
         event.data["delivery_id"].as_str().unwrap().into(),
-        state,
+        state.as_str(),
         event.data["attempt"].as_i64().unwrap() as i32,
     )
 }
@@ -316,7 +311,7 @@ async fn filters_pick_one_webhook_and_some_states() {
         assert_eq!(status.webhook_id, wanted.id);
         assert_eq!(status.status_code, Some(200));
         let event = sse.next().await;
-        assert_eq!(event.data["state"], "DELIVERY_STATE_SUCCEEDED");
+        assert_eq!(event.data["state"], "SUCCEEDED");
         assert_eq!(event.data["webhook_id"], wanted.id.as_str());
         assert_eq!(event.data["status_code"], 200);
     }
@@ -335,14 +330,26 @@ async fn another_accounts_changes_and_webhooks_stay_invisible() {
     let mut theirs = watch(&mut client, &globex, Default::default())
         .await
         .unwrap();
+    let mut their_sse = Sse::open(&server, &globex, "", None).await.unwrap();
     emit(&mut client, &acme, 5).await;
-    // globex's first change is its own event's, none of acme's.
+    // globex's first change is its own event's, none of acme's, on both transports.
     emit(&mut client, &globex, 1).await;
     let first = next(&mut theirs).await.unwrap();
     assert_eq!(states(std::slice::from_ref(&first)), ["QUEUED"]);
     assert_ne!(first.webhook_id, acme_hook.id);
     let second = next(&mut theirs).await.unwrap();
     assert_eq!(second.delivery_id, first.delivery_id);
+    let queued = their_sse.next().await;
+    assert_eq!(
+        sse_key(&queued),
+        (first.delivery_id.clone(), "QUEUED", 0),
+        "{:?}",
+        queued.data
+    );
+    assert_eq!(
+        their_sse.next().await.data["delivery_id"],
+        first.delivery_id.as_str()
+    );
 
     let request = pb::WatchDeliveriesRequest {
         webhook_id: acme_hook.id.clone(),
