@@ -7,11 +7,13 @@
 //! - `events`: emit (persist durably, schedule, stream) and redelivery.
 //! - `event_types`: the per-account event-type catalog and the schema check of emits.
 //! - `locks`: per-account serialization of webhook writes.
-//! - `health`: webhook health at a glance (breaker, pending, attempts per hour).
+//! - `health`: webhook health at a glance (breaker, pending, attempts per hour), with
+//!   `attempt_counts` (the per-instance tallies that keep its log reads small).
 //! - `operational`: webhookd's own events (`delivery.exhausted`, `webhook.disabled`).
 //! - `operator`: the operator API (events, deliveries, cancel), with `page_token`.
 //! - `watch`: the live tail of an account's deliveries, from the store's change log.
 
+pub mod attempt_counts;
 pub mod auth;
 pub mod event_types;
 pub mod events;
@@ -80,6 +82,7 @@ pub struct Service {
     pub(crate) admin_token_hash: [u8; 32],
     pub(crate) writes: Arc<locks::AccountLocks>,
     pub(crate) catalog: Arc<event_types::Catalog>,
+    pub(crate) attempt_counts: Arc<attempt_counts::AttemptCounts>,
 }
 
 impl Service {
@@ -114,6 +117,7 @@ impl Service {
             admin_token_hash: auth::hash_token(admin_token),
             writes: Arc::default(),
             catalog: Arc::default(),
+            attempt_counts: Arc::default(),
         })
     }
 

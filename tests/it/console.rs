@@ -288,3 +288,38 @@ async fn health_of_an_unknown_or_foreign_webhook_is_not_found_and_needs_the_read
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
 }
+
+#[tokio::test]
+async fn asking_for_health_again_counts_each_new_attempt_once() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let id = oncall_webhook(&server, &token, "pager", &receiver.url("/hook")).await;
+    let day_with = |succeeded: u64| {
+        let (server, token, id) = (&server, &token, &id);
+        eventually(move || async move {
+            let (_, h) = health(server, token, id).await;
+            (h["last_day"]["succeeded"] == succeeded).then_some(h)
+        })
+    };
+
+    emit(&server, &token).await;
+    receiver.next().await;
+    let first = day_with(1).await;
+    // Asked again with nothing new: the same counts (a health call reads only what is new).
+    let (_, again) = health(&server, &token, &id).await;
+    assert_eq!(again["last_day"], first["last_day"], "{again}");
+
+    // Three more deliveries while the console keeps asking: each is counted once.
+    for _ in 0..3 {
+        emit(&server, &token).await;
+    }
+    for _ in 0..3 {
+        receiver.next().await;
+    }
+    let later = day_with(4).await;
+    assert_eq!(later["last_hour"], later["hourly"][23]);
+    assert_eq!(later["last_day"]["failed"], 0, "{later}");
+    let (_, again) = health(&server, &token, &id).await;
+    assert_eq!(again["last_day"], later["last_day"], "{again}");
+}
