@@ -88,13 +88,6 @@ fn check_bounds(after: Option<i64>, before: Option<i64>, size: i64) -> Vec<Field
     violations
 }
 
-fn page_limit(size: i64) -> usize {
-    match size {
-        0 => DEFAULT_PAGE_SIZE as usize,
-        n => n as usize,
-    }
-}
-
 fn bad_token() -> FieldViolation {
     FieldViolation::new(
         "page_token",
@@ -102,17 +95,63 @@ fn bad_token() -> FieldViolation {
     )
 }
 
-/// The next page's token after `items`: empty when the page was not full.
-fn next_token<T>(
-    tokens: &PageTokens,
-    filters: &str,
-    items: &[T],
+/// One page of a listing as asked: where it starts and how many items, under the filters
+/// its page tokens are bound to.
+struct Paging {
+    tokens: PageTokens,
+    filters: String,
+    after: Option<Keyset>,
     limit: usize,
-    position: impl Fn(&T) -> Keyset,
-) -> String {
-    match items.last() {
-        Some(last) if items.len() == limit => tokens.seal(filters, position(last)),
-        _ => String::new(),
+}
+
+impl Paging {
+    /// Checks the time range and the page size and opens the page token (bound to
+    /// `filters`); every violation at once.
+    fn open(
+        tokens: PageTokens,
+        filters: String,
+        range: (Option<i64>, Option<i64>),
+        page: &PageRequest,
+    ) -> Result<Paging> {
+        let mut violations = check_bounds(range.0, range.1, page.size);
+        let after = match page.token.as_str() {
+            "" => None,
+            token => {
+                let opened = tokens.open(&filters, token);
+                if opened.is_none() {
+                    violations.push(bad_token());
+                }
+                opened
+            }
+        };
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        let limit = match page.size {
+            0 => DEFAULT_PAGE_SIZE as usize,
+            n => n as usize,
+        };
+        Ok(Paging {
+            tokens,
+            filters,
+            after,
+            limit,
+        })
+    }
+
+    /// The page of `items` read from `after` with `limit`, and the next page's token
+    /// (empty when the page was not full).
+    fn listing<T>(&self, items: Vec<T>, position: impl Fn(&T) -> Keyset) -> Listing<T> {
+        let next_page_token = match items.last() {
+            Some(last) if items.len() == self.limit => {
+                self.tokens.seal(&self.filters, position(last))
+            }
+            _ => String::new(),
+        };
+        Listing {
+            items,
+            next_page_token,
+        }
     }
 }
 
@@ -143,27 +182,12 @@ impl Service {
     ) -> Result<Listing<Event>> {
         caller.require(Scope::Read)?;
         let event_type = filter.event_type.filter(|t| !t.is_empty());
-        let mut violations =
-            check_bounds(filter.created_after_ms, filter.created_before_ms, page.size);
         let filters = format!(
             "{}\0events\0{:?}\0{:?}\0{:?}",
             caller.account_id, event_type, filter.created_after_ms, filter.created_before_ms
         );
-        let tokens = self.page_tokens();
-        let after = match page.token.as_str() {
-            "" => None,
-            token => {
-                let opened = tokens.open(&filters, token);
-                if opened.is_none() {
-                    violations.push(bad_token());
-                }
-                opened
-            }
-        };
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations));
-        }
-        let limit = page_limit(page.size);
+        let range = (filter.created_after_ms, filter.created_before_ms);
+        let paging = Paging::open(self.page_tokens(), filters, range, &page)?;
         let events = self
             .store
             .list_events(&EventQuery {
@@ -171,18 +195,14 @@ impl Service {
                 event_type: event_type.as_deref(),
                 created_after_ms: filter.created_after_ms,
                 created_before_ms: filter.created_before_ms,
-                after,
-                limit,
+                after: paging.after,
+                limit: paging.limit,
             })
             .await?;
-        let next_page_token = next_token(&tokens, &filters, &events, limit, |e| Keyset {
+        Ok(paging.listing(events, |e| Keyset {
             created_at_ms: e.created_at_ms,
             id: e.id,
-        });
-        Ok(Listing {
-            items: events,
-            next_page_token,
-        })
+        }))
     }
 
     /// A delivery of the caller's account.
@@ -199,8 +219,6 @@ impl Service {
         page: PageRequest,
     ) -> Result<Listing<Delivery>> {
         caller.require(Scope::Read)?;
-        let mut violations =
-            check_bounds(filter.created_after_ms, filter.created_before_ms, page.size);
         let webhook_id = match filter.webhook_id.as_deref().filter(|w| !w.is_empty()) {
             Some(id) => Some(self.owned_webhook(caller, id).await?.id),
             None => None,
@@ -216,21 +234,8 @@ impl Service {
             filter.created_after_ms,
             filter.created_before_ms
         );
-        let tokens = self.page_tokens();
-        let after = match page.token.as_str() {
-            "" => None,
-            token => {
-                let opened = tokens.open(&filters, token);
-                if opened.is_none() {
-                    violations.push(bad_token());
-                }
-                opened
-            }
-        };
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations));
-        }
-        let limit = page_limit(page.size);
+        let range = (filter.created_after_ms, filter.created_before_ms);
+        let paging = Paging::open(self.page_tokens(), filters, range, &page)?;
         let deliveries = self
             .store
             .list_deliveries(&DeliveryQuery {
@@ -239,18 +244,14 @@ impl Service {
                 states: &states,
                 created_after_ms: filter.created_after_ms,
                 created_before_ms: filter.created_before_ms,
-                after,
-                limit,
+                after: paging.after,
+                limit: paging.limit,
             })
             .await?;
-        let next_page_token = next_token(&tokens, &filters, &deliveries, limit, |d| Keyset {
+        Ok(paging.listing(deliveries, |d| Keyset {
             created_at_ms: d.created_at_ms,
             id: d.id,
-        });
-        Ok(Listing {
-            items: deliveries,
-            next_page_token,
-        })
+        }))
     }
 
     /// Cancels a QUEUED or RETRYING delivery of the caller's account; a cancelled one is

@@ -12,7 +12,7 @@
 //! parameter is a field error, not silently ignored. Depends on `core` only.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -113,11 +113,20 @@ fn event_json(e: model::Event, deliveries: Vec<model::Delivery>) -> Event {
     }
 }
 
-async fn caller(service: &Service, headers: &HeaderMap) -> Result<Caller, Failure> {
-    Ok(service
+/// Every operator route's shape: authenticate, run `call` as the caller, and answer its
+/// result as `json`; an error in OnCall's shape.
+async fn answer<T, J: Serialize>(
+    service: &Service,
+    headers: &HeaderMap,
+    call: impl AsyncFnOnce(&Caller) -> Result<T, Error>,
+    json: impl FnOnce(T) -> J,
+) -> Reply {
+    let caller = service
         .authenticate(authorization(headers))
         .await
-        .map_err(error_response)?)
+        .map_err(error_response)?;
+    let result = call(&caller).await.map_err(error_response)?;
+    Ok(Json(json(result)).into_response())
 }
 
 /// The query string's parameters, checked against the ones a route knows.
@@ -199,11 +208,11 @@ impl Query {
         }
     }
 
-    fn finish(self) -> Result<(), Failure> {
+    fn finish(self) -> Result<(), Error> {
         if self.violations.is_empty() {
             Ok(())
         } else {
-            Err(error_response(Error::InvalidArgument(self.violations)).into())
+            Err(Error::InvalidArgument(self.violations))
         }
     }
 }
@@ -218,12 +227,13 @@ pub async fn get_event(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    let caller = caller(&service, &headers).await?;
-    let view = service
-        .get_event(&caller, &id)
-        .await
-        .map_err(error_response)?;
-    Ok(Json(event_json(view.event, view.deliveries)).into_response())
+    answer(
+        &service,
+        &headers,
+        async |caller| service.get_event(caller, &id).await,
+        |view| event_json(view.event, view.deliveries),
+    )
+    .await
 }
 
 /// The account's events, newest first.
@@ -241,7 +251,6 @@ pub async fn list_events(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Reply {
-    let caller = caller(&service, &headers).await?;
     let mut query = Query::parse(
         raw,
         &[
@@ -258,20 +267,23 @@ pub async fn list_events(
         created_before_ms: query.time("created_before"),
     };
     let page = query.page();
-    query.finish()?;
-    let listing = service
-        .list_events(&caller, filter, page)
-        .await
-        .map_err(error_response)?;
-    Ok(Json(EventList {
-        events: listing
-            .items
-            .into_iter()
-            .map(|e| event_json(e, Vec::new()))
-            .collect(),
-        next_page_token: listing.next_page_token,
-    })
-    .into_response())
+    answer(
+        &service,
+        &headers,
+        async |caller| {
+            query.finish()?;
+            service.list_events(caller, filter, page).await
+        },
+        |listing| EventList {
+            events: listing
+                .items
+                .into_iter()
+                .map(|e| event_json(e, Vec::new()))
+                .collect(),
+            next_page_token: listing.next_page_token,
+        },
+    )
+    .await
 }
 
 /// One delivery.
@@ -284,12 +296,13 @@ pub async fn get_delivery(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    let caller = caller(&service, &headers).await?;
-    let delivery = service
-        .get_delivery(&caller, &id)
-        .await
-        .map_err(error_response)?;
-    Ok(Json(delivery_json(delivery)).into_response())
+    answer(
+        &service,
+        &headers,
+        async |caller| service.get_delivery(caller, &id).await,
+        delivery_json,
+    )
+    .await
 }
 
 /// The account's deliveries, newest first. `state` repeats for OR (`state=failed&state=retrying`);
@@ -309,7 +322,6 @@ pub async fn list_deliveries(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Reply {
-    let caller = caller(&service, &headers).await?;
     let mut query = Query::parse(
         raw,
         &[
@@ -332,16 +344,19 @@ pub async fn list_deliveries(
         created_before_ms: query.time("created_before"),
     };
     let page = query.page();
-    query.finish()?;
-    let listing = service
-        .list_deliveries(&caller, filter, page)
-        .await
-        .map_err(error_response)?;
-    Ok(Json(DeliveryList {
-        deliveries: listing.items.into_iter().map(delivery_json).collect(),
-        next_page_token: listing.next_page_token,
-    })
-    .into_response())
+    answer(
+        &service,
+        &headers,
+        async |caller| {
+            query.finish()?;
+            service.list_deliveries(caller, filter, page).await
+        },
+        |listing| DeliveryList {
+            deliveries: listing.items.into_iter().map(delivery_json).collect(),
+            next_page_token: listing.next_page_token,
+        },
+    )
+    .await
 }
 
 /// Cancel a queued or retrying delivery (no further attempts; final state CANCELLED).
@@ -355,12 +370,13 @@ pub async fn cancel_delivery(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    let caller = caller(&service, &headers).await?;
-    let delivery = service
-        .cancel_delivery(&caller, &id)
-        .await
-        .map_err(error_response)?;
-    Ok((StatusCode::OK, Json(delivery_json(delivery))).into_response())
+    answer(
+        &service,
+        &headers,
+        async |caller| service.cancel_delivery(caller, &id).await,
+        delivery_json,
+    )
+    .await
 }
 
 /// The operator routes (paths without the trailing slash: the gateway trims it).
