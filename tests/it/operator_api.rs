@@ -1,6 +1,6 @@
 //! An operator asks what happened: GetEvent / ListEvents / GetDelivery / ListDeliveries /
 //! CancelDelivery over gRPC and their REST twins. Filters, newest-first pages that stay
-//! consistent while events keep coming, tenancy, cancellation of a retrying delivery, and
+//! consistent while events keep coming (over gRPC and REST), tenancy, cancellation of a retrying delivery, and
 //! every kind of bad input answered with field violations.
 
 use std::collections::HashSet;
@@ -300,6 +300,64 @@ async fn pages_have_no_gaps_and_no_repeats_while_events_keep_coming() {
             assert!(unique.contains(id), "{id} existed before and was skipped");
         }
     }
+}
+
+#[tokio::test]
+async fn rest_pages_have_no_gaps_and_no_repeats_while_events_keep_coming() {
+    let server = TestServer::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    let receiver = Receiver::start().await;
+    create(&mut client, &token, webhook("hook", &receiver.url("/h"))).await;
+    let mut before = HashSet::new();
+    for _ in 0..12 {
+        before.insert(emit(&mut client, &token, "alert group created").await);
+    }
+    // Another producer keeps emitting while the operator pages through.
+    let producer = {
+        let (mut client, token) = (client.clone(), token.clone());
+        tokio::spawn(async move {
+            for _ in 0..12 {
+                emit(&mut client, &token, "alert group created").await;
+            }
+        })
+    };
+    for (path, items, id) in [
+        ("/api/v1/events/?page_size=4", "events", "id"),
+        (
+            "/api/v1/deliveries/?page_size=3&state=queued,retrying,succeeded",
+            "deliveries",
+            "event_id",
+        ),
+    ] {
+        let mut listed = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let url = format!("{path}&page_token={page_token}");
+            let (status, page) = call(&server, Method::GET, &url, Some(&token), None).await;
+            assert_eq!(status, StatusCode::OK, "{url}: {page}");
+            for item in page[items].as_array().unwrap() {
+                listed.push(item[id].as_str().unwrap().to_string());
+            }
+            page_token = page["next_page_token"].as_str().unwrap().to_string();
+            if page_token.is_empty() {
+                break;
+            }
+        }
+        let unique: HashSet<&String> = listed.iter().collect();
+        assert_eq!(
+            unique.len(),
+            listed.len(),
+            "{path}: an item was listed twice"
+        );
+        for event in &before {
+            assert!(
+                unique.contains(event),
+                "{path}: {event} existed before and was skipped"
+            );
+        }
+    }
+    producer.await.unwrap();
 }
 
 #[tokio::test]
@@ -773,15 +831,19 @@ async fn bad_filters_tokens_and_page_sizes_are_refused_naming_the_field() {
         assert_eq!(fields, [field], "{path}: {body}");
         assert!(body[field][0].is_string());
     }
-    let (status, body) = call(
-        &server,
-        Method::POST,
-        "/api/v1/deliveries/D0000000000001/cancel/",
-        Some(&token),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // Malformed and unknown ids are not found, in OnCall's shape.
+    for (method, path) in [
+        (Method::GET, "/api/v1/events/not-an-id/"),
+        (Method::GET, "/api/v1/events/E0000000000001/"),
+        (Method::GET, "/api/v1/deliveries/%3Cscript%3E/"),
+        (Method::GET, "/api/v1/deliveries/D0000000000001/"),
+        (Method::POST, "/api/v1/deliveries/not-an-id/cancel/"),
+        (Method::POST, "/api/v1/deliveries/D0000000000001/cancel/"),
+    ] {
+        let (status, body) = call(&server, method, path, Some(&token), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert!(body["detail"].is_string(), "{path}: {body}");
+    }
     let (status, _) = call(&server, Method::GET, "/api/v1/events/", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/webhookd/webhookd/clients/go/webhookd"
@@ -413,4 +414,77 @@ func TestBadTokenIsUnauthenticated(t *testing.T) {
 	}
 	defer c.Close()
 	wantCode(t, firstErr(c.ListWebhooks(ctx(t), 0)), codes.Unauthenticated)
+}
+
+// watch opens a live tail of the webhook's deliveries after cursor ("" = from now) and waits
+// for the server's answer, so changes made after it returns are in the tail.
+func watch(t *testing.T, c *webhookd.Client, webhookID, cursor string) (webhooksv1.WebhookService_WatchDeliveriesClient, context.CancelFunc) {
+	t.Helper()
+	tctx, cancel := context.WithCancel(ctx(t))
+	tail, err := c.Service.WatchDeliveries(tctx, &webhooksv1.WatchDeliveriesRequest{WebhookId: webhookID, Cursor: cursor})
+	if err == nil {
+		_, err = tail.Header()
+	}
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	return tail, cancel
+}
+
+func TestWatchDeliveriesResumesFromTheLastCursorAndHealthCountsTheAttempt(t *testing.T) {
+	c, r := newClient(t), newReceiver(t)
+	hook, err := c.CreateWebhook(ctx(t), &webhooksv1.Webhook{Name: "tail", Url: r.hookURL(), TriggerType: trigger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail, stop := watch(t, c, hook.GetId(), "")
+	collect(t, c.EmitEvent(ctx(t), trigger, event, ""))
+	queued, err := tail.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	succeeded, err := tail.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if queued.GetState() != webhooksv1.DeliveryState_DELIVERY_STATE_QUEUED || succeeded.GetState() != webhooksv1.DeliveryState_DELIVERY_STATE_SUCCEEDED ||
+		queued.GetDeliveryId() != succeeded.GetDeliveryId() || queued.GetCursor() == succeeded.GetCursor() {
+		t.Fatalf("tail %v, %v", queued, succeeded)
+	}
+
+	// Reconnecting with the cursor of QUEUED brings what came after it, nothing before.
+	resumed, stop := watch(t, c, hook.GetId(), queued.GetCursor())
+	again, err := resumed.Recv()
+	stop()
+	if err != nil || !proto.Equal(again, succeeded) {
+		t.Fatalf("resumed with %v (%v), want %v", again, err, succeeded)
+	}
+
+	health, err := c.Service.GetWebhookHealth(ctx(t), &webhooksv1.GetWebhookHealthRequest{WebhookId: hook.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if health.GetBreakerState() != webhooksv1.BreakerState_BREAKER_STATE_CLOSED || health.GetLastSuccessAt() == nil || health.GetFailingSince() != nil {
+		t.Fatalf("health %v", health)
+	}
+	day := health.GetLastDay()
+	if day.GetSucceeded() != 1 || day.GetFailed() != 0 || len(health.GetHourly()) != 24 || !proto.Equal(health.GetHourly()[23], health.GetLastHour()) {
+		t.Fatalf("health counts %v", health)
+	}
+}
+
+func TestWatchDeliveriesAndHealthRefuseBadInput(t *testing.T) {
+	c := newClient(t)
+	tail, err := c.Service.WatchDeliveries(ctx(t), &webhooksv1.WatchDeliveriesRequest{Cursor: "nope"})
+	if err == nil {
+		_, err = tail.Recv()
+	}
+	werr := wantCode(t, webhookd.FromStatus(status.Convert(err)), codes.InvalidArgument)
+	if _, ok := werr.Violation("cursor"); !ok || len(werr.FieldViolations) != 1 {
+		t.Fatalf("violations %v", werr.FieldViolations)
+	}
+	_, err = c.Service.GetWebhookHealth(ctx(t), &webhooksv1.GetWebhookHealthRequest{WebhookId: "W0000000000000"})
+	wantCode(t, webhookd.FromStatus(status.Convert(err)), codes.NotFound)
 }

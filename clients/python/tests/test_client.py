@@ -203,3 +203,50 @@ def test_read_scope_cannot_write(new_client, receiver) -> None:
     assert reader.list_webhooks() == []
     with pytest.raises(PermissionDeniedError):
         reader.create_webhook(name="nope", url=receiver.url, trigger_type=TRIGGER)
+
+
+def test_watch_deliveries_resumes_from_the_last_cursor_and_health_counts_the_attempt(
+    client: WebhookdClient, receiver
+) -> None:
+    hook = client.create_webhook(name="tail", url=receiver.url, trigger_type=TRIGGER)
+    pb = webhooks_pb2
+    tail = client.stub.WatchDeliveries(pb.WatchDeliveriesRequest(webhook_id=hook.id), metadata=client.metadata)
+    tail.initial_metadata()  # the server answered: the tail follows changes from now on
+    list(client.emit_event(TRIGGER, EVENT))
+    queued, succeeded = next(tail), next(tail)
+    tail.cancel()
+    assert [DeliveryState.Name(s.state) for s in (queued, succeeded)] == [
+        "DELIVERY_STATE_QUEUED",
+        "DELIVERY_STATE_SUCCEEDED",
+    ]
+    assert queued.delivery_id == succeeded.delivery_id and queued.cursor != succeeded.cursor
+
+    # Reconnecting with the cursor of QUEUED brings what came after it, nothing before.
+    resumed = client.stub.WatchDeliveries(
+        pb.WatchDeliveriesRequest(webhook_id=hook.id, cursor=queued.cursor), metadata=client.metadata
+    )
+    again = next(resumed)
+    resumed.cancel()
+    assert (again.delivery_id, again.state, again.cursor) == (
+        succeeded.delivery_id,
+        succeeded.state,
+        succeeded.cursor,
+    )
+
+    health = client.stub.GetWebhookHealth(pb.GetWebhookHealthRequest(webhook_id=hook.id), metadata=client.metadata)
+    assert health.breaker_state == pb.BREAKER_STATE_CLOSED
+    assert health.HasField("last_success_at") and not health.HasField("failing_since")
+    assert (health.last_day.succeeded, health.last_day.failed) == (1, 0)
+    assert len(health.hourly) == 24 and health.hourly[-1] == health.last_hour
+
+
+def test_watch_deliveries_and_health_refuse_bad_input(client: WebhookdClient) -> None:
+    pb = webhooks_pb2
+    with pytest.raises(grpc.RpcError) as raised:
+        next(client.stub.WatchDeliveries(pb.WatchDeliveriesRequest(cursor="nope"), metadata=client.metadata))
+    err = WebhookdError.from_rpc_error(raised.value)
+    assert isinstance(err, InvalidArgumentError)
+    assert [v.field for v in err.field_violations] == ["cursor"]
+    with pytest.raises(grpc.RpcError) as raised:
+        client.stub.GetWebhookHealth(pb.GetWebhookHealthRequest(webhook_id="W0000000000000"), metadata=client.metadata)
+    assert isinstance(WebhookdError.from_rpc_error(raised.value), NotFoundError)

@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { ConnectError } from "@connectrpc/connect";
-import { Code, DeliveryState, WebhookdClient, WebhookdError } from "../src/index.js";
+import { BreakerState, Code, DeliveryState, type DeliveryStatus, WebhookdClient, WebhookdError } from "../src/index.js";
 import { BadRequestSchema } from "../src/gen/google/rpc/error_details_pb.js";
 
 const env = {
@@ -89,6 +89,33 @@ class Receiver {
       this.server?.close(() => resolve());
     });
   }
+}
+
+/**
+ * A live tail of a webhook's deliveries after `cursor` ("" = from now), once the server has
+ * answered (so changes made after this resolves are in it).
+ */
+async function watch(client: WebhookdClient, webhookId: string, cursor: string) {
+  const abort = new AbortController();
+  let answered!: () => void;
+  const header = new Promise<void>((resolve) => (answered = resolve));
+  const tail = client.service
+    .watchDeliveries({ webhookId, cursor }, { signal: abort.signal, onHeader: () => answered() })
+    [Symbol.asyncIterator]();
+  let pending = tail.next();
+  await Promise.race([header, pending]);
+  return {
+    async next(): Promise<DeliveryStatus> {
+      const { value, done } = await pending;
+      assert.ok(!done, "the tail ended");
+      pending = tail.next();
+      return value;
+    },
+    close: () => {
+      pending.catch(() => {}); // the read left pending ends with the abort
+      abort.abort();
+    },
+  };
 }
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
@@ -306,6 +333,45 @@ describe("WebhookdClient", { skip: noServer }, () => {
     await assert.rejects(collect(mine.listResponses(hook.id)), notFound);
     assert.deepEqual(await mine.listWebhooks(), []);
     assert.equal((await theirs.getWebhook(hook.id)).name, "theirs");
+  });
+
+  test("watchDeliveries resumes from the last cursor; getWebhookHealth counts the attempt", async () => {
+    const client = await newClient();
+    const hook = await client.createWebhook({ name: "tail", url: receiver.url, triggerType: TRIGGER });
+    const first = await watch(client, hook.id, "");
+    await collect(client.emitEvent(TRIGGER, EVENT));
+    const queued = await first.next();
+    const succeeded = await first.next();
+    first.close();
+    assert.deepEqual([queued.state, succeeded.state], [DeliveryState.QUEUED, DeliveryState.SUCCEEDED]);
+    assert.equal(queued.deliveryId, succeeded.deliveryId);
+    assert.notEqual(queued.cursor, succeeded.cursor);
+
+    // Reconnecting with the cursor of QUEUED brings what came after it, nothing before.
+    const resumed = await watch(client, hook.id, queued.cursor);
+    const again = await resumed.next();
+    resumed.close();
+    assert.deepEqual([again.deliveryId, again.state, again.cursor], [succeeded.deliveryId, succeeded.state, succeeded.cursor]);
+
+    const health = await client.service.getWebhookHealth({ webhookId: hook.id });
+    assert.equal(health.breakerState, BreakerState.CLOSED);
+    assert.ok(health.lastSuccessAt && !health.failingSince);
+    assert.deepEqual([health.lastDay?.succeeded, health.lastDay?.failed], [1, 0]);
+    assert.equal(health.hourly.length, 24);
+    assert.deepEqual(health.hourly[23], health.lastHour);
+  });
+
+  test("watchDeliveries and getWebhookHealth refuse bad input", async () => {
+    const client = await newClient();
+    const tail = client.service.watchDeliveries({ cursor: "nope" });
+    await assert.rejects(collect(tail), (err: unknown) => {
+      const werr = WebhookdError.from(err);
+      assert.equal(werr.code, Code.InvalidArgument);
+      assert.deepEqual(werr.fieldViolations.map((v) => v.field), ["cursor"]);
+      return true;
+    });
+    await assert.rejects(client.service.getWebhookHealth({ webhookId: "W0000000000000" }), (err: unknown) =>
+      WebhookdError.from(err).code === Code.NotFound);
   });
 
   test("a bad token is UNAUTHENTICATED", async () => {
