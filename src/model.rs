@@ -7,6 +7,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod breaker;
+
+pub use breaker::{
+    Breaker, BreakerPolicy, BreakerState, BreakerStep, BreakerTransition, MAX_COOLDOWN_MS, Verdict,
+};
+
 /// The value shown instead of a write-only field that is set (OnCall's placeholder).
 pub const SECRET_PLACEHOLDER: &str = "****************";
 
@@ -207,6 +213,31 @@ pub struct WebhookStats {
     /// (drives trimming without scanning the log).
     #[serde(default)]
     pub response_seq: u64,
+    /// The circuit breaker of its endpoint (see `BreakerState`).
+    #[serde(default)]
+    pub breaker: BreakerState,
+}
+
+impl WebhookStats {
+    /// Counts a logged attempt made at `at_ms`: the next log sequence number, the outcome
+    /// times, the run of failures (a failing egress proxy is not the endpoint's failure), and
+    /// the breaker. The PostgreSQL backend does the same in SQL.
+    pub fn record(&mut self, at_ms: i64, succeeded: bool, step: BreakerStep) {
+        self.response_seq += 1;
+        if succeeded {
+            self.last_success_ms = Some(at_ms);
+            self.failing_since_ms = None;
+        } else if step.verdict != Verdict::ProxyFailed {
+            self.last_failure_ms = Some(at_ms);
+            self.failing_since_ms.get_or_insert(at_ms);
+        }
+        self.breaker.step(step, at_ms, self.response_seq);
+    }
+
+    /// The breaker transition the attempt that wrote these stats made, if any.
+    pub fn breaker_transition(&self) -> Option<BreakerTransition> {
+        self.breaker.transition_at(self.response_seq)
+    }
 }
 
 /// How a filter group combines its members.

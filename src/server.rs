@@ -157,8 +157,6 @@ pub async fn run(
     let scheduler = Arc::new(Scheduler::new(
         Limits {
             per_webhook: config.per_webhook_concurrency,
-            breaker_threshold: config.breaker_threshold,
-            breaker_cooldown: config.breaker_cooldown,
             // A few rounds of the webhook's concurrency, so its slots never wait for a claim.
             window_per_webhook: config.per_webhook_concurrency.max(1).saturating_mul(4),
             window: WINDOW.max(config.delivery_concurrency.saturating_mul(8)),

@@ -172,7 +172,7 @@ impl AttemptCounts {
 mod tests {
     use super::*;
     use crate::core::health::Health;
-    use crate::delivery::scheduler::Breaker;
+    use crate::model::Breaker;
 
     fn health(hourly: Vec<Bucket>) -> Health {
         Health {

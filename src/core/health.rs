@@ -1,15 +1,15 @@
 //! Webhook health at a glance (the web console's webhook list, `GetWebhookHealth`): last
-//! success and failure, the run of failures, the circuit breaker and pending deliveries as
-//! the delivery engine of this instance sees them, and attempts per hour over the last day
-//! counted from the webhook's delivery log (`attempt_counts`: only what is new since the
-//! last call is read). Read scope; another account's webhook is
+//! success and failure, the run of failures, the circuit breaker (as stored, so every
+//! instance answers the same), pending deliveries as the delivery engine of this instance
+//! sees them, and attempts per hour over the last day counted from the webhook's delivery
+//! log (`attempt_counts`: only what is new since the last call is read). Read scope;
+//! another account's webhook is
 //! NOT_FOUND. Depends on the store and the scheduler only.
 
 use super::attempt_counts::report_end;
 use super::{Caller, Service};
-use crate::delivery::scheduler::Breaker;
 use crate::error::Result;
-use crate::model::{Scope, now_ms};
+use crate::model::{Breaker, Scope, now_ms};
 
 /// One hour of milliseconds.
 pub const HOUR_MS: i64 = 3_600_000;
@@ -44,7 +44,7 @@ pub struct Health {
     pub last_failure_ms: Option<i64>,
     /// Start of the current run of failed attempts (None after a success).
     pub failing_since_ms: Option<i64>,
-    /// Its circuit breaker (this instance's).
+    /// Its circuit breaker, as stored (the same on every instance).
     pub breaker: Breaker,
     /// Deliveries queued, parked or being attempted on this instance.
     pub pending: usize,
@@ -85,7 +85,7 @@ impl Service {
             .attempt_counts
             .hourly(&*self.store, webhook.id, report_end(now))
             .await?;
-        let endpoint = self.scheduler.endpoint(webhook.id, now);
+        let endpoint = self.scheduler.endpoint(webhook.id);
         Ok(Health {
             webhook_id: crate::ids::format(crate::ids::Kind::Webhook, webhook.id),
             is_webhook_enabled: webhook.is_webhook_enabled,
@@ -93,7 +93,7 @@ impl Service {
             last_success_ms: stats.last_success_ms,
             last_failure_ms: stats.last_failure_ms,
             failing_since_ms: stats.failing_since_ms,
-            breaker: endpoint.breaker,
+            breaker: stats.breaker.phase(now),
             pending: endpoint.pending,
             hourly,
         })

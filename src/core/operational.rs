@@ -1,6 +1,8 @@
 //! Operational events: webhookd reports its own trouble into the account as events of the
 //! types in `OPERATIONAL_EVENT_TYPES` (`delivery.exhausted` when a delivery ends FAILED,
-//! `webhook.disabled` when the server disables a webhook). They are delivered like any event
+//! `webhook.disabled` when the server disables a webhook, `endpoint.breaker_opened` and
+//! `endpoint.breaker_closed` when an attempt opens or closes a webhook's circuit breaker,
+//! once per transition across instances). They are delivered like any event
 //! to the account's webhooks whose trigger types name them (a webhook with no trigger types
 //! does not receive them), never to the webhook they are about, and their own deliveries
 //! never produce operational events (they are marked `operational`), so nothing loops.
@@ -11,7 +13,7 @@ use super::events::EmitRequest;
 use super::{Caller, Page, Service};
 use crate::error::Result;
 use crate::ids::{self, Kind};
-use crate::model::{Delivery, Webhook};
+use crate::model::{BreakerTransition, Delivery, Webhook};
 use crate::render::matcher;
 use crate::userinfo;
 
@@ -41,12 +43,44 @@ fn webhook_summary(webhook: &Webhook) -> Value {
     })
 }
 
+/// A time as operational events carry it: RFC 3339 in UTC.
+fn time(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_micros(at).to_string()
+}
+
+/// A breaker transition's type and its `breaker` object.
+fn breaker_summary(transition: &BreakerTransition) -> (&'static str, Value) {
+    match *transition {
+        BreakerTransition::Opened {
+            consecutive_failures,
+            opened_at_ms,
+            open_until_ms,
+        } => (
+            BREAKER_OPENED,
+            json!({
+                "state": "OPEN",
+                "consecutive_failures": consecutive_failures,
+                "opened_at": time(opened_at_ms),
+                "open_until": time(open_until_ms),
+            }),
+        ),
+        BreakerTransition::Closed {
+            opened_at_ms,
+            closed_at_ms,
+        } => (
+            BREAKER_CLOSED,
+            json!({
+                "state": "CLOSED",
+                "opened_at": time(opened_at_ms),
+                "closed_at": time(closed_at_ms),
+            }),
+        ),
+    }
+}
+
 /// A delivery as operational events carry it (the operator API's fields).
 fn delivery_summary(d: &Delivery) -> Value {
-    let time = |ms: i64| {
-        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-        humantime::format_rfc3339_micros(at).to_string()
-    };
     json!({
         "id": ids::format(Kind::Delivery, d.id),
         "event_id": ids::format(Kind::Event, d.event_id),
@@ -92,6 +126,27 @@ impl Service {
             "reason": webhook.disabled_reason,
         });
         self.emit_operational(webhook, WEBHOOK_DISABLED, data).await
+    }
+
+    /// Reports that an attempt opened or closed a webhook's circuit breaker, as
+    /// `endpoint.breaker_opened` / `endpoint.breaker_closed` with data `{event: {type},
+    /// webhook: {id, name, url}, breaker: {state, consecutive_failures, opened_at,
+    /// open_until} | {state, opened_at, closed_at}}`. Nothing for a deleted webhook.
+    pub(crate) async fn breaker_changed(
+        &self,
+        webhook_id: u64,
+        transition: BreakerTransition,
+    ) -> Result<()> {
+        let Some(webhook) = self.store.get_webhook(webhook_id).await? else {
+            return Ok(());
+        };
+        let (event_type, breaker) = breaker_summary(&transition);
+        let data = json!({
+            "event": {"type": event_type},
+            "webhook": webhook_summary(&webhook),
+            "breaker": breaker,
+        });
+        self.emit_operational(&webhook, event_type, data).await
     }
 
     /// Emits an operational event about `about` into its account, to the webhooks whose

@@ -16,7 +16,10 @@ use crate::delivery::tls::TlsSettings;
 use crate::delivery::worker::WebhookOutcomes;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
-use crate::model::{Delivery, ResponseRecord, Scope, SigningSecret, Webhook, WebhookStats, now_ms};
+use crate::model::{
+    BreakerTransition, Delivery, ResponseRecord, Scope, SigningSecret, Webhook, WebhookStats,
+    now_ms,
+};
 use crate::render::formatters;
 use crate::render::matcher;
 
@@ -490,6 +493,14 @@ impl WebhookOutcomes for Service {
 
     fn delivery_exhausted(&self, delivery: Delivery) -> BoxFuture<'_, Result<()>> {
         Box::pin(Service::delivery_exhausted(self, delivery))
+    }
+
+    fn breaker_changed(
+        &self,
+        webhook_id: u64,
+        transition: BreakerTransition,
+    ) -> BoxFuture<'_, Result<()>> {
+        Box::pin(Service::breaker_changed(self, webhook_id, transition))
     }
 }
 

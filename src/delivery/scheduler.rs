@@ -15,7 +15,10 @@
 //! parks the deliveries of an endpoint that keeps failing: while it is open they wait, at its
 //! reopening a single probe goes out, and only an answer to the probe releases the rest. A
 //! dead endpoint thus costs one attempt per cooldown, not its whole backlog churning through
-//! the queue at every reopening.
+//! the queue at every reopening. The breaker's state is the store's (`BreakerState`, moved
+//! by each recorded attempt of any instance): `finish` adopts what the attempt's record
+//! returned, so an endpoint another instance found dead is parked here too after one
+//! attempt, and each instance sends its own single probe per reopening.
 //!
 //! Rate limits: a webhook with a rate (told by `pace`) has a token bucket (`rate`). One of its
 //! deliveries waits in the queue for the next token; the others are parked behind it, in
@@ -30,6 +33,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::rate::{Bucket, RateLimit};
+use crate::model::BreakerState;
 use crate::store::Owner;
 
 /// One queued delivery.
@@ -68,7 +72,7 @@ pub enum Next {
     Idle,
 }
 
-/// How an attempt ended, for the circuit breaker.
+/// How an attempt ended, for the rate limit (the breaker follows the store's state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndpointHealth {
     /// The endpoint answered (any status that is not a server failure).
@@ -86,12 +90,6 @@ pub enum EndpointHealth {
 pub struct Limits {
     /// Attempts of one webhook in flight at once.
     pub per_webhook: usize,
-    /// Consecutive failures that open a webhook's circuit.
-    pub breaker_threshold: u32,
-    /// First open period; doubles with each further failure.
-    pub breaker_cooldown: Duration,
-    /// Longest open period.
-    pub breaker_max_cooldown: Duration,
     /// How long a 429 lowers a webhook's rate before it starts to recover.
     pub rate_cooldown: Duration,
     /// Entries of one webhook a claim tops up to (it holds at most twice this).
@@ -104,9 +102,6 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             per_webhook: 64,
-            breaker_threshold: 5,
-            breaker_cooldown: Duration::from_secs(1),
-            breaker_max_cooldown: Duration::from_secs(300),
             rate_cooldown: Duration::from_secs(10),
             window_per_webhook: 256,
             window: 10_000,
@@ -118,7 +113,9 @@ impl Default for Limits {
 struct Endpoint {
     inflight: usize,
     parked: VecDeque<Entry>,
-    consecutive_failures: u32,
+    /// Whether its stored breaker is open or half-open, as the last recorded attempt said.
+    tripped: bool,
+    /// End of the breaker's open period (when tripped).
     open_until_ms: i64,
     /// The reopening time a probe is queued for (0: none).
     probe_at_ms: i64,
@@ -126,7 +123,7 @@ struct Endpoint {
 
 impl Endpoint {
     fn is_idle(&self) -> bool {
-        self.inflight == 0 && self.parked.is_empty() && self.consecutive_failures == 0
+        self.inflight == 0 && self.parked.is_empty() && !self.tripped
     }
 
     /// Attempts it may start now under the per-webhook concurrency limit.
@@ -134,9 +131,10 @@ impl Endpoint {
         limits.per_webhook.max(1).saturating_sub(self.inflight)
     }
 
-    /// Whether its circuit breaker has tripped (open, or half-open until a probe answers).
-    fn tripped(&self, limits: &Limits) -> bool {
-        self.consecutive_failures >= limits.breaker_threshold.max(1)
+    /// Adopts the stored state of its breaker.
+    fn follow(&mut self, breaker: &BreakerState) {
+        self.tripped = breaker.open_until_ms.is_some();
+        self.open_until_ms = breaker.open_until_ms.unwrap_or(0);
     }
 
     /// Queues `entry` as the probe for the current opening of the circuit.
@@ -222,24 +220,11 @@ pub struct RateStats {
     pub effective_per_second: f64,
 }
 
-/// The circuit breaker of a webhook's endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Breaker {
-    /// Deliveries go out.
-    Closed,
-    /// Too many consecutive failures: deliveries wait for the cooldown.
-    Open,
-    /// The cooldown is over: one probe decides.
-    HalfOpen,
-}
-
 /// One webhook as the scheduler of this instance sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndpointView {
     /// Deliveries queued, parked or being attempted.
     pub pending: usize,
-    /// Its circuit breaker.
-    pub breaker: Breaker,
 }
 
 /// The due queue with fairness bookkeeping, a wake-up for the worker and one for the
@@ -327,7 +312,7 @@ impl Scheduler {
                 .endpoints
                 .iter()
                 .filter(|(id, e)| {
-                    e.tripped(&self.limits)
+                    e.tripped
                         && (e.open_until_ms > now_ms || e.inflight > 0)
                         && state.held_by(**id) < share
                 })
@@ -434,9 +419,7 @@ impl Scheduler {
                 continue;
             }
             // Open, or half-open with its probe out: the delivery waits.
-            if endpoint.tripped(&self.limits)
-                && (endpoint.open_until_ms > now_ms || endpoint.inflight > 0)
-            {
+            if endpoint.tripped && (endpoint.open_until_ms > now_ms || endpoint.inflight > 0) {
                 state.deferred += 1;
                 if endpoint.open_until_ms > now_ms && endpoint.probe_at_ms != endpoint.open_until_ms
                 {
@@ -480,8 +463,15 @@ impl Scheduler {
     }
 
     /// Reports the end of an attempt started by `next`: frees the webhook's slot (resuming a
-    /// parked delivery) and feeds its circuit breaker.
-    pub fn finish(&self, entry: Entry, health: EndpointHealth, now_ms: i64) {
+    /// parked delivery) and adopts its breaker's stored state, as the attempt's record
+    /// returned it (None: not recorded, nothing new).
+    pub fn finish(
+        &self,
+        entry: Entry,
+        health: EndpointHealth,
+        breaker: Option<&BreakerState>,
+        now_ms: i64,
+    ) {
         let mut state = self.lock();
         let state = &mut *state;
         state.running.remove(&(entry.due_ms, entry.delivery_id));
@@ -500,28 +490,10 @@ impl Scheduler {
                 pace.bucket.throttled(now_ms);
             }
         }
-        match health {
-            EndpointHealth::Answered => {
-                endpoint.consecutive_failures = 0;
-                endpoint.open_until_ms = 0;
-            }
-            EndpointHealth::Failing | EndpointHealth::Throttled => {
-                endpoint.consecutive_failures += 1;
-                let over = endpoint
-                    .consecutive_failures
-                    .saturating_sub(self.limits.breaker_threshold);
-                if endpoint.tripped(&self.limits) {
-                    let cooldown = self
-                        .limits
-                        .breaker_cooldown
-                        .saturating_mul(1u32 << over.min(16))
-                        .min(self.limits.breaker_max_cooldown);
-                    endpoint.open_until_ms = now_ms + cooldown.as_millis() as i64;
-                }
-            }
-            EndpointHealth::Untouched => {}
+        if let Some(breaker) = breaker {
+            endpoint.follow(breaker);
         }
-        if endpoint.tripped(&self.limits) {
+        if endpoint.tripped {
             // Still failing: the parked deliveries wait; one probes at the reopening.
             if endpoint.probe_at_ms != endpoint.open_until_ms {
                 if let Some(parked) = endpoint.parked.pop_front() {
@@ -589,17 +561,10 @@ impl Scheduler {
         (total, per_webhook)
     }
 
-    /// What this instance holds of one webhook at `now_ms`: its deliveries waiting or being
-    /// attempted, and the state of its circuit breaker.
-    pub fn endpoint(&self, webhook_id: u64, now_ms: i64) -> EndpointView {
-        let state = self.lock();
-        let pending = state.held_by(webhook_id);
-        let breaker = match state.endpoints.get(&webhook_id) {
-            Some(e) if e.tripped(&self.limits) && now_ms < e.open_until_ms => Breaker::Open,
-            Some(e) if e.tripped(&self.limits) => Breaker::HalfOpen,
-            _ => Breaker::Closed,
-        };
-        EndpointView { pending, breaker }
+    /// What this instance holds of one webhook: its deliveries waiting or being attempted.
+    pub fn endpoint(&self, webhook_id: u64) -> EndpointView {
+        let pending = self.lock().held_by(webhook_id);
+        EndpointView { pending }
     }
 
     /// Resolves when something new may run.
@@ -637,6 +602,37 @@ fn release(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{BreakerPolicy, BreakerStep, Verdict, WebhookStats};
+
+    /// The breaker settings of these tests: open after 2 failures for 100 ms, doubling up to
+    /// 250 ms.
+    const POLICY: BreakerPolicy = BreakerPolicy {
+        threshold: 2,
+        cooldown_ms: 100,
+        max_cooldown_ms: 250,
+    };
+
+    /// Records an attempt's outcome in `stored` (what the store does) and finishes it with
+    /// the breaker state the record returns.
+    fn finish(
+        scheduler: &Scheduler,
+        stored: &mut WebhookStats,
+        entry: Entry,
+        health: EndpointHealth,
+        now_ms: i64,
+    ) {
+        let verdict = match health {
+            EndpointHealth::Answered => Verdict::Answered,
+            EndpointHealth::Failing | EndpointHealth::Throttled => Verdict::Failing,
+            EndpointHealth::Untouched => Verdict::Unknown,
+        };
+        let step = BreakerStep {
+            verdict,
+            policy: POLICY,
+        };
+        stored.record(now_ms, health == EndpointHealth::Answered, step);
+        scheduler.finish(entry, health, Some(&stored.breaker), now_ms);
+    }
 
     fn scheduler(limits: Limits) -> Scheduler {
         Scheduler::new(limits, Owner::random(Duration::from_secs(30)))
@@ -645,9 +641,6 @@ mod tests {
     fn limits(per_webhook: usize) -> Limits {
         Limits {
             per_webhook,
-            breaker_threshold: 2,
-            breaker_cooldown: Duration::from_millis(100),
-            breaker_max_cooldown: Duration::from_millis(250),
             rate_cooldown: Duration::from_millis(1000),
             window_per_webhook: 8,
             window: 100,
@@ -687,7 +680,7 @@ mod tests {
                 oldest_due_ms: Some(2)
             }
         );
-        scheduler.finish(Entry::due(1, 1, 7), EndpointHealth::Answered, 10);
+        scheduler.finish(Entry::due(1, 1, 7), EndpointHealth::Answered, None, 10);
         assert_eq!(scheduler.next(10), Next::Due(Entry::due(2, 2, 7)));
     }
 
@@ -699,7 +692,7 @@ mod tests {
             panic!("not due")
         };
         assert_eq!(scheduler.next(10), Next::Idle);
-        scheduler.finish(running, EndpointHealth::Answered, 10);
+        scheduler.finish(running, EndpointHealth::Answered, None, 10);
         // A retry of the same delivery (another due time) runs.
         scheduler.schedule(Entry::due(20, 1, 7));
         assert_eq!(scheduler.next(20), Next::Due(Entry::due(20, 1, 7)));
@@ -707,13 +700,14 @@ mod tests {
 
     #[test]
     fn a_failing_endpoint_is_backed_off_and_recovers_after_an_answer() {
+        let mut stored = WebhookStats::default();
         let scheduler = scheduler(limits(10));
         for id in 1..=2 {
             scheduler.schedule(Entry::due(0, id, 7));
             let Next::Due(entry) = scheduler.next(0) else {
                 panic!("not due")
             };
-            scheduler.finish(entry, EndpointHealth::Failing, 0);
+            finish(&scheduler, &mut stored, entry, EndpointHealth::Failing, 0);
         }
         // Open for 100 ms: a due delivery is deferred, not attempted.
         scheduler.schedule(Entry::due(0, 3, 7));
@@ -724,58 +718,53 @@ mod tests {
         };
         assert_eq!((probe.delivery_id, probe.due_ms), (3, 0));
         // Another failure doubles the open period (capped at 250 ms).
-        scheduler.finish(probe, EndpointHealth::Failing, 100);
+        finish(&scheduler, &mut stored, probe, EndpointHealth::Failing, 100);
         scheduler.schedule(Entry::due(100, 4, 7));
         assert_eq!(scheduler.next(100), Next::WaitUntil(300));
         let Next::Due(probe) = scheduler.next(300) else {
             panic!("no probe")
         };
-        scheduler.finish(probe, EndpointHealth::Answered, 300);
+        finish(
+            &scheduler,
+            &mut stored,
+            probe,
+            EndpointHealth::Answered,
+            300,
+        );
         scheduler.schedule(Entry::due(300, 5, 7));
         assert_eq!(scheduler.next(300), Next::Due(Entry::due(300, 5, 7)));
     }
 
     #[test]
-    fn the_endpoint_view_tells_pending_deliveries_and_the_breaker_state() {
+    fn the_endpoint_view_tells_pending_deliveries() {
         let scheduler = scheduler(limits(10));
-        let view = |now| scheduler.endpoint(7, now);
-        assert_eq!(
-            view(0),
-            EndpointView {
-                pending: 0,
-                breaker: Breaker::Closed
-            }
-        );
+        let view = |id| scheduler.endpoint(id);
+        assert_eq!(view(7), EndpointView { pending: 0 });
         scheduler.schedule_all([
             Entry::due(0, 1, 7),
             Entry::due(0, 2, 7),
             Entry::due(0, 3, 8),
         ]);
-        assert_eq!(view(0).pending, 2);
+        assert_eq!((view(7).pending, view(8).pending), (2, 1));
         let Next::Due(first) = scheduler.next(0) else {
             panic!("not due")
         };
         // Running counts as pending until it is finished.
-        assert_eq!(view(0).pending, 2);
-        scheduler.finish(first, EndpointHealth::Failing, 0);
-        assert_eq!((view(0).pending, view(0).breaker), (1, Breaker::Closed));
-        let Next::Due(second) = scheduler.next(0) else {
-            panic!("not due")
-        };
-        scheduler.finish(second, EndpointHealth::Failing, 0);
-        assert_eq!(view(50).breaker, Breaker::Open);
-        assert_eq!(view(100).breaker, Breaker::HalfOpen);
+        assert_eq!(view(7).pending, 2);
+        scheduler.finish(first, EndpointHealth::Failing, None, 0);
+        assert_eq!(view(7).pending, 1);
     }
 
     #[test]
     fn an_open_circuit_parks_its_backlog_and_sends_one_probe_at_the_reopening() {
+        let mut stored = WebhookStats::default();
         let scheduler = scheduler(limits(4));
         for id in 1..=2 {
             scheduler.schedule(Entry::due(0, id, 7));
             let Next::Due(entry) = scheduler.next(0) else {
                 panic!("not due")
             };
-            scheduler.finish(entry, EndpointHealth::Failing, 0);
+            finish(&scheduler, &mut stored, entry, EndpointHealth::Failing, 0);
         }
         // Open until 100: a backlog arrives and waits; other webhooks are not held up.
         scheduler.schedule_all((10..20).map(|id| Entry::due(10, id, 7)));
@@ -789,14 +778,20 @@ mod tests {
         };
         assert_eq!(scheduler.next(100), Next::Idle);
         // A failed probe re-opens the circuit (200 ms) and queues the next probe, only one.
-        scheduler.finish(probe, EndpointHealth::Failing, 100);
+        finish(&scheduler, &mut stored, probe, EndpointHealth::Failing, 100);
         assert_eq!(scheduler.next(150), Next::WaitUntil(300));
         let Next::Due(probe) = scheduler.next(300) else {
             panic!("no probe")
         };
         assert_eq!(scheduler.next(300), Next::Idle);
         // An answer closes the circuit and releases the backlog up to the per-webhook limit.
-        scheduler.finish(probe, EndpointHealth::Answered, 300);
+        finish(
+            &scheduler,
+            &mut stored,
+            probe,
+            EndpointHealth::Answered,
+            300,
+        );
         let mut released = 0;
         while let Next::Due(_) = scheduler.next(300) {
             released += 1;
@@ -823,7 +818,7 @@ mod tests {
         assert_eq!(scheduler.next(0), Next::WaitUntil(100));
         assert_eq!(scheduler.rates(0)[&7].waiting, 3);
         // Finished attempts release nothing early: the tokens do, one each.
-        scheduler.finish(Entry::due(0, 1, 7), EndpointHealth::Answered, 50);
+        scheduler.finish(Entry::due(0, 1, 7), EndpointHealth::Answered, None, 50);
         assert_eq!(scheduler.next(50), Next::WaitUntil(100));
         assert_eq!(ids(&scheduler, 100), [3]);
         assert_eq!(scheduler.next(100), Next::WaitUntil(200));
@@ -841,7 +836,7 @@ mod tests {
         let Next::Due(first) = scheduler.next(0) else {
             panic!("not due")
         };
-        scheduler.finish(first, EndpointHealth::Throttled, 10);
+        scheduler.finish(first, EndpointHealth::Throttled, None, 10);
         assert_eq!(scheduler.rates(10)[&7].effective_per_second, 5.0);
         // Half the rate: the next token is 200 ms after the 429.
         assert_eq!(scheduler.next(10), Next::WaitUntil(210));
@@ -880,7 +875,7 @@ mod tests {
         let Next::Due(running) = scheduler.next(0) else {
             panic!("not due")
         };
-        scheduler.finish(running, EndpointHealth::Answered, 0);
+        scheduler.finish(running, EndpointHealth::Answered, None, 0);
         assert_eq!(scheduler.held_ids().len(), 9);
         scheduler.schedule(Entry::due(50, running.delivery_id, running.webhook_id));
         assert_eq!(scheduler.held_ids().len(), 10);

@@ -2,7 +2,10 @@
 //! pooled client (bounded concurrency overall; the scheduler bounds each webhook), classifies
 //! the outcome, records it (log entry, state, outbox move, stats) in one store write,
 //! schedules the retry, has the core disable webhooks that answer 410 Gone or have failed
-//! continuously for the configured period, and publishes the update.
+//! continuously for the configured period, tells the core when the attempt opened or closed
+//! the webhook's circuit breaker (kept in the store with the stats, so the transition is
+//! seen by exactly one attempt of any instance), and publishes the update. A failing egress
+//! proxy is logged as such and blamed on neither the breaker nor the run of failures.
 //!
 //! Every attempt holds its webhook's slot and a worker permit through a drop guard
 //! (`Running`): however it ends (recorded, an error, a panic unwinding its task) both are
@@ -31,7 +34,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, status_class};
 use crate::model::{
-    Delivery, DeliveryState, DeliveryUpdate, ResponseRecord, Webhook, WebhookStats, now_ms,
+    BreakerPolicy, BreakerState, BreakerStep, BreakerTransition, Delivery, DeliveryState,
+    DeliveryUpdate, ResponseRecord, Verdict, Webhook, WebhookStats, now_ms,
 };
 use crate::store::health::StoreHealth;
 use crate::store::{AttemptRecord, OutboxEntry, Store};
@@ -58,6 +62,15 @@ pub trait WebhookOutcomes: Send + Sync + 'static {
     /// Reports a delivery whose attempts ended FAILED (the core emits `delivery.exhausted`
     /// unless the delivery itself carried an operational event).
     fn delivery_exhausted(&self, delivery: Delivery) -> BoxFuture<'_, Result<()>>;
+
+    /// Reports that an attempt of an ordinary delivery opened or closed a webhook's circuit
+    /// breaker (the core emits `endpoint.breaker_opened` / `endpoint.breaker_closed`). Told
+    /// once per transition, by the attempt whose record made it.
+    fn breaker_changed(
+        &self,
+        webhook_id: u64,
+        transition: BreakerTransition,
+    ) -> BoxFuture<'_, Result<()>>;
 }
 
 /// Everything an attempt needs; shared by the worker's tasks.
@@ -87,7 +100,7 @@ struct Running {
     worker: Arc<Worker>,
     entry: Entry,
     /// What the recorded attempt said about the endpoint; None until it is recorded.
-    recorded: Option<EndpointHealth>,
+    recorded: Option<Attempted>,
     /// The attempt failed because the store is unavailable (the health monitor reports
     /// that once; the attempt says nothing of its own).
     store_lost: bool,
@@ -109,7 +122,7 @@ impl Running {
     async fn run(mut self) {
         let worker = Arc::clone(&self.worker);
         match worker.attempt(self.entry).await {
-            Ok(health) => self.recorded = Some(health),
+            Ok(attempted) => self.recorded = Some(attempted),
             Err(e @ Error::Unavailable(_)) => {
                 self.store_lost = true;
                 worker.health.suspect();
@@ -126,8 +139,11 @@ impl Drop for Running {
     fn drop(&mut self) {
         let worker = &self.worker;
         let now = now_ms();
-        let health = self.recorded.unwrap_or(EndpointHealth::Untouched);
-        worker.scheduler.finish(self.entry, health, now);
+        let (health, breaker) = match &self.recorded {
+            Some(attempted) => (attempted.health, attempted.breaker.as_ref()),
+            None => (EndpointHealth::Untouched, None),
+        };
+        worker.scheduler.finish(self.entry, health, breaker, now);
         if self.recorded.is_none() {
             let pause = worker.unrecorded_retry_after();
             if !self.store_lost {
@@ -151,6 +167,21 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A recorded attempt: what it says about the endpoint, and its webhook's breaker as the
+/// record left it (None when nothing was written to the stats).
+struct Attempted {
+    health: EndpointHealth,
+    breaker: Option<BreakerState>,
+}
+
+impl Attempted {
+    /// Nothing sent, nothing learnt.
+    const UNTOUCHED: Attempted = Attempted {
+        health: EndpointHealth::Untouched,
+        breaker: None,
+    };
+}
+
 /// What the circuit breaker learns from an attempt: whatever `retry::classify` would retry
 /// (timeouts, connection errors, 5xx, 408, 429) means the endpoint is struggling, and a 429
 /// also slows its rate limit down; any other answer means it is up; a request that never
@@ -162,6 +193,17 @@ fn health(sent: &AttemptResult, classified: &Outcome) -> EndpointHealth {
         (_, Outcome::Retry(_)) => EndpointHealth::Failing,
         (Ok(_), _) => EndpointHealth::Answered,
         (Err(_), _) => EndpointHealth::Untouched,
+    }
+}
+
+/// What the stored breaker and the run of failures make of an attempt: as its health says,
+/// except that a failing egress proxy is recorded as such (it is nobody's failure).
+fn verdict(sent: &AttemptResult, health: EndpointHealth) -> Verdict {
+    match (sent, health) {
+        (Err(AttemptError::Proxy(_)), _) => Verdict::ProxyFailed,
+        (_, EndpointHealth::Answered) => Verdict::Answered,
+        (_, EndpointHealth::Failing | EndpointHealth::Throttled) => Verdict::Failing,
+        (_, EndpointHealth::Untouched) => Verdict::Unknown,
     }
 }
 
@@ -221,11 +263,11 @@ impl Worker {
 
     /// Makes one attempt of a queued delivery and records it; returns what it says about the
     /// endpoint. An error means nothing was recorded.
-    async fn attempt(&self, entry: Entry) -> Result<EndpointHealth> {
+    async fn attempt(&self, entry: Entry) -> Result<Attempted> {
         #[cfg(feature = "fault-injection")]
         self.config.faults.before_attempt()?;
         let Some(mut delivery) = self.store.get_delivery(entry.delivery_id).await? else {
-            return Ok(EndpointHealth::Untouched);
+            return Ok(Attempted::UNTOUCHED);
         };
         if delivery.state.is_final() || delivery.next_attempt_ms != entry.due_ms {
             // A stale entry (handled or rescheduled); drop its durable copy if a crash left one.
@@ -236,7 +278,7 @@ impl Worker {
                     webhook_id: entry.webhook_id,
                 })
                 .await?;
-            return Ok(EndpointHealth::Untouched);
+            return Ok(Attempted::UNTOUCHED);
         }
         let webhook = match self.store.get_webhook(delivery.webhook_id).await? {
             Some(w) if w.is_webhook_enabled => {
@@ -274,6 +316,7 @@ impl Worker {
             error: String::new(),
         };
         let mut endpoint = EndpointHealth::Untouched;
+        let mut said = Verdict::Unknown;
         let mut gone = false;
         let outcome = match (&delivery.request, &delivery.render_error) {
             (_, Some(render_error)) => {
@@ -320,6 +363,7 @@ impl Worker {
                     },
                 );
                 endpoint = health(&sent, &classified);
+                said = verdict(&sent, endpoint);
                 self.schedule_retry(classified, &webhook, &mut delivery, attempt, &sent)
             }
             (None, None) => Outcome::GiveUp("nothing to send".into()),
@@ -356,14 +400,26 @@ impl Worker {
                 previous_due_ms: entry.due_ms,
                 response: Some(&response),
                 succeeded: state == DeliveryState::Succeeded,
+                breaker: BreakerStep {
+                    verdict: said,
+                    policy: BreakerPolicy::new(
+                        self.config.breaker_threshold,
+                        self.config.breaker_cooldown,
+                    ),
+                },
                 lease: keep.then(|| self.scheduler.owner().lease_from(now)),
             })
             .await?;
+        let attempted = Attempted {
+            health: endpoint,
+            breaker: Some(stats.breaker),
+        };
         // Cancelled while the attempt was in flight: the store kept it CANCELLED (the
         // attempt is logged), so there is no retry and no final failure to report.
         if state != DeliveryState::Succeeded && self.cancelled_meanwhile(&mut delivery).await {
             self.hub.publish(DeliveryUpdate::of(&delivery));
-            return Ok(endpoint);
+            self.report_breaker(&delivery, &stats).await;
+            return Ok(attempted);
         }
         // Recorded: nothing below fails the attempt, and its retry is queued first.
         if keep {
@@ -387,13 +443,43 @@ impl Worker {
         );
         self.after_recording(&webhook, &stats, gone, timestamp_ms)
             .await;
+        self.report_breaker(&delivery, &stats).await;
         self.hub.publish(DeliveryUpdate::of(&delivery));
         if delivery.state == DeliveryState::Failed && !delivery.operational {
             if let Err(e) = self.outcomes.delivery_exhausted(delivery.clone()).await {
                 tracing::error!(delivery_id = delivery.id, error = %e, "cannot report the exhausted delivery");
             }
         }
-        Ok(endpoint)
+        Ok(attempted)
+    }
+
+    /// Tells the core when the recorded attempt opened or closed the webhook's breaker,
+    /// unless the delivery carried an operational event (those never produce operational
+    /// events: nothing loops). A failure to tell is logged; the attempt stands.
+    async fn report_breaker(&self, delivery: &Delivery, stats: &WebhookStats) {
+        let Some(transition) = stats.breaker_transition() else {
+            return;
+        };
+        if delivery.operational {
+            return;
+        }
+        match &transition {
+            BreakerTransition::Opened { open_until_ms, .. } => tracing::warn!(
+                webhook_id = delivery.webhook_id,
+                open_until_ms,
+                "circuit breaker opened"
+            ),
+            BreakerTransition::Closed { .. } => {
+                tracing::info!(webhook_id = delivery.webhook_id, "circuit breaker closed")
+            }
+        }
+        if let Err(e) = self
+            .outcomes
+            .breaker_changed(delivery.webhook_id, transition)
+            .await
+        {
+            tracing::error!(webhook_id = delivery.webhook_id, error = %e, "cannot report the breaker's transition");
+        }
     }
 
     /// The housekeeping of a recorded attempt: trims the response log, and has the core
@@ -497,7 +583,7 @@ impl Worker {
         delivery: &mut Delivery,
         due_ms: i64,
         reason: &str,
-    ) -> Result<EndpointHealth> {
+    ) -> Result<Attempted> {
         delivery.state = DeliveryState::Failed;
         delivery.updated_at_ms = now_ms();
         delivery.last_error = reason.to_string();
@@ -507,10 +593,11 @@ impl Worker {
                 previous_due_ms: due_ms,
                 response: None,
                 succeeded: false,
+                breaker: BreakerStep::default(),
                 lease: None,
             })
             .await?;
         self.hub.publish(DeliveryUpdate::of(delivery));
-        Ok(EndpointHealth::Untouched)
+        Ok(Attempted::UNTOUCHED)
     }
 }

@@ -3,7 +3,7 @@
 use super::convert::timestamp;
 use super::pb;
 use crate::core::health::{Bucket, Health};
-use crate::delivery::scheduler::Breaker;
+use crate::model::Breaker;
 
 fn bucket(b: Bucket) -> pb::HealthBucket {
     pb::HealthBucket {

@@ -14,7 +14,7 @@ use super::oncall::error_response;
 use super::{Failure, authorization, rfc3339};
 use crate::core::Service;
 use crate::core::health::{Bucket, Health};
-use crate::delivery::scheduler::Breaker;
+use crate::model::Breaker;
 
 /// Delivery attempts of one hour.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -38,7 +38,7 @@ pub struct WebhookHealth {
     pub last_failure_at: Option<String>,
     /// Start of the current run of failed attempts (null after a success).
     pub failing_since: Option<String>,
-    /// CLOSED, OPEN or HALF_OPEN (the answering instance's breaker).
+    /// CLOSED, OPEN or HALF_OPEN (as stored: every instance answers the same).
     pub breaker_state: String,
     /// Deliveries queued, waiting or being attempted on the answering instance.
     pub pending_count: usize,

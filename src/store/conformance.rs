@@ -6,10 +6,12 @@
 //! `open` gives each test a store of its own (retention, for one, sweeps the whole store);
 //! tests also keep to accounts and ids of their own.
 
+mod breaker;
 mod changes;
 
 use std::sync::Arc;
 
+pub use breaker::*;
 pub use changes::*;
 use std::time::Duration;
 
@@ -19,8 +21,8 @@ use super::{
 };
 use crate::error::Error;
 use crate::model::{
-    ApiToken, Delivery, DeliveryState, Event, EventType, RenderedRequest, ResponseRecord, Scope,
-    Webhook, now_ms,
+    ApiToken, BreakerStep, Delivery, DeliveryState, Event, EventType, RenderedRequest,
+    ResponseRecord, Scope, Webhook, now_ms,
 };
 
 /// The instance every backend under test is opened for: what it writes is leased to it.
@@ -63,7 +65,10 @@ macro_rules! conformance_suite {
             events_and_deliveries_list_newest_first_per_account_by_keyset,
             a_cancelled_delivery_leaves_the_outbox_and_an_attempt_in_flight_keeps_it_cancelled,
             the_change_log_holds_each_accounts_state_changes_in_order_once,
-            pruning_the_change_log_expires_older_cursors_only
+            pruning_the_change_log_expires_older_cursors_only,
+            the_stored_breaker_opens_backs_off_and_closes_reporting_each_change_once,
+            concurrent_failures_add_up_and_only_one_of_them_opens_the_breaker,
+            claims_pass_over_an_open_breaker_and_take_one_probe_once_it_is_half_open
         );
     };
     (@tests $open:path, $($test:ident),*) => {
@@ -300,6 +305,7 @@ pub async fn deleting_a_webhook_removes_its_stats_and_log(store: Arc<dyn Store>)
             previous_due_ms: deliveries[0].next_attempt_ms,
             response: Some(&response(&attempted, 1, 2_000, 200)),
             succeeded: true,
+            breaker: BreakerStep::default(),
             lease: None,
         })
         .await
@@ -492,6 +498,7 @@ pub async fn attempts_move_the_outbox_log_and_update_the_stats(store: Arc<dyn St
             previous_due_ms: queued.next_attempt_ms,
             response: Some(&failed),
             succeeded: false,
+            breaker: BreakerStep::default(),
             lease: None,
         })
         .await
@@ -523,6 +530,7 @@ pub async fn attempts_move_the_outbox_log_and_update_the_stats(store: Arc<dyn St
             previous_due_ms: retrying.next_attempt_ms,
             response: Some(&ok),
             succeeded: true,
+            breaker: BreakerStep::default(),
             lease: None,
         })
         .await
@@ -577,6 +585,7 @@ pub async fn the_response_log_is_trimmed_to_its_newest_entries(store: Arc<dyn St
                 previous_due_ms,
                 response: Some(&logged),
                 succeeded: false,
+                breaker: BreakerStep::default(),
                 lease: None,
             })
             .await
@@ -742,6 +751,7 @@ pub async fn through_the_sealed_layer_the_backend_holds_no_secret_in_clear(
             previous_due_ms: stored_delivery.next_attempt_ms,
             response: None,
             succeeded: false,
+            breaker: BreakerStep::default(),
             lease: None,
         })
         .await
@@ -912,6 +922,7 @@ async fn backlog(
                 previous_due_ms,
                 response: None,
                 succeeded: false,
+                breaker: BreakerStep::default(),
                 lease: None,
             })
             .await
@@ -1085,6 +1096,7 @@ pub async fn new_entries_are_born_leased_and_attempts_keep_or_release_the_lease(
                 previous_due_ms: d.next_attempt_ms,
                 response: Some(&response(&retrying, 1, 5_500, 503)),
                 succeeded: false,
+                breaker: BreakerStep::default(),
                 lease: kept,
             })
             .await

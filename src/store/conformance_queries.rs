@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{
     AttemptRecord, Cancelled, Claim, DeliveryQuery, EventQuery, Keyset, Lease, NewEvent, Store,
 };
-use crate::model::{Delivery, DeliveryState, Event, RenderedRequest};
+use crate::model::{BreakerStep, Delivery, DeliveryState, Event, RenderedRequest};
 
 async fn account(store: &dyn Store) -> String {
     format!("acct-{}", store.next_id().await.unwrap())
@@ -201,6 +201,7 @@ pub async fn events_and_deliveries_list_newest_first_per_account_by_keyset(store
             previous_due_ms: c_deliveries[0].next_attempt_ms,
             response: None,
             succeeded: false,
+            breaker: BreakerStep::default(),
             lease: None,
         })
         .await
@@ -300,6 +301,7 @@ pub async fn a_cancelled_delivery_leaves_the_outbox_and_an_attempt_in_flight_kee
             previous_due_ms: first.next_attempt_ms,
             response: None,
             succeeded: false,
+            breaker: BreakerStep::default(),
             lease: None,
         })
         .await
@@ -325,6 +327,7 @@ pub async fn a_cancelled_delivery_leaves_the_outbox_and_an_attempt_in_flight_kee
             previous_due_ms: second.next_attempt_ms,
             response: None,
             succeeded: true,
+            breaker: BreakerStep::default(),
             lease: None,
         })
         .await

@@ -36,7 +36,7 @@ pub use sled::SledStore;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::{ApiToken, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
+use crate::model::{ApiToken, BreakerStep, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
 use change_log::{ChangeCursor, ChangePage};
 
 /// Which slice of a listing to return: skip `offset` items after the cursor, then up to `limit`.
@@ -81,6 +81,9 @@ pub struct AttemptRecord<'a> {
     pub response: Option<&'a ResponseRecord>,
     /// Whether the attempt succeeded (updates last_success) or failed (last_failure).
     pub succeeded: bool,
+    /// What it says about the endpoint, for the breaker kept in the stats (see
+    /// `WebhookStats::record`; only a logged attempt moves it).
+    pub breaker: BreakerStep,
     /// A retry's entry stays leased with this lease (the caller keeps it in memory); None
     /// releases it to any instance.
     pub lease: Option<Lease>,
@@ -165,8 +168,9 @@ pub trait Store: EventTypeStore + Send + Sync + 'static {
     /// Writes new deliveries of existing events (redelivery) with their outbox entries
     /// (leased to the store's `Owner`) and adds them to their events; NOT_FOUND when an event is gone; durable.
     async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<()>;
-    /// Records an attempt: delivery state, outbox entry moved or removed, log entry, stats.
-    /// Returns the webhook's stats after the attempt.
+    /// Records an attempt: delivery state, outbox entry moved or removed, log entry, stats
+    /// and breaker (`WebhookStats::record`, atomic per webhook across instances). Returns
+    /// the webhook's stats after the attempt.
     async fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats>;
     /// Drops an outbox entry that no longer matches its delivery (left by a crash between
     /// the writes of `record_attempt`), and its lease.

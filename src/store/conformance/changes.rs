@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{account, delivery, emitted, response, webhook};
-use crate::model::{DeliveryState, now_ms};
+use crate::model::{BreakerStep, DeliveryState, now_ms};
 use crate::store::change_log::{Change, ChangeCursor};
 use crate::store::{AttemptRecord, Store};
 
@@ -75,6 +75,7 @@ pub async fn the_change_log_holds_each_accounts_state_changes_in_order_once(stor
             previous_due_ms: deliveries[0].next_attempt_ms,
             response: Some(&response(&retrying, 1, 6_000, 503)),
             succeeded: false,
+            breaker: BreakerStep::default(),
             lease: None,
         })
         .await
@@ -94,6 +95,7 @@ pub async fn the_change_log_holds_each_accounts_state_changes_in_order_once(stor
             previous_due_ms: copy.next_attempt_ms,
             response: Some(&response(&succeeded, 1, 7_000, 200)),
             succeeded: true,
+            breaker: BreakerStep::default(),
             lease: None,
         })
         .await

@@ -3,7 +3,9 @@
 //! index probe per webhook, however many rows each has), a LATERAL subquery takes each
 //! webhook's earliest due free rows `FOR UPDATE SKIP LOCKED` (rows another instance is
 //! claiming at the same moment are passed over, never waited for), the webhooks take turns
-//! up to the limit, and the chosen rows get the lease. Renewal and release touch only the
+//! up to the limit, and the chosen rows get the lease. A webhook whose stored circuit
+//! breaker is open (whichever instance opened it) is passed over; once its open period has
+//! passed (half-open) a claim takes one row of it, the probe. Renewal and release touch only the
 //! rows named, by primary key, and only while this owner holds them.
 
 use sqlx::{PgPool, Row};
@@ -22,12 +24,14 @@ pub const CLAIM: &str = "WITH RECURSIVE hooks (webhook_id) AS (
              FROM hooks h WHERE h.webhook_id IS NOT NULL),
          candidates AS (
              SELECT c.delivery_id, c.webhook_id, c.due_ms FROM hooks h
+             LEFT JOIN webhook_stats b ON b.webhook_id = h.webhook_id
              CROSS JOIN LATERAL (
                  SELECT o.delivery_id, o.webhook_id, o.due_ms FROM outbox o
                  WHERE o.webhook_id = h.webhook_id AND o.due_ms <= $1
                      AND (o.lease_until_ms IS NULL OR o.lease_until_ms < $2)
+                     AND (b.breaker_open_until_ms IS NULL OR b.breaker_open_until_ms <= $2)
                  ORDER BY o.due_ms, o.delivery_id
-                 LIMIT $3
+                 LIMIT CASE WHEN b.breaker_open_until_ms IS NULL THEN $3 ELSE 1 END
                  FOR UPDATE SKIP LOCKED) c
              WHERE h.webhook_id IS NOT NULL AND h.webhook_id <> ALL($4)),
          chosen AS (

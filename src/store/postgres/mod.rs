@@ -40,8 +40,18 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::model::{
-    ApiToken, Delivery, DeliveryState, Event, ResponseRecord, Webhook, WebhookStats, now_ms,
+    ApiToken, BreakerState, Delivery, DeliveryState, Event, ResponseRecord, Webhook, WebhookStats,
+    now_ms,
 };
+
+/// The columns of `webhook_stats` that `stats_of` reads, in its order.
+macro_rules! stats_columns {
+    () => {
+        "last_success_ms, last_failure_ms, failing_since_ms, response_seq, breaker_failures,
+         breaker_open_until_ms, breaker_level, breaker_opened_at_ms, breaker_changed_seq,
+         breaker_changed_at_ms"
+    };
+}
 
 /// Ids one `nextval` reserves (the sequence's INCREMENT BY in migrations/0001_initial.sql).
 const ID_BLOCK: u64 = 256;
@@ -312,10 +322,11 @@ impl Store for PostgresStore {
 
     /// Delivery outcome times of a webhook.
     async fn webhook_stats(&self, id: u64) -> Result<WebhookStats> {
-        let row = sqlx::query(
-            "SELECT last_success_ms, last_failure_ms, failing_since_ms, response_seq
-             FROM webhook_stats WHERE webhook_id = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            stats_columns!(),
+            " FROM webhook_stats WHERE webhook_id = $1"
+        ))
         .bind(sql_id(id))
         .fetch_optional(&self.pool)
         .await
@@ -459,7 +470,7 @@ impl Store for PostgresStore {
             Some(response) => (true, response.timestamp_ms, to_json(response)?),
             None => (false, 0, "null".to_string()),
         };
-        let row = sqlx::query(
+        let statement = concat!(
             "WITH updated AS (
                  -- A delivery cancelled while the attempt was in flight stays cancelled
                  -- (and gets no retry) unless the attempt succeeded.
@@ -482,18 +493,66 @@ impl Store for PostgresStore {
                      SET due_ms = excluded.due_ms, lease_owner = excluded.lease_owner,
                          lease_until_ms = excluded.lease_until_ms),
              stats AS (
+                 -- WebhookStats::record in SQL: the run of failures (not a proxy's), and the
+                 -- breaker (model/breaker.rs): $21 the verdict, $22 threshold, $23 first
+                 -- cooldown, $24 longest cooldown. Every value is computed from the row as
+                 -- locked, so concurrent attempts of any instance add up.
                  INSERT INTO webhook_stats AS s
-                     (webhook_id, response_seq, last_success_ms, last_failure_ms, failing_since_ms)
-                 SELECT $9, 1, CASE WHEN $11 THEN $12 END, CASE WHEN $11 THEN NULL ELSE $12 END,
-                     CASE WHEN $11 THEN NULL ELSE $12 END
+                     (webhook_id, response_seq, last_success_ms, last_failure_ms, failing_since_ms,
+                      breaker_failures, breaker_open_until_ms, breaker_opened_at_ms,
+                      breaker_changed_seq, breaker_changed_at_ms)
+                 SELECT $9, 1, CASE WHEN $11 THEN $12 END,
+                     CASE WHEN $11 OR $21::text = 'proxy' THEN NULL ELSE $12 END,
+                     CASE WHEN $11 OR $21::text = 'proxy' THEN NULL ELSE $12 END,
+                     CASE WHEN $21::text = 'failing' THEN 1 ELSE 0 END,
+                     CASE WHEN $21::text = 'failing' AND $22::int <= 1 THEN $12 + $23::bigint END,
+                     CASE WHEN $21::text = 'failing' AND $22::int <= 1 THEN $12 END,
+                     CASE WHEN $21::text = 'failing' AND $22::int <= 1 THEN 1 ELSE 0 END,
+                     CASE WHEN $21::text = 'failing' AND $22::int <= 1 THEN $12 ELSE 0 END
                  WHERE $10
                  ON CONFLICT (webhook_id) DO UPDATE SET
                      response_seq = s.response_seq + 1,
                      last_success_ms = CASE WHEN $11 THEN $12 ELSE s.last_success_ms END,
-                     last_failure_ms = CASE WHEN $11 THEN s.last_failure_ms ELSE $12 END,
+                     last_failure_ms = CASE WHEN $11 OR $21 = 'proxy' THEN s.last_failure_ms
+                         ELSE $12 END,
                      failing_since_ms = CASE WHEN $11 THEN NULL
-                         ELSE coalesce(s.failing_since_ms, $12) END
-                 RETURNING last_success_ms, last_failure_ms, failing_since_ms, response_seq),
+                         WHEN $21 = 'proxy' THEN s.failing_since_ms
+                         ELSE coalesce(s.failing_since_ms, $12) END,
+                     breaker_failures = CASE $21 WHEN 'answered' THEN 0
+                         WHEN 'failing' THEN s.breaker_failures + 1 ELSE s.breaker_failures END,
+                     breaker_level = CASE
+                         WHEN $21 = 'answered' THEN 0
+                         WHEN $21 <> 'failing' OR s.breaker_failures + 1 < $22 THEN s.breaker_level
+                         WHEN s.breaker_open_until_ms IS NULL THEN 0
+                         WHEN s.breaker_open_until_ms <= $12 THEN s.breaker_level + 1
+                         ELSE s.breaker_level END,
+                     breaker_open_until_ms = CASE
+                         WHEN $21 = 'answered' THEN NULL
+                         WHEN $21 <> 'failing' OR s.breaker_failures + 1 < $22
+                             THEN s.breaker_open_until_ms
+                         WHEN s.breaker_open_until_ms IS NULL THEN $12 + $23
+                         WHEN s.breaker_open_until_ms <= $12
+                             THEN $12 + least($23 * (1::bigint << least(s.breaker_level + 1, 16)), $24)
+                         ELSE s.breaker_open_until_ms END,
+                     breaker_opened_at_ms = CASE
+                         WHEN $21 = 'failing' AND s.breaker_failures + 1 >= $22
+                             AND s.breaker_open_until_ms IS NULL THEN $12
+                         ELSE s.breaker_opened_at_ms END,
+                     breaker_changed_seq = CASE
+                         WHEN ($21 = 'failing' AND s.breaker_failures + 1 >= $22
+                                 AND s.breaker_open_until_ms IS NULL)
+                             OR ($21 = 'answered' AND s.breaker_open_until_ms IS NOT NULL)
+                             THEN s.response_seq + 1
+                         ELSE s.breaker_changed_seq END,
+                     breaker_changed_at_ms = CASE
+                         WHEN ($21 = 'failing' AND s.breaker_failures + 1 >= $22
+                                 AND s.breaker_open_until_ms IS NULL)
+                             OR ($21 = 'answered' AND s.breaker_open_until_ms IS NOT NULL)
+                             THEN $12
+                         ELSE s.breaker_changed_at_ms END
+                 RETURNING ",
+            stats_columns!(),
+            "),
              logged AS (
                  INSERT INTO responses (webhook_id, seq, body)
                  SELECT $9, response_seq, $13::json FROM stats),
@@ -506,32 +565,38 @@ impl Store for PostgresStore {
                          ELSE $17::jsonb END FROM updated), $17::jsonb)::json)
              SELECT * FROM stats
              UNION ALL
-             SELECT last_success_ms, last_failure_ms, failing_since_ms, response_seq
-             FROM webhook_stats WHERE webhook_id = $9 AND NOT $10",
-        )
-        .bind(sql_id(d.id))
-        .bind(sql_id(d.event_id))
-        .bind(state_name(d.state)?)
-        .bind(i64::from(d.attempts))
-        .bind(d.next_attempt_ms)
-        .bind(d.last_status_code.map(i32::from))
-        .bind(&d.last_error)
-        .bind(d.state.is_final())
-        .bind(sql_id(d.webhook_id))
-        .bind(logged)
-        .bind(record.succeeded)
-        .bind(at_ms)
-        .bind(body)
-        .bind(notify::CHANNEL)
-        .bind(notify::payload(self.instance, d)?)
-        .bind(d.updated_at_ms)
-        .bind(changes::body(&update_of(d))?)
-        .bind(now_ms())
-        .bind(record.lease.map(|l| sql_id(l.owner)))
-        .bind(record.lease.map(|l| l.until_ms))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
+             SELECT ",
+            stats_columns!(),
+            " FROM webhook_stats WHERE webhook_id = $9 AND NOT $10"
+        );
+        let row = sqlx::query(statement)
+            .bind(sql_id(d.id))
+            .bind(sql_id(d.event_id))
+            .bind(state_name(d.state)?)
+            .bind(i64::from(d.attempts))
+            .bind(d.next_attempt_ms)
+            .bind(d.last_status_code.map(i32::from))
+            .bind(&d.last_error)
+            .bind(d.state.is_final())
+            .bind(sql_id(d.webhook_id))
+            .bind(logged)
+            .bind(record.succeeded)
+            .bind(at_ms)
+            .bind(body)
+            .bind(notify::CHANNEL)
+            .bind(notify::payload(self.instance, d)?)
+            .bind(d.updated_at_ms)
+            .bind(changes::body(&update_of(d))?)
+            .bind(now_ms())
+            .bind(record.lease.map(|l| sql_id(l.owner)))
+            .bind(record.lease.map(|l| l.until_ms))
+            .bind(record.breaker.verdict.as_str())
+            .bind(i32::try_from(record.breaker.policy.threshold).unwrap_or(i32::MAX))
+            .bind(record.breaker.policy.cooldown_ms)
+            .bind(record.breaker.policy.max_cooldown_ms)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         row.map(|r| stats_of(&r))
             .transpose()
             .map(Option::unwrap_or_default)
@@ -746,11 +811,21 @@ async fn prune_events(
 }
 
 fn stats_of(row: &PgRow) -> Result<WebhookStats> {
+    let count =
+        |i: usize| -> Result<u32> { Ok(row.try_get::<i32, _>(i).map_err(db)?.max(0) as u32) };
     Ok(WebhookStats {
         last_success_ms: row.try_get(0).map_err(db)?,
         last_failure_ms: row.try_get(1).map_err(db)?,
         failing_since_ms: row.try_get(2).map_err(db)?,
         response_seq: row.try_get::<i64, _>(3).map_err(db)? as u64,
+        breaker: BreakerState {
+            consecutive_failures: count(4)?,
+            open_until_ms: row.try_get(5).map_err(db)?,
+            cooldown_level: count(6)?,
+            opened_at_ms: row.try_get(7).map_err(db)?,
+            changed_seq: row.try_get::<i64, _>(8).map_err(db)? as u64,
+            changed_at_ms: row.try_get(9).map_err(db)?,
+        },
     })
 }
 

@@ -496,14 +496,7 @@ impl Trees {
                     .update_and_fetch(webhook_key, |old| {
                         let mut current: WebhookStats =
                             old.and_then(|b| decode(b).ok()).unwrap_or_default();
-                        current.response_seq += 1;
-                        if record.succeeded {
-                            current.last_success_ms = Some(at_ms);
-                            current.failing_since_ms = None;
-                        } else {
-                            current.last_failure_ms = Some(at_ms);
-                            current.failing_since_ms.get_or_insert(at_ms);
-                        }
+                        current.record(at_ms, record.succeeded, record.breaker);
                         encode(&current).ok()
                     })
                     .map_err(internal)?;
@@ -765,7 +758,10 @@ impl Store for SledStore {
     }
 
     async fn claim(&self, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> {
-        self.trees.outbox.claim(claim)
+        let trees = &self.trees;
+        trees.outbox.claim(claim, |webhook_id| {
+            Ok(trees.webhook_stats(webhook_id)?.breaker.open_until_ms)
+        })
     }
 
     async fn renew_leases(&self, lease: Lease, delivery_ids: &[u64]) -> Result<()> {
@@ -928,7 +924,7 @@ mod tests {
             limit: 10,
             skip: &[],
         };
-        let claimed = store.outbox.claim(claim).unwrap();
+        let claimed = store.outbox.claim(claim, |_| Ok(None)).unwrap();
         let expected = OutboxEntry {
             due_ms: 5_000,
             delivery_id: 42,

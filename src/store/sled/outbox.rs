@@ -3,7 +3,9 @@
 //! webhooks with entries by seeking from one to the next (a loose index scan) instead of
 //! walking the whole backlog. Leases live in memory: one process uses the directory, so
 //! nothing is leased after `open`; the map holds only what is leased (the claim window and
-//! fresh writes), and expired leases are swept as it grows.
+//! fresh writes), and expired leases are swept as it grows. A claim passes over a webhook
+//! whose stored circuit breaker is open, and takes one entry (the probe) of one whose open
+//! period has passed, as the PostgreSQL claim does.
 //!
 //! Older data directories kept the outbox as `due ++ delivery -> webhook` in the tree
 //! `outbox`; `open` moves those entries over (each written here before it is removed there,
@@ -124,7 +126,13 @@ impl Outbox {
     }
 
     /// See `Store::claim`.
-    pub fn claim(&self, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> {
+    /// `open_until` tells a webhook's stored breaker (the end of its open period while it is
+    /// tripped).
+    pub fn claim(
+        &self,
+        claim: Claim<'_>,
+        open_until: impl Fn(u64) -> Result<Option<i64>>,
+    ) -> Result<Vec<OutboxEntry>> {
         let mut leases = self.leases();
         let leases = &mut *leases;
         if leases.by_delivery.len() > 2 * leases.swept_len + 1024 {
@@ -159,10 +167,15 @@ impl Outbox {
             if claim.skip.contains(&webhook_id) {
                 continue;
             }
+            let per_webhook = match open_until(webhook_id)? {
+                None => claim.per_webhook,
+                Some(until) if until <= claim.now_ms => claim.per_webhook.min(1),
+                Some(_) => continue,
+            };
             let due = key(webhook_id, 0, 0)..=key(webhook_id, claim.due_before_ms, u64::MAX);
             let mut taken = 0;
             for item in self.tree.range(due).keys() {
-                if taken == claim.per_webhook || claimed.len() == claim.limit {
+                if taken == per_webhook || claimed.len() == claim.limit {
                     break;
                 }
                 let entry = entry_of(&item.map_err(internal)?)?;
