@@ -54,7 +54,7 @@ pub struct Config {
     pub per_webhook_concurrency: usize,
     /// Consecutive failures that open a webhook's circuit breaker.
     pub breaker_threshold: u32,
-    /// First open period of a circuit breaker (doubles per further failure, up to 5 min).
+    /// First open period of a circuit breaker (doubles per failed probe, up to 5 min).
     pub breaker_cooldown: Duration,
     /// A webhook whose attempts failed continuously for this long is disabled.
     pub auto_disable_after: Duration,

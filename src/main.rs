@@ -119,7 +119,7 @@ struct ServeArgs {
     /// Consecutive endpoint failures (timeouts, connection errors, 5xx, 429) that open its circuit breaker.
     #[arg(long, env = "WEBHOOKD_BREAKER_THRESHOLD", default_value_t = 5)]
     breaker_threshold: u32,
-    /// First pause of an open circuit breaker; doubles per further failure, up to 5m.
+    /// First pause of an open circuit breaker; doubles per failed probe, up to 5m.
     #[arg(long, env = "WEBHOOKD_BREAKER_COOLDOWN", default_value = "1s", value_parser = humantime::parse_duration)]
     breaker_cooldown: Duration,
     /// How long an instance's claim on a due delivery lasts without renewal (renewed every

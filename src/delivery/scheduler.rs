@@ -16,7 +16,7 @@
 //! reopening a single probe goes out, and only an answer to the probe releases the rest. A
 //! dead endpoint thus costs one attempt per cooldown, not its whole backlog churning through
 //! the queue at every reopening. The breaker's state is the store's (`BreakerState`, moved
-//! by each recorded attempt of any instance): `finish` adopts what the attempt's record
+//! by each recorded attempt of any instance): `follow` adopts what the attempt's record
 //! returned, so an endpoint another instance found dead is parked here too after one
 //! attempt, and each instance sends its own single probe per reopening.
 //!
@@ -462,16 +462,24 @@ impl Scheduler {
         }
     }
 
+    /// Adopts a webhook's breaker as the store returned it after an attempt was recorded
+    /// (before that attempt's retry is scheduled, so the retry waits if it opened).
+    pub fn follow(&self, webhook_id: u64, breaker: &BreakerState) {
+        let mut state = self.lock();
+        match state.endpoints.get_mut(&webhook_id) {
+            Some(endpoint) => endpoint.follow(breaker),
+            None if breaker.open_until_ms.is_some() => {
+                let mut endpoint = Endpoint::default();
+                endpoint.follow(breaker);
+                state.endpoints.insert(webhook_id, endpoint);
+            }
+            None => {}
+        }
+    }
+
     /// Reports the end of an attempt started by `next`: frees the webhook's slot (resuming a
-    /// parked delivery) and adopts its breaker's stored state, as the attempt's record
-    /// returned it (None: not recorded, nothing new).
-    pub fn finish(
-        &self,
-        entry: Entry,
-        health: EndpointHealth,
-        breaker: Option<&BreakerState>,
-        now_ms: i64,
-    ) {
+    /// parked delivery, or queuing the probe while its breaker is tripped).
+    pub fn finish(&self, entry: Entry, health: EndpointHealth, now_ms: i64) {
         let mut state = self.lock();
         let state = &mut *state;
         state.running.remove(&(entry.due_ms, entry.delivery_id));
@@ -489,9 +497,6 @@ impl Scheduler {
             if let Some(pace) = pace.as_mut() {
                 pace.bucket.throttled(now_ms);
             }
-        }
-        if let Some(breaker) = breaker {
-            endpoint.follow(breaker);
         }
         if endpoint.tripped {
             // Still failing: the parked deliveries wait; one probes at the reopening.
@@ -631,7 +636,8 @@ mod tests {
             policy: POLICY,
         };
         stored.record(now_ms, health == EndpointHealth::Answered, step);
-        scheduler.finish(entry, health, Some(&stored.breaker), now_ms);
+        scheduler.follow(entry.webhook_id, &stored.breaker);
+        scheduler.finish(entry, health, now_ms);
     }
 
     fn scheduler(limits: Limits) -> Scheduler {
@@ -680,7 +686,7 @@ mod tests {
                 oldest_due_ms: Some(2)
             }
         );
-        scheduler.finish(Entry::due(1, 1, 7), EndpointHealth::Answered, None, 10);
+        scheduler.finish(Entry::due(1, 1, 7), EndpointHealth::Answered, 10);
         assert_eq!(scheduler.next(10), Next::Due(Entry::due(2, 2, 7)));
     }
 
@@ -692,7 +698,7 @@ mod tests {
             panic!("not due")
         };
         assert_eq!(scheduler.next(10), Next::Idle);
-        scheduler.finish(running, EndpointHealth::Answered, None, 10);
+        scheduler.finish(running, EndpointHealth::Answered, 10);
         // A retry of the same delivery (another due time) runs.
         scheduler.schedule(Entry::due(20, 1, 7));
         assert_eq!(scheduler.next(20), Next::Due(Entry::due(20, 1, 7)));
@@ -751,7 +757,7 @@ mod tests {
         };
         // Running counts as pending until it is finished.
         assert_eq!(view(7).pending, 2);
-        scheduler.finish(first, EndpointHealth::Failing, None, 0);
+        scheduler.finish(first, EndpointHealth::Failing, 0);
         assert_eq!(view(7).pending, 1);
     }
 
@@ -818,7 +824,7 @@ mod tests {
         assert_eq!(scheduler.next(0), Next::WaitUntil(100));
         assert_eq!(scheduler.rates(0)[&7].waiting, 3);
         // Finished attempts release nothing early: the tokens do, one each.
-        scheduler.finish(Entry::due(0, 1, 7), EndpointHealth::Answered, None, 50);
+        scheduler.finish(Entry::due(0, 1, 7), EndpointHealth::Answered, 50);
         assert_eq!(scheduler.next(50), Next::WaitUntil(100));
         assert_eq!(ids(&scheduler, 100), [3]);
         assert_eq!(scheduler.next(100), Next::WaitUntil(200));
@@ -836,7 +842,7 @@ mod tests {
         let Next::Due(first) = scheduler.next(0) else {
             panic!("not due")
         };
-        scheduler.finish(first, EndpointHealth::Throttled, None, 10);
+        scheduler.finish(first, EndpointHealth::Throttled, 10);
         assert_eq!(scheduler.rates(10)[&7].effective_per_second, 5.0);
         // Half the rate: the next token is 200 ms after the 429.
         assert_eq!(scheduler.next(10), Next::WaitUntil(210));
@@ -875,7 +881,7 @@ mod tests {
         let Next::Due(running) = scheduler.next(0) else {
             panic!("not due")
         };
-        scheduler.finish(running, EndpointHealth::Answered, None, 0);
+        scheduler.finish(running, EndpointHealth::Answered, 0);
         assert_eq!(scheduler.held_ids().len(), 9);
         scheduler.schedule(Entry::due(50, running.delivery_id, running.webhook_id));
         assert_eq!(scheduler.held_ids().len(), 10);

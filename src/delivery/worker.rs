@@ -34,8 +34,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, status_class};
 use crate::model::{
-    BreakerPolicy, BreakerState, BreakerStep, BreakerTransition, Delivery, DeliveryState,
-    DeliveryUpdate, ResponseRecord, Verdict, Webhook, WebhookStats, now_ms,
+    BreakerPolicy, BreakerStep, BreakerTransition, Delivery, DeliveryState, DeliveryUpdate,
+    ResponseRecord, Verdict, Webhook, WebhookStats, now_ms,
 };
 use crate::store::health::StoreHealth;
 use crate::store::{AttemptRecord, OutboxEntry, Store};
@@ -100,7 +100,7 @@ struct Running {
     worker: Arc<Worker>,
     entry: Entry,
     /// What the recorded attempt said about the endpoint; None until it is recorded.
-    recorded: Option<Attempted>,
+    recorded: Option<EndpointHealth>,
     /// The attempt failed because the store is unavailable (the health monitor reports
     /// that once; the attempt says nothing of its own).
     store_lost: bool,
@@ -122,7 +122,7 @@ impl Running {
     async fn run(mut self) {
         let worker = Arc::clone(&self.worker);
         match worker.attempt(self.entry).await {
-            Ok(attempted) => self.recorded = Some(attempted),
+            Ok(health) => self.recorded = Some(health),
             Err(e @ Error::Unavailable(_)) => {
                 self.store_lost = true;
                 worker.health.suspect();
@@ -139,11 +139,8 @@ impl Drop for Running {
     fn drop(&mut self) {
         let worker = &self.worker;
         let now = now_ms();
-        let (health, breaker) = match &self.recorded {
-            Some(attempted) => (attempted.health, attempted.breaker.as_ref()),
-            None => (EndpointHealth::Untouched, None),
-        };
-        worker.scheduler.finish(self.entry, health, breaker, now);
+        let health = self.recorded.unwrap_or(EndpointHealth::Untouched);
+        worker.scheduler.finish(self.entry, health, now);
         if self.recorded.is_none() {
             let pause = worker.unrecorded_retry_after();
             if !self.store_lost {
@@ -165,21 +162,6 @@ impl Drop for Running {
 /// A duration in whole milliseconds, saturating.
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// A recorded attempt: what it says about the endpoint, and its webhook's breaker as the
-/// record left it (None when nothing was written to the stats).
-struct Attempted {
-    health: EndpointHealth,
-    breaker: Option<BreakerState>,
-}
-
-impl Attempted {
-    /// Nothing sent, nothing learnt.
-    const UNTOUCHED: Attempted = Attempted {
-        health: EndpointHealth::Untouched,
-        breaker: None,
-    };
 }
 
 /// What the circuit breaker learns from an attempt: whatever `retry::classify` would retry
@@ -263,11 +245,11 @@ impl Worker {
 
     /// Makes one attempt of a queued delivery and records it; returns what it says about the
     /// endpoint. An error means nothing was recorded.
-    async fn attempt(&self, entry: Entry) -> Result<Attempted> {
+    async fn attempt(&self, entry: Entry) -> Result<EndpointHealth> {
         #[cfg(feature = "fault-injection")]
         self.config.faults.before_attempt()?;
         let Some(mut delivery) = self.store.get_delivery(entry.delivery_id).await? else {
-            return Ok(Attempted::UNTOUCHED);
+            return Ok(EndpointHealth::Untouched);
         };
         if delivery.state.is_final() || delivery.next_attempt_ms != entry.due_ms {
             // A stale entry (handled or rescheduled); drop its durable copy if a crash left one.
@@ -278,7 +260,7 @@ impl Worker {
                     webhook_id: entry.webhook_id,
                 })
                 .await?;
-            return Ok(Attempted::UNTOUCHED);
+            return Ok(EndpointHealth::Untouched);
         }
         let webhook = match self.store.get_webhook(delivery.webhook_id).await? {
             Some(w) if w.is_webhook_enabled => {
@@ -410,16 +392,14 @@ impl Worker {
                 lease: keep.then(|| self.scheduler.owner().lease_from(now)),
             })
             .await?;
-        let attempted = Attempted {
-            health: endpoint,
-            breaker: Some(stats.breaker),
-        };
+        // The breaker as every instance sees it now, before the retry is queued.
+        self.scheduler.follow(webhook.id, &stats.breaker);
         // Cancelled while the attempt was in flight: the store kept it CANCELLED (the
         // attempt is logged), so there is no retry and no final failure to report.
         if state != DeliveryState::Succeeded && self.cancelled_meanwhile(&mut delivery).await {
             self.hub.publish(DeliveryUpdate::of(&delivery));
             self.report_breaker(&delivery, &stats).await;
-            return Ok(attempted);
+            return Ok(endpoint);
         }
         // Recorded: nothing below fails the attempt, and its retry is queued first.
         if keep {
@@ -450,7 +430,7 @@ impl Worker {
                 tracing::error!(delivery_id = delivery.id, error = %e, "cannot report the exhausted delivery");
             }
         }
-        Ok(attempted)
+        Ok(endpoint)
     }
 
     /// Tells the core when the recorded attempt opened or closed the webhook's breaker,
@@ -583,7 +563,7 @@ impl Worker {
         delivery: &mut Delivery,
         due_ms: i64,
         reason: &str,
-    ) -> Result<Attempted> {
+    ) -> Result<EndpointHealth> {
         delivery.state = DeliveryState::Failed;
         delivery.updated_at_ms = now_ms();
         delivery.last_error = reason.to_string();
@@ -598,6 +578,6 @@ impl Worker {
             })
             .await?;
         self.hub.publish(DeliveryUpdate::of(delivery));
-        Ok(Attempted::UNTOUCHED)
+        Ok(EndpointHealth::Untouched)
     }
 }

@@ -13,7 +13,7 @@ use webhookd::grpc::pb;
 use crate::support::*;
 
 /// Verifies a Standard Webhooks signature header against a secret, as a receiver would.
-fn signature_valid(secret: &str, request: &Received) -> bool {
+pub fn signature_valid(secret: &str, request: &Received) -> bool {
     let key = base64::engine::general_purpose::STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();

@@ -5,6 +5,7 @@ mod auth;
 mod backlog;
 mod batch_emit;
 mod bounds;
+mod breaker_events;
 mod cli;
 mod console;
 mod delivery;

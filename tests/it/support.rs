@@ -149,9 +149,14 @@ impl TestServer {
     /// `n` servers on one fresh PostgreSQL database, with the same admin token and secret
     /// key (as an operator runs several instances); None without a PostgreSQL server.
     pub async fn cluster(n: usize) -> Option<Vec<TestServer>> {
+        Self::cluster_with(n, |_| {}).await
+    }
+
+    /// `cluster`, each server's settings adjusted by `adjust`.
+    pub async fn cluster_with(n: usize, adjust: impl Fn(&mut Config)) -> Option<Vec<TestServer>> {
         let first = TestStore::new().await;
         let url = first.postgres_url.clone()?;
-        let first = Self::start_on(first, |_| {}).await;
+        let first = Self::start_on(first, &adjust).await;
         // The first has created the schema and its key file; the others share both.
         first.writer("setup").await;
         let key_file = first.data_dir().join("secret.key");
@@ -162,7 +167,11 @@ impl TestServer {
                 postgres_url: Some(url.clone()),
             };
             let key_file = key_file.clone();
-            servers.push(Self::start_on(store, |c| c.secret_key_file = Some(key_file)).await);
+            let adjusted = |c: &mut Config| {
+                adjust(c);
+                c.secret_key_file = Some(key_file);
+            };
+            servers.push(Self::start_on(store, adjusted).await);
         }
         Some(servers)
     }

@@ -235,7 +235,7 @@ func (DeliveryState) EnumDescriptor() ([]byte, []int) {
 	return file_webhooks_v1_webhooks_proto_rawDescGZIP(), []int{2}
 }
 
-// The state of a webhook's circuit breaker, as the answering instance sees it.
+// The state of a webhook's circuit breaker, as the store keeps it (the same on every instance).
 type BreakerState int32
 
 const (
@@ -2197,7 +2197,7 @@ type WebhookHealth struct {
 	LastFailureAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_failure_at,json=lastFailureAt,proto3" json:"last_failure_at,omitempty"`
 	// Start of the current run of failed attempts (unset after a success).
 	FailingSince *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
-	// The circuit breaker of the webhook's endpoint on the answering instance.
+	// The circuit breaker of the webhook's endpoint, as stored (every instance answers the same).
 	BreakerState BreakerState `protobuf:"varint,7,opt,name=breaker_state,json=breakerState,proto3,enum=webhooks.v1.BreakerState" json:"breaker_state,omitempty"`
 	// Deliveries queued, waiting or being attempted on the answering instance.
 	PendingCount int32 `protobuf:"varint,8,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`

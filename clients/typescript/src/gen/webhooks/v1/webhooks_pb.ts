@@ -1176,7 +1176,7 @@ export type WebhookHealth = Message<"webhooks.v1.WebhookHealth"> & {
   failingSince?: Timestamp | undefined;
 
   /**
-   * The circuit breaker of the webhook's endpoint on the answering instance.
+   * The circuit breaker of the webhook's endpoint, as stored (every instance answers the same).
    *
    * @generated from field: webhooks.v1.BreakerState breaker_state = 7;
    */
@@ -1769,7 +1769,7 @@ export const DeliveryStateSchema: GenEnum<DeliveryState> = /*@__PURE__*/
   enumDesc(file_webhooks_v1_webhooks, 2);
 
 /**
- * The state of a webhook's circuit breaker, as the answering instance sees it.
+ * The state of a webhook's circuit breaker, as the store keeps it (the same on every instance).
  *
  * @generated from enum webhooks.v1.BreakerState
  */
