@@ -762,6 +762,40 @@ mod tests {
     }
 
     #[test]
+    fn a_breaker_another_instance_opened_parks_the_backlog_here_after_one_attempt() {
+        let scheduler = scheduler(limits(4));
+        // The other instance's failures have opened the stored breaker until 500.
+        let mut stored = WebhookStats::default();
+        for _ in 0..2 {
+            let step = BreakerStep {
+                verdict: Verdict::Failing,
+                policy: POLICY,
+            };
+            stored.record(400, false, step);
+        }
+        scheduler.schedule_all((1..=5).map(|id| Entry::due(0, id, 7)));
+        let Next::Due(first) = scheduler.next(410) else {
+            panic!("not due")
+        };
+        // Its record returns the stored state: the rest wait for the reopening, one probes.
+        finish(&scheduler, &mut stored, first, EndpointHealth::Failing, 410);
+        assert_eq!(scheduler.next(410), Next::WaitUntil(500));
+        assert_eq!(scheduler.room(410).skip, [7]);
+        let Next::Due(probe) = scheduler.next(500) else {
+            panic!("no probe")
+        };
+        assert_eq!(scheduler.next(500), Next::Idle);
+        finish(
+            &scheduler,
+            &mut stored,
+            probe,
+            EndpointHealth::Answered,
+            500,
+        );
+        assert!(matches!(scheduler.next(500), Next::Due(_)));
+    }
+
+    #[test]
     fn an_open_circuit_parks_its_backlog_and_sends_one_probe_at_the_reopening() {
         let mut stored = WebhookStats::default();
         let scheduler = scheduler(limits(4));
