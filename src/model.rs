@@ -445,6 +445,40 @@ pub struct Delivery {
     /// It delivers an operational event (see `Event::operational`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub operational: bool,
+    /// The emit's ordering key: deliveries of one webhook with the same key and target URL
+    /// are attempted one at a time, in emit order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering: Option<Ordering>,
+}
+
+/// The ordering key of a delivery and the queue it waits in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ordering {
+    /// The caller's key.
+    pub key: String,
+    /// The queue within the webhook: hex SHA-256 (first 16 bytes) of the target URL with its
+    /// credentials masked, a zero byte and the key. Computed in clear before the sealing
+    /// layer seals URL credentials, so every backend sees the same queue for one target.
+    pub queue: String,
+}
+
+impl Ordering {
+    /// The ordering of a delivery to `url` under `key`.
+    pub fn new(key: &str, url: &str) -> Ordering {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        hash.update(crate::userinfo::mask(url).as_bytes());
+        hash.update([0]);
+        hash.update(key.as_bytes());
+        let queue = hash.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ordering {
+            key: key.to_string(),
+            queue,
+        }
+    }
 }
 
 /// One recorded attempt (OnCall's `responses` entry).

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::error::Error;
 use crate::model::{
-    ApiToken, BreakerStep, Delivery, DeliveryState, Event, EventType, RenderedRequest,
+    ApiToken, BreakerStep, Delivery, DeliveryState, Event, EventType, Ordering, RenderedRequest,
     ResponseRecord, Scope, Webhook, now_ms,
 };
 
@@ -68,7 +68,8 @@ macro_rules! conformance_suite {
             pruning_the_change_log_expires_older_cursors_only,
             the_stored_breaker_opens_backs_off_and_closes_reporting_each_change_once,
             concurrent_failures_add_up_and_only_one_of_them_opens_the_breaker,
-            claims_pass_over_an_open_breaker_and_take_one_probe_once_it_is_half_open
+            claims_pass_over_an_open_breaker_and_take_one_probe_once_it_is_half_open,
+            an_ordered_delivery_waits_without_an_outbox_entry_until_the_one_before_is_final
         );
     };
     (@tests $open:path, $($test:ident),*) => {
@@ -149,6 +150,7 @@ async fn delivery(
         created_at_ms: 0,
         updated_at_ms: 0,
         operational: false,
+        ordering: None,
     }
 }
 
@@ -1118,4 +1120,88 @@ pub async fn new_entries_are_born_leased_and_attempts_keep_or_release_the_lease(
     let mut both = [deliveries[0].id, deliveries[1].id];
     both.sort_unstable();
     assert_eq!(ids(&later), both);
+}
+
+/// Writes one event per delivery, each delivery ordered under `key`.
+async fn ordered(store: &dyn Store, account_id: &str, webhook_id: u64, key: &str) -> Delivery {
+    let id = store.next_id().await.unwrap();
+    let mut delivery = delivery(store, id, webhook_id, DeliveryState::Queued).await;
+    delivery.ordering = Some(Ordering::new(key, &delivery.url));
+    let event = event(id, account_id, 1_000, std::slice::from_ref(&delivery));
+    let new = NewEvent {
+        event: &event,
+        deliveries: std::slice::from_ref(&delivery),
+        idempotency: None,
+    };
+    store.insert_events(&[new]).await.unwrap();
+    delivery
+}
+
+pub async fn an_ordered_delivery_waits_without_an_outbox_entry_until_the_one_before_is_final(
+    store: Arc<dyn Store>,
+) {
+    let store = store.as_ref();
+    let acme = account(store).await;
+    let hook = webhook(store, &acme, "h").await;
+    store.put_webhook(&hook).await.unwrap();
+    let first = ordered(store, &acme, hook.id, "K").await;
+    let second = ordered(store, &acme, hook.id, "K").await;
+    let other = ordered(store, &acme, hook.id, "L").await;
+    let queue = |d: &Delivery| d.ordering.clone().unwrap().queue;
+
+    // Only the heads are due; the second of K waits, and K is blocked.
+    let due = |d: &Delivery| (d.next_attempt_ms, d.id);
+    let mut heads = vec![due(&first), due(&other)];
+    heads.sort();
+    assert_eq!(outbox_of(store, &[&first, &second, &other]).await, heads);
+    let head = store.ordering_head(hook.id, &queue(&first)).await.unwrap();
+    assert_eq!(head.map(|h| h.delivery_id), Some(first.id));
+    let backlog = store.ordering_backlog().await.unwrap();
+    assert_eq!(backlog.blocked_keys, 1);
+    assert_eq!(backlog.oldest_blocked_head_ms, Some(first.next_attempt_ms));
+
+    // A retry keeps its place at the head.
+    let mut retrying = first.clone();
+    retrying.state = DeliveryState::Retrying;
+    retrying.attempts = 1;
+    retrying.next_attempt_ms = 9_000;
+    fn record(delivery: &Delivery, previous_due_ms: i64) -> AttemptRecord<'_> {
+        AttemptRecord {
+            delivery,
+            previous_due_ms,
+            response: None,
+            succeeded: false,
+            lease: None,
+        }
+    }
+    let record_retry = record(&retrying, first.next_attempt_ms);
+    store.record_attempt(record_retry).await.unwrap();
+    assert_eq!(
+        outbox_of(store, &[&first, &second]).await,
+        [(9_000, first.id)]
+    );
+
+    // Its final state releases the second in the same write.
+    let mut failed = retrying.clone();
+    failed.state = DeliveryState::Failed;
+    store.record_attempt(record(&failed, 9_000)).await.unwrap();
+    // Born leased to the instance that released it (which schedules it at once).
+    let others = store.claim(claim_at(8, now_ms(), 10, 10)).await.unwrap();
+    assert!(others.iter().all(|e| e.delivery_id != second.id), "{others:?}");
+    assert_eq!(outbox_of(store, &[&first, &second]).await, [due(&second)]);
+    let head = store.ordering_head(hook.id, &queue(&second)).await.unwrap();
+    assert_eq!(head.map(|h| h.delivery_id), Some(second.id));
+    assert_eq!(store.ordering_backlog().await.unwrap(), Default::default());
+
+    // The last one of a queue leaves it empty.
+    let mut done = second.clone();
+    done.state = DeliveryState::Succeeded;
+    store
+        .record_attempt(record(&done, second.next_attempt_ms))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ordering_head(hook.id, &queue(&second)).await.unwrap(),
+        None
+    );
 }

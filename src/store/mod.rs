@@ -14,6 +14,7 @@ pub mod change_log;
 pub mod changes;
 pub mod health;
 mod lease;
+mod ordering;
 mod postgres;
 mod queries;
 mod sealed;
@@ -27,6 +28,7 @@ mod conformance_queries;
 
 pub use catalog::EventTypeStore;
 pub use lease::{Claim, Lease, Owner};
+pub use ordering::{OrderingBacklog, OrderingStore};
 pub use postgres::PostgresStore;
 pub use queries::{Cancelled, DeliveryQuery, EventQuery, Keyset};
 pub use sealed::Sealed;
@@ -126,9 +128,9 @@ pub struct NewEvent<'a> {
 /// Everything webhookd persists. Writes documented as durable return once they survive a
 /// crash; the others become durable at the backend's own pace (a lost attempt record means
 /// the attempt is made again: delivery is at-least-once). The event-type catalog's methods
-/// are in the supertrait `EventTypeStore`.
+/// are in the supertrait `EventTypeStore`, the ordering-key queues' in `OrderingStore`.
 #[async_trait]
-pub trait Store: EventTypeStore + Send + Sync + 'static {
+pub trait Store: EventTypeStore + OrderingStore + Send + Sync + 'static {
     /// A new unique id (increasing within one process).
     async fn next_id(&self) -> Result<u64>;
 

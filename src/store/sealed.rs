@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::change_log::{ChangeCursor, ChangePage};
 use super::{
     AttemptRecord, Cancelled, Claim, DeliveryQuery, EventQuery, EventTypeStore, InsertOutcome,
-    Lease, NewEvent, OutboxEntry, Page, Pruned, SecretBox, Store,
+    Lease, NewEvent, OrderingBacklog, OrderingStore, OutboxEntry, Page, Pruned, SecretBox, Store,
 };
 use crate::error::Result;
 use crate::model::{ApiToken, Delivery, Event, EventType, ResponseRecord, Webhook, WebhookStats};
@@ -244,5 +244,17 @@ impl EventTypeStore for Sealed {
 
     async fn delete_event_type(&self, account_id: &str, name: &str) -> Result<bool> {
         self.backend.delete_event_type(account_id, name).await
+    }
+}
+
+/// Ordering queues hold ids only: they pass through.
+#[async_trait]
+impl OrderingStore for Sealed {
+    async fn ordering_head(&self, webhook_id: u64, queue: &str) -> Result<Option<OutboxEntry>> {
+        self.backend.ordering_head(webhook_id, queue).await
+    }
+
+    async fn ordering_backlog(&self) -> Result<OrderingBacklog> {
+        self.backend.ordering_backlog().await
     }
 }

@@ -283,6 +283,7 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             operational: false,
+            ordering: None,
         };
         assert!(matches!(secrets.seal_delivery(&delivery), Cow::Borrowed(_)));
         for url in ["https://bob:hunter2@example.com/hook", "enc:v1:{{ x }}"] {

@@ -245,7 +245,8 @@ async fn write_events(tx: &mut Transaction<'_, Postgres>, events: &[&Pending]) -
     Ok(())
 }
 
-/// Writes new deliveries and the outbox rows of those still to attempt, under `lease`.
+/// Writes new deliveries and the outbox rows of those still to attempt, under `lease` (an
+/// ordered one only when it heads its queue).
 pub async fn write_deliveries(
     tx: &mut Transaction<'_, Postgres>,
     deliveries: &[Delivery],
@@ -263,6 +264,8 @@ async fn write_delivery_rows(
     if deliveries.is_empty() {
         return Ok(());
     }
+    // Ordered deliveries behind an unfinished one of their queue wait without an outbox row.
+    let held = super::ordering::enqueue(tx, deliveries).await?;
     let n = deliveries.len();
     let (mut ids, mut events, mut webhooks) = (
         Vec::with_capacity(n),
@@ -290,7 +293,7 @@ async fn write_delivery_rows(
         codes.push(d.last_status_code.map(i32::from));
         errors.push(d.last_error.as_str());
         requests.push(to_json(d)?);
-        pending.push(!d.state.is_final());
+        pending.push(!d.state.is_final() && !held.contains(&d.id));
     }
     sqlx::query(
         "WITH new AS (

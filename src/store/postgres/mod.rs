@@ -16,6 +16,7 @@ mod claims;
 mod event_types;
 mod inserts;
 mod notify;
+mod ordering;
 mod queries;
 mod schema;
 
@@ -569,7 +570,7 @@ impl Store for PostgresStore {
             stats_columns!(),
             " FROM webhook_stats WHERE webhook_id = $9 AND NOT $10"
         );
-        let row = sqlx::query(statement)
+        let query = sqlx::query(statement)
             .bind(sql_id(d.id))
             .bind(sql_id(d.event_id))
             .bind(state_name(d.state)?)
@@ -593,10 +594,20 @@ impl Store for PostgresStore {
             .bind(record.breaker.verdict.as_str())
             .bind(i32::try_from(record.breaker.policy.threshold).unwrap_or(i32::MAX))
             .bind(record.breaker.policy.cooldown_ms)
-            .bind(record.breaker.policy.max_cooldown_ms)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+            .bind(record.breaker.policy.max_cooldown_ms);
+        // An ordered delivery that ends releases the next of its queue in the same
+        // transaction, born leased to this instance (its worker schedules it at once).
+        let row = match &d.ordering {
+            Some(_) if d.state.is_final() => {
+                let mut tx = self.pool.begin().await.map_err(db)?;
+                ordering::lock_for_release(&mut tx, d).await?;
+                let row = query.fetch_optional(&mut *tx).await.map_err(db)?;
+                ordering::release(&mut tx, d, self.owner.lease_from(now_ms())).await?;
+                tx.commit().await.map_err(db)?;
+                row
+            }
+            _ => query.fetch_optional(&self.pool).await.map_err(db)?,
+        };
         row.map(|r| stats_of(&r))
             .transpose()
             .map(Option::unwrap_or_default)

@@ -73,6 +73,7 @@ fn delivery(id: u64, event_id: u64, state: DeliveryState) -> Delivery {
         created_at_ms: 0,
         updated_at_ms: 0,
         operational: false,
+        ordering: None,
     }
 }
 

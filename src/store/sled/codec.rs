@@ -87,7 +87,9 @@ pub mod delivery {
 
     use super::{decode, encode};
     use crate::error::Result;
-    use crate::model::{Delivery, DeliveryState, RenderError, RenderedRequest, ResponseRecord};
+    use crate::model::{
+        Delivery, DeliveryState, Ordering, RenderError, RenderedRequest, ResponseRecord,
+    };
 
     #[derive(Serialize, Clone, Copy)]
     struct StateRef<'a> {
@@ -125,6 +127,8 @@ pub mod delivery {
         created_at_ms: i64,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         operational: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ordering: &'a Option<Ordering>,
     }
 
     #[derive(Deserialize)]
@@ -143,6 +147,7 @@ pub mod delivery {
         created_at_ms: i64,
         #[serde(default)]
         operational: bool,
+        ordering: Option<Ordering>,
     }
 
     /// A logged attempt as stored: the body is left out when it is the delivery's request
@@ -185,6 +190,7 @@ pub mod delivery {
             account_id: &d.account_id,
             created_at_ms: d.created_at_ms,
             operational: d.operational,
+            ordering: &d.ordering,
         })
     }
 
@@ -217,6 +223,7 @@ pub mod delivery {
             created_at_ms: r.created_at_ms,
             updated_at_ms: s.updated_at_ms,
             operational: r.operational,
+            ordering: r.ordering,
         })
     }
 
@@ -283,6 +290,7 @@ mod delivery_tests {
             created_at_ms: 1000,
             updated_at_ms: 1200,
             operational: false,
+            ordering: None,
         }
     }
 

@@ -16,6 +16,7 @@ mod changes;
 mod codec;
 mod event_types;
 mod group_commit;
+mod ordering;
 mod outbox;
 mod queries;
 
@@ -82,6 +83,10 @@ struct Trees {
     event_types: Tree,
     /// The change log of delivery states (`changes`).
     changes: ChangeLog,
+    /// webhook id ++ queue hash ++ seq -> delivery id (see `ordering`)
+    ordering: Tree,
+    /// Changes of the ordering queues take it in turn.
+    ordering_lock: Mutex<()>,
     /// Emits with the same idempotency key take the same lock (check, write, claim).
     idempotency_locks: Vec<Mutex<()>>,
     idempotency_hasher: RandomState,
@@ -186,6 +191,8 @@ impl Trees {
             idempotency: tree("idempotency")?,
             event_types: tree("event_types")?,
             changes: ChangeLog::open(db.clone(), tree("changes")?)?,
+            ordering: tree("ordering")?,
+            ordering_lock: Mutex::default(),
             idempotency_locks: (0..IDEMPOTENCY_LOCKS).map(|_| Mutex::new(())).collect(),
             idempotency_hasher: RandomState::new(),
             prune_cursors: Mutex::default(),
@@ -210,17 +217,22 @@ impl Trees {
                 self.webhooks_by_account.remove(&key).map_err(internal)?;
             }
         }
+        self.repair_ordering()?;
         Ok(self)
     }
 
     /// Writes a new delivery (its request record carries its initial state; attempts add a
     /// state record), its outbox entry last (the entry makes it reachable), leased to this
-    /// instance.
+    /// instance; an ordered delivery behind an unfinished one gets no outbox entry until its
+    /// turn.
     fn insert_delivery(&self, key: &[u8; 8], request: &[u8], delivery: &Delivery) -> Result<()> {
         self.indexes.put_delivery(delivery)?;
         self.requests.insert(key, request).map_err(internal)?;
-        let lease = self.owner.lease_from(crate::model::now_ms());
-        self.put_outbox_entry(delivery, Some(lease))
+        if self.enqueue_ordered(delivery)? {
+            let lease = self.owner.lease_from(crate::model::now_ms());
+            self.put_outbox_entry(delivery, Some(lease))?;
+        }
+        Ok(())
     }
 
     /// The outbox entry of a delivery still to be attempted, at its due time.
@@ -516,6 +528,7 @@ impl Trees {
             .insert(be(delivery.id), state)
             .map_err(internal)?;
         self.indexes.put_delivery(delivery)?;
+        self.release_ordered(delivery)?;
         if delivery.state.is_final() || delivery.next_attempt_ms != record.previous_due_ms {
             self.outbox.remove(OutboxEntry {
                 due_ms: record.previous_due_ms,

@@ -1,0 +1,141 @@
+//! Ordering-key queues in PostgreSQL: table `ordering_queue` (migration 0006). Every change of
+//! a queue runs in a transaction holding the queue's advisory lock (`pg_advisory_xact_lock`,
+//! taken in queue order when a transaction writes several), so instances sharing the database
+//! agree on who is the head: a delivery written while its queue has another row gets no outbox
+//! row, and the transaction that records the head's final state gives the next one its outbox
+//! row before it commits.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use sqlx::{Postgres, Row, Transaction};
+
+use super::{PostgresStore, db, sql_id, state_name};
+use crate::error::Result;
+use crate::model::{Delivery, DeliveryState};
+use crate::store::{Lease, OrderingBacklog, OrderingStore, OutboxEntry};
+
+/// Takes the advisory lock of a webhook's queue until the transaction ends.
+async fn lock(tx: &mut Transaction<'_, Postgres>, webhook_id: u64, queue: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
+        .bind(webhook_id.to_string())
+        .bind(queue)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Puts the unfinished ordered deliveries at the back of their queues; returns those that
+/// wait behind another (they get no outbox row).
+pub async fn enqueue(
+    tx: &mut Transaction<'_, Postgres>,
+    deliveries: &[&Delivery],
+) -> Result<HashSet<u64>> {
+    let mut ordered: Vec<(&Delivery, &str)> = deliveries
+        .iter()
+        .filter(|d| !d.state.is_final())
+        .filter_map(|d| Some((*d, d.ordering.as_ref()?.queue.as_str())))
+        .collect();
+    // Locks in one order everywhere (stable: a queue's deliveries keep their emit order).
+    ordered.sort_by_key(|(d, queue)| (d.webhook_id, *queue));
+    let mut held = HashSet::new();
+    for (d, queue) in ordered {
+        lock(tx, d.webhook_id, queue).await?;
+        let before: i64 = sqlx::query_scalar(
+            "WITH added AS (
+                 INSERT INTO ordering_queue (delivery_id, webhook_id, queue) VALUES ($1, $2, $3))
+             SELECT count(*) FROM ordering_queue WHERE webhook_id = $2 AND queue = $3",
+        )
+        .bind(sql_id(d.id))
+        .bind(sql_id(d.webhook_id))
+        .bind(queue)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
+        if before > 0 {
+            held.insert(d.id);
+        }
+    }
+    Ok(held)
+}
+
+/// Locks the queue of an ordered delivery that is becoming final (before its state is
+/// written), so no write of the queue runs in between.
+pub async fn lock_for_release(tx: &mut Transaction<'_, Postgres>, d: &Delivery) -> Result<()> {
+    match &d.ordering {
+        Some(ordering) => lock(tx, d.webhook_id, &ordering.queue).await,
+        None => Ok(()),
+    }
+}
+
+/// Takes a final delivery out of its queue and makes sure the first unfinished one left has
+/// its outbox row: a new row is born leased with `lease` (the releasing instance schedules it
+/// at once; should it not, any instance claims it once the lease ends). An existing row (the
+/// head's, when a delivery behind it ended) keeps its due time and lease.
+pub async fn release(tx: &mut Transaction<'_, Postgres>, d: &Delivery, lease: Lease) -> Result<()> {
+    let Some(ordering) = &d.ordering else {
+        return Ok(());
+    };
+    sqlx::query(
+        "WITH gone AS (DELETE FROM ordering_queue WHERE delivery_id = $1)
+         INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
+             lease_until_ms)
+         SELECT n.id, n.event_id, n.webhook_id, n.next_attempt_ms, $6, $7
+         FROM ordering_queue q JOIN deliveries n ON n.id = q.delivery_id
+         WHERE q.webhook_id = $2 AND q.queue = $3 AND q.delivery_id <> $1
+             AND n.state IN ($4, $5)
+         ORDER BY q.seq LIMIT 1
+         ON CONFLICT (delivery_id) DO NOTHING",
+    )
+    .bind(sql_id(d.id))
+    .bind(sql_id(d.webhook_id))
+    .bind(&ordering.queue)
+    .bind(state_name(DeliveryState::Queued)?)
+    .bind(state_name(DeliveryState::Retrying)?)
+    .bind(sql_id(lease.owner))
+    .bind(lease.until_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+#[async_trait]
+impl OrderingStore for PostgresStore {
+    async fn ordering_head(&self, webhook_id: u64, queue: &str) -> Result<Option<OutboxEntry>> {
+        let row = sqlx::query(
+            "SELECT d.id, d.next_attempt_ms FROM ordering_queue q
+             JOIN deliveries d ON d.id = q.delivery_id
+             WHERE q.webhook_id = $1 AND q.queue = $2 ORDER BY q.seq LIMIT 1",
+        )
+        .bind(sql_id(webhook_id))
+        .bind(queue)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(row.map(|r| OutboxEntry {
+            due_ms: r.get(1),
+            delivery_id: r.get::<i64, _>(0) as u64,
+            webhook_id,
+        }))
+    }
+
+    async fn ordering_backlog(&self) -> Result<OrderingBacklog> {
+        let row = sqlx::query(
+            "WITH queues AS (
+                 SELECT webhook_id, queue, min(seq) AS head FROM ordering_queue
+                 GROUP BY webhook_id, queue HAVING count(*) > 1)
+             SELECT count(*), min(d.next_attempt_ms) FROM queues
+             JOIN ordering_queue q ON q.seq = queues.head
+             JOIN deliveries d ON d.id = q.delivery_id",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(OrderingBacklog {
+            blocked_keys: row.get::<i64, _>(0) as u64,
+            oldest_blocked_head_ms: row.get(1),
+        })
+    }
+}
