@@ -28,6 +28,11 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     /// Age of the oldest due delivery, seconds (0 when none is overdue).
     pub queue_oldest_due_seconds: IntGauge,
+    /// Ordering keys (queues of one webhook, key and URL) with deliveries waiting behind
+    /// an unfinished one.
+    pub ordering_blocked_keys: IntGauge,
+    /// How long the oldest head of such a queue has been due, seconds.
+    pub ordering_oldest_blocked_head_seconds: IntGauge,
     /// Queued deliveries per webhook.
     pub webhook_queue_depth: IntGaugeVec,
     /// Age of the oldest due delivery per webhook, seconds.
@@ -136,6 +141,22 @@ impl Metrics {
                 IntGauge::new(
                     "queue_oldest_due_seconds",
                     "Age of the oldest overdue delivery",
+                )
+                .unwrap(),
+            ),
+            ordering_blocked_keys: register(
+                &registry,
+                IntGauge::new(
+                    "ordering_blocked_keys",
+                    "Ordering keys with deliveries waiting behind an unfinished one",
+                )
+                .unwrap(),
+            ),
+            ordering_oldest_blocked_head_seconds: register(
+                &registry,
+                IntGauge::new(
+                    "ordering_oldest_blocked_head_seconds",
+                    "How long the oldest delivery holding up its ordering key has been due",
                 )
                 .unwrap(),
             ),

@@ -16,7 +16,8 @@ use crate::delivery::scheduler::Entry;
 use crate::error::{Error, FieldViolation, Result};
 use crate::ids::{self, Kind};
 use crate::model::{
-    Delivery, DeliveryState, DeliveryUpdate, Event, RenderedRequest, Scope, Webhook, now_ms,
+    Delivery, DeliveryState, DeliveryUpdate, Event, Ordering, RenderedRequest, Scope, Webhook,
+    now_ms,
 };
 use crate::render::{Plan, Planned, matcher};
 use crate::store::{IdempotencyKey, InsertOutcome, NewEvent};
@@ -40,6 +41,9 @@ pub struct EmitRequest {
     /// The caller's W3C `traceparent` (gRPC metadata or REST header), continued by the
     /// emit and its deliveries.
     pub traceparent: Option<String>,
+    /// Deliveries of one webhook with this key and target URL are attempted one at a time, in
+    /// emit order (each waits until the previous one is final).
+    pub ordering_key: Option<String>,
 }
 
 /// Most events an `emit_batch` call takes.
@@ -162,15 +166,19 @@ impl Service {
                 "must be a JSON object (OnCall's event_data)",
             ));
         }
-        if request
-            .idempotency_key
-            .as_ref()
-            .is_some_and(|k| k.chars().count() > MAX_KEY_CHARS)
-        {
-            violations.push(FieldViolation::new(
-                "idempotency_key",
-                format!("at most {MAX_KEY_CHARS} characters"),
-            ));
+        for (field, key) in [
+            ("idempotency_key", &request.idempotency_key),
+            ("ordering_key", &request.ordering_key),
+        ] {
+            if key
+                .as_ref()
+                .is_some_and(|k| k.chars().count() > MAX_KEY_CHARS)
+            {
+                violations.push(FieldViolation::new(
+                    field,
+                    format!("at most {MAX_KEY_CHARS} characters"),
+                ));
+            }
         }
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
@@ -356,6 +364,10 @@ impl Service {
                 id,
                 event_id,
                 webhook_id: webhook.id,
+                ordering: request
+                    .ordering_key
+                    .as_deref()
+                    .map(|key| Ordering::new(key, &url)),
                 url,
                 state: DeliveryState::Queued,
                 attempts: 0,

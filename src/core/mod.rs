@@ -136,6 +136,11 @@ impl Service {
         &self.config
     }
 
+    /// The ordering-key queues blocked behind an unfinished delivery (for the metrics).
+    pub async fn ordering_backlog(&self) -> Result<store::OrderingBacklog> {
+        self.store.ordering_backlog().await
+    }
+
     /// Whether the store answers (what the health endpoints report).
     pub fn is_serving(&self) -> bool {
         self.health.is_serving()

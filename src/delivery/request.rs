@@ -177,6 +177,7 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             operational: false,
+            ordering: None,
         }
     }
 

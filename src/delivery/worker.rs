@@ -262,6 +262,11 @@ impl Worker {
                 .await?;
             return Ok(EndpointHealth::Untouched);
         }
+        if !self.has_its_turn(&delivery).await? {
+            // Queued behind an unfinished delivery of its ordering key: the one before it
+            // schedules it when it ends (it has no outbox entry meanwhile).
+            return Ok(EndpointHealth::Untouched);
+        }
         let webhook = match self.store.get_webhook(delivery.webhook_id).await? {
             Some(w) if w.is_webhook_enabled => {
                 // Its current limit (it may have changed, here or on another instance).
@@ -409,6 +414,7 @@ impl Worker {
                 webhook.id,
             ));
         }
+        self.schedule_next_in_order(&delivery).await;
         self.metrics
             .attempts
             .with_label_values(&[label, status_class(response.status_code)])
@@ -577,7 +583,49 @@ impl Worker {
                 lease: None,
             })
             .await?;
+        self.schedule_next_in_order(delivery).await;
         self.hub.publish(DeliveryUpdate::of(delivery));
         Ok(EndpointHealth::Untouched)
+    }
+
+    /// Whether a delivery may be attempted now: it has no ordering key, or it heads its
+    /// queue (every earlier delivery of its webhook, key and URL is final).
+    async fn has_its_turn(&self, delivery: &Delivery) -> Result<bool> {
+        let Some(ordering) = &delivery.ordering else {
+            return Ok(true);
+        };
+        let head = self
+            .store
+            .ordering_head(delivery.webhook_id, &ordering.queue)
+            .await?;
+        Ok(head.is_some_and(|head| head.delivery_id == delivery.id))
+    }
+
+    /// After an ordered delivery ended (its store write released the next of its queue, with
+    /// an outbox entry): queues that next one here. If this read fails, the next one waits
+    /// for the next time the outbox is loaded (at start).
+    async fn schedule_next_in_order(&self, delivery: &Delivery) {
+        let Some(ordering) = delivery
+            .ordering
+            .as_ref()
+            .filter(|_| delivery.state.is_final())
+        else {
+            return;
+        };
+        match self
+            .store
+            .ordering_head(delivery.webhook_id, &ordering.queue)
+            .await
+        {
+            Ok(Some(next)) => {
+                self.scheduler
+                    .schedule(Entry::due(next.due_ms, next.delivery_id, next.webhook_id))
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                delivery_id = delivery.id, error = %e,
+                "cannot read the next delivery of an ordering key; it resumes at the next start"
+            ),
+        }
     }
 }

@@ -394,6 +394,7 @@ pub fn emit_request(r: pb::EmitEventRequest) -> EmitRequest {
         data: r.data.map(struct_to_json).unwrap_or_else(empty_object),
         idempotency_key: Some(r.idempotency_key).filter(|k| !k.is_empty()),
         traceparent: None,
+        ordering_key: Some(r.ordering_key).filter(|k| !k.is_empty()),
     }
 }
 

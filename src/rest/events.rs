@@ -1,9 +1,10 @@
 //! `POST /api/v1/events/`: the body is OnCall's `event_data` object, `event.type` names the
 //! trigger, an optional `Idempotency-Key` header makes a retried POST return the first
-//! event. Answers 202 `{"id", "deliveries": [{id, webhook_id, url, state}]}` once the
+//! event, an optional `Ordering-Key` header orders the event's deliveries after earlier ones
+//! of the same key. Answers 202 `{"id", "deliveries": [{id, webhook_id, url, state}]}` once the
 //! core says the event is durable, with each delivery's initial state; delivery itself
 //! goes on in the background. `POST /api/v1/events/batch/` takes
-//! `{"events": [{"data": event_data, "idempotency_key"?}, ...]}` (up to 1,000, one flush) and
+//! `{"events": [{"data": event_data, "idempotency_key"?, "ordering_key"?}, ...]}` (up to 1,000, one flush) and
 //! answers 202 `{"results": [{"id", "duplicate", "deliveries"}, ...]}` in request order.
 //! Errors are OnCall's (`oncall::error_response`). Depends on `core` only.
 
@@ -97,7 +98,8 @@ fn event_type_of(data: &Map<String, Value>) -> Result<String, &'static str> {
 
 /// Emit an event: the body is OnCall's event_data, `event.type` names the trigger.
 #[utoipa::path(post, path = "/api/v1/events/", tag = "events",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats return the first event")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats return the first event"),
+           ("Ordering-Key" = Option<String>, Header, description = "One webhook's deliveries with the same key (and URL) are attempted in emit order")),
     request_body = Object,
     responses((status = 202, body = EventAccepted),
               (status = 400, body = super::oncall::FieldErrors),
@@ -120,6 +122,11 @@ pub async fn emit(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let traceparent = traceparent(&headers);
+    let ordering_key = headers
+        .get("ordering-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .filter(|k| !k.is_empty());
     let mut stream = service
         .emit(
             &caller,
@@ -128,6 +135,7 @@ pub async fn emit(
                 data: Value::Object(data),
                 idempotency_key,
                 traceparent,
+                ordering_key,
             },
         )
         .await
@@ -148,7 +156,7 @@ pub async fn emit(
 
 /// Emit up to 1,000 events at once, made durable together.
 #[utoipa::path(post, path = "/api/v1/events/batch/", tag = "events",
-    request_body(content = Object, description = "{\"events\": [{\"data\": event_data, \"idempotency_key\": \"optional\"}]}"),
+    request_body(content = Object, description = "{\"events\": [{\"data\": event_data, \"idempotency_key\": \"optional\", \"ordering_key\": \"optional\"}]}"),
     responses((status = 202, body = BatchAccepted),
               (status = 400, body = super::oncall::FieldErrors),
               (status = 401, body = super::oncall::Detail),
@@ -179,20 +187,23 @@ pub async fn emit_batch(
             violations.push(at("data", "Must be an object (OnCall's event_data)."));
             continue;
         };
-        let idempotency_key = match item.get("idempotency_key") {
+        let mut key = |field: &str| match item.get(field) {
             None | Some(Value::Null) => None,
-            Some(Value::String(key)) => Some(key.clone()),
+            Some(Value::String(key)) => Some(key.clone()).filter(|k| !k.is_empty()),
             Some(_) => {
-                violations.push(at("idempotency_key", "Must be a string."));
+                violations.push(at(field, "Must be a string."));
                 None
             }
         };
+        let idempotency_key = key("idempotency_key");
+        let ordering_key = key("ordering_key");
         match event_type_of(data) {
             Ok(event_type) => requests.push(EmitRequest {
                 event_type,
                 data: Value::Object(data.clone()),
                 idempotency_key,
                 traceparent: traceparent.clone(),
+                ordering_key,
             }),
             Err(message) => violations.push(at("data.event", message)),
         }

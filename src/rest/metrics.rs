@@ -18,7 +18,8 @@ use crate::model::now_ms;
         webhookd_events_accepted_total, webhookd_delivery_attempts_total{outcome,status_class}, \
         webhookd_queue_depth, webhookd_webhook_queue_depth{webhook_id}, \
         webhookd_rate_limited_deliveries, webhookd_webhook_rate_limited_deliveries{webhook_id}, \
-        webhookd_webhook_rate_limit_per_second{webhook_id}, ...",
+        webhookd_webhook_rate_limit_per_second{webhook_id}, webhookd_ordering_blocked_keys, \
+        webhookd_ordering_oldest_blocked_head_seconds, ...",
         content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics(State(service): State<Service>) -> impl IntoResponse {
     let metrics = service.metrics();
@@ -29,6 +30,15 @@ pub async fn metrics(State(service): State<Service>) -> impl IntoResponse {
     metrics
         .queue_oldest_due_seconds
         .set(age(total.oldest_due_ms));
+    // From the store (ordering holds across instances); a failed read leaves the last values.
+    if let Ok(backlog) = service.ordering_backlog().await {
+        metrics
+            .ordering_blocked_keys
+            .set(backlog.blocked_keys as i64);
+        metrics
+            .ordering_oldest_blocked_head_seconds
+            .set(age(backlog.oldest_blocked_head_ms));
+    }
     metrics.deferred.reset();
     metrics.deferred.inc_by(service.scheduler().deferred());
     metrics.webhook_queue_depth.reset();

@@ -16,6 +16,7 @@ fn event(i: usize, severity: &str, key: &str) -> pb::EmitEventRequest {
             "alert_payload": {"severity": severity},
         }))),
         idempotency_key: key.into(),
+        ordering_key: String::new(),
     }
 }
 

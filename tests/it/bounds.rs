@@ -129,6 +129,7 @@ async fn retry_delays_are_bounded_to_a_week() {
         event_type: "alert group created".into(),
         data: Some(to_struct(json!({}))),
         idempotency_key: String::new(),
+        ordering_key: String::new(),
     };
     let mut stream = client
         .emit_event(authed(&token, request))

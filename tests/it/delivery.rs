@@ -419,6 +419,7 @@ async fn closing_the_stream_early_does_not_cancel_delivery() {
         event_type: "alert group created".into(),
         data: Some(to_struct(alert_event())),
         idempotency_key: String::new(),
+        ordering_key: String::new(),
     };
     let mut stream = client
         .emit_event(authed(&token, request))
@@ -454,6 +455,7 @@ async fn the_same_idempotency_key_returns_the_first_event_and_delivers_once() {
         event_type: "alert group created".into(),
         data: Some(to_struct(alert_event())),
         idempotency_key: key.into(),
+        ordering_key: String::new(),
     };
     let mut first = client
         .emit_event(authed(&token, emit("k-1")))
@@ -491,6 +493,7 @@ async fn malformed_emits_are_invalid_arguments() {
         event_type: "resolve".into(),
         data: None,
         idempotency_key: "k".repeat(1000),
+        ordering_key: String::new(),
     };
     assert_eq!(
         client
@@ -504,6 +507,7 @@ async fn malformed_emits_are_invalid_arguments() {
         event_type: "resolve".into(),
         data: Some(to_struct(json!({"blob": "x".repeat(1_100_000)}))),
         idempotency_key: String::new(),
+        ordering_key: String::new(),
     };
     let error = client.emit_event(authed(&token, huge)).await.unwrap_err();
     assert!(
@@ -557,6 +561,7 @@ async fn an_event_that_matches_no_webhook_still_tells_the_caller_its_id() {
         event_type: "alert group created".into(),
         data: Some(to_struct(alert_event())),
         idempotency_key: "nothing-matches".into(),
+        ordering_key: String::new(),
     };
     let mut stream = client
         .emit_event(authed(&token, emit()))

@@ -424,6 +424,7 @@ async fn gone_disables_the_webhook_and_retry_after_is_honoured() {
         event_type: "resolve".into(),
         data: None,
         idempotency_key: String::new(),
+        ordering_key: String::new(),
     };
     let mut stream = client
         .emit_event(authed(&token, request))

@@ -43,6 +43,7 @@ async fn a_slow_endpoint_does_not_hold_up_a_healthy_one() {
             event_type: "acknowledge".into(),
             data: Some(to_struct(json!({"i": i}))),
             idempotency_key: String::new(),
+            ordering_key: String::new(),
         };
         let mut stream = client
             .emit_event(authed(&token, request))
@@ -102,6 +103,7 @@ async fn a_failing_endpoint_is_backed_off_by_its_circuit_breaker() {
             event_type: "alert group created".into(),
             data: Some(to_struct(json!({"i": i}))),
             idempotency_key: String::new(),
+            ordering_key: String::new(),
         };
         let mut stream = client
             .emit_event(authed(&token, request))
@@ -237,6 +239,7 @@ async fn a_caller_leaving_its_status_stream_frees_it_at_once() {
         event_type: "alert group created".into(),
         data: None,
         idempotency_key: String::new(),
+        ordering_key: String::new(),
     };
     let mut stream = client
         .emit_event(authed(&token, request))

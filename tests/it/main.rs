@@ -17,6 +17,7 @@ mod hostile_templates;
 mod mtls;
 mod operational_events;
 mod operator_api;
+mod ordering;
 mod pg_outage;
 mod process;
 mod races;

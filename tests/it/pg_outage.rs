@@ -381,6 +381,7 @@ fn load(
                 event_type: "resolve".into(),
                 data: Some(to_struct(json!({}))),
                 idempotency_key: String::new(),
+                ordering_key: String::new(),
             };
             let answered = client.emit_event(authed(&token, request)).await;
             let outcome = match answered {

@@ -38,6 +38,7 @@ async fn kill_9_after_the_ack_loses_no_event() {
                 serde_json::json!({"alert_group": {"id": format!("AG{i}")}}),
             )),
             idempotency_key: String::new(),
+            ordering_key: String::new(),
         };
         let mut stream = client
             .emit_event(authed(&server, request))
@@ -58,6 +59,7 @@ async fn kill_9_after_the_ack_loses_no_event() {
                     serde_json::json!({"alert_group": {"id": format!("AG{i}")}}),
                 )),
                 idempotency_key: String::new(),
+                ordering_key: String::new(),
             })
             .collect(),
     };

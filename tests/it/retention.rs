@@ -30,6 +30,7 @@ async fn finished_events_past_retention_are_deleted_and_pending_ones_stay() {
         event_type: "alert group created".into(),
         data: Some(to_struct(json!({}))),
         idempotency_key: String::new(),
+        ordering_key: String::new(),
     };
     let mut stream = client
         .emit_event(authed(&token, request))

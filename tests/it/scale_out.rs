@@ -111,6 +111,7 @@ async fn emit_keyed(
         event_type: "alert group created".into(),
         data: Some(to_struct(json!({"key": key}))),
         idempotency_key: key.into(),
+        ordering_key: String::new(),
     };
     let mut stream = server
         .webhooks()

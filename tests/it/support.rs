@@ -377,6 +377,7 @@ pub async fn emit_all(
         event_type: event_type.into(),
         data: Some(to_struct(data)),
         idempotency_key: String::new(),
+        ordering_key: String::new(),
     };
     let mut stream = client
         .emit_event(authed(token, request))

@@ -52,6 +52,7 @@ async fn emit_traced(
             event_type: "alert group created".into(),
             data: Some(to_struct(json!({"alert_group": {"id": "AG1"}}))),
             idempotency_key: String::new(),
+            ordering_key: String::new(),
         },
     );
     request
@@ -153,6 +154,7 @@ async fn every_event_of_an_emit_events_batch_continues_the_callers_trace() {
         event_type: "alert group created".into(),
         data: Some(to_struct(json!({"alert_group": {"id": format!("AG{i}")}}))),
         idempotency_key: String::new(),
+        ordering_key: String::new(),
     };
     let mut request = authed(
         &token,
@@ -240,6 +242,7 @@ async fn a_retry_after_a_restart_continues_the_same_trace() {
             event_type: "alert group created".into(),
             data: Some(to_struct(json!({}))),
             idempotency_key: String::new(),
+            ordering_key: String::new(),
         },
     );
     request
