@@ -1408,8 +1408,14 @@ type EmitEventRequest struct {
 	Data *structpb.Struct `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 	// Emitting again with the same key within 24 h returns the first event, delivering nothing twice.
 	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Optional, at most 256 characters. A webhook's deliveries of events with the same
+	// ordering key (and the same target URL) are attempted strictly in emit order: the next one
+	// waits until the previous one succeeded, finally failed or was cancelled. Other keys and
+	// other webhooks are never held up. REST: the `Ordering-Key` header, or `ordering_key` in a
+	// batch item.
+	OrderingKey   string `protobuf:"bytes,4,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EmitEventRequest) Reset() {
@@ -1459,6 +1465,13 @@ func (x *EmitEventRequest) GetData() *structpb.Struct {
 func (x *EmitEventRequest) GetIdempotencyKey() string {
 	if x != nil {
 		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *EmitEventRequest) GetOrderingKey() string {
+	if x != nil {
+		return x.OrderingKey
 	}
 	return ""
 }
@@ -3091,12 +3104,13 @@ const file_webhooks_v1_webhooks_proto_rawDesc = "" +
 	"\r_request_dataB\x0e\n" +
 	"\f_status_codeB\n" +
 	"\n" +
-	"\b_content\"\x87\x01\n" +
+	"\b_content\"\xaa\x01\n" +
 	"\x10EmitEventRequest\x12\x1d\n" +
 	"\n" +
 	"event_type\x18\x01 \x01(\tR\teventType\x12+\n" +
 	"\x04data\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x04data\x12'\n" +
-	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\"J\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\x12!\n" +
+	"\fordering_key\x18\x04 \x01(\tR\vorderingKey\"J\n" +
 	"\x11EmitEventsRequest\x125\n" +
 	"\x06events\x18\x01 \x03(\v2\x1d.webhooks.v1.EmitEventRequestR\x06events\"I\n" +
 	"\x12EmitEventsResponse\x123\n" +

@@ -270,14 +270,16 @@ class WebhookResponse(_message.Message):
     def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., url: _Optional[str] = ..., request_trigger: _Optional[str] = ..., request_headers: _Optional[str] = ..., request_data: _Optional[str] = ..., status_code: _Optional[int] = ..., content: _Optional[str] = ..., event_data: _Optional[str] = ..., attempt: _Optional[int] = ..., delivery_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., error: _Optional[str] = ..., event_id: _Optional[str] = ...) -> None: ...
 
 class EmitEventRequest(_message.Message):
-    __slots__ = ("event_type", "data", "idempotency_key")
+    __slots__ = ("event_type", "data", "idempotency_key", "ordering_key")
     EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    ORDERING_KEY_FIELD_NUMBER: _ClassVar[int]
     event_type: str
     data: _struct_pb2.Struct
     idempotency_key: str
-    def __init__(self, event_type: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    ordering_key: str
+    def __init__(self, event_type: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., ordering_key: _Optional[str] = ...) -> None: ...
 
 class EmitEventsRequest(_message.Message):
     __slots__ = ("events",)
