@@ -569,6 +569,23 @@ impl Service {
         Ok(queued.into_iter().map(|d| d.id).collect())
     }
 
+    /// After an ordered delivery ended outside the worker (a cancel): queues the next of its
+    /// ordering key, which the store released with it.
+    pub(crate) async fn schedule_next_in_order(&self, ended: &Delivery) -> Result<()> {
+        let Some(ordering) = &ended.ordering else {
+            return Ok(());
+        };
+        if let Some(next) = self
+            .store
+            .ordering_head(ended.webhook_id, &ordering.queue)
+            .await?
+        {
+            self.scheduler
+                .schedule(Entry::due(next.due_ms, next.delivery_id, next.webhook_id));
+        }
+        Ok(())
+    }
+
     /// A new QUEUED delivery with the same request as `original`, to be written.
     async fn fresh_copy(&self, original: &Delivery) -> Result<Delivery> {
         if original.state == DeliveryState::Skipped {

@@ -262,6 +262,7 @@ impl Service {
         match self.store.cancel_delivery(delivery.id, now_ms()).await? {
             Cancelled::Now(cancelled) => {
                 self.hub.publish(DeliveryUpdate::of(&cancelled));
+                self.schedule_next_in_order(&cancelled).await?;
                 Ok(cancelled)
             }
             Cancelled::AlreadyFinal(d) if d.state == DeliveryState::Cancelled => Ok(d),

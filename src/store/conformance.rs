@@ -1147,13 +1147,17 @@ pub async fn an_ordered_delivery_waits_without_an_outbox_entry_until_the_one_bef
     let first = ordered(store, &acme, hook.id, "K").await;
     let second = ordered(store, &acme, hook.id, "K").await;
     let other = ordered(store, &acme, hook.id, "L").await;
+    let third = ordered(store, &acme, hook.id, "K").await;
     let queue = |d: &Delivery| d.ordering.clone().unwrap().queue;
 
     // Only the heads are due; the second of K waits, and K is blocked.
     let due = |d: &Delivery| (d.next_attempt_ms, d.id);
     let mut heads = vec![due(&first), due(&other)];
     heads.sort();
-    assert_eq!(outbox_of(store, &[&first, &second, &other]).await, heads);
+    assert_eq!(
+        outbox_of(store, &[&first, &second, &other, &third]).await,
+        heads
+    );
     let head = store.ordering_head(hook.id, &queue(&first)).await.unwrap();
     assert_eq!(head.map(|h| h.delivery_id), Some(first.id));
     let backlog = store.ordering_backlog().await.unwrap();
@@ -1191,17 +1195,24 @@ pub async fn an_ordered_delivery_waits_without_an_outbox_entry_until_the_one_bef
     assert_eq!(outbox_of(store, &[&first, &second]).await, [due(&second)]);
     let head = store.ordering_head(hook.id, &queue(&second)).await.unwrap();
     assert_eq!(head.map(|h| h.delivery_id), Some(second.id));
-    assert_eq!(store.ordering_backlog().await.unwrap(), Default::default());
+    assert_eq!(store.ordering_backlog().await.unwrap().blocked_keys, 1);
 
+    // A cancel ends it too, and releases the third.
+    store.cancel_delivery(second.id, 7_000).await.unwrap();
+    assert_eq!(
+        outbox_of(store, &[&first, &second, &third]).await,
+        [due(&third)]
+    );
     // The last one of a queue leaves it empty.
-    let mut done = second.clone();
+    let mut done = third.clone();
     done.state = DeliveryState::Succeeded;
     store
-        .record_attempt(record(&done, second.next_attempt_ms))
+        .record_attempt(record(&done, third.next_attempt_ms))
         .await
         .unwrap();
     assert_eq!(
-        store.ordering_head(hook.id, &queue(&second)).await.unwrap(),
+        store.ordering_head(hook.id, &queue(&third)).await.unwrap(),
         None
     );
+    assert_eq!(store.ordering_backlog().await.unwrap(), Default::default());
 }

@@ -48,6 +48,7 @@ async fn stored(
             created_at_ms: at_ms,
             updated_at_ms: at_ms,
             operational: false,
+            ordering: None,
         });
     }
     let event = Event {

@@ -34,6 +34,7 @@ async fn emit_accepted(client: &mut Client, token: &str, event_type: &str) -> pb
         event_type: event_type.into(),
         data: Some(to_struct(json!({"alert_group": {"id": "I1"}}))),
         idempotency_key: String::new(),
+        ordering_key: String::new(),
     };
     let mut stream = client
         .emit_event(authed(token, request))

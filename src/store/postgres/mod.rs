@@ -736,12 +736,21 @@ impl Store for PostgresStore {
         queries::list_deliveries(&self.pool, query).await
     }
 
-    /// Cancels a QUEUED or RETRYING delivery in one statement (its outbox row goes with it)
-    /// and logs the change in the same transaction.
+    /// Cancels a QUEUED or RETRYING delivery in one statement (its outbox row goes with it);
+    /// an ordered one releases the next of its queue in the same transaction.
     async fn cancel_delivery(&self, id: u64, at_ms: i64) -> Result<Cancelled> {
+        let ordered = self
+            .get_delivery(id)
+            .await?
+            .filter(|d| d.ordering.is_some());
         let mut tx = self.pool.begin().await.map_err(db)?;
+        if let Some(before) = &ordered {
+            // The queue's lock before the delivery's row, as record_attempt takes them.
+            ordering::lock_for_release(&mut tx, before).await?;
+        }
         let cancelled = queries::cancel_delivery(&mut *tx, id, at_ms).await?;
         if let Some(cancelled) = &cancelled {
+            ordering::release(&mut tx, cancelled).await?;
             changes::append_delivery(&mut tx, cancelled, at_ms).await?;
         }
         tx.commit().await.map_err(db)?;

@@ -213,6 +213,10 @@ mod tests {
             render_error: None,
             last_status_code: None,
             last_error: String::new(),
+            account_id: "acme".into(),
+            created_at_ms: 1_000,
+            updated_at_ms: 1_000,
+            operational: false,
             ordering: Some(Ordering::new("K", "https://example.com/hook")),
         }
     }

@@ -243,6 +243,7 @@ impl Trees {
         let state = super::codec::delivery::encode_state(&delivery)?;
         self.deliveries.insert(be(id), state).map_err(internal)?;
         self.indexes.put_delivery(&delivery)?;
+        self.release_ordered(&delivery)?;
         self.remove_outbox_entry(crate::store::OutboxEntry {
             due_ms,
             delivery_id: id,
