@@ -175,6 +175,7 @@ impl Service {
             data,
             idempotency_key: None,
             traceparent: None,
+            ordering_key: None,
         };
         let mut prepared = self.prepare(&caller, request, &subscribers).await?;
         prepared.event.operational = true;
