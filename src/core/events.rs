@@ -570,18 +570,22 @@ impl Service {
     }
 
     /// After an ordered delivery ended outside the worker (a cancel): queues the next of its
-    /// ordering key, which the store released with it.
+    /// ordering key, which the store released with it, leased to this instance.
     pub(crate) async fn schedule_next_in_order(&self, ended: &Delivery) -> Result<()> {
         let Some(ordering) = &ended.ordering else {
             return Ok(());
         };
-        if let Some(next) = self
+        let head = self
             .store
             .ordering_head(ended.webhook_id, &ordering.queue)
-            .await?
-        {
-            self.scheduler
-                .schedule(Entry::due(next.due_ms, next.delivery_id, next.webhook_id));
+            .await?;
+        if let Some(next) = head.filter(|h| h.is_held_by(self.scheduler.owner().id)) {
+            let entry = next.entry;
+            self.scheduler.schedule(Entry::due(
+                entry.due_ms,
+                entry.delivery_id,
+                entry.webhook_id,
+            ));
         }
         Ok(())
     }

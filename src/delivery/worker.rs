@@ -589,7 +589,9 @@ impl Worker {
     }
 
     /// Whether a delivery may be attempted now: it has no ordering key, or it heads its
-    /// queue (every earlier delivery of its webhook, key and URL is final).
+    /// queue (every earlier delivery of its webhook, key and URL is final) and this instance
+    /// holds its lease (the write that released it may have handed it to another instance,
+    /// while an earlier copy of it waited here since its emit).
     async fn has_its_turn(&self, delivery: &Delivery) -> Result<bool> {
         let Some(ordering) = &delivery.ordering else {
             return Ok(true);
@@ -598,12 +600,14 @@ impl Worker {
             .store
             .ordering_head(delivery.webhook_id, &ordering.queue)
             .await?;
-        Ok(head.is_some_and(|head| head.delivery_id == delivery.id))
+        Ok(head.is_some_and(|head| {
+            head.entry.delivery_id == delivery.id && head.is_held_by(self.scheduler.owner().id)
+        }))
     }
 
     /// After an ordered delivery ended (its store write released the next of its queue, with
-    /// an outbox entry): queues that next one here. If this read fails, the next one waits
-    /// for the next time the outbox is loaded (at start).
+    /// an outbox entry leased to this instance): queues that next one here. If this read
+    /// fails, any instance claims it once the lease ends.
     async fn schedule_next_in_order(&self, delivery: &Delivery) {
         let Some(ordering) = delivery
             .ordering
@@ -617,14 +621,18 @@ impl Worker {
             .ordering_head(delivery.webhook_id, &ordering.queue)
             .await
         {
-            Ok(Some(next)) => {
-                self.scheduler
-                    .schedule(Entry::due(next.due_ms, next.delivery_id, next.webhook_id))
+            Ok(Some(next)) if next.is_held_by(self.scheduler.owner().id) => {
+                let entry = next.entry;
+                self.scheduler.schedule(Entry::due(
+                    entry.due_ms,
+                    entry.delivery_id,
+                    entry.webhook_id,
+                ))
             }
-            Ok(None) => {}
+            Ok(_) => {}
             Err(e) => tracing::warn!(
                 delivery_id = delivery.id, error = %e,
-                "cannot read the next delivery of an ordering key; it resumes at the next start"
+                "cannot read the next delivery of an ordering key; it is claimed once its lease ends"
             ),
         }
     }

@@ -1159,7 +1159,7 @@ pub async fn an_ordered_delivery_waits_without_an_outbox_entry_until_the_one_bef
         heads
     );
     let head = store.ordering_head(hook.id, &queue(&first)).await.unwrap();
-    assert_eq!(head.map(|h| h.delivery_id), Some(first.id));
+    assert_eq!(head.map(|h| h.entry.delivery_id), Some(first.id));
     let backlog = store.ordering_backlog().await.unwrap();
     assert_eq!(backlog.blocked_keys, 1);
     assert_eq!(backlog.oldest_blocked_head_ms, Some(first.next_attempt_ms));
@@ -1190,12 +1190,26 @@ pub async fn an_ordered_delivery_waits_without_an_outbox_entry_until_the_one_bef
     failed.state = DeliveryState::Failed;
     store.record_attempt(record(&failed, 9_000)).await.unwrap();
     // Born leased to the instance that released it (which schedules it at once).
-    let others = store.claim(claim_at(8, now_ms(), 10, 10)).await.unwrap();
-    assert!(others.iter().all(|e| e.delivery_id != second.id), "{others:?}");
-    assert_eq!(outbox_of(store, &[&first, &second]).await, [due(&second)]);
     let head = store.ordering_head(hook.id, &queue(&second)).await.unwrap();
-    assert_eq!(head.map(|h| h.delivery_id), Some(second.id));
+    assert!(
+        head.is_some_and(|h| h.entry.delivery_id == second.id && h.is_held_by(OWNER.id)),
+        "{head:?}"
+    );
+    let others = store.claim(claim_at(8, now_ms(), 10, 10)).await.unwrap();
+    assert!(
+        others.iter().all(|e| e.delivery_id != second.id),
+        "{others:?}"
+    );
+    assert_eq!(outbox_of(store, &[&first, &second]).await, [due(&second)]);
     assert_eq!(store.ordering_backlog().await.unwrap().blocked_keys, 1);
+
+    // A cancel of one waiting behind the head only takes it out of the queue.
+    let fourth = ordered(store, &acme, hook.id, "K").await;
+    store.cancel_delivery(fourth.id, 7_000).await.unwrap();
+    assert_eq!(
+        outbox_of(store, &[&second, &third, &fourth]).await,
+        [due(&second)]
+    );
 
     // A cancel ends it too, and releases the third.
     store.cancel_delivery(second.id, 7_000).await.unwrap();

@@ -28,7 +28,7 @@ mod conformance_queries;
 
 pub use catalog::EventTypeStore;
 pub use lease::{Claim, Lease, Owner};
-pub use ordering::{OrderingBacklog, OrderingStore};
+pub use ordering::{OrderingBacklog, OrderingHead, OrderingStore};
 pub use postgres::PostgresStore;
 pub use queries::{Cancelled, DeliveryQuery, EventQuery, Keyset};
 pub use sealed::Sealed;

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use super::change_log::{ChangeCursor, ChangePage};
 use super::{
     AttemptRecord, Cancelled, Claim, DeliveryQuery, EventQuery, EventTypeStore, InsertOutcome,
-    Lease, NewEvent, OrderingBacklog, OrderingStore, OutboxEntry, Page, Pruned, SecretBox, Store,
+    Lease, NewEvent, OrderingBacklog, OrderingHead, OrderingStore, OutboxEntry, Page, Pruned,
+    SecretBox, Store,
 };
 use crate::error::Result;
 use crate::model::{ApiToken, Delivery, Event, EventType, ResponseRecord, Webhook, WebhookStats};
@@ -250,7 +251,7 @@ impl EventTypeStore for Sealed {
 /// Ordering queues hold ids only: they pass through.
 #[async_trait]
 impl OrderingStore for Sealed {
-    async fn ordering_head(&self, webhook_id: u64, queue: &str) -> Result<Option<OutboxEntry>> {
+    async fn ordering_head(&self, webhook_id: u64, queue: &str) -> Result<Option<OrderingHead>> {
         self.backend.ordering_head(webhook_id, queue).await
     }
 

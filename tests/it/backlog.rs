@@ -48,6 +48,7 @@ fn events(event_type: &str, ids: impl Iterator<Item = String>) -> Vec<pb::EmitEv
         event_type: event_type.into(),
         data: Some(to_struct(serde_json::json!({"alert_group": {"id": id}}))),
         idempotency_key: String::new(),
+        ordering_key: String::new(),
     })
     .collect()
 }

@@ -51,6 +51,7 @@ async fn emit(grpc: std::net::SocketAddr, token: &str, id: &str) {
         event_type: "alert group created".into(),
         data: Some(to_struct(serde_json::json!({"alert_group": {"id": id}}))),
         idempotency_key: String::new(),
+        ordering_key: String::new(),
     };
     let mut stream = client
         .emit_event(authed(token, request))

@@ -750,7 +750,7 @@ impl Store for PostgresStore {
         }
         let cancelled = queries::cancel_delivery(&mut *tx, id, at_ms).await?;
         if let Some(cancelled) = &cancelled {
-            ordering::release(&mut tx, cancelled).await?;
+            ordering::release(&mut tx, cancelled, self.owner.lease_from(now_ms())).await?;
             changes::append_delivery(&mut tx, cancelled, at_ms).await?;
         }
         tx.commit().await.map_err(db)?;

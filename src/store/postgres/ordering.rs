@@ -13,7 +13,7 @@ use sqlx::{Postgres, Row, Transaction};
 use super::{PostgresStore, db, sql_id, state_name};
 use crate::error::Result;
 use crate::model::{Delivery, DeliveryState};
-use crate::store::{Lease, OrderingBacklog, OrderingStore, OutboxEntry};
+use crate::store::{Lease, OrderingBacklog, OrderingHead, OrderingStore, OutboxEntry};
 
 /// Takes the advisory lock of a webhook's queue until the transaction ends.
 async fn lock(tx: &mut Transaction<'_, Postgres>, webhook_id: u64, queue: &str) -> Result<()> {
@@ -103,10 +103,12 @@ pub async fn release(tx: &mut Transaction<'_, Postgres>, d: &Delivery, lease: Le
 
 #[async_trait]
 impl OrderingStore for PostgresStore {
-    async fn ordering_head(&self, webhook_id: u64, queue: &str) -> Result<Option<OutboxEntry>> {
+    async fn ordering_head(&self, webhook_id: u64, queue: &str) -> Result<Option<OrderingHead>> {
         let row = sqlx::query(
-            "SELECT d.id, d.next_attempt_ms FROM ordering_queue q
+            "SELECT d.id, d.next_attempt_ms, o.lease_owner, o.lease_until_ms
+             FROM ordering_queue q
              JOIN deliveries d ON d.id = q.delivery_id
+             LEFT JOIN outbox o ON o.delivery_id = q.delivery_id
              WHERE q.webhook_id = $1 AND q.queue = $2 ORDER BY q.seq LIMIT 1",
         )
         .bind(sql_id(webhook_id))
@@ -114,10 +116,20 @@ impl OrderingStore for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        Ok(row.map(|r| OutboxEntry {
-            due_ms: r.get(1),
-            delivery_id: r.get::<i64, _>(0) as u64,
-            webhook_id,
+        Ok(row.map(|r| {
+            let owner: Option<i64> = r.get(2);
+            let until_ms: Option<i64> = r.get(3);
+            OrderingHead {
+                entry: OutboxEntry {
+                    due_ms: r.get(1),
+                    delivery_id: r.get::<i64, _>(0) as u64,
+                    webhook_id,
+                },
+                lease: owner.zip(until_ms).map(|(owner, until_ms)| Lease {
+                    owner: owner as u64,
+                    until_ms,
+                }),
+            }
         }))
     }
 

@@ -15,7 +15,7 @@ use super::codec::be;
 use super::{SledStore, Trees, internal};
 use crate::error::Result;
 use crate::model::Delivery;
-use crate::store::{OrderingBacklog, OrderingStore, OutboxEntry};
+use crate::store::{OrderingBacklog, OrderingHead, OrderingStore, OutboxEntry};
 use async_trait::async_trait;
 
 /// Bytes of a queue's key prefix: webhook id and queue.
@@ -172,7 +172,7 @@ impl Trees {
 
 #[async_trait]
 impl OrderingStore for SledStore {
-    async fn ordering_head(&self, webhook_id: u64, queue: &str) -> Result<Option<OutboxEntry>> {
+    async fn ordering_head(&self, webhook_id: u64, queue: &str) -> Result<Option<OrderingHead>> {
         let prefix = queue_prefix(webhook_id, queue);
         let Some(item) = self.trees.ordering.scan_prefix(prefix).next() else {
             return Ok(None);
@@ -181,10 +181,13 @@ impl OrderingStore for SledStore {
         let Some(delivery) = self.trees.get_delivery(id_of(&value)?)? else {
             return Ok(None);
         };
-        Ok(Some(OutboxEntry {
-            due_ms: delivery.next_attempt_ms,
-            delivery_id: delivery.id,
-            webhook_id: delivery.webhook_id,
+        Ok(Some(OrderingHead {
+            entry: OutboxEntry {
+                due_ms: delivery.next_attempt_ms,
+                delivery_id: delivery.id,
+                webhook_id: delivery.webhook_id,
+            },
+            lease: self.trees.outbox.lease(delivery.id),
         }))
     }
 

@@ -117,6 +117,11 @@ impl Outbox {
         };
     }
 
+    /// The lease on a delivery's entry, if any.
+    pub fn lease(&self, delivery_id: u64) -> Option<Lease> {
+        self.leases().by_delivery.get(&delivery_id).copied()
+    }
+
     /// Removes an entry, keeping its delivery's lease (a moved entry keeps it).
     pub fn remove(&self, entry: OutboxEntry) -> Result<()> {
         self.tree
