@@ -1176,6 +1176,7 @@ pub async fn an_ordered_delivery_waits_without_an_outbox_entry_until_the_one_bef
             response: None,
             succeeded: false,
             lease: None,
+            breaker: BreakerStep::default(),
         }
     }
     let record_retry = record(&retrying, first.next_attempt_ms);

@@ -238,7 +238,7 @@ mod tests {
             limit: 100,
             skip: &[],
         };
-        let claimed = trees.outbox.claim(claim).unwrap();
+        let claimed = trees.outbox.claim(claim, |_| Ok(None)).unwrap();
         claimed.iter().map(|e| e.delivery_id).collect()
     }
 
