@@ -1,7 +1,8 @@
 //! Instances share the due work through leases (run when WEBHOOKD_TEST_POSTGRES_URL names a
 //! PostgreSQL server; scripts/with-postgres sets it): a killed instance's deliveries are
 //! delivered by the others once its leases expire, and a restarted instance leaves alone
-//! what a live one holds. Real binaries, `kill -9`, a slow receiver.
+//! what a live one holds; an ordering key whose head's instance died resumes in order after
+//! the lease. Real binaries, `kill -9`, a slow receiver.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -46,12 +47,17 @@ async fn cluster(n: usize, concurrency: &str) -> Option<(Vec<TestStore>, Vec<Pro
 
 /// Emits event `id` through the instance at `grpc`; returns once it is acknowledged.
 async fn emit(grpc: std::net::SocketAddr, token: &str, id: &str) {
+    emit_ordered(grpc, token, id, "").await
+}
+
+/// Emits event `id` under `ordering_key` (empty: none); returns once it is acknowledged.
+async fn emit_ordered(grpc: std::net::SocketAddr, token: &str, id: &str, ordering_key: &str) {
     let mut client = connect_webhooks(grpc).await;
     let request = pb::EmitEventRequest {
         event_type: "alert group created".into(),
         data: Some(to_struct(serde_json::json!({"alert_group": {"id": id}}))),
         idempotency_key: String::new(),
-        ordering_key: String::new(),
+        ordering_key: ordering_key.into(),
     };
     let mut stream = client
         .emit_event(authed(token, request))
@@ -152,4 +158,53 @@ async fn a_restarted_instance_leaves_alone_what_a_live_one_holds() {
         "each delivery exactly once: {deliveries:?}"
     );
     receiver.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn a_killed_instance_holding_a_keys_head_holds_up_only_that_key_until_its_lease() {
+    let Some((_stores, mut instances)) = cluster(2, "2").await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.delay(Duration::from_millis(1000));
+    let token = TestServer::token_via(instances[0].http).await;
+    let mut client = connect_webhooks(instances[1].grpc).await;
+    create(
+        &mut client,
+        &token,
+        webhook("keyed", &receiver.url("/hook")),
+    )
+    .await;
+    let event_of = |r: &Received| r.json()["alert_group"]["id"].as_str().unwrap().to_string();
+
+    // Key K's three events go through the first instance, which holds K's head.
+    for id in ["K1", "K2", "K3"] {
+        emit_ordered(instances[0].grpc, &token, id, "K").await;
+    }
+    // It dies while the receiver holds K1's request.
+    let first = receiver.next().await;
+    assert_eq!(event_of(&first), "K1");
+    instances[0].kill_9();
+    // Another key goes on through the live instance meanwhile.
+    emit_ordered(instances[1].grpc, &token, "L1", "L").await;
+
+    let mut seen = vec![event_of(&first)];
+    while !(seen.iter().any(|e| e == "K3") && seen.iter().any(|e| e == "L1")) {
+        seen.push(event_of(&receiver.next().await));
+    }
+    // After the lease the live instance attempts K1 again (at-least-once), then K2, then K3.
+    let mut keyed: Vec<&str> = seen
+        .iter()
+        .map(String::as_str)
+        .filter(|e| e.starts_with('K'))
+        .collect();
+    keyed.dedup();
+    assert_eq!(keyed, ["K1", "K2", "K3"], "{seen:?}");
+    assert_eq!(
+        seen.iter().filter(|e| *e == "K1").count(),
+        2,
+        "K1 repeats once, after the lease: {seen:?}"
+    );
+    let at = |id: &str| seen.iter().position(|e| e == id).unwrap();
+    assert!(at("L1") < at("K2"), "L1 is not held up by K: {seen:?}");
 }
