@@ -23,6 +23,12 @@ use webhookd::delivery::retry::parse_schedule;
 use webhookd::render::sandbox;
 use webhookd::telemetry;
 
+/// mimalloc, not glibc's malloc: under load a fifth of webhookd's CPU went to glibc's
+/// malloc and free and their arena locks; mimalloc's per-thread heaps take most of it back
+/// (figures in BENCHMARKS.md). The one static of the process: Rust takes the allocator so.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// webhookd: outgoing webhooks with a gRPC API, an embedded store, and OnCall- and
 /// Cloudflare-compatible REST APIs.
 #[derive(Parser)]
