@@ -33,6 +33,11 @@ const GRACE: Duration = Duration::from_millis(500);
 /// Stack of the worker's render thread, as the render pool's threads.
 const STACK_BYTES: usize = 32 * 1024 * 1024;
 
+/// The worker's allocator (mimalloc, the binary's) reserves address space in arenas of 1 GiB
+/// by default, more than the capped data segment holds, so the worker could not even start
+/// its render thread; arenas of this size let it grow up to the cap.
+const ARENA_RESERVE: (&str, &str) = ("MIMALLOC_ARENA_RESERVE", "32MiB");
+
 /// One render a worker runs.
 #[derive(Serialize, Deserialize)]
 struct Job<'a> {
@@ -101,6 +106,7 @@ impl Sandbox {
             .arg(self.memory_bytes.to_string())
             .arg("--parent")
             .arg(std::process::id().to_string())
+            .env(ARENA_RESERVE.0, ARENA_RESERVE.1)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             // An allocation failure prints one line there; the render error says it.
