@@ -80,6 +80,11 @@ pub struct Config {
     /// Largest data segment of a Jinja render process, bytes: a template that builds a bigger
     /// value fails as a `memory` template error.
     pub render_worker_memory_bytes: u64,
+    /// Longest one template render may take (a check point at every output).
+    pub render_wall_time: Duration,
+    /// Memory the emits in progress may hold together while they are planned and written
+    /// (estimated from their data and matched webhooks); an emit beyond it waits its turn.
+    pub emit_budget_bytes: usize,
     /// Faults a test arms for the delivery worker (test builds only).
     #[cfg(feature = "fault-injection")]
     pub faults: crate::faults::Faults,
@@ -118,6 +123,8 @@ impl Config {
             // with a clear error.
             render_worker: std::env::current_exe().unwrap_or_default(),
             render_worker_memory_bytes: 512 * 1024 * 1024,
+            render_wall_time: Duration::from_secs(2),
+            emit_budget_bytes: 32 * 1024 * 1024,
             #[cfg(feature = "fault-injection")]
             faults: crate::faults::Faults::default(),
         }

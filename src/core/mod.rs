@@ -5,6 +5,7 @@
 //! - `webhooks`: CRUD with OnCall semantics, validation, the delivery log.
 //! - `fields`: the webhook field table (patch, per-field setters; transports expand it).
 //! - `events`: emit (persist durably, schedule, stream) and redelivery.
+//! - `emit_budget`: the bound on the memory of emits in progress (backpressure).
 //! - `event_types`: the per-account event-type catalog and the schema check of emits.
 //! - `locks`: per-account serialization of webhook writes.
 //! - `health`: webhook health at a glance (breaker, pending, attempts per hour), with
@@ -15,6 +16,7 @@
 
 pub mod attempt_counts;
 pub mod auth;
+pub mod emit_budget;
 pub mod event_types;
 pub mod events;
 pub mod fields;
@@ -83,6 +85,7 @@ pub struct Service {
     pub(crate) writes: Arc<locks::AccountLocks>,
     pub(crate) catalog: Arc<event_types::Catalog>,
     pub(crate) attempt_counts: Arc<attempt_counts::AttemptCounts>,
+    pub(crate) emit_budget: Arc<emit_budget::EmitBudget>,
 }
 
 impl Service {
@@ -98,6 +101,7 @@ impl Service {
     ) -> Result<Service> {
         let limits = Limits {
             memory_bytes: config.render_worker_memory_bytes,
+            wall_time: config.render_wall_time,
             ..Limits::with_body_limit(config.max_event_bytes)
         };
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -107,6 +111,7 @@ impl Service {
         let templates = Renderer::start(templates, threads)
             .map_err(|e| Error::Internal(format!("cannot start the render threads: {e}")))?;
         Ok(Service {
+            emit_budget: Arc::new(emit_budget::EmitBudget::new(config.emit_budget_bytes)),
             metrics,
             store,
             health,

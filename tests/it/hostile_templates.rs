@@ -114,7 +114,10 @@ fn assert_responsive(what: &str, mut answer_times: Vec<Duration>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_templates_are_template_errors_and_the_server_stays_responsive() {
-    let server = TestServer::start().await;
+    // Each template here is stopped by its fuel, depth or output cap; a wall time of 60 s
+    // (2 by default) keeps a loaded machine from stopping one by time first.
+    let server =
+        TestServer::start_with(|config| config.render_wall_time = Duration::from_secs(60)).await;
     let attacker_sink = Receiver::start().await;
     let victim_sink = Receiver::start().await;
     let attacker = server.writer("mallory").await;
@@ -275,10 +278,12 @@ async fn template_errors(server: &TestServer, reason: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_that_build_huge_strings_are_memory_errors_and_the_next_render_works() {
-    // A cap of 128 MiB (512 by default) is reached well within the 2 s wall time even on a
-    // loaded machine, so the render fails for its memory, not its time.
+    // A cap of 128 MiB (512 by default) and a wall time of 60 s (2 by default): even on a
+    // machine loaded so much that a worker gets a tenth of a core, the render fails for its
+    // memory, not its time.
     let server = TestServer::start_with(|config| {
         config.render_worker_memory_bytes = 128 * 1024 * 1024;
+        config.render_wall_time = Duration::from_secs(60);
     })
     .await;
     let attacker_sink = Receiver::start().await;
