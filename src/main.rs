@@ -133,6 +133,12 @@ struct ServeArgs {
     /// others after this.
     #[arg(long, env = "WEBHOOKD_LEASE", default_value = "30s", value_parser = parse_lease)]
     lease: Duration,
+    /// Memory, in MiB, that the emits in progress may hold together while they are planned
+    /// and written (estimated from their events and matched webhooks); a further emit waits
+    /// until earlier ones are durable (slower, never refused). At least 1.
+    #[arg(long, env = "WEBHOOKD_EMIT_MEMORY_MIB", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    emit_memory_mib: u32,
     /// Disable a webhook whose deliveries failed continuously for this long.
     #[arg(long, env = "WEBHOOKD_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
     auto_disable_after: Duration,
@@ -277,6 +283,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.breaker_cooldown = args.breaker_cooldown;
     config.auto_disable_after = args.auto_disable_after;
     config.lease = args.lease;
+    config.emit_budget_bytes = args.emit_memory_mib as usize * 1024 * 1024;
     config.retention = Some(args.retention).filter(|r| !r.is_zero());
     config.change_retention = Some(args.change_retention).filter(|r| !r.is_zero());
     let shutdown = CancellationToken::new();

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
 
-use super::{Caller, Page, Service};
+use super::{Caller, Page, Service, emit_budget};
 use crate::delivery::hub::Subscription;
 use crate::delivery::rate::RateLimit;
 use crate::delivery::scheduler::Entry;
@@ -197,6 +197,9 @@ impl Service {
             return Err(Error::InvalidArgument(violations));
         }
         let webhooks = self.account_webhooks(caller).await?;
+        let _budget = (self.emit_budget)
+            .reserve(emit_bytes(std::iter::once(&request), &webhooks))
+            .await;
         let prepared = self.prepare(caller, request, &webhooks).await?;
         let subscription = self.hub.subscribe(prepared.event.id);
         let outcomes = self
@@ -246,6 +249,9 @@ impl Service {
             return Err(Error::InvalidArgument(violations));
         }
         let webhooks = self.account_webhooks(caller).await?;
+        let _budget = (self.emit_budget)
+            .reserve(emit_bytes(requests.iter(), &webhooks))
+            .await;
         let prepared =
             futures::future::try_join_all(requests.into_iter().enumerate().map(|(i, request)| {
                 let webhooks = &webhooks;
@@ -317,12 +323,7 @@ impl Service {
         }
         let matched = webhooks
             .iter()
-            .filter(|w| {
-                w.is_webhook_enabled
-                    && matcher::trigger_matches(w, &request.event_type)
-                    && matcher::integration_matches(w, &data)
-                    && matcher::schedule_matches(w, &request.event_type, &data)
-            })
+            .filter(|w| matches(w, &request.event_type, &data))
             .cloned()
             .collect::<Vec<_>>();
         // The scheduler knows each webhook's rate limit before its deliveries are queued.
@@ -621,6 +622,28 @@ fn comma_ids(kind: Kind, ids: impl Iterator<Item = u64>) -> String {
 }
 
 /// Sets `event.type` (and `event.time` when absent), as OnCall's event_data carries them.
+/// Whether `webhook` delivers an event of `event_type` with `data`.
+fn matches(webhook: &Webhook, event_type: &str, data: &Value) -> bool {
+    webhook.is_webhook_enabled
+        && matcher::trigger_matches(webhook, event_type)
+        && matcher::integration_matches(webhook, data)
+        && matcher::schedule_matches(webhook, event_type, data)
+}
+
+/// The share of the emit budget `requests` hold while they are planned and written (see
+/// `emit_budget`).
+fn emit_bytes<'r>(requests: impl Iterator<Item = &'r EmitRequest>, webhooks: &[Webhook]) -> usize {
+    requests
+        .map(|r| {
+            let matched = webhooks
+                .iter()
+                .filter(|w| matches(w, &r.event_type, &r.data))
+                .count();
+            emit_budget::event_bytes(&r.data, matched)
+        })
+        .fold(0, usize::saturating_add)
+}
+
 fn stamp_event(data: &mut Value, event_type: &str, now_ms: i64) {
     let Value::Object(map) = data else { return };
     let event = map

@@ -32,6 +32,8 @@ fn help_documents_every_flag() {
         "WEBHOOKD_EGRESS_PROXY",
         "--lease",
         "WEBHOOKD_LEASE",
+        "--emit-memory-mib",
+        "WEBHOOKD_EMIT_MEMORY_MIB",
         "WEBHOOKD_DATA_DIR",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
@@ -49,6 +51,15 @@ fn bad_flags_are_refused_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--retention"));
     let output = webhookd(&["serve", "--grpc-addr", "nowhere"]);
     assert!(!output.status.success());
+    for mib in ["0", "lots"] {
+        let output = webhookd(&["serve", "--emit-memory-mib", mib]);
+        assert!(
+            !output.status.success(),
+            "--emit-memory-mib {mib} was accepted"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--emit-memory-mib"), "{stderr}");
+    }
     for lease in ["forever", "500ms"] {
         let output = webhookd(&["serve", "--lease", lease]);
         assert!(!output.status.success(), "--lease {lease} was accepted");

@@ -11,6 +11,7 @@ mod console;
 mod delivery;
 mod delivery_features;
 mod egress;
+mod emit_memory;
 mod event_types;
 mod fairness;
 mod hostile_templates;
