@@ -36,7 +36,7 @@ async fn producers_beyond_the_emit_memory_wait_their_turn_and_every_event_is_del
                     data: Some(to_struct(
                         json!({"alert_group": {"id": format!("AG{b}-{i}")}}),
                     )),
-                    idempotency_key: String::new(),
+                    ..Default::default()
                 })
                 .collect();
             let request = authed(&token, pb::EmitEventsRequest { events });
