@@ -2,13 +2,17 @@
 //! answers 200 at once on `/ok/<sink>` and after the slow delay on `/slow/<sink>`, recording
 //! every request in its sink (see `sink`). The event id is the `X-Webhookd-Event-Id` header,
 //! else the JSON body's `event_id`, `id` or `event.id` (so other senders can be measured too);
-//! the delivery id is `webhook-id`; the send time is the body's `bench_sent_ns`.
+//! the delivery id is `webhook-id`; the send time is the body's `bench_sent_ns`. With a fail
+//! percentage, that share of the deliveries (drawn at random per request) is answered 500.
 //!
 //! `GET /_stats` -> `{"<sink>": arrivals, ...}`;
-//! `GET /_sink/<sink>?from_ns=&to_ns=` -> the sink's `SinkSummary` (window default: all time).
+//! `GET /_sink/<sink>?from_ns=&to_ns=` -> the sink's `SinkSummary` (window default: all time);
+//! `POST /_check/<sink>` with one event id per line -> the sink's `SinkCheck`.
 
 use std::convert::Infallible;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,14 +36,36 @@ const MAX_BODY: usize = 1 << 20;
 pub struct Receiver {
     pub sinks: Sinks,
     pub slow_delay: Duration,
+    /// Percentage of deliveries answered 500.
+    fail_percent: u64,
+    /// Draws of the failing answers: a counter, hashed with a random key.
+    draws: AtomicU64,
+    dice: RandomState,
 }
 
 impl Receiver {
     pub fn new(slow_delay: Duration) -> Arc<Self> {
+        Self::failing(slow_delay, 0)
+    }
+
+    /// A receiver answering `fail_percent`% of the deliveries (at random) with 500.
+    pub fn failing(slow_delay: Duration, fail_percent: u8) -> Arc<Self> {
         Arc::new(Self {
             sinks: Sinks::default(),
             slow_delay,
+            fail_percent: u64::from(fail_percent.min(100)),
+            draws: AtomicU64::new(0),
+            dice: RandomState::new(),
         })
+    }
+
+    fn fails(&self) -> bool {
+        self.fail_percent > 0
+            && self
+                .dice
+                .hash_one(self.draws.fetch_add(1, Ordering::Relaxed))
+                % 100
+                < self.fail_percent
     }
 
     /// Serves connections from `listener` until the process ends.
@@ -90,6 +116,14 @@ impl Receiver {
                 };
                 json(&self.sinks.get(rest).summary(from_ns, to_ns))
             }
+            "_check" if !rest.is_empty() => {
+                let Ok(ids) = Limited::new(body, 256 << 20).collect().await else {
+                    return Ok(text(StatusCode::PAYLOAD_TOO_LARGE, "ids over 256 MiB\n"));
+                };
+                let ids = ids.to_bytes();
+                let lines = ids.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+                json(&self.sinks.check(rest, lines))
+            }
             "ok" | "slow" if !sink_of(rest).is_empty() => {
                 let sink = sink_of(rest);
                 let body = match Limited::new(body, MAX_BODY).collect().await {
@@ -102,6 +136,7 @@ impl Receiver {
                     }
                 };
                 let header = |name: &str| head.headers.get(name).map(|v| v.as_bytes());
+                let fails = self.fails();
                 let body_id = match header("x-webhookd-event-id") {
                     Some(_) => None,
                     None => event_id_in(&body),
@@ -115,11 +150,16 @@ impl Receiver {
                         delivery_id: header("webhook-id"),
                         sent_ns: sent_ns_in(&body),
                     },
+                    fails,
                 );
                 if first == "slow" {
                     tokio::time::sleep(self.slow_delay).await;
                 }
-                Response::new(Full::new(Bytes::new()))
+                if fails {
+                    text(StatusCode::INTERNAL_SERVER_ERROR, "failing on purpose\n")
+                } else {
+                    Response::new(Full::new(Bytes::new()))
+                }
             }
             _ => text(StatusCode::NOT_FOUND, "not a bench receiver path\n"),
         };

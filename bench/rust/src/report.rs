@@ -2,13 +2,16 @@
 //! results directory (`rs_ceiling.json`, then every other `rs_*.json` as an `EmitResult`): one
 //! row per phase with its ratio to the ceiling measured in the same run, the CPU split and
 //! webhookd's CPU per delivery, then issue 15's and issue 14's targets with met / MISSED and
-//! the Svix / Outpost figures the issues measured, for the CPU class of this machine.
+//! the Svix / Outpost figures the issues measured, for the CPU class of this machine. The
+//! kill -9 storm (`storm_*.json`, a `StormResult` per store) gets a table of its own and a
+//! target row: nothing acknowledged lost, duplicates <= 1% of the acknowledged events.
 
 use std::fmt::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::loadgen::storm::StormResult;
 use crate::loadgen::{CeilingResult, EmitResult};
 
 /// The machine classes the issues measured Svix on (from /proc/cpuinfo's model name).
@@ -62,7 +65,7 @@ pub fn cpu_model() -> String {
 
 /// Renders the results in `dir`.
 pub fn render(dir: &Path, cpu_model: &str) -> Result<String> {
-    let (ceiling, mut phases) = load(dir)?;
+    let (ceiling, mut phases, storms) = load(dir)?;
     phases.sort_by_key(|r| (order(&r.mode), r.instances, r.producers, r.webhooks));
     let class = CpuClass::of(cpu_model);
     let c = ceiling.as_ref().map_or(0.0, |c| c.requests_per_s);
@@ -144,36 +147,90 @@ pub fn render(dir: &Path, cpu_model: &str) -> Result<String> {
                 .map_or("n/a".into(), |v| format!("{v:.0} MB")),
         );
     }
-    targets(&mut out, class, ceiling.as_ref(), &phases);
+    storm_table(&mut out, &storms);
+    targets(&mut out, class, ceiling.as_ref(), &phases, &storms);
     Ok(out)
 }
 
-fn load(dir: &Path) -> Result<(Option<CeilingResult>, Vec<EmitResult>)> {
+/// The kill -9 storm's rows (none when it did not run).
+fn storm_table(out: &mut String, storms: &[StormResult]) {
+    if storms.is_empty() {
+        return;
+    }
+    out.push_str(
+        "\n| # | kill -9 storm | acknowledged | lost | duplicates | duplicates by 2xx answer -> next kill: < 5 ms / 5-50 ms / 50-500 ms / >= 500 ms / no kill | restart -> ready p50 / max | drain |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for r in storms {
+        let [a, b, c, d, e] = r.duplicates_by_answer_to_kill;
+        let _ = writeln!(
+            out,
+            "| R5 | {} producers, {} {} instance, {} SIGKILLs in {:.0} s (every {}-{} s), receiver answering {}% 500 ({} of {} requests) | {} ({}/s; {} emits unanswered and repeated{}) | {} | {} = {:.2}% | {a} / {b} / {c} / {d} / {e} | {:.0} / {:.0} ms | {:.1} s{} |",
+            r.producers,
+            r.instances,
+            r.store,
+            r.kills,
+            r.storm_s,
+            r.kill_interval_s.0,
+            r.kill_interval_s.1,
+            r.fail_percent,
+            thousands(r.failed_answers as f64),
+            thousands(r.arrivals as f64),
+            thousands(r.acknowledged as f64),
+            thousands(r.acknowledged_per_s),
+            thousands(r.unanswered_emits as f64),
+            if r.unacknowledged_delivered != 0 {
+                format!(
+                    ", {} delivered events not acknowledged",
+                    r.unacknowledged_delivered
+                )
+            } else {
+                String::new()
+            },
+            r.lost,
+            thousands(r.duplicates as f64),
+            r.duplicates_pct,
+            r.restart_to_ready.p50_ms,
+            r.restart_to_ready.max_ms,
+            r.drain_s,
+            if r.drained {
+                ""
+            } else {
+                " (deadline: not all arrived)"
+            },
+        );
+    }
+}
+
+type Loaded = (Option<CeilingResult>, Vec<EmitResult>, Vec<StormResult>);
+
+fn load(dir: &Path) -> Result<Loaded> {
     let mut ceiling = None;
     let mut phases = Vec::new();
+    let mut storms = Vec::new();
     let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
     let mut names: Vec<String> = entries
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with("rs_") && n.ends_with(".json"))
+        .filter(|n| (n.starts_with("rs_") || n.starts_with("storm_")) && n.ends_with(".json"))
         .collect();
     names.sort();
     for name in names {
         let path = dir.join(&name);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
+        let parsing = || format!("parsing {}", path.display());
         if name == "rs_ceiling.json" {
-            ceiling = Some(
-                serde_json::from_str(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?,
-            );
+            ceiling = Some(serde_json::from_str(&text).with_context(parsing)?);
+        } else if name.starts_with("storm_") {
+            storms.push(serde_json::from_str(&text).with_context(parsing)?);
         } else {
             let result = serde_json::from_str(&text)
                 .with_context(|| format!("parsing {}", path.display()))?;
             phases.push(result);
         }
     }
-    Ok((ceiling, phases))
+    Ok((ceiling, phases, storms))
 }
 
 fn order(mode: &str) -> u8 {
@@ -227,6 +284,7 @@ fn targets(
     class: CpuClass,
     ceiling: Option<&CeilingResult>,
     phases: &[EmitResult],
+    storms: &[StormResult],
 ) {
     let (ten_x, three_x) = class.single_event_targets();
     let one = |mode: &str, producers: usize, webhooks: usize| {
@@ -372,6 +430,22 @@ fn targets(
         format!("{dups} duplicates over {} phases", phases.len()),
         (!phases.is_empty()).then_some(dups == 0),
         "issue 15 as landed: zero",
+    );
+    let storm = storms.iter().find(|r| r.store == "sled").or(storms.first());
+    row(
+        "(15.4) kill -9 storm (SIGKILL every 1.5-3 s under load, receiver answering 10% 500): nothing acknowledged lost, duplicates <= 1% of acknowledged events".into(),
+        storm.map_or("-".into(), |r| {
+            format!(
+                "{} lost, {:.2}% duplicates ({} of {}) on {}",
+                r.lost,
+                r.duplicates_pct,
+                thousands(r.duplicates as f64),
+                thousands(r.acknowledged as f64),
+                r.store
+            )
+        }),
+        storm.map(|r| r.drained && r.lost == 0 && r.duplicates_pct <= 1.0),
+        "issue 15: 3.2% measured",
     );
     row(
         format!(

@@ -1,7 +1,10 @@
 //! The receiver's bookkeeping, one [`Sink`] per path name (`/ok/<sink>`): arrivals, the first
 //! arrival of every event id (and its emit->arrival time when the body carried a send time),
-//! and duplicates: arrivals whose delivery id (`webhook-id`) arrived before. A
-//! [`SinkSummary`] over a time window is what the load generator asks for after a phase.
+//! the answers it failed on purpose (500), and duplicates: arrivals whose delivery id
+//! (`webhook-id`) had already been answered 2xx (a retry after a 500 is not one). A
+//! [`SinkSummary`] over a time window is what the load generator asks for after a phase; a
+//! [`SinkCheck`] tells which of a list of event ids never got a 2xx, and when each duplicate
+//! arrived after the success it repeats.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
@@ -36,15 +39,40 @@ impl Sinks {
             .collect()
     }
 
-    /// Records one request to `sink` that arrived at `now_ns`.
-    pub fn record(&self, sink: &str, arrival: Arrival<'_>) {
-        let key = |id: &[u8]| self.ids.hash_one(id);
+    /// Records one request to `sink` that arrived at `now_ns` and is answered 2xx unless
+    /// `fails` (500).
+    pub fn record(&self, sink: &str, arrival: Arrival<'_>, fails: bool) {
         self.get(sink).record(
             arrival.now_ns,
-            arrival.event_id.map(key),
-            arrival.delivery_id.map(key),
+            arrival.event_id.map(|id| self.key(id)),
+            arrival.delivery_id.map(|id| self.key(id)),
             arrival.sent_ns,
+            fails,
         );
+    }
+
+    /// Which of `event_ids` never got a 2xx at `sink`, and the sink's duplicates.
+    pub fn check<'a>(
+        &self,
+        sink: &str,
+        event_ids: impl IntoIterator<Item = &'a [u8]>,
+    ) -> SinkCheck {
+        let sink = self.get(sink);
+        let log = sink.log.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut check = SinkCheck::default();
+        for id in event_ids {
+            check.asked += 1;
+            if !log.delivered.contains(&self.key(id)) {
+                check.missing += 1;
+            }
+        }
+        check.delivered_events = log.delivered.len() as u64;
+        check.duplicates = log.repeats.clone();
+        check
+    }
+
+    fn key(&self, id: &[u8]) -> u64 {
+        self.ids.hash_one(id)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Sink>>> {
@@ -72,8 +100,14 @@ pub struct Sink {
 #[derive(Default)]
 struct Log {
     arrival_ns: Vec<u64>,
-    deliveries: HashSet<u64>,
+    /// The first 2xx answer (ns) per delivery id.
+    succeeded: HashMap<u64, u64>,
+    /// (first 2xx answer, repeat's arrival) per duplicate.
+    repeats: Vec<(u64, u64)>,
     duplicates: u64,
+    failed_answers: u64,
+    /// Events answered 2xx at least once.
+    delivered: HashSet<u64>,
     without_event_id: u64,
     events: HashSet<u64>,
     /// (sent_ns or 0, first arrival ns) per distinct event.
@@ -85,18 +119,34 @@ impl Sink {
         self.arrivals.load(Ordering::Relaxed)
     }
 
-    fn record(&self, now_ns: u64, event: Option<u64>, delivery: Option<u64>, sent_ns: Option<u64>) {
+    fn record(
+        &self,
+        now_ns: u64,
+        event: Option<u64>,
+        delivery: Option<u64>,
+        sent_ns: Option<u64>,
+        fails: bool,
+    ) {
         let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         log.arrival_ns.push(now_ns);
-        if let Some(d) = delivery
-            && !log.deliveries.insert(d)
-        {
-            log.duplicates += 1;
+        if let Some(d) = delivery {
+            if let Some(&first_ok) = log.succeeded.get(&d) {
+                log.duplicates += 1;
+                log.repeats.push((first_ok, now_ns));
+            } else if !fails {
+                log.succeeded.insert(d, now_ns);
+            }
+        }
+        if fails {
+            log.failed_answers += 1;
         }
         match event {
             Some(e) => {
                 if log.events.insert(e) {
                     log.firsts.push((sent_ns.unwrap_or(0), now_ns));
+                }
+                if !fails {
+                    log.delivered.insert(e);
                 }
             }
             None => log.without_event_id += 1,
@@ -119,6 +169,7 @@ impl Sink {
             arrivals: log.arrival_ns.len() as u64,
             events: log.events.len() as u64,
             duplicates: log.duplicates,
+            failed_answers: log.failed_answers,
             without_event_id: log.without_event_id,
             without_sent_time: log.firsts.iter().filter(|(sent, _)| *sent == 0).count() as u64,
             window: Window {
@@ -140,14 +191,30 @@ pub struct SinkSummary {
     pub arrivals: u64,
     /// Distinct event ids so far.
     pub events: u64,
-    /// Requests whose delivery id (`webhook-id`) had arrived before.
+    /// Requests whose delivery id (`webhook-id`) had been answered 2xx before.
     pub duplicates: u64,
+    /// Requests answered 500 on purpose (`--fail-percent`).
+    #[serde(default)]
+    pub failed_answers: u64,
     pub without_event_id: u64,
     /// Events whose first arrival carried no `bench_sent_ns`.
     pub without_sent_time: u64,
     pub window: Window,
     /// Emit->arrival (first arrival) of the events sent within the window.
     pub latency: Percentiles,
+}
+
+/// `POST /_check/<sink>` (one event id per line).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SinkCheck {
+    /// Event ids asked about.
+    pub asked: u64,
+    /// Of them, the ones never answered 2xx.
+    pub missing: u64,
+    /// Distinct events answered 2xx at least once (asked about or not).
+    pub delivered_events: u64,
+    /// (first 2xx answer, repeat's arrival) in unix ns, per duplicate.
+    pub duplicates: Vec<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -183,10 +250,10 @@ mod tests {
     #[test]
     fn an_event_to_two_webhooks_is_one_event_and_a_repeated_delivery_is_a_duplicate() {
         let sinks = Sinks::default();
-        sinks.record("s", arrival(100, "E1", "D1", Some(90)));
-        sinks.record("s", arrival(105, "E1", "D2", Some(90)));
-        sinks.record("s", arrival(300, "E1", "D1", Some(90)));
-        sinks.record("s", arrival(200, "E2", "D3", Some(150)));
+        sinks.record("s", arrival(100, "E1", "D1", Some(90)), false);
+        sinks.record("s", arrival(105, "E1", "D2", Some(90)), false);
+        sinks.record("s", arrival(300, "E1", "D1", Some(90)), false);
+        sinks.record("s", arrival(200, "E2", "D3", Some(150)), false);
         let s = sinks.get("s").summary(0, u64::MAX);
         assert_eq!((s.arrivals, s.events, s.duplicates), (4, 2, 1));
         assert_eq!(s.latency.n, 2);
@@ -197,10 +264,10 @@ mod tests {
     #[test]
     fn the_window_counts_arrivals_and_measures_events_sent_within_it() {
         let sinks = Sinks::default();
-        sinks.record("w", arrival(10, "E1", "D1", Some(5)));
-        sinks.record("w", arrival(20, "E2", "D2", Some(12)));
-        sinks.record("w", arrival(30, "E3", "D3", Some(19)));
-        sinks.record("w", arrival(40, "E4", "D4", None));
+        sinks.record("w", arrival(10, "E1", "D1", Some(5)), false);
+        sinks.record("w", arrival(20, "E2", "D2", Some(12)), false);
+        sinks.record("w", arrival(30, "E3", "D3", Some(19)), false);
+        sinks.record("w", arrival(40, "E4", "D4", None), false);
         let s = sinks.get("w").summary(15, 35);
         assert_eq!(
             s.window,
@@ -225,12 +292,36 @@ mod tests {
             delivery_id: None,
             sent_ns: None,
         };
-        sinks.record("b", bare);
-        sinks.record("b", bare);
+        sinks.record("b", bare, false);
+        sinks.record("b", bare, false);
         let s = sinks.get("b").summary(0, u64::MAX);
         assert_eq!(
             (s.arrivals, s.events, s.duplicates, s.without_event_id),
             (2, 0, 0, 2)
+        );
+    }
+
+    #[test]
+    fn a_retry_after_a_500_is_no_duplicate_but_a_repeat_after_a_2xx_is() {
+        let sinks = Sinks::default();
+        sinks.record("f", arrival(10, "E1", "D1", None), true);
+        sinks.record("f", arrival(20, "E1", "D1", None), false);
+        sinks.record("f", arrival(30, "E1", "D1", None), false);
+        sinks.record("f", arrival(40, "E2", "D2", None), true);
+        let s = sinks.get("f").summary(0, u64::MAX);
+        assert_eq!(
+            (s.arrivals, s.events, s.duplicates, s.failed_answers),
+            (4, 2, 1, 2)
+        );
+        let check = sinks.check("f", [b"E1".as_slice(), b"E2", b"E3"]);
+        assert_eq!(
+            check,
+            SinkCheck {
+                asked: 3,
+                missing: 2,
+                delivered_events: 1,
+                duplicates: vec![(20, 30)],
+            }
         );
     }
 }

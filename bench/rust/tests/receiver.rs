@@ -1,6 +1,7 @@
 //! The receiver as the load generator and webhookd use it: deliveries to `/ok/<sink>` are
 //! counted per sink, an event delivered to two webhooks is one event, a repeated delivery id
-//! is a duplicate, and the summary's latency comes from the send time in the body.
+//! answered 2xx before is a duplicate (a retry after a 500 is not), the summary's latency comes
+//! from the send time in the body, and a check names the events never answered 2xx.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use tokio::net::TcpListener;
 use webhookd_bench::conn::Conn;
 use webhookd_bench::event::{self, event_json};
 use webhookd_bench::receiver::Receiver;
-use webhookd_bench::sink::SinkSummary;
+use webhookd_bench::sink::{SinkCheck, SinkSummary};
 
 async fn start() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -121,4 +122,36 @@ async fn unknown_paths_and_bad_windows_get_clear_errors() {
     let huge = Bytes::from(vec![b'x'; 2 << 20]);
     let reply = conn.post("/ok/a", &[], huge).await.unwrap();
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_failing_receiver_answers_500_and_counts_only_repeats_of_a_2xx_as_duplicates() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let failing = listener.local_addr().unwrap().to_string();
+    tokio::spawn(Receiver::failing(Duration::from_millis(1), 100).serve(listener));
+    let mut conn = Conn::new(&failing);
+    let body = || event_json(1, event::unix_ns());
+    for _ in 0..3 {
+        let status = deliver(&mut conn, "/ok/f", "E1", "D1", body()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let f = summary(&mut conn, "f").await;
+    assert_eq!((f.arrivals, f.failed_answers, f.duplicates), (3, 3, 0));
+
+    // The check names the acknowledged events that never got a 2xx.
+    let addr = start().await;
+    let mut conn = Conn::new(&addr);
+    deliver(&mut conn, "/ok/c", "E1", "D1", body()).await;
+    deliver(&mut conn, "/ok/c", "E1", "D1", body()).await;
+    let reply = conn
+        .post("/_check/c", &[], Bytes::from("E1\nE2\n"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    let check: SinkCheck = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(
+        (check.asked, check.missing, check.delivered_events),
+        (2, 1, 1)
+    );
+    assert_eq!(check.duplicates.len(), 1);
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use webhookd_bench::loadgen::storm::{StormResult, classify};
 use webhookd_bench::loadgen::{CeilingResult, EmitResult};
 use webhookd_bench::percentiles::Percentiles;
 use webhookd_bench::procfs::RoleCpu;
@@ -182,6 +183,71 @@ fn phases_not_run_are_not_judged() {
     assert!(line(&report, "| (15) receiver ceiling").contains("n/a (not run)"));
     assert!(line(&report, "| (15.2) batch emit of 50 events, 1 webhook").contains("n/a (not run)"));
     assert!(render(&dir.path().join("missing"), "AMD EPYC").is_err());
+}
+
+fn storm(acknowledged: u64, duplicates: u64, lost: u64) -> StormResult {
+    StormResult {
+        producers: 8,
+        instances: 1,
+        store: "sled".into(),
+        storm_s: 60.0,
+        kill_interval_s: (1.5, 3.0),
+        fail_percent: 10,
+        kills: 26,
+        acknowledged,
+        acknowledged_per_s: acknowledged as f64 / 60.0,
+        lost,
+        duplicates,
+        duplicates_pct: 100.0 * duplicates as f64 / acknowledged as f64,
+        duplicates_by_answer_to_kill: [duplicates, 0, 0, 0, 0],
+        drained: lost == 0,
+        ..StormResult::default()
+    }
+}
+
+#[test]
+fn the_storm_reports_loss_and_duplicates_against_the_one_percent_target() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "storm_sled.json", &storm(120_000, 600, 0));
+    let report = render(dir.path(), "AMD EPYC").unwrap();
+    let row = line(
+        &report,
+        "| R5 | 8 producers, 1 sled instance, 26 SIGKILLs in 60 s",
+    );
+    assert!(row.contains("| 120,000 (2,000/s;"), "{row}");
+    assert!(
+        row.contains("| 0 | 600 = 0.50% | 600 / 0 / 0 / 0 / 0 |"),
+        "{row}"
+    );
+    assert!(line(&report, "| (15.4) kill -9 storm").contains("**met**"));
+
+    // One acknowledged event lost fails the target whatever the duplicates.
+    write(dir.path(), "storm_sled.json", &storm(120_000, 600, 1));
+    let report = render(dir.path(), "AMD EPYC").unwrap();
+    assert!(line(&report, "| R5 |").contains("(deadline: not all arrived)"));
+    assert!(line(&report, "| (15.4) kill -9 storm").contains("**MISSED**"));
+    write(dir.path(), "storm_sled.json", &storm(100_000, 3_200, 0));
+    let report = render(dir.path(), "AMD EPYC").unwrap();
+    assert!(line(&report, "| (15.4) kill -9 storm").contains("3.20% duplicates"));
+    assert!(line(&report, "| (15.4) kill -9 storm").contains("**MISSED**"));
+
+    let other_run = run_dir();
+    let without = render(other_run.path(), "AMD EPYC").unwrap();
+    assert!(line(&without, "| (15.4) kill -9 storm").contains("n/a (not run)"));
+}
+
+#[test]
+fn a_duplicate_is_placed_by_the_time_from_its_2xx_to_the_next_kill() {
+    let ms = 1_000_000;
+    let kills = [1_000 * ms, 2_000 * ms];
+    let duplicates = [
+        (999 * ms, 1_100 * ms),   // answered 1 ms before the first kill
+        (980 * ms, 1_100 * ms),   // 20 ms
+        (1_700 * ms, 2_100 * ms), // 300 ms before the second
+        (1_001 * ms, 1_500 * ms), // no kill between the answer and its repeat
+        (100 * ms, 1_200 * ms),   // 900 ms
+    ];
+    assert_eq!(classify(&duplicates, &kills), [1, 1, 1, 1, 1]);
 }
 
 #[test]

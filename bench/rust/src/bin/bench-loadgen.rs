@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use webhookd_bench::loadgen::{ceiling, emit, rate, setup};
+use webhookd_bench::loadgen::{ceiling, emit, rate, setup, storm};
 use webhookd_bench::report;
 
 #[derive(Parser)]
@@ -28,6 +28,8 @@ enum Command {
     Emit(emit::EmitArgs),
     /// Open-loop single-event emits at a fixed rate.
     Rate(rate::RateArgs),
+    /// Closed-loop emits while webhookd (run by this command) is killed -9 and restarted.
+    Storm(storm::StormArgs),
     /// Wait until webhookd serves; prints the seconds waited.
     Ready {
         /// REST addresses (host:port, comma-separated).
@@ -63,6 +65,7 @@ fn main() -> Result<()> {
             Command::Ceiling(args) => ceiling::run(args).await,
             Command::Emit(args) => emit::run(args).await,
             Command::Rate(args) => rate::run(args).await,
+            Command::Storm(args) => storm::run(args).await,
             Command::Ready {
                 http,
                 grpc,

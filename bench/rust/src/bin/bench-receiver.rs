@@ -23,6 +23,9 @@ struct Args {
     /// Delay of /slow/ answers, milliseconds.
     #[arg(long, default_value_t = 1000)]
     slow_delay_ms: u64,
+    /// Percentage of deliveries answered 500 (drawn at random per request).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    fail_percent: u8,
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -44,7 +47,7 @@ fn main() -> Result<()> {
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         eprintln!("receiver listening on {bound}");
-        Receiver::new(Duration::from_millis(args.slow_delay_ms))
+        Receiver::failing(Duration::from_millis(args.slow_delay_ms), args.fail_percent)
             .serve(listener)
             .await;
         Ok(())

@@ -3,7 +3,9 @@
 //! - `ceiling`: loadgen -> receiver directly, the machine's limit for one request per delivery;
 //! - `emit`: closed loop, C producers each posting and waiting for the 202 (single events to
 //!   `POST /api/v1/events/`, or batches to `POST /api/v1/events/batch/`);
-//! - `rate`: open loop, single events at a fixed rate.
+//! - `rate`: open loop, single events at a fixed rate;
+//! - `storm`: closed loop while webhookd is killed with SIGKILL and restarted again and again
+//!   ([`storm::StormResult`]: loss and duplicates).
 //!
 //! Every phase measures over the same window (after a warmup): what arrived at the receiver,
 //! emit->arrival (the send time travels in the event), and the CPU each process used.
@@ -12,6 +14,7 @@ pub mod ceiling;
 pub mod emit;
 pub mod rate;
 pub mod setup;
+pub mod storm;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -100,8 +103,13 @@ impl Measure {
     }
 
     fn write(&self, result: &impl Serialize) -> Result<()> {
+        Self::write_to(&self.out, result)
+    }
+
+    /// Writes `result` as JSON to `out` (None: stdout).
+    fn write_to(out: &Option<PathBuf>, result: &impl Serialize) -> Result<()> {
         let json = serde_json::to_string_pretty(result)?;
-        match &self.out {
+        match out {
             Some(path) => {
                 std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))
             }
