@@ -158,14 +158,14 @@ fn storm_table(out: &mut String, storms: &[StormResult]) {
         return;
     }
     out.push_str(
-        "\n| # | kill -9 storm | acknowledged | lost | duplicates | duplicates by 2xx answer -> next kill: < 5 ms / 5-50 ms / 50-500 ms / >= 500 ms / no kill | restart -> ready p50 / max | drain |\n\
+        "\n| # | kill -9 storm | acknowledged | lost | duplicates | duplicates by 2xx answer -> next kill: read after the kill / < 5 ms / 5-50 ms / 50-500 ms / >= 500 ms / no kill between | restart -> ready p50 / max | drain |\n\
          |---|---|---|---|---|---|---|---|\n",
     );
     for r in storms {
-        let [a, b, c, d, e] = r.duplicates_by_answer_to_kill;
+        let [a, b, c, d, e, f] = r.duplicates_by_answer_to_kill;
         let _ = writeln!(
             out,
-            "| R5 | {} producers, {} {} instance, {} SIGKILLs in {:.0} s (every {}-{} s), receiver answering {}% 500 ({} of {} requests) | {} ({}/s; {} emits unanswered and repeated{}) | {} | {} = {:.2}% | {a} / {b} / {c} / {d} / {e} | {:.0} / {:.0} ms | {:.1} s{} |",
+            "| R5 | {} producers, {} {} instance, {} SIGKILLs in {:.0} s (every {}-{} s), receiver answering {}% 500 ({} of {} requests) | {} ({}/s; {} emits unanswered and repeated{}) | {} | {} = {:.2}% | {a} / {b} / {c} / {d} / {e} / {f} | {:.0} / {:.0} ms | {:.1} s{} |",
             r.producers,
             r.instances,
             r.store,

@@ -12,7 +12,8 @@
 //! the receiver had answered them 2xx; retries after a 500 are not duplicates) as a share of
 //! the acknowledged events, kills and webhookd's restart-to-ready times. Each duplicate is
 //! placed by the time from the 2xx answer it repeats to the next kill: within a few
-//! milliseconds, the attempt was in flight or its record not yet durable at the kill.
+//! milliseconds (or read by the receiver just after the kill), the attempt was in flight or
+//! its record not yet durable at the kill; a repeat with no kill in between is a bug.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -97,9 +98,10 @@ pub struct StormResult {
     pub duplicates: u64,
     /// Duplicates as a percentage of the acknowledged events.
     pub duplicates_pct: f64,
-    /// Duplicates by the time from the 2xx answer they repeat to the next kill:
-    /// `[< 5 ms, 5-50 ms, 50-500 ms, >= 500 ms, no kill in between]`.
-    pub duplicates_by_answer_to_kill: [u64; 5],
+    /// Duplicates by the time from the 2xx answer they repeat to the next kill: `[answered
+    /// within 100 ms after a kill (sent before it, read late), < 5 ms before, 5-50 ms,
+    /// 50-500 ms, >= 500 ms, no kill in between]`.
+    pub duplicates_by_answer_to_kill: [u64; 6],
     /// SIGKILL -> REST answers and gRPC accepts again.
     pub restart_to_ready: Percentiles,
     /// Seconds from the end of the storm until every acknowledged event had arrived (or the
@@ -186,20 +188,26 @@ fn interval(n: u64, min: f64, max: f64, dice: &std::hash::RandomState) -> Durati
     Duration::from_secs_f64((min + unit * (max - min).max(0.0)).max(0.01))
 }
 
+/// A repeat whose 2xx was recorded at most this long after a kill was sent before it (the
+/// receiver read it late).
+const READ_LATE_NS: u64 = 100_000_000;
+
 /// Places each duplicate by the time from the 2xx it repeats to the first kill at or after it
 /// (see `StormResult::duplicates_by_answer_to_kill`). `kills_ns` is sorted.
-pub fn classify(duplicates: &[(u64, u64)], kills_ns: &[u64]) -> [u64; 5] {
-    let mut buckets = [0; 5];
+pub fn classify(duplicates: &[(u64, u64)], kills_ns: &[u64]) -> [u64; 6] {
+    let mut buckets = [0; 6];
     for &(answered, repeated) in duplicates {
         let next = kills_ns.partition_point(|&k| k < answered);
+        let previous = next.checked_sub(1).map(|i| kills_ns[i]);
         let bucket = match kills_ns.get(next) {
             Some(&kill) if kill <= repeated => match kill - answered {
-                gap if gap < 5_000_000 => 0,
-                gap if gap < 50_000_000 => 1,
-                gap if gap < 500_000_000 => 2,
-                _ => 3,
+                gap if gap < 5_000_000 => 1,
+                gap if gap < 50_000_000 => 2,
+                gap if gap < 500_000_000 => 3,
+                _ => 4,
             },
-            _ => 4,
+            _ if previous.is_some_and(|k| answered - k <= READ_LATE_NS) => 0,
+            _ => 5,
         };
         buckets[bucket] += 1;
     }
@@ -367,7 +375,7 @@ pub async fn run(args: StormArgs) -> Result<()> {
     };
     eprintln!(
         "storm x{} ({} s, {} kills, {}% 500s): {} acknowledged ({:.0}/s), lost {}, duplicates {} = {:.2}% \
-         (by 2xx->kill <5ms/5-50/50-500/>=500ms/no kill: {:?}), restart->ready p50 {:.0} ms max {:.0} ms, \
+         (by 2xx->kill: after/<5ms/5-50/50-500/>=500ms/no kill: {:?}), restart->ready p50 {:.0} ms max {:.0} ms, \
          drain {:.1} s, unanswered emits {}, unacknowledged delivered {}",
         result.producers,
         result.storm_s.round(),
