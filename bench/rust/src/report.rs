@@ -92,60 +92,62 @@ pub fn render(dir: &Path, cpu_model: &str) -> Result<String> {
          (utime + stime from /proc, 2.00 = both cores of a 2-core machine).\n",
         class.label(),
     );
-    out.push_str(
+    if ceiling.is_some() || !phases.is_empty() {
+        out.push_str(
         "| # | phase | delivered | ratio to ceiling | emit->arrival p50 / p99 | duplicates | CPU webhookd / receiver / loadgen (cores) | webhookd CPU per delivery | webhookd context switches per delivery | webhookd peak RSS |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
-    if let Some(ceil) = &ceiling {
-        let _ = writeln!(
-            out,
-            "| R1 | receiver ceiling: loadgen -> receiver, {} keep-alive conns, ~1 KB POSTs | {} req/s (request p50 {:.2} ms, p99 {:.2} ms{}) | 100% | - | - | - / {} / {} | - | - | - |",
-            ceil.connections,
-            thousands(ceil.requests_per_s),
-            ceil.latency.p50_ms,
-            ceil.latency.p99_ms,
-            errors_note(ceil.errors, &ceil.first_error),
-            cores(&ceil.cpu, "receiver"),
-            cores(&ceil.cpu, "loadgen"),
-        );
-    }
-    for r in &phases {
-        let delivered = if r.webhooks == 1 {
-            format!("{} events/s", thousands(r.delivered_events_per_s))
-        } else {
-            format!(
-                "{} deliveries/s = {} events/s",
-                thousands(r.deliveries_per_s),
-                thousands(r.delivered_events_per_s)
-            )
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {delivered} (accepted {}/s, backlog at end {}{}{}) | {} | {:.2} / {:.2} ms | {} | {} / {} / {} | {} | {} | {} |",
-            phase_number(&r.mode),
-            describe(r),
-            thousands(r.accepted_per_s),
-            r.backlog_at_end,
-            if r.missing_after_drain != 0 {
-                format!(", missing after drain {}", r.missing_after_drain)
+        if let Some(ceil) = &ceiling {
+            let _ = writeln!(
+                out,
+                "| R1 | receiver ceiling: loadgen -> receiver, {} keep-alive conns, ~1 KB POSTs | {} req/s (request p50 {:.2} ms, p99 {:.2} ms{}) | 100% | - | - | - / {} / {} | - | - | - |",
+                ceil.connections,
+                thousands(ceil.requests_per_s),
+                ceil.latency.p50_ms,
+                ceil.latency.p99_ms,
+                errors_note(ceil.errors, &ceil.first_error),
+                cores(&ceil.cpu, "receiver"),
+                cores(&ceil.cpu, "loadgen"),
+            );
+        }
+        for r in &phases {
+            let delivered = if r.webhooks == 1 {
+                format!("{} events/s", thousands(r.delivered_events_per_s))
             } else {
-                String::new()
-            },
-            errors_note(r.emit_errors, &r.first_error),
-            ratio(r.deliveries_per_s),
-            r.arrival_latency.p50_ms,
-            r.arrival_latency.p99_ms,
-            r.duplicates,
-            cores(&r.cpu, "webhookd"),
-            cores(&r.cpu, "receiver"),
-            cores(&r.cpu, "loadgen"),
-            r.webhookd_cpu_ms_per_delivery
-                .map_or("n/a".into(), |v| format!("{v:.3} ms")),
-            r.webhookd_context_switches_per_delivery
-                .map_or("n/a".into(), |v| format!("{v:.1}")),
-            r.webhookd_peak_rss_mb
-                .map_or("n/a".into(), |v| format!("{v:.0} MB")),
-        );
+                format!(
+                    "{} deliveries/s = {} events/s",
+                    thousands(r.deliveries_per_s),
+                    thousands(r.delivered_events_per_s)
+                )
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {delivered} (accepted {}/s, backlog at end {}{}{}) | {} | {:.2} / {:.2} ms | {} | {} / {} / {} | {} | {} | {} |",
+                phase_number(&r.mode),
+                describe(r),
+                thousands(r.accepted_per_s),
+                r.backlog_at_end,
+                if r.missing_after_drain != 0 {
+                    format!(", missing after drain {}", r.missing_after_drain)
+                } else {
+                    String::new()
+                },
+                errors_note(r.emit_errors, &r.first_error),
+                ratio(r.deliveries_per_s),
+                r.arrival_latency.p50_ms,
+                r.arrival_latency.p99_ms,
+                r.duplicates,
+                cores(&r.cpu, "webhookd"),
+                cores(&r.cpu, "receiver"),
+                cores(&r.cpu, "loadgen"),
+                r.webhookd_cpu_ms_per_delivery
+                    .map_or("n/a".into(), |v| format!("{v:.3} ms")),
+                r.webhookd_context_switches_per_delivery
+                    .map_or("n/a".into(), |v| format!("{v:.1}")),
+                r.webhookd_peak_rss_mb
+                    .map_or("n/a".into(), |v| format!("{v:.0} MB")),
+            );
+        }
     }
     storm_table(&mut out, &storms);
     targets(&mut out, class, ceiling.as_ref(), &phases, &storms);
