@@ -6,11 +6,13 @@
 //! `open` gives each test a store of its own (retention, for one, sweeps the whole store);
 //! tests also keep to accounts and ids of their own.
 
+mod attempts;
 mod breaker;
 mod changes;
 
 use std::sync::Arc;
 
+pub use attempts::*;
 pub use breaker::*;
 pub use changes::*;
 use std::time::Duration;
@@ -54,6 +56,7 @@ macro_rules! conformance_suite {
             an_idempotency_key_returns_the_first_event_while_it_holds,
             redelivery_adds_deliveries_to_their_events,
             attempts_move_the_outbox_log_and_update_the_stats,
+            concurrent_attempts_of_one_webhook_all_land_with_the_right_stats,
             the_response_log_is_trimmed_to_its_newest_entries,
             retention_deletes_old_finished_events_and_expired_keys_only,
             claims_take_each_webhooks_earliest_due_entries_within_their_bounds,

@@ -19,6 +19,7 @@ mod mtls;
 mod operational_events;
 mod operator_api;
 mod ordering;
+mod pg_caches;
 mod pg_outage;
 mod process;
 mod races;

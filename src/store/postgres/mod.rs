@@ -10,7 +10,10 @@
 //!
 //! Other instances' delivery changes arrive by LISTEN/NOTIFY (`notify`); the listener and
 //! the health probe use a small pool of their own, so a busy main pool never delays them.
+//! Webhooks and tokens are read through per-instance caches (`cache`) that the writes of
+//! every instance invalidate by notification; an entry is never used after `cache::MAX_AGE`.
 
+mod cache;
 mod changes;
 mod claims;
 mod event_types;
@@ -22,7 +25,7 @@ mod schema;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::Histogram;
@@ -83,10 +86,11 @@ pub struct PostgresStore {
     inserts: inserts::GroupCommit,
     /// The listener's and the health probe's pool.
     aux: PgPool,
-    /// Names this instance in its notifications (random per process).
-    instance: u64,
     listener: notify::Listener,
-    /// This instance: the outbox rows it writes are leased to it.
+    /// Webhooks and tokens as last read (see `cache`).
+    caches: Arc<cache::Caches>,
+    /// This instance: the outbox rows it writes are leased to it, and its id names it in
+    /// its notifications (one id per process for both).
     owner: Owner,
 }
 
@@ -183,14 +187,14 @@ impl PostgresStore {
             .await
             .map_err(|e| cannot(&e))?;
         schema::migrate(&pool).await.map_err(|e| cannot(&e))?;
-        let instance = rand::random::<u64>();
+        let caches = Arc::new(cache::Caches::default());
         Ok(PostgresStore {
             inserts: inserts::GroupCommit::start(pool.clone(), owner, commit_seconds),
             pool,
             ids: Mutex::new((0, 0)),
-            listener: notify::Listener::start(aux.clone(), instance),
+            listener: notify::Listener::start(aux.clone(), owner.id, Arc::clone(&caches)),
+            caches,
             aux,
-            instance,
             owner,
         })
     }
@@ -240,41 +244,66 @@ impl Store for PostgresStore {
         Ok(start)
     }
 
-    /// Inserts or replaces a webhook.
+    /// Inserts or replaces a webhook, and tells every instance's caches (at COMMIT).
     async fn put_webhook(&self, webhook: &Webhook) -> Result<()> {
         sqlx::query(
-            "INSERT INTO webhooks (id, account_id, body) VALUES ($1, $2, $3::json)
-             ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, body = excluded.body",
+            "WITH written AS (
+                 INSERT INTO webhooks (id, account_id, body) VALUES ($1, $2, $3::json)
+                 ON CONFLICT (id) DO UPDATE
+                     SET account_id = excluded.account_id, body = excluded.body
+                 RETURNING id)
+             SELECT pg_notify($4, $5) FROM written",
         )
         .bind(sql_id(webhook.id))
         .bind(&webhook.account_id)
         .bind(to_json(webhook)?)
+        .bind(notify::SETTINGS)
+        .bind(notify::webhook_payload(webhook.id, &webhook.account_id)?)
         .execute(&self.pool)
         .await
         .map_err(db)?;
+        self.caches.webhook_changed(webhook.id, &webhook.account_id);
         Ok(())
     }
 
-    /// A webhook by id, whatever its account.
+    /// A webhook by id, whatever its account (from the cache while fresh).
     async fn get_webhook(&self, id: u64) -> Result<Option<Webhook>> {
+        if let Some(cached) = self.caches.webhook(id) {
+            return Ok(cached);
+        }
+        let ticket = self.caches.ticket();
         let body: Option<String> =
             sqlx::query_scalar("SELECT body::text FROM webhooks WHERE id = $1")
                 .bind(sql_id(id))
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db)?;
-        body.as_deref().map(from_json).transpose()
+        let webhook: Option<Webhook> = body.as_deref().map(from_json).transpose()?;
+        self.caches.fill_webhook(ticket, id, webhook.clone());
+        Ok(webhook)
     }
 
     /// Deletes a webhook, its stats and its response log; false when it did not exist.
+    /// Every instance's caches are told at COMMIT.
     async fn delete_webhook(&self, id: u64) -> Result<bool> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let deleted = sqlx::query("DELETE FROM webhooks WHERE id = $1")
-            .bind(sql_id(id))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
+        let account: Option<String> = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM webhooks WHERE id = $1 RETURNING account_id)
+             SELECT account_id FROM gone",
+        )
+        .bind(sql_id(id))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let deleted = u64::from(account.is_some());
+        if let Some(account) = &account {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(notify::SETTINGS)
+                .bind(notify::webhook_payload(id, account)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         for table in ["webhook_stats", "responses"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE webhook_id = $1"))
                 .bind(sql_id(id))
@@ -283,11 +312,21 @@ impl Store for PostgresStore {
                 .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
+        if let Some(account) = &account {
+            self.caches.webhook_changed(id, account);
+        }
         Ok(deleted > 0)
     }
 
-    /// Webhooks of an account in id order.
+    /// Webhooks of an account in id order (all of them from the cache while fresh).
     async fn list_webhooks(&self, account_id: &str, page: Page) -> Result<Vec<Webhook>> {
+        let all = page.after.is_none() && page.offset == 0 && page.limit == usize::MAX;
+        if all {
+            if let Some(cached) = self.caches.list(account_id) {
+                return Ok(cached);
+            }
+        }
+        let ticket = self.caches.ticket();
         let bodies: Vec<String> = sqlx::query_scalar(
             "SELECT body::text FROM webhooks WHERE account_id = $1 AND id > $2
              ORDER BY id OFFSET $3 LIMIT $4",
@@ -299,7 +338,11 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        bodies.iter().map(|b| from_json(b)).collect()
+        let webhooks: Vec<Webhook> = bodies.iter().map(|b| from_json(b)).collect::<Result<_>>()?;
+        if all {
+            self.caches.fill_list(ticket, account_id, webhooks.clone());
+        }
+        Ok(webhooks)
     }
 
     /// Number of webhooks of every account.
@@ -337,40 +380,60 @@ impl Store for PostgresStore {
             .map(Option::unwrap_or_default)
     }
 
-    /// Stores a token under the hash of its secret.
+    /// Stores a token under the hash of its secret; every instance's caches are told.
     async fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()> {
         sqlx::query(
-            "INSERT INTO tokens (hash, id, body) VALUES ($1, $2, $3::json)
-             ON CONFLICT (hash) DO UPDATE SET id = excluded.id, body = excluded.body",
+            "WITH written AS (
+                 INSERT INTO tokens (hash, id, body) VALUES ($1, $2, $3::json)
+                 ON CONFLICT (hash) DO UPDATE SET id = excluded.id, body = excluded.body
+                 RETURNING id)
+             SELECT pg_notify($4, $5) FROM written",
         )
         .bind(hash.as_slice())
         .bind(sql_id(token.id))
         .bind(to_json(token)?)
+        .bind(notify::SETTINGS)
+        .bind(notify::TOKENS_PAYLOAD)
         .execute(&self.pool)
         .await
         .map_err(db)?;
+        self.caches.tokens_changed();
         Ok(())
     }
 
-    /// The token whose secret hashes to `hash`.
+    /// The token whose secret hashes to `hash` (from the cache while fresh).
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiToken>> {
+        if let Some(cached) = self.caches.token(hash) {
+            return Ok(cached);
+        }
+        let ticket = self.caches.ticket();
         let body: Option<String> =
             sqlx::query_scalar("SELECT body::text FROM tokens WHERE hash = $1")
                 .bind(hash.as_slice())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db)?;
-        body.as_deref().map(from_json).transpose()
+        let token: Option<ApiToken> = body.as_deref().map(from_json).transpose()?;
+        self.caches.fill_token(ticket, *hash, token.clone());
+        Ok(token)
     }
 
-    /// Revokes a token; false when it did not exist.
+    /// Revokes a token; false when it did not exist. Every instance's caches are told (at
+    /// COMMIT): the token is refused everywhere within `cache::MAX_AGE`.
     async fn delete_token(&self, id: u64) -> Result<bool> {
-        let deleted = sqlx::query("DELETE FROM tokens WHERE id = $1")
-            .bind(sql_id(id))
-            .execute(&self.pool)
-            .await
-            .map_err(db)?
-            .rows_affected();
+        // One row, one notification, per token deleted.
+        let deleted = sqlx::query(
+            "WITH gone AS (DELETE FROM tokens WHERE id = $1 RETURNING id)
+             SELECT pg_notify($2, $3) FROM gone",
+        )
+        .bind(sql_id(id))
+        .bind(notify::SETTINGS)
+        .bind(notify::TOKENS_PAYLOAD)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        self.caches.tokens_changed();
         Ok(deleted > 0)
     }
 
@@ -585,7 +648,7 @@ impl Store for PostgresStore {
             .bind(at_ms)
             .bind(body)
             .bind(notify::CHANNEL)
-            .bind(notify::payload(self.instance, d)?)
+            .bind(notify::payload(self.owner.id, d)?)
             .bind(d.updated_at_ms)
             .bind(changes::body(&update_of(d))?)
             .bind(now_ms())
@@ -758,7 +821,7 @@ impl Store for PostgresStore {
             // Other instances' streams of the event hear of it.
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(notify::CHANNEL)
-                .bind(notify::payload(self.instance, &cancelled)?)
+                .bind(notify::payload(self.owner.id, &cancelled)?)
                 .execute(&self.pool)
                 .await
                 .map_err(db)?;

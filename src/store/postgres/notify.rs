@@ -10,7 +10,11 @@
 //! (re)connection the feed says `Resync` and its followers read the current state instead.
 //! Losing the connection is logged at debug only: the store's health monitor reports the
 //! database being lost and back, once each.
+//!
+//! The same listener follows `SETTINGS`, the changes of webhooks and tokens, for the read
+//! caches (`cache`): each notification drops what it names, each (re)connection empties them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +22,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::cache::Caches;
 use super::to_json;
 use crate::error::Result;
 use crate::model::{Delivery, DeliveryState};
@@ -25,6 +30,9 @@ use crate::store::changes::{Changes, DeliveryChange, StoreChange};
 
 /// The notification channel of delivery changes.
 pub const CHANNEL: &str = "webhookd_deliveries";
+
+/// The notification channel of webhook and token changes.
+pub const SETTINGS: &str = "webhookd_settings";
 
 /// Changes a slow follower may fall behind by before it is told to resync.
 const FEED_CAPACITY: usize = 4096;
@@ -36,7 +44,7 @@ const MAX_PAUSE: Duration = Duration::from_secs(5);
 /// The notification of one delivery change, as sent (short keys keep it small).
 #[derive(Debug, Serialize, Deserialize)]
 struct Payload {
-    /// The sending instance.
+    /// The sending instance (its lease `Owner` id).
     i: u64,
     e: u64,
     d: u64,
@@ -55,6 +63,37 @@ pub fn payload(instance: u64, delivery: &Delivery) -> Result<String> {
         s: delivery.state,
         a: delivery.attempts,
     })
+}
+
+/// What a `SETTINGS` notification names: a webhook (its id and account) or, with no
+/// webhook, the tokens.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Setting {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    w: Option<u64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    a: String,
+}
+
+/// The payload announcing a change of webhook `id` of `account_id`.
+pub fn webhook_payload(id: u64, account_id: &str) -> Result<String> {
+    to_json(&Setting {
+        w: Some(id),
+        a: account_id.to_string(),
+    })
+}
+
+/// The payload announcing a change of the tokens.
+pub const TOKENS_PAYLOAD: &str = "{}";
+
+/// Drops from `caches` what a `SETTINGS` payload names (everything, for one this binary
+/// does not understand).
+fn invalidate(caches: &Caches, payload: &str) {
+    match serde_json::from_str::<Setting>(payload) {
+        Ok(Setting { w: Some(id), a }) => caches.webhook_changed(id, &a),
+        Ok(Setting { w: None, .. }) => caches.tokens_changed(),
+        Err(_) => caches.clear(),
+    }
 }
 
 /// The change a notification announces, as seen by `instance`; None for a payload this
@@ -79,11 +118,11 @@ pub struct Listener {
 
 impl Listener {
     /// Starts listening on a connection of `pool` (reconnecting whenever it is lost), for
-    /// `instance`.
-    pub fn start(pool: PgPool, instance: u64) -> Listener {
+    /// `instance`, keeping `caches` current.
+    pub fn start(pool: PgPool, instance: u64, caches: Arc<Caches>) -> Listener {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let stop = CancellationToken::new();
-        tokio::spawn(listen(pool, instance, feed.clone(), stop.clone()));
+        tokio::spawn(listen(pool, instance, caches, feed.clone(), stop.clone()));
         Listener {
             feed,
             _stop: stop.drop_guard(),
@@ -98,13 +137,14 @@ impl Listener {
 
 async fn connect(pool: &PgPool) -> std::result::Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
+    listener.listen_all([CHANNEL, SETTINGS]).await?;
     Ok(listener)
 }
 
 async fn listen(
     pool: PgPool,
     instance: u64,
+    caches: Arc<Caches>,
     feed: broadcast::Sender<StoreChange>,
     stop: CancellationToken,
 ) {
@@ -128,6 +168,7 @@ async fn listen(
         };
         pause = MIN_PAUSE;
         // Whatever changed before this LISTEN is read from the store by the followers.
+        caches.clear();
         let _ = feed.send(StoreChange::Resync);
         loop {
             let received = tokio::select! {
@@ -135,6 +176,9 @@ async fn listen(
                 _ = stop.cancelled() => return,
             };
             match received {
+                Ok(Some(notification)) if notification.channel() == SETTINGS => {
+                    invalidate(&caches, notification.payload());
+                }
                 Ok(Some(notification)) => {
                     if let Some(change) = change_of(notification.payload(), instance) {
                         let _ = feed.send(StoreChange::Delivery(change));
@@ -142,9 +186,11 @@ async fn listen(
                 }
                 // The connection was lost and is back (listening again): some may be missed.
                 Ok(None) => {
+                    caches.clear();
                     let _ = feed.send(StoreChange::Resync);
                 }
                 Err(e) => {
+                    caches.clear();
                     tracing::debug!(error = %e, "lost the listener's connection; reconnecting");
                     break;
                 }
@@ -187,5 +233,24 @@ mod tests {
         assert_eq!(change.attempts, u32::MAX);
         assert!(!change_of(&sent, 8).unwrap().local);
         assert_eq!(change_of("{\"x\": 1}", 7), None);
+    }
+
+    #[test]
+    fn a_settings_payload_names_a_webhook_or_the_tokens() {
+        let sent = webhook_payload(42, "acme").unwrap();
+        assert_eq!(
+            serde_json::from_str::<Setting>(&sent).unwrap(),
+            Setting {
+                w: Some(42),
+                a: "acme".into()
+            }
+        );
+        assert_eq!(
+            serde_json::from_str::<Setting>(TOKENS_PAYLOAD).unwrap(),
+            Setting {
+                w: None,
+                a: String::new()
+            }
+        );
     }
 }
