@@ -176,13 +176,20 @@ impl PostgresStore {
             .map_err(|_| cannot(&"no answer within 10 s"))?
             .map_err(|e| cannot(&e))?;
         let _ = probe.close().await;
+        // Its waits for a lost database (the listener reconnecting) are the health monitor's
+        // to report, once; not sqlx's slow-acquire warning at each try.
         let aux = PgPoolOptions::new()
             .max_connections(AUX_POOL_SIZE)
             .acquire_timeout(PROBE_ACQUIRE_TIMEOUT)
+            .acquire_slow_threshold(CONNECT_TIMEOUT)
             .connect_lazy_with(options.clone().application_name("webhookd-monitor"));
+        // A wait for a connection that ends in time is no complaint (sqlx warns after 2 s):
+        // one that does not fails its call, and a lost database is the health monitor's to
+        // report, once.
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_slow_threshold(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(|e| cannot(&e))?;
