@@ -39,6 +39,34 @@ fn event_type(name: &str, schema: Option<Value>) -> pb::EventType {
     }
 }
 
+/// Declares "alert group created" with `alert_schema()`.
+async fn declare_alerts(client: &mut Client, token: &str) -> pb::EventType {
+    declare(
+        client,
+        token,
+        event_type("alert group created", Some(alert_schema())),
+    )
+    .await
+    .unwrap()
+}
+
+/// A server where acme's webhook "pager" posts to a receiver and "alert group created" is
+/// declared with `alert_schema()`.
+async fn pager_with_alert_schema() -> (TestServer, Receiver, String, Client) {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    let mut client = server.webhooks().await;
+    create(
+        &mut client,
+        &token,
+        webhook("pager", &receiver.url("/pager")),
+    )
+    .await;
+    declare_alerts(&mut client, &token).await;
+    (server, receiver, token, client)
+}
+
 async fn declare(
     client: &mut Client,
     token: &str,
@@ -141,13 +169,7 @@ async fn an_account_declares_lists_changes_and_deletes_event_types_over_grpc() {
     let token = server.writer("acme").await;
     let mut client = server.webhooks().await;
 
-    let created = declare(
-        &mut client,
-        &token,
-        event_type("alert group created", Some(alert_schema())),
-    )
-    .await
-    .unwrap();
+    let created = declare_alerts(&mut client, &token).await;
     assert_eq!(created.name, "alert group created");
     assert_eq!(schema_of(&created), Some(alert_schema()));
     assert!(created.created_at.is_some() && created.updated_at == created.created_at);
@@ -347,13 +369,7 @@ async fn another_account_neither_sees_nor_is_checked_by_a_catalog() {
     let server = TestServer::start().await;
     let (a, b) = (server.writer("acme").await, server.writer("globex").await);
     let mut client = server.webhooks().await;
-    declare(
-        &mut client,
-        &a,
-        event_type("alert group created", Some(alert_schema())),
-    )
-    .await
-    .unwrap();
+    declare_alerts(&mut client, &a).await;
 
     let hidden = get(&mut client, &b, "alert group created")
         .await
@@ -427,23 +443,7 @@ async fn another_account_neither_sees_nor_is_checked_by_a_catalog() {
 
 #[tokio::test]
 async fn an_emit_whose_data_breaks_its_schema_is_refused_naming_the_path_and_delivers_nothing() {
-    let server = TestServer::start().await;
-    let receiver = Receiver::start().await;
-    let token = server.writer("acme").await;
-    let mut client = server.webhooks().await;
-    create(
-        &mut client,
-        &token,
-        webhook("pager", &receiver.url("/pager")),
-    )
-    .await;
-    declare(
-        &mut client,
-        &token,
-        event_type("alert group created", Some(alert_schema())),
-    )
-    .await
-    .unwrap();
+    let (server, receiver, token, mut client) = pager_with_alert_schema().await;
 
     // Valid data passes and is delivered.
     let valid = json!({"alert_group": {"id": "AG1"}});
@@ -489,23 +489,7 @@ async fn an_emit_whose_data_breaks_its_schema_is_refused_naming_the_path_and_del
 
 #[tokio::test]
 async fn a_batch_with_one_event_that_breaks_its_schema_is_refused_whole() {
-    let server = TestServer::start().await;
-    let receiver = Receiver::start().await;
-    let token = server.writer("acme").await;
-    let mut client = server.webhooks().await;
-    create(
-        &mut client,
-        &token,
-        webhook("pager", &receiver.url("/pager")),
-    )
-    .await;
-    declare(
-        &mut client,
-        &token,
-        event_type("alert group created", Some(alert_schema())),
-    )
-    .await
-    .unwrap();
+    let (server, receiver, token, mut client) = pager_with_alert_schema().await;
 
     let events = vec![
         emit_request("alert group created", json!({"alert_group": {"id": "AG1"}})),
@@ -550,13 +534,7 @@ async fn a_schema_change_applies_to_the_next_emit() {
     )
     .await
     .unwrap();
-    declare(
-        &mut client,
-        &token,
-        event_type("alert group created", Some(alert_schema())),
-    )
-    .await
-    .unwrap();
+    declare_alerts(&mut client, &token).await;
     let refused = emit(
         &mut client,
         &token,
@@ -742,13 +720,7 @@ async fn a_schema_declared_on_one_instance_checks_emits_on_another() {
     emit(&mut b, &token, "alert group created", numeric_id.clone())
         .await
         .unwrap();
-    declare(
-        &mut a,
-        &token,
-        event_type("alert group created", Some(alert_schema())),
-    )
-    .await
-    .unwrap();
+    declare_alerts(&mut a, &token).await;
     eventually(|| {
         let (mut b, token, data) = (b.clone(), token.clone(), numeric_id.clone());
         async move {
