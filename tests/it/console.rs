@@ -270,16 +270,16 @@ async fn health_of_an_unknown_or_foreign_webhook_is_not_found_and_needs_the_read
         assert!(body["detail"].is_string(), "{body}");
     }
     let mut client = server.webhooks().await;
-    let status = client
-        .get_webhook_health(authed(
-            &other,
-            pb::GetWebhookHealthRequest {
-                webhook_id: id.clone(),
-            },
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::NotFound);
+    for (token, webhook_id) in [(&other, id.as_str()), (&acme, ""), (&acme, "not-an-id")] {
+        let request = pb::GetWebhookHealthRequest {
+            webhook_id: webhook_id.into(),
+        };
+        let status = client
+            .get_webhook_health(authed(token, request))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound, "{webhook_id:?}");
+    }
     let status = client
         .get_webhook_health(tonic::Request::new(pb::GetWebhookHealthRequest {
             webhook_id: id,

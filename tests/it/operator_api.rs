@@ -804,6 +804,14 @@ async fn bad_filters_tokens_and_page_sizes_are_refused_naming_the_field() {
             .unwrap_err();
         assert_eq!(status.code(), Code::NotFound, "{id:?}");
     }
+    for id in ["", "D123", "E0000000000000", "<script>"] {
+        let request = pb::GetDeliveryRequest { id: id.into() };
+        let status = client.get_delivery(authed(&token, request)).await;
+        assert_eq!(code(status), Code::NotFound, "{id:?}");
+        let request = pb::CancelDeliveryRequest { id: id.into() };
+        let status = client.cancel_delivery(authed(&token, request)).await;
+        assert_eq!(code(status), Code::NotFound, "{id:?}");
+    }
 
     // REST: OnCall field errors.
     let bad_queries = [
