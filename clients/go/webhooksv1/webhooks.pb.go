@@ -2134,7 +2134,7 @@ func (x *GetWebhookHealthRequest) GetWebhookId() string {
 // Delivery attempts of one hour.
 type HealthBucket struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Start of the hour (buckets are sliding hours ending at the report's time).
+	// Start of the hour (buckets are sliding hours ending at the end of the report's minute).
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// Attempts answered 2xx.
 	Succeeded int32 `protobuf:"varint,2,opt,name=succeeded,proto3" json:"succeeded,omitempty"`

@@ -1110,7 +1110,7 @@ export const GetWebhookHealthRequestSchema: GenMessage<GetWebhookHealthRequest> 
  */
 export type HealthBucket = Message<"webhooks.v1.HealthBucket"> & {
   /**
-   * Start of the hour (buckets are sliding hours ending at the report's time).
+   * Start of the hour (buckets are sliding hours ending at the end of the report's minute).
    *
    * @generated from field: google.protobuf.Timestamp start_time = 1;
    */
