@@ -51,9 +51,9 @@ export function rate(bucket) {
   return total === 0 ? "—" : `${Math.round((100 * bucket.succeeded) / total)}%`;
 }
 
-/** A delivery state without its proto prefix, upper case (QUEUED, FAILED, ...). */
+/** A delivery state as the REST API and its SSE stream name it (QUEUED, FAILED, ...). */
 export function stateName(state) {
-  return String(state ?? "").replace(/^DELIVERY_STATE_/, "").toUpperCase();
+  return String(state ?? "").toUpperCase();
 }
 
 /** A state badge. */
