@@ -237,6 +237,36 @@ async fn an_operator_finds_an_event_and_its_deliveries_by_type_state_and_time() 
     assert_eq!(from_first.deliveries.len(), 4);
 }
 
+/// Emits `n` events, then has another producer emit `n` more while the caller pages through:
+/// the ids of the first `n`, and the producer.
+async fn emitted_and_more_coming(
+    client: &Client,
+    token: &str,
+    n: usize,
+) -> (HashSet<String>, tokio::task::JoinHandle<()>) {
+    let mut client = client.clone();
+    let mut before = HashSet::new();
+    for _ in 0..n {
+        before.insert(emit(&mut client, token, "alert group created").await);
+    }
+    let token = token.to_string();
+    let producer = tokio::spawn(async move {
+        for _ in 0..n {
+            emit(&mut client, &token, "alert group created").await;
+        }
+    });
+    (before, producer)
+}
+
+/// Each listed id is listed once, and every one of `before` is listed.
+fn assert_each_once(listed: &[String], before: &HashSet<String>) {
+    let unique: HashSet<&String> = listed.iter().collect();
+    assert_eq!(unique.len(), listed.len(), "an item was listed twice");
+    for id in before {
+        assert!(unique.contains(id), "{id} existed before and was skipped");
+    }
+}
+
 #[tokio::test]
 async fn pages_have_no_gaps_and_no_repeats_while_events_keep_coming() {
     let server = TestServer::start().await;
@@ -244,19 +274,7 @@ async fn pages_have_no_gaps_and_no_repeats_while_events_keep_coming() {
     let mut client = server.webhooks().await;
     let receiver = Receiver::start().await;
     create(&mut client, &token, webhook("hook", &receiver.url("/h"))).await;
-    let mut before = HashSet::new();
-    for _ in 0..25 {
-        before.insert(emit(&mut client, &token, "alert group created").await);
-    }
-    // Another producer keeps emitting while the operator pages through.
-    let producer = {
-        let (mut client, token) = (client.clone(), token.clone());
-        tokio::spawn(async move {
-            for _ in 0..25 {
-                emit(&mut client, &token, "alert group created").await;
-            }
-        })
-    };
+    let (before, producer) = emitted_and_more_coming(&client, &token, 25).await;
     // Both listings page along side by side, each until its last page.
     let (mut events, mut deliveries) = (Vec::new(), Vec::new());
     let (mut event_token, mut delivery_token) = (Some(String::new()), Some(String::new()));
@@ -295,11 +313,7 @@ async fn pages_have_no_gaps_and_no_repeats_while_events_keep_coming() {
     }
     producer.await.unwrap();
     for listed in [&events, &deliveries] {
-        let unique: HashSet<&String> = listed.iter().collect();
-        assert_eq!(unique.len(), listed.len(), "an item was listed twice");
-        for id in &before {
-            assert!(unique.contains(id), "{id} existed before and was skipped");
-        }
+        assert_each_once(listed, &before);
     }
 }
 
@@ -310,19 +324,7 @@ async fn rest_pages_have_no_gaps_and_no_repeats_while_events_keep_coming() {
     let mut client = server.webhooks().await;
     let receiver = Receiver::start().await;
     create(&mut client, &token, webhook("hook", &receiver.url("/h"))).await;
-    let mut before = HashSet::new();
-    for _ in 0..12 {
-        before.insert(emit(&mut client, &token, "alert group created").await);
-    }
-    // Another producer keeps emitting while the operator pages through.
-    let producer = {
-        let (mut client, token) = (client.clone(), token.clone());
-        tokio::spawn(async move {
-            for _ in 0..12 {
-                emit(&mut client, &token, "alert group created").await;
-            }
-        })
-    };
+    let (before, producer) = emitted_and_more_coming(&client, &token, 12).await;
     for (path, items, id) in [
         ("/api/v1/events/?page_size=4", "events", "id"),
         (
@@ -345,18 +347,7 @@ async fn rest_pages_have_no_gaps_and_no_repeats_while_events_keep_coming() {
                 break;
             }
         }
-        let unique: HashSet<&String> = listed.iter().collect();
-        assert_eq!(
-            unique.len(),
-            listed.len(),
-            "{path}: an item was listed twice"
-        );
-        for event in &before {
-            assert!(
-                unique.contains(event),
-                "{path}: {event} existed before and was skipped"
-            );
-        }
+        assert_each_once(&listed, &before);
     }
     producer.await.unwrap();
 }
