@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use webhookd::grpc::pb;
 
 use crate::delivery_features::signature_valid;
@@ -30,7 +29,7 @@ fn breaker_watcher(url: &str) -> pb::Webhook {
 }
 
 /// GET /api/v1/webhooks/{id}/health/ through `server`.
-async fn health(server: &TestServer, token: &str, id: &str) -> Value {
+pub(crate) async fn health(server: &TestServer, token: &str, id: &str) -> Value {
     let url = format!("http://{}/api/v1/webhooks/{id}/health/", server.http_addr);
     let (status, body) = http_json(Method::GET, &url, Some(token), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -106,63 +105,6 @@ async fn a_dead_endpoint_opens_its_breaker_once_and_its_recovery_closes_it_once(
     );
     // Nothing more: no second opening, no event about the watcher's own deliveries.
     ops.assert_quiet().await;
-}
-
-#[tokio::test]
-async fn a_dead_egress_proxy_neither_opens_the_breaker_nor_disables_the_webhook() {
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy = closed.local_addr().unwrap();
-    drop(closed);
-    let server = TestServer::start_with(|c| {
-        c.egress_proxy = Some(format!("http://{proxy}").parse().unwrap());
-        // Blamed on the endpoint, one failure would open its breaker and any run of
-        // failures would disable the webhook.
-        c.breaker_threshold = 1;
-        c.breaker_cooldown = Duration::from_secs(60);
-        c.auto_disable_after = Duration::from_millis(1);
-    })
-    .await;
-    let receiver = Receiver::start().await;
-    let token = server.writer("acme").await;
-    let mut client = server.webhooks().await;
-    let hook = create(
-        &mut client,
-        &token,
-        webhook("behind", &receiver.url("/hook")),
-    )
-    .await;
-    let statuses = emit_all(&mut client, &token, "alert group created", json!({})).await;
-    assert_eq!(
-        states(&statuses),
-        ["QUEUED", "RETRYING", "RETRYING", "RETRYING", "FAILED"]
-    );
-    assert!(
-        statuses[1..]
-            .iter()
-            .all(|s| s.error.starts_with("egress proxy: ")),
-        "{statuses:?}"
-    );
-    // The attempt log says what failed.
-    let log = responses(&mut client, &token, &hook.id).await;
-    assert_eq!(log.len(), 4);
-    assert!(log.iter().all(|r| r.error.starts_with("egress proxy: ")));
-    // The webhook is still enabled, with no failure run and a closed breaker.
-    let fetched = client
-        .get_webhook(authed(
-            &token,
-            pb::GetWebhookRequest {
-                id: hook.id.clone(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(fetched.is_webhook_enabled, Some(true));
-    let health = health(&server, &token, &hook.id).await;
-    assert_eq!(health["is_webhook_enabled"], true, "{health}");
-    assert_eq!(health["failing_since"], Value::Null, "{health}");
-    assert_eq!(health["breaker_state"], "CLOSED", "{health}");
-    receiver.assert_quiet().await;
 }
 
 #[tokio::test]

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::breaker_events::health;
 use crate::support::*;
 
 /// What a client asked the proxy for.
@@ -285,15 +286,17 @@ async fn a_target_the_guard_refuses_is_refused_without_asking_the_proxy() {
 }
 
 #[tokio::test]
-async fn a_dead_proxy_is_a_proxy_failure_not_the_endpoints() {
+async fn a_dead_proxy_is_a_proxy_failure_that_neither_opens_the_breaker_nor_disables_the_webhook() {
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead = closed.local_addr().unwrap();
     drop(closed);
     let server = TestServer::start_with(|c| {
         c.egress_proxy = Some(format!("http://svc:s3cret@{dead}").parse().unwrap());
-        // One failure blamed on the endpoint would open its breaker for a minute.
+        // Blamed on the endpoint, one failure would open its breaker for a minute and any
+        // run of failures would disable the webhook.
         c.breaker_threshold = 1;
         c.breaker_cooldown = Duration::from_secs(60);
+        c.auto_disable_after = Duration::from_millis(1);
     })
     .await;
     let receiver = Receiver::start().await;
@@ -336,6 +339,11 @@ async fn a_dead_proxy_is_a_proxy_failure_not_the_endpoints() {
         .find(|line| line.starts_with("webhookd_deliveries_deferred_total "))
         .unwrap();
     assert_eq!(deferred, "webhookd_deliveries_deferred_total 0");
+    // The webhook is still enabled, with no failure run and a closed breaker.
+    let health = health(&server, &token, &hook.id).await;
+    assert_eq!(health["is_webhook_enabled"], true, "{health}");
+    assert_eq!(health["failing_since"], Value::Null, "{health}");
+    assert_eq!(health["breaker_state"], "CLOSED", "{health}");
     receiver.assert_quiet().await;
 }
 
