@@ -16,7 +16,7 @@
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 
-use super::{RETENTION_LOCK, db, from_json, sql_count, to_json};
+use super::{db, from_json, sql_count, to_json, try_retention_lock};
 use crate::error::{Error, Result};
 use crate::model::DeliveryUpdate;
 use crate::store::change_log::{Change, ChangeCursor, ChangePage, StoredUpdate, update_of};
@@ -165,12 +165,7 @@ pub async fn read(
 /// a time (retention's advisory lock). Returns how many, and whether the budget stopped it.
 pub async fn prune(pool: &PgPool, before_ms: i64, budget: usize) -> Result<(u64, bool)> {
     let mut tx = pool.begin().await.map_err(db)?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(RETENTION_LOCK)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-    if !locked {
+    if !try_retention_lock(&mut tx).await? {
         return Ok((0, false));
     }
     // The oldest rows in cursor order, one past the budget to know whether more are left.

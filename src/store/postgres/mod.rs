@@ -78,6 +78,16 @@ const PROBE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Key of the advisory lock that keeps retention to one instance at a time.
 const RETENTION_LOCK: i64 = 0x7765_6268_6f6f_6b64; // "webhookd"
 
+/// Takes retention's advisory lock until `tx` ends, if no other transaction holds it: the
+/// passes that prune (events and keys, the change log) run on one instance at a time.
+async fn try_retention_lock(tx: &mut Transaction<'_, Postgres>) -> Result<bool> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(RETENTION_LOCK)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)
+}
+
 /// The PostgreSQL-backed store.
 pub struct PostgresStore {
     pool: PgPool,
@@ -769,12 +779,7 @@ impl Store for PostgresStore {
         budget: usize,
     ) -> Result<Pruned> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(RETENTION_LOCK)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-        if !locked {
+        if !try_retention_lock(&mut tx).await? {
             return Ok(Pruned::default());
         }
         let events = prune_events(&mut tx, events_before_ms, budget).await?;
