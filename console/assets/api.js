@@ -81,6 +81,24 @@ export async function allPages(path, maxPages = 20) {
 }
 
 /**
+ * `fn` applied to every item, at most `limit` calls in flight at once (results in item
+ * order), so a page listing many webhooks does not fire one request per webhook at once.
+ */
+export async function mapLimited(items, limit, fn) {
+  const results = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next;
+      next += 1;
+      results[i] = await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+/**
  * The SSE live tail of the account's delivery changes (`GET /api/v1/deliveries/stream`),
  * read with fetch so the token goes in the Authorization header (EventSource cannot send
  * one). Calls `onStatus(status, cursor)` per event and `onState("live" | "retrying" |

@@ -1,7 +1,7 @@
 // The console's pages. Each renders into `view` from the public REST API; every value
 // from the API is text (dom.js). Buttons are real <button>s, inputs have labels.
 
-import { api, allPages, query } from "./api.js";
+import { api, allPages, mapLimited, query } from "./api.js";
 import { h, replace, time, rate, badge, stateName, pretty, fromLocalInput, when } from "./dom.js";
 import { hourlyChart } from "./chart.js";
 
@@ -101,6 +101,9 @@ function healthRow(webhook, health, refresh) {
   return h("tr", { "data-webhook": webhook.id }, cells);
 }
 
+/** Health requests the webhooks page keeps in flight while it fills its table. */
+const HEALTH_REQUESTS_IN_FLIGHT = 4;
+
 /** The webhooks of the account with their health. */
 export async function webhooks(view) {
   const body = h("tbody", {});
@@ -112,8 +115,8 @@ export async function webhooks(view) {
   const refreshButton = h("button", { type: "button" }, "Refresh");
   const load = async () => {
     const list = await allPages("/api/v1/webhooks/");
-    const healths = await Promise.all(list.map((w) =>
-      api(`/api/v1/webhooks/${encodeURIComponent(w.id)}/health/`).catch(() => null)));
+    const healths = await mapLimited(list, HEALTH_REQUESTS_IN_FLIGHT, (w) =>
+      api(`/api/v1/webhooks/${encodeURIComponent(w.id)}/health/`).catch(() => null));
     replace(body, list.length
       ? list.map((w, i) => healthRow(w, healths[i], load))
       : h("tr", {}, h("td", { colspan: 10 }, "No webhooks yet.")));
