@@ -7,8 +7,14 @@
 //! queued while a flush runs waits for the next one, which starts the moment the running one
 //! ends and serves everything that arrived meanwhile. Idle, one write costs one immediate
 //! flush; under load the batches grow with the flush time.
+//!
+//! Before each flush, and every `WRITE_BACK_EVERY` while no request comes, the thread runs
+//! the store's write-back (the webhook stats kept in memory, see `stats`), so what it writes
+//! is durable with the flush that follows; the last handle going runs it once more and
+//! flushes.
 
 use std::sync::mpsc;
+use std::time::Duration;
 
 use prometheus::Histogram;
 use tokio::sync::oneshot;
@@ -17,6 +23,9 @@ use crate::error::{Error, Result};
 
 type Waiter = oneshot::Sender<Result<()>>;
 
+/// How often an idle flusher runs the write-back (sled's own flush follows within 500 ms).
+const WRITE_BACK_EVERY: Duration = Duration::from_millis(100);
+
 /// Handle to the flusher thread; it stops when every handle is gone.
 #[derive(Clone)]
 pub struct GroupCommit {
@@ -24,15 +33,20 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the flusher thread of `db`, which reports each flush's duration to
-    /// `flush_seconds`.
-    pub fn start(db: sled::Db, flush_seconds: Histogram) -> Result<GroupCommit> {
+    /// Starts the flusher thread of `db`, which runs `write_back` before each flush and
+    /// reports each flush's duration to `flush_seconds`.
+    pub fn start(
+        db: sled::Db,
+        flush_seconds: Histogram,
+        write_back: impl FnMut() -> Result<()> + Send + 'static,
+    ) -> Result<GroupCommit> {
         GroupCommit::with_flush(
             move || {
                 db.flush()
                     .map(|_| ())
                     .map_err(|e| Error::Internal(format!("store: {e}")))
             },
+            write_back,
             flush_seconds,
         )
     }
@@ -40,12 +54,13 @@ impl GroupCommit {
     /// Starts a flusher thread that makes writes durable with `flush`.
     fn with_flush(
         flush: impl FnMut() -> Result<()> + Send + 'static,
+        write_back: impl FnMut() -> Result<()> + Send + 'static,
         flush_seconds: Histogram,
     ) -> Result<GroupCommit> {
         let (requests, queue) = mpsc::channel::<Waiter>();
         std::thread::Builder::new()
             .name("webhookd-flush".into())
-            .spawn(move || flush_loop(flush, &flush_seconds, &queue))
+            .spawn(move || flush_loop(flush, write_back, &flush_seconds, &queue))
             .map_err(|e| Error::Internal(format!("cannot start the flusher thread: {e}")))?;
         Ok(GroupCommit { requests })
     }
@@ -65,14 +80,32 @@ impl GroupCommit {
 /// to the next.
 fn flush_loop(
     mut flush: impl FnMut() -> Result<()>,
+    mut write_back: impl FnMut() -> Result<()>,
     flush_seconds: &Histogram,
     queue: &mpsc::Receiver<Waiter>,
 ) {
-    while let Ok(first) = queue.recv() {
+    loop {
+        let first = match queue.recv_timeout(WRITE_BACK_EVERY) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = write_back() {
+                    tracing::error!(error = %e, "cannot write back the store's memory");
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // The store is closing: what is in memory goes to disk with a last flush.
+                if let Err(e) = write_back().and_then(|()| flush()) {
+                    tracing::error!(error = %e, "cannot write back the store's memory");
+                }
+                return;
+            }
+        };
         let mut waiters = vec![first];
         waiters.extend(queue.try_iter());
+        let written = write_back();
         let timer = flush_seconds.start_timer();
-        let result = flush();
+        let result = written.and_then(|()| flush());
         timer.observe_duration();
         for waiter in waiters {
             let _ = waiter.send(result.clone());
@@ -110,6 +143,7 @@ mod tests {
                     .recv()
                     .map_err(|_| Error::Internal("test over".into()))
             },
+            || Ok(()),
             histogram,
         )
         .unwrap();

@@ -19,6 +19,7 @@ mod group_commit;
 mod ordering;
 mod outbox;
 mod queries;
+mod stats;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -59,8 +60,8 @@ struct Trees {
     webhooks: Tree,
     /// account ++ 0 ++ id -> ()
     webhooks_by_account: Tree,
-    /// id -> WebhookStats
-    webhook_stats: Tree,
+    /// id -> WebhookStats, kept in memory and written back by the flusher (`stats`).
+    stats: stats::Stats,
     /// id -> Event
     events: Tree,
     /// id -> the delivery's mutable state
@@ -141,7 +142,10 @@ impl SledStore {
     /// already opened by another process.
     pub fn open(dir: &Path, owner: Owner, flush_seconds: Histogram) -> Result<SledStore> {
         let trees = Arc::new(Trees::open(dir, owner)?);
-        let commit = GroupCommit::start(trees.db.clone(), flush_seconds)?;
+        let commit = GroupCommit::start(trees.db.clone(), flush_seconds, {
+            let trees = Arc::clone(&trees);
+            move || trees.stats.persist()
+        })?;
         Ok(SledStore { trees, commit })
     }
 
@@ -179,7 +183,7 @@ impl Trees {
         Trees {
             webhooks: tree("webhooks")?,
             webhooks_by_account: tree("webhooks_by_account")?,
-            webhook_stats: tree("webhook_stats")?,
+            stats: stats::Stats::new(tree("webhook_stats")?, tree("responses")?),
             events: tree("events")?,
             deliveries: tree("deliveries")?,
             requests: tree("requests")?,
@@ -317,7 +321,7 @@ impl Trees {
         self.webhooks_by_account
             .remove(index.as_slice())
             .map_err(internal)?;
-        self.webhook_stats.remove(be(id)).map_err(internal)?;
+        self.stats.remove(id)?;
         cache.insert(id, None);
         drop(cache);
         for key in self.responses.scan_prefix(be(id)).keys() {
@@ -361,7 +365,7 @@ impl Trees {
     }
 
     fn webhook_stats(&self, id: u64) -> Result<WebhookStats> {
-        Ok(Self::get(&self.webhook_stats, &be(id))?.unwrap_or_default())
+        self.stats.get(id)
     }
 
     fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()> {
@@ -483,8 +487,8 @@ impl Trees {
     }
 
     fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
-        // The order keeps every crash state consistent: the stats and the log first (a repeat
-        // after a crash only logs the attempt twice), then the retry's outbox entry,
+        // The order keeps every crash state consistent: the log first (a repeat after a crash
+        // only logs the attempt twice; the stats are written back later), then the retry's outbox entry,
         // then the state, and the old outbox entry last; `attempt` drops entries whose due
         // time no longer matches the state (see `remove_outbox_entry`).
         let _same_delivery = self.indexes.lock(record.delivery.id);
@@ -497,25 +501,14 @@ impl Trees {
             ..record.delivery.clone()
         });
         let delivery = kept_cancelled.as_ref().unwrap_or(record.delivery);
-        let webhook_key = be(delivery.webhook_id);
         let stats = match record.response {
             None => self.webhook_stats(delivery.webhook_id)?,
             Some(response) => {
                 let at_ms = response.timestamp_ms;
                 // The stats hand out the entry's sequence number (a crash in between leaves a gap).
-                let updated = self
-                    .webhook_stats
-                    .update_and_fetch(webhook_key, |old| {
-                        let mut current: WebhookStats =
-                            old.and_then(|b| decode(b).ok()).unwrap_or_default();
-                        current.record(at_ms, record.succeeded, record.breaker);
-                        encode(&current).ok()
-                    })
-                    .map_err(internal)?;
-                let stats: WebhookStats = match updated {
-                    Some(bytes) => decode(&bytes)?,
-                    None => return Err(internal("the webhook's stats vanished")),
-                };
+                let stats = self.stats.update(delivery.webhook_id, |stats| {
+                    stats.record(at_ms, record.succeeded, record.breaker)
+                })?;
                 let key = be2(delivery.webhook_id, !stats.response_seq);
                 let value = delivery::encode_response(response, delivery)?;
                 self.responses.insert(key, value).map_err(internal)?;
