@@ -230,7 +230,7 @@ impl Trees {
     /// instance; an ordered delivery behind an unfinished one gets no outbox entry until its
     /// turn.
     fn insert_delivery(&self, key: &[u8; 8], request: &[u8], delivery: &Delivery) -> Result<()> {
-        self.indexes.put_delivery(delivery)?;
+        self.indexes.add_delivery(delivery)?;
         self.requests.insert(key, request).map_err(internal)?;
         if self.enqueue_ordered(delivery)? {
             let lease = self.owner.lease_from(crate::model::now_ms());
@@ -520,7 +520,6 @@ impl Trees {
         self.deliveries
             .insert(be(delivery.id), state)
             .map_err(internal)?;
-        self.indexes.put_delivery(delivery)?;
         self.release_ordered(delivery)?;
         if delivery.state.is_final() || delivery.next_attempt_ms != record.previous_due_ms {
             self.outbox.remove(OutboxEntry {

@@ -5,9 +5,12 @@
 //! - `deliveries_by_account`: account ++ 0 ++ created ms ++ delivery id -> state ++ webhook id
 //! - `deliveries_by_webhook`: webhook id ++ created ms ++ delivery id -> state
 //!
-//! The values let a listing filter by type or state without loading a record; a record is
-//! loaded only when it is returned, and checked again then (its record is the truth: a crash
-//! between a state write and its index update leaves a stale value, which the check drops).
+//! The values let a listing filter by type or state without loading a record. A delivery's
+//! entries are written once, with the state it is created in: attempts and cancellation
+//! write only its small state record, so a listing filtering by state takes the state from
+//! that record when there is one (entries written by older versions may hold a later state;
+//! the record wins there too). A record is loaded only when it is returned, and checked
+//! again then (its record is the truth).
 //! Index entries are written before the records they point at and removed after them, so a
 //! crash leaves at most an entry without its record, which listings skip.
 //!
@@ -116,8 +119,8 @@ impl Indexes {
         Ok(())
     }
 
-    /// Indexes a delivery with its current state (new, or after a change).
-    pub(super) fn put_delivery(&self, d: &Delivery) -> Result<()> {
+    /// Indexes a new delivery with the state it is created in.
+    pub(super) fn add_delivery(&self, d: &Delivery) -> Result<()> {
         let order = order_key(d.created_at_ms, d.id);
         let code = state_code(d.state);
         let mut by_account = vec![code];
@@ -211,11 +214,17 @@ impl Trees {
                 break;
             }
             let (key, value) = item.map_err(internal)?;
-            let indexed = value.first().copied().and_then(state_of_code);
-            if indexed.is_some_and(|s| !q.state_holds(s)) {
-                continue;
+            let id = id_of(&key)?;
+            if !q.states.is_empty() {
+                let indexed = value.first().copied().and_then(state_of_code);
+                if self
+                    .state_now(id, indexed)?
+                    .is_some_and(|s| !q.state_holds(s))
+                {
+                    continue;
+                }
             }
-            let Some(delivery) = self.get_delivery(id_of(&key)?)? else {
+            let Some(delivery) = self.get_delivery(id)? else {
                 continue;
             };
             if delivery.account_id == q.account_id
@@ -242,7 +251,6 @@ impl Trees {
         // The state first: an outbox entry left by a crash is dropped by the worker.
         let state = super::codec::delivery::encode_state(&delivery)?;
         self.deliveries.insert(be(id), state).map_err(internal)?;
-        self.indexes.put_delivery(&delivery)?;
         self.release_ordered(&delivery)?;
         self.remove_outbox_entry(crate::store::OutboxEntry {
             due_ms,
@@ -252,12 +260,18 @@ impl Trees {
         Ok(Cancelled::Now(delivery))
     }
 
+    /// A delivery's state: its state record's, else (never attempted nor cancelled) the
+    /// one it was created in, `created`.
+    fn state_now(&self, id: u64, created: Option<DeliveryState>) -> Result<Option<DeliveryState>> {
+        match self.deliveries.get(be(id)).map_err(internal)? {
+            Some(state) => Ok(Some(decode::<StateHead>(&state)?.state)),
+            None => Ok(created),
+        }
+    }
+
     /// Whether a delivery's stored state is CANCELLED (call under its lock stripe).
     pub(super) fn is_cancelled(&self, id: u64) -> Result<bool> {
-        // A delivery never attempted nor cancelled has no state record.
-        match self.deliveries.get(be(id)).map_err(internal)? {
-            Some(state) => Ok(decode::<StateHead>(&state)?.state == DeliveryState::Cancelled),
-            None => Ok(false),
-        }
+        // A delivery created cancelled does not exist: it is not in the outbox.
+        Ok(self.state_now(id, None)? == Some(DeliveryState::Cancelled))
     }
 }
