@@ -40,7 +40,7 @@ use crate::model::{
     ApiToken, Delivery, DeliveryState, Event, ResponseRecord, Webhook, WebhookStats,
 };
 use changes::ChangeLog;
-use codec::{account_key, be, be2, decode, delivery, encode, split2};
+use codec::{account_key, be, be2, decode, delivery, encode, event, split2};
 use group_commit::GroupCommit;
 use outbox::Outbox;
 
@@ -97,15 +97,6 @@ struct Trees {
     indexes: queries::Indexes,
 }
 
-/// The part of a stored event retention reads (serde skips the rest).
-#[derive(serde::Deserialize)]
-struct EventHead {
-    #[serde(default)]
-    account_id: String,
-    created_at_ms: i64,
-    delivery_ids: Vec<u64>,
-}
-
 /// Stripes of `idempotency_locks`.
 const IDEMPOTENCY_LOCKS: usize = 64;
 
@@ -119,10 +110,14 @@ fn internal(e: impl std::fmt::Display) -> Error {
 /// Key and request part (with the initial state) of each delivery (see `codec::delivery`).
 type EncodedDelivery<'a> = ([u8; 8], Vec<u8>, &'a Delivery);
 
-fn encode_deliveries(deliveries: &[Delivery]) -> Result<Vec<EncodedDelivery<'_>>> {
+/// `event_data`: the JSON text of their event's data, which a body equal to it refers to.
+fn encode_deliveries<'a>(
+    deliveries: &'a [Delivery],
+    event_data: Option<&str>,
+) -> Result<Vec<EncodedDelivery<'a>>> {
     deliveries
         .iter()
-        .map(|d| Ok((be(d.id), delivery::encode_request(d)?, d)))
+        .map(|d| Ok((be(d.id), delivery::encode_request(d, event_data)?, d)))
         .collect()
 }
 
@@ -400,8 +395,9 @@ impl Trees {
         deliveries: &[Delivery],
         idempotency: Option<IdempotencyKey<'_>>,
     ) -> Result<InsertOutcome> {
-        let event_value = encode(event)?;
-        let delivery_values = encode_deliveries(deliveries)?;
+        let (event_value, data_at) = event::encode(event)?;
+        let data = std::str::from_utf8(&event_value[data_at..]).map_err(internal)?;
+        let delivery_values = encode_deliveries(deliveries, Some(data))?;
         let Some(idempotency) = idempotency else {
             self.write_event(event, &event_value, &delivery_values)?;
             return Ok(InsertOutcome::Inserted);
@@ -425,7 +421,20 @@ impl Trees {
     }
 
     fn get_event(&self, id: u64) -> Result<Option<Event>> {
-        Self::get(&self.events, &be(id))
+        self.events
+            .get(be(id))
+            .map_err(internal)?
+            .map(|v| event::decode_event(&v))
+            .transpose()
+    }
+
+    /// The JSON text of an event's data (None: the event is gone).
+    fn event_data(&self, id: u64) -> Result<Option<String>> {
+        self.events
+            .get(be(id))
+            .map_err(internal)?
+            .map(|v| event::data(&v))
+            .transpose()
     }
 
     fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
@@ -434,7 +443,10 @@ impl Trees {
             return Ok(None);
         };
         let state = self.deliveries.get(key).map_err(internal)?;
-        delivery::decode_delivery(id, state.as_deref(), &request).map(Some)
+        delivery::decode_delivery(id, state.as_deref(), &request, |event_id| {
+            self.event_data(event_id)
+        })
+        .map(Some)
     }
 
     /// The account of a delivery: its webhook's (cached), else its event's, else "" (both
@@ -459,22 +471,14 @@ impl Trees {
                 id: event_id.to_string(),
             });
         }
-        for (key, request, delivery) in &encode_deliveries(new)? {
+        for (key, request, delivery) in &encode_deliveries(new, None)? {
             self.insert_delivery(key, request, delivery)?;
         }
         let mut failure = None;
         self.events
             .update_and_fetch(be(event_id), |old| {
                 let old = old?;
-                let mut event: Event = match decode(old) {
-                    Ok(event) => event,
-                    Err(e) => {
-                        failure = Some(e);
-                        return Some(old.to_vec());
-                    }
-                };
-                event.delivery_ids.extend(new.iter().map(|d| d.id));
-                match encode(&event) {
+                match event::with_deliveries(old, new.iter().map(|d| d.id)) {
                     Ok(value) => Some(value),
                     Err(e) => {
                         failure = Some(e);
@@ -559,7 +563,9 @@ impl Trees {
                 let (key, value) = item.map_err(internal)?;
                 let record = delivery::decode_response(&value, |delivery_id| {
                     match self.requests.get(be(delivery_id)).map_err(internal)? {
-                        Some(request) => delivery::request_body(&request),
+                        Some(request) => {
+                            delivery::request_body(&request, |event_id| self.event_data(event_id))
+                        }
                         None => Ok(None),
                     }
                 })?;
@@ -597,7 +603,7 @@ impl Trees {
             .map_or([0u8; 8], |id| be(id.saturating_add(1)));
         for (visited, item) in self.events.range(start..).enumerate() {
             let (key, value) = item.map_err(internal)?;
-            let head: EventHead = decode(&value)?;
+            let head = event::head(&value)?;
             if head.created_at_ms >= events_before_ms {
                 break;
             }
@@ -858,6 +864,9 @@ impl Store for SledStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod upgrade_tests;
 
 #[cfg(test)]
 mod tests {

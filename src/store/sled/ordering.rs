@@ -250,7 +250,7 @@ mod tests {
         let (first, second) = (ordered(10), ordered(11));
         for d in [&first, &second] {
             trees
-                .insert_delivery(&be(d.id), &encode_request(d).unwrap(), d)
+                .insert_delivery(&be(d.id), &encode_request(d, None).unwrap(), d)
                 .unwrap();
         }
         let later = crate::model::now_ms() + 3_600_000;

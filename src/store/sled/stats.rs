@@ -64,14 +64,12 @@ impl Stats {
     }
 
     fn entry<'m>(&self, memory: &'m mut Memory, webhook_id: u64) -> Result<&'m mut WebhookStats> {
-        if !memory.by_webhook.contains_key(&webhook_id) {
-            let loaded = self.load(webhook_id)?;
-            memory.by_webhook.insert(webhook_id, loaded);
-        }
-        Ok(memory
-            .by_webhook
-            .get_mut(&webhook_id)
-            .expect("just inserted"))
+        Ok(match memory.by_webhook.entry(webhook_id) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(unknown) => {
+                unknown.insert(self.load(webhook_id)?)
+            }
+        })
     }
 
     /// A webhook's stats.
