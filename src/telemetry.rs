@@ -10,11 +10,12 @@
 //! API ids of the event, webhooks and delivery. Only with `--otlp-endpoint` does a layer
 //! (tracing-opentelemetry over the OpenTelemetry SDK's batch processor and the OTLP
 //! HTTP/protobuf exporter) see them; without it they are disabled at their call sites (the
-//! default log filter is INFO), so tracing costs an id and a header per attempt.
+//! default log filter is INFO), and no OpenTelemetry context is built: tracing then costs
+//! reading the stored `traceparent` (by hand, without allocating) and formatting one header
+//! with a random span id per attempt.
 //! The exporter posts with webhookd's own hyper client on the service's runtime.
 //! Depends on `ids` only.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -25,15 +26,13 @@ use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TracerProvider as _,
+    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, SdkTracerProvider};
 use tokio::runtime::Handle;
 use tracing::Span;
@@ -57,11 +56,48 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 const EXPORT_RESPONSE_LIMIT: usize = 64 * 1024;
 
 /// The caller's span context from a `traceparent` value; None when absent or invalid.
+///
+/// W3C Trace Context level 1, read by hand (no allocation): `version-traceid-parentid-flags`
+/// in lowercase hex; version `ff` is invalid, version `00` has exactly these four parts and a
+/// later version may append more after a `-`; the trace and parent ids must not be all zeros.
 pub fn remote_parent(traceparent: &str) -> Option<SpanContext> {
-    let carrier = HashMap::from([(TRACEPARENT.to_string(), traceparent.to_string())]);
-    let context = TraceContextPropagator::new().extract(&carrier);
-    let span_context = context.span().span_context().clone();
-    span_context.is_valid().then_some(span_context)
+    let value = traceparent.trim().as_bytes();
+    if value.len() < 55 || value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+        return None;
+    }
+    let version = hex_u8(&value[0..2])?;
+    let extended = value.len() > 55;
+    if version == 0xff || (version == 0 && extended) || (extended && value[55] != b'-') {
+        return None;
+    }
+    let trace_id = TraceId::from_bytes(hex_array::<16>(&value[3..35])?);
+    let span_id = SpanId::from_bytes(hex_array::<8>(&value[36..52])?);
+    let flags = TraceFlags::new(hex_u8(&value[53..55])?) & TraceFlags::SAMPLED;
+    let context = SpanContext::new(trace_id, span_id, flags, true, TraceState::NONE);
+    context.is_valid().then_some(context)
+}
+
+/// The value of one lowercase hex digit.
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Two lowercase hex digits as a byte.
+fn hex_u8(pair: &[u8]) -> Option<u8> {
+    Some(hex_digit(pair[0])? << 4 | hex_digit(pair[1])?)
+}
+
+/// `2 * N` lowercase hex digits as `N` bytes.
+fn hex_array<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
+    let mut bytes = [0; N];
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = hex_u8(pair)?;
+    }
+    Some(bytes)
 }
 
 /// `00-<trace id>-<span id>-<flags>`.
@@ -100,10 +136,7 @@ impl EmitTrace {
             delivery_ids = tracing::field::Empty
         );
         let parent = traceparent.and_then(remote_parent);
-        if let Some(parent) = &parent {
-            continue_remote(&span, parent);
-        }
-        let traceparent = match (exported(&span), parent) {
+        let traceparent = match (own_context(&span, parent.as_ref()), parent) {
             (Some(own), _) => format_traceparent(own.trace_id(), own.span_id(), own.trace_flags()),
             (None, Some(parent)) => {
                 format_traceparent(parent.trace_id(), parent.span_id(), parent.trace_flags())
@@ -115,6 +148,18 @@ impl EmitTrace {
         };
         EmitTrace { span, traceparent }
     }
+}
+
+/// The exported context of `span`, made a child of the remote `parent`; None (and no work
+/// at all) when the span is disabled, as it is without an exporter.
+fn own_context(span: &Span, parent: Option<&SpanContext>) -> Option<SpanContext> {
+    if span.is_disabled() {
+        return None;
+    }
+    if let Some(parent) = parent {
+        continue_remote(span, parent);
+    }
+    exported(span)
 }
 
 /// The span of one delivery attempt, and the `traceparent` its request carries: the trace
@@ -138,11 +183,8 @@ pub fn attempt(
         outcome = tracing::field::Empty
     );
     let parent = parent.and_then(remote_parent);
-    if let Some(parent) = &parent {
-        continue_remote(&span, parent);
-    }
     let ids = RandomIdGenerator::default();
-    let traceparent = match (exported(&span), parent) {
+    let traceparent = match (own_context(&span, parent.as_ref()), parent) {
         (Some(own), _) => format_traceparent(own.trace_id(), own.span_id(), own.trace_flags()),
         (None, Some(parent)) => {
             format_traceparent(parent.trace_id(), ids.new_span_id(), parent.trace_flags())
@@ -292,6 +334,41 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ] {
             assert!(remote_parent(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    /// The hand-written reader agrees with the OpenTelemetry SDK's propagator on every value
+    /// W3C Trace Context defines (and is stricter only where the SDK accepts short ids).
+    #[test]
+    fn reads_traceparents_as_the_sdk_propagator_does() {
+        use opentelemetry::propagation::TextMapPropagator as _;
+        use opentelemetry_sdk::propagation::TraceContextPropagator;
+        let sdk = |value: &str| {
+            let carrier =
+                std::collections::HashMap::from([(TRACEPARENT.to_string(), value.to_string())]);
+            let context = TraceContextPropagator::new().extract(&carrier);
+            let span_context = context.span().span_context().clone();
+            span_context.is_valid().then_some(span_context)
+        };
+        for value in [
+            PARENT,
+            " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later-fields",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "",
+        ] {
+            assert_eq!(remote_parent(value), sdk(value), "{value:?}");
         }
     }
 

@@ -28,6 +28,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -235,6 +236,9 @@ pub struct Scheduler {
     owner: Owner,
     wake: Notify,
     claimer: Notify,
+    /// Whether any webhook has a rate (`State::paces` is not empty); set under the lock, read
+    /// without it so that unlimited webhooks are paced for free.
+    pacing: AtomicBool,
 }
 
 impl Scheduler {
@@ -246,6 +250,7 @@ impl Scheduler {
             owner,
             wake: Notify::new(),
             claimer: Notify::new(),
+            pacing: AtomicBool::new(false),
         }
     }
 
@@ -352,8 +357,19 @@ impl Scheduler {
     /// before its deliveries are queued (emit, redelivery, start) and at each attempt, so a
     /// change, made here or by another instance, applies from then on.
     pub fn pace(&self, webhook_id: u64, limit: Option<RateLimit>, now_ms: i64) {
+        // No webhook has a rate: an unlimited one has nothing to forget (it is set under the
+        // lock below, before any entry of a limited webhook is queued).
+        if limit.is_none() && !self.pacing.load(AtomicOrdering::Acquire) {
+            return;
+        }
         let mut state = self.lock();
         let state = &mut *state;
+        self.paced(state, webhook_id, limit, now_ms);
+        self.pacing
+            .store(!state.paces.is_empty(), AtomicOrdering::Release);
+    }
+
+    fn paced(&self, state: &mut State, webhook_id: u64, limit: Option<RateLimit>, now_ms: i64) {
         match limit {
             None => {
                 if state.paces.remove(&webhook_id).is_some() {
