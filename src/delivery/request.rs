@@ -5,6 +5,8 @@
 //! masked copy of the headers that the response log shows (custom header values included:
 //! the log is stored, and they are sealed at rest).
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
@@ -27,9 +29,9 @@ pub struct PreparedRequest {
     pub logged_headers: String,
 }
 
-/// Whether a header's value is a credential that the log must mask.
+/// Whether a header's value is a credential that the log must mask (its name contains one
+/// of these words, in any case).
 fn is_secret_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
     [
         "authorization",
         "cf-webhook-auth",
@@ -40,7 +42,11 @@ fn is_secret_header(name: &str) -> bool {
         "apikey",
     ]
     .iter()
-    .any(|s| name.contains(s))
+    .any(|word| {
+        name.as_bytes()
+            .windows(word.len())
+            .any(|part| part.eq_ignore_ascii_case(word.as_bytes()))
+    })
 }
 
 /// Assembles the attempt's request at `now_secs`.
@@ -72,7 +78,7 @@ pub fn prepare(
         "X-Webhookd-Webhook-Id".into(),
         ids::format(Kind::Webhook, webhook.id),
     ));
-    let body = rendered.body.clone().unwrap_or_default();
+    let body = rendered.body.as_deref().unwrap_or_default();
     let signatures: Vec<String> = webhook
         .signing_secrets
         .iter()
@@ -117,7 +123,8 @@ pub fn prepare(
         headers.retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
         headers.push(("Authorization".into(), authorization));
     }
-    let logged: serde_json::Map<String, serde_json::Value> = headers
+    // By name, as a JSON object's keys are kept.
+    let logged: BTreeMap<&str, &str> = headers
         .iter()
         .map(|(name, value)| {
             let shown = if is_secret_header(name) || webhook.custom_headers.contains_key(name) {
@@ -125,9 +132,11 @@ pub fn prepare(
             } else {
                 value
             };
-            (name.clone(), serde_json::Value::String(shown.to_string()))
+            (name.as_str(), shown)
         })
         .collect();
+    let logged_headers =
+        serde_json::to_string(&logged).expect("a map of strings serializes to JSON");
     PreparedRequest {
         outgoing: OutgoingRequest {
             method: rendered.method.clone(),
@@ -136,7 +145,7 @@ pub fn prepare(
             body: rendered.body.clone().map(Bytes::from),
             tls: TlsSettings::of(webhook),
         },
-        logged_headers: serde_json::Value::Object(logged).to_string(),
+        logged_headers,
     }
 }
 
