@@ -221,7 +221,7 @@ pub struct WebhookStats {
 impl WebhookStats {
     /// Counts a logged attempt made at `at_ms`: the next log sequence number, the outcome
     /// times, the run of failures (a failing egress proxy is not the endpoint's failure), and
-    /// the breaker. The PostgreSQL backend does the same in SQL.
+    /// the breaker. Both backends apply it to the stats row their write holds.
     pub fn record(&mut self, at_ms: i64, succeeded: bool, step: BreakerStep) {
         self.response_seq += 1;
         if succeeded {

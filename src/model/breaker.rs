@@ -1,8 +1,8 @@
 //! A webhook's circuit breaker as the store keeps it, beside the webhook's stats, so every
 //! instance sharing the store sees the failures of all of them. One pure step function
-//! (`BreakerState::step`) says how an attempt moves it; the sled backend runs it, the
-//! PostgreSQL backend runs the same rules in SQL in the attempt's own statement (the store
-//! conformance suite holds both to the same outcomes).
+//! (`BreakerState::step`) says how an attempt moves it; both backends run it on the stats
+//! row as their write locked it (the store conformance suite holds both to the same
+//! outcomes).
 //!
 //! - Consecutive endpoint failures (timeouts, connection errors, 5xx, 429) count up; an
 //!   answer resets them. A failure that reaches the threshold opens the breaker for the
@@ -38,18 +38,6 @@ pub enum Verdict {
     /// The egress proxy failed: not the endpoint's fault, so the failure counts neither
     /// toward the breaker nor toward the webhook's run of failures (auto-disable).
     ProxyFailed,
-}
-
-impl Verdict {
-    /// Its name in the PostgreSQL backend's statements.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Answered => "answered",
-            Verdict::Failing => "failing",
-            Verdict::Unknown => "unknown",
-            Verdict::ProxyFailed => "proxy",
-        }
-    }
 }
 
 /// When a breaker opens and for how long.

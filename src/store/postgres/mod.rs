@@ -4,7 +4,8 @@
 //!
 //! Durability: every statement or transaction is committed before its call returns, so
 //! `flush` has nothing left to do. Emits are group-committed (`inserts`): concurrent events
-//! share one transaction and each emit is answered after its COMMIT. Ids come from one
+//! share one transaction and each emit is answered after its COMMIT; so are attempt records
+//! (`attempts`), each webhook's stats row written once per batch. Ids come from one
 //! database sequence in blocks, so instances never hand out the same id. The sealing layer
 //! above seals webhook secrets before they reach this module; nothing here sees them in clear.
 //!
@@ -13,6 +14,16 @@
 //! Webhooks and tokens are read through per-instance caches (`cache`) that the writes of
 //! every instance invalidate by notification; an entry is never used after `cache::MAX_AGE`.
 
+/// The columns of `webhook_stats` that `stats_of` reads, in its order.
+macro_rules! stats_columns {
+    () => {
+        "last_success_ms, last_failure_ms, failing_since_ms, response_seq, breaker_failures,
+         breaker_open_until_ms, breaker_level, breaker_opened_at_ms, breaker_changed_seq,
+         breaker_changed_at_ms"
+    };
+}
+
+mod attempts;
 mod cache;
 mod changes;
 mod claims;
@@ -47,15 +58,6 @@ use crate::model::{
     ApiToken, BreakerState, Delivery, DeliveryState, Event, ResponseRecord, Webhook, WebhookStats,
     now_ms,
 };
-
-/// The columns of `webhook_stats` that `stats_of` reads, in its order.
-macro_rules! stats_columns {
-    () => {
-        "last_success_ms, last_failure_ms, failing_since_ms, response_seq, breaker_failures,
-         breaker_open_until_ms, breaker_level, breaker_opened_at_ms, breaker_changed_seq,
-         breaker_changed_at_ms"
-    };
-}
 
 /// Ids one `nextval` reserves (the sequence's INCREMENT BY in migrations/0001_initial.sql).
 const ID_BLOCK: u64 = 256;
@@ -94,6 +96,7 @@ pub struct PostgresStore {
     /// The rest of the id block this instance reserved: next id, end (exclusive).
     ids: Mutex<(u64, u64)>,
     inserts: inserts::GroupCommit,
+    attempts: attempts::Attempts,
     /// The listener's and the health probe's pool.
     aux: PgPool,
     listener: notify::Listener,
@@ -207,6 +210,7 @@ impl PostgresStore {
         let caches = Arc::new(cache::Caches::default());
         Ok(PostgresStore {
             inserts: inserts::GroupCommit::start(pool.clone(), owner, commit_seconds),
+            attempts: attempts::Attempts::start(pool.clone(), owner),
             pool,
             ids: Mutex::new((0, 0)),
             listener: notify::Listener::start(aux.clone(), owner.id, Arc::clone(&caches)),
@@ -542,155 +546,13 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    /// Records an attempt in one statement: the delivery's state, its outbox row moved or
-    /// removed, the log entry and the webhook's stats, and notifies the other instances of
-    /// the new state (sent at COMMIT). Returns the stats after the attempt.
+    /// Records an attempt in the batch of concurrent attempts (`attempts`): its delivery's
+    /// state, its outbox row moved or removed, its log entry, its change-log entry, the
+    /// notification of the other instances and, for an ordered delivery that ends, the next
+    /// of its queue released, committed together with its webhook's stats. Returns the stats
+    /// as this attempt left them.
     async fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
-        let d = record.delivery;
-        let (logged, at_ms, body) = match record.response {
-            Some(response) => (true, response.timestamp_ms, to_json(response)?),
-            None => (false, 0, "null".to_string()),
-        };
-        let statement = concat!(
-            "WITH updated AS (
-                 -- A delivery cancelled while the attempt was in flight stays cancelled
-                 -- (and gets no retry) unless the attempt succeeded.
-                 UPDATE deliveries SET
-                     state = CASE WHEN state = 'CANCELLED' AND $3 <> 'SUCCEEDED'
-                         THEN state ELSE $3 END,
-                     attempts = $4, next_attempt_ms = $5,
-                     last_status_code = $6, last_error = $7, updated_at_ms = $16
-                 WHERE id = $1
-                 RETURNING state, pg_notify($14, $15)),
-             kept_cancelled AS (SELECT 1 FROM updated WHERE state = 'CANCELLED'),
-             finished AS (DELETE FROM outbox WHERE delivery_id = $1
-                 AND ($8 OR EXISTS (SELECT 1 FROM kept_cancelled))),
-             moved AS (
-                 INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
-                     lease_until_ms)
-                 SELECT $1, $2, $9, $5, $19, $20
-                 WHERE NOT $8 AND NOT EXISTS (SELECT 1 FROM kept_cancelled)
-                 ON CONFLICT (delivery_id) DO UPDATE
-                     SET due_ms = excluded.due_ms, lease_owner = excluded.lease_owner,
-                         lease_until_ms = excluded.lease_until_ms),
-             stats AS (
-                 -- WebhookStats::record in SQL: the run of failures (not a proxy's), and the
-                 -- breaker (model/breaker.rs): $21 the verdict, $22 threshold, $23 first
-                 -- cooldown, $24 longest cooldown. Every value is computed from the row as
-                 -- locked, so concurrent attempts of any instance add up.
-                 INSERT INTO webhook_stats AS s
-                     (webhook_id, response_seq, last_success_ms, last_failure_ms, failing_since_ms,
-                      breaker_failures, breaker_open_until_ms, breaker_opened_at_ms,
-                      breaker_changed_seq, breaker_changed_at_ms)
-                 SELECT $9, 1, CASE WHEN $11 THEN $12 END,
-                     CASE WHEN $11 OR $21::text = 'proxy' THEN NULL ELSE $12 END,
-                     CASE WHEN $11 OR $21::text = 'proxy' THEN NULL ELSE $12 END,
-                     CASE WHEN $21::text = 'failing' THEN 1 ELSE 0 END,
-                     CASE WHEN $21::text = 'failing' AND $22::int <= 1 THEN $12 + $23::bigint END,
-                     CASE WHEN $21::text = 'failing' AND $22::int <= 1 THEN $12 END,
-                     CASE WHEN $21::text = 'failing' AND $22::int <= 1 THEN 1 ELSE 0 END,
-                     CASE WHEN $21::text = 'failing' AND $22::int <= 1 THEN $12 ELSE 0 END
-                 WHERE $10
-                 ON CONFLICT (webhook_id) DO UPDATE SET
-                     response_seq = s.response_seq + 1,
-                     last_success_ms = CASE WHEN $11 THEN $12 ELSE s.last_success_ms END,
-                     last_failure_ms = CASE WHEN $11 OR $21 = 'proxy' THEN s.last_failure_ms
-                         ELSE $12 END,
-                     failing_since_ms = CASE WHEN $11 THEN NULL
-                         WHEN $21 = 'proxy' THEN s.failing_since_ms
-                         ELSE coalesce(s.failing_since_ms, $12) END,
-                     breaker_failures = CASE $21 WHEN 'answered' THEN 0
-                         WHEN 'failing' THEN s.breaker_failures + 1 ELSE s.breaker_failures END,
-                     breaker_level = CASE
-                         WHEN $21 = 'answered' THEN 0
-                         WHEN $21 <> 'failing' OR s.breaker_failures + 1 < $22 THEN s.breaker_level
-                         WHEN s.breaker_open_until_ms IS NULL THEN 0
-                         WHEN s.breaker_open_until_ms <= $12 THEN s.breaker_level + 1
-                         ELSE s.breaker_level END,
-                     breaker_open_until_ms = CASE
-                         WHEN $21 = 'answered' THEN NULL
-                         WHEN $21 <> 'failing' OR s.breaker_failures + 1 < $22
-                             THEN s.breaker_open_until_ms
-                         WHEN s.breaker_open_until_ms IS NULL THEN $12 + $23
-                         WHEN s.breaker_open_until_ms <= $12
-                             THEN $12 + least($23 * (1::bigint << least(s.breaker_level + 1, 16)), $24)
-                         ELSE s.breaker_open_until_ms END,
-                     breaker_opened_at_ms = CASE
-                         WHEN $21 = 'failing' AND s.breaker_failures + 1 >= $22
-                             AND s.breaker_open_until_ms IS NULL THEN $12
-                         ELSE s.breaker_opened_at_ms END,
-                     breaker_changed_seq = CASE
-                         WHEN ($21 = 'failing' AND s.breaker_failures + 1 >= $22
-                                 AND s.breaker_open_until_ms IS NULL)
-                             OR ($21 = 'answered' AND s.breaker_open_until_ms IS NOT NULL)
-                             THEN s.response_seq + 1
-                         ELSE s.breaker_changed_seq END,
-                     breaker_changed_at_ms = CASE
-                         WHEN ($21 = 'failing' AND s.breaker_failures + 1 >= $22
-                                 AND s.breaker_open_until_ms IS NULL)
-                             OR ($21 = 'answered' AND s.breaker_open_until_ms IS NOT NULL)
-                             THEN $12
-                         ELSE s.breaker_changed_at_ms END
-                 RETURNING ",
-            stats_columns!(),
-            "),
-             logged AS (
-                 INSERT INTO responses (webhook_id, seq, body)
-                 SELECT $9, response_seq, $13::json FROM stats),
-             changed AS (
-                 -- The state the delivery was left in (CANCELLED when it stayed so).
-                 INSERT INTO delivery_changes (account_id, at_ms, body)
-                 SELECT coalesce((SELECT account_id FROM events WHERE id = $2), ''), $18,
-                     coalesce((SELECT CASE WHEN state = 'CANCELLED'
-                         THEN jsonb_set($17::jsonb, '{state}', to_jsonb('CANCELLED'::text)) - 'next_attempt_ms'
-                         ELSE $17::jsonb END FROM updated), $17::jsonb)::json)
-             SELECT * FROM stats
-             UNION ALL
-             SELECT ",
-            stats_columns!(),
-            " FROM webhook_stats WHERE webhook_id = $9 AND NOT $10"
-        );
-        let query = sqlx::query(statement)
-            .bind(sql_id(d.id))
-            .bind(sql_id(d.event_id))
-            .bind(state_name(d.state)?)
-            .bind(i64::from(d.attempts))
-            .bind(d.next_attempt_ms)
-            .bind(d.last_status_code.map(i32::from))
-            .bind(&d.last_error)
-            .bind(d.state.is_final())
-            .bind(sql_id(d.webhook_id))
-            .bind(logged)
-            .bind(record.succeeded)
-            .bind(at_ms)
-            .bind(body)
-            .bind(notify::CHANNEL)
-            .bind(notify::payload(self.owner.id, d)?)
-            .bind(d.updated_at_ms)
-            .bind(changes::body(&update_of(d))?)
-            .bind(now_ms())
-            .bind(record.lease.map(|l| sql_id(l.owner)))
-            .bind(record.lease.map(|l| l.until_ms))
-            .bind(record.breaker.verdict.as_str())
-            .bind(i32::try_from(record.breaker.policy.threshold).unwrap_or(i32::MAX))
-            .bind(record.breaker.policy.cooldown_ms)
-            .bind(record.breaker.policy.max_cooldown_ms);
-        // An ordered delivery that ends releases the next of its queue in the same
-        // transaction, born leased to this instance (its worker schedules it at once).
-        let row = match &d.ordering {
-            Some(_) if d.state.is_final() => {
-                let mut tx = self.pool.begin().await.map_err(db)?;
-                ordering::lock_for_release(&mut tx, d).await?;
-                let row = query.fetch_optional(&mut *tx).await.map_err(db)?;
-                ordering::release(&mut tx, d, self.owner.lease_from(now_ms())).await?;
-                tx.commit().await.map_err(db)?;
-                row
-            }
-            _ => query.fetch_optional(&self.pool).await.map_err(db)?,
-        };
-        row.map(|r| stats_of(&r))
-            .transpose()
-            .map(Option::unwrap_or_default)
+        self.attempts.record(record).await
     }
 
     /// Drops the outbox row of a delivery if it is still due at `due_ms` (a stale entry).

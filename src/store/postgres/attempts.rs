@@ -1,0 +1,383 @@
+//! Group commit of attempt records: a collector task gathers the `record_attempt` calls of
+//! concurrent workers and writes each gathered batch in one transaction (one WAL flush),
+//! answering every caller after the COMMIT that covers it. No fixed window: a batch goes out
+//! as soon as one is ready, and what arrives while `COMMITS_IN_FLIGHT` batches are committing
+//! forms the next, larger one.
+//!
+//! A batch's transaction, in this lock order (the one every writer of these rows keeps, so
+//! two instances' batches never deadlock):
+//! 1. the advisory locks of the ordering queues whose head ends, in queue order (as emits
+//!    take them);
+//! 2. the `webhook_stats` rows of the webhooks with logged attempts, locked and read in
+//!    webhook order; `WebhookStats::record` then replays the batch's attempts on them in
+//!    attempt order (the same rule as the sled backend: run of failures, breaker), so each
+//!    caller gets the stats as its own attempt left them: its own log number, and the
+//!    breaker transition it made, if any (each transition is seen by exactly one write);
+//! 3. one statement for the rest: per record the delivery's state (kept CANCELLED when it
+//!    was cancelled meanwhile and the attempt did not succeed), its outbox row moved or
+//!    removed, its change-log entry, `pg_notify` to the other instances (sent at COMMIT) and
+//!    its log entry; per webhook its stats row, written once;
+//! 4. the ordering releases (the next delivery of a queue gets its outbox row).
+//!
+//! A delivery recorded twice before a batch goes out (one statement cannot update it twice)
+//! waits for the next batch. A failed transaction fails every record of its batch (each is
+//! then not recorded, and attempted again).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use sqlx::Row;
+use sqlx::postgres::PgPool;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{db, notify, ordering, sql_id, state_name, stats_of, to_json};
+use crate::error::{Error, Result};
+use crate::model::{BreakerStep, Delivery, WebhookStats, now_ms};
+use crate::store::change_log::update_of;
+use crate::store::{AttemptRecord, Owner};
+
+/// Records of one batch at most.
+const MAX_BATCH: usize = 512;
+
+/// Batches committing at the same time (those of one webhook queue on its stats row anyway).
+const COMMITS_IN_FLIGHT: usize = 2;
+
+/// One attempt as the batch takes it, owned (it travels to the collector task), its JSON
+/// encoded by the caller.
+struct Attempt {
+    delivery_id: i64,
+    event_id: i64,
+    webhook_id: i64,
+    state: String,
+    attempts: i64,
+    next_attempt_ms: i64,
+    status_code: Option<i32>,
+    error: String,
+    is_final: bool,
+    account_id: String,
+    notification: String,
+    updated_at_ms: i64,
+    change: String,
+    /// The log entry: its time and JSON (None: nothing logged, stats untouched).
+    logged: Option<(i64, String)>,
+    succeeded: bool,
+    breaker: BreakerStep,
+    lease: Option<(i64, i64)>,
+    /// An ordered delivery that ends: it releases the next of its queue.
+    releases: Option<Delivery>,
+}
+
+impl Attempt {
+    fn of(record: &AttemptRecord<'_>, instance: u64) -> Result<Attempt> {
+        let d = record.delivery;
+        Ok(Attempt {
+            delivery_id: sql_id(d.id),
+            event_id: sql_id(d.event_id),
+            webhook_id: sql_id(d.webhook_id),
+            state: state_name(d.state)?,
+            attempts: i64::from(d.attempts),
+            next_attempt_ms: d.next_attempt_ms,
+            status_code: d.last_status_code.map(i32::from),
+            error: d.last_error.clone(),
+            is_final: d.state.is_final(),
+            account_id: d.account_id.clone(),
+            notification: notify::payload(instance, d)?,
+            updated_at_ms: d.updated_at_ms,
+            change: super::changes::body(&update_of(d))?,
+            logged: record
+                .response
+                .map(|r| Ok::<_, Error>((r.timestamp_ms, to_json(r)?)))
+                .transpose()?,
+            succeeded: record.succeeded,
+            breaker: record.breaker,
+            lease: record.lease.map(|l| (sql_id(l.owner), l.until_ms)),
+            releases: (d.ordering.is_some() && d.state.is_final()).then(|| d.clone()),
+        })
+    }
+}
+
+struct Job {
+    attempt: Attempt,
+    done: oneshot::Sender<Result<WebhookStats>>,
+}
+
+/// Handle to the collector task; it stops when every handle is gone.
+pub struct Attempts {
+    jobs: mpsc::UnboundedSender<Job>,
+    owner: Owner,
+}
+
+impl Attempts {
+    /// Starts the collector on the current runtime; `owner` names this instance in the
+    /// notifications and leases the outbox rows its releases create.
+    pub fn start(pool: PgPool, owner: Owner) -> Attempts {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        tokio::spawn(collect(pool, owner, queue));
+        Attempts { jobs, owner }
+    }
+
+    /// Records an attempt; returns once it is committed (or its batch failed).
+    pub async fn record(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
+        let stopped = || Error::Internal("the store is shutting down".into());
+        let attempt = Attempt::of(&record, self.owner.id)?;
+        let (done, wait) = oneshot::channel();
+        self.jobs
+            .send(Job { attempt, done })
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
+    }
+}
+
+async fn collect(pool: PgPool, owner: Owner, mut queue: mpsc::UnboundedReceiver<Job>) {
+    let commits = Arc::new(Semaphore::new(COMMITS_IN_FLIGHT));
+    // A record of a delivery already in the batch being gathered: it starts the next one.
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match queue.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let Ok(permit) = Arc::clone(&commits).acquire_owned().await else {
+            return;
+        };
+        let mut ids = HashSet::from([first.attempt.delivery_id]);
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) if ids.insert(job.attempt.delivery_id) => batch.push(job),
+                Ok(job) => {
+                    carried = Some(job);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let _commit = permit;
+            let attempts: Vec<&Attempt> = batch.iter().map(|j| &j.attempt).collect();
+            match commit(&pool, owner, &attempts).await {
+                Ok(stats) => {
+                    for (job, stats) in batch.into_iter().zip(stats) {
+                        let _ = job.done.send(Ok(stats));
+                    }
+                }
+                Err(e) => {
+                    for job in batch {
+                        let _ = job.done.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Locks the stats rows of the webhooks in $1 (created when missing) in webhook order and
+/// reads them with those of $2 (only read: none of their attempts is logged).
+const LOCK_STATS: &str = concat!(
+    "WITH locked AS (
+         INSERT INTO webhook_stats AS s (webhook_id)
+         SELECT w FROM UNNEST($1::bigint[]) AS w ORDER BY w
+         ON CONFLICT (webhook_id) DO UPDATE SET webhook_id = s.webhook_id
+         RETURNING webhook_id, ",
+    stats_columns!(),
+    ")
+     SELECT ",
+    stats_columns!(),
+    ", webhook_id FROM locked
+     UNION ALL
+     SELECT ",
+    stats_columns!(),
+    ", webhook_id FROM webhook_stats WHERE webhook_id = ANY($2)"
+);
+
+/// The batch's writes (see the module header). Parameters: $1-$15 one element per record (in
+/// batch order), $16 the notification channel, $17 now, $18-$20 the log entries, $21-$31 the
+/// stats rows as the batch leaves them.
+const RECORD: &str = "WITH new AS (
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
+             $5::bigint[], $6::bigint[], $7::integer[], $8::text[], $9::bool[], $10::text[],
+             $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::bigint[])
+             WITH ORDINALITY
+             AS t (id, event_id, webhook_id, state, attempts, next_ms, code, error, is_final,
+                 account_id, notification, updated_ms, change, lease_owner, lease_until, n)),
+     updated AS (
+         UPDATE deliveries d SET
+             state = CASE WHEN d.state = 'CANCELLED' AND new.state <> 'SUCCEEDED'
+                 THEN d.state ELSE new.state END,
+             attempts = new.attempts, next_attempt_ms = new.next_ms,
+             last_status_code = new.code, last_error = new.error, updated_at_ms = new.updated_ms
+         FROM new WHERE d.id = new.id
+         RETURNING d.id, d.state, pg_notify($16, new.notification)),
+     kept AS (
+         -- kept_cancelled: cancelled while the attempt was in flight, and it stays so.
+         SELECT new.*, coalesce(u.state = 'CANCELLED', false) AS kept_cancelled
+         FROM new LEFT JOIN updated u ON u.id = new.id),
+     finished AS (
+         DELETE FROM outbox o USING kept k
+         WHERE o.delivery_id = k.id AND (k.is_final OR k.kept_cancelled)),
+     moved AS (
+         INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
+             lease_until_ms)
+         SELECT id, event_id, webhook_id, next_ms, lease_owner, lease_until FROM kept
+         WHERE NOT is_final AND NOT kept_cancelled
+         ON CONFLICT (delivery_id) DO UPDATE
+             SET due_ms = excluded.due_ms, lease_owner = excluded.lease_owner,
+                 lease_until_ms = excluded.lease_until_ms),
+     changed AS (
+         -- The state the delivery was left in (CANCELLED when it stayed so), under its
+         -- account (from its event for a delivery stored before deliveries kept it).
+         INSERT INTO delivery_changes (account_id, at_ms, body)
+         SELECT coalesce(nullif(k.account_id, ''),
+                 (SELECT e.account_id FROM events e WHERE e.id = k.event_id), ''),
+             $17,
+             (CASE WHEN k.kept_cancelled
+                 THEN jsonb_set(k.change::jsonb, '{state}', to_jsonb('CANCELLED'::text))
+                     - 'next_attempt_ms'
+                 ELSE k.change::jsonb END)::json
+         FROM kept k ORDER BY k.n),
+     logged AS (
+         INSERT INTO responses (webhook_id, seq, body)
+         SELECT w, seq, body::json FROM UNNEST($18::bigint[], $19::bigint[], $20::text[])
+             AS l (w, seq, body)),
+     stats AS (
+         UPDATE webhook_stats s SET
+             last_success_ms = u.last_success, last_failure_ms = u.last_failure,
+             failing_since_ms = u.failing_since, response_seq = u.seq,
+             breaker_failures = u.failures, breaker_open_until_ms = u.open_until,
+             breaker_level = u.level, breaker_opened_at_ms = u.opened_at,
+             breaker_changed_seq = u.changed_seq, breaker_changed_at_ms = u.changed_at
+         FROM UNNEST($21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[],
+             $26::integer[], $27::bigint[], $28::integer[], $29::bigint[], $30::bigint[],
+             $31::bigint[])
+             AS u (w, last_success, last_failure, failing_since, seq, failures, open_until,
+                 level, opened_at, changed_seq, changed_at)
+         WHERE s.webhook_id = u.w)
+     SELECT 1";
+
+/// Counters are integer in the database.
+fn sql_count(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Writes a batch in one transaction; one stats value per record, in order.
+async fn commit(pool: &PgPool, owner: Owner, batch: &[&Attempt]) -> Result<Vec<WebhookStats>> {
+    let mut releases: Vec<&Delivery> = batch.iter().filter_map(|a| a.releases.as_ref()).collect();
+    releases.sort_by(|a, b| {
+        let queue = |d: &Delivery| d.ordering.as_ref().map(|o| o.queue.clone());
+        (a.webhook_id, queue(a)).cmp(&(b.webhook_id, queue(b)))
+    });
+    let mut logged_by: Vec<i64> = batch
+        .iter()
+        .filter(|a| a.logged.is_some())
+        .map(|a| a.webhook_id)
+        .collect();
+    logged_by.sort_unstable();
+    logged_by.dedup();
+    let mut read_only: Vec<i64> = batch
+        .iter()
+        .map(|a| a.webhook_id)
+        .filter(|w| logged_by.binary_search(w).is_err())
+        .collect();
+    read_only.sort_unstable();
+    read_only.dedup();
+
+    let mut tx = pool.begin().await.map_err(db)?;
+    for d in &releases {
+        ordering::lock_for_release(&mut tx, d).await?;
+    }
+    let rows = sqlx::query(LOCK_STATS)
+        .bind(&logged_by)
+        .bind(&read_only)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+    let mut current: HashMap<i64, WebhookStats> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        current.insert(row.try_get(10).map_err(db)?, stats_of(row)?);
+    }
+
+    // The batch's attempts in order, each on the stats the one before left.
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut entries: (Vec<i64>, Vec<i64>, Vec<&str>) = Default::default();
+    for a in batch {
+        let stats = current.entry(a.webhook_id).or_default();
+        if let Some((at_ms, body)) = &a.logged {
+            stats.record(*at_ms, a.succeeded, a.breaker);
+            entries.0.push(a.webhook_id);
+            entries.1.push(stats.response_seq as i64);
+            entries.2.push(body);
+        }
+        answers.push(stats.clone());
+    }
+    let written: Vec<(i64, &WebhookStats)> = logged_by.iter().map(|w| (*w, &current[w])).collect();
+    let stat = |f: &dyn Fn(&WebhookStats) -> Option<i64>| {
+        written.iter().map(|(_, s)| f(s)).collect::<Vec<_>>()
+    };
+    let column = |f: &dyn Fn(&Attempt) -> i64| batch.iter().map(|a| f(a)).collect::<Vec<_>>();
+    let texts = |f: &dyn Fn(&Attempt) -> &str| batch.iter().map(|a| f(a)).collect::<Vec<_>>();
+    sqlx::query(RECORD)
+        .bind(column(&|a| a.delivery_id))
+        .bind(column(&|a| a.event_id))
+        .bind(column(&|a| a.webhook_id))
+        .bind(texts(&|a| &a.state))
+        .bind(column(&|a| a.attempts))
+        .bind(column(&|a| a.next_attempt_ms))
+        .bind(batch.iter().map(|a| a.status_code).collect::<Vec<_>>())
+        .bind(texts(&|a| &a.error))
+        .bind(batch.iter().map(|a| a.is_final).collect::<Vec<_>>())
+        .bind(texts(&|a| &a.account_id))
+        .bind(texts(&|a| &a.notification))
+        .bind(column(&|a| a.updated_at_ms))
+        .bind(texts(&|a| &a.change))
+        .bind(
+            batch
+                .iter()
+                .map(|a| a.lease.map(|l| l.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|a| a.lease.map(|l| l.1))
+                .collect::<Vec<_>>(),
+        )
+        .bind(notify::CHANNEL)
+        .bind(now_ms())
+        .bind(&entries.0)
+        .bind(&entries.1)
+        .bind(&entries.2)
+        .bind(written.iter().map(|(w, _)| *w).collect::<Vec<_>>())
+        .bind(stat(&|s| s.last_success_ms))
+        .bind(stat(&|s| s.last_failure_ms))
+        .bind(stat(&|s| s.failing_since_ms))
+        .bind(stat(&|s| Some(s.response_seq as i64)))
+        .bind(
+            written
+                .iter()
+                .map(|(_, s)| sql_count(s.breaker.consecutive_failures))
+                .collect::<Vec<_>>(),
+        )
+        .bind(stat(&|s| s.breaker.open_until_ms))
+        .bind(
+            written
+                .iter()
+                .map(|(_, s)| sql_count(s.breaker.cooldown_level))
+                .collect::<Vec<_>>(),
+        )
+        .bind(stat(&|s| s.breaker.opened_at_ms))
+        .bind(stat(&|s| Some(s.breaker.changed_seq as i64)))
+        .bind(stat(&|s| Some(s.breaker.changed_at_ms)))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    let lease = owner.lease_from(now_ms());
+    for d in releases {
+        ordering::release(&mut tx, d, lease).await?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(answers)
+}
