@@ -35,6 +35,9 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// Default file of the key that encrypts webhook secrets at rest, inside the data directory.
 pub const SECRET_KEY_FILE: &str = "secret.key";
 
+/// The instance's lease owner id on a shared (PostgreSQL) store, in its data directory.
+pub const INSTANCE_ID_FILE: &str = "instance.id";
+
 /// The admin token: from the config, else `<data_dir>/admin.token`, created (mode 0600) on
 /// the first start. Logs the file's path, never the token.
 fn admin_token(config: &Config) -> Result<String> {
@@ -137,7 +140,13 @@ pub async fn run(
         .unwrap_or_else(|| config.data_dir.join(SECRET_KEY_FILE));
     let secrets = SecretBox::load_or_create(&key_file)?;
     let metrics = Arc::new(Metrics::new());
-    let owner = Owner::random(config.lease);
+    let owner = match &config.store {
+        StoreBackend::Sled => Owner::random(config.lease),
+        // A restarted instance is the owner it was: it takes back its leases at once.
+        StoreBackend::Postgres(_) => {
+            Owner::kept_in(&config.data_dir.join(INSTANCE_ID_FILE), config.lease)?
+        }
+    };
     let backend: Arc<dyn Store> = match &config.store {
         StoreBackend::Sled => Arc::new(SledStore::open(
             &config.data_dir,

@@ -5,7 +5,8 @@
 //! claiming at the same moment are passed over, never waited for), the webhooks take turns
 //! up to the limit, and the chosen rows get the lease. A webhook whose stored circuit
 //! breaker is open (whichever instance opened it) is passed over; once its open period has
-//! passed (half-open) a claim takes one row of it, the probe. Renewal and release touch only the
+//! passed (half-open) a claim takes one row of it, the probe. Rows this owner's predecessor
+//! (the same id before a restart) leased are claimable at once. Renewal and release touch only the
 //! rows named, by primary key, and only while this owner holds them.
 
 use sqlx::{PgPool, Row};
@@ -15,7 +16,7 @@ use crate::error::Result;
 use crate::store::{Claim, Lease, OutboxEntry};
 
 /// The claim: $1 due before, $2 now, $3 per webhook, $4 webhooks to skip, $5 limit, $6 owner,
-/// $7 lease until.
+/// $7 lease until, $8 the owner's own leases ending before this are its predecessor's.
 pub const CLAIM: &str = "WITH RECURSIVE hooks (webhook_id) AS (
              (SELECT webhook_id FROM outbox ORDER BY webhook_id LIMIT 1)
              UNION ALL
@@ -28,7 +29,8 @@ pub const CLAIM: &str = "WITH RECURSIVE hooks (webhook_id) AS (
              CROSS JOIN LATERAL (
                  SELECT o.delivery_id, o.webhook_id, o.due_ms FROM outbox o
                  WHERE o.webhook_id = h.webhook_id AND o.due_ms <= $1
-                     AND (o.lease_until_ms IS NULL OR o.lease_until_ms < $2)
+                     AND (o.lease_until_ms IS NULL OR o.lease_until_ms < $2
+                         OR (o.lease_owner = $6 AND o.lease_until_ms < $8))
                      AND (b.breaker_open_until_ms IS NULL OR b.breaker_open_until_ms <= $2)
                  ORDER BY o.due_ms, o.delivery_id
                  LIMIT CASE WHEN b.breaker_open_until_ms IS NULL THEN $3 ELSE 1 END
@@ -45,8 +47,13 @@ pub const CLAIM: &str = "WITH RECURSIVE hooks (webhook_id) AS (
          FROM chosen WHERE o.delivery_id = chosen.delivery_id
          RETURNING o.due_ms, o.delivery_id, o.webhook_id";
 
-/// Leases due free rows; see `Store::claim`.
-pub async fn claim(pool: &PgPool, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> {
+/// Leases due free rows, and those of `owner`'s predecessor (its leases ending before
+/// `reclaim_before_ms`); see `Store::claim`.
+pub async fn claim(
+    pool: &PgPool,
+    claim: Claim<'_>,
+    reclaim_before_ms: i64,
+) -> Result<Vec<OutboxEntry>> {
     let skip: Vec<i64> = claim.skip.iter().map(|&id| sql_id(id)).collect();
     let rows = sqlx::query(CLAIM)
         .bind(claim.due_before_ms)
@@ -56,6 +63,7 @@ pub async fn claim(pool: &PgPool, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> 
         .bind(sql_count(claim.limit))
         .bind(sql_id(claim.lease.owner))
         .bind(claim.lease.until_ms)
+        .bind(reclaim_before_ms)
         .fetch_all(pool)
         .await
         .map_err(db)?;

@@ -29,6 +29,7 @@ mod changes;
 mod claims;
 mod event_types;
 mod inserts;
+mod instance;
 mod notify;
 mod ordering;
 mod queries;
@@ -105,6 +106,11 @@ pub struct PostgresStore {
     /// This instance: the outbox rows it writes are leased to it, and its id names it in
     /// its notifications (one id per process for both).
     owner: Owner,
+    /// Leases of this owner ending before this were taken by its predecessor (the same id
+    /// before a restart): claims take them back at once.
+    reclaim_before_ms: i64,
+    /// This instance's hold on its id (see `instance`).
+    _identity: instance::Identity,
 }
 
 /// A database failure as the domain sees it: UNAVAILABLE when the database cannot be
@@ -167,7 +173,8 @@ impl PostgresStore {
     /// it writes are leased to `owner`, and the duration of each group commit goes to
     /// `commit_seconds`. Fails with one
     /// clear line (without the password) when the database is unreachable, refuses the
-    /// credentials, or has a schema newer than this binary knows.
+    /// credentials, has a schema newer than this binary knows, or another live instance
+    /// uses `owner`'s id. The leases `owner` held before (a restart) are claimable at once.
     pub async fn connect(
         url: &str,
         owner: Owner,
@@ -184,6 +191,7 @@ impl PostgresStore {
             .application_name("webhookd");
         // One connection first: its error says what is wrong (refused, unknown host, bad
         // credentials), where the pool would only report a timeout.
+        let reclaim_before_ms = owner.lease_from(now_ms()).until_ms;
         let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
             .await
             .map_err(|_| cannot(&"no answer within 10 s"))?
@@ -203,10 +211,14 @@ impl PostgresStore {
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .acquire_slow_threshold(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| cannot(&e))?;
         schema::migrate(&pool).await.map_err(|e| cannot(&e))?;
+        let identity =
+            instance::Identity::take(&options.application_name("webhookd-instance"), owner)
+                .await
+                .map_err(|e| cannot(&e))?;
         let caches = Arc::new(cache::Caches::default());
         Ok(PostgresStore {
             inserts: inserts::GroupCommit::start(pool.clone(), owner, commit_seconds),
@@ -217,6 +229,8 @@ impl PostgresStore {
             caches,
             aux,
             owner,
+            reclaim_before_ms,
+            _identity: identity,
         })
     }
 }
@@ -567,7 +581,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> {
-        claims::claim(&self.pool, claim).await
+        claims::claim(&self.pool, claim, self.reclaim_before_ms).await
     }
 
     async fn renew_leases(&self, lease: Lease, delivery_ids: &[u64]) -> Result<()> {

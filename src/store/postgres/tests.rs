@@ -104,7 +104,7 @@ async fn a_second_start_finds_the_schema_and_ids_never_repeat() {
         PostgresStore::connect(&url, OWNER, histogram())
             .await
             .unwrap(),
-        PostgresStore::connect(&url, OWNER, histogram())
+        PostgresStore::connect(&url, Owner { id: 2, ..OWNER }, histogram())
             .await
             .unwrap(),
     );
@@ -206,6 +206,7 @@ async fn a_claim_walks_the_index_however_big_one_webhooks_backlog() {
         .bind(1000_i64)
         .bind(7_i64)
         .bind(60_000_i64)
+        .bind(1_i64)
         .fetch_all(&store.pool)
         .await
         .unwrap();
@@ -219,4 +220,61 @@ async fn a_claim_walks_the_index_however_big_one_webhooks_backlog() {
         .await
         .unwrap();
     assert_eq!(leased, 10 + 50 * 10);
+}
+
+#[tokio::test]
+async fn an_instance_id_has_one_live_holder_and_a_restart_takes_back_its_leases_at_once() {
+    let Some(url) = fresh_url().await else { return };
+    let first = PostgresStore::connect(&url, OWNER, histogram())
+        .await
+        .unwrap();
+    // Rows leased for 30 s more: one to this instance, one to another live instance.
+    let until = now_ms() + 30_000;
+    for (delivery_id, owner) in [(1_i64, OWNER.id), (2, 77)] {
+        sqlx::query(
+            "INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
+                 lease_until_ms) VALUES ($1, $1, 1, 0, $2, $3)",
+        )
+        .bind(delivery_id)
+        .bind(sql_id(owner))
+        .bind(until)
+        .execute(&first.pool)
+        .await
+        .unwrap();
+    }
+    let claim = |owner: Owner| Claim {
+        lease: owner.lease_from(now_ms()),
+        now_ms: now_ms(),
+        due_before_ms: i64::MAX,
+        per_webhook: 10,
+        limit: 10,
+        skip: &[],
+    };
+    // The live instance claims nothing it already holds.
+    assert_eq!(first.claim(claim(OWNER)).await.unwrap(), vec![]);
+
+    // A second start with the same id while the first lives is refused, saying why.
+    let refused = PostgresStore::connect(&url, OWNER, histogram())
+        .await
+        .err()
+        .expect("a second live holder of one id");
+    assert!(
+        refused
+            .to_string()
+            .contains("another live webhookd instance uses instance id 1"),
+        "{refused}"
+    );
+
+    // Restarted (the first one gone), the same id takes back its own lease at once, and
+    // only its own.
+    drop(first);
+    let restarted = PostgresStore::connect(&url, OWNER, histogram())
+        .await
+        .unwrap();
+    let taken = restarted.claim(claim(OWNER)).await.unwrap();
+    assert_eq!(
+        taken.iter().map(|e| e.delivery_id).collect::<Vec<_>>(),
+        vec![1]
+    );
+    assert_eq!(restarted.claim(claim(OWNER)).await.unwrap(), vec![]);
 }
