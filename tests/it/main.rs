@@ -20,6 +20,7 @@ mod operational_events;
 mod operator_api;
 mod ordering;
 mod pg_caches;
+mod pg_identity;
 mod pg_outage;
 mod process;
 mod races;

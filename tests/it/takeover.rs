@@ -46,7 +46,7 @@ async fn cluster(n: usize, concurrency: &str) -> Option<(Vec<TestStore>, Vec<Pro
 }
 
 /// Emits event `id` through the instance at `grpc`; returns once it is acknowledged.
-async fn emit(grpc: std::net::SocketAddr, token: &str, id: &str) {
+pub async fn emit(grpc: std::net::SocketAddr, token: &str, id: &str) {
     emit_ordered(grpc, token, id, "").await
 }
 
@@ -69,7 +69,7 @@ async fn emit_ordered(grpc: std::net::SocketAddr, token: &str, id: &str, orderin
 }
 
 /// Receives until every event of `expected` arrived; returns how often each delivery id came.
-async fn collect(receiver: &Receiver, expected: &HashSet<String>) -> HashMap<String, usize> {
+pub async fn collect(receiver: &Receiver, expected: &HashSet<String>) -> HashMap<String, usize> {
     let (mut events, mut deliveries) = (HashSet::new(), HashMap::new());
     while !expected.is_subset(&events) {
         let request = receiver.next().await;
