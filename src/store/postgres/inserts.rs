@@ -1,6 +1,7 @@
 //! Group commit of emits: a collector task gathers the events of concurrent callers and
-//! writes them in one transaction (multi-row inserts), answering every caller after its
-//! COMMIT. While `COMMITS_IN_FLIGHT` transactions are committing, new events queue up and
+//! writes them in one statement (events, deliveries, outbox rows and change-log entries as
+//! CTEs over arrays; a transaction when keys or queues come first), answering every caller
+//! after its COMMIT. While `COMMITS_IN_FLIGHT` transactions are committing, new events queue up and
 //! form the next, larger batch.
 //!
 //! Idempotency keys are claimed row by row in the same transaction, in key order (so two
@@ -8,12 +9,12 @@
 //! NOTHING`, else the existing row is locked and read; a key whose lifetime ended or whose
 //! event retention deleted is taken over, otherwise the event is a duplicate of that one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use prometheus::Histogram;
 use sqlx::postgres::PgPool;
-use sqlx::{Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{db, sql_id, state_name, to_json};
@@ -118,8 +119,25 @@ async fn collect(
     }
 }
 
-/// Writes a batch in one transaction; one outcome per event, in order.
+/// Writes a batch; one outcome per event, in order. Without idempotency keys or ordered
+/// deliveries it is one statement (one round trip, one COMMIT); otherwise the keys are
+/// claimed and the queues written first in one transaction.
 async fn commit(pool: &PgPool, events: &[&Pending], owner: Owner) -> Result<Vec<InsertOutcome>> {
+    let simple = events
+        .iter()
+        .all(|e| e.idempotency.is_none() && e.deliveries.iter().all(|d| d.ordering.is_none()));
+    if simple {
+        let mut conn = pool.acquire().await.map_err(db)?;
+        write(
+            &mut conn,
+            events,
+            &[],
+            &HashSet::new(),
+            owner.lease_from(now_ms()),
+        )
+        .await?;
+        return Ok(vec![InsertOutcome::Inserted; events.len()]);
+    }
     let mut tx = pool.begin().await.map_err(db)?;
     let mut outcomes = vec![InsertOutcome::Inserted; events.len()];
     let mut keyed: Vec<(usize, &Key)> = events
@@ -149,19 +167,10 @@ async fn commit(pool: &PgPool, events: &[&Pending], owner: Owner) -> Result<Vec<
         .filter(|(_, o)| **o == InsertOutcome::Inserted)
         .map(|(e, _)| *e)
         .collect();
-    write_events(&mut tx, &written).await?;
     let deliveries: Vec<&Delivery> = written.iter().flat_map(|e| &e.deliveries).collect();
-    let lease = owner.lease_from(now_ms());
-    write_delivery_rows(&mut tx, &deliveries, lease).await?;
-    let changes: Vec<(&str, _)> = written
-        .iter()
-        .flat_map(|e| {
-            e.deliveries
-                .iter()
-                .map(|d| (e.event.account_id.as_str(), update_of(d)))
-        })
-        .collect();
-    super::changes::append(&mut tx, &changes, now_ms()).await?;
+    // Ordered deliveries behind an unfinished one of their queue wait without an outbox row.
+    let held = super::ordering::enqueue(&mut tx, &deliveries).await?;
+    write(&mut tx, &written, &[], &held, owner.lease_from(now_ms())).await?;
     tx.commit().await.map_err(db)?;
     Ok(outcomes)
 }
@@ -215,59 +224,80 @@ async fn claim(
     Ok(None)
 }
 
-async fn write_events(tx: &mut Transaction<'_, Postgres>, events: &[&Pending]) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut ids = Vec::with_capacity(events.len());
-    let mut accounts = Vec::with_capacity(events.len());
-    let mut created = Vec::with_capacity(events.len());
-    let mut bodies = Vec::with_capacity(events.len());
-    for new in events {
-        ids.push(sql_id(new.event.id));
-        accounts.push(new.event.account_id.as_str());
-        created.push(new.event.created_at_ms);
-        bodies.push(to_json(&new.event)?);
-    }
-    sqlx::query(
-        "INSERT INTO events (id, account_id, created_at_ms, body)
-         SELECT id, account_id, created_at_ms, body::json
-         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[])
-             AS t (id, account_id, created_at_ms, body)",
-    )
-    .bind(ids)
-    .bind(accounts)
-    .bind(created)
-    .bind(bodies)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
-    Ok(())
-}
-
-/// Writes new deliveries and the outbox rows of those still to attempt, under `lease` (an
-/// ordered one only when it heads its queue).
+/// Writes new deliveries of existing events (redelivery) and the outbox rows of those still
+/// to attempt, under `lease` (an ordered one only when it heads its queue); their change-log
+/// entries are the caller's.
 pub async fn write_deliveries(
     tx: &mut Transaction<'_, Postgres>,
     deliveries: &[Delivery],
     lease: Lease,
 ) -> Result<()> {
     let refs: Vec<&Delivery> = deliveries.iter().collect();
-    write_delivery_rows(tx, &refs, lease).await
+    let held = super::ordering::enqueue(tx, &refs).await?;
+    write(tx, &[], &refs, &held, lease).await
 }
 
-async fn write_delivery_rows(
-    tx: &mut Transaction<'_, Postgres>,
-    deliveries: &[&Delivery],
+/// One statement: the events and their deliveries, `more` deliveries (of existing events),
+/// the outbox rows of those still to attempt (not final, not `held` behind another of their
+/// queue) under `lease`, and the events' deliveries' change-log entries, in order.
+const WRITE: &str = "WITH written AS (
+         INSERT INTO events (id, account_id, created_at_ms, body)
+         SELECT id, account_id, created_at_ms, body::json
+         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[])
+             AS t (id, account_id, created_at_ms, body)),
+     new AS (
+         SELECT * FROM UNNEST($5::bigint[], $6::bigint[], $7::bigint[], $8::text[],
+             $9::bigint[], $10::bigint[], $11::integer[], $12::text[], $13::text[], $14::bool[])
+             AS t (id, event_id, webhook_id, state, attempts, due_ms, code, error, request,
+                 pending)),
+     queued AS (
+         INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
+             lease_until_ms)
+         SELECT id, event_id, webhook_id, due_ms, $15, $16 FROM new WHERE pending),
+     stored AS (
+         INSERT INTO deliveries (id, event_id, webhook_id, state, attempts, next_attempt_ms,
+             last_status_code, last_error, request)
+         SELECT id, event_id, webhook_id, state, attempts, due_ms, code, error, request::json
+         FROM new),
+     changed AS (
+         INSERT INTO delivery_changes (account_id, at_ms, body)
+         SELECT account_id, $19, body::json
+         FROM UNNEST($17::text[], $18::text[]) WITH ORDINALITY AS t (account_id, body, n)
+         ORDER BY n)
+     SELECT 1";
+
+async fn write(
+    conn: &mut PgConnection,
+    events: &[&Pending],
+    more: &[&Delivery],
+    held: &HashSet<u64>,
     lease: Lease,
 ) -> Result<()> {
-    if deliveries.is_empty() {
-        return Ok(());
+    let n = events.len();
+    let (mut ids, mut accounts, mut created, mut bodies) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut change_accounts, mut changes) = (Vec::new(), Vec::new());
+    for new in events {
+        ids.push(sql_id(new.event.id));
+        accounts.push(new.event.account_id.as_str());
+        created.push(new.event.created_at_ms);
+        bodies.push(to_json(&new.event)?);
+        for d in &new.deliveries {
+            change_accounts.push(new.event.account_id.as_str());
+            changes.push(super::changes::body(&update_of(d))?);
+        }
     }
-    // Ordered deliveries behind an unfinished one of their queue wait without an outbox row.
-    let held = super::ordering::enqueue(tx, deliveries).await?;
+    let deliveries: Vec<&Delivery> = events
+        .iter()
+        .flat_map(|e| &e.deliveries)
+        .chain(more.iter().copied())
+        .collect();
     let n = deliveries.len();
-    let (mut ids, mut events, mut webhooks) = (
+    let (mut d_ids, mut d_events, mut webhooks) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -284,8 +314,8 @@ async fn write_delivery_rows(
         Vec::with_capacity(n),
     );
     for d in deliveries {
-        ids.push(sql_id(d.id));
-        events.push(sql_id(d.event_id));
+        d_ids.push(sql_id(d.id));
+        d_events.push(sql_id(d.event_id));
         webhooks.push(sql_id(d.webhook_id));
         states.push(state_name(d.state)?);
         attempts.push(i64::from(d.attempts));
@@ -295,35 +325,28 @@ async fn write_delivery_rows(
         requests.push(to_json(d)?);
         pending.push(!d.state.is_final() && !held.contains(&d.id));
     }
-    sqlx::query(
-        "WITH new AS (
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
-                 $5::bigint[], $6::bigint[], $7::integer[], $8::text[], $9::text[], $10::bool[])
-                 AS t (id, event_id, webhook_id, state, attempts, due_ms, code, error, request,
-                     pending)),
-         queued AS (
-             INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
-                 lease_until_ms)
-             SELECT id, event_id, webhook_id, due_ms, $11, $12 FROM new WHERE pending)
-         INSERT INTO deliveries (id, event_id, webhook_id, state, attempts, next_attempt_ms,
-             last_status_code, last_error, request)
-         SELECT id, event_id, webhook_id, state, attempts, due_ms, code, error, request::json
-         FROM new",
-    )
-    .bind(ids)
-    .bind(events)
-    .bind(webhooks)
-    .bind(states)
-    .bind(attempts)
-    .bind(due)
-    .bind(codes)
-    .bind(errors)
-    .bind(requests)
-    .bind(pending)
-    .bind(sql_id(lease.owner))
-    .bind(lease.until_ms)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+    sqlx::query(WRITE)
+        .bind(ids)
+        .bind(accounts)
+        .bind(created)
+        .bind(bodies)
+        .bind(d_ids)
+        .bind(d_events)
+        .bind(webhooks)
+        .bind(states)
+        .bind(attempts)
+        .bind(due)
+        .bind(codes)
+        .bind(errors)
+        .bind(requests)
+        .bind(pending)
+        .bind(sql_id(lease.owner))
+        .bind(lease.until_ms)
+        .bind(change_accounts)
+        .bind(changes)
+        .bind(now_ms())
+        .execute(conn)
+        .await
+        .map_err(db)?;
     Ok(())
 }
