@@ -8,8 +8,9 @@
 //! two instances' batches never deadlock):
 //! 1. the advisory locks of the ordering queues whose head ends, in queue order (as emits
 //!    take them);
-//! 2. the `webhook_stats` rows of the webhooks with logged attempts, locked and read in
-//!    webhook order; `WebhookStats::record` then replays the batch's attempts on them in
+//! 2. its deliveries' rows and outbox rows in delivery order, then the `webhook_stats` rows
+//!    of the webhooks with logged attempts in webhook order, locked and read in one
+//!    statement (`LOCK`); `WebhookStats::record` then replays the batch's attempts on them in
 //!    attempt order (the same rule as the sled backend: run of failures, breaker), so each
 //!    caller gets the stats as its own attempt left them: its own log number, and the
 //!    breaker transition it made, if any (each transition is seen by exactly one write);
@@ -175,12 +176,24 @@ async fn collect(pool: PgPool, owner: Owner, mut queue: mpsc::UnboundedReceiver<
     }
 }
 
-/// Locks the stats rows of the webhooks in $1 (created when missing) in webhook order and
-/// reads them with those of $2 (only read: none of their attempts is logged).
-const LOCK_STATS: &str = concat!(
-    "WITH locked AS (
+/// Locks the rows the batch writes, each kind in key order and the kinds in the order every
+/// writer of them keeps (deliveries, then outbox rows, then stats: a cancel takes a delivery
+/// then its outbox row, lease renewals and releases take outbox rows in delivery order), so
+/// no other writer and no other batch can deadlock with it: the deliveries and outbox rows
+/// of $3, then the stats rows of the webhooks in $1 (created when missing), read with those
+/// of $2 (only read: none of their attempts is logged). Each step waits for the one before
+/// through a scalar subquery (evaluated once, before its own rows are locked).
+const LOCK: &str = concat!(
+    "WITH d AS (
+         SELECT id FROM deliveries WHERE id = ANY($3) ORDER BY id FOR UPDATE),
+     o AS (
+         SELECT delivery_id FROM outbox
+         WHERE delivery_id = ANY($3) AND (SELECT count(*) FROM d) >= 0
+         ORDER BY delivery_id FOR UPDATE),
+     locked AS (
          INSERT INTO webhook_stats AS s (webhook_id)
-         SELECT w FROM UNNEST($1::bigint[]) AS w ORDER BY w
+         SELECT w FROM UNNEST($1::bigint[]) AS w WHERE (SELECT count(*) FROM o) >= 0
+         ORDER BY w
          ON CONFLICT (webhook_id) DO UPDATE SET webhook_id = s.webhook_id
          RETURNING webhook_id, ",
     stats_columns!(),
@@ -191,7 +204,8 @@ const LOCK_STATS: &str = concat!(
      UNION ALL
      SELECT ",
     stats_columns!(),
-    ", webhook_id FROM webhook_stats WHERE webhook_id = ANY($2)"
+    ", webhook_id FROM webhook_stats
+     WHERE webhook_id = ANY($2) AND (SELECT count(*) FROM o) >= 0"
 );
 
 /// The batch's writes (see the module header). Parameters: $1-$15 one element per record (in
@@ -289,9 +303,10 @@ async fn commit(pool: &PgPool, owner: Owner, batch: &[&Attempt]) -> Result<Vec<W
     for d in &releases {
         ordering::lock_for_release(&mut tx, d).await?;
     }
-    let rows = sqlx::query(LOCK_STATS)
+    let rows = sqlx::query(LOCK)
         .bind(&logged_by)
         .bind(&read_only)
+        .bind(batch.iter().map(|a| a.delivery_id).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;

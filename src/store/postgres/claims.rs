@@ -6,8 +6,9 @@
 //! up to the limit, and the chosen rows get the lease. A webhook whose stored circuit
 //! breaker is open (whichever instance opened it) is passed over; once its open period has
 //! passed (half-open) a claim takes one row of it, the probe. Rows this owner's predecessor
-//! (the same id before a restart) leased are claimable at once. Renewal and release touch only the
-//! rows named, by primary key, and only while this owner holds them.
+//! (the same id before a restart) leased are claimable at once. Renewal and release touch only
+//! the rows named, locked in delivery order (as attempt records lock them, so the two never
+//! deadlock), and only while this owner holds them.
 
 use sqlx::{PgPool, Row};
 
@@ -85,8 +86,11 @@ pub async fn claim(
 pub async fn renew(pool: &PgPool, lease: Lease, delivery_ids: &[u64]) -> Result<()> {
     let ids: Vec<i64> = delivery_ids.iter().map(|&id| sql_id(id)).collect();
     sqlx::query(
-        "UPDATE outbox SET lease_until_ms = $3
-         WHERE delivery_id = ANY($1) AND lease_owner = $2",
+        "WITH mine AS (
+             SELECT delivery_id FROM outbox WHERE delivery_id = ANY($1) AND lease_owner = $2
+             ORDER BY delivery_id FOR UPDATE)
+         UPDATE outbox o SET lease_until_ms = $3 FROM mine
+         WHERE o.delivery_id = mine.delivery_id",
     )
     .bind(ids)
     .bind(sql_id(lease.owner))
@@ -101,8 +105,11 @@ pub async fn renew(pool: &PgPool, lease: Lease, delivery_ids: &[u64]) -> Result<
 pub async fn release(pool: &PgPool, owner: u64, delivery_ids: &[u64]) -> Result<()> {
     let ids: Vec<i64> = delivery_ids.iter().map(|&id| sql_id(id)).collect();
     sqlx::query(
-        "UPDATE outbox SET lease_owner = NULL, lease_until_ms = NULL
-         WHERE delivery_id = ANY($1) AND lease_owner = $2",
+        "WITH mine AS (
+             SELECT delivery_id FROM outbox WHERE delivery_id = ANY($1) AND lease_owner = $2
+             ORDER BY delivery_id FOR UPDATE)
+         UPDATE outbox o SET lease_owner = NULL, lease_until_ms = NULL FROM mine
+         WHERE o.delivery_id = mine.delivery_id",
     )
     .bind(ids)
     .bind(sql_id(owner))
