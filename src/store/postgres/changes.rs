@@ -1,6 +1,6 @@
 //! The change log of the PostgreSQL backend (`delivery_changes`, migrations/0007): rows
 //! appended inside the transaction of the change they record (the emit's group commit, the
-//! redelivery's transaction, the attempt's single statement), so nothing extra is
+//! redelivery's transaction, the attempt batch's transaction), so nothing extra is
 //! committed on the delivery path.
 //!
 //! Cursor order across instances: a sequence value taken early can commit after a larger
