@@ -139,7 +139,10 @@ impl SledStore {
         let trees = Arc::new(Trees::open(dir, owner)?);
         let commit = GroupCommit::start(trees.db.clone(), flush_seconds, {
             let trees = Arc::clone(&trees);
-            move || trees.stats.persist()
+            move || {
+                trees.stats.persist()?;
+                trees.changes.persist()
+            }
         })?;
         Ok(SledStore { trees, commit })
     }
@@ -189,7 +192,7 @@ impl Trees {
             token_ids: tree("token_ids")?,
             idempotency: tree("idempotency")?,
             event_types: tree("event_types")?,
-            changes: ChangeLog::open(db.clone(), tree("changes")?)?,
+            changes: ChangeLog::open(db.clone(), tree("changes")?, tree("change_pages")?)?,
             ordering: tree("ordering")?,
             ordering_lock: Mutex::default(),
             idempotency_locks: (0..IDEMPOTENCY_LOCKS).map(|_| Mutex::new(())).collect(),
