@@ -312,8 +312,9 @@ impl Service {
         let now = now_ms();
         let mut data = request.data;
         stamp_event(&mut data, &request.event_type, now);
-        // Serialized once: for the size limit here and as the forward_all body below.
-        let json = data.to_string();
+        // Serialized once: for the size limit here and as the forward_all body below (straight
+        // into a buffer: `Value`'s `Display` writes each token through a formatter).
+        let json = serde_json::to_string(&data).expect("a JSON value serializes");
         if json.len() > self.config.max_event_bytes {
             return Err(Error::ResourceExhausted(format!(
                 "event data is {} bytes; the limit is {} bytes",
