@@ -85,6 +85,8 @@ pub struct Config {
     /// Memory the emits in progress may hold together while they are planned and written
     /// (estimated from their data and matched webhooks); an emit beyond it waits its turn.
     pub emit_budget_bytes: usize,
+    /// sled's page cache (the embedded store's `cache_capacity`), bytes.
+    pub sled_cache_bytes: u64,
     /// Faults a test arms for the delivery worker (test builds only).
     #[cfg(feature = "fault-injection")]
     pub faults: crate::faults::Faults,
@@ -125,6 +127,7 @@ impl Config {
             render_worker_memory_bytes: 512 * 1024 * 1024,
             render_wall_time: Duration::from_secs(2),
             emit_budget_bytes: 32 * 1024 * 1024,
+            sled_cache_bytes: crate::store::SLED_CACHE_BYTES,
             #[cfg(feature = "fault-injection")]
             faults: crate::faults::Faults::default(),
         }

@@ -22,7 +22,9 @@
 //! - [`rest`]: axum gateway (admin, health; OnCall, Cloudflare and events dialects).
 //! - [`console`]: the web console's static files at `/console/` (served by the gateway).
 //! - [`telemetry`]: W3C trace context on emits and deliveries, OTLP export of spans.
+//! - [`allocator`]: the options of the process allocator (mimalloc), set by `main`.
 
+pub mod allocator;
 pub mod config;
 pub mod console;
 pub mod core;

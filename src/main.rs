@@ -17,15 +17,18 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer, Registry};
 use webhookd::Config;
+use webhookd::allocator;
 use webhookd::config::StoreBackend;
 use webhookd::delivery::egress::EgressProxy;
 use webhookd::delivery::retry::parse_schedule;
 use webhookd::render::sandbox;
+use webhookd::store::SLED_CACHE_BYTES;
 use webhookd::telemetry;
 
 /// mimalloc, not glibc's malloc: under load a fifth of webhookd's CPU went to glibc's
 /// malloc and free and their arena locks; mimalloc's per-thread heaps take most of it back
 /// (figures in BENCHMARKS.md). The one static of the process: Rust takes the allocator so.
+/// `allocator::tune` sets its options at the start of `main`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -139,6 +142,12 @@ struct ServeArgs {
     #[arg(long, env = "WEBHOOKD_EMIT_MEMORY_MIB", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     emit_memory_mib: u32,
+    /// sled's page cache, in MiB (the embedded store only): the nodes of recently used
+    /// records kept in memory. sled's own accounting undercounts them, so the RSS it holds
+    /// is larger (see the README's sizing notes). At least 1.
+    #[arg(long, env = "WEBHOOKD_SLED_CACHE_MIB", default_value_t = (SLED_CACHE_BYTES >> 20) as u32,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    sled_cache_mib: u32,
     /// Disable a webhook whose deliveries failed continuously for this long.
     #[arg(long, env = "WEBHOOKD_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
     auto_disable_after: Duration,
@@ -264,6 +273,11 @@ fn store_backend(value: &str) -> Result<StoreBackend, String> {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let traces = init_logging(args.log_format, args.otlp_endpoint.as_deref())?;
+    let options: Vec<String> = allocator::current()
+        .into_iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    tracing::info!("mimalloc options: {}", options.join(" "));
     let store = store_backend(&args.store)?;
     let grpc = bind(args.grpc_addr, "gRPC").await?;
     let http = bind(args.http_addr, "HTTP").await?;
@@ -284,6 +298,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.auto_disable_after = args.auto_disable_after;
     config.lease = args.lease;
     config.emit_budget_bytes = args.emit_memory_mib as usize * 1024 * 1024;
+    config.sled_cache_bytes = u64::from(args.sled_cache_mib) * 1024 * 1024;
     config.retention = Some(args.retention).filter(|r| !r.is_zero());
     config.change_retention = Some(args.change_retention).filter(|r| !r.is_zero());
     let shutdown = CancellationToken::new();
@@ -300,6 +315,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     let args = match cli.command {
         Command::Serve(args) => *args,

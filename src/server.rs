@@ -150,6 +150,7 @@ pub async fn run(
     let backend: Arc<dyn Store> = match &config.store {
         StoreBackend::Sled => Arc::new(SledStore::open(
             &config.data_dir,
+            config.sled_cache_bytes,
             owner,
             metrics.flush_seconds.clone(),
         )?),

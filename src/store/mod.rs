@@ -33,7 +33,7 @@ pub use postgres::PostgresStore;
 pub use queries::{Cancelled, DeliveryQuery, EventQuery, Keyset};
 pub use sealed::Sealed;
 pub use secrets::SecretBox;
-pub use sled::SledStore;
+pub use sled::{SLED_CACHE_BYTES, SledStore};
 
 use async_trait::async_trait;
 

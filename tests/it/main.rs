@@ -15,6 +15,7 @@ mod emit_memory;
 mod event_types;
 mod fairness;
 mod hostile_templates;
+mod memory;
 mod mtls;
 mod operational_events;
 mod operator_api;

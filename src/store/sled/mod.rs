@@ -20,6 +20,7 @@ mod ordering;
 mod outbox;
 mod queries;
 mod stats;
+mod tuning;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -43,6 +44,7 @@ use changes::ChangeLog;
 use codec::{account_key, be, be2, decode, delivery, encode, event, split2};
 use group_commit::GroupCommit;
 use outbox::Outbox;
+pub use tuning::SLED_CACHE_BYTES;
 
 /// The sled-backed store.
 pub struct SledStore {
@@ -100,9 +102,6 @@ struct Trees {
 /// Stripes of `idempotency_locks`.
 const IDEMPOTENCY_LOCKS: usize = 64;
 
-/// sled's page cache (its default is 1 GiB; a backlog of deliveries should not need that).
-const CACHE_BYTES: u64 = 128 * 1024 * 1024;
-
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("store: {e}"))
 }
@@ -135,8 +134,14 @@ impl SledStore {
     /// which reports each flush's duration to `flush_seconds`; the outbox entries it writes
     /// are leased to `owner`. Fails with a clear message when the directory is unusable or
     /// already opened by another process.
-    pub fn open(dir: &Path, owner: Owner, flush_seconds: Histogram) -> Result<SledStore> {
-        let trees = Arc::new(Trees::open(dir, owner)?);
+    /// `cache_bytes` is sled's page cache.
+    pub fn open(
+        dir: &Path,
+        cache_bytes: u64,
+        owner: Owner,
+        flush_seconds: Histogram,
+    ) -> Result<SledStore> {
+        let trees = Arc::new(Trees::open(dir, cache_bytes, owner)?);
         let commit = GroupCommit::start(trees.db.clone(), flush_seconds, {
             let trees = Arc::clone(&trees);
             move || {
@@ -160,11 +165,8 @@ impl SledStore {
 }
 
 impl Trees {
-    fn open(dir: &Path, owner: Owner) -> Result<Trees> {
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .flush_every_ms(Some(500))
-            .cache_capacity(CACHE_BYTES)
+    fn open(dir: &Path, cache_bytes: u64, owner: Owner) -> Result<Trees> {
+        let db = tuning::config(&dir.join("db"), cache_bytes)
             .open()
             .map_err(|e| match e {
                 // sled's file lock is taken: another process has the database open (sled
@@ -879,7 +881,7 @@ mod tests {
     async fn backend() -> Option<TestBackend> {
         let dir = tempfile::tempdir().unwrap();
         let flush_seconds = Histogram::with_opts(prometheus::HistogramOpts::new("f", "f")).unwrap();
-        let store = SledStore::open(dir.path(), OWNER, flush_seconds).unwrap();
+        let store = SledStore::open(dir.path(), SLED_CACHE_BYTES, OWNER, flush_seconds).unwrap();
         Some(TestBackend {
             store: Arc::new(store),
             guard: Box::new(dir),
@@ -893,7 +895,7 @@ mod tests {
     }
 
     fn open(dir: &Path) -> Trees {
-        Trees::open(dir, owner()).unwrap()
+        Trees::open(dir, SLED_CACHE_BYTES, owner()).unwrap()
     }
 
     /// Opens `dir` again once the previous `Db` of this process let go of its file lock
@@ -901,7 +903,7 @@ mod tests {
     fn reopen(dir: &Path) -> Trees {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            match Trees::open(dir, owner()) {
+            match Trees::open(dir, SLED_CACHE_BYTES, owner()) {
                 Err(Error::Conflict(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }

@@ -246,7 +246,7 @@ mod tests {
     fn a_crash_between_a_heads_final_state_and_the_release_is_repaired_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let owner = crate::store::Owner::random(std::time::Duration::from_secs(30));
-        let trees = Trees::open(dir.path(), owner).unwrap();
+        let trees = Trees::open(dir.path(), crate::store::SLED_CACHE_BYTES, owner).unwrap();
         let (first, second) = (ordered(10), ordered(11));
         for d in [&first, &second] {
             trees

@@ -17,7 +17,7 @@ fn histogram() -> Histogram {
 fn open_store(dir: &Path) -> SledStore {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match SledStore::open(dir, OWNER, histogram()) {
+        match SledStore::open(dir, super::SLED_CACHE_BYTES, OWNER, histogram()) {
             Err(Error::Conflict(_)) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
@@ -74,7 +74,7 @@ async fn a_data_dir_of_the_json_records_opens_and_delivers_what_it_holds() {
     failed.attempts = 3;
     {
         // What the older versions wrote, record by record.
-        let trees = Trees::open(dir.path(), OWNER).unwrap();
+        let trees = Trees::open(dir.path(), super::SLED_CACHE_BYTES, OWNER).unwrap();
         for d in [&queued, &failed] {
             trees.indexes.add_delivery(d).unwrap();
             trees
