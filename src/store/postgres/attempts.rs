@@ -332,6 +332,12 @@ async fn commit(pool: &PgPool, owner: Owner, batch: &[&Attempt]) -> Result<Vec<W
     let stat = |f: &dyn Fn(&WebhookStats) -> Option<i64>| {
         written.iter().map(|(_, s)| f(s)).collect::<Vec<_>>()
     };
+    let count = |f: &dyn Fn(&WebhookStats) -> u32| {
+        written
+            .iter()
+            .map(|(_, s)| sql_count(f(s)))
+            .collect::<Vec<_>>()
+    };
     let column = |f: &dyn Fn(&Attempt) -> i64| batch.iter().map(|a| f(a)).collect::<Vec<_>>();
     let texts = |f: &dyn Fn(&Attempt) -> &str| batch.iter().map(|a| f(a)).collect::<Vec<_>>();
     sqlx::query(RECORD)
@@ -370,19 +376,9 @@ async fn commit(pool: &PgPool, owner: Owner, batch: &[&Attempt]) -> Result<Vec<W
         .bind(stat(&|s| s.last_failure_ms))
         .bind(stat(&|s| s.failing_since_ms))
         .bind(stat(&|s| Some(s.response_seq as i64)))
-        .bind(
-            written
-                .iter()
-                .map(|(_, s)| sql_count(s.breaker.consecutive_failures))
-                .collect::<Vec<_>>(),
-        )
+        .bind(count(&|s| s.breaker.consecutive_failures))
         .bind(stat(&|s| s.breaker.open_until_ms))
-        .bind(
-            written
-                .iter()
-                .map(|(_, s)| sql_count(s.breaker.cooldown_level))
-                .collect::<Vec<_>>(),
-        )
+        .bind(count(&|s| s.breaker.cooldown_level))
         .bind(stat(&|s| s.breaker.opened_at_ms))
         .bind(stat(&|s| Some(s.breaker.changed_seq as i64)))
         .bind(stat(&|s| Some(s.breaker.changed_at_ms)))
