@@ -25,7 +25,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::event::{sent_ns_in, unix_ns};
 use crate::sink::{Arrival, Sinks};
@@ -68,29 +68,68 @@ impl Receiver {
                 < self.fail_percent
     }
 
-    /// Serves connections from `listener` until the process ends.
+    /// Serves connections from `listener` on the current runtime until the process ends.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // e.g. out of file descriptors: keep serving the open connections
-                    eprintln!("bench-receiver: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let receiver = self.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| receiver.clone().handle(req));
-                // A client closing its connection is the normal end, not an error to report.
-                let _ = http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+            let stream = accept(&listener).await;
+            tokio::spawn(self.clone().connection(stream));
         }
+    }
+
+    /// Serves connections from `listener` until the process ends on `threads` threads of a
+    /// single-threaded runtime each, handing the accepted connections out in turn. A thread
+    /// owns its connections: no task moves between threads and no thread wakes another, which
+    /// a work-stealing runtime does for every request (that is most of what separates a
+    /// receiver's ceiling from the kernel's on 2 cores).
+    pub fn serve_on_threads(
+        self: Arc<Self>,
+        listener: std::net::TcpListener,
+        threads: usize,
+    ) -> std::io::Result<()> {
+        listener.set_nonblocking(true)?;
+        let mut handoffs = Vec::new();
+        for n in 0..threads.max(1) {
+            let (handoff, mut accepted) =
+                tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+            let runtime = single_threaded()?;
+            let receiver = self.clone();
+            std::thread::Builder::new()
+                .name(format!("receiver-{n}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        while let Some(stream) = accepted.recv().await {
+                            match TcpStream::from_std(stream) {
+                                Ok(stream) => {
+                                    tokio::spawn(receiver.clone().connection(stream));
+                                }
+                                Err(e) => eprintln!("bench-receiver: a connection: {e}"),
+                            }
+                        }
+                    })
+                })?;
+            handoffs.push(handoff);
+        }
+        single_threaded()?.block_on(async move {
+            let listener = TcpListener::from_std(listener)?;
+            for handoff in handoffs.iter().cycle() {
+                let stream = accept(&listener).await.into_std()?;
+                if handoff.send(stream).is_err() {
+                    return Err(std::io::Error::other("a receiver thread ended"));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// One keep-alive connection, until the client closes it.
+    async fn connection(self: Arc<Self>, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let service = service_fn(move |req| self.clone().handle(req));
+        // A client closing its connection is the normal end, not an error to report.
+        let _ = http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
     }
 
     async fn handle(
@@ -165,6 +204,26 @@ impl Receiver {
         };
         Ok(reply)
     }
+}
+
+/// The next connection of `listener`, waiting out errors such as running out of file
+/// descriptors (the open connections keep being served meanwhile).
+async fn accept(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => return stream,
+            Err(e) => {
+                eprintln!("bench-receiver: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn single_threaded() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 /// The sink of `/ok/<sink>[/...]`.

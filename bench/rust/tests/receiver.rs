@@ -1,7 +1,8 @@
 //! The receiver as the load generator and webhookd use it: deliveries to `/ok/<sink>` are
 //! counted per sink, an event delivered to two webhooks is one event, a repeated delivery id
 //! answered 2xx before is a duplicate (a retry after a 500 is not), the summary's latency comes
-//! from the send time in the body, and a check names the events never answered 2xx.
+//! from the send time in the body, and a check names the events never answered 2xx; the
+//! binary's threads, each owning its connections, share one set of sinks.
 
 use std::time::Duration;
 
@@ -154,4 +155,22 @@ async fn a_failing_receiver_answers_500_and_counts_only_repeats_of_a_2xx_as_dupl
         (2, 1, 1)
     );
     assert_eq!(check.duplicates.len(), 1);
+}
+
+#[tokio::test]
+async fn the_receiver_binary_spreads_its_connections_over_threads_sharing_the_sinks() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let receiver = Receiver::new(Duration::from_millis(1));
+    std::thread::spawn(move || receiver.serve_on_threads(listener, 2));
+    let mut conns: Vec<Conn> = (0..4).map(|_| Conn::new(&addr)).collect();
+    let sent = event::unix_ns();
+    for (n, conn) in conns.iter_mut().enumerate() {
+        let event = format!("E{n}");
+        let status = deliver(conn, "/ok/t", &event, &event, event_json(n as u64, sent)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let t = summary(&mut conns[0], "t").await;
+    assert_eq!((t.arrivals, t.events, t.duplicates), (4, 4, 0));
+    assert_eq!(t.latency.n, 4);
 }

@@ -26,30 +26,25 @@ struct Args {
     /// Percentage of deliveries answered 500 (drawn at random per request).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
     fail_percent: u8,
-    /// Runtime worker threads (default: one per core).
+    /// Serving threads, each owning its connections (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(threads.max(1));
+    let listener = std::net::TcpListener::bind(args.addr)
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let bound = listener.local_addr()?;
+    if let Some(path) = &args.addr_file {
+        std::fs::write(path, bound.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
-    runtime.enable_all().build()?.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.addr))?;
-        let bound = listener.local_addr()?;
-        if let Some(path) = &args.addr_file {
-            std::fs::write(path, bound.to_string())
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        eprintln!("receiver listening on {bound}");
-        Receiver::failing(Duration::from_millis(args.slow_delay_ms), args.fail_percent)
-            .serve(listener)
-            .await;
-        Ok(())
-    })
+    eprintln!("receiver listening on {bound}");
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    Receiver::failing(Duration::from_millis(args.slow_delay_ms), args.fail_percent)
+        .serve_on_threads(listener, threads)?;
+    Ok(())
 }
