@@ -100,12 +100,13 @@ pub fn render(dir: &Path, cpu_model: &str) -> Result<String> {
         if let Some(ceil) = &ceiling {
             let _ = writeln!(
                 out,
-                "| R1 | receiver ceiling: loadgen -> receiver, {} keep-alive conns, ~1 KB POSTs | {} req/s (request p50 {:.2} ms, p99 {:.2} ms{}) | 100% | - | - | - / {} / {} | - | - | - |",
+                "| R1 | receiver ceiling: loadgen -> receiver, {} keep-alive conns, ~1 KB POSTs | {} req/s (request p50 {:.2} ms, p99 {:.2} ms{}{}) | 100% | - | - | - / {} / {} | - | - | - |",
                 ceil.connections,
                 thousands(ceil.requests_per_s),
                 ceil.latency.p50_ms,
                 ceil.latency.p99_ms,
                 errors_note(ceil.errors, &ceil.first_error),
+                CeilingCpu::of(ceil).map_or(String::new(), |c| format!("; {c}")),
                 cores(&ceil.cpu, "receiver"),
                 cores(&ceil.cpu, "loadgen"),
             );
@@ -315,9 +316,18 @@ fn targets(
         );
     };
     let rps = ceiling.map(|c| c.requests_per_s);
+    let projected = ceiling.and_then(CeilingCpu::of).map_or(String::new(), |c| {
+        format!(
+            " ({:.2} of {} cores used; at {} cores this CPU per request makes {} req/s)",
+            c.cores_used,
+            c.machine_cores,
+            c.machine_cores,
+            thousands(c.at_all_cores)
+        )
+    });
     row(
         "(15) receiver ceiling >= 100,000 req/s: the bench sees the limit".into(),
-        rps.map_or("-".into(), |v| format!("{} req/s", thousands(v))),
+        rps.map_or("-".into(), |v| format!("{} req/s{projected}", thousands(v))),
         rps.map(|v| v >= 100_000.0),
         "Go receiver of issue 7: ~15,500 req/s",
     );
@@ -470,6 +480,49 @@ fn targets(
         }),
         svix8,
     );
+}
+
+/// The ceiling's CPU per request: on a machine other work shares, the processes get less than
+/// all cores, and the req/s they would make on all of them is what bounds the bench.
+struct CeilingCpu {
+    receiver_us: f64,
+    loadgen_us: f64,
+    cores_used: f64,
+    machine_cores: usize,
+    at_all_cores: f64,
+}
+
+impl CeilingCpu {
+    fn of(ceil: &CeilingResult) -> Option<Self> {
+        let requests = ceil.requests_per_s * ceil.window_s;
+        let (receiver, loadgen) = (ceil.cpu.get("receiver")?, ceil.cpu.get("loadgen")?);
+        if requests <= 0.0 || receiver.cpu_ms <= 0.0 || loadgen.cpu_ms <= 0.0 {
+            return None;
+        }
+        let per_request_us = |cpu_ms: f64| cpu_ms * 1000.0 / requests;
+        let (receiver_us, loadgen_us) = (
+            per_request_us(receiver.cpu_ms),
+            per_request_us(loadgen.cpu_ms),
+        );
+        let machine_cores = ceil.machine_cores.max(1);
+        Some(Self {
+            receiver_us,
+            loadgen_us,
+            cores_used: receiver.cores + loadgen.cores,
+            machine_cores,
+            at_all_cores: machine_cores as f64 * 1e6 / (receiver_us + loadgen_us),
+        })
+    }
+}
+
+impl std::fmt::Display for CeilingCpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CPU per request: receiver {:.1} us + loadgen {:.1} us",
+            self.receiver_us, self.loadgen_us
+        )
+    }
 }
 
 fn cores(cpu: &std::collections::BTreeMap<String, crate::procfs::RoleCpu>, role: &str) -> String {

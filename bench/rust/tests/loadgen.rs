@@ -1,6 +1,6 @@
 //! The load generator against a real receiver on 127.0.0.1: the ceiling phase's requests all
-//! reach the receiver and its result says so; `ready` waits for a server that answers and
-//! gives up on a port nobody listens on.
+//! reach the receiver and its result says so, a receiver answering 500 makes errors, not
+//! requests; `ready` waits for a server that answers and gives up on a port nobody listens on.
 
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ async fn every_ceiling_request_reaches_the_receiver() {
         recv: format!("http://{addr}"),
         sink: "ceiling".into(),
         connections: 4,
+        client_threads: Some(2),
         measure: Measure {
             duration: 0.5,
             warmup: 0.1,
@@ -42,6 +43,34 @@ async fn every_ceiling_request_reaches_the_receiver() {
     assert_eq!(result.connections, 4);
     assert!(result.latency.n > 0);
     assert!(result.cpu.contains_key("receiver") && result.cpu.contains_key("loadgen"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ceiling_against_a_receiver_that_fails_counts_errors_not_requests() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(Receiver::failing(Duration::from_millis(1), 100).serve(listener));
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let args = CeilingArgs {
+        recv: format!("http://{addr}"),
+        sink: "failing".into(),
+        connections: 2,
+        client_threads: None,
+        measure: Measure {
+            duration: 0.3,
+            warmup: 0.1,
+            webhookd_pids: Vec::new(),
+            receiver_pid: None,
+            out: Some(out.path().to_path_buf()),
+        },
+    };
+    ceiling::run(args).await.unwrap();
+    let result: CeilingResult =
+        serde_json::from_slice(&std::fs::read(out.path()).unwrap()).unwrap();
+    assert_eq!(result.requests, 0, "{result:?}");
+    assert!(result.errors > 0, "{result:?}");
+    let error = result.first_error.unwrap_or_default();
+    assert!(error.contains("answered 500"), "{error}");
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! The report a run ends with: every phase against the ceiling of the same run, and the
-//! issues' targets judged for the CPU class the run was on.
+//! The report a run ends with: every phase against the ceiling of the same run (and what the
+//! ceiling's CPU per request makes on all cores), and the issues' targets judged for the CPU
+//! class the run was on.
 
 use std::collections::BTreeMap;
 
@@ -165,6 +166,44 @@ fn the_targets_follow_the_cpu_class() {
         "{ten_x}"
     );
     assert!(line(&xeon, "| (14) >= 3x Svix").contains(">= 3,800 events/s"));
+}
+
+#[test]
+fn a_ceiling_below_the_target_says_what_its_cpu_per_request_makes_on_all_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    let role = |cores: f64| RoleCpu {
+        cpu_ms: cores * 5000.0,
+        cores,
+        context_switches: 0,
+    };
+    let ceiling = CeilingResult {
+        connections: 64,
+        window_s: 5.0,
+        requests_per_s: 35_000.0,
+        requests: 175_000,
+        cpu: [("receiver", role(0.4)), ("loadgen", role(0.3))]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        machine_cores: 2,
+        ..CeilingResult::default()
+    };
+    write(dir.path(), "rs_ceiling.json", &ceiling);
+    let report = render(dir.path(), "AMD EPYC").unwrap();
+    let r1 = line(&report, "| R1 |");
+    assert!(
+        r1.contains("CPU per request: receiver 11.4 us + loadgen 8.6 us"),
+        "{r1}"
+    );
+    let target = line(&report, "| (15) receiver ceiling");
+    assert!(
+        target.contains("35,000 req/s (0.70 of 2 cores used; at 2 cores this CPU per request makes 100,000 req/s)"),
+        "{target}"
+    );
+    assert!(
+        target.contains("**MISSED**"),
+        "what counts is what was measured"
+    );
 }
 
 #[test]

@@ -155,6 +155,9 @@ pub struct CeilingResult {
     /// What the receiver counted (it does the same bookkeeping as in every phase).
     pub receiver_arrivals: u64,
     pub cpu: BTreeMap<String, RoleCpu>,
+    /// Cores of the machine (what the CPU per request is projected onto).
+    #[serde(default)]
+    pub machine_cores: usize,
 }
 
 /// Result of `emit` and `rate`.
