@@ -3,10 +3,13 @@
 //! plans its deliveries, and gives it back once they are durable and scheduled. An emit that
 //! does not fit waits for earlier ones to finish (backpressure: it is slower, never refused);
 //! one larger than the whole budget waits for all of it and so runs alone. Waiters are served
-//! in arrival order, so many small emits cannot starve a large one.
+//! in arrival order, so many small emits cannot starve a large one. The same kind of budget,
+//! a second one, bounds the batch calls held decoded before they plan (`intake`).
+
+use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 /// Bytes one permit of the budget stands for.
 const UNIT_BYTES: usize = 1024;
@@ -17,7 +20,7 @@ const RECORD_BYTES: usize = 512;
 
 /// The memory an emit may hold while it is planned and written; shared by every transport.
 pub struct EmitBudget {
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     units: u32,
 }
 
@@ -28,7 +31,7 @@ impl EmitBudget {
             .unwrap_or(u32::MAX)
             .max(1);
         EmitBudget {
-            permits: Semaphore::new(units as usize),
+            permits: Arc::new(Semaphore::new(units as usize)),
             units,
         }
     }
@@ -36,14 +39,25 @@ impl EmitBudget {
     /// Waits until `bytes` of the budget are free (all of it when `bytes` is more) and holds
     /// them until the returned permit is dropped.
     pub async fn reserve(&self, bytes: usize) -> SemaphorePermit<'_> {
-        let units = u32::try_from(bytes.div_ceil(UNIT_BYTES))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.units);
-        // The semaphore is never closed.
         self.permits
-            .acquire_many(units)
+            .acquire_many(self.units_of(bytes))
             .await
             .expect("the emit budget is never closed")
+    }
+
+    /// `reserve` for a holder that outlives the borrow of the budget (a call's answer).
+    pub async fn reserve_owned(&self, bytes: usize) -> OwnedSemaphorePermit {
+        Arc::clone(&self.permits)
+            .acquire_many_owned(self.units_of(bytes))
+            .await
+            .expect("the emit budget is never closed")
+    }
+
+    /// The units standing for `bytes`: at least one, at most all of them.
+    fn units_of(&self, bytes: usize) -> u32 {
+        u32::try_from(bytes.div_ceil(UNIT_BYTES))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.units)
     }
 }
 
@@ -112,6 +126,15 @@ mod tests {
         );
         drop(huge);
         assert!(ready_now(budget.reserve(1)).is_some());
+    }
+
+    #[test]
+    fn an_owned_share_is_held_until_it_is_dropped() {
+        let budget = EmitBudget::new(10 * UNIT_BYTES);
+        let owned = ready_now(budget.reserve_owned(8 * UNIT_BYTES)).expect("the budget is free");
+        assert!(ready_now(budget.reserve(4 * UNIT_BYTES)).is_none());
+        drop(owned);
+        assert!(ready_now(budget.reserve(4 * UNIT_BYTES)).is_some());
     }
 
     #[test]

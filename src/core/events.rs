@@ -275,8 +275,9 @@ impl Service {
                 .filter(|(_, outcome)| **outcome == InsertOutcome::Inserted)
                 .map(|(p, _)| p),
         );
+        // Each event's plan (its rendered requests) is freed as its answer is made.
         let mut emitted = Vec::with_capacity(prepared.len());
-        for (p, outcome) in prepared.iter().zip(outcomes) {
+        for (p, outcome) in prepared.into_iter().zip(outcomes) {
             emitted.push(match outcome {
                 InsertOutcome::Inserted => Emitted {
                     event_id: p.event.id,

@@ -6,6 +6,7 @@
 //! - `fields`: the webhook field table (patch, per-field setters; transports expand it).
 //! - `events`: emit (persist durably, schedule, stream) and redelivery.
 //! - `emit_budget`: the bound on the memory of emits in progress (backpressure).
+//! - `intake`: the bound on the batch calls held decoded (granted from their encoded size).
 //! - `event_types`: the per-account event-type catalog and the schema check of emits.
 //! - `locks`: per-account serialization of webhook writes.
 //! - `health`: webhook health at a glance (breaker, pending, attempts per hour), with
@@ -21,6 +22,7 @@ pub mod event_types;
 pub mod events;
 pub mod fields;
 pub mod health;
+pub mod intake;
 pub mod locks;
 pub mod operational;
 pub mod operator;
@@ -86,6 +88,7 @@ pub struct Service {
     pub(crate) catalog: Arc<event_types::Catalog>,
     pub(crate) attempt_counts: Arc<attempt_counts::AttemptCounts>,
     pub(crate) emit_budget: Arc<emit_budget::EmitBudget>,
+    pub(crate) intake: Arc<emit_budget::EmitBudget>,
 }
 
 impl Service {
@@ -112,6 +115,7 @@ impl Service {
             .map_err(|e| Error::Internal(format!("cannot start the render threads: {e}")))?;
         Ok(Service {
             emit_budget: Arc::new(emit_budget::EmitBudget::new(config.emit_budget_bytes)),
+            intake: Arc::new(emit_budget::EmitBudget::new(config.emit_budget_bytes)),
             metrics,
             store,
             health,

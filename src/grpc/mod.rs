@@ -6,6 +6,8 @@
 //!   `operator`: the operator RPCs).
 //! - `health`: webhook health (`GetWebhookHealth`) -> protobuf.
 //! - `watch`: WatchDeliveries' request and message translations.
+//! - `raw_first`: EmitEvents requests read as bytes, then decoded once the core's bound
+//!   grants them memory.
 //! - `server`: the tonic server with health and reflection.
 
 pub mod admin;
@@ -14,6 +16,7 @@ pub mod event_types;
 pub mod health;
 pub mod operator;
 pub mod pb;
+pub mod raw_first;
 pub mod server;
 pub mod status;
 pub mod watch;

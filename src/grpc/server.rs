@@ -16,6 +16,7 @@ use super::admin::AdminApi;
 use super::pb::FILE_DESCRIPTOR_SET;
 use super::pb::admin_service_server::AdminServiceServer;
 use super::pb::webhook_service_server::WebhookServiceServer;
+use super::raw_first::{MAX_REQUEST_BYTES, RawFirst};
 use super::webhooks::WebhookApi;
 use crate::core::Service;
 use crate::net;
@@ -82,10 +83,11 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(WebhookServiceServer::new(WebhookApi::new(
+        .add_service(RawFirst::new(
+            WebhookServiceServer::new(WebhookApi::new(service.clone(), shutdown.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
             service.clone(),
-            shutdown.clone(),
-        )))
+        ))
         .add_service(AdminServiceServer::new(AdminApi::new(service)))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned());
     tokio::select! {

@@ -170,8 +170,12 @@ pub async fn emit_batch(
         .authenticate(authorization(&headers))
         .await
         .map_err(error_response)?;
-    let body = json_object(body)?;
-    let Some(Value::Array(items)) = body.get("events") else {
+    // The body is parsed only once the core grants it its memory (held until the answer).
+    let _grant = service
+        .admit_batch(body.as_ref().map_or(0, Bytes::len))
+        .await;
+    let mut body = json_object(body)?;
+    let Some(Value::Array(items)) = body.remove("events") else {
         let violation =
             FieldViolation::new("events", "A list of {\"data\": ...} objects is required.");
         return Err(error_response(Error::InvalidArgument(vec![violation])).into());
@@ -179,17 +183,22 @@ pub async fn emit_batch(
     let traceparent = traceparent(&headers);
     let mut requests = Vec::with_capacity(items.len());
     let mut violations = Vec::new();
-    for (i, item) in items.iter().enumerate() {
+    // Each item is taken apart, not copied: the batch is held once.
+    for (i, item) in items.into_iter().enumerate() {
         let at = |field: &str, message: &str| {
             FieldViolation::new(format!("events[{i}].{field}"), message)
         };
-        let Some(Value::Object(data)) = item.get("data") else {
+        let mut item = match item {
+            Value::Object(item) => item,
+            _ => Map::new(),
+        };
+        let Some(Value::Object(data)) = item.remove("data") else {
             violations.push(at("data", "Must be an object (OnCall's event_data)."));
             continue;
         };
-        let mut key = |field: &str| match item.get(field) {
+        let mut key = |field: &str| match item.remove(field) {
             None | Some(Value::Null) => None,
-            Some(Value::String(key)) => Some(key.clone()).filter(|k| !k.is_empty()),
+            Some(Value::String(key)) => Some(key).filter(|k| !k.is_empty()),
             Some(_) => {
                 violations.push(at(field, "Must be a string."));
                 None
@@ -197,10 +206,10 @@ pub async fn emit_batch(
         };
         let idempotency_key = key("idempotency_key");
         let ordering_key = key("ordering_key");
-        match event_type_of(data) {
+        match event_type_of(&data) {
             Ok(event_type) => requests.push(EmitRequest {
                 event_type,
-                data: Value::Object(data.clone()),
+                data: Value::Object(data),
                 idempotency_key,
                 traceparent: traceparent.clone(),
                 ordering_key,

@@ -1,0 +1,132 @@
+//! EmitEvents calls are read before they are decoded: this wrapper around the WebhookService
+//! reads an EmitEvents request's body as received (its bytes, up to the largest message the
+//! service accepts), asks the core for the call's share of the decoding bound
+//! (`Service::admit_batch`, sized from the body's length), and only then hands the body to
+//! tonic to decode, holding the share until the answer's body is sent. Reading first is what
+//! keeps HTTP/2 moving: a stream whose DATA frames are left unread holds the connection's
+//! flow-control window, and the granted streams of that connection could then never receive
+//! the rest of their requests. A body larger than the limit, or one that breaks off, is handed
+//! on as it came, at once, so tonic answers with its usual status. Other RPCs pass through.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use http_body_util::{BodyExt as _, BodyStream, StreamBody};
+use tonic::body::Body;
+use tonic::codegen::http::{Request, Response};
+use tonic::codegen::Service as TowerService;
+use tonic::server::NamedService;
+
+use crate::core::Service;
+
+/// The largest request message the WebhookService decodes (tonic's default, set explicitly).
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// gRPC's frame header before each message: a compression flag and a 4-byte length.
+const FRAME_HEADER_BYTES: usize = 5;
+
+/// The method whose requests are read first.
+const EMIT_EVENTS: &str = "EmitEvents";
+
+/// `inner` (a tonic service) with its EmitEvents requests read before they are decoded.
+#[derive(Clone)]
+pub struct RawFirst<S> {
+    inner: S,
+    service: Service,
+}
+
+impl<S> RawFirst<S> {
+    /// Wraps `inner`; the decoding bound is `service`'s.
+    pub fn new(inner: S, service: Service) -> RawFirst<S> {
+        RawFirst { inner, service }
+    }
+}
+
+impl<S: NamedService> NamedService for RawFirst<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> TowerService<Request<Body>> for RawFirst<S>
+where
+    S: TowerService<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let method = request
+            .uri()
+            .path()
+            .strip_prefix('/')
+            .and_then(|path| path.strip_prefix(S::NAME))
+            .and_then(|path| path.strip_prefix('/'));
+        if method != Some(EMIT_EVENTS) {
+            return Box::pin(self.inner.call(request));
+        }
+        // The clone that was made ready serves this call (tower's rule for services that
+        // are called from a future).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let service = self.service.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let (body, encoded) = read_first(body).await;
+            let Some(encoded) = encoded else {
+                // Too large or broken off: tonic says so, as it would have at once.
+                return inner.call(Request::from_parts(parts, body)).await;
+            };
+            let grant = service.admit_batch(encoded).await;
+            let response = inner.call(Request::from_parts(parts, body)).await?;
+            // The share is given back once the answer's body has been sent (or dropped).
+            Ok(response.map(|answer| {
+                Body::new(StreamBody::new(BodyStream::new(answer).map(move |frame| {
+                    let _held = &grant;
+                    frame
+                })))
+            }))
+        })
+    }
+}
+
+/// Reads `body` up to one message of the largest size accepted: the body to hand on (what was
+/// read, then whatever follows it), and its length when it was read whole.
+async fn read_first(mut body: Body) -> (Body, Option<usize>) {
+    let limit = MAX_REQUEST_BYTES + FRAME_HEADER_BYTES;
+    let mut frames = Vec::new();
+    let mut read = 0;
+    let rest = loop {
+        match body.frame().await {
+            None => break None,
+            Some(Ok(frame)) => {
+                read += frame.data_ref().map_or(0, |data| data.len());
+                frames.push(Ok(frame));
+                if read > limit {
+                    break Some(StreamExt::boxed(BodyStream::new(body)));
+                }
+            }
+            Some(Err(status)) => {
+                frames.push(Err(status));
+                break Some(StreamExt::boxed(futures::stream::empty()));
+            }
+        }
+    };
+    let whole = rest.is_none().then_some(read);
+    let prefix = futures::stream::iter(frames);
+    let replay = match rest {
+        None => Body::new(StreamBody::new(prefix)),
+        Some(rest) => Body::new(StreamBody::new(prefix.chain(rest))),
+    };
+    (replay, whole)
+}
