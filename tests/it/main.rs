@@ -4,6 +4,7 @@
 mod auth;
 mod backlog;
 mod batch_emit;
+mod batch_intake;
 mod bounds;
 mod breaker_events;
 mod cli;

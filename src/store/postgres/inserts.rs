@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use prometheus::Histogram;
 use sqlx::postgres::PgPool;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{Connection as _, PgConnection, Postgres, Transaction};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{db, sql_id, state_name, to_json};
@@ -345,8 +345,12 @@ async fn write(
         .bind(change_accounts)
         .bind(changes)
         .bind(now_ms())
-        .execute(conn)
+        .execute(&mut *conn)
         .await
         .map_err(db)?;
+    // The connection's write buffer grew to the statement (tens of MB for a batch of 1,000
+    // events) and sqlx keeps that capacity: back to its default, or every connection of the
+    // pool that once wrote a large batch holds its size for good.
+    conn.shrink_buffers();
     Ok(())
 }
