@@ -15,8 +15,8 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt as _, BodyStream, StreamBody};
 use tonic::body::Body;
-use tonic::codegen::http::{Request, Response};
 use tonic::codegen::Service as TowerService;
+use tonic::codegen::http::{Request, Response};
 use tonic::server::NamedService;
 
 use crate::core::Service;

@@ -1,12 +1,13 @@
 //! Batch calls are read as bytes first and decoded only once the emit memory bound grants
 //! them their share: many large EmitEvents calls over one HTTP/2 connection, far more than the
 //! bound admits at once and together larger than the connection's flow-control window, all
-//! complete; a body too large or not protobuf still gets tonic's own clear status.
+//! complete; a body too large or not protobuf still gets tonic's own clear status. REST batches
+//! wait their turn the same way.
 
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -14,6 +15,7 @@ use serde_json::json;
 use tonic::Code;
 use webhookd::grpc::pb;
 
+use crate::rest_oncall::call;
 use crate::support::*;
 
 /// Concurrent calls on one channel (one HTTP/2 connection).
@@ -33,14 +35,18 @@ fn event(call: usize, i: usize) -> pb::EmitEventRequest {
 }
 
 #[tokio::test]
-async fn many_large_batches_on_one_connection_all_complete_though_the_bound_admits_one_at_a_time()
-{
+async fn many_large_batches_on_one_connection_all_complete_though_the_bound_admits_one_at_a_time() {
     // 1 MiB of emit memory: each call's decoded share is more than that, so one at a time.
     let server = TestServer::start_with(|config| config.emit_budget_bytes = 1024 * 1024).await;
     let receiver = Receiver::start().await;
     let token = server.writer("acme").await;
     let client = server.webhooks().await;
-    create(&mut client.clone(), &token, webhook("one", &receiver.url("/one"))).await;
+    create(
+        &mut client.clone(),
+        &token,
+        webhook("one", &receiver.url("/one")),
+    )
+    .await;
 
     let calls = (0..CALLS).map(|call| {
         let mut client = client.clone();
@@ -53,12 +59,9 @@ async fn many_large_batches_on_one_connection_all_complete_though_the_bound_admi
         async move { client.emit_events(request).await }
     });
     // A deadline against a hang, far beyond what the calls need.
-    let answers = tokio::time::timeout(
-        Duration::from_secs(120),
-        futures::future::join_all(calls),
-    )
-    .await
-    .expect("batch calls on one connection hung");
+    let answers = tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(calls))
+        .await
+        .expect("batch calls on one connection hung");
     for answer in answers {
         let results = answer.expect("a batch call failed").into_inner().results;
         assert_eq!(results.len(), EVENTS);
@@ -129,8 +132,7 @@ async fn a_batch_too_large_cut_short_or_not_protobuf_gets_a_clear_status() {
     assert!(error.message().contains("too large"), "{}", error.message());
 
     // Not a protobuf message.
-    let (status, message) =
-        raw_emit_events(&server, &token, frame(b"\xff\xff\xff\xff", 4)).await;
+    let (status, message) = raw_emit_events(&server, &token, frame(b"\xff\xff\xff\xff", 4)).await;
     assert_eq!(status, (Code::Internal as i32).to_string(), "{message}");
     assert!(message.contains("decode"), "{message}");
 
@@ -152,4 +154,62 @@ async fn a_batch_too_large_cut_short_or_not_protobuf_gets_a_clear_status() {
         .into_inner()
         .results;
     assert_eq!(results.len(), 1);
+}
+
+#[tokio::test]
+async fn rest_batches_beyond_the_bound_wait_their_turn_and_all_are_accepted() {
+    let server = TestServer::start_with(|config| config.emit_budget_bytes = 64 * 1024).await;
+    let receiver = Receiver::start().await;
+    let token = server.writer("acme").await;
+    create(
+        &mut server.webhooks().await,
+        &token,
+        webhook("one", &receiver.url("/one")),
+    )
+    .await;
+
+    let batches = (0..6).map(|b| {
+        let (server, token) = (&server, &token);
+        async move {
+            let events: Vec<_> = (0..50)
+                .map(|i| {
+                    json!({"data": {
+                        "event": {"type": "alert group created"},
+                        "alert_group": {"id": format!("B{b}-{i}"), "title": "t".repeat(1200)},
+                    }})
+                })
+                .collect();
+            call(
+                server,
+                Method::POST,
+                "/api/v1/events/batch/",
+                Some(token),
+                Some(json!({ "events": events })),
+            )
+            .await
+        }
+    });
+    for (status, body) in futures::future::join_all(batches).await {
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results.len(), 50);
+        assert!(
+            results
+                .iter()
+                .all(|r| r["deliveries"][0]["state"] == "QUEUED")
+        );
+    }
+
+    // A malformed batch still gets OnCall's field errors.
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/api/v1/events/batch/",
+        Some(&token),
+        Some(json!({"events": [{"data": "not an object"}, 7]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.get("events[0].data").is_some(), "{body}");
+    assert!(body.get("events[1].data").is_some(), "{body}");
 }
