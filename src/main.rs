@@ -138,7 +138,8 @@ struct ServeArgs {
     lease: Duration,
     /// Memory, in MiB, that the emits in progress may hold together while they are planned
     /// and written (estimated from their events and matched webhooks); a further emit waits
-    /// until earlier ones are durable (slower, never refused). At least 1.
+    /// until earlier ones are durable (slower, never refused). Batch calls held decoded get a
+    /// second bound of the same size (granted from their encoded size). At least 1.
     #[arg(long, env = "WEBHOOKD_EMIT_MEMORY_MIB", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     emit_memory_mib: u32,
