@@ -582,7 +582,10 @@ impl Service {
             .store
             .ordering_head(ended.webhook_id, &ordering.queue)
             .await?;
-        if let Some(next) = head.filter(|h| h.is_held_by(self.scheduler.owner().id)) {
+        // Still its own head: its cancel waits for the attempt that may be in flight, and
+        // whoever lets go of it releases the next.
+        let released = head.filter(|h| h.entry.delivery_id != ended.id);
+        if let Some(next) = released.filter(|h| h.is_held_by(self.scheduler.owner().id)) {
             let entry = next.entry;
             self.scheduler.schedule(Entry::due(
                 entry.due_ms,

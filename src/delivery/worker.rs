@@ -252,7 +252,9 @@ impl Worker {
             return Ok(EndpointHealth::Untouched);
         };
         if delivery.state.is_final() || delivery.next_attempt_ms != entry.due_ms {
-            // A stale entry (handled or rescheduled); drop its durable copy if a crash left one.
+            // A stale entry (handled, rescheduled, or cancelled before this attempt); drop
+            // its durable copy if there is one. A cancelled head of an ordering key lets the
+            // next one go now (its cancel waited for this).
             self.store
                 .remove_outbox_entry(OutboxEntry {
                     due_ms: entry.due_ms,
@@ -260,6 +262,7 @@ impl Worker {
                     webhook_id: entry.webhook_id,
                 })
                 .await?;
+            self.schedule_next_in_order(&delivery).await;
             return Ok(EndpointHealth::Untouched);
         }
         if !self.has_its_turn(&delivery).await? {
@@ -399,11 +402,15 @@ impl Worker {
             .await?;
         // The breaker as every instance sees it now, before the retry is queued.
         self.scheduler.follow(webhook.id, &stats.breaker);
-        // Cancelled while the attempt was in flight: the store kept it CANCELLED (the
-        // attempt is logged), so there is no retry and no final failure to report.
+        // Cancelled while the attempt was in flight: the store kept it CANCELLED whatever
+        // the attempt said (the attempt is logged), so there is no retry and no final
+        // failure to report; the next of its ordering key goes now. (A success is not read
+        // back, to spare every delivery a read: its cancel has reported CANCELLED already,
+        // and streams take one final state per delivery.)
         if state != DeliveryState::Succeeded && self.cancelled_meanwhile(&mut delivery).await {
             self.hub.publish(DeliveryUpdate::of(&delivery));
             self.report_breaker(&delivery, &stats).await;
+            self.schedule_next_in_order(&delivery).await;
             return Ok(endpoint);
         }
         // Recorded: nothing below fails the attempt, and its retry is queued first.
@@ -621,7 +628,10 @@ impl Worker {
             .ordering_head(delivery.webhook_id, &ordering.queue)
             .await
         {
-            Ok(Some(next)) if next.is_held_by(self.scheduler.owner().id) => {
+            Ok(Some(next))
+                if next.entry.delivery_id != delivery.id
+                    && next.is_held_by(self.scheduler.owner().id) =>
+            {
                 let entry = next.entry;
                 self.scheduler.schedule(Entry::due(
                     entry.due_ms,

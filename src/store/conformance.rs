@@ -8,12 +8,14 @@
 
 mod attempts;
 mod breaker;
+mod cancel;
 mod changes;
 
 use std::sync::Arc;
 
 pub use attempts::*;
 pub use breaker::*;
+pub use cancel::*;
 pub use changes::*;
 use std::time::Duration;
 
@@ -72,7 +74,8 @@ macro_rules! conformance_suite {
             the_stored_breaker_opens_backs_off_and_closes_reporting_each_change_once,
             concurrent_failures_add_up_and_only_one_of_them_opens_the_breaker,
             claims_pass_over_an_open_breaker_and_take_one_probe_once_it_is_half_open,
-            an_ordered_delivery_waits_without_an_outbox_entry_until_the_one_before_is_final
+            an_ordered_delivery_waits_without_an_outbox_entry_until_the_one_before_is_final,
+            a_cancelled_head_holds_its_queue_until_its_lease_holder_lets_go
         );
     };
     (@tests $open:path, $($test:ident),*) => {

@@ -175,7 +175,9 @@ pub trait Store: EventTypeStore + OrderingStore + Send + Sync + 'static {
     /// the webhook's stats after the attempt.
     async fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats>;
     /// Drops an outbox entry that no longer matches its delivery (left by a crash between
-    /// the writes of `record_attempt`), and its lease.
+    /// the writes of `record_attempt`, or kept by `cancel_delivery`), and its lease; a final
+    /// delivery still heading its ordering queue releases the next one (born leased to the
+    /// store's `Owner`).
     async fn remove_outbox_entry(&self, entry: OutboxEntry) -> Result<()>;
     /// Leases due entries not leased by anyone (or whose lease expired) to `claim.lease`:
     /// for each webhook with due entries, not skipped, its earliest due up to
@@ -216,7 +218,9 @@ pub trait Store: EventTypeStore + OrderingStore + Send + Sync + 'static {
     async fn list_deliveries(&self, query: &DeliveryQuery<'_>) -> Result<Vec<Delivery>>;
     /// Cancels a delivery that is not final: state CANCELLED at `at_ms`, outbox entry
     /// removed; durable. A later `record_attempt` of an attempt that was in flight keeps
-    /// it CANCELLED unless that attempt succeeded.
+    /// it CANCELLED whatever it says. The head of an ordering queue whose entry is leased
+    /// (its attempt may be in flight) keeps its entry and its place: the next one is
+    /// released by that `record_attempt`, or by `remove_outbox_entry` of its entry.
     async fn cancel_delivery(&self, id: u64, at_ms: i64) -> Result<Cancelled>;
     /// Up to `limit` change log entries of an account after `after`, oldest first (see
     /// `change_log`): only entries no earlier one can still join, so reading on from the

@@ -2,14 +2,17 @@
 //! implements it in a file of its own (`sled/ordering.rs`, `postgres/ordering.rs`).
 //!
 //! A delivery with an ordering key joins its queue (webhook, `Ordering::queue`: target URL and
-//! key) when it is
-//! written; only the queue's head has an outbox entry, the others are written without one
-//! (the claim cannot take them). The write that makes the head final (`record_attempt` of a
-//! final state, whatever ended it) also gives the next one its outbox entry, in the same
-//! durable step (PostgreSQL: one transaction under the queue's advisory lock; sled: ordered
+//! key) when it is written; only the queue's head has an outbox entry, the others are
+//! written without one (the claim cannot take them). The write that makes the head final
+//! (`record_attempt` of a final state, whatever ended it) also gives the next one its outbox
+//! entry, in the same durable step (PostgreSQL: one transaction under the queue's advisory lock; sled: ordered
 //! single-key writes that `open` repairs), born leased to the instance that made the write,
 //! which schedules it at once (`OrderingHead` tells it the head is its own to attempt); should
-//! it not, any instance claims it once that lease ends. The methods here only read.
+//! it not, any instance claims it once that lease ends. A cancel of a head whose entry is
+//! leased (its attempt may be in flight) leaves the release to the write that lets go of it:
+//! its attempt's `record_attempt`, or `remove_outbox_entry` of its entry (by its holder, or by
+//! whoever claims it once the lease ended), so the next never overlaps that attempt. The
+//! methods here only read.
 
 use async_trait::async_trait;
 

@@ -7,6 +7,7 @@ mod batch_emit;
 mod batch_intake;
 mod bounds;
 mod breaker_events;
+mod cancel_in_flight;
 mod cli;
 mod console;
 mod delivery;

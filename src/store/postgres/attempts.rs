@@ -6,8 +6,9 @@
 //!
 //! A batch's transaction, in this lock order (the one every writer of these rows keeps, so
 //! two instances' batches never deadlock):
-//! 1. the advisory locks of the ordering queues whose head ends, in queue order (as emits
-//!    take them);
+//! 1. the advisory locks of the ordering queues of its ordered deliveries, in queue order
+//!    (as emits take them): one that ends, or that a cancel left to its attempt, releases the
+//!    next of its queue;
 //! 2. its deliveries' rows and outbox rows in delivery order, then the `webhook_stats` rows
 //!    of the webhooks with logged attempts in webhook order, locked and read in one
 //!    statement (`LOCK`); `WebhookStats::record` then replays the batch's attempts on them in
@@ -15,10 +16,11 @@
 //!    caller gets the stats as its own attempt left them: its own log number, and the
 //!    breaker transition it made, if any (each transition is seen by exactly one write);
 //! 3. one statement for the rest: per record the delivery's state (kept CANCELLED when it
-//!    was cancelled meanwhile and the attempt did not succeed), its outbox row moved or
+//!    was cancelled meanwhile, whatever the attempt said), its outbox row moved or
 //!    removed, its change-log entry, `pg_notify` to the other instances (sent at COMMIT) and
 //!    its log entry; per webhook its stats row, written once;
-//! 4. the ordering releases (the next delivery of a queue gets its outbox row).
+//! 4. the ordering releases (the next delivery of a queue gets its outbox row) of the
+//!    ordered deliveries that ended or were kept CANCELLED.
 //!
 //! A delivery recorded twice before a batch goes out (one statement cannot update it twice)
 //! waits for the next batch. A failed transaction fails every record of its batch (each is
@@ -64,8 +66,9 @@ struct Attempt {
     succeeded: bool,
     breaker: BreakerStep,
     lease: Option<(i64, i64)>,
-    /// An ordered delivery that ends: it releases the next of its queue.
-    releases: Option<Delivery>,
+    /// An ordered delivery: it releases the next of its queue if it ends (or was kept
+    /// CANCELLED: its cancel waited for this attempt).
+    ordered: Option<Delivery>,
 }
 
 impl Attempt {
@@ -92,7 +95,7 @@ impl Attempt {
             succeeded: record.succeeded,
             breaker: record.breaker,
             lease: record.lease.map(|l| (sql_id(l.owner), l.until_ms)),
-            releases: (d.ordering.is_some() && d.state.is_final()).then(|| d.clone()),
+            ordered: d.ordering.is_some().then(|| d.clone()),
         })
     }
 }
@@ -220,12 +223,13 @@ const RECORD: &str = "WITH new AS (
                  account_id, notification, updated_ms, change, lease_owner, lease_until, n)),
      updated AS (
          UPDATE deliveries d SET
-             state = CASE WHEN d.state = 'CANCELLED' AND new.state <> 'SUCCEEDED'
-                 THEN d.state ELSE new.state END,
+             state = CASE WHEN d.state = 'CANCELLED' THEN d.state ELSE new.state END,
              attempts = new.attempts, next_attempt_ms = new.next_ms,
              last_status_code = new.code, last_error = new.error, updated_at_ms = new.updated_ms
          FROM new WHERE d.id = new.id
-         RETURNING d.id, d.state, pg_notify($16, new.notification)),
+         RETURNING d.id, d.state, pg_notify($16, CASE WHEN d.state = 'CANCELLED'
+             THEN jsonb_set(new.notification::jsonb, '{s}', to_jsonb('CANCELLED'::text))::text
+             ELSE new.notification END)),
      kept AS (
          -- kept_cancelled: cancelled while the attempt was in flight, and it stays so.
          SELECT new.*, coalesce(u.state = 'CANCELLED', false) AS kept_cancelled
@@ -270,7 +274,7 @@ const RECORD: &str = "WITH new AS (
              AS u (w, last_success, last_failure, failing_since, seq, failures, open_until,
                  level, opened_at, changed_seq, changed_at)
          WHERE s.webhook_id = u.w)
-     SELECT 1";
+     SELECT id FROM kept WHERE kept_cancelled";
 
 /// Counters are integer in the database.
 fn sql_count(n: u32) -> i32 {
@@ -279,8 +283,8 @@ fn sql_count(n: u32) -> i32 {
 
 /// Writes a batch in one transaction; one stats value per record, in order.
 async fn commit(pool: &PgPool, owner: Owner, batch: &[&Attempt]) -> Result<Vec<WebhookStats>> {
-    let mut releases: Vec<&Delivery> = batch.iter().filter_map(|a| a.releases.as_ref()).collect();
-    releases.sort_by(|a, b| {
+    let mut ordered: Vec<&Delivery> = batch.iter().filter_map(|a| a.ordered.as_ref()).collect();
+    ordered.sort_by(|a, b| {
         let queue = |d: &Delivery| d.ordering.as_ref().map(|o| o.queue.clone());
         (a.webhook_id, queue(a)).cmp(&(b.webhook_id, queue(b)))
     });
@@ -300,7 +304,7 @@ async fn commit(pool: &PgPool, owner: Owner, batch: &[&Attempt]) -> Result<Vec<W
     read_only.dedup();
 
     let mut tx = pool.begin().await.map_err(db)?;
-    for d in &releases {
+    for d in &ordered {
         ordering::lock_for_release(&mut tx, d).await?;
     }
     let rows = sqlx::query(LOCK)
@@ -340,7 +344,7 @@ async fn commit(pool: &PgPool, owner: Owner, batch: &[&Attempt]) -> Result<Vec<W
     };
     let column = |f: &dyn Fn(&Attempt) -> i64| batch.iter().map(|a| f(a)).collect::<Vec<_>>();
     let texts = |f: &dyn Fn(&Attempt) -> &str| batch.iter().map(|a| f(a)).collect::<Vec<_>>();
-    sqlx::query(RECORD)
+    let kept_cancelled: Vec<i64> = sqlx::query_scalar(RECORD)
         .bind(column(&|a| a.delivery_id))
         .bind(column(&|a| a.event_id))
         .bind(column(&|a| a.webhook_id))
@@ -382,12 +386,14 @@ async fn commit(pool: &PgPool, owner: Owner, batch: &[&Attempt]) -> Result<Vec<W
         .bind(stat(&|s| s.breaker.opened_at_ms))
         .bind(stat(&|s| Some(s.breaker.changed_seq as i64)))
         .bind(stat(&|s| Some(s.breaker.changed_at_ms)))
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
     let lease = owner.lease_from(now_ms());
-    for d in releases {
-        ordering::release(&mut tx, d, lease).await?;
+    for d in ordered {
+        if d.state.is_final() || kept_cancelled.contains(&sql_id(d.id)) {
+            ordering::release(&mut tx, d, lease).await?;
+        }
     }
     tx.commit().await.map_err(db)?;
     Ok(answers)

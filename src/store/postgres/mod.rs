@@ -569,15 +569,10 @@ impl Store for PostgresStore {
         self.attempts.record(record).await
     }
 
-    /// Drops the outbox row of a delivery if it is still due at `due_ms` (a stale entry).
+    /// Drops the outbox row of a delivery if it is still due at `due_ms` (a stale entry);
+    /// a cancelled head of an ordering queue releases the next (`ordering::remove_stale`).
     async fn remove_outbox_entry(&self, entry: OutboxEntry) -> Result<()> {
-        sqlx::query("DELETE FROM outbox WHERE delivery_id = $1 AND due_ms = $2")
-            .bind(sql_id(entry.delivery_id))
-            .bind(entry.due_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
+        ordering::remove_stale(&self.pool, entry, self.owner.lease_from(now_ms())).await
     }
 
     async fn claim(&self, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> {
@@ -688,7 +683,8 @@ impl Store for PostgresStore {
     }
 
     /// Cancels a QUEUED or RETRYING delivery in one statement (its outbox row goes with it);
-    /// an ordered one releases the next of its queue in the same transaction.
+    /// an ordered one under its queue's lock, releasing the next of its queue in the same
+    /// transaction unless its attempt may be in flight (`ordering::cancel`).
     async fn cancel_delivery(&self, id: u64, at_ms: i64) -> Result<Cancelled> {
         let ordered = self
             .get_delivery(id)
@@ -699,9 +695,14 @@ impl Store for PostgresStore {
             // The queue's lock before the delivery's row, as record_attempt takes them.
             ordering::lock_for_release(&mut tx, before).await?;
         }
-        let cancelled = queries::cancel_delivery(&mut *tx, id, at_ms).await?;
+        let cancelled = match &ordered {
+            Some(_) => {
+                let lease = self.owner.lease_from(now_ms());
+                ordering::cancel(&mut tx, id, at_ms, lease).await?
+            }
+            None => queries::cancel_delivery(&mut *tx, id, at_ms).await?,
+        };
         if let Some(cancelled) = &cancelled {
-            ordering::release(&mut tx, cancelled, self.owner.lease_from(now_ms())).await?;
             changes::append_delivery(&mut tx, cancelled, at_ms).await?;
         }
         tx.commit().await.map_err(db)?;

@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
+use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 
 use super::{PostgresStore, db, sql_id, state_name};
@@ -69,28 +70,43 @@ pub async fn lock_for_release(tx: &mut Transaction<'_, Postgres>, d: &Delivery) 
     }
 }
 
-/// Takes a final delivery out of its queue and makes sure the first unfinished one left has
-/// its outbox row: a new row is born leased with `lease` (the releasing instance schedules it
-/// at once; should it not, any instance claims it once the lease ends). An existing row (the
-/// head's, when a delivery behind it ended) keeps its due time and lease.
+/// Takes a final delivery out of its queue and makes sure the first one left has its
+/// outbox row if it is unfinished: a new row is born leased with `lease` (the releasing
+/// instance schedules it at once; should it not, any instance claims it once the lease
+/// ends). An existing row (the head's, when a delivery behind it ended) keeps its due time
+/// and lease. A final first one is a head cancelled while leased (`cancel`): it holds the
+/// queue until it is released in turn.
 pub async fn release(tx: &mut Transaction<'_, Postgres>, d: &Delivery, lease: Lease) -> Result<()> {
-    let Some(ordering) = &d.ordering else {
-        return Ok(());
-    };
+    match &d.ordering {
+        Some(ordering) => release_from(tx, d.id, d.webhook_id, &ordering.queue, lease).await,
+        None => Ok(()),
+    }
+}
+
+/// `release` of delivery `id` from the queue `queue` of webhook `webhook_id`.
+async fn release_from(
+    tx: &mut Transaction<'_, Postgres>,
+    id: u64,
+    webhook_id: u64,
+    queue: &str,
+    lease: Lease,
+) -> Result<()> {
     sqlx::query(
-        "WITH gone AS (DELETE FROM ordering_queue WHERE delivery_id = $1)
+        "WITH gone AS (DELETE FROM ordering_queue WHERE delivery_id = $1),
+         first AS (
+             SELECT q.delivery_id FROM ordering_queue q
+             WHERE q.webhook_id = $2 AND q.queue = $3 AND q.delivery_id <> $1
+             ORDER BY q.seq LIMIT 1)
          INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
              lease_until_ms)
          SELECT n.id, n.event_id, n.webhook_id, n.next_attempt_ms, $6, $7
-         FROM ordering_queue q JOIN deliveries n ON n.id = q.delivery_id
-         WHERE q.webhook_id = $2 AND q.queue = $3 AND q.delivery_id <> $1
-             AND n.state IN ($4, $5)
-         ORDER BY q.seq LIMIT 1
+         FROM first JOIN deliveries n ON n.id = first.delivery_id
+         WHERE n.state IN ($4, $5)
          ON CONFLICT (delivery_id) DO NOTHING",
     )
-    .bind(sql_id(d.id))
-    .bind(sql_id(d.webhook_id))
-    .bind(&ordering.queue)
+    .bind(sql_id(id))
+    .bind(sql_id(webhook_id))
+    .bind(queue)
     .bind(state_name(DeliveryState::Queued)?)
     .bind(state_name(DeliveryState::Retrying)?)
     .bind(sql_id(lease.owner))
@@ -99,6 +115,68 @@ pub async fn release(tx: &mut Transaction<'_, Postgres>, d: &Delivery, lease: Le
     .await
     .map_err(db)?;
     Ok(())
+}
+
+/// Cancels an ordered delivery; the caller's transaction holds its queue's lock. A head
+/// whose outbox row is leased (its holder may have its attempt on the wire) keeps its row
+/// and its place: the next one waits until the holder lets go of it (its attempt recorded,
+/// or the cancel found before one: `remove_stale`), or any instance claims the row once the
+/// lease ends and does the same, so the two never overlap. Otherwise the row goes and the
+/// next one is released now. None when it is missing or already final.
+pub async fn cancel(
+    tx: &mut Transaction<'_, Postgres>,
+    id: u64,
+    at_ms: i64,
+    lease: Lease,
+) -> Result<Option<Delivery>> {
+    let Some(cancelled) = super::queries::mark_cancelled(&mut **tx, id, at_ms).await? else {
+        return Ok(None);
+    };
+    // The delivery's row, then its outbox row (waiting for a claim taking it right now).
+    let held: Option<bool> = sqlx::query_scalar(
+        "SELECT lease_owner IS NOT NULL AND lease_until_ms > $2 FROM outbox
+         WHERE delivery_id = $1 FOR UPDATE",
+    )
+    .bind(sql_id(id))
+    .bind(crate::model::now_ms())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+    if held != Some(true) {
+        sqlx::query("DELETE FROM outbox WHERE delivery_id = $1")
+            .bind(sql_id(id))
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        release(tx, &cancelled, lease).await?;
+    }
+    Ok(Some(cancelled))
+}
+
+/// `Store::remove_outbox_entry`: drops a stale outbox row, and when its delivery is final
+/// but still in its queue (a head cancelled while leased, see `cancel`), releases the next
+/// one, leased with `lease`.
+pub async fn remove_stale(pool: &PgPool, entry: OutboxEntry, lease: Lease) -> Result<()> {
+    let queued: Option<(i64, String)> = sqlx::query_as(
+        "WITH gone AS (DELETE FROM outbox WHERE delivery_id = $1 AND due_ms = $2)
+         SELECT q.webhook_id, q.queue FROM ordering_queue q
+         JOIN deliveries d ON d.id = q.delivery_id
+         WHERE q.delivery_id = $1 AND d.state NOT IN ($3, $4)",
+    )
+    .bind(sql_id(entry.delivery_id))
+    .bind(entry.due_ms)
+    .bind(state_name(DeliveryState::Queued)?)
+    .bind(state_name(DeliveryState::Retrying)?)
+    .fetch_optional(pool)
+    .await
+    .map_err(db)?;
+    let Some((webhook_id, queue)) = queued else {
+        return Ok(());
+    };
+    let mut tx = pool.begin().await.map_err(db)?;
+    lock(&mut tx, webhook_id as u64, &queue).await?;
+    release_from(&mut tx, entry.delivery_id, webhook_id as u64, &queue, lease).await?;
+    tx.commit().await.map_err(db)
 }
 
 #[async_trait]

@@ -77,6 +77,28 @@ pub async fn list_deliveries(pool: &PgPool, q: &DeliveryQuery<'_>) -> Result<Vec
     rows.iter().map(delivery_of).collect()
 }
 
+/// Sets a QUEUED or RETRYING delivery CANCELLED, locking its row, and leaves its outbox row
+/// to the caller (an ordered one's: `ordering::cancel`); None when it is missing or already
+/// final.
+pub async fn mark_cancelled(
+    executor: impl sqlx::PgExecutor<'_>,
+    id: u64,
+    at_ms: i64,
+) -> Result<Option<Delivery>> {
+    let sql = format!(
+        "UPDATE deliveries SET state = 'CANCELLED', updated_at_ms = $2
+         WHERE id = $1 AND state IN ('QUEUED', 'RETRYING')
+         RETURNING {DELIVERY_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(sql_id(id))
+        .bind(at_ms)
+        .fetch_optional(executor)
+        .await
+        .map_err(db)?;
+    row.map(|r| delivery_of(&r)).transpose()
+}
+
 /// Cancels a QUEUED or RETRYING delivery and drops its outbox row; None when it is missing
 /// or already final.
 pub async fn cancel_delivery(

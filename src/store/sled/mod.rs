@@ -501,11 +501,10 @@ impl Trees {
         // then the state, and the old outbox entry last; `attempt` drops entries whose due
         // time no longer matches the state (see `remove_outbox_entry`).
         let _same_delivery = self.indexes.lock(record.delivery.id);
-        // A delivery cancelled while its attempt was in flight stays cancelled (the attempt
-        // is logged; its retry is not kept) unless the attempt succeeded.
-        let kept_cancelled = (record.delivery.state != DeliveryState::Succeeded
-            && self.is_cancelled(record.delivery.id)?)
-        .then(|| Delivery {
+        // A delivery cancelled while its attempt was in flight stays cancelled, whatever the
+        // attempt says (it is logged; no retry is kept). Its cancel, under the same lock,
+        // may have left its ordering queue to this write (`cancel_delivery`).
+        let kept_cancelled = self.is_cancelled(record.delivery.id)?.then(|| Delivery {
             state: DeliveryState::Cancelled,
             ..record.delivery.clone()
         });
@@ -552,6 +551,18 @@ impl Trees {
         self.outbox.remove(entry)?;
         self.outbox.set_lease(entry.delivery_id, None);
         Ok(())
+    }
+
+    /// `Store::remove_outbox_entry`: the stale entry goes, and a final delivery still
+    /// heading its ordering queue (cancelled while leased: its cancel left the release to
+    /// whoever let go of it) releases the next one.
+    fn drop_stale_entry(&self, entry: OutboxEntry) -> Result<()> {
+        let _same_delivery = self.indexes.lock(entry.delivery_id);
+        self.remove_outbox_entry(entry)?;
+        match self.get_delivery(entry.delivery_id)? {
+            Some(delivery) if delivery.state.is_final() => self.release_ordered(&delivery),
+            _ => Ok(()),
+        }
     }
 
     fn list_responses(&self, webhook_id: u64, page: Page) -> Result<Vec<(u64, ResponseRecord)>> {
@@ -770,7 +781,7 @@ impl Store for SledStore {
     }
 
     async fn remove_outbox_entry(&self, entry: OutboxEntry) -> Result<()> {
-        self.trees.remove_outbox_entry(entry)
+        self.trees.drop_stale_entry(entry)
     }
 
     async fn claim(&self, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> {

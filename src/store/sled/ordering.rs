@@ -7,7 +7,9 @@
 //! head gets one); making a head final writes its state, then the next one's outbox entry,
 //! then drops its own queue entry. A crash in between leaves a final delivery at the head of
 //! its queue; `repair_ordering` (at open) drops such entries and gives each queue's first
-//! unfinished delivery its outbox entry.
+//! unfinished delivery its outbox entry. A head cancelled while leased stays at the head,
+//! final, until the write that lets go of it releases the next (see `store::ordering`); the
+//! same repair releases it after a restart.
 
 use std::collections::BTreeMap;
 

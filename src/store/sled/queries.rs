@@ -251,6 +251,17 @@ impl Trees {
         // The state first: an outbox entry left by a crash is dropped by the worker.
         let state = super::codec::delivery::encode_state(&delivery)?;
         self.deliveries.insert(be(id), state).map_err(internal)?;
+        let leased = self
+            .outbox
+            .lease(id)
+            .is_some_and(|lease| lease.until_ms > crate::model::now_ms());
+        if delivery.ordering.is_some() && leased {
+            // An ordered head held by the worker, maybe on the wire: the next of its queue
+            // waits until the worker lets go of it (its attempt recorded, or the cancel
+            // found before one: `drop_stale_entry`), so the two never overlap. After a
+            // restart `repair_ordering` releases it.
+            return Ok(Cancelled::Now(delivery));
+        }
         self.release_ordered(&delivery)?;
         self.remove_outbox_entry(crate::store::OutboxEntry {
             due_ms,
