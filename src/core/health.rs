@@ -1,10 +1,9 @@
 //! Webhook health at a glance (the web console's webhook list, `GetWebhookHealth`): last
 //! success and failure, the run of failures, the circuit breaker (as stored, so every
-//! instance answers the same), pending deliveries as the delivery engine of this instance
-//! sees them, and attempts per hour over the last day counted from the webhook's delivery
-//! log (`attempt_counts`: only what is new since the last call is read). Read scope;
-//! another account's webhook is
-//! NOT_FOUND. Depends on the store and the scheduler only.
+//! instance answers the same), the deliveries still to deliver (waiting in the store, so
+//! every instance answers the same too), and attempts per hour over the last day counted
+//! from the webhook's delivery log (`attempt_counts`: only what is new since the last call
+//! is read). Read scope; another account's webhook is NOT_FOUND. Depends on the store only.
 
 use super::attempt_counts::report_end;
 use super::{Caller, Service};
@@ -16,6 +15,10 @@ pub const HOUR_MS: i64 = 3_600_000;
 
 /// Hourly buckets in a health report (the last day).
 pub const BUCKETS: usize = 24;
+
+/// Waiting deliveries are counted up to this many (a bigger backlog reports this number), so
+/// a health read stays cheap whatever the backlog.
+pub const PENDING_CAP: usize = 100_000;
 
 /// Attempts of one hour.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,7 +49,8 @@ pub struct Health {
     pub failing_since_ms: Option<i64>,
     /// Its circuit breaker, as stored (the same on every instance).
     pub breaker: Breaker,
-    /// Deliveries queued, parked or being attempted on this instance.
+    /// Deliveries still to deliver: due, being attempted, retrying later, or waiting behind
+    /// their ordering key, on any instance (at most `PENDING_CAP`).
     pub pending: usize,
     /// Attempts per hour, oldest first; the last bucket is the hour up to the report's time.
     pub hourly: Vec<Bucket>,
@@ -85,7 +89,7 @@ impl Service {
             .attempt_counts
             .hourly(&*self.store, webhook.id, report_end(now))
             .await?;
-        let endpoint = self.scheduler.endpoint(webhook.id);
+        let pending = self.store.count_waiting(webhook.id, PENDING_CAP).await?;
         Ok(Health {
             webhook_id: crate::ids::format(crate::ids::Kind::Webhook, webhook.id),
             is_webhook_enabled: webhook.is_webhook_enabled,
@@ -94,7 +98,7 @@ impl Service {
             last_failure_ms: stats.last_failure_ms,
             failing_since_ms: stats.failing_since_ms,
             breaker: stats.breaker.phase(now),
-            pending: endpoint.pending,
+            pending,
             hourly,
         })
     }

@@ -221,13 +221,6 @@ pub struct RateStats {
     pub effective_per_second: f64,
 }
 
-/// One webhook as the scheduler of this instance sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndpointView {
-    /// Deliveries queued, parked or being attempted.
-    pub pending: usize,
-}
-
 /// The due queue with fairness bookkeeping, a wake-up for the worker and one for the
 /// claimer.
 pub struct Scheduler {
@@ -582,12 +575,6 @@ impl Scheduler {
         (total, per_webhook)
     }
 
-    /// What this instance holds of one webhook: its deliveries waiting or being attempted.
-    pub fn endpoint(&self, webhook_id: u64) -> EndpointView {
-        let pending = self.lock().held_by(webhook_id);
-        EndpointView { pending }
-    }
-
     /// Resolves when something new may run.
     pub async fn woken(&self) {
         self.wake.notified().await
@@ -755,26 +742,6 @@ mod tests {
         );
         scheduler.schedule(Entry::due(300, 5, 7));
         assert_eq!(scheduler.next(300), Next::Due(Entry::due(300, 5, 7)));
-    }
-
-    #[test]
-    fn the_endpoint_view_tells_pending_deliveries() {
-        let scheduler = scheduler(limits(10));
-        let view = |id| scheduler.endpoint(id);
-        assert_eq!(view(7), EndpointView { pending: 0 });
-        scheduler.schedule_all([
-            Entry::due(0, 1, 7),
-            Entry::due(0, 2, 7),
-            Entry::due(0, 3, 8),
-        ]);
-        assert_eq!((view(7).pending, view(8).pending), (2, 1));
-        let Next::Due(first) = scheduler.next(0) else {
-            panic!("not due")
-        };
-        // Running counts as pending until it is finished.
-        assert_eq!(view(7).pending, 2);
-        scheduler.finish(first, EndpointHealth::Failing, 0);
-        assert_eq!(view(7).pending, 1);
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub struct WebhookHealth {
     pub failing_since: Option<String>,
     /// CLOSED, OPEN or HALF_OPEN (as stored: every instance answers the same).
     pub breaker_state: String,
-    /// Deliveries queued, waiting or being attempted on the answering instance.
+    /// Deliveries still to deliver (due, retrying or behind their ordering key) on any
+    /// instance, up to 100000.
     pub pending_count: usize,
     pub last_hour: HealthBucket,
     pub last_day: HealthBucket,

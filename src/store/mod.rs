@@ -149,6 +149,9 @@ pub trait Store: EventTypeStore + OrderingStore + Send + Sync + 'static {
     async fn count_webhooks(&self, account_id: &str) -> Result<usize>;
     /// Delivery outcome times of a webhook.
     async fn webhook_stats(&self, id: u64) -> Result<WebhookStats>;
+    /// A webhook's deliveries still to deliver (due, retrying, or waiting behind their
+    /// ordering key), whichever instance holds them, counted up to `cap`.
+    async fn count_waiting(&self, webhook_id: u64, cap: usize) -> Result<usize>;
 
     /// Stores a token under the hash of its secret; durable.
     async fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()>;

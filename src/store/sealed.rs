@@ -70,6 +70,10 @@ impl Store for Sealed {
         self.backend.webhook_stats(id).await
     }
 
+    async fn count_waiting(&self, webhook_id: u64, cap: usize) -> Result<usize> {
+        self.backend.count_waiting(webhook_id, cap).await
+    }
+
     async fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()> {
         self.backend.put_token(hash, token).await
     }

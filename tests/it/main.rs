@@ -16,6 +16,7 @@ mod egress;
 mod emit_memory;
 mod event_types;
 mod fairness;
+mod health_pending;
 mod hostile_templates;
 mod memory;
 mod mtls;

@@ -2212,7 +2212,7 @@ type WebhookHealth struct {
 	FailingSince *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
 	// The circuit breaker of the webhook's endpoint, as stored (every instance answers the same).
 	BreakerState BreakerState `protobuf:"varint,7,opt,name=breaker_state,json=breakerState,proto3,enum=webhooks.v1.BreakerState" json:"breaker_state,omitempty"`
-	// Deliveries queued, waiting or being attempted on the answering instance.
+	// Deliveries still to deliver (due, retrying or behind their ordering key) on any instance, up to 100000.
 	PendingCount int32 `protobuf:"varint,8,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
 	// Attempts of the last hour.
 	LastHour *HealthBucket `protobuf:"bytes,9,opt,name=last_hour,json=lastHour,proto3" json:"last_hour,omitempty"`

@@ -415,6 +415,11 @@ impl Store for PostgresStore {
             .map(Option::unwrap_or_default)
     }
 
+    /// The webhook's outbox rows and the ordered deliveries behind its queues' heads.
+    async fn count_waiting(&self, webhook_id: u64, cap: usize) -> Result<usize> {
+        queries::count_waiting(&self.pool, webhook_id, cap).await
+    }
+
     /// Stores a token under the hash of its secret; every instance's caches are told.
     async fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()> {
         sqlx::query(

@@ -1,6 +1,7 @@
 //! The operator queries on PostgreSQL: keyset listings of an account's events and
 //! deliveries, newest first, on the indexes of migration 0005 (`(account_id, created_at_ms
-//! DESC, id DESC)`, per webhook, per state), and cancellation in one statement. Bounds that
+//! DESC, id DESC)`, per webhook, per state), cancellation in one statement, and a webhook's
+//! count of deliveries still to deliver (for its health). Bounds that
 //! are not given become the widest values, so each listing is one prepared statement whose
 //! plan is an index range scan (a webhook filter picks the per-webhook index instead).
 
@@ -75,6 +76,25 @@ pub async fn list_deliveries(pool: &PgPool, q: &DeliveryQuery<'_>) -> Result<Vec
         .await
         .map_err(db)?;
     rows.iter().map(delivery_of).collect()
+}
+
+/// A webhook's deliveries still to deliver, counted up to `cap`: its outbox rows (due or
+/// retrying, any lease) and its ordered deliveries without one (waiting behind their head),
+/// read through the outbox's and the queues' webhook indexes.
+pub async fn count_waiting(pool: &PgPool, webhook_id: u64, cap: usize) -> Result<usize> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE webhook_id = $1 LIMIT $2) o)
+             + (SELECT count(*) FROM (
+                 SELECT 1 FROM ordering_queue q WHERE q.webhook_id = $1
+                     AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.delivery_id = q.delivery_id)
+                 LIMIT $2) w)",
+    )
+    .bind(sql_id(webhook_id))
+    .bind(sql_count(cap))
+    .fetch_one(pool)
+    .await
+    .map_err(db)?;
+    Ok((n as usize).min(cap))
 }
 
 /// Sets a QUEUED or RETRYING delivery CANCELLED, locking its row, and leaves its outbox row

@@ -715,6 +715,16 @@ impl Store for SledStore {
         self.trees.webhook_stats(id)
     }
 
+    /// The webhook's outbox entries and the ordered deliveries behind its queues' heads.
+    async fn count_waiting(&self, webhook_id: u64, cap: usize) -> Result<usize> {
+        self.blocking(move |trees| {
+            let due = trees.outbox.count(webhook_id, cap)?;
+            let behind = trees.count_behind_heads(webhook_id, cap - due)?;
+            Ok(due + behind)
+        })
+        .await
+    }
+
     async fn put_token(&self, hash: &[u8; 32], token: &ApiToken) -> Result<()> {
         self.trees.put_token(hash, token)?;
         self.commit.durable().await

@@ -141,6 +141,26 @@ impl Trees {
         Ok(())
     }
 
+    /// A webhook's ordered deliveries waiting behind their queues' heads (which have outbox
+    /// entries), counted up to `cap`.
+    pub(super) fn count_behind_heads(&self, webhook_id: u64, cap: usize) -> Result<usize> {
+        let mut behind = 0;
+        let mut queue: Option<Vec<u8>> = None;
+        for key in self.ordering.scan_prefix(be(webhook_id)).keys() {
+            if behind >= cap {
+                break;
+            }
+            let key = key.map_err(internal)?;
+            let this = &key[..QUEUE.min(key.len())];
+            if queue.as_deref() == Some(this) {
+                behind += 1;
+            } else {
+                queue = Some(this.to_vec());
+            }
+        }
+        Ok(behind)
+    }
+
     fn ordering_backlog(&self) -> Result<OrderingBacklog> {
         // Per queue: its head's id and how many wait behind it.
         let mut queues: BTreeMap<Vec<u8>, (u64, u64)> = BTreeMap::new();

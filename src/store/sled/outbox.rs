@@ -130,6 +130,16 @@ impl Outbox {
         Ok(())
     }
 
+    /// A webhook's entries, counted up to `cap`.
+    pub fn count(&self, webhook_id: u64, cap: usize) -> Result<usize> {
+        let mut n = 0;
+        for key in self.tree.scan_prefix(be(webhook_id)).keys().take(cap) {
+            key.map_err(internal)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// See `Store::claim`.
     /// `open_until` tells a webhook's stored breaker (the end of its open period while it is
     /// tripped).

@@ -1194,7 +1194,7 @@ export type WebhookHealth = Message<"webhooks.v1.WebhookHealth"> & {
   breakerState: BreakerState;
 
   /**
-   * Deliveries queued, waiting or being attempted on the answering instance.
+   * Deliveries still to deliver (due, retrying or behind their ordering key) on any instance, up to 100000.
    *
    * @generated from field: int32 pending_count = 8;
    */
