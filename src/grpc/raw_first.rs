@@ -11,9 +11,11 @@
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
+use bytes::BytesMut;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt as _, BodyStream, StreamBody};
+use hyper::body::Frame;
 use tonic::body::Body;
 use tonic::codegen::Service as TowerService;
 use tonic::codegen::http::{Request, Response};
@@ -101,29 +103,41 @@ where
 }
 
 /// Reads `body` up to one message of the largest size accepted: the body to hand on (what was
-/// read, then whatever follows it), and its length when it was read whole.
+/// read, then whatever follows it), and its length when it was read whole. What was read is
+/// copied into one buffer of the message's size (its frame header says it), so a waiting call
+/// holds its own bytes, not the connection's receive buffers its frames were cut from.
 async fn read_first(mut body: Body) -> (Body, Option<usize>) {
     let limit = MAX_REQUEST_BYTES + FRAME_HEADER_BYTES;
-    let mut frames = Vec::new();
-    let mut read = 0;
+    let mut read = BytesMut::new();
+    let mut sized = false;
+    let mut others = Vec::new();
     let rest = loop {
         match body.frame().await {
             None => break None,
-            Some(Ok(frame)) => {
-                read += frame.data_ref().map_or(0, |data| data.len());
-                frames.push(Ok(frame));
-                if read > limit {
-                    break Some(StreamExt::boxed(BodyStream::new(body)));
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    read.extend_from_slice(&data);
+                    if !sized && read.len() >= FRAME_HEADER_BYTES {
+                        sized = true;
+                        let length = u32::from_be_bytes([read[1], read[2], read[3], read[4]]);
+                        let whole = (length as usize).saturating_add(FRAME_HEADER_BYTES);
+                        read.reserve(whole.min(limit + 1).saturating_sub(read.len()));
+                    }
+                    if read.len() > limit {
+                        break Some(StreamExt::boxed(BodyStream::new(body)));
+                    }
                 }
-            }
+                Err(frame) => others.push(Ok(frame)),
+            },
             Some(Err(status)) => {
-                frames.push(Err(status));
+                others.push(Err(status));
                 break Some(StreamExt::boxed(futures::stream::empty()));
             }
         }
     };
-    let whole = rest.is_none().then_some(read);
-    let prefix = futures::stream::iter(frames);
+    let whole = rest.is_none().then_some(read.len());
+    let prefix =
+        futures::stream::iter(std::iter::once(Ok(Frame::data(read.freeze()))).chain(others));
     let replay = match rest {
         None => Body::new(StreamBody::new(prefix)),
         Some(rest) => Body::new(StreamBody::new(prefix.chain(rest))),
