@@ -1,6 +1,6 @@
 //! The bench's webhook endpoint: a hyper HTTP/1.1 server (keep-alive, TCP_NODELAY) that
 //! answers 200 at once on `/ok/<sink>` and after the slow delay on `/slow/<sink>`, recording
-//! every request in its sink (see `sink`). The event id is the `X-Webhookd-Event-Id` header,
+//! every request in its sink (see `sink`), with the number of the connection it came on. The event id is the `X-Webhookd-Event-Id` header,
 //! else the JSON body's `event_id`, `id` or `event.id` (so other senders can be measured too);
 //! the delivery id is `webhook-id`; the send time is the body's `bench_sent_ns`. With a fail
 //! percentage, that share of the deliveries (drawn at random per request) is answered 500.
@@ -40,6 +40,8 @@ pub struct Receiver {
     fail_percent: u64,
     /// Draws of the failing answers: a counter, hashed with a random key.
     draws: AtomicU64,
+    /// Numbers the connections, so a sink can count those its deliveries came on.
+    connections: AtomicU64,
     dice: RandomState,
 }
 
@@ -55,6 +57,7 @@ impl Receiver {
             slow_delay,
             fail_percent: u64::from(fail_percent.min(100)),
             draws: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             dice: RandomState::new(),
         })
     }
@@ -124,7 +127,8 @@ impl Receiver {
     /// One keep-alive connection, until the client closes it.
     async fn connection(self: Arc<Self>, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
-        let service = service_fn(move |req| self.clone().handle(req));
+        let connection = self.connections.fetch_add(1, Ordering::Relaxed);
+        let service = service_fn(move |req| self.clone().handle(connection, req));
         // A client closing its connection is the normal end, not an error to report.
         let _ = http1::Builder::new()
             .keep_alive(true)
@@ -134,6 +138,7 @@ impl Receiver {
 
     async fn handle(
         self: Arc<Self>,
+        connection: u64,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
         let now_ns = unix_ns();
@@ -188,6 +193,7 @@ impl Receiver {
                             .or(body_id.as_deref().map(str::as_bytes)),
                         delivery_id: header("webhook-id"),
                         sent_ns: sent_ns_in(&body),
+                        connection,
                     },
                     fails,
                 );

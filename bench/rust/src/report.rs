@@ -123,7 +123,7 @@ pub fn render(dir: &Path, cpu_model: &str) -> Result<String> {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {delivered} (accepted {}/s, backlog at end {}{}{}) | {} | {:.2} / {:.2} ms | {} | {} / {} / {} | {} | {} | {} |",
+                "| {} | {} | {delivered} (accepted {}/s, backlog at end {}{}{}{}) | {} | {:.2} / {:.2} ms | {} | {} / {} / {} | {} | {} | {} |",
                 phase_number(&r.mode),
                 describe(r),
                 thousands(r.accepted_per_s),
@@ -132,6 +132,11 @@ pub fn render(dir: &Path, cpu_model: &str) -> Result<String> {
                     format!(", missing after drain {}", r.missing_after_drain)
                 } else {
                     String::new()
+                },
+                match r.receiver_connections {
+                    0 => String::new(),
+                    1 => ", on 1 connection".into(),
+                    n => format!(", on {n} connections"),
                 },
                 errors_note(r.emit_errors, &r.first_error),
                 ratio(r.deliveries_per_s),

@@ -1,13 +1,13 @@
 //! The receiver's bookkeeping, one [`Sink`] per path name (`/ok/<sink>`): arrivals, the first
 //! arrival of every event id (and its emit->arrival time when the body carried a send time),
-//! the answers it failed on purpose (500), and duplicates: arrivals whose delivery id
+//! the answers it failed on purpose (500), the connections requests came on, and duplicates: arrivals whose delivery id
 //! (`webhook-id`) had already been answered 2xx (a retry after a 500 is not one). A
 //! [`SinkSummary`] over a time window is what the load generator asks for after a phase; a
 //! [`SinkCheck`] tells which of a list of event ids never got a 2xx, and when each duplicate
 //! arrived after the success it repeats.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -48,6 +48,7 @@ impl Sinks {
             arrival.event_id.map(|id| self.key(id)),
             arrival.delivery_id.map(|id| self.key(id)),
             arrival.sent_ns,
+            arrival.connection,
             fails,
         );
     }
@@ -88,6 +89,8 @@ pub struct Arrival<'a> {
     pub event_id: Option<&'a [u8]>,
     pub delivery_id: Option<&'a [u8]>,
     pub sent_ns: Option<u64>,
+    /// The number of the connection it came on.
+    pub connection: u64,
 }
 
 /// A map keyed by id hashes: they are hashed already, so the map uses them as they are.
@@ -117,6 +120,8 @@ struct Log {
     events: IdMap<bool>,
     /// (sent_ns or 0, first arrival ns) per distinct event.
     firsts: Vec<(u64, u64)>,
+    /// The connections requests came on.
+    connections: HashSet<u64, nohash_hasher::BuildNoHashHasher<u64>>,
 }
 
 impl Sink {
@@ -130,10 +135,12 @@ impl Sink {
         event: Option<u64>,
         delivery: Option<u64>,
         sent_ns: Option<u64>,
+        connection: u64,
         fails: bool,
     ) {
         let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         log.arrival_ns.push(now_ns);
+        log.connections.insert(connection);
         if let Some(d) = delivery {
             if let Some(&first_ok) = log.succeeded.get(&d) {
                 log.duplicates += 1;
@@ -175,6 +182,7 @@ impl Sink {
             .collect();
         SinkSummary {
             arrivals: log.arrival_ns.len() as u64,
+            connections: log.connections.len() as u64,
             events: log.events.len() as u64,
             duplicates: log.duplicates,
             failed_answers: log.failed_answers,
@@ -197,6 +205,9 @@ impl Sink {
 pub struct SinkSummary {
     /// Every request so far.
     pub arrivals: u64,
+    /// Connections they came on (a sender that reuses its connections opens few).
+    #[serde(default)]
+    pub connections: u64,
     /// Distinct event ids so far.
     pub events: u64,
     /// Requests whose delivery id (`webhook-id`) had been answered 2xx before.
@@ -252,6 +263,7 @@ mod tests {
             event_id: Some(event.as_bytes()),
             delivery_id: Some(delivery.as_bytes()),
             sent_ns: sent,
+            connection: now_ns % 2,
         }
     }
 
@@ -264,6 +276,10 @@ mod tests {
         sinks.record("s", arrival(200, "E2", "D3", Some(150)), false);
         let s = sinks.get("s").summary(0, u64::MAX);
         assert_eq!((s.arrivals, s.events, s.duplicates), (4, 2, 1));
+        assert_eq!(
+            s.connections, 2,
+            "arrivals at even and odd times came on two connections"
+        );
         assert_eq!(s.latency.n, 2);
         assert_eq!(s.latency.max_ms, 50.0 / 1e6);
         assert_eq!(sinks.counts()["s"], 4);
@@ -299,6 +315,7 @@ mod tests {
             event_id: None,
             delivery_id: None,
             sent_ns: None,
+            connection: 7,
         };
         sinks.record("b", bare, false);
         sinks.record("b", bare, false);

@@ -2,7 +2,8 @@
 //! counted per sink, an event delivered to two webhooks is one event, a repeated delivery id
 //! answered 2xx before is a duplicate (a retry after a 500 is not), the summary's latency comes
 //! from the send time in the body, and a check names the events never answered 2xx; the
-//! binary's threads, each owning its connections, share one set of sinks.
+//! binary's threads, each owning its connections, share one set of sinks, and a sink counts
+//! the connections its deliveries came on.
 
 use std::time::Duration;
 
@@ -70,6 +71,10 @@ async fn deliveries_are_counted_per_sink_with_duplicates_and_latency() {
 
     let a = summary(&mut conn, "a").await;
     assert_eq!((a.arrivals, a.events, a.duplicates), (3, 1, 1));
+    assert_eq!(
+        a.connections, 1,
+        "all three came on one keep-alive connection"
+    );
     assert_eq!(a.latency.n, 1);
     assert!(a.latency.max_ms > 0.0);
     assert_eq!(a.without_sent_time, 0);
@@ -172,5 +177,6 @@ async fn the_receiver_binary_spreads_its_connections_over_threads_sharing_the_si
     }
     let t = summary(&mut conns[0], "t").await;
     assert_eq!((t.arrivals, t.events, t.duplicates), (4, 4, 0));
+    assert_eq!(t.connections, 4, "one delivery on each connection");
     assert_eq!(t.latency.n, 4);
 }

@@ -51,6 +51,7 @@ fn emit(mode: &str, producers: usize, webhooks: usize, delivered: f64, p99_ms: f
         cpu: cpu(1.5),
         webhookd_cpu_ms_per_delivery: Some(9000.0 / (delivered * 6.0)),
         webhookd_peak_rss_mb: Some(150.0),
+        receiver_connections: 3,
         ..EmitResult::default()
     }
 }
@@ -118,6 +119,10 @@ fn every_phase_is_a_ratio_to_the_ceiling_of_the_same_run() {
     assert!(rest8.contains("| 8.3% |"), "{rest8}");
     assert!(rest8.contains("| 1.50 / 0.20 / 0.30 |"), "{rest8}");
     assert!(rest8.contains("| 0.150 ms |"), "{rest8}");
+    assert!(
+        rest8.contains("backlog at end 0, on 3 connections)"),
+        "{rest8}"
+    );
     let batch10 = line(
         &report,
         "| R4 | batch emit (POST /api/v1/events/batch/, 50 events each), 8 producers, 10 webhooks",

@@ -212,6 +212,7 @@ pub(super) async fn conclude(
         duplicates: sink.duplicates,
         backlog_at_end: expected as i64 - sink.window.arrivals_before_end as i64,
         missing_after_drain: expected as i64 - sink.arrivals as i64,
+        receiver_connections: sink.connections,
         webhookd_cpu_ms_per_delivery: per(webhookd.cpu_ms, sink.window.arrivals),
         webhookd_cpu_ms_per_event: per(webhookd.cpu_ms, sink.window.events),
         webhookd_context_switches_per_delivery: per(
@@ -223,7 +224,7 @@ pub(super) async fn conclude(
     };
     eprintln!(
         "{} ({} webhook(s), {} instance(s)): {:.0} events/s delivered = {:.0} deliveries/s (accepted {:.0} ev/s), \
-         emit->arrival p50 {:.2} ms p99 {:.2} ms, duplicates {}, backlog at end {}, missing {}, \
+         emit->arrival p50 {:.2} ms p99 {:.2} ms, duplicates {}, backlog at end {}, missing {}, {} receiver connections, \
          webhookd {:.2} cores = {} ms per delivery, errors {} {}",
         match result.target_rate {
             Some(rate) => format!("rate {rate}/s"),
@@ -239,6 +240,7 @@ pub(super) async fn conclude(
         result.duplicates,
         result.backlog_at_end,
         result.missing_after_drain,
+        result.receiver_connections,
         webhookd.cores,
         result
             .webhookd_cpu_ms_per_delivery

@@ -194,6 +194,9 @@ pub struct EmitResult {
     pub backlog_at_end: i64,
     /// Deliveries accepted but not arrived when the drain ended.
     pub missing_after_drain: i64,
+    /// Connections the deliveries came on (webhookd's pool reusing them opens few).
+    #[serde(default)]
+    pub receiver_connections: u64,
     pub cpu: BTreeMap<String, RoleCpu>,
     pub webhookd_cpu_ms_per_delivery: Option<f64>,
     pub webhookd_cpu_ms_per_event: Option<f64>,
