@@ -2,8 +2,9 @@
 //! loop (unfinished deliveries are claimed from the store under this instance's leases), the
 //! worker and both servers on the given listeners, and on shutdown stops accepting, lets
 //! in-flight attempts be recorded, releases the leases still held, and flushes the store. A server or
-//! the worker that stops on its own (error, panic) shuts the rest down the same way and
-//! ends `run` with its error at once.
+//! the worker that stops on its own (error, panic), or the store saying this instance must
+//! stop (another instance took its id), shuts the rest down the same way and ends `run`
+//! with its error at once.
 
 use std::io::Write;
 use std::path::Path;
@@ -264,18 +265,34 @@ pub async fn run(
     }
     tokio::spawn(log_throughput(metrics, shutdown.child_token()));
 
-    // The process lives as long as all three tasks: one that stops on its own (an error, a
+    // Another live instance taking this one's id (PostgreSQL) stops the process.
+    let store_task = {
+        let (store, stop) = (Arc::clone(&store), shutdown.child_token());
+        tokio::spawn(async move {
+            tokio::select! {
+                error = store.must_stop() => Err(match error {
+                    Error::Internal(message) => message,
+                    other => other.to_string(),
+                }),
+                _ = stop.cancelled() => Ok(()),
+            }
+        })
+    };
+    // The process lives as long as all four tasks: one that stops on its own (an error, a
     // panic) stops the others and ends the process with its error at once.
     let mut tasks = vec![
         ("gRPC server", grpc_task),
         ("HTTP server", http_task),
         ("delivery worker", worker_task),
+        ("store", store_task),
     ];
+    let mut displaced = false;
     let mut failure = tokio::select! {
         biased;
         _ = shutdown.cancelled() => None,
         (ended, index, _) = futures::future::select_all(tasks.iter_mut().map(|(_, task)| task)) => {
             let (name, _) = tasks.remove(index);
+            displaced = name == "store";
             // A task that ended cleanly because shutdown began (on another thread) is fine.
             let error = task_error(name, ended).or_else(|| {
                 (!shutdown.is_cancelled())
@@ -293,9 +310,12 @@ pub async fn run(
     }
     let _ = claimer_task.await;
     // The worker has stopped: what it still held goes back to the other instances now
-    // rather than when the leases expire.
-    if let Err(e) = Claimer::release_all(store.as_ref(), &scheduler).await {
-        tracing::warn!(error = %e, "cannot release the leases still held; they expire instead");
+    // rather than when the leases expire. Not when another instance took this one's id:
+    // the leases of that id are the other's now.
+    if !displaced {
+        if let Err(e) = Claimer::release_all(store.as_ref(), &scheduler).await {
+            tracing::warn!(error = %e, "cannot release the leases still held; they expire instead");
+        }
     }
     let flushed = store.flush().await;
     match failure {

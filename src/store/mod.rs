@@ -37,7 +37,7 @@ pub use sled::{SLED_CACHE_BYTES, SledStore};
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{ApiToken, BreakerStep, Delivery, Event, ResponseRecord, Webhook, WebhookStats};
 use change_log::{ChangeCursor, ChangePage};
 
@@ -251,4 +251,10 @@ pub trait Store: EventTypeStore + OrderingStore + Send + Sync + 'static {
 
     /// Whether the backend answers now (the health monitor's probe).
     async fn ping(&self) -> Result<()>;
+
+    /// Resolves, with the error to stop with, once this instance can no longer share the
+    /// store safely (PostgreSQL: another live instance took its instance id); never on sled.
+    async fn must_stop(&self) -> Error {
+        std::future::pending().await
+    }
 }

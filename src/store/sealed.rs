@@ -212,6 +212,10 @@ impl Store for Sealed {
         self.backend.changes()
     }
 
+    async fn must_stop(&self) -> crate::error::Error {
+        self.backend.must_stop().await
+    }
+
     async fn ping(&self) -> Result<()> {
         self.backend.ping().await
     }

@@ -25,6 +25,7 @@ mod operator_api;
 mod ordering;
 mod pg_caches;
 mod pg_identity;
+mod pg_identity_lost;
 mod pg_outage;
 mod process;
 mod races;

@@ -99,6 +99,27 @@ impl Process {
         self.child.wait().unwrap();
     }
 
+    /// Waits up to `within` for it to exit on its own; returns the exit status and
+    /// everything it logged.
+    pub async fn exited(mut self, within: Duration) -> (ExitStatus, String) {
+        let deadline = tokio::time::Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "webhookd did not stop within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        let logs = self.logs.lock().unwrap().clone();
+        (status, logs)
+    }
+
     /// SIGTERM; returns the exit status and everything it logged.
     pub fn terminate(mut self) -> (ExitStatus, String) {
         let pid = self.child.id().to_string();

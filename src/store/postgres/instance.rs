@@ -4,6 +4,11 @@
 //! them to expire. A session advisory lock on the id, held by one connection of its own for
 //! the life of the store, keeps two live instances from sharing an id: the second is refused
 //! at start with a clear error (two instances given one data directory, or a copied one).
+//!
+//! A holding session that is lost (the database restarted, the session was ended) is
+//! replaced and the lock taken again. If another instance took the id in between, the two
+//! would share leases, so this one must stop: `Identity::lost` resolves with the error that
+//! the process stops with (said once, by the server), and the keeper stops trying.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +44,8 @@ async fn try_lock(conn: &mut PgConnection, id: u64) -> Result<bool> {
 
 /// The id's lock as long as it lives; dropping it ends the session that holds it.
 pub struct Identity {
+    id: u64,
+    lost: CancellationToken,
     _holding: DropGuard,
 }
 
@@ -58,21 +65,43 @@ impl Identity {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let stop = CancellationToken::new();
-        tokio::spawn(hold(options.clone(), owner, conn, stop.clone()));
+        let (stop, lost) = (CancellationToken::new(), CancellationToken::new());
+        tokio::spawn(hold(
+            options.clone(),
+            owner,
+            conn,
+            stop.clone(),
+            lost.clone(),
+        ));
         Ok(Identity {
+            id: owner.id,
+            lost,
             _holding: stop.drop_guard(),
         })
     }
+
+    /// Resolves once another live instance has taken this instance's id (while its holding
+    /// session was lost): the error to stop with.
+    pub async fn lost(&self) -> Error {
+        self.lost.cancelled().await;
+        Error::Internal(format!(
+            "another live webhookd instance took this instance's id {} on this database \
+             while its session was lost: stopping, as the two would share leases (each \
+             instance needs a data directory of its own; the id is kept in it)",
+            self.id
+        ))
+    }
 }
 
-/// Keeps the session holding the lock; a lost one (the database restarted) is replaced and
-/// the lock taken again, and an error says so if another instance took the id meanwhile.
+/// Keeps the session holding the lock: checked every `CHECK_EVERY`, and once lost (the
+/// database restarted) replaced at once and the lock taken again. If another instance took
+/// the id meanwhile, it cancels `lost` and stops.
 async fn hold(
     options: PgConnectOptions,
     owner: Owner,
     conn: PgConnection,
     stop: CancellationToken,
+    lost: CancellationToken,
 ) {
     let mut held = Some(conn);
     loop {
@@ -80,27 +109,25 @@ async fn hold(
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(CHECK_EVERY) => {}
         }
-        held = match held.take() {
-            Some(mut conn) => match conn.ping().await {
-                Ok(()) => Some(conn),
-                Err(_) => None,
-            },
-            None => match PgConnection::connect_with(&options).await {
-                Ok(mut conn) => match try_lock(&mut conn, owner.id).await {
-                    Ok(true) => Some(conn),
-                    Ok(false) => {
-                        tracing::error!(
-                            instance_id = owner.id,
-                            "another live webhookd instance took this instance's id: each \
-                             instance needs a data directory of its own"
-                        );
-                        None
-                    }
-                    Err(_) => None,
-                },
-                Err(_) => None,
-            },
+        if let Some(conn) = held.as_mut() {
+            if conn.ping().await.is_ok() {
+                continue;
+            }
+            held = None;
+        }
+        // The database being lost is the health monitor's to report; here only the lock.
+        let Ok(mut conn) = PgConnection::connect_with(&options).await else {
+            continue;
         };
+        match try_lock(&mut conn, owner.id).await {
+            Ok(true) => held = Some(conn),
+            Ok(false) => {
+                lost.cancel();
+                let _ = conn.close().await;
+                return;
+            }
+            Err(_) => {}
+        }
     }
     if let Some(conn) = held {
         let _ = conn.close().await;

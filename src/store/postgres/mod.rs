@@ -110,7 +110,7 @@ pub struct PostgresStore {
     /// before a restart): claims take them back at once.
     reclaim_before_ms: i64,
     /// This instance's hold on its id (see `instance`).
-    _identity: instance::Identity,
+    identity: instance::Identity,
 }
 
 /// A database failure as the domain sees it: UNAVAILABLE when the database cannot be
@@ -230,7 +230,7 @@ impl PostgresStore {
             aux,
             owner,
             reclaim_before_ms,
-            _identity: identity,
+            identity,
         })
     }
 }
@@ -753,6 +753,11 @@ impl Store for PostgresStore {
     /// The delivery changes of every instance, from this instance's listener.
     fn changes(&self) -> Option<Changes> {
         Some(self.listener.follow())
+    }
+
+    /// Another live instance took this instance's id (`instance`).
+    async fn must_stop(&self) -> Error {
+        self.identity.lost().await
     }
 
     /// One round trip on the probe's own connection.
