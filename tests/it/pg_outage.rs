@@ -252,13 +252,23 @@ impl Webhookd {
             .collect()
     }
 
-    /// The log lines so far at WARN or ERROR.
+    /// webhookd's own log lines so far at WARN or ERROR, and anything not JSON (a panic).
+    /// sqlx's "slow statement" warnings are left out: a loaded machine makes statements
+    /// slow whatever the outage, and they say nothing about it.
     fn complaints(&self) -> Vec<Value> {
+        let own = |l: &Value| {
+            l["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("webhookd"))
+        };
         self.log
             .lock()
             .unwrap()
             .iter()
-            .filter(|l| l["level"] == "WARN" || l["level"] == "ERROR" || l.get("raw").is_some())
+            .filter(|l| {
+                ((l["level"] == "WARN" || l["level"] == "ERROR") && own(l))
+                    || l.get("raw").is_some()
+            })
             .cloned()
             .collect()
     }
