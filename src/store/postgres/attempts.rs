@@ -1,6 +1,7 @@
 //! Group commit of attempt records: a collector task gathers the `record_attempt` calls of
-//! concurrent workers and writes each gathered batch in one transaction (one WAL flush),
-//! answering every caller after the COMMIT that covers it. No fixed window: a batch goes out
+//! concurrent workers and writes each gathered batch in one transaction, answering every
+//! caller after the COMMIT that covers it (on the bookkeeping pool: that COMMIT does not wait
+//! for the WAL flush, see `bookkeeping`). No fixed window: a batch goes out
 //! as soon as one is ready, and what arrives while `COMMITS_IN_FLIGHT` batches are committing
 //! forms the next, larger one.
 //!

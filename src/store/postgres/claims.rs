@@ -8,7 +8,9 @@
 //! passed (half-open) a claim takes one row of it, the probe. Rows this owner's predecessor
 //! (the same id before a restart) leased are claimable at once. Renewal and release touch only
 //! the rows named, locked in delivery order (as attempt records lock them, so the two never
-//! deadlock), and only while this owner holds them.
+//! deadlock), and only while this owner holds them. All of them run on the bookkeeping pool
+//! (commits that do not wait for the WAL flush: a lease lost in a crash of PostgreSQL is
+//! only claimed again).
 
 use sqlx::{PgPool, Row};
 

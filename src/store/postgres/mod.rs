@@ -5,7 +5,9 @@
 //! Durability: every statement or transaction is committed before its call returns, so
 //! `flush` has nothing left to do. Emits are group-committed (`inserts`): concurrent events
 //! share one transaction and each emit is answered after its COMMIT; so are attempt records
-//! (`attempts`), each webhook's stats row written once per batch. Ids come from one
+//! (`attempts`), each webhook's stats row written once per batch. The delivery engine's own
+//! writes (attempt records, claims, leases) commit without waiting for the WAL flush on a
+//! pool of their own (`bookkeeping`): only acknowledgements wait for it. Ids come from one
 //! database sequence in blocks, so instances never hand out the same id. The sealing layer
 //! above seals webhook secrets before they reach this module; nothing here sees them in clear.
 //!
@@ -24,6 +26,7 @@ macro_rules! stats_columns {
 }
 
 mod attempts;
+mod bookkeeping;
 mod cache;
 mod changes;
 mod claims;
@@ -98,6 +101,9 @@ pub struct PostgresStore {
     ids: Mutex<(u64, u64)>,
     inserts: inserts::GroupCommit,
     attempts: attempts::Attempts,
+    /// The delivery engine's bookkeeping (claims, leases, trims), committing without
+    /// waiting for the WAL flush (see `bookkeeping`).
+    bookkeeping: PgPool,
     /// The listener's and the health probe's pool.
     aux: PgPool,
     listener: notify::Listener,
@@ -215,6 +221,7 @@ impl PostgresStore {
             .await
             .map_err(|e| cannot(&e))?;
         schema::migrate(&pool).await.map_err(|e| cannot(&e))?;
+        let bookkeeping = bookkeeping::pool(&options, ACQUIRE_TIMEOUT);
         let identity =
             instance::Identity::take(&options.application_name("webhookd-instance"), owner)
                 .await
@@ -222,7 +229,8 @@ impl PostgresStore {
         let caches = Arc::new(cache::Caches::default());
         Ok(PostgresStore {
             inserts: inserts::GroupCommit::start(pool.clone(), owner, commit_seconds),
-            attempts: attempts::Attempts::start(pool.clone(), owner),
+            attempts: attempts::Attempts::start(bookkeeping.clone(), owner),
+            bookkeeping,
             pool,
             ids: Mutex::new((0, 0)),
             listener: notify::Listener::start(aux.clone(), owner.id, Arc::clone(&caches)),
@@ -577,19 +585,19 @@ impl Store for PostgresStore {
     /// Drops the outbox row of a delivery if it is still due at `due_ms` (a stale entry);
     /// a cancelled head of an ordering queue releases the next (`ordering::remove_stale`).
     async fn remove_outbox_entry(&self, entry: OutboxEntry) -> Result<()> {
-        ordering::remove_stale(&self.pool, entry, self.owner.lease_from(now_ms())).await
+        ordering::remove_stale(&self.bookkeeping, entry, self.owner.lease_from(now_ms())).await
     }
 
     async fn claim(&self, claim: Claim<'_>) -> Result<Vec<OutboxEntry>> {
-        claims::claim(&self.pool, claim, self.reclaim_before_ms).await
+        claims::claim(&self.bookkeeping, claim, self.reclaim_before_ms).await
     }
 
     async fn renew_leases(&self, lease: Lease, delivery_ids: &[u64]) -> Result<()> {
-        claims::renew(&self.pool, lease, delivery_ids).await
+        claims::renew(&self.bookkeeping, lease, delivery_ids).await
     }
 
     async fn release_leases(&self, owner: u64, delivery_ids: &[u64]) -> Result<()> {
-        claims::release(&self.pool, owner, delivery_ids).await
+        claims::release(&self.bookkeeping, owner, delivery_ids).await
     }
 
     /// A webhook's attempts, newest first, keyed like the sled store (`!seq`, so `after`
@@ -638,7 +646,7 @@ impl Store for PostgresStore {
         sqlx::query("DELETE FROM responses WHERE webhook_id = $1 AND seq <= $2")
             .bind(sql_id(webhook_id))
             .bind(sql_id(cutoff))
-            .execute(&self.pool)
+            .execute(&self.bookkeeping)
             .await
             .map_err(db)?;
         Ok(())

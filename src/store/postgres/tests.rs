@@ -278,3 +278,24 @@ async fn an_instance_id_has_one_live_holder_and_a_restart_takes_back_its_leases_
     );
     assert_eq!(restarted.claim(claim(OWNER)).await.unwrap(), vec![]);
 }
+
+#[tokio::test]
+async fn only_the_engines_bookkeeping_commits_without_waiting_for_the_wal_flush() {
+    let Some(url) = fresh_url().await else { return };
+    let store = PostgresStore::connect(&url, OWNER, histogram())
+        .await
+        .unwrap();
+    let setting = |pool: &PgPool| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    // Emits, CRUD and cancels: an acknowledgement follows the flush that covers it.
+    assert_eq!(setting(&store.pool).await, "on");
+    // Claims, leases and attempt records: a crash of PostgreSQL may only repeat an attempt.
+    assert_eq!(setting(&store.bookkeeping).await, "off");
+}

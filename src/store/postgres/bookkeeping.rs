@@ -1,0 +1,40 @@
+//! The delivery engine's own connections: claims, lease renewals and releases, attempt
+//! records (with their webhook stats, breaker counters and log trims) and the removal of
+//! stale outbox rows commit on a pool of their own whose sessions run with
+//! `synchronous_commit = off`: their COMMIT returns once it is in PostgreSQL's WAL buffers,
+//! without waiting for the WAL flush (the WAL writer flushes within `wal_writer_delay`,
+//! 200 ms by default, and any synchronous commit flushes everything before it).
+//!
+//! Why that is safe: none of these writes acknowledges anything to a client. If PostgreSQL
+//! itself crashes, the last ~200 ms of them are lost and the database is as it was before:
+//! a delivery whose attempt record is lost is still pending and is attempted again (a
+//! duplicate, which at-least-once delivery allows), a lost lease is claimed again; no event
+//! is lost, since emits commit synchronously on the main pool (as do CRUD, cancels,
+//! redeliveries and rotations), and a synchronous commit is never lost behind an asynchronous
+//! one (the WAL is flushed in order). A `kill -9` of webhookd loses nothing: PostgreSQL has
+//! the commit.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+/// Connections of the bookkeeping pool: the attempt batches committing at once, the claim
+/// loop and the occasional trim or stale-row removal.
+const POOL_SIZE: u32 = 6;
+
+/// The bookkeeping pool, connecting lazily with `options`; its calls wait at most
+/// `acquire_timeout` for a connection.
+pub fn pool(options: &PgConnectOptions, acquire_timeout: Duration) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .acquire_timeout(acquire_timeout)
+        // A wait that ends in time is no complaint; one that does not fails its call, and a
+        // lost database is the health monitor's to report, once.
+        .acquire_slow_threshold(acquire_timeout)
+        .connect_lazy_with(
+            options
+                .clone()
+                .application_name("webhookd-bookkeeping")
+                .options([("synchronous_commit", "off")]),
+        )
+}
