@@ -24,6 +24,7 @@ mod operational_events;
 mod operator_api;
 mod ordering;
 mod pg_caches;
+mod pg_fresh;
 mod pg_identity;
 mod pg_identity_lost;
 mod pg_outage;

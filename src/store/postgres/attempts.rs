@@ -18,8 +18,9 @@
 //!    breaker transition it made, if any (each transition is seen by exactly one write);
 //! 3. one statement for the rest: per record the delivery's state (kept CANCELLED when it
 //!    was cancelled meanwhile, whatever the attempt said), its outbox row moved or
-//!    removed, its change-log entry, `pg_notify` to the other instances (sent at COMMIT) and
-//!    its log entry; per webhook its stats row, written once;
+//!    removed, its change-log entry and its log entry; per webhook its stats row, written
+//!    once; the batch's changes to the other instances (the state each delivery was left
+//!    in) in `pg_notify` calls of up to `notify::PER_PAYLOAD` changes each (sent at COMMIT);
 //! 4. the ordering releases (the next delivery of a queue gets its outbox row) of the
 //!    ordered deliveries that ended or were kept CANCELLED.
 //!
@@ -214,7 +215,8 @@ const LOCK: &str = concat!(
 
 /// The batch's writes (see the module header). Parameters: $1-$15 one element per record (in
 /// batch order), $16 the notification channel, $17 now, $18-$20 the log entries, $21-$31 the
-/// stats rows as the batch leaves them.
+/// stats rows as the batch leaves them, $32 `notify::PER_PAYLOAD`. It answers one row: the
+/// number of notifications sent and the ids of the deliveries kept CANCELLED.
 const RECORD: &str = "WITH new AS (
          SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
              $5::bigint[], $6::bigint[], $7::integer[], $8::text[], $9::bool[], $10::text[],
@@ -228,9 +230,7 @@ const RECORD: &str = "WITH new AS (
              attempts = new.attempts, next_attempt_ms = new.next_ms,
              last_status_code = new.code, last_error = new.error, updated_at_ms = new.updated_ms
          FROM new WHERE d.id = new.id
-         RETURNING d.id, d.state, pg_notify($16, CASE WHEN d.state = 'CANCELLED'
-             THEN jsonb_set(new.notification::jsonb, '{s}', to_jsonb('CANCELLED'::text))::text
-             ELSE new.notification END)),
+         RETURNING d.id, d.state),
      kept AS (
          -- kept_cancelled: cancelled while the attempt was in flight, and it stays so.
          SELECT new.*, coalesce(u.state = 'CANCELLED', false) AS kept_cancelled
@@ -274,8 +274,17 @@ const RECORD: &str = "WITH new AS (
              $31::bigint[])
              AS u (w, last_success, last_failure, failing_since, seq, failures, open_until,
                  level, opened_at, changed_seq, changed_at)
-         WHERE s.webhook_id = u.w)
-     SELECT id FROM kept WHERE kept_cancelled";
+         WHERE s.webhook_id = u.w),
+     notified AS (
+         -- Each delivery's notification (the state it was left in), $32 to a payload.
+         SELECT pg_notify($16, '[' || string_agg(payload, ',' ORDER BY n) || ']')
+         FROM (SELECT n, CASE WHEN kept_cancelled
+                 THEN jsonb_set(notification::jsonb, '{s}', to_jsonb('CANCELLED'::text))::text
+                 ELSE notification END AS payload
+             FROM kept) p
+         GROUP BY (n - 1) / $32)
+     SELECT (SELECT count(*) FROM notified),
+         array(SELECT id FROM kept WHERE kept_cancelled ORDER BY id)";
 
 /// Counters are integer in the database.
 fn sql_count(n: u32) -> i32 {
@@ -345,7 +354,7 @@ async fn commit(pool: &PgPool, owner: Owner, batch: &[&Attempt]) -> Result<Vec<W
     };
     let column = |f: &dyn Fn(&Attempt) -> i64| batch.iter().map(|a| f(a)).collect::<Vec<_>>();
     let texts = |f: &dyn Fn(&Attempt) -> &str| batch.iter().map(|a| f(a)).collect::<Vec<_>>();
-    let kept_cancelled: Vec<i64> = sqlx::query_scalar(RECORD)
+    let (_, kept_cancelled): (i64, Vec<i64>) = sqlx::query_as(RECORD)
         .bind(column(&|a| a.delivery_id))
         .bind(column(&|a| a.event_id))
         .bind(column(&|a| a.webhook_id))
@@ -387,7 +396,8 @@ async fn commit(pool: &PgPool, owner: Owner, batch: &[&Attempt]) -> Result<Vec<W
         .bind(stat(&|s| s.breaker.opened_at_ms))
         .bind(stat(&|s| Some(s.breaker.changed_seq as i64)))
         .bind(stat(&|s| Some(s.breaker.changed_at_ms)))
-        .fetch_all(&mut *tx)
+        .bind(notify::PER_PAYLOAD)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
     let lease = owner.lease_from(now_ms());

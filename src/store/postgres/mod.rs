@@ -31,6 +31,7 @@ mod cache;
 mod changes;
 mod claims;
 mod event_types;
+mod fresh;
 mod inserts;
 mod instance;
 mod notify;
@@ -109,6 +110,8 @@ pub struct PostgresStore {
     listener: notify::Listener,
     /// Webhooks and tokens as last read (see `cache`).
     caches: Arc<cache::Caches>,
+    /// The deliveries just emitted here, for their first attempt's read (see `fresh`).
+    written: Arc<fresh::Written>,
     /// This instance: the outbox rows it writes are leased to it, and its id names it in
     /// its notifications (one id per process for both).
     owner: Owner,
@@ -227,14 +230,26 @@ impl PostgresStore {
                 .await
                 .map_err(|e| cannot(&e))?;
         let caches = Arc::new(cache::Caches::default());
+        let written = Arc::new(fresh::Written::default());
         Ok(PostgresStore {
-            inserts: inserts::GroupCommit::start(pool.clone(), owner, commit_seconds),
+            inserts: inserts::GroupCommit::start(
+                pool.clone(),
+                owner,
+                commit_seconds,
+                Arc::clone(&written),
+            ),
             attempts: attempts::Attempts::start(bookkeeping.clone(), owner),
             bookkeeping,
             pool,
             ids: Mutex::new((0, 0)),
-            listener: notify::Listener::start(aux.clone(), owner.id, Arc::clone(&caches)),
+            listener: notify::Listener::start(
+                aux.clone(),
+                owner.id,
+                Arc::clone(&caches),
+                Arc::clone(&written),
+            ),
             caches,
+            written,
             aux,
             owner,
             reclaim_before_ms,
@@ -514,8 +529,11 @@ impl Store for PostgresStore {
         body.as_deref().map(from_json).transpose()
     }
 
-    /// A delivery by id.
+    /// A delivery by id (one just emitted here from `fresh`, once).
     async fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
+        if let Some(delivery) = self.written.take(id) {
+            return Ok(Some(delivery));
+        }
         let row = sqlx::query(
             "SELECT state, attempts, next_attempt_ms, last_status_code, last_error, request::text,
                  coalesce(updated_at_ms, created_at_ms)
@@ -579,6 +597,7 @@ impl Store for PostgresStore {
     /// of its queue released, committed together with its webhook's stats. Returns the stats
     /// as this attempt left them.
     async fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
+        self.written.forget(record.delivery.id);
         self.attempts.record(record).await
     }
 
@@ -699,6 +718,7 @@ impl Store for PostgresStore {
     /// an ordered one under its queue's lock, releasing the next of its queue in the same
     /// transaction unless its attempt may be in flight (`ordering::cancel`).
     async fn cancel_delivery(&self, id: u64, at_ms: i64) -> Result<Cancelled> {
+        self.written.forget(id);
         let ordered = self
             .get_delivery(id)
             .await?

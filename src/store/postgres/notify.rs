@@ -5,7 +5,10 @@
 //! change feed (`store::changes`).
 //!
 //! The payload is small and fixed in shape (ids, state, attempts and the sending instance:
-//! well under PostgreSQL's 8000-byte limit); whoever needs more reads the delivery. A
+//! well under PostgreSQL's 8000-byte limit); whoever needs more reads the delivery. A batch
+//! of attempt records sends its changes together, a JSON array of them per notification
+//! (`attempts`), not one per delivery: fewer messages for the database to queue and the
+//! listeners to read. A
 //! notification sent while the listener is disconnected is lost, so after every
 //! (re)connection the feed says `Resync` and its followers read the current state instead.
 //! Losing the connection is logged at debug only: the store's health monitor reports the
@@ -13,6 +16,7 @@
 //!
 //! The same listener follows `SETTINGS`, the changes of webhooks and tokens, for the read
 //! caches (`cache`): each notification drops what it names, each (re)connection empties them.
+//! Each delivery change drops that delivery from the just-written ones (`fresh`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +27,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::cache::Caches;
+use super::fresh::Written;
 use super::to_json;
 use crate::error::Result;
 use crate::model::{Delivery, DeliveryState};
@@ -33,6 +38,10 @@ pub const CHANNEL: &str = "webhookd_deliveries";
 
 /// The notification channel of webhook and token changes.
 pub const SETTINGS: &str = "webhookd_settings";
+
+/// Changes one notification of a batch carries at most (a JSON array of payloads: each is
+/// under 200 bytes, and PostgreSQL refuses 8000 bytes and more).
+pub const PER_PAYLOAD: i64 = 35;
 
 /// Changes a slow follower may fall behind by before it is told to resync.
 const FEED_CAPACITY: usize = 4096;
@@ -96,18 +105,32 @@ fn invalidate(caches: &Caches, payload: &str) {
     }
 }
 
-/// The change a notification announces, as seen by `instance`; None for a payload this
+/// One change or a batch of them, as sent.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Sent {
+    One(Payload),
+    Many(Vec<Payload>),
+}
+
+/// The changes a notification announces, as seen by `instance`; none for a payload this
 /// binary does not understand (another version's), which is skipped.
-fn change_of(payload: &str, instance: u64) -> Option<DeliveryChange> {
-    let p: Payload = serde_json::from_str(payload).ok()?;
-    Some(DeliveryChange {
-        event_id: p.e,
-        delivery_id: p.d,
-        webhook_id: p.w,
-        state: p.s,
-        attempts: p.a,
-        local: p.i == instance,
-    })
+fn changes_of(payload: &str, instance: u64) -> Vec<DeliveryChange> {
+    let sent = match serde_json::from_str(payload) {
+        Ok(Sent::One(p)) => vec![p],
+        Ok(Sent::Many(ps)) => ps,
+        Err(_) => Vec::new(),
+    };
+    sent.into_iter()
+        .map(|p| DeliveryChange {
+            event_id: p.e,
+            delivery_id: p.d,
+            webhook_id: p.w,
+            state: p.s,
+            attempts: p.a,
+            local: p.i == instance,
+        })
+        .collect()
 }
 
 /// This instance's listener; it stops when dropped.
@@ -118,11 +141,17 @@ pub struct Listener {
 
 impl Listener {
     /// Starts listening on a connection of `pool` (reconnecting whenever it is lost), for
-    /// `instance`, keeping `caches` current.
-    pub fn start(pool: PgPool, instance: u64, caches: Arc<Caches>) -> Listener {
+    /// `instance`, keeping `caches` and `written` current.
+    pub fn start(
+        pool: PgPool,
+        instance: u64,
+        caches: Arc<Caches>,
+        written: Arc<Written>,
+    ) -> Listener {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let stop = CancellationToken::new();
-        tokio::spawn(listen(pool, instance, caches, feed.clone(), stop.clone()));
+        let known = Known { caches, written };
+        tokio::spawn(listen(pool, instance, known, feed.clone(), stop.clone()));
         Listener {
             feed,
             _stop: stop.drop_guard(),
@@ -141,10 +170,24 @@ async fn connect(pool: &PgPool) -> std::result::Result<PgListener, sqlx::Error> 
     Ok(listener)
 }
 
+/// What this instance keeps of the database, which the notifications keep current.
+struct Known {
+    caches: Arc<Caches>,
+    written: Arc<Written>,
+}
+
+impl Known {
+    /// Notifications may have been missed.
+    fn clear(&self) {
+        self.caches.clear();
+        self.written.clear();
+    }
+}
+
 async fn listen(
     pool: PgPool,
     instance: u64,
-    caches: Arc<Caches>,
+    known: Known,
     feed: broadcast::Sender<StoreChange>,
     stop: CancellationToken,
 ) {
@@ -168,7 +211,7 @@ async fn listen(
         };
         pause = MIN_PAUSE;
         // Whatever changed before this LISTEN is read from the store by the followers.
-        caches.clear();
+        known.clear();
         let _ = feed.send(StoreChange::Resync);
         loop {
             let received = tokio::select! {
@@ -177,20 +220,21 @@ async fn listen(
             };
             match received {
                 Ok(Some(notification)) if notification.channel() == SETTINGS => {
-                    invalidate(&caches, notification.payload());
+                    invalidate(&known.caches, notification.payload());
                 }
                 Ok(Some(notification)) => {
-                    if let Some(change) = change_of(notification.payload(), instance) {
+                    for change in changes_of(notification.payload(), instance) {
+                        known.written.forget(change.delivery_id);
                         let _ = feed.send(StoreChange::Delivery(change));
                     }
                 }
                 // The connection was lost and is back (listening again): some may be missed.
                 Ok(None) => {
-                    caches.clear();
+                    known.clear();
                     let _ = feed.send(StoreChange::Resync);
                 }
                 Err(e) => {
-                    caches.clear();
+                    known.clear();
                     tracing::debug!(error = %e, "lost the listener's connection; reconnecting");
                     break;
                 }
@@ -203,36 +247,70 @@ async fn listen(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_payload_names_the_change_and_whether_it_is_ours_and_stays_small() {
-        let big = u64::MAX >> 1;
-        let delivery = Delivery {
-            id: big,
-            event_id: big,
-            webhook_id: big,
-            url: "http://x/".repeat(2000),
-            state: DeliveryState::Retrying,
-            attempts: u32::MAX,
+    fn delivery(id: u64) -> Delivery {
+        Delivery {
+            id,
+            event_id: id,
+            webhook_id: id,
+            url: "http://x/".into(),
+            state: DeliveryState::Succeeded,
+            attempts: 1,
             next_attempt_ms: 0,
             request_trigger: String::new(),
             request: None,
             render_error: None,
-            last_status_code: Some(500),
-            last_error: "e".repeat(10_000),
-            account_id: "a".repeat(128),
+            last_status_code: Some(200),
+            last_error: String::new(),
+            account_id: "acme".into(),
             created_at_ms: 0,
             updated_at_ms: 0,
             operational: false,
             ordering: None,
+        }
+    }
+
+    #[test]
+    fn a_payload_names_the_change_and_whether_it_is_ours_and_stays_small() {
+        let big = u64::MAX >> 1;
+        let delivery = Delivery {
+            url: "http://x/".repeat(2000),
+            state: DeliveryState::Retrying,
+            attempts: u32::MAX,
+            last_status_code: Some(500),
+            last_error: "e".repeat(10_000),
+            account_id: "a".repeat(128),
+            ..delivery(big)
         };
         let sent = payload(7, &delivery).unwrap();
         assert!(sent.len() < 200, "{sent}");
-        let change = change_of(&sent, 7).unwrap();
+        let change = &changes_of(&sent, 7)[0];
         assert!(change.local);
         assert_eq!(change.state, DeliveryState::Retrying);
         assert_eq!(change.attempts, u32::MAX);
-        assert!(!change_of(&sent, 8).unwrap().local);
-        assert_eq!(change_of("{\"x\": 1}", 7), None);
+        assert!(!changes_of(&sent, 8)[0].local);
+        assert_eq!(changes_of("{\"x\": 1}", 7), vec![]);
+    }
+
+    #[test]
+    fn a_batch_of_changes_is_read_in_order() {
+        let big = u64::MAX >> 1;
+        let sent: Vec<String> = (0..PER_PAYLOAD as u64)
+            .map(|id| payload(7, &delivery(big - id)).unwrap())
+            .collect();
+        let batch = format!("[{}]", sent.join(","));
+        // As many as one notification takes (`attempts`), of the longest ids: under 8000 bytes.
+        assert!(batch.len() < 8000, "{}", batch.len());
+        let ids: Vec<u64> = changes_of(&batch, 8)
+            .iter()
+            .map(|c| c.delivery_id)
+            .collect();
+        assert_eq!(
+            ids,
+            (0..PER_PAYLOAD as u64)
+                .map(|id| big - id)
+                .collect::<Vec<_>>()
+        );
+        assert!(changes_of(&batch, 8).iter().all(|c| !c.local));
     }
 
     #[test]
