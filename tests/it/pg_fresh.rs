@@ -45,16 +45,16 @@ async fn a_delivery_cancelled_on_another_instance_before_its_first_attempt_is_ne
     };
     let (a, b) = (&instances[0], &instances[1]);
     let receiver = Receiver::start().await;
-    receiver.delay(Duration::from_millis(600));
+    // Under a second (how long A keeps what it wrote), so the second one's attempt would use it.
+    receiver.delay(Duration::from_millis(900));
     let token = a.writer("acme").await;
     let mut on_a = a.webhooks().await;
     create(&mut on_a, &token, webhook("slow", &receiver.url("/slow"))).await;
 
     let first = emit_queued(&mut on_a, &token, 1).await;
     let second = emit_queued(&mut on_a, &token, 2).await;
-    let cancelled = b
-        .webhooks()
-        .await
+    let mut on_b = b.webhooks().await;
+    let cancelled = on_b
         .cancel_delivery(authed(
             &token,
             pb::CancelDeliveryRequest {
@@ -65,6 +65,23 @@ async fn a_delivery_cancelled_on_another_instance_before_its_first_attempt_is_ne
         .unwrap()
         .into_inner();
     assert_eq!(cancelled.state, pb::DeliveryState::Cancelled as i32);
+    // The second can only start once the first is recorded: if the first still is not, the
+    // cancel came before the second's attempt (on a machine too loaded for that, it proves
+    // nothing and the test stops here).
+    let first_now = on_b
+        .get_delivery(authed(
+            &token,
+            pb::GetDeliveryRequest {
+                id: first.delivery_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    if first_now.attempts > 0 {
+        eprintln!("the first attempt ended before the cancel: nothing to check");
+        return;
+    }
 
     // The first arrives; the second never does, and A reports it cancelled, never attempted.
     let arrived = receiver.next().await;

@@ -22,19 +22,28 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 /// loop and the occasional trim or stale-row removal.
 const POOL_SIZE: u32 = 6;
 
-/// The bookkeeping pool, connecting lazily with `options`; its calls wait at most
+/// Connections it keeps open from the start (an attempt batch and the claim loop), so
+/// recording an attempt needs no new connection while the database refuses them.
+const WARM: u32 = 2;
+
+/// The bookkeeping pool, its first connections opened with `options`; its calls wait at most
 /// `acquire_timeout` for a connection.
-pub fn pool(options: &PgConnectOptions, acquire_timeout: Duration) -> PgPool {
+pub async fn pool(
+    options: &PgConnectOptions,
+    acquire_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(POOL_SIZE)
+        .min_connections(WARM)
         .acquire_timeout(acquire_timeout)
         // A wait that ends in time is no complaint; one that does not fails its call, and a
         // lost database is the health monitor's to report, once.
         .acquire_slow_threshold(acquire_timeout)
-        .connect_lazy_with(
+        .connect_with(
             options
                 .clone()
                 .application_name("webhookd-bookkeeping")
                 .options([("synchronous_commit", "off")]),
         )
+        .await
 }

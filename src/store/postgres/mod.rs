@@ -224,7 +224,9 @@ impl PostgresStore {
             .await
             .map_err(|e| cannot(&e))?;
         schema::migrate(&pool).await.map_err(|e| cannot(&e))?;
-        let bookkeeping = bookkeeping::pool(&options, ACQUIRE_TIMEOUT);
+        let bookkeeping = bookkeeping::pool(&options, ACQUIRE_TIMEOUT)
+            .await
+            .map_err(|e| cannot(&e))?;
         let identity =
             instance::Identity::take(&options.application_name("webhookd-instance"), owner)
                 .await
