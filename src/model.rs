@@ -451,6 +451,39 @@ pub struct Delivery {
     pub ordering: Option<Ordering>,
 }
 
+impl Delivery {
+    /// A delivery of `event_id` by `webhook_id` to `url`, QUEUED and due at `now_ms`: nothing
+    /// rendered, attempted or ordered yet.
+    pub fn queued(
+        id: u64,
+        event_id: u64,
+        webhook_id: u64,
+        url: String,
+        account_id: String,
+        now_ms: i64,
+    ) -> Delivery {
+        Delivery {
+            id,
+            event_id,
+            webhook_id,
+            url,
+            state: DeliveryState::Queued,
+            attempts: 0,
+            next_attempt_ms: now_ms,
+            request_trigger: String::new(),
+            request: None,
+            render_error: None,
+            last_status_code: None,
+            last_error: String::new(),
+            account_id,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            operational: false,
+            ordering: None,
+        }
+    }
+}
+
 /// The ordering key of a delivery and the queue it waits in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ordering {

@@ -364,26 +364,18 @@ impl Service {
         let mut deliveries = Vec::new();
         for (webhook, plan) in matched.iter().zip(plans) {
             let new_delivery = |id: u64, url: String| Delivery {
-                id,
-                event_id,
-                webhook_id: webhook.id,
                 ordering: request
                     .ordering_key
                     .as_deref()
                     .map(|key| Ordering::new(key, &url)),
-                url,
-                state: DeliveryState::Queued,
-                attempts: 0,
-                next_attempt_ms: now,
-                request_trigger: String::new(),
-                request: None,
-                render_error: None,
-                last_status_code: None,
-                last_error: String::new(),
-                account_id: caller.account_id.clone(),
-                created_at_ms: now,
-                updated_at_ms: now,
-                operational: false,
+                ..Delivery::queued(
+                    id,
+                    event_id,
+                    webhook.id,
+                    url,
+                    caller.account_id.clone(),
+                    now,
+                )
             };
             match plan {
                 Plan::Skip(reason) => {

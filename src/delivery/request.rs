@@ -152,7 +152,7 @@ pub fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DeliveryState, SigningSecret};
+    use crate::model::SigningSecret;
 
     fn webhook() -> Webhook {
         serde_json::from_value(serde_json::json!({
@@ -169,25 +169,7 @@ mod tests {
     }
 
     fn delivery() -> Delivery {
-        Delivery {
-            id: 5,
-            event_id: 4,
-            webhook_id: 1,
-            url: "http://x".into(),
-            state: DeliveryState::Queued,
-            attempts: 0,
-            next_attempt_ms: 0,
-            request_trigger: String::new(),
-            request: None,
-            render_error: None,
-            last_status_code: None,
-            last_error: String::new(),
-            account_id: String::new(),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            operational: false,
-            ordering: None,
-        }
+        Delivery::queued(5, 4, 1, "http://x".into(), String::new(), 0)
     }
 
     fn rendered() -> RenderedRequest {

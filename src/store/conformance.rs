@@ -133,15 +133,10 @@ async fn delivery(
     webhook_id: u64,
     state: DeliveryState,
 ) -> Delivery {
+    let id = store.next_id().await.unwrap();
     Delivery {
-        id: store.next_id().await.unwrap(),
-        event_id,
-        webhook_id,
-        url: "https://example.com/hook".into(),
         state,
-        attempts: 0,
         next_attempt_ms: 5_000,
-        request_trigger: String::new(),
         request: Some(RenderedRequest {
             method: "POST".into(),
             url: "https://example.com/hook".into(),
@@ -149,14 +144,14 @@ async fn delivery(
             body: Some(r#"{"alert_group":{"id":"I1"}}"#.into()),
             traceparent: None,
         }),
-        render_error: None,
-        last_status_code: None,
-        last_error: String::new(),
-        account_id: String::new(),
-        created_at_ms: 0,
-        updated_at_ms: 0,
-        operational: false,
-        ordering: None,
+        ..Delivery::queued(
+            id,
+            event_id,
+            webhook_id,
+            "https://example.com/hook".into(),
+            String::new(),
+            0,
+        )
     }
 }
 

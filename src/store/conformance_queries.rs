@@ -25,15 +25,9 @@ async fn stored(
     let event_id = store.next_id().await.unwrap();
     let mut deliveries = Vec::new();
     for state in states {
+        let id = store.next_id().await.unwrap();
         deliveries.push(Delivery {
-            id: store.next_id().await.unwrap(),
-            event_id,
-            webhook_id,
-            url: "https://example.com/hook".into(),
             state: *state,
-            attempts: 0,
-            next_attempt_ms: at_ms,
-            request_trigger: String::new(),
             request: Some(RenderedRequest {
                 method: "POST".into(),
                 url: "https://example.com/hook".into(),
@@ -41,14 +35,14 @@ async fn stored(
                 body: Some("{}".into()),
                 traceparent: None,
             }),
-            render_error: None,
-            last_status_code: None,
-            last_error: String::new(),
-            account_id: account_id.into(),
-            created_at_ms: at_ms,
-            updated_at_ms: at_ms,
-            operational: false,
-            ordering: None,
+            ..Delivery::queued(
+                id,
+                event_id,
+                webhook_id,
+                "https://example.com/hook".into(),
+                account_id.into(),
+                at_ms,
+            )
         });
     }
     let event = Event {

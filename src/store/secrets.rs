@@ -226,7 +226,7 @@ impl SecretBox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DeliveryState, RenderedRequest};
+    use crate::model::RenderedRequest;
 
     fn opened(secrets: &SecretBox, sealed: &str) -> Result<String> {
         let mut value = sealed.to_string();
@@ -267,23 +267,8 @@ mod tests {
             traceparent: None,
         };
         let mut delivery = Delivery {
-            id: 1,
-            event_id: 1,
-            webhook_id: 1,
-            url: "https://example.com/hook".into(),
-            state: DeliveryState::Queued,
-            attempts: 0,
-            next_attempt_ms: 0,
-            request_trigger: String::new(),
             request: Some(rendered("https://example.com/hook")),
-            render_error: None,
-            last_status_code: None,
-            last_error: String::new(),
-            account_id: String::new(),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            operational: false,
-            ordering: None,
+            ..Delivery::queued(1, 1, 1, "https://example.com/hook".into(), String::new(), 0)
         };
         assert!(matches!(secrets.seal_delivery(&delivery), Cow::Borrowed(_)));
         for url in ["https://bob:hunter2@example.com/hook", "enc:v1:{{ x }}"] {

@@ -82,28 +82,9 @@ impl Written {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::DeliveryState;
 
     fn delivery(id: u64) -> Delivery {
-        Delivery {
-            id,
-            event_id: id,
-            webhook_id: 1,
-            url: "http://x/".into(),
-            state: DeliveryState::Queued,
-            attempts: 0,
-            next_attempt_ms: 0,
-            request_trigger: String::new(),
-            request: None,
-            render_error: None,
-            last_status_code: None,
-            last_error: String::new(),
-            account_id: "acme".into(),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            operational: false,
-            ordering: None,
-        }
+        Delivery::queued(id, id, 1, "http://x/".into(), "acme".into(), 0)
     }
 
     #[test]

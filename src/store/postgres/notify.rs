@@ -249,23 +249,10 @@ mod tests {
 
     fn delivery(id: u64) -> Delivery {
         Delivery {
-            id,
-            event_id: id,
-            webhook_id: id,
-            url: "http://x/".into(),
             state: DeliveryState::Succeeded,
             attempts: 1,
-            next_attempt_ms: 0,
-            request_trigger: String::new(),
-            request: None,
-            render_error: None,
             last_status_code: Some(200),
-            last_error: String::new(),
-            account_id: "acme".into(),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            operational: false,
-            ordering: None,
+            ..Delivery::queued(id, id, id, "http://x/".into(), "acme".into(), 0)
         }
     }
 

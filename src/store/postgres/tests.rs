@@ -57,23 +57,9 @@ fn event(id: u64, created_at_ms: i64, delivery_ids: Vec<u64>) -> Event {
 
 fn delivery(id: u64, event_id: u64, state: DeliveryState) -> Delivery {
     Delivery {
-        id,
-        event_id,
-        webhook_id: 1,
-        url: "http://x".into(),
         state,
-        attempts: 0,
         next_attempt_ms: 5,
-        request_trigger: String::new(),
-        request: None,
-        render_error: None,
-        last_status_code: None,
-        last_error: String::new(),
-        account_id: String::new(),
-        created_at_ms: 0,
-        updated_at_ms: 0,
-        operational: false,
-        ordering: None,
+        ..Delivery::queued(id, event_id, 1, "http://x".into(), String::new(), 0)
     }
 }
 

@@ -226,23 +226,16 @@ mod tests {
 
     fn ordered(id: u64) -> Delivery {
         Delivery {
-            id,
-            event_id: 1,
-            webhook_id: 7,
-            url: "https://example.com/hook".into(),
-            state: DeliveryState::Queued,
-            attempts: 0,
             next_attempt_ms: 1_000 + id as i64,
-            request_trigger: String::new(),
-            request: None,
-            render_error: None,
-            last_status_code: None,
-            last_error: String::new(),
-            account_id: "acme".into(),
-            created_at_ms: 1_000,
-            updated_at_ms: 1_000,
-            operational: false,
             ordering: Some(Ordering::new("K", "https://example.com/hook")),
+            ..Delivery::queued(
+                id,
+                1,
+                7,
+                "https://example.com/hook".into(),
+                "acme".into(),
+                1_000,
+            )
         }
     }
 

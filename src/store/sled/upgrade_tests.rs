@@ -40,14 +40,7 @@ fn event() -> Event {
 
 fn delivery(id: u64, state: DeliveryState) -> Delivery {
     Delivery {
-        id,
-        event_id: 10,
-        webhook_id: 7,
-        url: "http://127.0.0.1:9/hook".into(),
         state,
-        attempts: 0,
-        next_attempt_ms: 1_000,
-        request_trigger: String::new(),
         request: Some(RenderedRequest {
             method: "POST".into(),
             url: "http://127.0.0.1:9/hook".into(),
@@ -55,14 +48,14 @@ fn delivery(id: u64, state: DeliveryState) -> Delivery {
             body: Some(event().data.to_string()),
             traceparent: None,
         }),
-        render_error: None,
-        last_status_code: None,
-        last_error: String::new(),
-        account_id: "acme".into(),
-        created_at_ms: 1_000,
-        updated_at_ms: 1_000,
-        operational: false,
-        ordering: None,
+        ..Delivery::queued(
+            id,
+            10,
+            7,
+            "http://127.0.0.1:9/hook".into(),
+            "acme".into(),
+            1_000,
+        )
     }
 }
 
