@@ -9,19 +9,22 @@
 //! on as it came, at once, so tonic answers with its usual status. Other RPCs pass through.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt as _, BodyStream, StreamBody};
-use hyper::body::Frame;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::Service as TowerService;
 use tonic::codegen::http::{Request, Response};
 use tonic::server::NamedService;
 
 use crate::core::Service;
+use crate::core::intake::BatchGrant;
 
 /// The largest request message the WebhookService decodes (tonic's default, set explicitly).
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -93,12 +96,41 @@ where
             let response = inner.call(Request::from_parts(parts, body)).await?;
             // The share is given back once the answer's body has been sent (or dropped).
             Ok(response.map(|answer| {
-                Body::new(StreamBody::new(BodyStream::new(answer).map(move |frame| {
-                    let _held = &grant;
-                    frame
-                })))
+                Body::new(Holding {
+                    answer,
+                    _grant: grant,
+                })
             }))
         })
+    }
+}
+
+/// An answer's body that holds the call's share until it is sent or dropped, and is the
+/// answer's body in every other respect: an error's trailers-only answer (its status in the
+/// HEADERS frame, which ends the stream) must stay one, as grpc-go and grpc-python refuse a
+/// status whose HEADERS frame is followed by an empty DATA frame.
+struct Holding {
+    answer: Body,
+    _grant: BatchGrant,
+}
+
+impl HttpBody for Holding {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        Pin::new(&mut self.get_mut().answer).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.answer.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.answer.size_hint()
     }
 }
 

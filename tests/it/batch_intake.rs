@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Body as _;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
@@ -154,6 +155,45 @@ async fn a_batch_too_large_cut_short_or_not_protobuf_gets_a_clear_status() {
         .into_inner()
         .results;
     assert_eq!(results.len(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_batch_is_answered_trailers_only_as_every_grpc_client_expects() {
+    let server = TestServer::start().await;
+    let token = server.writer("acme").await;
+    // An event without a type: the whole batch is refused with INVALID_ARGUMENT.
+    let mut events = vec![event(0, 0), event(0, 1)];
+    events[1].event_type.clear();
+    let message = prost::Message::encode_to_vec(&pb::EmitEventsRequest { events });
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let request = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri(format!(
+            "http://{}/webhooks.v1.WebhookService/EmitEvents",
+            server.grpc_addr
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::from(frame(
+            &message,
+            message.len() as u32,
+        ))))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    // The status is in the HEADERS frame and that frame ends the stream: grpc-go and
+    // grpc-python refuse a status followed by an empty DATA frame.
+    let status = response
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(status.as_deref(), Some("3"), "{:?}", response.headers());
+    assert!(
+        response.body().is_end_stream(),
+        "the answer's headers end the stream"
+    );
 }
 
 #[tokio::test]
