@@ -78,9 +78,12 @@ async fn many_large_batches_on_one_connection_all_complete_though_the_bound_admi
     }
 }
 
-/// The `grpc-status` and `grpc-message` of an EmitEvents call whose body is `body`, sent as
-/// is over HTTP/2 (from the trailers, or the headers of a trailers-only answer).
-async fn raw_emit_events(server: &TestServer, token: &str, body: Vec<u8>) -> (String, String) {
+/// The answer to an EmitEvents call whose body is `body`, sent as is over HTTP/2.
+async fn post_emit_events(
+    server: &TestServer,
+    token: &str,
+    body: Vec<u8>,
+) -> axum::http::Response<hyper::body::Incoming> {
     let client = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();
@@ -95,7 +98,13 @@ async fn raw_emit_events(server: &TestServer, token: &str, body: Vec<u8>) -> (St
         .header("authorization", format!("Bearer {token}"))
         .body(Full::new(Bytes::from(body)))
         .unwrap();
-    let response = client.request(request).await.unwrap();
+    client.request(request).await.unwrap()
+}
+
+/// The `grpc-status` and `grpc-message` of an EmitEvents call whose body is `body`, sent as
+/// is over HTTP/2 (from the trailers, or the headers of a trailers-only answer).
+async fn raw_emit_events(server: &TestServer, token: &str, body: Vec<u8>) -> (String, String) {
+    let response = post_emit_events(server, token, body).await;
     let headers = response.headers().clone();
     let collected = response.into_body().collect().await.unwrap();
     let trailers = collected.trailers().cloned().unwrap_or_default();
@@ -165,24 +174,7 @@ async fn a_refused_batch_is_answered_trailers_only_as_every_grpc_client_expects(
     let mut events = vec![event(0, 0), event(0, 1)];
     events[1].event_type.clear();
     let message = prost::Message::encode_to_vec(&pb::EmitEventsRequest { events });
-    let client = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Full<Bytes>>();
-    let request = axum::http::Request::builder()
-        .method(Method::POST)
-        .uri(format!(
-            "http://{}/webhooks.v1.WebhookService/EmitEvents",
-            server.grpc_addr
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::new(Bytes::from(frame(
-            &message,
-            message.len() as u32,
-        ))))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
+    let response = post_emit_events(&server, &token, frame(&message, message.len() as u32)).await;
     // The status is in the HEADERS frame and that frame ends the stream: grpc-go and
     // grpc-python refuse a status followed by an empty DATA frame.
     let status = response
