@@ -87,6 +87,8 @@ pub struct Config {
     pub emit_budget_bytes: usize,
     /// sled's page cache (the embedded store's `cache_capacity`), bytes.
     pub sled_cache_bytes: u64,
+    /// Connections of the PostgreSQL store's main pool (the requests' and the emits').
+    pub store_pool_size: u32,
     /// Faults a test arms for the delivery worker (test builds only).
     #[cfg(feature = "fault-injection")]
     pub faults: crate::faults::Faults,
@@ -128,6 +130,7 @@ impl Config {
             render_wall_time: Duration::from_secs(2),
             emit_budget_bytes: 32 * 1024 * 1024,
             sled_cache_bytes: crate::store::SLED_CACHE_BYTES,
+            store_pool_size: crate::store::PG_POOL_SIZE,
             #[cfg(feature = "fault-injection")]
             faults: crate::faults::Faults::default(),
         }

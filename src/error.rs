@@ -2,6 +2,12 @@
 //! edge (one `From<Error> for tonic::Status`, one error body per REST dialect); no
 //! transport types here.
 
+use std::time::Duration;
+
+/// How long a caller told `Error::Busy` should wait before it retries (gRPC RetryInfo, REST
+/// `Retry-After`).
+pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldViolation {
@@ -63,6 +69,12 @@ pub enum Error {
     /// acknowledged, and the same call may succeed later. The text is safe to show.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The store is up but has no capacity free right now (e.g. every database connection
+    /// stayed in use for the whole wait): back-pressure, not an outage. The store's health is
+    /// not affected; the caller should retry after `BUSY_RETRY_AFTER` (an emit with its
+    /// idempotency key, as its event may have been committed). The text is safe to show.
+    #[error("busy: {0}")]
+    Busy(String),
     /// A failure of the store or another internal part; the text is safe to show.
     #[error("internal error: {0}")]
     Internal(String),

@@ -149,6 +149,12 @@ struct ServeArgs {
     #[arg(long, env = "WEBHOOKD_SLED_CACHE_MIB", default_value_t = (SLED_CACHE_BYTES >> 20) as u32,
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     sled_cache_mib: u32,
+    /// Connections of the PostgreSQL store's main pool (requests and emits; the delivery
+    /// engine, the listener and the health probe have 9 more of their own). A call that finds
+    /// none free within 5 s answers busy: UNAVAILABLE with RetryInfo / 503 with Retry-After.
+    #[arg(long, env = "WEBHOOKD_STORE_POOL_SIZE", default_value_t = webhookd::store::PG_POOL_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
+    store_pool_size: u32,
     /// Disable a webhook whose deliveries failed continuously for this long.
     #[arg(long, env = "WEBHOOKD_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
     auto_disable_after: Duration,
@@ -300,6 +306,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.lease = args.lease;
     config.emit_budget_bytes = args.emit_memory_mib as usize * 1024 * 1024;
     config.sled_cache_bytes = u64::from(args.sled_cache_mib) * 1024 * 1024;
+    config.store_pool_size = args.store_pool_size;
     config.retention = Some(args.retention).filter(|r| !r.is_zero());
     config.change_retention = Some(args.change_retention).filter(|r| !r.is_zero());
     let shutdown = CancellationToken::new();

@@ -155,9 +155,15 @@ pub async fn run(
             owner,
             metrics.flush_seconds.clone(),
         )?),
-        StoreBackend::Postgres(url) => {
-            Arc::new(PostgresStore::connect(url, owner, metrics.flush_seconds.clone()).await?)
-        }
+        StoreBackend::Postgres(url) => Arc::new(
+            PostgresStore::connect(
+                url,
+                owner,
+                config.store_pool_size,
+                metrics.flush_seconds.clone(),
+            )
+            .await?,
+        ),
     };
     let store: Arc<dyn Store> = Arc::new(Sealed::new(backend, secrets));
     let health = Arc::new(StoreHealth::default());

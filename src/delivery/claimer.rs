@@ -8,8 +8,9 @@
 //! - Renews the leases of every delivery the scheduler holds, every third of the lease.
 //! - Releases the leases of emitted deliveries the window had no room for.
 //! - While the store is unavailable it logs once, keeps polling at its interval (no busy
-//!   loop) and logs again when claims work again. An unreachable store is logged at info
-//!   (the store's health check already warns about it); other failures warn.
+//!   loop) and logs again when claims work again. An unreachable or busy store is logged at
+//!   info (the store's health check and pressure report already warn about it); other
+//!   failures warn.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -189,11 +190,11 @@ impl Claimer {
     }
 }
 
-/// Logs a failed store call: at info when the store is unreachable (its health check warns
-/// about that once), else as a warning.
+/// Logs a failed store call: at info when the store is unreachable or busy (its health
+/// check and its pressure report warn about those once), else as a warning.
 fn log_failure(error: &Error, what: &str) {
     match error {
-        Error::Unavailable(_) => tracing::info!(error = %error, "{what}"),
+        Error::Unavailable(_) | Error::Busy(_) => tracing::info!(error = %error, "{what}"),
         _ => tracing::warn!(error = %error, "{what}"),
     }
 }

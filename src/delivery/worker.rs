@@ -101,8 +101,8 @@ struct Running {
     entry: Entry,
     /// What the recorded attempt said about the endpoint; None until it is recorded.
     recorded: Option<EndpointHealth>,
-    /// The attempt failed because the store is unavailable (the health monitor reports
-    /// that once; the attempt says nothing of its own).
+    /// The attempt failed because the store is unavailable or busy (the health monitor and
+    /// the store's pressure report say that once; the attempt says nothing of its own).
     store_lost: bool,
     _permit: OwnedSemaphorePermit,
 }
@@ -127,6 +127,12 @@ impl Running {
                 self.store_lost = true;
                 worker.health.suspect();
                 tracing::debug!(delivery_id = self.entry.delivery_id, error = %e, "delivery attempt not recorded: the store is unavailable")
+            }
+            // Back-pressure, not an outage: no probe; the store's pressure report says it
+            // once per period.
+            Err(e @ Error::Busy(_)) => {
+                self.store_lost = true;
+                tracing::debug!(delivery_id = self.entry.delivery_id, error = %e, "delivery attempt not recorded: the store is busy")
             }
             Err(e) => {
                 tracing::error!(delivery_id = self.entry.delivery_id, error = %e, "delivery attempt failed before it was recorded")

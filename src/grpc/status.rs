@@ -1,11 +1,12 @@
 //! The one conversion of domain errors into gRPC statuses (AIP-193): INVALID_ARGUMENT with
 //! a BadRequest violation per field, NOT_FOUND with ResourceInfo, auth errors with
-//! ErrorInfo{reason, domain: "webhookd"}.
+//! ErrorInfo{reason, domain: "webhookd"}, a busy store UNAVAILABLE with RetryInfo (when to
+//! retry) and ErrorInfo{reason: "STORE_BUSY"}, which an unreachable store lacks.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::error::Error;
+use crate::error::{BUSY_RETRY_AFTER, Error};
 
 /// Domain of ErrorInfo details.
 const DOMAIN: &str = "webhookd";
@@ -37,6 +38,11 @@ pub fn to_status(error: Error) -> Status {
         Error::FailedPrecondition(_) => Status::failed_precondition(message),
         Error::ResourceExhausted(_) => Status::resource_exhausted(message),
         Error::Unavailable(_) => Status::unavailable(message),
+        Error::Busy(_) => {
+            let mut details = ErrorDetails::with_retry_info(Some(BUSY_RETRY_AFTER));
+            details.set_error_info("STORE_BUSY", DOMAIN, []);
+            Status::with_error_details(Code::Unavailable, message, details)
+        }
         Error::Internal(_) => Status::internal(message),
     }
 }

@@ -47,6 +47,18 @@ pub fn detail(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// A dialect's error body for a busy store (503), with `Retry-After` telling the client
+/// when to try again.
+pub fn busy(body: Response) -> Response {
+    let seconds = crate::error::BUSY_RETRY_AFTER.as_secs().max(1);
+    let mut response = body;
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(seconds),
+    );
+    response
+}
+
 /// The `Authorization` header of a request, if any.
 pub fn authorization(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-use super::{Failure, authorization, detail, rfc3339};
+use super::{Failure, authorization, busy, detail, rfc3339};
 use crate::core::Page;
 use crate::core::fields::webhook_fields;
 use crate::core::webhooks::{Listing, ResponseView, WebhookPatch, WebhookView};
@@ -60,6 +60,7 @@ pub fn error_response(error: Error) -> Response {
         Error::FailedPrecondition(m) => detail(StatusCode::CONFLICT, sentence(&m)),
         Error::ResourceExhausted(m) => detail(StatusCode::PAYLOAD_TOO_LARGE, m),
         Error::Unavailable(m) => detail(StatusCode::SERVICE_UNAVAILABLE, m),
+        Error::Busy(m) => busy(detail(StatusCode::SERVICE_UNAVAILABLE, m)),
         Error::Internal(m) => detail(StatusCode::INTERNAL_SERVER_ERROR, m),
     }
 }

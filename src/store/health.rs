@@ -3,8 +3,10 @@
 //! line and flips the state that the health endpoints report (grpc.health NOT_SERVING,
 //! `/healthz` 503), that pauses delivery and that makes account requests fail at once with
 //! UNAVAILABLE instead of each waiting for a connection. Anyone who meets an unavailable
-//! store may ask for a probe right away (`suspect`). sled is in the process and always
-//! answers.
+//! store may ask for a probe right away (`suspect`); a busy one (`Error::Busy`: no
+//! connection free in time) is back-pressure and asks for nothing. Only a probe that fails
+//! to connect or query, or probes in a row that get no answer, say the store is lost. sled
+//! is in the process and always answers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +20,13 @@ use crate::error::{Error, Result};
 /// Probe interval, whether the store is up or down.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
-/// A probe that takes longer than this says the store is lost.
+/// A probe that takes longer than this found no answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Probes in a row without an answer that say the store is lost (one probe failing with a
+/// connection error says so at once). A busy store is not lost: its calls answer busy
+/// (`Error::Busy`) and never flip this state.
+const UNANSWERED_LOST: u32 = 2;
 
 /// The store's reachability, shared by the transports, the core and the worker.
 pub struct StoreHealth {
@@ -77,6 +84,7 @@ impl StoreHealth {
         store: Arc<dyn Store>,
         shutdown: CancellationToken,
     ) {
+        let mut unanswered = 0;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(PROBE_EVERY) => {}
@@ -84,9 +92,18 @@ impl StoreHealth {
                 _ = shutdown.cancelled() => return,
             }
             let probed = match tokio::time::timeout(PROBE_TIMEOUT, store.ping()).await {
-                Ok(answered) => answered,
+                Ok(answered) => {
+                    unanswered = 0;
+                    answered
+                }
+                // A slow answer may be a loaded database, not a lost one: lost only when
+                // probes in a row get none.
+                Err(_) if unanswered + 1 < UNANSWERED_LOST && self.is_serving() => {
+                    unanswered += 1;
+                    continue;
+                }
                 Err(_) => Err(Error::Unavailable(format!(
-                    "the database did not answer within {}",
+                    "the database did not answer {UNANSWERED_LOST} probes in a row within {} each",
                     humantime::format_duration(PROBE_TIMEOUT)
                 ))),
             };

@@ -29,7 +29,7 @@ mod conformance_queries;
 pub use catalog::EventTypeStore;
 pub use lease::{Claim, Lease, Owner};
 pub use ordering::{OrderingBacklog, OrderingHead, OrderingStore};
-pub use postgres::PostgresStore;
+pub use postgres::{POOL_SIZE as PG_POOL_SIZE, PostgresStore};
 pub use queries::{Cancelled, DeliveryQuery, EventQuery, Keyset};
 pub use sealed::Sealed;
 pub use secrets::SecretBox;

@@ -34,6 +34,8 @@ fn help_documents_every_flag() {
         "WEBHOOKD_LEASE",
         "--emit-memory-mib",
         "WEBHOOKD_EMIT_MEMORY_MIB",
+        "--store-pool-size",
+        "WEBHOOKD_STORE_POOL_SIZE",
         "WEBHOOKD_DATA_DIR",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
@@ -59,6 +61,15 @@ fn bad_flags_are_refused_with_a_clear_message() {
         );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("--emit-memory-mib"), "{stderr}");
+    }
+    for size in ["0", "many"] {
+        let output = webhookd(&["serve", "--store-pool-size", size]);
+        assert!(
+            !output.status.success(),
+            "--store-pool-size {size} was accepted"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--store-pool-size"), "{stderr}");
     }
     for lease in ["forever", "500ms"] {
         let output = webhookd(&["serve", "--lease", lease]);

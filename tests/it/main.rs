@@ -23,6 +23,7 @@ mod mtls;
 mod operational_events;
 mod operator_api;
 mod ordering;
+mod pg_busy;
 mod pg_caches;
 mod pg_fresh;
 mod pg_identity;

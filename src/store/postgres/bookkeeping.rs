@@ -20,7 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 /// Connections of the bookkeeping pool: the attempt batches committing at once, the claim
 /// loop and the occasional trim or stale-row removal.
-const POOL_SIZE: u32 = 6;
+pub const POOL_SIZE: u32 = 6;
 
 /// Connections it keeps open from the start (an attempt batch and the claim loop), so
 /// recording an attempt needs no new connection while the database refuses them.

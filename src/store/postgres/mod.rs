@@ -36,6 +36,7 @@ mod inserts;
 mod instance;
 mod notify;
 mod ordering;
+mod pressure;
 mod queries;
 mod schema;
 
@@ -67,8 +68,8 @@ use crate::model::{
 /// Ids one `nextval` reserves (the sequence's INCREMENT BY in migrations/0001_initial.sql).
 const ID_BLOCK: u64 = 256;
 
-/// Connections of one instance's pool.
-const POOL_SIZE: u32 = 16;
+/// Connections of one instance's main pool unless `--store-pool-size` says otherwise.
+pub const POOL_SIZE: u32 = 16;
 
 /// How long the first connection at start may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -120,17 +121,31 @@ pub struct PostgresStore {
     reclaim_before_ms: i64,
     /// This instance's hold on its id (see `instance`).
     identity: instance::Identity,
+    /// Connections of `pool` at most.
+    pool_size: u32,
+    /// What the health probes saw of the pools (see `pressure`).
+    pressure: pressure::Pressure,
 }
 
-/// A database failure as the domain sees it: UNAVAILABLE when the database cannot be
-/// reached (connection lost or refused, no connection free in time, the server shutting
-/// down), else INTERNAL. The text never carries the password: sqlx's errors name the host,
-/// the user and the server's message only.
+/// A database failure as the domain sees it: BUSY when no connection of the pool was free
+/// within the acquire wait (back-pressure: the caller retries; it says nothing about the
+/// database's health, see `pressure`), UNAVAILABLE when the database cannot be reached
+/// (connection lost or refused, the server shutting down), else INTERNAL. The text never
+/// carries the password: sqlx's errors name the host, the user and the server's message only.
+///
+/// sqlx also answers PoolTimedOut when it could not open a connection in time (the database
+/// refusing them): that too answers busy, and the health probe, which tells the two apart
+/// (`ping`), reports the outage within a second.
 fn db(e: sqlx::Error) -> Error {
+    if let sqlx::Error::PoolTimedOut = e {
+        return Error::Busy(format!(
+            "the database is busy: no connection was free within {}; retry shortly",
+            humantime::format_duration(ACQUIRE_TIMEOUT)
+        ));
+    }
     let lost = match &e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         // Class 08 (connection exception), 57P01-03 (shutdown, cannot connect now).
@@ -187,6 +202,7 @@ impl PostgresStore {
     pub async fn connect(
         url: &str,
         owner: Owner,
+        pool_size: u32,
         commit_seconds: Histogram,
     ) -> Result<PostgresStore> {
         let cannot = |e: &dyn std::fmt::Display| {
@@ -217,7 +233,7 @@ impl PostgresStore {
         // one that does not fails its call, and a lost database is the health monitor's to
         // report, once.
         let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
+            .max_connections(pool_size)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .acquire_slow_threshold(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
@@ -256,6 +272,8 @@ impl PostgresStore {
             owner,
             reclaim_before_ms,
             identity,
+            pool_size,
+            pressure: pressure::Pressure::default(),
         })
     }
 }
@@ -791,12 +809,23 @@ impl Store for PostgresStore {
     }
 
     /// One round trip on the probe's own connection.
+    /// Probes on the pool of its own, so a busy main pool never fails it: a probe that gets
+    /// no connection in time could not open one (the listener holds the pool's only other
+    /// connection), so there it means unreachable. Also samples the pools' pressure.
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.aux)
-            .await
-            .map_err(db)?;
-        Ok(())
+        self.pressure.sample(
+            (&self.pool, self.pool_size),
+            (&self.bookkeeping, bookkeeping::POOL_SIZE),
+        );
+        let probed = sqlx::query("SELECT 1").execute(&self.aux).await;
+        match probed {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::PoolTimedOut) => Err(Error::Unavailable(format!(
+                "the database is unreachable: no connection within {}",
+                humantime::format_duration(PROBE_ACQUIRE_TIMEOUT)
+            ))),
+            Err(e) => Err(db(e)),
+        }
     }
 }
 

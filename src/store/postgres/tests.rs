@@ -33,7 +33,7 @@ async fn backend() -> Option<TestBackend> {
     let url = fresh_url().await?;
     Some(TestBackend {
         store: Arc::new(
-            PostgresStore::connect(&url, OWNER, histogram())
+            PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
                 .await
                 .unwrap(),
         ),
@@ -87,10 +87,10 @@ fn key(k: &str) -> Option<IdempotencyKey<'_>> {
 async fn a_second_start_finds_the_schema_and_ids_never_repeat() {
     let Some(url) = fresh_url().await else { return };
     let (a, b) = (
-        PostgresStore::connect(&url, OWNER, histogram())
+        PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
             .await
             .unwrap(),
-        PostgresStore::connect(&url, Owner { id: 2, ..OWNER }, histogram())
+        PostgresStore::connect(&url, Owner { id: 2, ..OWNER }, POOL_SIZE, histogram())
             .await
             .unwrap(),
     );
@@ -104,7 +104,7 @@ async fn a_second_start_finds_the_schema_and_ids_never_repeat() {
 #[tokio::test]
 async fn a_database_migrated_by_a_newer_webhookd_is_refused() {
     let Some(url) = fresh_url().await else { return };
-    PostgresStore::connect(&url, OWNER, histogram())
+    PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
         .await
         .unwrap();
     let pool = PgPool::connect(&url).await.unwrap();
@@ -115,7 +115,7 @@ async fn a_database_migrated_by_a_newer_webhookd_is_refused() {
     .execute(&pool)
     .await
     .unwrap();
-    let error = PostgresStore::connect(&url, OWNER, histogram())
+    let error = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
         .await
         .err()
         .unwrap()
@@ -128,7 +128,7 @@ async fn a_database_migrated_by_a_newer_webhookd_is_refused() {
 async fn concurrent_emits_with_one_idempotency_key_write_one_event() {
     let Some(url) = fresh_url().await else { return };
     let store = Arc::new(
-        PostgresStore::connect(&url, OWNER, histogram())
+        PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
             .await
             .unwrap(),
     );
@@ -171,7 +171,7 @@ async fn concurrent_emits_with_one_idempotency_key_write_one_event() {
 #[tokio::test]
 async fn a_claim_walks_the_index_however_big_one_webhooks_backlog() {
     let Some(url) = fresh_url().await else { return };
-    let store = PostgresStore::connect(&url, OWNER, histogram())
+    let store = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
         .await
         .unwrap();
     // A dead webhook's 200,000 due rows, and 10 rows each of 50 other webhooks.
@@ -211,7 +211,7 @@ async fn a_claim_walks_the_index_however_big_one_webhooks_backlog() {
 #[tokio::test]
 async fn an_instance_id_has_one_live_holder_and_a_restart_takes_back_its_leases_at_once() {
     let Some(url) = fresh_url().await else { return };
-    let first = PostgresStore::connect(&url, OWNER, histogram())
+    let first = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
         .await
         .unwrap();
     // Rows leased for 30 s more: one to this instance, one to another live instance.
@@ -240,7 +240,7 @@ async fn an_instance_id_has_one_live_holder_and_a_restart_takes_back_its_leases_
     assert_eq!(first.claim(claim(OWNER)).await.unwrap(), vec![]);
 
     // A second start with the same id while the first lives is refused, saying why.
-    let refused = PostgresStore::connect(&url, OWNER, histogram())
+    let refused = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
         .await
         .err()
         .expect("a second live holder of one id");
@@ -254,7 +254,7 @@ async fn an_instance_id_has_one_live_holder_and_a_restart_takes_back_its_leases_
     // Restarted (the first one gone), the same id takes back its own lease at once, and
     // only its own.
     drop(first);
-    let restarted = PostgresStore::connect(&url, OWNER, histogram())
+    let restarted = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
         .await
         .unwrap();
     let taken = restarted.claim(claim(OWNER)).await.unwrap();
@@ -268,7 +268,7 @@ async fn an_instance_id_has_one_live_holder_and_a_restart_takes_back_its_leases_
 #[tokio::test]
 async fn only_the_engines_bookkeeping_commits_without_waiting_for_the_wal_flush() {
     let Some(url) = fresh_url().await else { return };
-    let store = PostgresStore::connect(&url, OWNER, histogram())
+    let store = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
         .await
         .unwrap();
     let setting = |pool: &PgPool| {
