@@ -420,6 +420,7 @@ async fn gone_disables_the_webhook_and_retry_after_is_honoured() {
     )
     .await;
     limited.answer(429);
+    limited.retry_after(1);
     let request = pb::EmitEventRequest {
         event_type: "resolve".into(),
         data: None,
@@ -435,13 +436,16 @@ async fn gone_disables_the_webhook_and_retry_after_is_honoured() {
     stream.message().await.unwrap().unwrap(); // QUEUED
     let retrying = stream.message().await.unwrap().unwrap();
     assert_eq!(states(std::slice::from_ref(&retrying)), ["RETRYING"]);
-    let _ = hook;
-    let delay = retrying.next_attempt_at.unwrap().seconds * 1000
-        - std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-    assert!(delay > -1000, "next attempt is not immediate");
+    // The next attempt is due a second after the limited one began, not 10 ms after it.
+    let millis = |t: prost_types::Timestamp| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000;
+    let log = responses(&mut client, &token, &hook.id).await;
+    let attempted = millis(log[0].timestamp.unwrap());
+    let due = millis(retrying.next_attempt_at.unwrap());
+    assert!(
+        due - attempted >= 1000,
+        "the next attempt is due {} ms after the 429",
+        due - attempted
+    );
 }
 
 #[tokio::test]

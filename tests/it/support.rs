@@ -464,6 +464,8 @@ pub struct Receiver {
     /// Answer this many requests with 500 before the configured status.
     failures_left: Arc<AtomicU64>,
     delay_ms: Arc<AtomicU64>,
+    /// Seconds of the `Retry-After` header on every answer; 0 = none.
+    retry_after_s: Arc<AtomicU64>,
     body: Arc<std::sync::Mutex<String>>,
 }
 
@@ -479,17 +481,25 @@ impl Receiver {
         let status = Arc::new(AtomicU16::new(200));
         let failures_left = Arc::new(AtomicU64::new(0));
         let delay_ms = Arc::new(AtomicU64::new(0));
+        let retry_after_s = Arc::new(AtomicU64::new(0));
         let body = Arc::new(std::sync::Mutex::new("{\"ok\": true}".to_string()));
-        let (s, f, d, b) = (
+        let (s, f, d, r, b) = (
             status.clone(),
             failures_left.clone(),
             delay_ms.clone(),
+            retry_after_s.clone(),
             body.clone(),
         );
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (sender, s, f, d, b) =
-                    (sender.clone(), s.clone(), f.clone(), d.clone(), b.clone());
+                let (sender, s, f, d, r, b) = (
+                    sender.clone(),
+                    s.clone(),
+                    f.clone(),
+                    d.clone(),
+                    r.clone(),
+                    b.clone(),
+                );
                 async move {
                     let _ = sender.send(Received {
                         method,
@@ -510,7 +520,12 @@ impl Receiver {
                         s.load(Ordering::SeqCst)
                     };
                     let answer = b.lock().unwrap().clone();
-                    (StatusCode::from_u16(code).unwrap(), answer)
+                    let mut headers = HeaderMap::new();
+                    let retry_after = r.load(Ordering::SeqCst);
+                    if retry_after > 0 {
+                        headers.insert("retry-after", retry_after.into());
+                    }
+                    (StatusCode::from_u16(code).unwrap(), headers, answer)
                 }
             },
         );
@@ -521,6 +536,7 @@ impl Receiver {
             status,
             failures_left,
             delay_ms,
+            retry_after_s,
             body,
         }
     }
@@ -544,6 +560,11 @@ impl Receiver {
 
     pub fn delay(&self, d: Duration) {
         self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Answers from now on carry `Retry-After: <seconds>`.
+    pub fn retry_after(&self, seconds: u64) {
+        self.retry_after_s.store(seconds, Ordering::SeqCst);
     }
 
     /// The next request, waiting up to 10 s.
