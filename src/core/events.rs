@@ -1,8 +1,9 @@
 //! Event emission and redelivery. Emit selects the account's matching webhooks, plans each
 //! delivery, subscribes to status updates, writes event + deliveries + outbox entries, waits
 //! for the group-committed flush, schedules the deliveries, and only then returns the status
-//! stream (whose first messages are the QUEUED/SKIPPED states). A batch emit does the same
-//! for many events with one flush and returns their initial states instead of streams.
+//! stream (whose first messages are the QUEUED/SKIPPED states). `emit_accepted` does the same
+//! without subscribing and returns the initial states only (REST's single emit answers with
+//! them at once). A batch emit does that for many events with one flush.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -188,6 +189,32 @@ impl Service {
 
     /// Emits an event; returns once it is durable, with its status stream.
     pub async fn emit(&self, caller: &Caller, request: EmitRequest) -> Result<StatusStream> {
+        let (emitted, subscription) = self
+            .emit_one(caller, request, |event_id| self.hub.subscribe(event_id))
+            .await?;
+        Ok(StatusStream::new(
+            emitted.event_id,
+            emitted.deliveries,
+            subscription,
+        ))
+    }
+
+    /// Emits an event; returns once it is durable, with its deliveries' initial states only
+    /// (for a caller that answers at once and follows nothing: no status subscription).
+    pub async fn emit_accepted(&self, caller: &Caller, request: EmitRequest) -> Result<Emitted> {
+        let (emitted, ()) = self.emit_one(caller, request, |_| ()).await?;
+        Ok(emitted)
+    }
+
+    /// Emits one event: `follow` is called with the id of the event whose states the answer
+    /// holds before they are known (before the write; for an idempotent repeat, before the
+    /// first event's states are read), so a subscription it makes misses no change.
+    async fn emit_one<S>(
+        &self,
+        caller: &Caller,
+        request: EmitRequest,
+        follow: impl Fn(u64) -> S,
+    ) -> Result<(Emitted, S)> {
         caller.require(Scope::Write)?;
         self.validate_emit(&request)?;
         let violations = self
@@ -201,7 +228,7 @@ impl Service {
             .reserve(emit_bytes(std::iter::once(&request), &webhooks))
             .await;
         let prepared = self.prepare(caller, request, &webhooks).await?;
-        let subscription = self.hub.subscribe(prepared.event.id);
+        let following = follow(prepared.event.id);
         let outcomes = self
             .write(caller, std::slice::from_ref(&prepared))
             .instrument(prepared.span.clone())
@@ -209,12 +236,22 @@ impl Service {
         match outcomes[0] {
             InsertOutcome::Inserted => {
                 self.accepted(std::iter::once(&prepared));
-                let initial = prepared.deliveries.iter().map(initial_update).collect();
-                Ok(StatusStream::new(prepared.event.id, initial, subscription))
+                let emitted = Emitted {
+                    event_id: prepared.event.id,
+                    duplicate: false,
+                    deliveries: prepared.deliveries.iter().map(initial_update).collect(),
+                };
+                Ok((emitted, following))
             }
             InsertOutcome::Duplicate(first) => {
-                drop(subscription);
-                self.replay(first).await
+                drop(following);
+                let following = follow(first);
+                let emitted = Emitted {
+                    event_id: first,
+                    duplicate: true,
+                    deliveries: self.current_updates(first).await?,
+                };
+                Ok((emitted, following))
             }
         }
     }
@@ -486,14 +523,6 @@ impl Service {
             }
         }
         Ok(updates)
-    }
-
-    /// The status stream of an earlier event (an idempotent repeat; `insert_events` made it
-    /// durable).
-    async fn replay(&self, event_id: u64) -> Result<StatusStream> {
-        let subscription = self.hub.subscribe(event_id);
-        let initial = self.current_updates(event_id).await?;
-        Ok(StatusStream::new(event_id, initial, subscription))
     }
 
     /// Queues a fresh attempt of a delivery; returns the new delivery's id.

@@ -127,8 +127,8 @@ pub async fn emit(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .filter(|k| !k.is_empty());
-    let mut stream = service
-        .emit(
+    let emitted = service
+        .emit_accepted(
             &caller,
             EmitRequest {
                 event_type,
@@ -140,16 +140,9 @@ pub async fn emit(
         )
         .await
         .map_err(error_response)?;
-    let mut deliveries = Vec::new();
-    for _ in 0..stream.delivery_ids().len() {
-        let Some(update) = stream.next().await else {
-            break;
-        };
-        deliveries.push(summary(&update));
-    }
     let body = EventAccepted {
-        id: ids::format(Kind::Event, stream.event_id()),
-        deliveries,
+        id: ids::format(Kind::Event, emitted.event_id),
+        deliveries: emitted.deliveries.iter().map(summary).collect(),
     };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
