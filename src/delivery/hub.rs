@@ -12,7 +12,8 @@
 //! Every publish, every change of the feed (watched or not) and `wake` (for changes that
 //! are not published, such as a new event's QUEUED states) also tick a change counter that
 //! wakes the live tails (`core::watch`), which then read the store's change log: the
-//! counter only wakes them.
+//! counter only wakes them, and it is their only wake (they never follow the store's feed
+//! themselves: this hub is its one follower, and sled has no feed).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

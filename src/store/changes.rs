@@ -1,8 +1,13 @@
-//! Changes of delivery state as the store sees them commit, for the parts of a process that
-//! follow deliveries another process attempts (the status hub, an operator's live tail).
-//! A backend shared by several instances (PostgreSQL) publishes every committed change; the
-//! embedded one (sled) has no other writer and publishes nothing: its process feeds its hub
-//! itself.
+//! Changes of delivery state as the store sees them commit: how a process learns of the
+//! deliveries another process attempts. A backend shared by several instances (PostgreSQL)
+//! publishes every committed change; the embedded one (sled) has no other writer and
+//! publishes nothing: its process feeds its hub itself.
+//!
+//! Its one follower is the status hub (`delivery::hub::Hub::follow_store`): it publishes the
+//! changes of watched events to their status streams and ticks its change counter, which is
+//! the one wake of the live tails (`core::watch`) for local and remote changes alike. So this
+//! feed is the input from other instances and the hub's counter the wake-up inside the
+//! process: two jobs, not two wake paths for one.
 //!
 //! The feed is best effort: a change is announced after its commit, and a listener that lost
 //! its connection (or fell behind) misses some. It then receives `Resync`, which means "read
