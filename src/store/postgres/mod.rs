@@ -753,7 +753,7 @@ impl Store for PostgresStore {
                 let lease = self.owner.lease_from(now_ms());
                 ordering::cancel(&mut tx, id, at_ms, lease).await?
             }
-            None => queries::cancel_delivery(&mut *tx, id, at_ms).await?,
+            None => queries::cancel_delivery(&mut *tx, id, at_ms, true).await?,
         };
         if let Some(cancelled) = &cancelled {
             changes::append_delivery(&mut tx, cancelled, at_ms).await?;

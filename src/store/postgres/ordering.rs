@@ -129,7 +129,8 @@ pub async fn cancel(
     at_ms: i64,
     lease: Lease,
 ) -> Result<Option<Delivery>> {
-    let Some(cancelled) = super::queries::mark_cancelled(&mut **tx, id, at_ms).await? else {
+    let Some(cancelled) = super::queries::cancel_delivery(&mut **tx, id, at_ms, false).await?
+    else {
         return Ok(None);
     };
     // The delivery's row, then its outbox row (waiting for a claim taking it right now).

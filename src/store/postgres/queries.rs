@@ -97,47 +97,28 @@ pub async fn count_waiting(pool: &PgPool, webhook_id: u64, cap: usize) -> Result
     Ok((n as usize).min(cap))
 }
 
-/// Sets a QUEUED or RETRYING delivery CANCELLED, locking its row, and leaves its outbox row
-/// to the caller (an ordered one's: `ordering::cancel`); None when it is missing or already
-/// final.
-pub async fn mark_cancelled(
-    executor: impl sqlx::PgExecutor<'_>,
-    id: u64,
-    at_ms: i64,
-) -> Result<Option<Delivery>> {
-    let sql = format!(
-        "UPDATE deliveries SET state = 'CANCELLED', updated_at_ms = $2
-         WHERE id = $1 AND state IN ('QUEUED', 'RETRYING')
-         RETURNING {DELIVERY_COLUMNS}"
-    );
-    let row = sqlx::query(&sql)
-        .bind(sql_id(id))
-        .bind(at_ms)
-        .fetch_optional(executor)
-        .await
-        .map_err(db)?;
-    row.map(|r| delivery_of(&r)).transpose()
-}
-
-/// Cancels a QUEUED or RETRYING delivery and drops its outbox row; None when it is missing
-/// or already final.
+/// Cancels a QUEUED or RETRYING delivery, locking its row, and drops its outbox row when
+/// `drop_outbox` (else leaves it to the caller: an ordered one's, `ordering::cancel`); None
+/// when it is missing or already final.
 pub async fn cancel_delivery(
     executor: impl sqlx::PgExecutor<'_>,
     id: u64,
     at_ms: i64,
+    drop_outbox: bool,
 ) -> Result<Option<Delivery>> {
     let sql = format!(
         "WITH cancelled AS (
              UPDATE deliveries SET state = 'CANCELLED', updated_at_ms = $2
              WHERE id = $1 AND state IN ('QUEUED', 'RETRYING')
              RETURNING *),
-         gone AS (DELETE FROM outbox WHERE delivery_id = $1
+         gone AS (DELETE FROM outbox WHERE $3 AND delivery_id = $1
              AND EXISTS (SELECT 1 FROM cancelled))
          SELECT {DELIVERY_COLUMNS} FROM cancelled"
     );
     let row = sqlx::query(&sql)
         .bind(sql_id(id))
         .bind(at_ms)
+        .bind(drop_outbox)
         .fetch_optional(executor)
         .await
         .map_err(db)?;
