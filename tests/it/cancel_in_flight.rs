@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tonic::transport::Channel;
@@ -97,25 +97,6 @@ impl HeldReceiver {
     }
 }
 
-/// Emits an alert group over gRPC, with an ordering key when `key` is not empty; returns
-/// the id of its one delivery once the event is durable.
-async fn emit(client: &mut Client, token: &str, id: &str, key: &str) -> String {
-    let request = pb::EmitEventRequest {
-        event_type: "alert group created".into(),
-        data: Some(to_struct(json!({"alert_group": {"id": id}}))),
-        ordering_key: key.into(),
-        ..Default::default()
-    };
-    let mut stream = client
-        .emit_event(authed(token, request))
-        .await
-        .unwrap()
-        .into_inner();
-    stream.message().await.unwrap(); // accepted: the event id
-    let queued = stream.message().await.unwrap().unwrap();
-    queued.delivery_id
-}
-
 async fn get_delivery(client: &mut Client, token: &str, id: &str) -> pb::Delivery {
     client
         .get_delivery(authed(token, pb::GetDeliveryRequest { id: id.into() }))
@@ -155,7 +136,7 @@ async fn a_delivery_cancelled_mid_attempt_stays_cancelled_whatever_the_receiver_
     let hook = create(&mut client, &token, webhook("held", &receiver.url)).await;
 
     for (alert, answer) in [("A1", 503), ("A2", 200)] {
-        let id = emit(&mut client, &token, alert, "").await;
+        let id = emit_keyed(&mut client, &token, alert, "").await;
         assert_eq!(receiver.next().await, alert);
         // The attempt is on the wire: the operator cancels, then the receiver answers.
         assert_eq!(cancel(&mut client, &token, &id).await.state, CANCELLED);
@@ -202,9 +183,9 @@ async fn cancelling_a_keys_head_in_flight_holds_the_next_until_that_attempt_ends
     let mut client = server.webhooks().await;
     create(&mut client, &token, webhook("ordered", &receiver.url)).await;
 
-    let first = emit(&mut client, &token, "K1", "K").await;
+    let first = emit_keyed(&mut client, &token, "K1", "K").await;
     assert_eq!(receiver.next().await, "K1");
-    let second = emit(&mut client, &token, "K2", "K").await;
+    let second = emit_keyed(&mut client, &token, "K2", "K").await;
     assert_eq!(cancel(&mut client, &token, &first).await.state, CANCELLED);
 
     // K1's attempt is still on the wire: K2 waits behind it, and the metrics say so.

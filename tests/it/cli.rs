@@ -3,12 +3,10 @@
 
 use std::process::Command;
 
+use crate::process;
+
 fn webhookd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_webhookd"))
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap()
+    process::run(args, &[])
 }
 
 #[test]
@@ -90,16 +88,7 @@ fn a_bad_store_is_one_error_line_that_never_shows_its_password() {
         "mysql://webhookd:hunter2-secret@127.0.0.1:1/db",
         "postgres://webhookd:hunter2-secret@127.0.0.1:1/webhookd?sslmode=disable",
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_webhookd"))
-            .args([
-                "serve",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
+        let output = process::serve(dir.path())
             .env("WEBHOOKD_STORE", store)
             .env("RUST_LOG", "info")
             .output()
@@ -130,11 +119,10 @@ fn a_bad_egress_proxy_is_refused_naming_the_flag_without_echoing_credentials() {
         assert!(stderr.contains("--egress-proxy"), "{value}: {stderr}");
         assert!(!stderr.contains("s3cret"), "{value}: {stderr}");
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_webhookd"))
-        .args(["serve"])
-        .env("WEBHOOKD_EGRESS_PROXY", "https://svc:s3cret@proxy")
-        .output()
-        .unwrap();
+    let output = process::run(
+        &["serve"],
+        &[("WEBHOOKD_EGRESS_PROXY", "https://svc:s3cret@proxy")],
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--egress-proxy") && stderr.contains("unsupported proxy scheme"));
@@ -189,11 +177,9 @@ async fn a_second_webhookd_on_the_same_data_dir_names_the_other_one() {
         crate::support::TestServer::start_with(|c| c.store = webhookd::config::StoreBackend::Sled)
             .await;
     server.writer("acme").await; // the first one is up and holds its data dir
-    let dir = server.data_dir().to_str().unwrap().to_string();
+    let dir = server.data_dir().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_webhookd"))
-            .args(["serve", "--data-dir", &dir])
-            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        process::serve(&dir)
             .env("RUST_LOG", "error")
             .env("WEBHOOKD_ADMIN_TOKEN", "second")
             .output()
@@ -221,9 +207,7 @@ impl Served {
     fn start(args: &[&str], env: &[(&str, &str)]) -> Served {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_webhookd"))
-            .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
-            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        let mut child = process::serve(dir.path())
             .args(["--log-format", "json", "--retry-schedule", "10ms"])
             .args(args)
             .envs(env.iter().copied())
@@ -312,11 +296,7 @@ fn a_boolean_that_is_not_one_is_refused_naming_the_flag() {
     let output = webhookd(&["serve", "--allow-private-targets=maybe"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--allow-private-targets"));
-    let output = Command::new(env!("CARGO_BIN_EXE_webhookd"))
-        .args(["serve"])
-        .env("WEBHOOKD_RETRY_JITTER", "perhaps")
-        .output()
-        .unwrap();
+    let output = process::run(&["serve"], &[("WEBHOOKD_RETRY_JITTER", "perhaps")]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--retry-jitter"));
 }
@@ -384,17 +364,11 @@ fn scripts_test_names_missing_or_old_prerequisites_before_building_anything() {
 /// `serve` on a PostgreSQL URL, with ephemeral ports and a fresh data directory.
 fn serve_on(store: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
-    webhookd(&[
-        "serve",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--store",
-        store,
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-    ])
+    process::serve(dir.path())
+        .args(["--store", store])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap()
 }
 
 #[test]

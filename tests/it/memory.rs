@@ -3,25 +3,15 @@
 //! (`--sled-cache-mib`), validated with a clear error and honoured through a restart.
 
 use std::collections::HashSet;
-use std::process::Command;
 
-use crate::process::Process;
+use crate::process::{self, Process};
 use crate::support::*;
 
 /// The start-up log of a `webhookd serve` that stops at once (its data dir is a file), with
 /// `env` added; the allocator's variables of the test's own environment are removed.
 fn start_up_log(env: &[(&str, &str)]) -> String {
     let file = tempfile::NamedTempFile::new().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_webhookd"))
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(file.path())
+    let output = process::serve(file.path())
         .env_remove("MIMALLOC_ARENA_EAGER_COMMIT")
         .env_remove("MIMALLOC_PURGE_DELAY")
         .envs(env.iter().copied())
@@ -49,11 +39,7 @@ fn the_allocator_returns_freed_memory_at_once_unless_the_environment_says_otherw
 #[test]
 fn a_sled_cache_size_that_is_not_a_positive_number_of_mib_is_refused_naming_the_flag() {
     for mib in ["0", "-5", "lots", "65537"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_webhookd"))
-            .args(["serve", &format!("--sled-cache-mib={mib}")])
-            .env("RUST_LOG", "error")
-            .output()
-            .unwrap();
+        let output = process::run(&["serve", &format!("--sled-cache-mib={mib}")], &[]);
         assert!(
             !output.status.success(),
             "--sled-cache-mib {mib} was accepted"
@@ -61,11 +47,7 @@ fn a_sled_cache_size_that_is_not_a_positive_number_of_mib_is_refused_naming_the_
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("--sled-cache-mib"), "{stderr}");
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_webhookd"))
-        .args(["serve"])
-        .env("WEBHOOKD_SLED_CACHE_MIB", "none")
-        .output()
-        .unwrap();
+    let output = process::run(&["serve"], &[("WEBHOOKD_SLED_CACHE_MIB", "none")]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--sled-cache-mib"));
 }

@@ -17,28 +17,6 @@ use crate::support::*;
 /// ordered behind it is seen meanwhile.
 const RETRY_AFTER: &str = "5s";
 
-/// Emits one event with an ordering key over gRPC; returns its event id once it is durable.
-async fn emit_keyed(
-    client: &mut WebhookServiceClient<Channel>,
-    token: &str,
-    id: &str,
-    ordering_key: &str,
-) -> String {
-    let request = pb::EmitEventRequest {
-        event_type: "alert group created".into(),
-        data: Some(to_struct(json!({"alert_group": {"id": id}}))),
-        ordering_key: ordering_key.into(),
-        ..Default::default()
-    };
-    let mut stream = client
-        .emit_event(authed(token, request))
-        .await
-        .unwrap()
-        .into_inner();
-    let accepted = stream.message().await.unwrap().unwrap();
-    accepted.event_id
-}
-
 fn alert_id(received: &Received) -> String {
     received.json()["alert_group"]["id"]
         .as_str()

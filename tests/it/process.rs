@@ -3,13 +3,37 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support::*;
+
+/// Runs the built binary with `args` and `env` to its end (logging errors only).
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_webhookd"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+/// `webhookd serve` on `data_dir` and ports the system chooses (`127.0.0.1:0`): a command
+/// for the caller to complete (store, flags, environment) and run.
+pub fn serve(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_webhookd"));
+    command.args(["serve", "--data-dir"]).arg(data_dir).args([
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    command
+}
 
 /// The built binary, running on ports the system chose (`127.0.0.1:0`): nothing can take
 /// them between choosing and binding. Its JSON log on stderr says where it serves.
@@ -38,12 +62,9 @@ impl Process {
 
     /// Starts webhookd on `store` (its data dir and --store) with `args`; without `admin_token` it generates one.
     pub async fn spawn(store: &TestStore, args: &[&str], admin_token: Option<&str>) -> Process {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_webhookd"));
+        let mut command = serve(store.dir.path());
         command
-            .args(["serve", "--data-dir"])
-            .arg(store.dir.path())
             .args(["--store", &store.flag()])
-            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .args(args)
             .env("RUST_LOG", "warn,webhookd=info")

@@ -410,6 +410,32 @@ pub async fn emit_all(
     statuses
 }
 
+/// Emits alert group `alert_id` ("alert group created") over gRPC with `ordering_key` (none
+/// when empty); returns the id of its first delivery once the event is durable.
+pub async fn emit_keyed(
+    client: &mut WebhookServiceClient<Channel>,
+    token: &str,
+    alert_id: &str,
+    ordering_key: &str,
+) -> String {
+    let request = pb::EmitEventRequest {
+        event_type: "alert group created".into(),
+        data: Some(to_struct(
+            serde_json::json!({"alert_group": {"id": alert_id}}),
+        )),
+        ordering_key: ordering_key.into(),
+        ..Default::default()
+    };
+    let mut stream = client
+        .emit_event(authed(token, request))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap(); // ACCEPTED: the event id
+    let queued = stream.message().await.unwrap().unwrap();
+    queued.delivery_id
+}
+
 /// The fields named by the `google.rpc.BadRequest` details of an error.
 pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt;
