@@ -125,17 +125,13 @@ async fn retry_delays_are_bounded_to_a_week() {
         },
     )
     .await;
-    let request = pb::EmitEventRequest {
-        event_type: "alert group created".into(),
-        data: Some(to_struct(json!({}))),
-        idempotency_key: String::new(),
-        ordering_key: String::new(),
-    };
-    let mut stream = client
-        .emit_event(authed(&token, request))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = emit_stream(
+        &mut client,
+        &token,
+        "alert group created",
+        Some(to_struct(json!({}))),
+    )
+    .await;
     stream.message().await.unwrap().unwrap(); // ACCEPTED
     stream.message().await.unwrap().unwrap(); // QUEUED
     let retrying = stream.message().await.unwrap().unwrap();

@@ -415,17 +415,13 @@ async fn closing_the_stream_early_does_not_cancel_delivery() {
     let token = server.writer("acme").await;
     let mut client = server.webhooks().await;
     let hook = create(&mut client, &token, webhook("slow", &receiver.url("/hook"))).await;
-    let request = pb::EmitEventRequest {
-        event_type: "alert group created".into(),
-        data: Some(to_struct(alert_event())),
-        idempotency_key: String::new(),
-        ordering_key: String::new(),
-    };
-    let mut stream = client
-        .emit_event(authed(&token, request))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = emit_stream(
+        &mut client,
+        &token,
+        "alert group created",
+        Some(to_struct(alert_event())),
+    )
+    .await;
     let accepted = stream.message().await.unwrap().unwrap();
     assert_eq!(states(&[accepted]), ["ACCEPTED"]);
     let queued = stream.message().await.unwrap().unwrap();

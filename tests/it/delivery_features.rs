@@ -421,17 +421,7 @@ async fn gone_disables_the_webhook_and_retry_after_is_honoured() {
     .await;
     limited.answer(429);
     limited.retry_after(1);
-    let request = pb::EmitEventRequest {
-        event_type: "resolve".into(),
-        data: None,
-        idempotency_key: String::new(),
-        ordering_key: String::new(),
-    };
-    let mut stream = client
-        .emit_event(authed(&token, request))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = emit_stream(&mut client, &token, "resolve", None).await;
     stream.message().await.unwrap().unwrap(); // ACCEPTED
     stream.message().await.unwrap().unwrap(); // QUEUED
     let retrying = stream.message().await.unwrap().unwrap();

@@ -39,17 +39,13 @@ async fn a_slow_endpoint_does_not_hold_up_a_healthy_one() {
     // Ten events for the slow endpoint: at most two of them run at once.
     let mut slow_streams = Vec::new();
     for i in 0..10 {
-        let request = pb::EmitEventRequest {
-            event_type: "acknowledge".into(),
-            data: Some(to_struct(json!({"i": i}))),
-            idempotency_key: String::new(),
-            ordering_key: String::new(),
-        };
-        let mut stream = client
-            .emit_event(authed(&token, request))
-            .await
-            .unwrap()
-            .into_inner();
+        let mut stream = emit_stream(
+            &mut client,
+            &token,
+            "acknowledge",
+            Some(to_struct(json!({"i": i}))),
+        )
+        .await;
         stream.message().await.unwrap().unwrap();
         slow_streams.push(stream);
     }
@@ -99,17 +95,13 @@ async fn a_failing_endpoint_is_backed_off_by_its_circuit_breaker() {
     let mut client = server.webhooks().await;
     let hook = create(&mut client, &token, webhook("down", &receiver.url("/hook"))).await;
     for i in 0..6 {
-        let request = pb::EmitEventRequest {
-            event_type: "alert group created".into(),
-            data: Some(to_struct(json!({"i": i}))),
-            idempotency_key: String::new(),
-            ordering_key: String::new(),
-        };
-        let mut stream = client
-            .emit_event(authed(&token, request))
-            .await
-            .unwrap()
-            .into_inner();
+        let mut stream = emit_stream(
+            &mut client,
+            &token,
+            "alert group created",
+            Some(to_struct(json!({"i": i}))),
+        )
+        .await;
         stream.message().await.unwrap().unwrap();
     }
     // Without a breaker the 6 events would make 24 attempts within ~100 ms (schedule 10/20/50 ms).
@@ -235,17 +227,7 @@ async fn a_caller_leaving_its_status_stream_frees_it_at_once() {
         webhook("dead", &format!("http://{closed}/x")),
     )
     .await;
-    let request = pb::EmitEventRequest {
-        event_type: "alert group created".into(),
-        data: None,
-        idempotency_key: String::new(),
-        ordering_key: String::new(),
-    };
-    let mut stream = client
-        .emit_event(authed(&token, request))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = emit_stream(&mut client, &token, "alert group created", None).await;
     stream.message().await.unwrap().unwrap(); // ACCEPTED
     stream.message().await.unwrap().unwrap(); // QUEUED
     stream.message().await.unwrap().unwrap(); // RETRYING, next attempt in an hour

@@ -18,17 +18,13 @@ async fn emit_queued(
     token: &str,
     n: u64,
 ) -> pb::DeliveryStatus {
-    let request = pb::EmitEventRequest {
-        event_type: "alert group created".into(),
-        data: Some(to_struct(json!({"n": n}))),
-        idempotency_key: String::new(),
-        ordering_key: String::new(),
-    };
-    let mut stream = client
-        .emit_event(authed(token, request))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = emit_stream(
+        client,
+        token,
+        "alert group created",
+        Some(to_struct(json!({"n": n}))),
+    )
+    .await;
     let accepted = stream.message().await.unwrap().unwrap();
     assert_eq!(states(std::slice::from_ref(&accepted)), ["ACCEPTED"]);
     let queued = stream.message().await.unwrap().unwrap();

@@ -26,17 +26,13 @@ async fn finished_events_past_retention_are_deleted_and_pending_ones_stay() {
     assert_eq!(states(&done), ["QUEUED", "SUCCEEDED"]);
 
     let failing_hook = create(&mut client, &token, webhook("down", &failing.url("/hook"))).await;
-    let request = pb::EmitEventRequest {
-        event_type: "alert group created".into(),
-        data: Some(to_struct(json!({}))),
-        idempotency_key: String::new(),
-        ordering_key: String::new(),
-    };
-    let mut stream = client
-        .emit_event(authed(&token, request))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = emit_stream(
+        &mut client,
+        &token,
+        "alert group created",
+        Some(to_struct(json!({}))),
+    )
+    .await;
     let accepted = stream.message().await.unwrap().unwrap();
     assert_eq!(states(&[accepted]), ["ACCEPTED"]);
     let mut pending = Vec::new();

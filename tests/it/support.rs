@@ -365,6 +365,26 @@ fn to_value(value: Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
+/// Emits an event of `event_type` with `data` (no keys) over gRPC; returns its open status
+/// stream, whose first message is ACCEPTED.
+pub async fn emit_stream(
+    client: &mut WebhookServiceClient<Channel>,
+    token: &str,
+    event_type: &str,
+    data: Option<prost_types::Struct>,
+) -> tonic::Streaming<pb::DeliveryStatus> {
+    let request = pb::EmitEventRequest {
+        event_type: event_type.into(),
+        data,
+        ..Default::default()
+    };
+    client
+        .emit_event(authed(token, request))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// Emits an event and collects the whole status stream after its first message, which is
 /// checked to be ACCEPTED with the event id and the count of the deliveries that follow.
 pub async fn emit_all(
@@ -373,17 +393,7 @@ pub async fn emit_all(
     event_type: &str,
     data: Value,
 ) -> Vec<pb::DeliveryStatus> {
-    let request = pb::EmitEventRequest {
-        event_type: event_type.into(),
-        data: Some(to_struct(data)),
-        idempotency_key: String::new(),
-        ordering_key: String::new(),
-    };
-    let mut stream = client
-        .emit_event(authed(token, request))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = emit_stream(client, token, event_type, Some(to_struct(data))).await;
     let mut statuses = Vec::new();
     let deadline = Duration::from_secs(20);
     while let Some(status) = tokio::time::timeout(deadline, stream.message())
