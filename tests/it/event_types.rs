@@ -671,13 +671,19 @@ async fn an_account_has_at_most_a_thousand_event_types() {
         let mut client = client.clone();
         let token = token.clone();
         async move {
-            declare(
-                &mut client,
-                &token,
-                event_type(&format!("type {i:04}"), None),
-            )
-            .await
-            .unwrap();
+            // A thousand at once may find the store busy: retry when it says (RetryInfo).
+            loop {
+                let declared = declare(
+                    &mut client,
+                    &token,
+                    event_type(&format!("type {i:04}"), None),
+                )
+                .await;
+                match declared {
+                    Ok(_) => break,
+                    Err(status) => tokio::time::sleep(busy_retry_delay(&status)).await,
+                }
+            }
         }
     });
     futures::future::join_all(creates).await;

@@ -446,6 +446,20 @@ pub async fn emit_keyed(
     queued.delivery_id
 }
 
+/// When to retry a call the store was too busy for: the RetryInfo delay of a STORE_BUSY
+/// answer. Any other error fails the test.
+pub fn busy_retry_delay(status: &tonic::Status) -> Duration {
+    use tonic_types::StatusExt;
+    let details = status.get_error_details();
+    let busy = details
+        .error_info()
+        .is_some_and(|i| i.reason == "STORE_BUSY");
+    match details.retry_info().and_then(|r| r.retry_delay) {
+        Some(delay) if busy && status.code() == tonic::Code::Unavailable => delay,
+        _ => panic!("not a busy store's answer: {status:?}"),
+    }
+}
+
 /// The fields named by the `google.rpc.BadRequest` details of an error.
 pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt;
