@@ -4,7 +4,8 @@
 //! connection answers "busy, retry" in its API's own shape (gRPC UNAVAILABLE with RetryInfo
 //! and ErrorInfo STORE_BUSY; REST 503 with Retry-After in the events API's, OnCall's and
 //! Cloudflare's bodies), and /healthz and grpc.health stay SERVING. Once the lock goes, the
-//! held call completes and emits are acknowledged again. Runs under scripts/with-postgres.
+//! held call completes and emits are acknowledged again. The built binary says so in its
+//! log once, not once per busy answer. Runs under scripts/with-postgres.
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -15,7 +16,47 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use webhookd::grpc::pb;
 
+use crate::process::Process;
 use crate::support::*;
+
+/// Holds an exclusive lock on webhookd's event types until dropped (rolled back).
+struct TableLock(sqlx::PgConnection);
+
+impl TableLock {
+    async fn take(url: &str) -> TableLock {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        sqlx::query("LOCK TABLE event_types IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        TableLock(conn)
+    }
+
+    async fn release(mut self) {
+        sqlx::query("ROLLBACK").execute(&mut self.0).await.unwrap();
+    }
+}
+
+/// Waits until a session of webhookd (`application_name`) waits for a lock.
+async fn until_waiting_on_a_lock(url: &str, application_name: &str) {
+    let watcher = sqlx::PgPool::connect(url).await.unwrap();
+    eventually(|| {
+        let watcher = watcher.clone();
+        async move {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = $1 AND wait_event_type = 'Lock'",
+            )
+            .bind(application_name)
+            .fetch_one(&watcher)
+            .await
+            .unwrap();
+            (waiting > 0).then_some(())
+        }
+    })
+    .await;
+}
 
 #[tokio::test]
 async fn a_full_connection_pool_answers_busy_retry_and_health_stays_serving() {
@@ -43,12 +84,7 @@ async fn a_full_connection_pool_answers_busy_retry_and_health_stays_serving() {
 
     // Someone else's long transaction holds the event types; webhookd's only connection
     // waits on it for a create.
-    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
-    sqlx::query("LOCK TABLE event_types IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let lock = TableLock::take(&url).await;
     let held = tokio::spawn({
         let (mut client, token) = (client.clone(), token.clone());
         async move {
@@ -61,21 +97,7 @@ async fn a_full_connection_pool_answers_busy_retry_and_health_stays_serving() {
             client.create_event_type(authed(&token, request)).await
         }
     });
-    let watcher = sqlx::PgPool::connect(&url).await.unwrap();
-    eventually(|| {
-        let watcher = watcher.clone();
-        async move {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE application_name = 'webhookd' AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(&watcher)
-            .await
-            .unwrap();
-            (waiting > 0).then_some(())
-        }
-    })
-    .await;
+    until_waiting_on_a_lock(&url, "webhookd").await;
 
     // Every call that needs a connection now answers busy, each in its API's shape.
     let cloudflare = format!(
@@ -145,7 +167,7 @@ async fn a_full_connection_pool_answers_busy_retry_and_health_stays_serving() {
     assert_eq!(health.into_inner().status(), ServingStatus::Serving);
 
     // The lock goes: the held create completes, and emits are acknowledged again.
-    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    lock.release().await;
     held.await.unwrap().unwrap();
     let (status, body) = http_json(Method::POST, &events, Some(&token), Some(resolve)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -177,4 +199,47 @@ async fn grpc_emit(
         .message()
         .await?
         .ok_or_else(|| tonic::Status::internal("no message"))
+}
+
+#[tokio::test]
+async fn a_full_pool_is_logged_once_not_once_per_busy_answer() {
+    let store = TestStore::new().await;
+    let Some(url) = store.postgres_url.clone() else {
+        return; // needs PostgreSQL (scripts/with-postgres)
+    };
+    let webhookd = Process::start(&store, &["--store-pool-size", "1"]).await;
+    webhookd.ready().await;
+    let token = TestServer::token_via(webhookd.http).await;
+    let catalog = format!("http://{}/api/v1/event_types/", webhookd.http);
+    let events = format!("http://{}/api/v1/events/", webhookd.http);
+
+    let lock = TableLock::take(&url).await;
+    let held = tokio::spawn({
+        let (catalog, token) = (catalog.clone(), token.clone());
+        async move {
+            let declared = json!({"name": "alert group created"});
+            http_json(Method::POST, &catalog, Some(&token), Some(declared)).await
+        }
+    });
+    until_waiting_on_a_lock(&url, "webhookd").await;
+    // Five emits, each answered busy.
+    let emits = (0..5).map(|_| {
+        let resolve = json!({"event": {"type": "resolve"}});
+        http_json(Method::POST, &events, Some(&token), Some(resolve))
+    });
+    for (status, body) in futures::future::join_all(emits).await {
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body["detail"].as_str().unwrap().contains("busy"), "{body}");
+    }
+    lock.release().await;
+    let (status, body) = held.await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let (_, logs) = webhookd.terminate();
+    let full = logs
+        .lines()
+        .filter(|l| l.contains("every connection of the main database pool is in use"))
+        .count();
+    assert_eq!(full, 1, "{logs}");
+    assert!(!logs.contains("the store is unreachable"), "{logs}");
 }
