@@ -461,8 +461,13 @@ async fn bad_cursors_states_and_tokens_are_refused_naming_the_field() {
 
 #[tokio::test]
 async fn a_watcher_that_stops_reading_gets_resync_while_deliveries_go_on() {
-    let server =
-        TestServer::start_with(|c| c.watch_stall_timeout = Duration::from_millis(200)).await;
+    // Each delivery must succeed at its first attempt (the count below is exact): a
+    // loaded machine must not turn a slow answer into a timeout and a retry.
+    let server = TestServer::start_with(|c| {
+        c.watch_stall_timeout = Duration::from_millis(200);
+        c.request_timeout = Duration::from_secs(30);
+    })
+    .await;
     let token = server.writer("acme").await;
     let mut client = server.webhooks().await;
     let receiver = Receiver::start().await;
