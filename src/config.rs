@@ -25,6 +25,11 @@ impl std::fmt::Debug for StoreBackend {
     }
 }
 
+/// The least `batch_waiting_bytes` from `--emit-memory-mib`: four of the largest batch calls
+/// (4 MiB each) may wait however small the emit memory is, so a small bound slows concurrent
+/// batch producers instead of refusing all but one.
+pub const MIN_BATCH_WAITING_BYTES: usize = 16 * 1024 * 1024;
+
 /// Settings of one webhookd process.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -85,6 +90,10 @@ pub struct Config {
     /// Memory the emits in progress may hold together while they are planned and written
     /// (estimated from their data and matched webhooks); an emit beyond it waits its turn.
     pub emit_budget_bytes: usize,
+    /// Bytes of batch calls read but not yet decoded that may wait together; a batch call
+    /// arriving beyond it is refused (`Error::Overloaded`). `--emit-memory-mib`, at least
+    /// `MIN_BATCH_WAITING_BYTES`.
+    pub batch_waiting_bytes: usize,
     /// sled's page cache (the embedded store's `cache_capacity`), bytes.
     pub sled_cache_bytes: u64,
     /// Connections of the PostgreSQL store's main pool (the requests' and the emits').
@@ -129,6 +138,7 @@ impl Config {
             render_worker_memory_bytes: 512 * 1024 * 1024,
             render_wall_time: Duration::from_secs(2),
             emit_budget_bytes: 32 * 1024 * 1024,
+            batch_waiting_bytes: 32 * 1024 * 1024,
             sled_cache_bytes: crate::store::SLED_CACHE_BYTES,
             store_pool_size: crate::store::PG_POOL_SIZE,
             #[cfg(feature = "fault-injection")]

@@ -65,6 +65,10 @@ pub enum Error {
     /// A limit was hit (e.g. body too large).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Too much work is already waiting (e.g. the bytes of batch calls not yet decoded);
+    /// nothing was done, and the same call may succeed after `BUSY_RETRY_AFTER`.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     /// The store cannot be reached right now (e.g. its database is down); nothing was
     /// acknowledged, and the same call may succeed later. The text is safe to show.
     #[error("unavailable: {0}")]

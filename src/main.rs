@@ -18,7 +18,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer, Registry};
 use webhookd::Config;
 use webhookd::allocator;
-use webhookd::config::StoreBackend;
+use webhookd::config::{MIN_BATCH_WAITING_BYTES, StoreBackend};
 use webhookd::delivery::egress::EgressProxy;
 use webhookd::delivery::retry::parse_schedule;
 use webhookd::render::sandbox;
@@ -305,6 +305,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.auto_disable_after = args.auto_disable_after;
     config.lease = args.lease;
     config.emit_budget_bytes = args.emit_memory_mib as usize * 1024 * 1024;
+    config.batch_waiting_bytes = config.emit_budget_bytes.max(MIN_BATCH_WAITING_BYTES);
     config.sled_cache_bytes = u64::from(args.sled_cache_mib) * 1024 * 1024;
     config.store_pool_size = args.store_pool_size;
     config.retention = Some(args.retention).filter(|r| !r.is_zero());

@@ -55,6 +55,9 @@ pub struct Metrics {
     pub webhook_rate_limited: IntGaugeVec,
     /// Attempts per second allowed now per rate-limited webhook (lowered after a 429).
     pub webhook_rate_limit: GaugeVec,
+    /// Bytes of each emit memory bound in use (`waiting`: batch bytes read, not yet
+    /// decoded; `decoded`: batch calls decoded; `planned`: emits planned and written).
+    pub emit_memory: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -249,6 +252,17 @@ impl Metrics {
                         "Attempts per second a rate-limited webhook is allowed now (lowered for a while after a 429)",
                     ),
                     &["webhook_id"],
+                )
+                .unwrap(),
+            ),
+            emit_memory: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "emit_memory_bytes",
+                        "Bytes in use of each emit memory bound (--emit-memory-mib): waiting, decoded, planned",
+                    ),
+                    &["bound"],
                 )
                 .unwrap(),
             ),

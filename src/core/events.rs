@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
 
-use super::{Caller, Page, Service, emit_budget};
+use super::emit_budget::{self, EmitShare};
+use super::{Caller, Page, Service};
 use crate::delivery::hub::Subscription;
 use crate::delivery::rate::RateLimit;
 use crate::delivery::scheduler::Entry;
@@ -59,6 +60,15 @@ pub struct Emitted {
     pub duplicate: bool,
     /// Initial state of each delivery (current states for a repeat).
     pub deliveries: Vec<DeliveryUpdate>,
+}
+
+/// The answer of a batch emit: each event's initial states, and the batch's share of the
+/// emit budget, to be held until the answer is sent (it is counted in the share).
+pub struct BatchEmitted {
+    /// One per event, in request order.
+    pub results: Vec<Emitted>,
+    /// Dropped once the answer is sent.
+    pub held: EmitShare,
 }
 
 /// An event matched and planned, ready to be written.
@@ -263,7 +273,7 @@ impl Service {
         &self,
         caller: &Caller,
         requests: Vec<EmitRequest>,
-    ) -> Result<Vec<Emitted>> {
+    ) -> Result<BatchEmitted> {
         caller.require(Scope::Write)?;
         if requests.is_empty() || requests.len() > MAX_BATCH_EVENTS {
             return Err(Error::invalid(
@@ -286,8 +296,8 @@ impl Service {
             return Err(Error::InvalidArgument(violations));
         }
         let webhooks = self.account_webhooks(caller).await?;
-        let _budget = (self.emit_budget)
-            .reserve(emit_bytes(requests.iter(), &webhooks))
+        let held = (self.emit_budget)
+            .reserve_share(emit_bytes(requests.iter(), &webhooks))
             .await;
         let prepared =
             futures::future::try_join_all(requests.into_iter().enumerate().map(|(i, request)| {
@@ -328,7 +338,10 @@ impl Service {
                 },
             });
         }
-        Ok(emitted)
+        Ok(BatchEmitted {
+            results: emitted,
+            held,
+        })
     }
 
     /// Every webhook of the caller's account (the candidates an event is matched against).

@@ -6,7 +6,8 @@
 //! - `fields`: the webhook field table (patch, per-field setters; transports expand it).
 //! - `events`: emit (persist durably, schedule, stream) and redelivery.
 //! - `emit_budget`: the bound on the memory of emits in progress (backpressure).
-//! - `intake`: the bound on the batch calls held decoded (granted from their encoded size).
+//! - `intake`: the bounds on batch calls before they plan: their bytes waiting (refused
+//!   beyond it) and the calls held decoded (granted from their encoded size).
 //! - `event_types`: the per-account event-type catalog and the schema check of emits.
 //! - `locks`: per-account serialization of webhook writes.
 //! - `health`: webhook health at a glance (breaker, pending, attempts per hour), with
@@ -89,6 +90,7 @@ pub struct Service {
     pub(crate) attempt_counts: Arc<attempt_counts::AttemptCounts>,
     pub(crate) emit_budget: Arc<emit_budget::EmitBudget>,
     pub(crate) intake: Arc<emit_budget::EmitBudget>,
+    pub(crate) arriving: Arc<emit_budget::EmitBudget>,
 }
 
 impl Service {
@@ -116,6 +118,7 @@ impl Service {
         Ok(Service {
             emit_budget: Arc::new(emit_budget::EmitBudget::new(config.emit_budget_bytes)),
             intake: Arc::new(emit_budget::EmitBudget::new(config.emit_budget_bytes)),
+            arriving: Arc::new(emit_budget::EmitBudget::new(config.batch_waiting_bytes)),
             metrics,
             store,
             health,

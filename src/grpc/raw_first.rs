@@ -1,8 +1,11 @@
 //! EmitEvents calls are read before they are decoded: this wrapper around the WebhookService
 //! reads an EmitEvents request's body as received (its bytes, up to the largest message the
-//! service accepts), asks the core for the call's share of the decoding bound
-//! (`Service::admit_batch`, sized from the body's length), and only then hands the body to
-//! tonic to decode, holding the share until the answer's body is sent. Reading first is what
+//! service accepts, counted against the core's bound on batch bytes waiting: beyond it the
+//! call is answered RESOURCE_EXHAUSTED with RetryInfo at once), asks the core for the call's
+//! share of the decoding bound (`Service::admit_batch`, sized from the body's length), and
+//! only then hands the body to tonic to decode, holding the share, and the batch's share of
+//! the emit memory that the handler puts in the answer's extensions, until the answer's body
+//! is sent. Reading first is what
 //! keeps HTTP/2 moving: a stream whose DATA frames are left unread holds the connection's
 //! flow-control window, and the granted streams of that connection could then never receive
 //! the rest of their requests. A body larger than the limit, or one that breaks off, is handed
@@ -23,8 +26,11 @@ use tonic::codegen::Service as TowerService;
 use tonic::codegen::http::{Request, Response};
 use tonic::server::NamedService;
 
+use super::status::to_status;
 use crate::core::Service;
-use crate::core::intake::BatchGrant;
+use crate::core::emit_budget::EmitShare;
+use crate::core::intake::{Arrival, BatchGrant};
+use crate::error::Error;
 
 /// The largest request message the WebhookService decodes (tonic's default, set explicitly).
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -87,18 +93,25 @@ where
         let service = self.service.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let (body, encoded) = read_first(body).await;
-            let Some(encoded) = encoded else {
-                // Too large or broken off: tonic says so, as it would have at once.
-                return inner.call(Request::from_parts(parts, body)).await;
+            let mut arrival = service.batch_arrival();
+            let (body, whole) = match read_first(body, &mut arrival).await {
+                Ok(read) => read,
+                Err(refused) => return Ok(to_status(refused).into_http()),
             };
-            let grant = service.admit_batch(encoded).await;
-            let response = inner.call(Request::from_parts(parts, body)).await?;
-            // The share is given back once the answer's body has been sent (or dropped).
+            if !whole {
+                // Too large or broken off: tonic says so, as it would have at once.
+                drop(arrival);
+                return inner.call(Request::from_parts(parts, body)).await;
+            }
+            let grant = service.admit_batch(arrival).await;
+            let mut response = inner.call(Request::from_parts(parts, body)).await?;
+            let held = response.extensions_mut().remove::<EmitShare>();
+            // The shares are given back once the answer's body has been sent (or dropped).
             Ok(response.map(|answer| {
                 Body::new(Holding {
                     answer,
                     _grant: grant,
+                    _held: held,
                 })
             }))
         })
@@ -112,6 +125,7 @@ where
 struct Holding {
     answer: Body,
     _grant: BatchGrant,
+    _held: Option<EmitShare>,
 }
 
 impl HttpBody for Holding {
@@ -134,11 +148,12 @@ impl HttpBody for Holding {
     }
 }
 
-/// Reads `body` up to one message of the largest size accepted: the body to hand on (what was
-/// read, then whatever follows it), and its length when it was read whole. What was read is
+/// Reads `body` up to one message of the largest size accepted, counting what it reads in
+/// `arrival` (refused when the batch bytes waiting would be too many): the body to hand on
+/// (what was read, then whatever follows it), and whether it was read whole. What was read is
 /// copied into one buffer of the message's size (its frame header says it), so a waiting call
 /// holds its own bytes, not the connection's receive buffers its frames were cut from.
-async fn read_first(mut body: Body) -> (Body, Option<usize>) {
+async fn read_first(mut body: Body, arrival: &mut Arrival) -> Result<(Body, bool), Error> {
     let limit = MAX_REQUEST_BYTES + FRAME_HEADER_BYTES;
     let mut read = BytesMut::new();
     let mut sized = false;
@@ -148,6 +163,7 @@ async fn read_first(mut body: Body) -> (Body, Option<usize>) {
             None => break None,
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
+                    arrival.read(data.len())?;
                     read.extend_from_slice(&data);
                     if !sized && read.len() >= FRAME_HEADER_BYTES {
                         sized = true;
@@ -167,12 +183,12 @@ async fn read_first(mut body: Body) -> (Body, Option<usize>) {
             }
         }
     };
-    let whole = rest.is_none().then_some(read.len());
+    let whole = rest.is_none();
     let prefix =
         futures::stream::iter(std::iter::once(Ok(Frame::data(read.freeze()))).chain(others));
     let replay = match rest {
         None => Body::new(StreamBody::new(prefix)),
         Some(rest) => Body::new(StreamBody::new(prefix.chain(rest))),
     };
-    (replay, whole)
+    Ok((replay, whole))
 }

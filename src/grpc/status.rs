@@ -1,7 +1,8 @@
 //! The one conversion of domain errors into gRPC statuses (AIP-193): INVALID_ARGUMENT with
 //! a BadRequest violation per field, NOT_FOUND with ResourceInfo, auth errors with
 //! ErrorInfo{reason, domain: "webhookd"}, a busy store UNAVAILABLE with RetryInfo (when to
-//! retry) and ErrorInfo{reason: "STORE_BUSY"}, which an unreachable store lacks.
+//! retry) and ErrorInfo{reason: "STORE_BUSY"}, which an unreachable store lacks, and an
+//! overloaded server's RESOURCE_EXHAUSTED with RetryInfo and ErrorInfo{reason: "OVERLOADED"}.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -37,6 +38,11 @@ pub fn to_status(error: Error) -> Status {
         Error::Conflict(_) => Status::already_exists(message),
         Error::FailedPrecondition(_) => Status::failed_precondition(message),
         Error::ResourceExhausted(_) => Status::resource_exhausted(message),
+        Error::Overloaded(_) => {
+            let mut details = ErrorDetails::with_error_info("OVERLOADED", DOMAIN, []);
+            details.set_retry_info(Some(BUSY_RETRY_AFTER));
+            Status::with_error_details(Code::ResourceExhausted, message, details)
+        }
         Error::Unavailable(_) => Status::unavailable(message),
         Error::Busy(_) => {
             let mut details = ErrorDetails::with_retry_info(Some(BUSY_RETRY_AFTER));

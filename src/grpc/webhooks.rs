@@ -269,9 +269,13 @@ impl WebhookService for WebhookApi {
             .emit_batch(&caller, events)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(pb::EmitEventsResponse {
-            results: emitted.into_iter().map(emitted_to_pb).collect(),
-        }))
+        let mut response = Response::new(pb::EmitEventsResponse {
+            results: emitted.results.into_iter().map(emitted_to_pb).collect(),
+        });
+        // The batch's share of the emit memory goes with the answer until it is sent
+        // (`raw_first` holds it with the answer's body).
+        response.extensions_mut().insert(emitted.held);
+        Ok(response)
     }
 
     async fn redeliver_delivery(

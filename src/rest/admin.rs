@@ -60,6 +60,7 @@ fn error_response(error: Error) -> Response {
         Error::Conflict(m) => detail(StatusCode::CONFLICT, m),
         Error::FailedPrecondition(m) => detail(StatusCode::CONFLICT, m),
         Error::ResourceExhausted(m) => detail(StatusCode::PAYLOAD_TOO_LARGE, m),
+        Error::Overloaded(m) => super::busy(detail(StatusCode::TOO_MANY_REQUESTS, m)),
         Error::Unavailable(m) => detail(StatusCode::SERVICE_UNAVAILABLE, m),
         Error::Busy(m) => super::busy(detail(StatusCode::SERVICE_UNAVAILABLE, m)),
         Error::Internal(m) => detail(StatusCode::INTERNAL_SERVER_ERROR, m),

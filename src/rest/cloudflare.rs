@@ -168,6 +168,7 @@ pub fn error_response(error: Error) -> Response {
         Error::Conflict(m) => failure(StatusCode::BAD_REQUEST, 1003, m),
         Error::FailedPrecondition(m) => failure(StatusCode::CONFLICT, 1003, m),
         Error::ResourceExhausted(m) => failure(StatusCode::PAYLOAD_TOO_LARGE, 10413, m),
+        Error::Overloaded(m) => super::busy(failure(StatusCode::TOO_MANY_REQUESTS, 10429, m)),
         Error::Unavailable(m) => failure(StatusCode::SERVICE_UNAVAILABLE, 1000, m),
         Error::Busy(m) => super::busy(failure(StatusCode::SERVICE_UNAVAILABLE, 1000, m)),
         Error::Internal(m) => failure(StatusCode::INTERNAL_SERVER_ERROR, 1000, m),

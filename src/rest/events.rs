@@ -5,24 +5,33 @@
 //! core says the event is durable, with each delivery's initial state; delivery itself
 //! goes on in the background. `POST /api/v1/events/batch/` takes
 //! `{"events": [{"data": event_data, "idempotency_key"?, "ordering_key"?}, ...]}` (up to 1,000, one flush) and
-//! answers 202 `{"results": [{"id", "duplicate", "deliveries"}, ...]}` in request order.
+//! answers 202 `{"results": [{"id", "duplicate", "deliveries"}, ...]}` in request order, or
+//! 429 with Retry-After when too many batch bytes are already waiting (`core::intake`).
 //! Errors are OnCall's (`oncall::error_response`). Depends on `core` only.
 
-use axum::body::Bytes;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use bytes::BytesMut;
+use futures::StreamExt;
+use http_body_util::LengthLimitError;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::oncall::{error_response, json_object};
-use super::{Failure, authorization};
+use super::{Failure, authorization, detail};
 use crate::core::Service;
 use crate::core::events::EmitRequest;
+use crate::core::intake::Arrival;
 use crate::error::Error;
 use crate::error::FieldViolation;
 use crate::ids::{self, Kind};
@@ -157,17 +166,18 @@ pub async fn emit(
 pub async fn emit_batch(
     State(service): State<Service>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, Failure> {
     let caller = service
         .authenticate(authorization(&headers))
         .await
         .map_err(error_response)?;
-    // The body is parsed only once the core grants it its memory (held until the answer).
-    let _grant = service
-        .admit_batch(body.as_ref().map_or(0, Bytes::len))
-        .await;
-    let mut body = json_object(body)?;
+    // The body is read counting its bytes against the bound on batch bytes waiting, and
+    // parsed only once the core grants it its memory (both held until the answer is sent).
+    let mut arrival = service.batch_arrival();
+    let body = read_counted(body, &mut arrival).await?;
+    let grant = service.admit_batch(arrival).await;
+    let mut body = json_object(Ok(body))?;
     let Some(Value::Array(items)) = body.remove("events") else {
         let violation =
             FieldViolation::new("events", "A list of {\"data\": ...} objects is required.");
@@ -218,6 +228,7 @@ pub async fn emit_batch(
         .await
         .map_err(error_response)?;
     let results = emitted
+        .results
         .into_iter()
         .map(|e| BatchResult {
             id: ids::format(Kind::Event, e.event_id),
@@ -225,7 +236,68 @@ pub async fn emit_batch(
             deliveries: e.deliveries.iter().map(summary).collect(),
         })
         .collect();
-    Ok((StatusCode::ACCEPTED, Json(BatchAccepted { results })).into_response())
+    let answer = (StatusCode::ACCEPTED, Json(BatchAccepted { results })).into_response();
+    let held = (grant, emitted.held);
+    Ok(answer.map(|answer| {
+        Body::new(Holding {
+            answer,
+            _held: held,
+        })
+    }))
+}
+
+/// Reads a batch call's body whole, counting its bytes in `arrival` as they come: a body
+/// beyond the batch limit is 413, one the waiting bound cannot hold 429 (Retry-After).
+async fn read_counted(body: Body, arrival: &mut Arrival) -> Result<Bytes, Failure> {
+    let mut chunks = body.into_data_stream();
+    let mut read = BytesMut::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            let too_large =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<LengthLimitError>());
+            if too_large {
+                detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large.")
+            } else {
+                detail(
+                    StatusCode::BAD_REQUEST,
+                    format!("Failed to read the request body: {e}"),
+                )
+            }
+        })?;
+        arrival.read(chunk.len()).map_err(error_response)?;
+        read.extend_from_slice(&chunk);
+    }
+    Ok(read.freeze())
+}
+
+/// An answer's body that holds the call's shares of the emit memory until it is sent or
+/// dropped, and is the answer's body in every other respect.
+struct Holding<T> {
+    answer: Body,
+    _held: T,
+}
+
+impl<T: Unpin> HttpBody for Holding<T> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().answer).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.answer.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.answer.size_hint()
+    }
 }
 
 /// The single-event route.

@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text exposition of the process metrics, with the queue and
-//! rate-limit gauges (overall and per webhook) refreshed from the scheduler at each scrape. No token, no
+//! rate-limit gauges (overall and per webhook) refreshed from the scheduler, and the emit
+//! memory bounds' use from the core, at each scrape. No token, no
 //! secrets (labels are ids only).
 
 use axum::Router;
@@ -19,7 +20,7 @@ use crate::model::now_ms;
         webhookd_queue_depth, webhookd_webhook_queue_depth{webhook_id}, \
         webhookd_rate_limited_deliveries, webhookd_webhook_rate_limited_deliveries{webhook_id}, \
         webhookd_webhook_rate_limit_per_second{webhook_id}, webhookd_ordering_blocked_keys, \
-        webhookd_ordering_oldest_blocked_head_seconds, ...",
+        webhookd_ordering_oldest_blocked_head_seconds, webhookd_emit_memory_bytes{bound}, ...",
         content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics(State(service): State<Service>) -> impl IntoResponse {
     let metrics = service.metrics();
@@ -70,6 +71,12 @@ pub async fn metrics(State(service): State<Service>) -> impl IntoResponse {
             .set(stats.effective_per_second);
     }
     metrics.rate_limited.set(rate_limited as i64);
+    for (bound, bytes) in service.emit_memory_in_use() {
+        metrics
+            .emit_memory
+            .with_label_values(&[bound])
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics.render(),

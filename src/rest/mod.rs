@@ -47,8 +47,8 @@ pub fn detail(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// A dialect's error body for a busy store (503), with `Retry-After` telling the client
-/// when to try again.
+/// A dialect's error body for a busy store (503) or an overloaded server (429), with
+/// `Retry-After` telling the client when to try again.
 pub fn busy(body: Response) -> Response {
     let seconds = crate::error::BUSY_RETRY_AFTER.as_secs().max(1);
     let mut response = body;

@@ -59,6 +59,7 @@ pub fn error_response(error: Error) -> Response {
             .into_response(),
         Error::FailedPrecondition(m) => detail(StatusCode::CONFLICT, sentence(&m)),
         Error::ResourceExhausted(m) => detail(StatusCode::PAYLOAD_TOO_LARGE, m),
+        Error::Overloaded(m) => busy(detail(StatusCode::TOO_MANY_REQUESTS, m)),
         Error::Unavailable(m) => detail(StatusCode::SERVICE_UNAVAILABLE, m),
         Error::Busy(m) => busy(detail(StatusCode::SERVICE_UNAVAILABLE, m)),
         Error::Internal(m) => detail(StatusCode::INTERNAL_SERVER_ERROR, m),

@@ -3,6 +3,7 @@
 
 mod auth;
 mod backlog;
+mod batch_bounds;
 mod batch_emit;
 mod batch_intake;
 mod bounds;

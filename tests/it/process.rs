@@ -110,6 +110,11 @@ impl Process {
         }
     }
 
+    /// The process id (for its /proc entries).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn ready(&self) {
         eventually(|| async { tokio::net::TcpStream::connect(self.http).await.ok() }).await;
     }

@@ -1,6 +1,7 @@
 //! Group commit of emits: a collector task gathers the events of concurrent callers and
 //! writes them in one statement (events, deliveries, outbox rows and change-log entries as
-//! CTEs over arrays; a transaction when keys or queues come first), answering every caller
+//! CTEs over arrays; a transaction when keys or queues come first, or when the batch has
+//! more deliveries than one statement carries: `STATEMENT_DELIVERIES`), answering every caller
 //! after its COMMIT. No fixed window: a batch goes out at once when none is committing, and
 //! what arrives while one commits (`COMMITS_IN_FLIGHT`) forms the next. The deliveries a batch wrote are kept for their first
 //! attempt's read (`fresh`).
@@ -33,6 +34,13 @@ const MAX_BATCH_EVENTS: usize = 1000;
 /// events per commit at 8 producers and 40 at 64 on a 2-core machine, where 4 batches in
 /// flight made 1.5 and 10, and cost more CPU per event in PostgreSQL and here).
 const COMMITS_IN_FLIGHT: usize = 1;
+
+/// Deliveries one write statement carries at most; a batch with more is written in several
+/// statements of one transaction. Each statement holds its rows three more times while it
+/// is sent (their text, sqlx's arguments, the connection's write buffer: ~6 KB per delivery
+/// of a 1.3 KB event), so a batch of 1,000 events x 10 webhooks in one statement held
+/// ~100 MB more than its deliveries; in runs of 1,000 it holds about a tenth of that.
+const STATEMENT_DELIVERIES: usize = 1000;
 
 /// An idempotency key, owned.
 pub struct Key {
@@ -149,7 +157,8 @@ async fn commit(pool: &PgPool, events: &[&Pending], owner: Owner) -> Result<Vec<
     let simple = events
         .iter()
         .all(|e| e.idempotency.is_none() && e.deliveries.iter().all(|d| d.ordering.is_none()));
-    if simple {
+    let parts = parts(events);
+    if simple && parts.len() == 1 {
         let mut conn = pool.acquire().await.map_err(db)?;
         write(
             &mut conn,
@@ -159,6 +168,15 @@ async fn commit(pool: &PgPool, events: &[&Pending], owner: Owner) -> Result<Vec<
             owner.lease_from(now_ms()),
         )
         .await?;
+        return Ok(vec![InsertOutcome::Inserted; events.len()]);
+    }
+    if simple {
+        let mut tx = pool.begin().await.map_err(db)?;
+        let lease = owner.lease_from(now_ms());
+        for part in parts {
+            write(&mut tx, part, &[], &HashSet::new(), lease).await?;
+        }
+        tx.commit().await.map_err(db)?;
         return Ok(vec![InsertOutcome::Inserted; events.len()]);
     }
     let mut tx = pool.begin().await.map_err(db)?;
@@ -193,9 +211,28 @@ async fn commit(pool: &PgPool, events: &[&Pending], owner: Owner) -> Result<Vec<
     let deliveries: Vec<&Delivery> = written.iter().flat_map(|e| &e.deliveries).collect();
     // Ordered deliveries behind an unfinished one of their queue wait without an outbox row.
     let held = super::ordering::enqueue(&mut tx, &deliveries).await?;
-    write(&mut tx, &written, &[], &held, owner.lease_from(now_ms())).await?;
+    let lease = owner.lease_from(now_ms());
+    for part in self::parts(&written) {
+        write(&mut tx, part, &[], &held, lease).await?;
+    }
     tx.commit().await.map_err(db)?;
     Ok(outcomes)
+}
+
+/// `events` cut into runs of whole events with at most `STATEMENT_DELIVERIES` deliveries
+/// each (an event with more is a run of its own), in order.
+fn parts<'a, 'p>(events: &'a [&'p Pending]) -> Vec<&'a [&'p Pending]> {
+    let mut parts = Vec::new();
+    let (mut start, mut deliveries) = (0, 0);
+    for (i, event) in events.iter().enumerate() {
+        if i > start && deliveries + event.deliveries.len() > STATEMENT_DELIVERIES {
+            parts.push(&events[start..i]);
+            (start, deliveries) = (i, 0);
+        }
+        deliveries += event.deliveries.len();
+    }
+    parts.push(&events[start..]);
+    parts
 }
 
 /// Claims an idempotency key for `event`; returns the earlier event it names if that one
