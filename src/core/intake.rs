@@ -11,8 +11,8 @@
 //! than the whole bound waits for all of it and runs alone). Each bound is the size of the
 //! emit budget (`--emit-memory-mib`; the bytes waiting at least `MIN_BATCH_WAITING_BYTES`),
 //! so the batch calls hold at most about three times it: bytes waiting, calls decoded, emits
-//! planned (`emit_budget`, which a granted call waits for in
-//! turn, so it never holds up the calls ahead of it there).
+//! planned (`emit_budget`, which a granted call waits for in turn, so it never holds up the
+//! calls ahead of it there).
 
 use std::sync::Arc;
 
@@ -47,11 +47,6 @@ impl Arrival {
             "too many batch bytes are waiting to be decoded (at most {} MiB); retry later",
             self.bound.bytes() >> 20
         )))
-    }
-
-    /// The bytes counted so far.
-    pub fn bytes(&self) -> usize {
-        self.bytes
     }
 }
 

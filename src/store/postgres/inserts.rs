@@ -35,12 +35,16 @@ const MAX_BATCH_EVENTS: usize = 1000;
 /// flight made 1.5 and 10, and cost more CPU per event in PostgreSQL and here).
 const COMMITS_IN_FLIGHT: usize = 1;
 
-/// Deliveries one write statement carries at most; a batch with more is written in several
-/// statements of one transaction. Each statement holds its rows three more times while it
+/// Deliveries one write statement carries at most; a batch with more (or larger ones than
+/// `STATEMENT_BYTES` holds) is written in several statements of one transaction. Each statement holds its rows three more times while it
 /// is sent (their text, sqlx's arguments, the connection's write buffer: ~6 KB per delivery
 /// of a 1.3 KB event), so a batch of 1,000 events x 10 webhooks in one statement held
 /// ~100 MB more than its deliveries; in runs of 1,000 it holds about a tenth of that.
 const STATEMENT_DELIVERIES: usize = 1000;
+
+/// The rows' size (`row_bytes`) one write statement carries at most: larger events make
+/// shorter runs, so what a statement holds while it is sent stays about the same.
+const STATEMENT_BYTES: usize = 2 * 1024 * 1024;
 
 /// An idempotency key, owned.
 pub struct Key {
@@ -219,20 +223,31 @@ async fn commit(pool: &PgPool, events: &[&Pending], owner: Owner) -> Result<Vec<
     Ok(outcomes)
 }
 
-/// `events` cut into runs of whole events with at most `STATEMENT_DELIVERIES` deliveries
-/// each (an event with more is a run of its own), in order.
+/// `events` cut into runs of whole events of at most `STATEMENT_DELIVERIES` deliveries and
+/// `STATEMENT_BYTES` of their requests each (an event with more is a run of its own), in
+/// order.
 fn parts<'a, 'p>(events: &'a [&'p Pending]) -> Vec<&'a [&'p Pending]> {
     let mut parts = Vec::new();
-    let (mut start, mut deliveries) = (0, 0);
+    let (mut start, mut deliveries, mut bytes) = (0, 0, 0);
     for (i, event) in events.iter().enumerate() {
-        if i > start && deliveries + event.deliveries.len() > STATEMENT_DELIVERIES {
+        let more = event.deliveries.len();
+        let more_bytes: usize = event.deliveries.iter().map(row_bytes).sum();
+        let full = deliveries + more > STATEMENT_DELIVERIES || bytes + more_bytes > STATEMENT_BYTES;
+        if i > start && full {
             parts.push(&events[start..i]);
-            (start, deliveries) = (i, 0);
+            (start, deliveries, bytes) = (i, 0, 0);
         }
-        deliveries += event.deliveries.len();
+        deliveries += more;
+        bytes += more_bytes;
     }
     parts.push(&events[start..]);
     parts
+}
+
+/// About the size of a delivery's row as sent: its request body and a kilobyte for the rest.
+fn row_bytes(delivery: &Delivery) -> usize {
+    let body = delivery.request.as_ref().and_then(|r| r.body.as_ref());
+    1024 + body.map_or(0, String::len)
 }
 
 /// Claims an idempotency key for `event`; returns the earlier event it names if that one
@@ -413,4 +428,70 @@ async fn write(
     // pool that once wrote a large batch holds its size for good.
     conn.shrink_buffers();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::RenderedRequest;
+
+    /// An event with `webhooks` deliveries whose request bodies are `body` bytes long.
+    fn pending(id: u64, webhooks: u64, body: usize) -> Pending {
+        let deliveries = (0..webhooks)
+            .map(|w| Delivery {
+                request: Some(RenderedRequest {
+                    method: "POST".into(),
+                    url: "http://127.0.0.1/".into(),
+                    headers: Vec::new(),
+                    body: Some("x".repeat(body)),
+                    traceparent: None,
+                }),
+                ..Delivery::queued(
+                    id * 100 + w,
+                    id,
+                    w,
+                    "http://127.0.0.1/".into(),
+                    "a".into(),
+                    0,
+                )
+            })
+            .collect();
+        Pending {
+            event: Event {
+                id,
+                account_id: "a".into(),
+                event_type: "t".into(),
+                data: json!({}),
+                created_at_ms: 0,
+                delivery_ids: Vec::new(),
+                operational: false,
+            },
+            deliveries,
+            idempotency: None,
+        }
+    }
+
+    fn sizes(events: &[Pending]) -> Vec<usize> {
+        let refs: Vec<&Pending> = events.iter().collect();
+        parts(&refs).iter().map(|part| part.len()).collect()
+    }
+
+    #[test]
+    fn a_big_batch_is_written_in_runs_of_whole_events_bounded_by_rows_and_by_bytes() {
+        // 1,000 events x 10 small deliveries: runs of 100 events (1,000 deliveries).
+        let small: Vec<_> = (0..1000).map(|i| pending(i, 10, 300)).collect();
+        assert_eq!(sizes(&small), vec![100; 10]);
+        // Large bodies: fewer deliveries per run (about 2 MiB of rows each).
+        let large: Vec<_> = (0..100).map(|i| pending(i, 10, 20 * 1024)).collect();
+        assert_eq!(
+            sizes(&large),
+            vec![9; 11].into_iter().chain([1]).collect::<Vec<_>>()
+        );
+        // An event larger than a run is a run of its own; a small batch is one run.
+        let mixed = vec![pending(1, 2, 10), pending(2, 2000, 10), pending(3, 2, 10)];
+        assert_eq!(sizes(&mixed), vec![1, 1, 1]);
+        assert_eq!(sizes(&small[..3]), vec![3]);
+    }
 }
