@@ -29,6 +29,7 @@ mod pg_caches;
 mod pg_fresh;
 mod pg_identity;
 mod pg_identity_lost;
+mod pg_migrate;
 mod pg_outage;
 mod process;
 mod races;

@@ -10,7 +10,7 @@
 //! 1. the advisory locks of the ordering queues of its ordered deliveries, in queue order
 //!    (as emits take them): one that ends, or that a cancel left to its attempt, releases the
 //!    next of its queue;
-//! 2. its deliveries' rows and outbox rows in delivery order, then the `webhook_stats` rows
+//! 2. its deliveries' state rows and outbox rows in delivery order, then the `webhook_stats` rows
 //!    of the webhooks with logged attempts in webhook order, locked and read in one
 //!    statement (`LOCK`); `WebhookStats::record` then replays the batch's attempts on them in
 //!    attempt order (the same rule as the sled backend: run of failures, breaker), so each
@@ -182,15 +182,15 @@ async fn collect(pool: PgPool, owner: Owner, mut queue: mpsc::UnboundedReceiver<
 }
 
 /// Locks the rows the batch writes, each kind in key order and the kinds in the order every
-/// writer of them keeps (deliveries, then outbox rows, then stats: a cancel takes a delivery
+/// writer of them keeps (delivery states, then outbox rows, then stats: a cancel takes a state row
 /// then its outbox row, lease renewals and releases take outbox rows in delivery order), so
-/// no other writer and no other batch can deadlock with it: the deliveries and outbox rows
+/// no other writer and no other batch can deadlock with it: the state rows and outbox rows
 /// of $3, then the stats rows of the webhooks in $1 (created when missing), read with those
 /// of $2 (only read: none of their attempts is logged). Each step waits for the one before
 /// through a scalar subquery (evaluated once, before its own rows are locked).
 const LOCK: &str = concat!(
     "WITH d AS (
-         SELECT id FROM deliveries WHERE id = ANY($3) ORDER BY id FOR UPDATE),
+         SELECT id FROM delivery_states WHERE id = ANY($3) ORDER BY id FOR UPDATE),
      o AS (
          SELECT delivery_id FROM outbox
          WHERE delivery_id = ANY($3) AND (SELECT count(*) FROM d) >= 0
@@ -225,7 +225,7 @@ const RECORD: &str = "WITH new AS (
              AS t (id, event_id, webhook_id, state, attempts, next_ms, code, error, is_final,
                  account_id, notification, updated_ms, change, lease_owner, lease_until, n)),
      updated AS (
-         UPDATE deliveries d SET
+         UPDATE delivery_states d SET
              state = CASE WHEN d.state = 'CANCELLED' THEN d.state ELSE new.state END,
              attempts = new.attempts, next_attempt_ms = new.next_ms,
              last_status_code = new.code, last_error = new.error, updated_at_ms = new.updated_ms

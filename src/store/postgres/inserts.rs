@@ -312,7 +312,8 @@ pub async fn write_deliveries(
     write(tx, &[], &refs, &held, lease).await
 }
 
-/// One statement: the events and their deliveries, `more` deliveries (of existing events),
+/// One statement: the events and their deliveries (each its row and its state row), `more`
+/// deliveries (of existing events),
 /// the outbox rows of those still to attempt (not final, not `held` behind another of their
 /// queue) under `lease`, and the events' deliveries' change-log entries, in order.
 const WRITE: &str = "WITH written AS (
@@ -322,18 +323,21 @@ const WRITE: &str = "WITH written AS (
              AS t (id, account_id, created_at_ms, body)),
      new AS (
          SELECT * FROM UNNEST($5::bigint[], $6::bigint[], $7::bigint[], $8::text[],
-             $9::bigint[], $10::bigint[], $11::integer[], $12::text[], $13::text[], $14::bool[])
+             $9::bigint[], $10::bigint[], $11::integer[], $12::text[], $13::text[], $14::bool[],
+             $20::text[], $21::bigint[])
              AS t (id, event_id, webhook_id, state, attempts, due_ms, code, error, request,
-                 pending)),
+                 pending, account_id, created_ms)),
      queued AS (
          INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
              lease_until_ms)
          SELECT id, event_id, webhook_id, due_ms, $15, $16 FROM new WHERE pending),
      stored AS (
-         INSERT INTO deliveries (id, event_id, webhook_id, state, attempts, next_attempt_ms,
-             last_status_code, last_error, request)
-         SELECT id, event_id, webhook_id, state, attempts, due_ms, code, error, request::json
-         FROM new),
+         INSERT INTO deliveries (id, event_id, webhook_id, request)
+         SELECT id, event_id, webhook_id, request::json FROM new),
+     states AS (
+         INSERT INTO delivery_states (id, account_id, created_at_ms, state, attempts,
+             next_attempt_ms, last_status_code, last_error)
+         SELECT id, account_id, created_ms, state, attempts, due_ms, code, error FROM new),
      changed AS (
          INSERT INTO delivery_changes (account_id, at_ms, body)
          SELECT account_id, $19, body::json
@@ -388,6 +392,7 @@ async fn write(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let (mut d_accounts, mut d_created) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for d in deliveries {
         d_ids.push(sql_id(d.id));
         d_events.push(sql_id(d.event_id));
@@ -399,6 +404,8 @@ async fn write(
         errors.push(d.last_error.as_str());
         requests.push(to_json(d)?);
         pending.push(!d.state.is_final() && !held.contains(&d.id));
+        d_accounts.push(d.account_id.as_str());
+        d_created.push(d.created_at_ms);
     }
     sqlx::query(WRITE)
         .bind(ids)
@@ -420,6 +427,8 @@ async fn write(
         .bind(change_accounts)
         .bind(changes)
         .bind(now_ms())
+        .bind(d_accounts)
+        .bind(d_created)
         .execute(&mut *conn)
         .await
         .map_err(db)?;

@@ -25,6 +25,15 @@ macro_rules! stats_columns {
     };
 }
 
+/// The columns `delivery_of` reads, in its order, from a delivery's row `d` and its state
+/// row `s` (migration 0009).
+macro_rules! delivery_columns {
+    () => {
+        "s.state, s.attempts, s.next_attempt_ms, s.last_status_code, s.last_error, \
+         d.request::text, coalesce(s.updated_at_ms, s.created_at_ms)"
+    };
+}
+
 mod attempts;
 mod bookkeeping;
 mod cache;
@@ -554,11 +563,11 @@ impl Store for PostgresStore {
         if let Some(delivery) = self.written.take(id) {
             return Ok(Some(delivery));
         }
-        let row = sqlx::query(
-            "SELECT state, attempts, next_attempt_ms, last_status_code, last_error, request::text,
-                 coalesce(updated_at_ms, created_at_ms)
-             FROM deliveries WHERE id = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries d JOIN delivery_states s ON s.id = d.id WHERE d.id = $1"
+        ))
         .bind(sql_id(id))
         .fetch_optional(&self.pool)
         .await
@@ -839,7 +848,8 @@ async fn prune_events(
              SELECT id FROM events e WHERE created_at_ms < $1
                  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id)
              ORDER BY created_at_ms, id LIMIT $2),
-         gone AS (DELETE FROM deliveries WHERE event_id IN (SELECT id FROM doomed))
+         gone AS (DELETE FROM deliveries WHERE event_id IN (SELECT id FROM doomed) RETURNING id),
+         states AS (DELETE FROM delivery_states WHERE id IN (SELECT id FROM gone))
          DELETE FROM events WHERE id IN (SELECT id FROM doomed)",
     )
     .bind(before_ms)
@@ -870,7 +880,8 @@ fn stats_of(row: &PgRow) -> Result<WebhookStats> {
     })
 }
 
-/// A delivery from its row: the delivery as created, with the current state over it.
+/// A delivery from its rows (`queries::DELIVERY_COLUMNS`): the delivery as created, with
+/// the current state over it.
 fn delivery_of(row: &PgRow) -> Result<Delivery> {
     let request: String = row.try_get(5).map_err(db)?;
     let mut delivery: Delivery = from_json(&request)?;

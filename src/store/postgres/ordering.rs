@@ -99,9 +99,10 @@ async fn release_from(
              ORDER BY q.seq LIMIT 1)
          INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
              lease_until_ms)
-         SELECT n.id, n.event_id, n.webhook_id, n.next_attempt_ms, $6, $7
+         SELECT n.id, n.event_id, n.webhook_id, s.next_attempt_ms, $6, $7
          FROM first JOIN deliveries n ON n.id = first.delivery_id
-         WHERE n.state IN ($4, $5)
+             JOIN delivery_states s ON s.id = first.delivery_id
+         WHERE s.state IN ($4, $5)
          ON CONFLICT (delivery_id) DO NOTHING",
     )
     .bind(sql_id(id))
@@ -133,7 +134,7 @@ pub async fn cancel(
     else {
         return Ok(None);
     };
-    // The delivery's row, then its outbox row (waiting for a claim taking it right now).
+    // The delivery's state row, then its outbox row (waiting for a claim taking it right now).
     let held: Option<bool> = sqlx::query_scalar(
         "SELECT lease_owner IS NOT NULL AND lease_until_ms > $2 FROM outbox
          WHERE delivery_id = $1 FOR UPDATE",
@@ -161,8 +162,8 @@ pub async fn remove_stale(pool: &PgPool, entry: OutboxEntry, lease: Lease) -> Re
     let queued: Option<(i64, String)> = sqlx::query_as(
         "WITH gone AS (DELETE FROM outbox WHERE delivery_id = $1 AND due_ms = $2)
          SELECT q.webhook_id, q.queue FROM ordering_queue q
-         JOIN deliveries d ON d.id = q.delivery_id
-         WHERE q.delivery_id = $1 AND d.state NOT IN ($3, $4)",
+         JOIN delivery_states s ON s.id = q.delivery_id
+         WHERE q.delivery_id = $1 AND s.state NOT IN ($3, $4)",
     )
     .bind(sql_id(entry.delivery_id))
     .bind(entry.due_ms)
@@ -184,9 +185,9 @@ pub async fn remove_stale(pool: &PgPool, entry: OutboxEntry, lease: Lease) -> Re
 impl OrderingStore for PostgresStore {
     async fn ordering_head(&self, webhook_id: u64, queue: &str) -> Result<Option<OrderingHead>> {
         let row = sqlx::query(
-            "SELECT d.id, d.next_attempt_ms, o.lease_owner, o.lease_until_ms
+            "SELECT s.id, s.next_attempt_ms, o.lease_owner, o.lease_until_ms
              FROM ordering_queue q
-             JOIN deliveries d ON d.id = q.delivery_id
+             JOIN delivery_states s ON s.id = q.delivery_id
              LEFT JOIN outbox o ON o.delivery_id = q.delivery_id
              WHERE q.webhook_id = $1 AND q.queue = $2 ORDER BY q.seq LIMIT 1",
         )
@@ -217,9 +218,9 @@ impl OrderingStore for PostgresStore {
             "WITH queues AS (
                  SELECT webhook_id, queue, min(seq) AS head FROM ordering_queue
                  GROUP BY webhook_id, queue HAVING count(*) > 1)
-             SELECT count(*), min(d.next_attempt_ms) FROM queues
+             SELECT count(*), min(s.next_attempt_ms) FROM queues
              JOIN ordering_queue q ON q.seq = queues.head
-             JOIN deliveries d ON d.id = q.delivery_id",
+             JOIN delivery_states s ON s.id = q.delivery_id",
         )
         .fetch_one(&self.pool)
         .await

@@ -1,6 +1,7 @@
 //! The operator queries on PostgreSQL: keyset listings of an account's events and
 //! deliveries, newest first, on the indexes of migration 0005 (`(account_id, created_at_ms
-//! DESC, id DESC)`, per webhook, per state), cancellation in one statement, and a webhook's
+//! DESC, id DESC)`, per webhook) and 0009 (per state, on the state rows), cancellation in
+//! one statement, and a webhook's
 //! count of deliveries still to deliver (for its health). Bounds that
 //! are not given become the widest values, so each listing is one prepared statement whose
 //! plan is an index range scan (a webhook filter picks the per-webhook index instead).
@@ -13,9 +14,8 @@ use crate::error::Result;
 use crate::model::{Delivery, Event};
 use crate::store::{DeliveryQuery, EventQuery, Keyset};
 
-/// The columns `delivery_of` reads, in its order.
-const DELIVERY_COLUMNS: &str = "state, attempts, next_attempt_ms, last_status_code, last_error, \
-     request::text, coalesce(updated_at_ms, created_at_ms)";
+/// The columns `delivery_of` reads, in its order (`d` a delivery's row, `s` its state row).
+const DELIVERY_COLUMNS: &str = delivery_columns!();
 
 /// `(created_at_ms, id)` strictly below which the page starts.
 fn cursor(after: Option<Keyset>) -> (i64, i64) {
@@ -51,17 +51,30 @@ pub async fn list_deliveries(pool: &PgPool, q: &DeliveryQuery<'_>) -> Result<Vec
         .iter()
         .map(|s| state_name(*s))
         .collect::<Result<Vec<_>>>()?;
-    // The webhook's own index when a webhook is named, else the account's.
-    let owner = match q.webhook_id {
-        Some(_) => "webhook_id = $1 AND account_id = $8",
-        None => "account_id = $8 AND $1::bigint IS NULL",
+    // The webhook's own index when a webhook is named (its deliveries' states read beside),
+    // else the account's: per state from the state rows' index when states are named, else
+    // from the deliveries' own.
+    let (by, owner) = match (q.webhook_id, states.is_empty()) {
+        (Some(_), _) => (
+            "d",
+            "d.webhook_id = $1 AND d.account_id = $8
+             AND (cardinality($2::text[]) = 0 OR s.state = ANY($2))",
+        ),
+        (None, true) => (
+            "d",
+            "d.account_id = $8 AND $1::bigint IS NULL AND cardinality($2::text[]) = 0",
+        ),
+        (None, false) => (
+            "s",
+            "s.account_id = $8 AND s.state = ANY($2::text[]) AND $1::bigint IS NULL",
+        ),
     };
     let sql = format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries
-         WHERE {owner} AND (cardinality($2::text[]) = 0 OR state = ANY($2))
-             AND created_at_ms >= $3 AND created_at_ms < $4
-             AND (created_at_ms, id) < ($5, $6)
-         ORDER BY created_at_ms DESC, id DESC LIMIT $7"
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN delivery_states s ON s.id = d.id
+         WHERE {owner}
+             AND {by}.created_at_ms >= $3 AND {by}.created_at_ms < $4
+             AND ({by}.created_at_ms, {by}.id) < ($5, $6)
+         ORDER BY {by}.created_at_ms DESC, {by}.id DESC LIMIT $7"
     );
     let rows: Vec<PgRow> = sqlx::query(&sql)
         .bind(q.webhook_id.map(sql_id))
@@ -97,9 +110,9 @@ pub async fn count_waiting(pool: &PgPool, webhook_id: u64, cap: usize) -> Result
     Ok((n as usize).min(cap))
 }
 
-/// Cancels a QUEUED or RETRYING delivery, locking its row, and drops its outbox row when
-/// `drop_outbox` (else leaves it to the caller: an ordered one's, `ordering::cancel`); None
-/// when it is missing or already final.
+/// Cancels a QUEUED or RETRYING delivery, locking its state row, and drops its outbox row
+/// when `drop_outbox` (else leaves it to the caller: an ordered one's, `ordering::cancel`);
+/// None when it is missing or already final.
 pub async fn cancel_delivery(
     executor: impl sqlx::PgExecutor<'_>,
     id: u64,
@@ -108,12 +121,13 @@ pub async fn cancel_delivery(
 ) -> Result<Option<Delivery>> {
     let sql = format!(
         "WITH cancelled AS (
-             UPDATE deliveries SET state = 'CANCELLED', updated_at_ms = $2
-             WHERE id = $1 AND state IN ('QUEUED', 'RETRYING')
-             RETURNING *),
+             UPDATE delivery_states s SET state = 'CANCELLED', updated_at_ms = $2
+             FROM deliveries d
+             WHERE s.id = $1 AND d.id = s.id AND s.state IN ('QUEUED', 'RETRYING')
+             RETURNING {DELIVERY_COLUMNS}),
          gone AS (DELETE FROM outbox WHERE $3 AND delivery_id = $1
              AND EXISTS (SELECT 1 FROM cancelled))
-         SELECT {DELIVERY_COLUMNS} FROM cancelled"
+         SELECT * FROM cancelled"
     );
     let row = sqlx::query(&sql)
         .bind(sql_id(id))

@@ -1,0 +1,240 @@
+//! An operator upgrades webhookd on a PostgreSQL database written by a version before schema
+//! 9 (a delivery's state in its wide row): the new binary moves the states at start, answers
+//! every delivery and listing by state exactly as before, and goes on delivering what was
+//! waiting (run when WEBHOOKD_TEST_POSTGRES_URL names a server; scripts/with-postgres sets it).
+
+use sqlx::Connection;
+use webhookd::grpc::pb;
+use webhookd::grpc::pb::webhook_service_client::WebhookServiceClient;
+
+use crate::process::Process;
+use crate::support::*;
+
+type Client = WebhookServiceClient<tonic::transport::Channel>;
+
+/// Turns a database of schema 9 back into what webhookd left before version 9 (schema 8):
+/// the states in the deliveries' own columns, indexed by account and state, no
+/// `delivery_states` table, migration 9 not recorded.
+const BACK_TO_SCHEMA_8: &[&str] = &[
+    "ALTER TABLE deliveries
+         ADD COLUMN state text, ADD COLUMN attempts bigint, ADD COLUMN next_attempt_ms bigint,
+         ADD COLUMN last_status_code integer, ADD COLUMN last_error text,
+         ADD COLUMN updated_at_ms bigint",
+    "UPDATE deliveries d SET state = s.state, attempts = s.attempts,
+         next_attempt_ms = s.next_attempt_ms, last_status_code = s.last_status_code,
+         last_error = s.last_error, updated_at_ms = s.updated_at_ms
+     FROM delivery_states s WHERE s.id = d.id",
+    "ALTER TABLE deliveries
+         ALTER COLUMN state SET NOT NULL, ALTER COLUMN attempts SET NOT NULL,
+         ALTER COLUMN next_attempt_ms SET NOT NULL, ALTER COLUMN last_error SET NOT NULL",
+    "CREATE INDEX deliveries_account_state_created
+         ON deliveries (account_id, state, created_at_ms DESC, id DESC)",
+    "DROP TABLE delivery_states",
+    "DELETE FROM _sqlx_migrations WHERE version = 9",
+];
+
+const ALL_STATES: [pb::DeliveryState; 6] = [
+    pb::DeliveryState::Queued,
+    pb::DeliveryState::Retrying,
+    pb::DeliveryState::Succeeded,
+    pb::DeliveryState::Failed,
+    pb::DeliveryState::Skipped,
+    pb::DeliveryState::Cancelled,
+];
+
+async fn emit(client: &mut Client, token: &str, n: u32, ordering_key: &str) {
+    let request = pb::EmitEventRequest {
+        event_type: "alert group created".into(),
+        data: Some(to_struct(serde_json::json!({"alert_group": {"id": n}}))),
+        idempotency_key: String::new(),
+        ordering_key: ordering_key.into(),
+    };
+    let mut stream = client
+        .emit_event(authed(token, request))
+        .await
+        .unwrap()
+        .into_inner();
+    let accepted = stream.message().await.unwrap().unwrap();
+    assert_eq!(states(std::slice::from_ref(&accepted)), ["ACCEPTED"]);
+}
+
+/// The account's deliveries in `state`, newest first, and every delivery read one by one.
+async fn listing(client: &mut Client, token: &str) -> Vec<(i32, Vec<pb::Delivery>)> {
+    let mut out = Vec::new();
+    for state in ALL_STATES {
+        let page = client
+            .list_deliveries(authed(
+                token,
+                pb::ListDeliveriesRequest {
+                    states: vec![state as i32],
+                    page_size: 100,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        out.push((state as i32, page.deliveries));
+    }
+    out
+}
+
+async fn get(client: &mut Client, token: &str, id: &str) -> pb::Delivery {
+    client
+        .get_delivery(authed(token, pb::GetDeliveryRequest { id: id.into() }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn deliveries_in_every_state_survive_the_upgrade_to_schema_9_and_keep_going() {
+    let store = TestStore::new().await;
+    let Some(url) = store.postgres_url.clone() else {
+        return;
+    };
+    let (ok, down) = (Receiver::start().await, Receiver::start().await);
+    down.answer(500);
+    let args = [
+        "--allow-private-targets",
+        "--retry-schedule",
+        "50ms",
+        "--retry-jitter",
+        "false",
+    ];
+
+    // Before the upgrade: one event fans out to a healthy endpoint (SUCCEEDED), one that
+    // fails with no retry left (FAILED), one that fails and retries in an hour (RETRYING),
+    // and a trigger that says no (SKIPPED). Two more events share an ordering key: the
+    // second waits behind the retrying first (QUEUED). A third retrying one is cancelled.
+    let before = Process::spawn(&store, &args, Some(ADMIN_TOKEN)).await;
+    before.ready().await;
+    let token = TestServer::token_via(before.http).await;
+    let mut client = connect_webhooks(before.grpc).await;
+    create(&mut client, &token, webhook("ok", &ok.url("/ok"))).await;
+    let failing = pb::Webhook {
+        max_attempts: 1,
+        ..webhook("failing", &down.url("/failing"))
+    };
+    create(&mut client, &token, failing).await;
+    let retrying = pb::Webhook {
+        retry_schedule: vec!["1h".into()],
+        max_attempts: 5,
+        ..webhook("retrying", &down.url("/retrying"))
+    };
+    let retrying = create(&mut client, &token, retrying).await;
+    let never = pb::Webhook {
+        trigger_template: Some("{{ 1 == 2 }}".into()),
+        ..webhook("never", &ok.url("/never"))
+    };
+    create(&mut client, &token, never).await;
+    emit(&mut client, &token, 1, "key").await;
+    emit(&mut client, &token, 2, "key").await;
+    emit(&mut client, &token, 3, "").await;
+    let retrying_only = |state: pb::DeliveryState| pb::ListDeliveriesRequest {
+        webhook_id: retrying.id.clone(),
+        states: vec![state as i32],
+        ..Default::default()
+    };
+    // Settled: the first and third events' retrying deliveries wait an hour, the second's
+    // waits behind the first (nothing else is left to do).
+    let waiting = eventually(|| {
+        let (mut client, token) = (client.clone(), token.clone());
+        let request = retrying_only(pb::DeliveryState::Retrying);
+        async move {
+            let page = client
+                .list_deliveries(authed(&token, request))
+                .await
+                .unwrap()
+                .into_inner();
+            (page.deliveries.len() == 2).then_some(page.deliveries)
+        }
+    })
+    .await;
+    // Newest first: the third event's delivery, then the first's.
+    let (third, first) = (waiting[0].id.clone(), waiting[1].id.clone());
+    client
+        .cancel_delivery(authed(&token, pb::CancelDeliveryRequest { id: third }))
+        .await
+        .unwrap();
+    let settled = eventually(|| {
+        let (mut client, token) = (client.clone(), token.clone());
+        async move {
+            let listing = listing(&mut client, &token).await;
+            let count = |s: pb::DeliveryState| {
+                listing
+                    .iter()
+                    .find(|(state, _)| *state == s as i32)
+                    .map_or(0, |(_, l)| l.len())
+            };
+            let done = count(pb::DeliveryState::Succeeded) == 3
+                && count(pb::DeliveryState::Failed) == 3
+                && count(pb::DeliveryState::Skipped) == 3
+                && count(pb::DeliveryState::Retrying) == 1
+                && count(pb::DeliveryState::Queued) == 1
+                && count(pb::DeliveryState::Cancelled) == 1;
+            done.then_some(listing)
+        }
+    })
+    .await;
+    let mut one_by_one = Vec::new();
+    for (_, deliveries) in &settled {
+        for d in deliveries {
+            one_by_one.push(get(&mut client, &token, &d.id).await);
+        }
+    }
+    let (status, _) = before.terminate();
+    assert!(status.success());
+
+    // The database as a webhookd before version 9 left it.
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    for statement in BACK_TO_SCHEMA_8 {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+
+    // The new binary migrates at start and tells the same story, by state and one by one.
+    let after = Process::spawn(&store, &args, Some(ADMIN_TOKEN)).await;
+    after.ready().await;
+    let version: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(version, 9);
+    let mut client = connect_webhooks(after.grpc).await;
+    assert_eq!(listing(&mut client, &token).await, settled);
+    for d in &one_by_one {
+        assert_eq!(&get(&mut client, &token, &d.id).await, d);
+    }
+
+    // And serves them: the ordered head cancelled, the delivery behind it goes out (to an
+    // endpoint healthy again) and succeeds.
+    down.answer(200);
+    let cancelled = client
+        .cancel_delivery(authed(&token, pb::CancelDeliveryRequest { id: first }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.state, pb::DeliveryState::Cancelled as i32);
+    // (The endpoint's earlier requests come first.)
+    loop {
+        let arrived = down.next().await;
+        if arrived.path == "/retrying" && arrived.json()["alert_group"]["id"] == 2 {
+            break;
+        }
+    }
+    eventually(|| {
+        let (mut client, token) = (client.clone(), token.clone());
+        let request = retrying_only(pb::DeliveryState::Succeeded);
+        async move {
+            let page = client
+                .list_deliveries(authed(&token, request))
+                .await
+                .unwrap()
+                .into_inner();
+            (page.deliveries.len() == 1).then_some(())
+        }
+    })
+    .await;
+    let (status, _) = after.terminate();
+    assert!(status.success());
+}
