@@ -183,7 +183,12 @@ async fn deliveries_in_every_state_survive_the_upgrade_to_schema_9_and_keep_goin
             one_by_one.push(get(&mut client, &token, &d.id).await);
         }
     }
-    let (status, _) = before.terminate();
+    // A graceful stop waits for open connections (the client goes first), and is waited for
+    // off the runtime (the receivers answer on it until the process is gone).
+    drop(client);
+    let (status, _) = tokio::task::spawn_blocking(move || before.terminate())
+        .await
+        .unwrap();
     assert!(status.success());
 
     // The database as a webhookd before version 9 left it.
@@ -235,6 +240,9 @@ async fn deliveries_in_every_state_survive_the_upgrade_to_schema_9_and_keep_goin
         }
     })
     .await;
-    let (status, _) = after.terminate();
+    drop(client);
+    let (status, _) = tokio::task::spawn_blocking(move || after.terminate())
+        .await
+        .unwrap();
     assert!(status.success());
 }
