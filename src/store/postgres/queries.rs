@@ -44,6 +44,42 @@ pub async fn list_events(pool: &PgPool, q: &EventQuery<'_>) -> Result<Vec<Event>
     bodies.iter().map(|b| from_json(b)).collect()
 }
 
+/// The statement of `list_deliveries`. Parameters: $1 the webhook (NULL for none), $2 the
+/// states (empty for all), $3 and $4 the creation bounds, $5 and $6 the keyset, $7 the limit,
+/// $8 the account. The webhook's own index when a webhook is named (its deliveries' states
+/// read beside, or the state index when the planner finds it narrower), else the account's:
+/// per state from the state rows' index (migration 0009) when states are named, else from
+/// the deliveries' own.
+pub fn deliveries_sql(by_webhook: bool, by_state: bool) -> String {
+    let (by, filter) = match (by_webhook, by_state) {
+        (true, false) => (
+            "d",
+            "d.webhook_id = $1 AND d.account_id = $8 AND cardinality($2::text[]) = 0",
+        ),
+        // The account on both rows (the same value): the state index is open to the planner.
+        (true, true) => (
+            "d",
+            "d.webhook_id = $1 AND d.account_id = $8 AND s.account_id = $8
+             AND s.state = ANY($2::text[])",
+        ),
+        (false, false) => (
+            "d",
+            "d.account_id = $8 AND $1::bigint IS NULL AND cardinality($2::text[]) = 0",
+        ),
+        (false, true) => (
+            "s",
+            "s.account_id = $8 AND s.state = ANY($2::text[]) AND $1::bigint IS NULL",
+        ),
+    };
+    format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN delivery_states s ON s.id = d.id
+         WHERE {filter}
+             AND {by}.created_at_ms >= $3 AND {by}.created_at_ms < $4
+             AND ({by}.created_at_ms, {by}.id) < ($5, $6)
+         ORDER BY {by}.created_at_ms DESC, {by}.id DESC LIMIT $7"
+    )
+}
+
 pub async fn list_deliveries(pool: &PgPool, q: &DeliveryQuery<'_>) -> Result<Vec<Delivery>> {
     let (before_ms, before_id) = cursor(q.after);
     let states = q
@@ -51,31 +87,7 @@ pub async fn list_deliveries(pool: &PgPool, q: &DeliveryQuery<'_>) -> Result<Vec
         .iter()
         .map(|s| state_name(*s))
         .collect::<Result<Vec<_>>>()?;
-    // The webhook's own index when a webhook is named (its deliveries' states read beside),
-    // else the account's: per state from the state rows' index when states are named, else
-    // from the deliveries' own.
-    let (by, owner) = match (q.webhook_id, states.is_empty()) {
-        (Some(_), _) => (
-            "d",
-            "d.webhook_id = $1 AND d.account_id = $8
-             AND (cardinality($2::text[]) = 0 OR s.state = ANY($2))",
-        ),
-        (None, true) => (
-            "d",
-            "d.account_id = $8 AND $1::bigint IS NULL AND cardinality($2::text[]) = 0",
-        ),
-        (None, false) => (
-            "s",
-            "s.account_id = $8 AND s.state = ANY($2::text[]) AND $1::bigint IS NULL",
-        ),
-    };
-    let sql = format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN delivery_states s ON s.id = d.id
-         WHERE {owner}
-             AND {by}.created_at_ms >= $3 AND {by}.created_at_ms < $4
-             AND ({by}.created_at_ms, {by}.id) < ($5, $6)
-         ORDER BY {by}.created_at_ms DESC, {by}.id DESC LIMIT $7"
-    );
+    let sql = deliveries_sql(q.webhook_id.is_some(), !states.is_empty());
     let rows: Vec<PgRow> = sqlx::query(&sql)
         .bind(q.webhook_id.map(sql_id))
         .bind(states)

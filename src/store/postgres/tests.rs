@@ -285,3 +285,65 @@ async fn only_the_engines_bookkeeping_commits_without_waiting_for_the_wal_flush(
     // Claims, leases and attempt records: a crash of PostgreSQL may only repeat an attempt.
     assert_eq!(setting(&store.bookkeeping).await, "off");
 }
+
+#[tokio::test]
+async fn listings_by_state_read_the_state_index_and_the_others_the_deliveries_own() {
+    let Some(url) = fresh_url().await else { return };
+    let store = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
+        .await
+        .unwrap();
+    // 100,000 deliveries of one account over 20 webhooks, one in 1,000 FAILED.
+    for statement in [
+        "INSERT INTO deliveries (id, event_id, webhook_id, request)
+         SELECT g, g, 1 + g % 20, json_build_object('account_id', 'acme', 'created_at_ms', g)
+         FROM generate_series(1, 100000) g",
+        "INSERT INTO delivery_states (id, account_id, created_at_ms, state, attempts,
+             next_attempt_ms, last_error)
+         SELECT g, 'acme', g, CASE WHEN g % 1000 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END, 1, 0, ''
+         FROM generate_series(1, 100000) g",
+        "ANALYZE deliveries",
+        "ANALYZE delivery_states",
+    ] {
+        sqlx::query(statement).execute(&store.pool).await.unwrap();
+    }
+    let plan = |by_webhook: bool, states: Vec<&'static str>| {
+        let pool = store.pool.clone();
+        async move {
+            let sql = queries::deliveries_sql(by_webhook, !states.is_empty());
+            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE) {sql}"))
+                .bind(by_webhook.then_some(3_i64))
+                .bind(states)
+                .bind(i64::MIN)
+                .bind(i64::MAX)
+                .bind(i64::MAX)
+                .bind(i64::MAX)
+                .bind(50_i32)
+                .bind("acme")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            plan.join("\n")
+        }
+    };
+    let failed = plan(false, vec!["FAILED"]).await;
+    assert!(
+        failed.contains("delivery_states_account_state_created"),
+        "{failed}"
+    );
+    assert!(!failed.contains("Seq Scan"), "{failed}");
+    let all = plan(false, vec![]).await;
+    assert!(all.contains("deliveries_account_created"), "{all}");
+    assert!(!all.contains("Seq Scan"), "{all}");
+    let of_webhook = plan(true, vec![]).await;
+    assert!(
+        of_webhook.contains("deliveries_webhook_created"),
+        "{of_webhook}"
+    );
+    assert!(!of_webhook.contains("Seq Scan"), "{of_webhook}");
+    // A webhook's deliveries in a state: either index, as the planner sees fit.
+    let failed_of_webhook = plan(true, vec!["FAILED"]).await;
+    assert!(
+        !failed_of_webhook.contains("Seq Scan"),
+        "{failed_of_webhook}"
+    );
+}
