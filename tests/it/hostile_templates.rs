@@ -64,13 +64,7 @@ fn big_event() -> serde_json::Value {
 
 /// `/healthz` answers OK.
 async fn assert_healthy(server: &TestServer) {
-    let (status, body) = http_json(
-        Method::GET,
-        &format!("http://{}/healthz", server.http_addr),
-        None,
-        None,
-    )
-    .await;
+    let (status, body) = server.healthz().await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 

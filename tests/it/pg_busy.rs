@@ -147,13 +147,7 @@ async fn a_full_connection_pool_answers_busy_retry_and_health_stays_serving() {
     );
 
     // A full pool is no outage: health says serving throughout.
-    let (status, body) = http_json(
-        Method::GET,
-        &format!("http://{}/healthz", server.http_addr),
-        None,
-        None,
-    )
-    .await;
+    let (status, body) = server.healthz().await;
     assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("ok")));
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.grpc_addr))
         .unwrap()

@@ -567,12 +567,8 @@ async fn health_says_serving_for_the_server_and_both_services_while_the_store_an
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
-    let (status, body) = http_json(
-        Method::GET,
-        &format!("http://{}/healthz", server.http_addr),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    assert_eq!(
+        server.healthz().await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
 }

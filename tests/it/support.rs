@@ -240,6 +240,17 @@ impl TestServer {
         connect_webhooks(self.grpc_addr).await
     }
 
+    /// What `GET /healthz` answers: its status and JSON body.
+    pub async fn healthz(&self) -> (StatusCode, Value) {
+        http_json(
+            Method::GET,
+            &format!("http://{}/healthz", self.http_addr),
+            None,
+            None,
+        )
+        .await
+    }
+
     pub async fn admin(&self) -> AdminServiceClient<Channel> {
         let channel = channel(self.grpc_addr).await;
         AdminServiceClient::new(channel)
@@ -421,13 +432,13 @@ pub async fn emit_all(
 }
 
 /// Emits alert group `alert_id` ("alert group created") over gRPC with `ordering_key` (none
-/// when empty); returns the id of its first delivery once the event is durable.
-pub async fn emit_keyed(
+/// when empty); returns the event's status stream once it is acknowledged (ACCEPTED).
+pub async fn emit_acknowledged(
     client: &mut WebhookServiceClient<Channel>,
     token: &str,
     alert_id: &str,
     ordering_key: &str,
-) -> String {
+) -> tonic::Streaming<pb::DeliveryStatus> {
     let request = pb::EmitEventRequest {
         event_type: "alert group created".into(),
         data: Some(to_struct(
@@ -441,7 +452,19 @@ pub async fn emit_keyed(
         .await
         .unwrap()
         .into_inner();
-    stream.message().await.unwrap(); // ACCEPTED: the event id
+    let accepted = stream.message().await.unwrap().unwrap();
+    assert_eq!(states(std::slice::from_ref(&accepted)), ["ACCEPTED"]);
+    stream
+}
+
+/// Like [`emit_acknowledged`]; returns the id of the event's first delivery once it is durable.
+pub async fn emit_keyed(
+    client: &mut WebhookServiceClient<Channel>,
+    token: &str,
+    alert_id: &str,
+    ordering_key: &str,
+) -> String {
+    let mut stream = emit_acknowledged(client, token, alert_id, ordering_key).await;
     let queued = stream.message().await.unwrap().unwrap();
     queued.delivery_id
 }

@@ -7,8 +7,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use webhookd::grpc::pb;
-
 use crate::process::Process;
 use crate::support::*;
 
@@ -53,19 +51,7 @@ pub async fn emit(grpc: std::net::SocketAddr, token: &str, id: &str) {
 /// Emits event `id` under `ordering_key` (empty: none); returns once it is acknowledged.
 async fn emit_ordered(grpc: std::net::SocketAddr, token: &str, id: &str, ordering_key: &str) {
     let mut client = connect_webhooks(grpc).await;
-    let request = pb::EmitEventRequest {
-        event_type: "alert group created".into(),
-        data: Some(to_struct(serde_json::json!({"alert_group": {"id": id}}))),
-        idempotency_key: String::new(),
-        ordering_key: ordering_key.into(),
-    };
-    let mut stream = client
-        .emit_event(authed(token, request))
-        .await
-        .unwrap()
-        .into_inner();
-    let accepted = stream.message().await.unwrap().unwrap();
-    assert_eq!(states(std::slice::from_ref(&accepted)), ["ACCEPTED"]);
+    emit_acknowledged(&mut client, token, id, ordering_key).await;
 }
 
 /// Receives until every event of `expected` arrived; returns how often each delivery id came.
