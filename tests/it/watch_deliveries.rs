@@ -552,13 +552,14 @@ async fn a_cursor_older_than_the_change_retention_gets_resync_from_the_present()
 
     // Once retention has pruned the log, the old cursor resyncs (first message) and the
     // stream goes on from the present. On PostgreSQL the log is pruned and read only below
-    // the oldest transaction open anywhere in the cluster (other tests' too), so under load
-    // a prune or a message may come late: retry under one generous deadline.
+    // the oldest transaction open anywhere in the cluster (other tests' too: pg_busy holds a
+    // table lock, and so a transaction id, through several 5 s pool waits), so a prune or a
+    // message may come late: retry under one generous deadline.
     let request = pb::WatchDeliveriesRequest {
         cursor: queued.cursor.clone(),
         ..Default::default()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
     let (resync, mut tail) = loop {
         let mut tail = watch(&mut client, &token, request.clone()).await.unwrap();
         if let Some(first) = next_within(&mut tail).await {
