@@ -1,4 +1,4 @@
-//! webhookd: an outgoing-webhook service. One binary, gRPC first, an embedded sled store,
+//! webhookd: an outgoing-webhook service. One binary, gRPC first, an embedded store (fjall),
 //! and a REST gateway speaking Grafana OnCall's and Cloudflare's webhook APIs.
 //!
 //! # Layout
@@ -12,7 +12,8 @@
 //! - [`userinfo`]: credentials embedded in URLs: masked in output, sent as basic auth.
 //! - [`metrics`]: Prometheus metrics shared by core and delivery.
 //! - [`store`]: the backend-neutral async `Store` trait, the `Sealed` layer encrypting
-//!   secrets over any backend, and the backends (`store::sled`, the only user of sled).
+//!   secrets over any backend, and the backends (`store::sled`, the embedded one, the only
+//!   user of fjall and of sled, which it reads once to move an older data directory over).
 //! - [`render`]: event -> requests: matching, Jinja (minijinja) and handlebars templates,
 //!   OnCall's filters, destination formatters.
 //! - [`delivery`]: HTTP client, SSRF guard, signing, retry policy, worker, status hub.

@@ -71,7 +71,8 @@ struct ServeArgs {
     /// Directory of the embedded database and the generated admin token.
     #[arg(long, env = "WEBHOOKD_DATA_DIR", default_value = "./webhookd-data")]
     data_dir: PathBuf,
-    /// Storage backend: `sled` (the embedded database in --data-dir) or a PostgreSQL URL,
+    /// Storage backend: `sled` (the embedded database in --data-dir; its engine is fjall, a
+    /// directory written by the sled versions is moved over at start) or a PostgreSQL URL,
     /// postgres://user:password@host:port/database (?sslmode= accepted).
     #[arg(
         long,
@@ -143,9 +144,9 @@ struct ServeArgs {
     #[arg(long, env = "WEBHOOKD_EMIT_MEMORY_MIB", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     emit_memory_mib: u32,
-    /// sled's page cache, in MiB (the embedded store only): the nodes of recently used
-    /// records kept in memory. sled's own accounting undercounts them, so the RSS it holds
-    /// is larger (see the README's sizing notes). At least 1.
+    /// The embedded store's block cache, in MiB (the embedded store only): recently read
+    /// blocks of records kept in memory, beside its write buffers (see the README's sizing
+    /// notes). At least 1.
     #[arg(long, env = "WEBHOOKD_SLED_CACHE_MIB", default_value_t = (SLED_CACHE_BYTES >> 20) as u32,
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     sled_cache_mib: u32,

@@ -1,12 +1,12 @@
 //! Persistence: the backend-neutral `Store` trait the core and the delivery engine use,
 //! the `Sealed` layer that encrypts secrets over any backend, and one module per backend
-//! (`sled`, embedded, the only importer of sled; `postgres`, for several instances on one
-//! database, the only importer of sqlx). Callers never see key bytes, rows or
-//! driver types.
+//! (`sled`, embedded, named after its first engine, the only importer of fjall and sled;
+//! `postgres`, for several instances on one database, the only importer of sqlx). Callers
+//! never see key bytes, rows or driver types.
 //!
 //! Durability is the backend's business behind the trait: a write that an API acknowledges
 //! (`put_webhook`, `insert_events`, ...) returns only once it is durable, and the backend
-//! gathers concurrent callers into one durable step (sled: one fsync on its flusher thread;
+//! gathers concurrent callers into one durable step (embedded: one fsync on its flusher thread;
 //! a network database: one transaction for many events).
 
 mod catalog;

@@ -26,8 +26,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::engine::{self, Bytes, Tree};
 use serde::{Deserialize, Serialize};
-use sled::Tree;
 
 use super::codec::{be, decode, encode};
 use super::internal;
@@ -53,7 +53,7 @@ struct Stored {
 
 /// The change log and the numbers handed out but not yet readable.
 pub struct ChangeLog {
-    db: sled::Db,
+    db: engine::Db,
     /// The entries of older versions, and the horizon.
     tree: Tree,
     pages: Tree,
@@ -143,7 +143,7 @@ fn push_entry(page: &mut Vec<u8>, seq: u64, account: &str, stored: &[u8]) -> Res
 
 impl ChangeLog {
     /// The log in `tree` (older entries and the horizon) and `pages` of `db`.
-    pub fn open(db: sled::Db, tree: Tree, pages: Tree) -> Result<ChangeLog> {
+    pub fn open(db: engine::Db, tree: Tree, pages: Tree) -> Result<ChangeLog> {
         let horizon = match tree.get(HORIZON).map_err(internal)? {
             Some(value) => seq_of(&value)?,
             None => 0,
@@ -311,7 +311,7 @@ impl ChangeLog {
     /// pages, at least one); returns how many, and whether the budget stopped it.
     pub fn prune(&self, before_ms: i64, budget: usize) -> Result<(u64, bool)> {
         let end = self.readable_end();
-        let mut doomed: Vec<(&Tree, sled::IVec)> = Vec::new();
+        let mut doomed: Vec<(&Tree, Bytes)> = Vec::new();
         let mut pruned = 0usize;
         let mut horizon = 0;
         let mut more = false;
@@ -428,7 +428,7 @@ mod tests {
         }
     }
 
-    fn log_of(db: &sled::Db) -> ChangeLog {
+    fn log_of(db: &engine::Db) -> ChangeLog {
         ChangeLog::open(
             db.clone(),
             db.open_tree("changes").unwrap(),
@@ -454,7 +454,7 @@ mod tests {
 
     #[test]
     fn entries_read_the_same_from_memory_and_from_pages_across_page_ends() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = engine::Db::temporary();
         let log = log_of(&db);
         let updates: Vec<DeliveryUpdate> = (1..=150).map(update).collect();
         for chunk in updates.chunks(7) {
@@ -466,7 +466,7 @@ mod tests {
         let half = log.read("acme", ChangeCursor::START, 75).unwrap();
         log.persist().unwrap();
         assert!(log.lock().memory.is_empty());
-        assert!(db.open_tree("change_pages").unwrap().len() >= 3);
+        assert!(db.open_tree("change_pages").unwrap().len().unwrap() >= 3);
         assert_eq!(read_all(&log, "acme", 10), expected);
         assert_eq!(read_all(&log, "acme", 1_000), expected);
         // A reader that stopped in memory goes on in the pages.
@@ -482,7 +482,7 @@ mod tests {
 
     #[test]
     fn entries_of_the_older_layout_are_read_and_pruned_before_the_pages() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = engine::Db::temporary();
         let old = db.open_tree("changes").unwrap();
         for (seq, id) in [(5u64, 1u64), (6, 2)] {
             let stored = encode(&Stored {
@@ -513,7 +513,7 @@ mod tests {
             (2, false),
             "the page; what is in memory stays"
         );
-        assert_eq!(old.len(), 1, "only the horizon is left");
+        assert_eq!(old.len().unwrap(), 1, "only the horizon is left");
         let head = log.head();
         let after_horizon = ChangeCursor {
             high: 0,

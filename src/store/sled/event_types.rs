@@ -1,4 +1,4 @@
-//! The event-type catalog in sled: one tree, `account ++ 0 ++ name -> EventType`, so an
+//! The event-type catalog in the embedded store: one tree, `account ++ 0 ++ name -> EventType`, so an
 //! account's types list in name order with a prefix scan. A create claims its name with one
 //! compare-and-swap (two creates of one name: one wins, the other is told it exists); each
 //! write is a single key, durable through the group commit.
@@ -101,7 +101,7 @@ impl EventTypeStore for SledStore {
         let existed = self
             .trees
             .event_types
-            .remove(account_key(account_id, name.as_bytes()))
+            .take(account_key(account_id, name.as_bytes()))
             .map_err(internal)?
             .is_some();
         self.commit.durable().await?;

@@ -1,17 +1,18 @@
-//! Group commit of the sled backend: concurrent writers ask for durability and share one
-//! `Db::flush` (an fsync) made by a dedicated flusher thread (never `flush_async`, which
-//! deadlocks under concurrency in sled 0.34.7). A flush starts only after the request was
-//! queued, so every write made before `durable()` was called is on disk when it returns.
+//! Group commit of the embedded store: concurrent writers ask for durability and share one
+//! `Db::flush` (an fsync of the journal) made by a dedicated flusher thread. A flush starts
+//! only after the request was queued, so every write made before `durable()` was called is on
+//! disk when it returns.
 //!
 //! No gathering window: the thread flushes as soon as a request is queued, and a request
 //! queued while a flush runs waits for the next one, which starts the moment the running one
 //! ends and serves everything that arrived meanwhile. Idle, one write costs one immediate
 //! flush; under load the batches grow with the flush time.
 //!
-//! Before each flush, and every `WRITE_BACK_EVERY` while no request comes, the thread runs
-//! the store's write-back (the webhook stats kept in memory, see `stats`), so what it writes
-//! is durable with the flush that follows; the last handle going runs it once more and
-//! flushes.
+//! Before each flush the thread runs the store's write-back (the webhook stats kept in memory,
+//! see `stats`), so what it writes is durable with the flush that follows. Every
+//! `WRITE_BACK_EVERY` while no request comes it runs the write-back and flushes too, so writes
+//! nobody waits for (attempts) are durable within that period; the last handle going runs
+//! both once more.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use crate::error::{Error, Result};
 
 type Waiter = oneshot::Sender<Result<()>>;
 
-/// How often an idle flusher runs the write-back (sled's own flush follows within 500 ms).
+/// How often an idle flusher runs the write-back and flushes.
 const WRITE_BACK_EVERY: Duration = Duration::from_millis(100);
 
 /// Handle to the flusher thread; it stops when every handle is gone.
@@ -36,14 +37,13 @@ impl GroupCommit {
     /// Starts the flusher thread of `db`, which runs `write_back` before each flush and
     /// reports each flush's duration to `flush_seconds`.
     pub fn start(
-        db: sled::Db,
+        db: super::engine::Db,
         flush_seconds: Histogram,
         write_back: impl FnMut() -> Result<()> + Send + 'static,
     ) -> Result<GroupCommit> {
         GroupCommit::with_flush(
             move || {
                 db.flush()
-                    .map(|_| ())
                     .map_err(|e| Error::Internal(format!("store: {e}")))
             },
             write_back,
@@ -88,7 +88,7 @@ fn flush_loop(
         let first = match queue.recv_timeout(WRITE_BACK_EVERY) {
             Ok(first) => first,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Err(e) = write_back() {
+                if let Err(e) = write_back().and_then(|()| flush()) {
                     tracing::error!(error = %e, "cannot write back the store's memory");
                 }
                 continue;

@@ -1,21 +1,24 @@
-//! The sled backend of `Store`: one `Db` in the data directory with a fixed set of trees.
-//! sled calls are cheap and run inline on the caller's task; the durable writes end with a
-//! group commit (`group_commit`: one blocking fsync on a dedicated thread for every caller
-//! that asked meanwhile). It stores what it is given: the `Sealed` layer above it has
-//! already encrypted the secrets.
+//! The embedded backend of `Store` (named `sled` after the engine it first ran on; the
+//! engine is now fjall, see `engine`): one database in the data directory with a fixed set of
+//! trees. Engine calls are cheap and run inline on the caller's task; the durable writes end
+//! with a group commit (`group_commit`: one blocking fsync of the journal on a dedicated
+//! thread for every caller that asked meanwhile). It stores what it is given: the `Sealed`
+//! layer above it has already encrypted the secrets. A data directory written by the sled
+//! versions is moved over once at open (`migrate`).
 //!
-//! No sled transactions or batches: sled serialises them behind one process-wide lock that,
-//! once used, every later read and write must take as well (under load, a third of the CPU
-//! went to that lock and the thread switches around it). Writes are single-key operations in
-//! an order that keeps every crash state readable: an index or outbox entry may point at a
-//! record that a crash kept from being written (readers skip it; `open` repairs indexes), a
-//! record never exists without what makes it reachable. Nothing is acknowledged before the
-//! group commit's flush, which makes every earlier write durable.
+//! Writes are single-key operations in an order that keeps every crash state readable (the
+//! journal keeps a prefix of them): an index or outbox entry may point at a record that a
+//! crash kept from being written (readers skip it; `open` repairs indexes), a record never
+//! exists without what makes it reachable. Nothing is acknowledged before the group commit's
+//! flush, which makes every earlier write durable.
 
 mod changes;
 mod codec;
+mod engine;
 mod event_types;
+mod gaps;
 mod group_commit;
+mod migrate;
 mod ordering;
 mod outbox;
 mod queries;
@@ -29,7 +32,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use prometheus::Histogram;
-use sled::Tree;
 
 use super::change_log::{ChangeCursor, ChangePage, update_of};
 use super::{
@@ -42,11 +44,12 @@ use crate::model::{
 };
 use changes::ChangeLog;
 use codec::{account_key, be, be2, decode, delivery, encode, event, split2};
+use engine::Tree;
 use group_commit::GroupCommit;
 use outbox::Outbox;
 pub use tuning::SLED_CACHE_BYTES;
 
-/// The sled-backed store.
+/// The embedded store.
 pub struct SledStore {
     trees: Arc<Trees>,
     commit: GroupCommit,
@@ -54,7 +57,7 @@ pub struct SledStore {
 
 /// The database and its trees, with the synchronous operations the trait methods run.
 struct Trees {
-    db: sled::Db,
+    db: engine::Db,
     /// Decoded webhooks by id (None = deleted), so hot paths skip decoding.
     /// Writers update it after their commit; readers only fill gaps.
     cache: RwLock<HashMap<u64, Option<Arc<Webhook>>>>,
@@ -134,7 +137,7 @@ impl SledStore {
     /// which reports each flush's duration to `flush_seconds`; the outbox entries it writes
     /// are leased to `owner`. Fails with a clear message when the directory is unusable or
     /// already opened by another process.
-    /// `cache_bytes` is sled's page cache.
+    /// `cache_bytes` is the engine's block cache.
     pub fn open(
         dir: &Path,
         cache_bytes: u64,
@@ -166,19 +169,16 @@ impl SledStore {
 
 impl Trees {
     fn open(dir: &Path, cache_bytes: u64, owner: Owner) -> Result<Trees> {
-        let db = tuning::config(&dir.join("db"), cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                // sled's file lock is taken: another process has the database open (sled
-                // 0.34.7 reports it only in this wording, as an ErrorKind::Other).
-                sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
-                    Error::Conflict(format!(
-                        "another webhookd is using {}; stop it or choose another --data-dir",
-                        dir.display()
-                    ))
-                }
-                e => Error::Internal(format!("cannot open the store in {}: {e}", dir.display())),
-            })?;
+        let db = migrate::open(dir, cache_bytes).map_err(|e| {
+            if engine::is_locked(&e) {
+                Error::Conflict(format!(
+                    "another webhookd is using {}; stop it or choose another --data-dir",
+                    dir.display()
+                ))
+            } else {
+                Error::Internal(format!("cannot open the store in {}: {e}", dir.display()))
+            }
+        })?;
         let tree = |name: &str| db.open_tree(name).map_err(internal);
         Trees {
             webhooks: tree("webhooks")?,
@@ -317,7 +317,7 @@ impl Trees {
         };
         let index = account_key(&webhook.account_id, &be(id));
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        let existed = self.webhooks.remove(be(id)).map_err(internal)?.is_some();
+        let existed = self.webhooks.take(be(id)).map_err(internal)?.is_some();
         self.webhooks_by_account
             .remove(index.as_slice())
             .map_err(internal)?;
@@ -354,7 +354,7 @@ impl Trees {
     }
 
     fn count_all_webhooks(&self) -> Result<usize> {
-        Ok(self.webhooks.len())
+        self.webhooks.len().map_err(internal)
     }
 
     fn count_webhooks(&self, account_id: &str) -> Result<usize> {
@@ -538,7 +538,7 @@ impl Trees {
         if delivery.state.is_final() {
             self.outbox.set_lease(delivery.id, None);
         }
-        // Readable at once, like the state itself (durable at sled's pace).
+        // Readable at once, like the state itself (durable at the flusher's pace).
         let account = self.account_of(delivery)?;
         drop(
             self.changes
@@ -971,13 +971,7 @@ mod tests {
             webhook_id: 7,
         };
         assert_eq!(claimed, [expected]);
-        assert!(
-            !store
-                .db
-                .tree_names()
-                .iter()
-                .any(|n| n.as_ref() == b"outbox")
-        );
+        assert!(!store.db.tree_exists("outbox"));
     }
 
     #[test]

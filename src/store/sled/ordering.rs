@@ -286,6 +286,6 @@ mod tests {
 
         trees.repair_ordering().unwrap();
         assert_eq!(outbox_ids(&trees, later + 2), [second.id]);
-        assert_eq!(trees.ordering.len(), 1);
+        assert_eq!(trees.ordering.len().unwrap(), 1);
     }
 }

@@ -1,11 +1,13 @@
-//! The sled outbox: one key per delivery still to attempt, `webhook id ++ due ms ++ delivery
+//! The embedded store's outbox: one key per delivery still to attempt, `webhook id ++ due ms ++ delivery
 //! id` (empty value), so each webhook's entries are in due order and a claim visits the
 //! webhooks with entries by seeking from one to the next (a loose index scan) instead of
 //! walking the whole backlog. Leases live in memory: one process uses the directory, so
 //! nothing is leased after `open`; the map holds only what is leased (the claim window and
 //! fresh writes), and expired leases are swept as it grows. A claim passes over a webhook
 //! whose stored circuit breaker is open, and takes one entry (the probe) of one whose open
-//! period has passed, as the PostgreSQL claim does.
+//! period has passed, as the PostgreSQL claim does. Claims seek past the ranges they found
+//! empty before (`gaps`: the removal markers of delivered entries stay in the tree until
+//! compaction drops them).
 //!
 //! Older data directories kept the outbox as `due ++ delivery -> webhook` in the tree
 //! `outbox`; `open` moves those entries over (each written here before it is removed there,
@@ -14,9 +16,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use sled::Tree;
-
 use super::codec::{be, split2};
+use super::engine::{Db, Tree};
+use super::gaps::{self, Gaps};
 use super::internal;
 use crate::error::Result;
 use crate::store::{Claim, Lease, OutboxEntry};
@@ -37,6 +39,8 @@ struct Leases {
     swept_len: usize,
     /// The webhook the next claim starts from (webhooks take turns when a claim's limit binds).
     cursor: u64,
+    /// The key ranges found empty.
+    gaps: Gaps,
 }
 
 fn key(webhook_id: u64, due_ms: i64, delivery_id: u64) -> [u8; 24] {
@@ -66,13 +70,9 @@ fn entry_of(key: &[u8]) -> Result<OutboxEntry> {
 
 impl Outbox {
     /// Opens the outbox of `db`, moving entries of the older layout over.
-    pub fn open(db: &sled::Db) -> Result<Outbox> {
+    pub fn open(db: &Db) -> Result<Outbox> {
         let tree = db.open_tree("outbox_by_webhook").map_err(internal)?;
-        if db
-            .tree_names()
-            .iter()
-            .any(|n| n.as_ref() == OLD_TREE.as_bytes())
-        {
+        if db.tree_exists(OLD_TREE) {
             let old = db.open_tree(OLD_TREE).map_err(internal)?;
             for item in old.iter() {
                 let (old_key, value) = item.map_err(internal)?;
@@ -101,10 +101,15 @@ impl Outbox {
 
     /// Writes an entry; with a lease, it is leased (else whatever lease it had ends).
     pub fn put(&self, entry: OutboxEntry, lease: Option<Lease>) -> Result<()> {
-        self.tree
-            .insert(key(entry.webhook_id, entry.due_ms, entry.delivery_id), &[])
-            .map_err(internal)?;
-        self.set_lease(entry.delivery_id, lease);
+        let key = key(entry.webhook_id, entry.due_ms, entry.delivery_id);
+        self.tree.insert(key, []).map_err(internal)?;
+        // Written first: a claim that skipped the range before the cut did not look yet.
+        let mut leases = self.leases();
+        leases.gaps.written(key);
+        match lease {
+            Some(lease) => leases.by_delivery.insert(entry.delivery_id, lease),
+            None => leases.by_delivery.remove(&entry.delivery_id),
+        };
         Ok(())
     }
 
@@ -170,11 +175,17 @@ impl Outbox {
                 next = Some(0);
                 continue;
             };
-            let Some(first) = self.tree.range(be(from)..).keys().next() else {
+            let seek = leases.gaps.skip(key(from, 0, 0));
+            let Some(first) = self.tree.range(seek..).keys().next() else {
+                leases.gaps.empty(seek, [u8::MAX; 24]);
                 next = None;
                 continue;
             };
-            let webhook_id = entry_of(&first.map_err(internal)?)?.webhook_id;
+            let first = first.map_err(internal)?;
+            let webhook_id = entry_of(&first)?.webhook_id;
+            if let Ok(first) = first.as_ref().try_into() {
+                leases.gaps.empty(seek, first);
+            }
             if wrapped && webhook_id >= start {
                 break;
             }
@@ -187,13 +198,24 @@ impl Outbox {
                 Some(until) if until <= claim.now_ms => claim.per_webhook.min(1),
                 Some(_) => continue,
             };
-            let due = key(webhook_id, 0, 0)..=key(webhook_id, claim.due_before_ms, u64::MAX);
+            let start = leases.gaps.skip(key(webhook_id, 0, 0));
+            let last = key(webhook_id, claim.due_before_ms, u64::MAX);
             let mut taken = 0;
-            for item in self.tree.range(due).keys() {
+            // Past `last` already: nothing due (and nothing to learn).
+            let mut seen = start > last;
+            let due = (!seen).then(|| self.tree.range(start..=last).keys());
+            for item in due.into_iter().flatten() {
+                let item = item.map_err(internal)?;
+                if !seen {
+                    seen = true;
+                    if let Ok(first) = item.as_ref().try_into() {
+                        leases.gaps.empty(start, first);
+                    }
+                }
                 if taken == per_webhook || claimed.len() == claim.limit {
                     break;
                 }
-                let entry = entry_of(&item.map_err(internal)?)?;
+                let entry = entry_of(&item)?;
                 let held = leases.by_delivery.get(&entry.delivery_id);
                 if held.is_some_and(|l| l.until_ms >= claim.now_ms) {
                     continue;
@@ -201,6 +223,9 @@ impl Outbox {
                 leases.by_delivery.insert(entry.delivery_id, claim.lease);
                 claimed.push(entry);
                 taken += 1;
+            }
+            if !seen {
+                leases.gaps.empty(start, gaps::successor(&last));
             }
             // The next claim starts after a webhook that got its share.
             if taken > 0 {

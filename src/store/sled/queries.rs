@@ -1,4 +1,4 @@
-//! The operator queries on sled: secondary index trees kept by the write paths, listed
+//! The operator queries on the embedded store: secondary index trees kept by the write paths, listed
 //! newest first by keyset, and cancellation.
 //!
 //! - `events_by_account`: account ++ 0 ++ created ms ++ event id -> event type
@@ -19,7 +19,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use sled::Tree;
+use super::engine::{self, Bytes, Tree};
 
 use super::codec::{account_key, be, decode};
 use super::{Trees, internal};
@@ -78,7 +78,7 @@ fn window(
     after_ms: Option<i64>,
     before_ms: Option<i64>,
     cursor: Option<Keyset>,
-) -> impl DoubleEndedIterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
+) -> impl DoubleEndedIterator<Item = engine::Result<(Bytes, Bytes)>> {
     let start = with_prefix(prefix, &order_key(after_ms.unwrap_or(0), 0));
     let by_time = before_ms.map(|b| with_prefix(prefix, &order_key(b, 0)));
     let by_cursor = cursor.map(|c| with_prefix(prefix, &order_key(c.created_at_ms, c.id)));
@@ -93,7 +93,7 @@ fn window(
 }
 
 impl Indexes {
-    pub(super) fn open(db: &sled::Db) -> Result<Indexes> {
+    pub(super) fn open(db: &engine::Db) -> Result<Indexes> {
         let tree = |name: &str| db.open_tree(name).map_err(internal);
         Ok(Indexes {
             events_by_account: tree("events_by_account")?,

@@ -15,7 +15,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
-use sled::Tree;
+#[cfg(test)]
+use super::engine;
+use super::engine::Tree;
 
 use super::codec::{be, decode, encode, split2};
 use super::internal;
@@ -129,7 +131,7 @@ mod tests {
         }
     }
 
-    fn stats_of(db: &sled::Db) -> Stats {
+    fn stats_of(db: &engine::Db) -> Stats {
         Stats::new(
             db.open_tree("webhook_stats").unwrap(),
             db.open_tree("responses").unwrap(),
@@ -138,7 +140,7 @@ mod tests {
 
     #[test]
     fn stats_are_stored_only_when_persisted() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = engine::Db::temporary();
         let stats = stats_of(&db);
         let after = stats.update(7, |s| s.record(1_000, true, step())).unwrap();
         assert_eq!(after.response_seq, 1);
@@ -150,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_log_entry_ahead_of_the_stored_stats_sets_the_sequence_number() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = engine::Db::temporary();
         let stats = stats_of(&db);
         stats.update(7, |s| s.record(1_000, true, step())).unwrap();
         stats.persist().unwrap();
@@ -171,12 +173,12 @@ mod tests {
 
     #[test]
     fn removed_stats_are_not_written_back() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = engine::Db::temporary();
         let stats = stats_of(&db);
         stats.update(7, |s| s.record(1_000, false, step())).unwrap();
         stats.remove(7).unwrap();
         stats.persist().unwrap();
-        assert!(db.open_tree("webhook_stats").unwrap().is_empty());
+        assert!(db.open_tree("webhook_stats").unwrap().is_empty().unwrap());
         assert_eq!(stats.get(7).unwrap(), WebhookStats::default());
     }
 }

@@ -1,0 +1,318 @@
+//! The engine under the embedded store: a fjall database (one LSM tree per keyspace, one
+//! journal shared by all of them) behind the few calls the backend makes, named after the sled
+//! calls it made before, so the record layout and the modules above stay as they were.
+//!
+//! What the modules above rely on, and how fjall gives it:
+//! - Durability in write order: every write goes to the one journal in the order it was made;
+//!   `Db::flush` fsyncs it, so everything written before the call is durable when it returns,
+//!   and a crash keeps a prefix of the writes (the crash states the modules' headers list).
+//! - Open time and memory bounded by the work, not by the data: recovery replays only the
+//!   journal not yet flushed into tables (`JOURNAL_BYTES` at most, the smallest fjall allows),
+//!   and memory is the block cache plus the memtables (`MEMTABLE_BYTES` per keyspace).
+//! - `generate_id`: monotonic across crashes. The counter reserves `ID_BLOCK` numbers at a
+//!   time, durably before handing any out, and starts after the reserved ones at open.
+//! - `compare_and_swap`, `update_and_fetch` and `take` are atomic with one another per tree
+//!   (one lock per tree); a key that one of them writes is written only through them, or by a
+//!   writer that cannot race them (noted where it is used).
+
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use fjall::{KeyspaceCreateOptions, PersistMode};
+
+/// A key or a value read from the store.
+pub type Bytes = fjall::Slice;
+
+/// An engine error (the backend maps it to `Error::Internal`).
+pub type Error = fjall::Error;
+
+/// The result of an engine call.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Journal bytes kept before the oldest memtables are flushed to tables (bounds recovery).
+const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Memtable size per keyspace before it is flushed to a table.
+const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Ids reserved per durable write of the counter.
+const ID_BLOCK: u64 = 1_000_000;
+
+/// The keyspace of the engine's own records.
+const META: &str = "__engine";
+
+/// Key of the first id not yet reserved.
+const RESERVED: &[u8] = b"ids_reserved";
+
+/// The database: cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: fjall::Database,
+    meta: fjall::Keyspace,
+    ids: Mutex<Ids>,
+}
+
+/// The next id to hand out and the first one not reserved.
+struct Ids {
+    next: u64,
+    reserved: u64,
+}
+
+/// The other holder of the directory's lock (`Db::open`).
+pub fn is_locked(e: &Error) -> bool {
+    matches!(e, fjall::Error::Locked)
+}
+
+fn keyspace_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` with a block cache of `cache_bytes`.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Db> {
+        Db::open_with(fjall::Database::builder(path).cache_size(cache_bytes))
+    }
+
+    /// A database in a new directory that is removed when it is dropped.
+    #[cfg(test)]
+    pub fn temporary() -> Db {
+        let dir = tempfile::tempdir().expect("a temporary directory").keep();
+        Db::open_with(fjall::Database::builder(dir).temporary(true)).expect("a temporary store")
+    }
+
+    fn open_with(builder: fjall::DatabaseBuilder<fjall::Database>) -> Result<Db> {
+        let db = builder.max_journaling_size(JOURNAL_BYTES).open()?;
+        let meta = db.keyspace(META, keyspace_options)?;
+        let reserved = match meta.get(RESERVED)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| corrupt("corrupt id counter"))?,
+            ),
+            None => 0,
+        };
+        Ok(Db {
+            inner: Arc::new(Inner {
+                db,
+                meta,
+                ids: Mutex::new(Ids {
+                    next: reserved,
+                    reserved,
+                }),
+            }),
+        })
+    }
+
+    /// The tree (keyspace) called `name`, created if needed.
+    pub fn open_tree(&self, name: &str) -> Result<Tree> {
+        Ok(Tree {
+            keyspace: self.inner.db.keyspace(name, keyspace_options)?,
+            atomic: Arc::default(),
+        })
+    }
+
+    /// Whether a tree called `name` exists.
+    pub fn tree_exists(&self, name: &str) -> bool {
+        self.inner.db.keyspace_exists(name)
+    }
+
+    /// The names of the trees.
+    #[cfg(test)]
+    pub fn tree_names(&self) -> Vec<String> {
+        let names = self.inner.db.list_keyspace_names();
+        names
+            .iter()
+            .map(|n| n.to_string())
+            .filter(|n| n != META)
+            .collect()
+    }
+
+    /// Deletes the tree called `name` and what it holds.
+    pub fn drop_tree(&self, name: &str) -> Result<()> {
+        let tree = self.open_tree(name)?;
+        self.inner.db.delete_keyspace(tree.keyspace)
+    }
+
+    /// A new id, never handed out before (also across crashes).
+    pub fn generate_id(&self) -> Result<u64> {
+        let mut ids = self.inner.ids.lock().unwrap_or_else(|e| e.into_inner());
+        if ids.next == ids.reserved {
+            let reserved = ids.reserved + ID_BLOCK;
+            self.inner.meta.insert(RESERVED, reserved.to_be_bytes())?;
+            self.flush()?;
+            ids.reserved = reserved;
+        }
+        ids.next += 1;
+        Ok(ids.next - 1)
+    }
+
+    /// Makes ids start at `next` at least (a migration carries the old counter over).
+    pub fn reserve_ids_from(&self, next: u64) -> Result<()> {
+        let mut ids = self.inner.ids.lock().unwrap_or_else(|e| e.into_inner());
+        if next > ids.reserved {
+            self.inner.meta.insert(RESERVED, next.to_be_bytes())?;
+            self.flush()?;
+            *ids = Ids {
+                next,
+                reserved: next,
+            };
+        }
+        Ok(())
+    }
+
+    /// Makes every write made before the call durable (an fsync of the journal).
+    pub fn flush(&self) -> Result<()> {
+        self.inner.db.persist(PersistMode::SyncAll)
+    }
+}
+
+fn corrupt(what: &str) -> Error {
+    fjall::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, what))
+}
+
+/// A compare-and-swap that found another value: the current one.
+#[derive(Debug)]
+pub struct CompareAndSwapError {
+    pub current: Option<Bytes>,
+}
+
+/// One ordered map of keys to values.
+#[derive(Clone)]
+pub struct Tree {
+    keyspace: fjall::Keyspace,
+    /// Taken by the read-modify-write calls.
+    atomic: Arc<Mutex<()>>,
+}
+
+impl Tree {
+    fn atomic(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.atomic.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        self.keyspace.insert(key.as_ref(), value.as_ref())
+    }
+
+    pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        self.keyspace.remove(key.as_ref())
+    }
+
+    /// Removes a key and returns the value it had.
+    pub fn take(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let _atomic = self.atomic();
+        let old = self.keyspace.get(key.as_ref())?;
+        if old.is_some() {
+            self.keyspace.remove(key.as_ref())?;
+        }
+        Ok(old)
+    }
+
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        self.keyspace.get(key)
+    }
+
+    pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        self.keyspace.contains_key(key)
+    }
+
+    /// Writes `new` (None: removes) if the key holds `old` (None: absent).
+    pub fn compare_and_swap(
+        &self,
+        key: impl AsRef<[u8]>,
+        old: Option<impl AsRef<[u8]>>,
+        new: Option<impl AsRef<[u8]>>,
+    ) -> Result<std::result::Result<(), CompareAndSwapError>> {
+        let key = key.as_ref();
+        let _atomic = self.atomic();
+        let current = self.keyspace.get(key)?;
+        if current.as_deref() != old.as_ref().map(|o| o.as_ref()) {
+            return Ok(Err(CompareAndSwapError { current }));
+        }
+        match new {
+            Some(new) => self.keyspace.insert(key, new.as_ref())?,
+            None => self.keyspace.remove(key)?,
+        }
+        Ok(Ok(()))
+    }
+
+    /// Replaces the key's value by `f` of it (None: removes it); returns the new value.
+    pub fn update_and_fetch(
+        &self,
+        key: impl AsRef<[u8]>,
+        f: impl FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<Option<Bytes>> {
+        let key = key.as_ref();
+        let _atomic = self.atomic();
+        let current = self.keyspace.get(key)?;
+        match f(current.as_deref()) {
+            Some(new) => {
+                self.keyspace.insert(key, new.as_slice())?;
+                Ok(Some(Bytes::from(new)))
+            }
+            None => {
+                if current.is_some() {
+                    self.keyspace.remove(key)?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    pub fn iter(&self) -> Iter {
+        Iter(self.keyspace.iter())
+    }
+
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
+        Iter(self.keyspace.range(range))
+    }
+
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
+        Iter(self.keyspace.prefix(prefix))
+    }
+
+    pub fn last(&self) -> Result<Option<(Bytes, Bytes)>> {
+        self.keyspace
+            .last_key_value()
+            .map(|g| g.into_inner())
+            .transpose()
+    }
+
+    /// The number of keys (a scan).
+    pub fn len(&self) -> Result<usize> {
+        self.keyspace.len()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> Result<bool> {
+        self.keyspace.is_empty()
+    }
+}
+
+/// Key-value pairs in key order (both ways).
+pub struct Iter(fjall::Iter);
+
+impl Iter {
+    /// The keys only.
+    pub fn keys(self) -> impl DoubleEndedIterator<Item = Result<Bytes>> {
+        self.0.map(|g| g.key())
+    }
+}
+
+impl Iterator for Iter {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|g| g.into_inner())
+    }
+}
+
+impl DoubleEndedIterator for Iter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0.next_back().map(|g| g.into_inner())
+    }
+}
