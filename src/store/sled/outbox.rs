@@ -273,4 +273,51 @@ mod tests {
         );
         assert!(entry_of(b"short").is_err());
     }
+
+    fn entry(webhook_id: u64, due_ms: i64, delivery_id: u64) -> OutboxEntry {
+        OutboxEntry {
+            due_ms,
+            delivery_id,
+            webhook_id,
+        }
+    }
+
+    fn claim_all(outbox: &Outbox, now_ms: i64) -> Vec<OutboxEntry> {
+        let claim = Claim {
+            lease: crate::store::conformance::OWNER.lease_from(now_ms),
+            now_ms,
+            due_before_ms: now_ms,
+            per_webhook: 100,
+            limit: 100,
+            skip: &[],
+        };
+        outbox.claim(claim, |_| Ok(None)).unwrap()
+    }
+
+    #[test]
+    fn an_entry_written_where_a_claim_found_nothing_is_claimed_next_time() {
+        let db = Db::temporary();
+        let outbox = Outbox::open(&db).unwrap();
+        let delivered: Vec<_> = (1..=50).map(|i| entry(7, 1_000 + i, i as u64)).collect();
+        for e in &delivered {
+            outbox.put(*e, None).unwrap();
+        }
+        assert_eq!(claim_all(&outbox, 5_000), delivered);
+        for e in &delivered {
+            outbox.remove(*e).unwrap();
+            outbox.set_lease(e.delivery_id, None);
+        }
+        // Nothing left: the claims record webhook 7's range, and what follows it, as empty.
+        assert!(claim_all(&outbox, 5_000).is_empty());
+        assert!(claim_all(&outbox, 5_000).is_empty());
+
+        // A redelivery due inside the range found empty, and a new webhook after it.
+        let redelivered = entry(7, 1_010, 99);
+        let other = entry(9, 1_000, 100);
+        outbox.put(redelivered, None).unwrap();
+        outbox.put(other, None).unwrap();
+        let mut claimed = claim_all(&outbox, 10_000);
+        claimed.sort_by_key(|e| e.delivery_id);
+        assert_eq!(claimed, [redelivered, other]);
+    }
 }
