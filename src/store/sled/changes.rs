@@ -353,7 +353,7 @@ impl ChangeLog {
             return Ok((0, false));
         }
         // The horizon first: a reader that raced with the deletes sees it and says so.
-        self.tree.insert(HORIZON, &be(horizon)).map_err(internal)?;
+        self.tree.insert(HORIZON, be(horizon)).map_err(internal)?;
         self.horizon.fetch_max(horizon, Ordering::AcqRel);
         for (tree, key) in &doomed {
             tree.remove(key).map_err(internal)?;

@@ -286,7 +286,7 @@ impl Trees {
         // Writers hold the cache lock across commit and update, so the cache follows commit order.
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         self.webhooks_by_account
-            .insert(index.as_slice(), &[])
+            .insert(index.as_slice(), [])
             .map_err(internal)?;
         self.webhooks
             .insert(be(webhook.id), value)
@@ -420,7 +420,7 @@ impl Trees {
         }
         self.write_event(event, &event_value, &delivery_values)?;
         self.idempotency
-            .insert(key, &be2(event.id, event.created_at_ms as u64))
+            .insert(key, be2(event.id, event.created_at_ms as u64))
             .map_err(internal)?;
         Ok(InsertOutcome::Inserted)
     }
@@ -985,7 +985,7 @@ mod tests {
             // What a crash between the two writes of put_webhook leaves behind.
             store
                 .webhooks_by_account
-                .insert(account_key("acme", &be(42)), &[])
+                .insert(account_key("acme", &be(42)), [])
                 .unwrap();
             assert_eq!(store.count_webhooks("acme").unwrap(), 1);
             store.db.flush().unwrap();
@@ -1006,7 +1006,7 @@ mod tests {
         // A key naming an event a crash kept from being written.
         store
             .idempotency
-            .insert(account_key("acme", b"order-1"), &be2(7, 1_000))
+            .insert(account_key("acme", b"order-1"), be2(7, 1_000))
             .unwrap();
         let first = store.insert_event(&event(8, 2_000), &[], Some(key()));
         assert_eq!(first.unwrap(), InsertOutcome::Inserted);

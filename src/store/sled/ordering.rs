@@ -54,7 +54,7 @@ impl Trees {
         let mut entry = prefix;
         entry.extend_from_slice(&be(self.next_id()?));
         self.ordering
-            .insert(entry, &be(delivery.id))
+            .insert(entry, be(delivery.id))
             .map_err(internal)?;
         Ok(head)
     }

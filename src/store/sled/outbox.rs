@@ -82,7 +82,7 @@ impl Outbox {
                     .try_into()
                     .map(u64::from_be_bytes)
                     .map_err(|_| internal("corrupt outbox entry"))?;
-                tree.insert(key(webhook_id, due as i64, delivery_id), &[])
+                tree.insert(key(webhook_id, due as i64, delivery_id), [])
                     .map_err(internal)?;
                 old.remove(old_key).map_err(internal)?;
             }

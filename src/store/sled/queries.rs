@@ -129,7 +129,7 @@ impl Indexes {
             .insert(account_key(&d.account_id, &order), by_account)
             .map_err(internal)?;
         self.deliveries_by_webhook
-            .insert(with_prefix(&be(d.webhook_id), &order), &[code])
+            .insert(with_prefix(&be(d.webhook_id), &order), [code])
             .map_err(internal)?;
         Ok(())
     }

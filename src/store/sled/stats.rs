@@ -160,7 +160,7 @@ mod tests {
         let responses = db.open_tree("responses").unwrap();
         for seq in [2u64, 3] {
             responses
-                .insert(super::super::codec::be2(7, !seq), &[])
+                .insert(super::super::codec::be2(7, !seq), [])
                 .unwrap();
         }
         let reloaded = stats_of(&db);
