@@ -7,9 +7,8 @@
 //!   `Db::flush` fsyncs it, so everything written before the call is durable when it returns,
 //!   and a crash keeps a prefix of the writes (the crash states the modules' headers list).
 //! - Open time and memory bounded by the work, not by the data: recovery replays only the
-//!   journal not yet flushed into tables (`JOURNAL_BYTES` at most, the smallest fjall allows;
-//!   nothing after a shutdown, which flushes the memtables: `seal`), and memory is the block
-//!   cache plus the memtables (`MEMTABLE_BYTES` per keyspace).
+//!   journal not yet flushed into tables (`JOURNAL_BYTES` at most, the smallest fjall allows),
+//!   and memory is the block cache plus the memtables (`MEMTABLE_BYTES` per keyspace).
 //! - `generate_id`: monotonic across crashes. The counter reserves `ID_BLOCK` numbers at a
 //!   time, durably before handing any out, and starts after the reserved ones at open.
 //! - `compare_and_swap`, `update_and_fetch` and `take` are atomic with one another per tree
@@ -162,19 +161,6 @@ impl Db {
                 next,
                 reserved: next,
             };
-        }
-        Ok(())
-    }
-
-    /// Writes every memtable to tables and waits for it, so the next open has no journal to
-    /// replay (at shutdown, after the last flush; fjall 3's `rotate_memtable_and_wait`, which
-    /// is why the version is pinned).
-    pub fn seal(&self) -> Result<()> {
-        for name in self.inner.db.list_keyspace_names() {
-            self.inner
-                .db
-                .keyspace(&name, keyspace_options)?
-                .rotate_memtable_and_wait()?;
         }
         Ok(())
     }
