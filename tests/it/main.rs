@@ -19,6 +19,7 @@ mod event_types;
 mod fairness;
 mod health_pending;
 mod hostile_templates;
+mod journal_rotation;
 mod memory;
 mod mtls;
 mod operational_events;

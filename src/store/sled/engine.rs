@@ -4,8 +4,9 @@
 //!
 //! What the modules above rely on, and how fjall gives it:
 //! - Durability in write order: every write goes to the one journal in the order it was made;
-//!   `Db::flush` fsyncs it, so everything written before the call is durable when it returns,
-//!   and a crash keeps a prefix of the writes (the crash states the modules' headers list).
+//!   `Db::flush` fsyncs it (outside fjall's journal lock, see `journal_sync`), so everything
+//!   written before the call is durable when it returns, and a crash keeps a prefix of the
+//!   writes (the crash states the modules' headers list).
 //! - Open time and memory bounded by the work, not by the data: recovery replays only the
 //!   journal not yet flushed into tables (`JOURNAL_BYTES` at most, the smallest fjall allows),
 //!   and memory is the block cache plus the memtables (`MEMTABLE_BYTES` per keyspace).
@@ -19,7 +20,9 @@ use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use fjall::{KeyspaceCreateOptions, PersistMode};
+use fjall::KeyspaceCreateOptions;
+
+use super::journal_sync::JournalSync;
 
 /// A key or a value read from the store.
 pub type Bytes = fjall::Slice;
@@ -53,6 +56,7 @@ pub struct Db {
 
 struct Inner {
     db: fjall::Database,
+    journal: JournalSync,
     meta: fjall::Keyspace,
     ids: Mutex<Ids>,
 }
@@ -75,17 +79,18 @@ fn keyspace_options() -> KeyspaceCreateOptions {
 impl Db {
     /// Opens (creating if needed) the database at `path` with a block cache of `cache_bytes`.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Db> {
-        Db::open_with(fjall::Database::builder(path).cache_size(cache_bytes))
+        Db::open_with(path, fjall::Database::builder(path).cache_size(cache_bytes))
     }
 
     /// A database in a new directory that is removed when it is dropped.
     #[cfg(test)]
     pub fn temporary() -> Db {
         let dir = tempfile::tempdir().expect("a temporary directory").keep();
-        Db::open_with(fjall::Database::builder(dir).temporary(true)).expect("a temporary store")
+        Db::open_with(&dir, fjall::Database::builder(&dir).temporary(true))
+            .expect("a temporary store")
     }
 
-    fn open_with(builder: fjall::DatabaseBuilder<fjall::Database>) -> Result<Db> {
+    fn open_with(path: &Path, builder: fjall::DatabaseBuilder<fjall::Database>) -> Result<Db> {
         let db = builder.max_journaling_size(JOURNAL_BYTES).open()?;
         let meta = db.keyspace(META, keyspace_options)?;
         let reserved = match meta.get(RESERVED)? {
@@ -99,6 +104,7 @@ impl Db {
         Ok(Db {
             inner: Arc::new(Inner {
                 db,
+                journal: JournalSync::new(path),
                 meta,
                 ids: Mutex::new(Ids {
                     next: reserved,
@@ -167,7 +173,7 @@ impl Db {
 
     /// Makes every write made before the call durable (an fsync of the journal).
     pub fn flush(&self) -> Result<()> {
-        self.inner.db.persist(PersistMode::SyncAll)
+        self.inner.journal.flush(&self.inner.db)
     }
 }
 

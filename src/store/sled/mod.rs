@@ -18,6 +18,7 @@ mod engine;
 mod event_types;
 mod gaps;
 mod group_commit;
+mod journal_sync;
 mod migrate;
 mod ordering;
 mod outbox;
