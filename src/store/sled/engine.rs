@@ -72,8 +72,16 @@ pub fn is_locked(e: &Error) -> bool {
     matches!(e, fjall::Error::Locked)
 }
 
+/// Keyspace settings. Manual journal persistence: an insert leaves its journal entry in
+/// fjall's 8 KiB journal buffer (written to the OS when it fills) instead of making one
+/// `write` per insert under the journal lock; `flush` hands the rest to the OS before its
+/// fsync. A crash still keeps a prefix of the writes: fjall syncs the journal before it
+/// writes a memtable out to a table (fjall issue 329), so no table holds a write the journal
+/// lost. (Read at creation: keyspaces created before keep the per-insert write.)
 fn keyspace_options() -> KeyspaceCreateOptions {
-    KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+    KeyspaceCreateOptions::default()
+        .max_memtable_size(MEMTABLE_BYTES)
+        .manual_journal_persist(true)
 }
 
 impl Db {
