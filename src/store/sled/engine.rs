@@ -9,15 +9,26 @@
 //!   writes (the crash states the modules' headers list).
 //! - Open time and memory bounded by the work, not by the data: recovery replays only the
 //!   journal not yet flushed into tables (`JOURNAL_BYTES` at most, the smallest fjall allows),
-//!   and memory is the block cache plus the memtables (`MEMTABLE_BYTES` per keyspace).
+//!   and memory is the block cache plus the memtables (`MEMTABLE_BYTES` per keyspace, up to
+//!   four sealed ones each while fjall's workers are behind: fjall then holds writers back).
+//! - Memtables are sealed here, by `flush`, not by fjall's writers: in fjall 3.1.13 every
+//!   insert into a memtable over its size posts a rotation request to the workers' bounded
+//!   channel, and a worker handling one posts a flush to that same channel with a blocking
+//!   send; under a fast writer the channel fills with requests and every worker blocks in
+//!   that send, so nothing is ever flushed again (memtables and the journal grow without
+//!   bound; fjall issue 260, pull request 323). So fjall's own limit is set far above ours
+//!   (`FJALL_MEMTABLE_BYTES`, a backstop) and each tree counts the bytes written since its
+//!   last seal; `flush` seals the trees past `MEMTABLE_BYTES`.
 //! - `generate_id`: monotonic across crashes. The counter reserves `ID_BLOCK` numbers at a
 //!   time, durably before handing any out, and starts after the reserved ones at open.
 //! - `compare_and_swap`, `update_and_fetch` and `take` are atomic with one another per tree
 //!   (one lock per tree); a key that one of them writes is written only through them, or by a
 //!   writer that cannot race them (noted where it is used).
 
+use std::collections::HashMap;
 use std::ops::RangeBounds;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fjall::KeyspaceCreateOptions;
@@ -36,8 +47,14 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Journal bytes kept before the oldest memtables are flushed to tables (bounds recovery).
 const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Memtable size per keyspace before it is flushed to a table.
-const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+/// Bytes written to a tree after which `flush` seals its memtable (to be written to a table).
+const MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// fjall's own memtable limit: a backstop far above `MEMTABLE_BYTES` (see the header).
+const FJALL_MEMTABLE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What an entry costs in a memtable besides its key and value (approximate).
+const ENTRY_OVERHEAD: u64 = 32;
 
 /// Ids reserved per durable write of the counter.
 const ID_BLOCK: u64 = 1_000_000;
@@ -59,6 +76,8 @@ struct Inner {
     journal: JournalSync,
     meta: fjall::Keyspace,
     ids: Mutex<Ids>,
+    /// Every tree opened, by name, with the bytes written to it since its memtable was sealed.
+    trees: Mutex<HashMap<String, (fjall::Keyspace, Arc<AtomicU64>)>>,
 }
 
 /// The next id to hand out and the first one not reserved.
@@ -80,7 +99,7 @@ pub fn is_locked(e: &Error) -> bool {
 /// lost. (Read at creation: keyspaces created before keep the per-insert write.)
 fn keyspace_options() -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default()
-        .max_memtable_size(MEMTABLE_BYTES)
+        .max_memtable_size(FJALL_MEMTABLE_BYTES)
         .manual_journal_persist(true)
 }
 
@@ -118,15 +137,22 @@ impl Db {
                     next: reserved,
                     reserved,
                 }),
+                trees: Mutex::default(),
             }),
         })
     }
 
     /// The tree (keyspace) called `name`, created if needed.
     pub fn open_tree(&self, name: &str) -> Result<Tree> {
+        let keyspace = self.inner.db.keyspace(name, keyspace_options)?;
+        let mut trees = self.trees();
+        let (_, unsealed) = trees
+            .entry(name.to_string())
+            .or_insert_with(|| (keyspace.clone(), Arc::default()));
         Ok(Tree {
-            keyspace: self.inner.db.keyspace(name, keyspace_options)?,
+            keyspace,
             atomic: Arc::default(),
+            unsealed: Arc::clone(unsealed),
         })
     }
 
@@ -149,6 +175,7 @@ impl Db {
     /// Deletes the tree called `name` and what it holds.
     pub fn drop_tree(&self, name: &str) -> Result<()> {
         let tree = self.open_tree(name)?;
+        self.trees().remove(name);
         self.inner.db.delete_keyspace(tree.keyspace)
     }
 
@@ -179,9 +206,27 @@ impl Db {
         Ok(())
     }
 
-    /// Makes every write made before the call durable (an fsync of the journal).
+    fn trees(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (fjall::Keyspace, Arc<AtomicU64>)>> {
+        self.inner.trees.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes every write made before the call durable (an fsync of the journal), then seals
+    /// the memtables past `MEMTABLE_BYTES` so fjall's workers write them to tables.
     pub fn flush(&self) -> Result<()> {
-        self.inner.journal.flush(&self.inner.db)
+        self.inner.journal.flush(&self.inner.db)?;
+        let full: Vec<_> = self
+            .trees()
+            .values()
+            .filter(|(_, unsealed)| unsealed.load(Ordering::Relaxed) >= MEMTABLE_BYTES)
+            .map(|(keyspace, unsealed)| (keyspace.clone(), Arc::clone(unsealed)))
+            .collect();
+        for (keyspace, unsealed) in full {
+            unsealed.store(0, Ordering::Relaxed);
+            keyspace.rotate_memtable()?;
+        }
+        Ok(())
     }
 }
 
@@ -201,6 +246,8 @@ pub struct Tree {
     keyspace: fjall::Keyspace,
     /// Taken by the read-modify-write calls.
     atomic: Arc<Mutex<()>>,
+    /// Bytes written since the memtable was last sealed (shared by the tree's handles).
+    unsealed: Arc<AtomicU64>,
 }
 
 impl Tree {
@@ -209,11 +256,19 @@ impl Tree {
     }
 
     pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        self.keyspace.insert(key.as_ref(), value.as_ref())
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.wrote(key.len() + value.len());
+        self.keyspace.insert(key, value)
     }
 
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        self.wrote(key.as_ref().len());
         self.keyspace.remove(key.as_ref())
+    }
+
+    fn wrote(&self, bytes: usize) {
+        self.unsealed
+            .fetch_add(bytes as u64 + ENTRY_OVERHEAD, Ordering::Relaxed);
     }
 
     /// Removes a key and returns the value it had.
@@ -221,7 +276,7 @@ impl Tree {
         let _atomic = self.atomic();
         let old = self.keyspace.get(key.as_ref())?;
         if old.is_some() {
-            self.keyspace.remove(key.as_ref())?;
+            self.remove(key)?;
         }
         Ok(old)
     }
@@ -248,8 +303,8 @@ impl Tree {
             return Ok(Err(CompareAndSwapError { current }));
         }
         match new {
-            Some(new) => self.keyspace.insert(key, new.as_ref())?,
-            None => self.keyspace.remove(key)?,
+            Some(new) => self.insert(key, new)?,
+            None => self.remove(key)?,
         }
         Ok(Ok(()))
     }
@@ -265,12 +320,12 @@ impl Tree {
         let current = self.keyspace.get(key)?;
         match f(current.as_deref()) {
             Some(new) => {
-                self.keyspace.insert(key, new.as_slice())?;
+                self.insert(key, &new)?;
                 Ok(Some(Bytes::from(new)))
             }
             None => {
                 if current.is_some() {
-                    self.keyspace.remove(key)?;
+                    self.remove(key)?;
                 }
                 Ok(None)
             }
