@@ -63,6 +63,33 @@ async fn listing(client: &mut Client, token: &str) -> Vec<(i32, Vec<pb::Delivery
     out
 }
 
+/// Webhook `webhook_id`'s deliveries in `state`, newest first, once there are `n` of them.
+async fn once_listed(
+    client: &Client,
+    token: &str,
+    webhook_id: &str,
+    state: pb::DeliveryState,
+    n: usize,
+) -> Vec<pb::Delivery> {
+    eventually(|| {
+        let (mut client, token) = (client.clone(), token.to_string());
+        let request = pb::ListDeliveriesRequest {
+            webhook_id: webhook_id.into(),
+            states: vec![state as i32],
+            ..Default::default()
+        };
+        async move {
+            let page = client
+                .list_deliveries(authed(&token, request))
+                .await
+                .unwrap()
+                .into_inner();
+            (page.deliveries.len() == n).then_some(page.deliveries)
+        }
+    })
+    .await
+}
+
 async fn get(client: &mut Client, token: &str, id: &str) -> pb::Delivery {
     client
         .get_delivery(authed(token, pb::GetDeliveryRequest { id: id.into() }))
@@ -115,25 +142,15 @@ async fn deliveries_in_every_state_survive_the_upgrade_to_schema_9_and_keep_goin
     emit_acknowledged(&mut client, &token, "1", "key").await;
     emit_acknowledged(&mut client, &token, "2", "key").await;
     emit_acknowledged(&mut client, &token, "3", "").await;
-    let retrying_only = |state: pb::DeliveryState| pb::ListDeliveriesRequest {
-        webhook_id: retrying.id.clone(),
-        states: vec![state as i32],
-        ..Default::default()
-    };
     // Settled: the first and third events' retrying deliveries wait an hour, the second's
     // waits behind the first (nothing else is left to do).
-    let waiting = eventually(|| {
-        let (mut client, token) = (client.clone(), token.clone());
-        let request = retrying_only(pb::DeliveryState::Retrying);
-        async move {
-            let page = client
-                .list_deliveries(authed(&token, request))
-                .await
-                .unwrap()
-                .into_inner();
-            (page.deliveries.len() == 2).then_some(page.deliveries)
-        }
-    })
+    let waiting = once_listed(
+        &client,
+        &token,
+        &retrying.id,
+        pb::DeliveryState::Retrying,
+        2,
+    )
     .await;
     // Newest first: the third event's delivery, then the first's.
     let (third, first) = (waiting[0].id.clone(), waiting[1].id.clone());
@@ -211,18 +228,13 @@ async fn deliveries_in_every_state_survive_the_upgrade_to_schema_9_and_keep_goin
             break;
         }
     }
-    eventually(|| {
-        let (mut client, token) = (client.clone(), token.clone());
-        let request = retrying_only(pb::DeliveryState::Succeeded);
-        async move {
-            let page = client
-                .list_deliveries(authed(&token, request))
-                .await
-                .unwrap()
-                .into_inner();
-            (page.deliveries.len() == 1).then_some(())
-        }
-    })
+    once_listed(
+        &client,
+        &token,
+        &retrying.id,
+        pb::DeliveryState::Succeeded,
+        1,
+    )
     .await;
     drop(client);
     let (status, _) = tokio::task::spawn_blocking(move || after.terminate())
