@@ -469,16 +469,26 @@ pub async fn emit_keyed(
     queued.delivery_id
 }
 
+/// Whether an answer is a busy store's: UNAVAILABLE with ErrorInfo STORE_BUSY.
+pub fn is_store_busy(status: &tonic::Status) -> bool {
+    use tonic_types::StatusExt;
+    status.code() == tonic::Code::Unavailable
+        && status
+            .get_error_details()
+            .error_info()
+            .is_some_and(|i| i.reason == "STORE_BUSY")
+}
+
 /// When to retry a call the store was too busy for: the RetryInfo delay of a STORE_BUSY
 /// answer. Any other error fails the test.
 pub fn busy_retry_delay(status: &tonic::Status) -> Duration {
     use tonic_types::StatusExt;
-    let details = status.get_error_details();
-    let busy = details
-        .error_info()
-        .is_some_and(|i| i.reason == "STORE_BUSY");
-    match details.retry_info().and_then(|r| r.retry_delay) {
-        Some(delay) if busy && status.code() == tonic::Code::Unavailable => delay,
+    match status
+        .get_error_details()
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+    {
+        Some(delay) if is_store_busy(status) => delay,
         _ => panic!("not a busy store's answer: {status:?}"),
     }
 }

@@ -21,8 +21,8 @@ use webhookd::grpc::pb::webhook_service_client::WebhookServiceClient;
 use webhookd::model::DeliveryState;
 
 use crate::support::{
-    Receiver, TestServer, authed, create, eventually, http_raw, metric, scrape, states, to_struct,
-    violated_fields, webhook,
+    Receiver, TestServer, authed, busy_retry_delay, create, eventually, http_raw, is_store_busy,
+    metric, scrape, states, to_struct, violated_fields, webhook,
 };
 
 /// What identifies one change: delivery, state, attempt.
@@ -36,15 +36,25 @@ fn key(status: &pb::DeliveryStatus) -> Key {
     )
 }
 
+/// Opens a tail as a well-behaved client does: a busy store's answer (PostgreSQL's pool
+/// full while the machine is loaded) is retried after its RetryInfo delay; any other
+/// answer is the test's.
 async fn watch(
     client: &mut WebhookServiceClient<Channel>,
     token: &str,
     request: pb::WatchDeliveriesRequest,
 ) -> Result<Streaming<pb::DeliveryStatus>, tonic::Status> {
-    client
-        .watch_deliveries(authed(token, request))
-        .await
-        .map(|r| r.into_inner())
+    loop {
+        match client
+            .watch_deliveries(authed(token, request.clone()))
+            .await
+        {
+            Err(status) if is_store_busy(&status) => {
+                tokio::time::sleep(busy_retry_delay(&status)).await
+            }
+            answer => return answer.map(|r| r.into_inner()),
+        }
+    }
 }
 
 /// The next message of a tail, waiting up to 10 s; None when the stream ended.
