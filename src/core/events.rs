@@ -5,6 +5,7 @@
 //! without subscribing and returns the initial states only (REST's single emit answers with
 //! them at once). A batch emit does that for many events with one flush.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::{Map, Value};
@@ -237,7 +238,10 @@ impl Service {
         let _budget = (self.emit_budget)
             .reserve(emit_bytes(std::iter::once(&request), &webhooks))
             .await;
-        let prepared = self.prepare(caller, request, &webhooks).await?;
+        // The account's webhooks are this emit's own: the matched ones are moved, not cloned.
+        let prepared = self
+            .prepare(caller, request, webhooks.into_iter().map(Cow::Owned))
+            .await?;
         let following = follow(prepared.event.id);
         let outcomes = self
             .write(caller, std::slice::from_ref(&prepared))
@@ -303,7 +307,7 @@ impl Service {
             futures::future::try_join_all(requests.into_iter().enumerate().map(|(i, request)| {
                 let webhooks = &webhooks;
                 async move {
-                    self.prepare(caller, request, webhooks)
+                    self.prepare(caller, request, webhooks.iter().map(Cow::Borrowed))
                         .await
                         .map_err(|e| match e {
                             Error::ResourceExhausted(why) => {
@@ -351,13 +355,14 @@ impl Service {
             .await
     }
 
-    /// Stamps a validated event, checks its size, matches it and plans its deliveries (the
-    /// templates render on the render pool).
-    pub(super) async fn prepare(
+    /// Stamps a validated event, checks its size, matches it against `webhooks` (each taken
+    /// as it is given: borrowed ones are cloned only when they match) and plans its
+    /// deliveries (the templates render on the render pool).
+    pub(super) async fn prepare<'w>(
         &self,
         caller: &Caller,
         request: EmitRequest,
-        webhooks: &[Webhook],
+        webhooks: impl Iterator<Item = Cow<'w, Webhook>>,
     ) -> Result<Prepared> {
         let trace = EmitTrace::start(&request.event_type, request.traceparent.as_deref());
         let now = now_ms();
@@ -374,9 +379,8 @@ impl Service {
             )));
         }
         let matched = webhooks
-            .iter()
             .filter(|w| matches(w, &request.event_type, &data))
-            .cloned()
+            .map(Cow::into_owned)
             .collect::<Vec<_>>();
         // The scheduler knows each webhook's rate limit before its deliveries are queued.
         for webhook in &matched {

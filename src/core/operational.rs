@@ -7,6 +7,8 @@
 //! does not receive them), never to the webhook they are about, and their own deliveries
 //! never produce operational events (they are marked `operational`), so nothing loops.
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 
 use super::events::EmitRequest;
@@ -177,7 +179,8 @@ impl Service {
             traceparent: None,
             ordering_key: None,
         };
-        let mut prepared = self.prepare(&caller, request, &subscribers).await?;
+        let subscribers = subscribers.into_iter().map(Cow::Owned);
+        let mut prepared = self.prepare(&caller, request, subscribers).await?;
         prepared.event.operational = true;
         for delivery in &mut prepared.deliveries {
             delivery.operational = true;

@@ -11,6 +11,7 @@
 //! [`TLS_POOLS_MAX`]), through the same egress. Depends on `delivery::ssrf`, `delivery::tls`
 //! and `delivery::egress`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::error::Error as _;
 use std::net::IpAddr;
@@ -149,15 +150,15 @@ impl HttpClient {
         }
     }
 
-    /// The pool for a request's TLS settings: the shared one, or the settings' own.
-    fn pool_for(&self, tls: &TlsSettings) -> Result<Pooled, AttemptError> {
+    /// The pool for a request's TLS settings: the shared one (borrowed), or the settings' own.
+    fn pool_for(&self, tls: &TlsSettings) -> Result<Cow<'_, Pooled>, AttemptError> {
         if !tls.is_custom() {
-            return Ok(self.inner.clone());
+            return Ok(Cow::Borrowed(&self.inner));
         }
         let digest = tls.digest();
         let mut pools = self.tls_pools.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pool) = pools.get(&digest) {
-            return Ok(pool.clone());
+            return Ok(Cow::Owned(pool.clone()));
         }
         let config = tls.client_config().map_err(|problems| {
             let described: Vec<String> = problems
@@ -173,7 +174,7 @@ impl HttpClient {
         }
         let pool = pooled(&self.policy, &self.proxy, Some(config));
         pools.insert(digest, pool.clone());
-        Ok(pool)
+        Ok(Cow::Owned(pool))
     }
 
     /// Sends one attempt: never follows redirects (a 3xx is just a response), applies the per-attempt timeout to the whole exchange (connect + response + body read), reads at most RESPONSE_BODY_LIMIT of the body (discard the rest, don't buffer unbounded).
@@ -190,10 +191,9 @@ impl HttpClient {
 
     fn build(&self, request: OutgoingRequest) -> Result<Request<Full<Bytes>>, AttemptError> {
         let invalid = AttemptError::InvalidRequest;
-        let uri: Uri = request
-            .url
-            .parse()
-            .map_err(|error| invalid(format!("invalid url: {error}")))?;
+        // The url and the header values become the request's own without a copy.
+        let uri =
+            Uri::try_from(request.url).map_err(|error| invalid(format!("invalid url: {error}")))?;
         match uri.scheme_str() {
             Some("http" | "https") => {}
             Some(other) => {
@@ -220,11 +220,11 @@ impl HttpClient {
         *built.method_mut() = method;
         *built.uri_mut() = uri;
         let headers = built.headers_mut();
-        for (name, value) in &request.headers {
+        for (name, value) in request.headers {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid(format!("invalid header name {name:?}")))?;
             // The value may be a credential: never echo it.
-            let value = HeaderValue::from_str(value)
+            let value = HeaderValue::try_from(value)
                 .map_err(|_| invalid(format!("invalid value for header {name:?}")))?;
             headers.append(header, value);
         }

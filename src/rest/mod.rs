@@ -109,7 +109,8 @@ async fn not_found(request: Request) -> Response {
 /// Rewrites non-JSON error responses of the layers (e.g. the body limit's 413) into the
 /// dialect's JSON error shape.
 async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
-    let path = request.uri().path().to_string();
+    // The Uri's parts are shared, not copied: its path is read only for an error.
+    let uri = request.uri().clone();
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response
@@ -123,7 +124,7 @@ async fn json_errors(request: Request, next: axum::middleware::Next) -> Response
         StatusCode::PAYLOAD_TOO_LARGE => "Request body is too large.".to_string(),
         other => other.canonical_reason().unwrap_or("Error").to_string(),
     };
-    gateway_error(&path, status, message)
+    gateway_error(uri.path(), status, message)
 }
 
 /// Largest body of a batch of events (gRPC's default message limit).
