@@ -20,6 +20,7 @@ mod queries;
 mod sealed;
 mod secrets;
 pub mod sled;
+mod trim;
 
 #[cfg(test)]
 pub(crate) mod conformance;

@@ -36,6 +36,7 @@ mod process;
 mod races;
 mod rate_limits;
 mod recovery;
+mod response_trim;
 mod rest_cloudflare;
 mod rest_events;
 mod rest_oncall;

@@ -133,6 +133,8 @@ pub struct TestServer {
     /// Faults to inject into the server's delivery attempts.
     pub faults: Faults,
     shutdown: CancellationToken,
+    /// The server's task, until `restart_with` waits for it to end.
+    running: Option<tokio::task::JoinHandle<webhookd::error::Result<()>>>,
     store: TestStore,
 }
 
@@ -184,14 +186,31 @@ impl TestServer {
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        tokio::spawn(webhookd::run(config, grpc, http, shutdown.clone()));
+        let running = tokio::spawn(webhookd::run(config, grpc, http, shutdown.clone()));
         TestServer {
             grpc_addr,
             http_addr,
             faults,
             shutdown,
+            running: Some(running),
             store,
         }
+    }
+
+    /// Shuts the server down, waits until it has ended, and starts it again on the same
+    /// store with its settings adjusted by `adjust` (as an operator restarts webhookd with
+    /// other settings). The new server has new ports.
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            running.await.unwrap().unwrap();
+        }
+        let stopped = TestStore {
+            dir: tempfile::tempdir().unwrap(),
+            postgres_url: None,
+        };
+        let store = std::mem::replace(&mut self.store, stopped);
+        Self::start_on(store, adjust).await
     }
 
     /// A token of `account` with `scopes`, made through the admin REST API.

@@ -64,6 +64,7 @@ use async_trait::async_trait;
 
 use super::change_log::{ChangeCursor, ChangePage, update_of};
 use super::changes::Changes;
+use super::trim::{TrimCursors, TrimWindow};
 use super::{
     AttemptRecord, Cancelled, Claim, DeliveryQuery, EventQuery, InsertOutcome, Lease, NewEvent,
     OutboxEntry, Owner, Page, Pruned, Store,
@@ -130,6 +131,8 @@ pub struct PostgresStore {
     reclaim_before_ms: i64,
     /// This instance's hold on its id (see `instance`).
     identity: instance::Identity,
+    /// Where each webhook's response log was last trimmed here.
+    trims: TrimCursors,
     /// Connections of `pool` at most.
     pool_size: u32,
     /// What the health probes saw of the pools (see `pressure`).
@@ -281,6 +284,7 @@ impl PostgresStore {
             owner,
             reclaim_before_ms,
             identity,
+            trims: TrimCursors::default(),
             pool_size,
             pressure: pressure::Pressure::default(),
         })
@@ -691,12 +695,23 @@ impl Store for PostgresStore {
         let Some(cutoff) = newest_seq.checked_sub(keep) else {
             return Ok(());
         };
-        sqlx::query("DELETE FROM responses WHERE webhook_id = $1 AND seq <= $2")
+        // Bounded below by the previous trim's cutoff: the index scan starts past the dead
+        // entries earlier trims left (until a vacuum) instead of walking them every time.
+        let (after, upto) = match self.trims.begin(webhook_id, cutoff) {
+            TrimWindow::Nothing => return Ok(()),
+            TrimWindow::All { upto } => (i64::MIN, sql_id(upto)),
+            TrimWindow::Between { after, upto } => (sql_id(after), sql_id(upto)),
+        };
+        sqlx::query("DELETE FROM responses WHERE webhook_id = $1 AND seq > $2 AND seq <= $3")
             .bind(sql_id(webhook_id))
-            .bind(sql_id(cutoff))
+            .bind(after)
+            .bind(upto)
             .execute(&self.bookkeeping)
             .await
-            .map_err(db)?;
+            .map_err(|e| {
+                self.trims.forget(webhook_id);
+                db(e)
+            })?;
         Ok(())
     }
 

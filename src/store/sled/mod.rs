@@ -35,6 +35,7 @@ use async_trait::async_trait;
 use prometheus::Histogram;
 
 use super::change_log::{ChangeCursor, ChangePage, update_of};
+use super::trim::{TrimCursors, TrimWindow};
 use super::{
     AttemptRecord, Cancelled, Claim, DeliveryQuery, EventQuery, IdempotencyKey, InsertOutcome,
     Lease, NewEvent, OutboxEntry, Owner, Page, Pruned, Store,
@@ -80,6 +81,8 @@ struct Trees {
     owner: Owner,
     /// webhook id ++ !seq -> ResponseRecord (newest first)
     responses: Tree,
+    /// Where each webhook's log was last trimmed.
+    trims: TrimCursors,
     /// sha256(token) -> ApiToken
     tokens: Tree,
     /// token id -> sha256(token)
@@ -201,6 +204,7 @@ impl Trees {
             idempotency_locks: (0..IDEMPOTENCY_LOCKS).map(|_| Mutex::new(())).collect(),
             idempotency_hasher: RandomState::new(),
             prune_cursors: Mutex::default(),
+            trims: TrimCursors::default(),
             indexes: queries::Indexes::open(&db)?,
             cache: RwLock::default(),
             db,
@@ -325,6 +329,7 @@ impl Trees {
         self.stats.remove(id)?;
         cache.insert(id, None);
         drop(cache);
+        self.trims.forget(id);
         for key in self.responses.scan_prefix(be(id)).keys() {
             self.responses
                 .remove(key.map_err(internal)?)
@@ -599,15 +604,25 @@ impl Trees {
         let Some(cutoff) = newest_seq.checked_sub(keep) else {
             return Ok(());
         };
-        // Keys are webhook ++ !seq, newest first: entries at or below the cutoff sort last,
-        // so the range visits exactly the entries to drop.
-        let oldest = be2(webhook_id, !cutoff)..=be2(webhook_id, u64::MAX);
-        for key in self.responses.range(oldest).keys() {
-            self.responses
-                .remove(key.map_err(internal)?)
-                .map_err(internal)?;
-        }
-        Ok(())
+        let trimmed = match self.trims.begin(webhook_id, cutoff) {
+            TrimWindow::Nothing => Ok(()),
+            // Keys are webhook ++ !seq, newest first: entries at or below the cutoff sort
+            // last, so the range visits exactly the entries to drop (and the tombstones of
+            // any earlier trims, once per process).
+            TrimWindow::All { upto } => self
+                .responses
+                .range(be2(webhook_id, !upto)..=be2(webhook_id, u64::MAX))
+                .keys()
+                .try_for_each(|key| self.responses.remove(key?)),
+            // Blind deletes of the seqs since the last trim: no read meets a tombstone.
+            TrimWindow::Between { after, upto } => {
+                (after + 1..=upto).try_for_each(|seq| self.responses.remove(be2(webhook_id, !seq)))
+            }
+        };
+        trimmed.map_err(|e| {
+            self.trims.forget(webhook_id);
+            internal(e)
+        })
     }
 
     fn prune(&self, events_before_ms: i64, keys_before_ms: i64, budget: usize) -> Result<Pruned> {
