@@ -21,6 +21,13 @@
 //! fsyncs; a newest file that vanishes between the listing and the open, rotated and
 //! deleted meanwhile, is listed again.)
 //!
+//! The listing is a directory read, too dear for every flush: once it knows a journal, step 2
+//! instead follows the rotations from it by name. A rotation of journal `n` creates `n + 1`
+//! (fjall's `Writer::rotate`) and sealed journals are deleted oldest first, so after step 1:
+//! if `n + 1` does not exist and `n` still does, no rotation has created a successor of `n`
+//! yet, and `n` is the newest; if `n + 1` exists, the walk goes on from it. Should `n` itself
+//! be gone (rotated and deleted meanwhile), the walk falls back to the listing.
+//!
 //! A failed fsync poisons the journal for good: the kernel may have dropped the pages it could
 //! not write, and a later fsync would then succeed without them, so every later flush fails
 //! (no acknowledgement can follow a lost write); the next start replays the journal.
@@ -58,7 +65,10 @@ impl JournalSync {
         db.persist(PersistMode::Buffer)?;
         let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let newest = self.newest_id()?;
+            let newest = match active.as_ref() {
+                Some((known, _)) => self.successor(*known)?,
+                None => self.newest_id()?,
+            };
             let (id, file) = match active.take() {
                 Some((id, file)) if id == newest => (id, file),
                 _ => match File::open(self.path(newest)) {
@@ -75,6 +85,20 @@ impl JournalSync {
             }
             *active = Some((id, file));
             return Ok(());
+        }
+    }
+
+    /// The newest journal, found from journal `known` by following the rotations since
+    /// (see the module's header), or by a listing if `known` is gone.
+    fn successor(&self, known: u64) -> fjall::Result<u64> {
+        let mut id = known;
+        while self.path(id + 1).try_exists()? {
+            id += 1;
+        }
+        if self.path(id).try_exists()? {
+            Ok(id)
+        } else {
+            self.newest_id()
         }
     }
 
