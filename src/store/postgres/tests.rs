@@ -271,19 +271,29 @@ async fn only_the_engines_bookkeeping_commits_without_waiting_for_the_wal_flush(
     let store = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
         .await
         .unwrap();
-    let setting = |pool: &PgPool| {
+    let setting = |pool: &PgPool, name: &'static str| {
         let pool = pool.clone();
         async move {
-            sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+            sqlx::query_scalar::<_, String>(&format!("SHOW {name}"))
                 .fetch_one(&pool)
                 .await
                 .unwrap()
         }
     };
     // Emits, CRUD and cancels: an acknowledgement follows the flush that covers it.
-    assert_eq!(setting(&store.pool).await, "on");
+    assert_eq!(setting(&store.pool, "synchronous_commit").await, "on");
     // Claims, leases and attempt records: a crash of PostgreSQL may only repeat an attempt.
-    assert_eq!(setting(&store.bookkeeping).await, "off");
+    assert_eq!(
+        setting(&store.bookkeeping, "synchronous_commit").await,
+        "off"
+    );
+    // Those find their rows by key: planned once, not again for each batch's values; the
+    // operator listings on the main pool are planned for their filters.
+    assert_eq!(
+        setting(&store.bookkeeping, "plan_cache_mode").await,
+        "force_generic_plan"
+    );
+    assert_eq!(setting(&store.pool, "plan_cache_mode").await, "auto");
 }
 
 #[tokio::test]
