@@ -96,11 +96,14 @@ pub fn is_locked(e: &Error) -> bool {
 /// `write` per insert under the journal lock; `flush` hands the rest to the OS before its
 /// fsync. A crash still keeps a prefix of the writes: fjall syncs the journal before it
 /// writes a memtable out to a table (fjall issue 329), so no table holds a write the journal
-/// lost. (Read at creation: keyspaces created before keep the per-insert write.)
+/// lost. (Read at creation: keyspaces created before keep the per-insert write.) How tables
+/// are kept and compacted: `tuning::tables`.
 fn keyspace_options() -> KeyspaceCreateOptions {
-    KeyspaceCreateOptions::default()
-        .max_memtable_size(FJALL_MEMTABLE_BYTES)
-        .manual_journal_persist(true)
+    super::tuning::tables(
+        KeyspaceCreateOptions::default()
+            .max_memtable_size(FJALL_MEMTABLE_BYTES)
+            .manual_journal_persist(true),
+    )
 }
 
 impl Db {
