@@ -629,6 +629,17 @@ async fn responses_are_listed_newest_first_as_oncall_shows_them() {
         .await;
         assert_eq!(status, StatusCode::ACCEPTED);
         receiver.next().await;
+        // The log is in the order attempts are recorded: the second event goes out once
+        // the first one's attempt is logged.
+        let url = format!("/api/v1/webhooks/{id}/responses");
+        eventually(|| {
+            let (server, token, url) = (&server, &token, &url);
+            async move {
+                let (_, page) = call(server, Method::GET, url, Some(token), None).await;
+                (page["count"] == n).then_some(())
+            }
+        })
+        .await;
     }
     let url = format!("/api/v1/webhooks/{id}/responses");
     let page = eventually(|| {
