@@ -169,28 +169,21 @@ async fn deliveries_in_every_state_survive_the_upgrade_to_schema_9_and_keep_goin
         (pb::DeliveryState::Queued, 1),
         (pb::DeliveryState::Cancelled, 1),
     ];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let settled = loop {
-        let listing = listing(&mut client, &token).await;
-        let counts: Vec<_> = expected
-            .iter()
-            .map(|(state, _)| {
-                let n = listing
+    let settled = eventually_within(Duration::from_secs(60), || {
+        let (mut client, token) = (client.clone(), token.clone());
+        async move {
+            let listing = listing(&mut client, &token).await;
+            let settled = expected.iter().all(|(state, n)| {
+                listing
                     .iter()
                     .find(|(s, _)| *s == *state as i32)
-                    .map_or(0, |(_, l)| l.len());
-                (*state, n)
-            })
-            .collect();
-        if counts == expected {
-            break listing;
+                    .map_or(0, |(_, l)| l.len())
+                    == *n
+            });
+            settled.then_some(listing)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the deliveries did not settle within 60 s: {counts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     let mut one_by_one = Vec::new();
     for (_, deliveries) in &settled {
         for d in deliveries {

@@ -38,26 +38,22 @@ async fn log_of(
     id: &str,
     n: usize,
 ) -> Vec<u64> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let log = responses(client, token, id).await;
-        if log.len() == n {
-            return log
-                .iter()
-                .map(|entry| {
-                    let data: serde_json::Value =
-                        serde_json::from_str(entry.request_data.as_deref().unwrap()).unwrap();
-                    data["i"].as_u64().unwrap()
-                })
-                .collect();
+    eventually_within(Duration::from_secs(20), || {
+        let (mut client, token) = (client.clone(), token.to_string());
+        async move {
+            let log = responses(&mut client, &token, id).await;
+            (log.len() == n).then(|| {
+                log.iter()
+                    .map(|entry| {
+                        let data: serde_json::Value =
+                            serde_json::from_str(entry.request_data.as_deref().unwrap()).unwrap();
+                        data["i"].as_u64().unwrap()
+                    })
+                    .collect()
+            })
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the log holds {} entries, not {n}",
-            log.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]

@@ -613,6 +613,7 @@ async fn responses_are_listed_newest_first_as_oncall_shows_them() {
     )
     .await;
     let id = created["id"].as_str().unwrap();
+    let url = format!("/api/v1/webhooks/{id}/responses");
     for n in 1..=2 {
         let event = json!({
             "event": {"type": "acknowledge"},
@@ -631,7 +632,6 @@ async fn responses_are_listed_newest_first_as_oncall_shows_them() {
         receiver.next().await;
         // The log is in the order attempts are recorded: the second event goes out once
         // the first one's attempt is logged.
-        let url = format!("/api/v1/webhooks/{id}/responses");
         eventually(|| {
             let (server, token, url) = (&server, &token, &url);
             async move {
@@ -641,7 +641,6 @@ async fn responses_are_listed_newest_first_as_oncall_shows_them() {
         })
         .await;
     }
-    let url = format!("/api/v1/webhooks/{id}/responses");
     let page = eventually(|| {
         let (server, token, url) = (&server, &token, &url);
         async move {

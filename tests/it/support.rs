@@ -760,19 +760,29 @@ pub async fn scrape(server: &TestServer) -> String {
 }
 
 /// Polls `check` until it returns Some, for up to 10 s.
-pub async fn eventually<T, F, Fut>(mut check: F) -> T
+pub async fn eventually<T, F, Fut>(check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    eventually_within(Duration::from_secs(10), check).await
+}
+
+/// Polls `check` until it returns Some, for up to `limit` (for what takes longer when the
+/// whole suite shares the machine).
+pub async fn eventually_within<T, F, Fut>(limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(v) = check().await {
             return v;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "condition not met within 10 s"
+            "condition not met within {limit:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
