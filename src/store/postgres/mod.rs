@@ -403,6 +403,7 @@ impl Store for PostgresStore {
                 .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
+        self.trims.forget(id);
         if let Some(account) = &account {
             self.caches.webhook_changed(id, account);
         }
