@@ -21,9 +21,15 @@
 //!   last seal; `flush` seals the trees past `MEMTABLE_BYTES`.
 //! - `generate_id`: monotonic across crashes. The counter reserves `ID_BLOCK` numbers at a
 //!   time, durably before handing any out, and starts after the reserved ones at open.
-//! - `compare_and_swap`, `update_and_fetch` and `take` are atomic with one another per tree
-//!   (one lock per tree); a key that one of them writes is written only through them, or by a
+//! - `compare_and_swap`, `take` and `Batch::commit_with_update` are atomic with one another
+//!   per tree (one lock per tree); a key that one of them writes is written only through them, or by a
 //!   writer that cannot race them (noted where it is used).
+//! - `Batch`: writes to any trees that a crash keeps all of or none of, and that readers see
+//!   all at once (fjall's `WriteBatch`: one journal entry framed by a start and an end marker
+//!   with a checksum, which recovery drops whole when its end is missing; applied to the
+//!   memtables under the journal lock at one sequence number, published after the last).
+//!   Its bytes count towards each tree's seal at commit. `Batch::commit_with_update` is the
+//!   batch's read-modify-write.
 
 use std::collections::HashMap;
 use std::ops::RangeBounds;
@@ -209,6 +215,16 @@ impl Db {
         Ok(())
     }
 
+    /// An empty batch of writes (see the header).
+    pub fn batch(&self) -> Batch {
+        Batch {
+            // No write to the OS per batch: like the keyspaces' inserts, it waits in fjall's
+            // journal buffer for `flush` (see `keyspace_options`).
+            inner: self.inner.db.batch().durability(None),
+            wrote: Vec::new(),
+        }
+    }
+
     fn trees(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, (fjall::Keyspace, Arc<AtomicU64>)>> {
@@ -312,29 +328,6 @@ impl Tree {
         Ok(Ok(()))
     }
 
-    /// Replaces the key's value by `f` of it (None: removes it); returns the new value.
-    pub fn update_and_fetch(
-        &self,
-        key: impl AsRef<[u8]>,
-        f: impl FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
-    ) -> Result<Option<Bytes>> {
-        let key = key.as_ref();
-        let _atomic = self.atomic();
-        let current = self.keyspace.get(key)?;
-        match f(current.as_deref()) {
-            Some(new) => {
-                self.insert(key, &new)?;
-                Ok(Some(Bytes::from(new)))
-            }
-            None => {
-                if current.is_some() {
-                    self.remove(key)?;
-                }
-                Ok(None)
-            }
-        }
-    }
-
     pub fn iter(&self) -> Iter {
         Iter(self.keyspace.iter())
     }
@@ -362,6 +355,63 @@ impl Tree {
     #[cfg(test)]
     pub fn is_empty(&self) -> Result<bool> {
         self.keyspace.is_empty()
+    }
+}
+
+/// Writes made together: a crash keeps all of them or none, and readers see none of them
+/// before the commit and all of them after it.
+pub struct Batch {
+    inner: fjall::OwnedWriteBatch,
+    /// The bytes each write adds to its tree's memtable, counted at the commit.
+    wrote: Vec<(Arc<AtomicU64>, u64)>,
+}
+
+impl Batch {
+    pub fn insert(&mut self, tree: &Tree, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.counted(tree, key.len() + value.len());
+        self.inner.insert(&tree.keyspace, key, value);
+    }
+
+    pub fn remove(&mut self, tree: &Tree, key: impl AsRef<[u8]>) {
+        let key = key.as_ref();
+        self.counted(tree, key.len());
+        self.inner.remove(&tree.keyspace, key);
+    }
+
+    fn counted(&mut self, tree: &Tree, bytes: usize) {
+        self.wrote
+            .push((Arc::clone(&tree.unsealed), bytes as u64 + ENTRY_OVERHEAD));
+    }
+
+    /// Makes the writes, all at once.
+    pub fn commit(self) -> Result<()> {
+        self.inner.commit()?;
+        for (unsealed, bytes) in self.wrote {
+            unsealed.fetch_add(bytes, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Commits with the value of `key` in `tree` replaced by `f` of it, read under the tree's
+    /// read-modify-write lock, held until the commit (atomic with the tree's
+    /// `compare_and_swap` and `take`). When `f` gives None nothing is
+    /// written, the batch's other writes neither; returns whether the batch was committed.
+    pub fn commit_with_update(
+        mut self,
+        tree: &Tree,
+        key: impl AsRef<[u8]>,
+        f: impl FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<bool> {
+        let key = key.as_ref();
+        let _atomic = tree.atomic();
+        let current = tree.keyspace.get(key)?;
+        let Some(new) = f(current.as_deref()) else {
+            return Ok(false);
+        };
+        self.insert(tree, key, new);
+        self.commit()?;
+        Ok(true)
     }
 }
 

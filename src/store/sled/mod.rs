@@ -6,11 +6,23 @@
 //! layer above it has already encrypted the secrets. A data directory written by the sled
 //! versions is moved over once at open (`migrate`).
 //!
-//! Writes are single-key operations in an order that keeps every crash state readable (the
-//! journal keeps a prefix of them): an index or outbox entry may point at a record that a
-//! crash kept from being written (readers skip it; `open` repairs indexes), a record never
-//! exists without what makes it reachable. Nothing is acknowledged before the group commit's
-//! flush, which makes every earlier write durable.
+//! An emit's records are one atomic write (`engine::Batch`, `NewRecords`): its event, each
+//! delivery's request record, index entries, ordering entry and outbox entry, and the
+//! idempotency key's claim; a redelivery's records with its event's new delivery list. A
+//! crash keeps all of them or none, and readers see none of them before the commit. What is
+//! kept in memory (outbox leases, claims' gaps) follows the commit. The other writes are
+//! single-key operations in an order that keeps every crash state readable (the journal
+//! keeps a prefix of them): an index or outbox entry may point at a record that a crash kept
+//! from being written (readers skip it; `open` repairs indexes), a record never exists
+//! without what makes it reachable. Nothing is acknowledged before the group commit's flush,
+//! which makes every earlier write durable.
+//!
+//! Versions before the batch wrote an emit record by record, its event last, so their data
+//! directories can hold deliveries of an event a crash kept from being written: orphans of
+//! an emit never acknowledged. A delivery whose event is missing does not exist for any
+//! reader (`Trees::get_delivery`), and the first read through the store (the worker's, when
+//! it claims the orphan's outbox entry) drops what is left of it (`Trees::drop_orphan`), so it
+//! is never attempted; no scan at open looks for them.
 
 mod changes;
 mod codec;
@@ -136,6 +148,98 @@ fn outbox_entry(delivery: &Delivery) -> OutboxEntry {
     }
 }
 
+/// A delivery's records as stored.
+enum Loaded {
+    Delivery(Delivery),
+    /// A delivery whose event is missing: the orphan of an emit that a version before the
+    /// batch (`NewRecords`) left half written at a crash, before its event, so that emit was
+    /// never acknowledged. It is never attempted (its body may refer to the missing event's
+    /// data) and readers do not see it.
+    Orphan(Delivery),
+}
+
+/// The records of new deliveries and of what they belong to, written in one batch (a crash
+/// keeps all of them or none). The ordering queues stay locked from the first ordered
+/// delivery until the commit; outbox entries are leased to this instance once committed.
+struct NewRecords<'a> {
+    trees: &'a Trees,
+    batch: engine::Batch,
+    queues: Option<ordering::Queues<'a>>,
+    /// The outbox entries written.
+    entries: Vec<OutboxEntry>,
+}
+
+impl<'a> NewRecords<'a> {
+    fn new(trees: &'a Trees) -> NewRecords<'a> {
+        NewRecords {
+            trees,
+            batch: trees.db.batch(),
+            queues: None,
+            entries: Vec::new(),
+        }
+    }
+
+    /// A new delivery: its index entries, its request record (which carries its initial
+    /// state; attempts add a state record), its place in its ordering queue, and its outbox
+    /// entry unless it is final or waits behind an unfinished one of its queue.
+    fn delivery(&mut self, key: &[u8; 8], request: &[u8], delivery: &Delivery) -> Result<()> {
+        let trees = self.trees;
+        trees.indexes.add_delivery(&mut self.batch, delivery);
+        self.batch.insert(&trees.requests, key, request);
+        let head = match &delivery.ordering {
+            Some(_) if !delivery.state.is_final() => {
+                let queues = self.queues.get_or_insert_with(|| trees.lock_queues());
+                trees.enqueue_ordered(&mut self.batch, queues, delivery)?
+            }
+            _ => true,
+        };
+        if head && !delivery.state.is_final() {
+            let entry = outbox_entry(delivery);
+            trees.outbox.put_in(&mut self.batch, entry);
+            self.entries.push(entry);
+        }
+        Ok(())
+    }
+
+    fn commit(self) -> Result<()> {
+        self.commit_then(|batch| batch.commit().map(|()| true))
+            .map(drop)
+    }
+
+    /// `engine::Batch::commit_with_update`.
+    fn commit_with_update(
+        self,
+        tree: &Tree,
+        key: impl AsRef<[u8]>,
+        f: impl FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<bool> {
+        self.commit_then(|batch| batch.commit_with_update(tree, key, f))
+    }
+
+    /// Commits the batch with `commit` (true: committed), then leases the outbox entries to
+    /// this instance (its core or worker schedules them at once), then unlocks the queues.
+    fn commit_then(
+        self,
+        commit: impl FnOnce(engine::Batch) -> engine::Result<bool>,
+    ) -> Result<bool> {
+        let NewRecords {
+            trees,
+            batch,
+            queues,
+            entries,
+        } = self;
+        let committed = commit(batch).map_err(internal)?;
+        if committed {
+            let lease = trees.owner.lease_from(crate::model::now_ms());
+            for entry in entries {
+                trees.outbox.written(entry, Some(lease));
+            }
+        }
+        drop(queues);
+        Ok(committed)
+    }
+}
+
 impl SledStore {
     /// Opens (creating if needed) the database in `dir` and starts its flusher thread,
     /// which reports each flush's duration to `flush_seconds`; the outbox entries it writes
@@ -230,20 +334,6 @@ impl Trees {
         Ok(self)
     }
 
-    /// Writes a new delivery (its request record carries its initial state; attempts add a
-    /// state record), its outbox entry last (the entry makes it reachable), leased to this
-    /// instance; an ordered delivery behind an unfinished one gets no outbox entry until its
-    /// turn.
-    fn insert_delivery(&self, key: &[u8; 8], request: &[u8], delivery: &Delivery) -> Result<()> {
-        self.indexes.add_delivery(delivery)?;
-        self.requests.insert(key, request).map_err(internal)?;
-        if self.enqueue_ordered(delivery)? {
-            let lease = self.owner.lease_from(crate::model::now_ms());
-            self.put_outbox_entry(delivery, Some(lease))?;
-        }
-        Ok(())
-    }
-
     /// The outbox entry of a delivery still to be attempted, at its due time.
     fn put_outbox_entry(&self, delivery: &Delivery, lease: Option<Lease>) -> Result<()> {
         if !delivery.state.is_final() {
@@ -252,19 +342,25 @@ impl Trees {
         Ok(())
     }
 
-    /// Writes an event and its deliveries (the event last: it lists them), indexed first.
+    /// Writes an event and its deliveries, and the claim of its idempotency key (its key and
+    /// value), in one batch.
     fn write_event(
         &self,
         event: &Event,
         value: &[u8],
         deliveries: &[EncodedDelivery<'_>],
+        claim: Option<(&[u8], [u8; 16])>,
     ) -> Result<()> {
-        self.indexes.add_event(event)?;
+        let mut records = NewRecords::new(self);
+        self.indexes.add_event(&mut records.batch, event);
         for (key, request, delivery) in deliveries {
-            self.insert_delivery(key, request, delivery)?;
+            records.delivery(key, request, delivery)?;
         }
-        self.events.insert(be(event.id), value).map_err(internal)?;
-        Ok(())
+        records.batch.insert(&self.events, be(event.id), value);
+        if let Some((key, value)) = claim {
+            records.batch.insert(&self.idempotency, key, value);
+        }
+        records.commit()
     }
 
     fn idempotency_lock(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
@@ -410,12 +506,12 @@ impl Trees {
         let data = std::str::from_utf8(&event_value[data_at..]).map_err(internal)?;
         let delivery_values = encode_deliveries(deliveries, Some(data))?;
         let Some(idempotency) = idempotency else {
-            self.write_event(event, &event_value, &delivery_values)?;
+            self.write_event(event, &event_value, &delivery_values, None)?;
             return Ok(InsertOutcome::Inserted);
         };
         let key = account_key(idempotency.account_id, idempotency.key.as_bytes());
-        // Same-key emits are serialised here; the key is claimed last, so a key that
-        // survives a crash names an event whose records survived too.
+        // Same-key emits are serialised here, until the batch that claims the key with the
+        // event's records is committed.
         let _same_key = self.idempotency_lock(&key);
         if let Some(previous) = self.idempotency.get(&key).map_err(internal)? {
             let (event_id, created_ms) = split2(&previous)?;
@@ -424,10 +520,8 @@ impl Trees {
                 return Ok(InsertOutcome::Duplicate(event_id));
             }
         }
-        self.write_event(event, &event_value, &delivery_values)?;
-        self.idempotency
-            .insert(key, be2(event.id, event.created_at_ms as u64))
-            .map_err(internal)?;
+        let claim = be2(event.id, event.created_at_ms as u64);
+        self.write_event(event, &event_value, &delivery_values, Some((&key, claim)))?;
         Ok(InsertOutcome::Inserted)
     }
 
@@ -448,16 +542,55 @@ impl Trees {
             .transpose()
     }
 
+    /// A delivery: None when it is missing, or an orphan (see `load_delivery`).
     fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
+        Ok(match self.load_delivery(id)? {
+            Some(Loaded::Delivery(delivery)) => Some(delivery),
+            Some(Loaded::Orphan(_)) | None => None,
+        })
+    }
+
+    /// A delivery's records, and whether its event exists (see `Loaded`).
+    fn load_delivery(&self, id: u64) -> Result<Option<Loaded>> {
         let key = be(id);
         let Some(request) = self.requests.get(key).map_err(internal)? else {
             return Ok(None);
         };
         let state = self.deliveries.get(key).map_err(internal)?;
-        delivery::decode_delivery(id, state.as_deref(), &request, |event_id| {
-            self.event_data(event_id)
-        })
-        .map(Some)
+        // A body stored as its event's data reads the event anyway.
+        let mut event_read = None;
+        let delivery = delivery::decode_delivery(id, state.as_deref(), &request, |event_id| {
+            let data = self.event_data(event_id)?;
+            event_read = Some(data.is_some());
+            Ok(data)
+        })?;
+        let has_event = match event_read {
+            Some(found) => found,
+            None => self
+                .events
+                .contains_key(be(delivery.event_id))
+                .map_err(internal)?,
+        };
+        Ok(Some(if has_event {
+            Loaded::Delivery(delivery)
+        } else {
+            Loaded::Orphan(delivery)
+        }))
+    }
+
+    /// Drops what is left of an orphan (see `Loaded`), so it is never attempted: its outbox
+    /// entry, index entries and records in one batch, then its place in its ordering queue
+    /// (which lets the next one of the queue go if it was the head). A crash in between
+    /// leaves a queue entry without its delivery, which `repair_ordering` drops at open.
+    fn drop_orphan(&self, orphan: &Delivery) -> Result<()> {
+        let mut batch = self.db.batch();
+        self.outbox.remove_in(&mut batch, outbox_entry(orphan));
+        self.indexes.remove_delivery_in(&mut batch, orphan);
+        batch.remove(&self.requests, be(orphan.id));
+        batch.remove(&self.deliveries, be(orphan.id));
+        batch.commit().map_err(internal)?;
+        self.outbox.set_lease(orphan.id, None);
+        self.leave_queue(orphan)
     }
 
     /// The account of a delivery: its webhook's (cached), else its event's, else "" (both
@@ -475,30 +608,32 @@ impl Trees {
             .unwrap_or_default())
     }
 
+    /// Writes new deliveries of an event with the event's longer delivery list, in one batch.
     fn insert_deliveries(&self, event_id: u64, new: &[Delivery]) -> Result<()> {
-        if !self.events.contains_key(be(event_id)).map_err(internal)? {
+        let mut records = NewRecords::new(self);
+        for (key, request, delivery) in &encode_deliveries(new, None)? {
+            records.delivery(key, request, delivery)?;
+        }
+        let mut failure = None;
+        let committed = records.commit_with_update(&self.events, be(event_id), |old| {
+            match event::with_deliveries(old?, new.iter().map(|d| d.id)) {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    failure = Some(e);
+                    None
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !committed {
             return Err(Error::NotFound {
                 kind: "event",
                 id: event_id.to_string(),
             });
         }
-        for (key, request, delivery) in &encode_deliveries(new, None)? {
-            self.insert_delivery(key, request, delivery)?;
-        }
-        let mut failure = None;
-        self.events
-            .update_and_fetch(be(event_id), |old| {
-                let old = old?;
-                match event::with_deliveries(old, new.iter().map(|d| d.id)) {
-                    Ok(value) => Some(value),
-                    Err(e) => {
-                        failure = Some(e);
-                        Some(old.to_vec())
-                    }
-                }
-            })
-            .map_err(internal)?;
-        failure.map_or(Ok(()), Err)
+        Ok(())
     }
 
     fn record_attempt(&self, record: AttemptRecord<'_>) -> Result<WebhookStats> {
@@ -784,8 +919,17 @@ impl Store for SledStore {
         self.trees.get_event(id)
     }
 
+    /// An orphan met here (see `Loaded`) is dropped: this is the worker's read of a claimed
+    /// entry, before any attempt.
     async fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
-        self.trees.get_delivery(id)
+        match self.trees.load_delivery(id)? {
+            Some(Loaded::Delivery(delivery)) => Ok(Some(delivery)),
+            Some(Loaded::Orphan(orphan)) => {
+                self.trees.drop_orphan(&orphan)?;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
     }
 
     async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<()> {
@@ -959,6 +1103,180 @@ mod tests {
             delivery_ids: vec![],
             operational: false,
         }
+    }
+
+    /// A SledStore on `dir`, once the previous `Db` of this process let go of its lock.
+    fn open_store(dir: &Path) -> SledStore {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let flush_seconds =
+                Histogram::with_opts(prometheus::HistogramOpts::new("f", "f")).unwrap();
+            match SledStore::open(dir, SLED_CACHE_BYTES, owner(), flush_seconds) {
+                Err(Error::Conflict(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
+
+    fn posting(id: u64, event: &Event, body: &str, ordering: Option<&str>) -> Delivery {
+        let url = "http://127.0.0.1:9/hook";
+        Delivery {
+            request: Some(crate::model::RenderedRequest {
+                method: "POST".into(),
+                url: url.into(),
+                headers: vec![],
+                body: Some(body.into()),
+                traceparent: None,
+            }),
+            ordering: ordering.map(|key| crate::model::Ordering::new(key, url)),
+            ..Delivery::queued(id, event.id, 7, url.into(), "acme".into(), 1_000)
+        }
+    }
+
+    /// What a version that wrote an emit record by record, its event last, left when a crash
+    /// came before the event: the deliveries' index entries, request records, queue entries
+    /// and outbox entries (a queue's head only).
+    fn write_emit_cut_before_its_event(trees: &Trees, event: &Event, deliveries: &[Delivery]) {
+        let data = event.data.to_string();
+        let mut batch = trees.db.batch();
+        trees.indexes.add_event(&mut batch, event);
+        batch.commit().unwrap();
+        for d in deliveries {
+            let mut batch = trees.db.batch();
+            trees.indexes.add_delivery(&mut batch, d);
+            batch.commit().unwrap();
+            let request = delivery::encode_request(d, Some(&data)).unwrap();
+            trees.requests.insert(be(d.id), request).unwrap();
+            let mut queues = trees.lock_queues();
+            let mut batch = trees.db.batch();
+            let head = trees.enqueue_ordered(&mut batch, &mut queues, d).unwrap();
+            batch.commit().unwrap();
+            drop(queues);
+            if head {
+                trees.outbox.put(outbox_entry(d), None).unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn deliveries_an_older_version_left_without_their_event_are_never_attempted() {
+        let dir = tempfile::tempdir().unwrap();
+        let lost = Event {
+            data: serde_json::json!({"alert_group": {"id": "I1"}}),
+            delivery_ids: vec![11, 12],
+            ..event(10, 1_000)
+        };
+        // A forward_all body (stored as the event's data, which is gone) and a templated one,
+        // the first heading its ordering queue.
+        let lost_deliveries = [
+            posting(11, &lost, &lost.data.to_string(), Some("K")),
+            posting(12, &lost, "{\"templated\": true}", None),
+        ];
+        let next = Event {
+            delivery_ids: vec![21],
+            ..event(20, 2_000)
+        };
+        let next_delivery = posting(21, &next, "{\"next\": true}", Some("K"));
+        {
+            let store = open_store(dir.path());
+            write_emit_cut_before_its_event(&store.trees, &lost, &lost_deliveries);
+            // A later emit of the same ordering key waits behind the lost one.
+            let emitted = store
+                .insert_events(&[NewEvent {
+                    event: &next,
+                    deliveries: std::slice::from_ref(&next_delivery),
+                    idempotency: None,
+                }])
+                .await
+                .unwrap();
+            assert_eq!(emitted, [InsertOutcome::Inserted]);
+            assert_eq!(store.trees.outbox.count(7, 10).unwrap(), 2);
+        }
+
+        // After the restart the claim still finds the lost deliveries' entries; the worker's
+        // read of each finds nothing, so it never sends them, and they are gone.
+        let store = open_store(dir.path());
+        let now = crate::model::now_ms();
+        let claim = Claim {
+            lease: OWNER.lease_from(now),
+            now_ms: now,
+            due_before_ms: i64::MAX,
+            per_webhook: 10,
+            limit: 10,
+            skip: &[],
+        };
+        let mut claimed: Vec<u64> = store
+            .claim(claim)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.delivery_id)
+            .collect();
+        claimed.sort();
+        assert_eq!(claimed, [11, 12, 21]);
+        assert_eq!(store.get_delivery(11).await.unwrap(), None);
+        assert_eq!(store.get_delivery(12).await.unwrap(), None);
+        assert_eq!(
+            store.get_delivery(21).await.unwrap(),
+            Some(next_delivery.clone())
+        );
+
+        assert_eq!(store.trees.outbox.count(7, 10).unwrap(), 1);
+        for id in [11, 12] {
+            assert!(!store.trees.requests.contains_key(be(id)).unwrap());
+        }
+        let all = DeliveryQuery {
+            account_id: "acme",
+            webhook_id: None,
+            states: &[],
+            created_after_ms: None,
+            created_before_ms: None,
+            after: None,
+            limit: 10,
+        };
+        assert_eq!(
+            store.list_deliveries(&all).await.unwrap(),
+            [next_delivery.clone()]
+        );
+        let by_webhook = DeliveryQuery {
+            webhook_id: Some(7),
+            ..all
+        };
+        assert_eq!(
+            store.list_deliveries(&by_webhook).await.unwrap(),
+            [next_delivery]
+        );
+        // The later delivery of the key heads its queue alone.
+        assert_eq!(store.trees.ordering.len().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_that_fails_midway_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path());
+        // An event record that the copy cannot be added to (a value of no known version).
+        let broken = event(10, 1_000);
+        store.trees.events.insert(be(10), b"\x09?").unwrap();
+        let copy = posting(11, &broken, "{}", Some("K"));
+        let failed = store.insert_deliveries(std::slice::from_ref(&copy)).await;
+        assert!(failed.is_err());
+
+        assert_eq!(store.get_delivery(11).await.unwrap(), None);
+        assert!(!store.trees.requests.contains_key(be(11)).unwrap());
+        assert_eq!(store.trees.outbox.count(7, 10).unwrap(), 0);
+        assert!(store.trees.ordering.is_empty().unwrap());
+        let all = DeliveryQuery {
+            account_id: "acme",
+            webhook_id: Some(7),
+            states: &[],
+            created_after_ms: None,
+            created_before_ms: None,
+            after: None,
+            limit: 10,
+        };
+        assert!(store.list_deliveries(&all).await.unwrap().is_empty());
     }
 
     #[test]

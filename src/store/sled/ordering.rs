@@ -3,17 +3,21 @@
 //! (so a queue lists in write order). A
 //! queue's changes take `ordering_lock` (one process opens a sled store).
 //!
-//! Crash states: a delivery is written with its queue entry before its outbox entry (only a
-//! head gets one); making a head final writes its state, then the next one's outbox entry,
-//! then drops its own queue entry. A crash in between leaves a final delivery at the head of
+//! Crash states: a delivery's queue entry is written in the batch that writes the delivery
+//! (and its outbox entry, which only a head gets), under `ordering_lock` until that batch is
+//! committed, so the head a queue's entries say is the one that got the outbox entry; making
+//! a head final writes its state, then the next one's outbox entry, then drops its own queue
+//! entry. A crash in between leaves a final delivery at the head of
 //! its queue; `repair_ordering` (at open) drops such entries and gives each queue's first
 //! unfinished delivery its outbox entry. A head cancelled while leased stays at the head,
 //! final, until the write that lets go of it releases the next (see `store::ordering`); the
 //! same repair releases it after a restart.
 
 use std::collections::BTreeMap;
+use std::sync::MutexGuard;
 
 use super::codec::be;
+use super::engine::Batch;
 use super::{SledStore, Trees, internal};
 use crate::error::Result;
 use crate::model::Delivery;
@@ -37,11 +41,31 @@ fn id_of(value: &[u8]) -> Result<u64> {
     ))
 }
 
+/// The ordering queues, locked for a batch of new deliveries until it is committed, and the
+/// queues that batch adds to (it sees none of its own writes).
+pub(super) struct Queues<'a> {
+    _lock: MutexGuard<'a, ()>,
+    added: Vec<Vec<u8>>,
+}
+
 impl Trees {
-    /// Puts an unfinished ordered delivery at the back of its queue; true when it is the head
-    /// (nothing unfinished before it) and so gets its outbox entry now. Deliveries without a
-    /// key are always "heads".
-    pub(super) fn enqueue_ordered(&self, delivery: &Delivery) -> Result<bool> {
+    /// Locks the ordering queues (`Queues`).
+    pub(super) fn lock_queues(&self) -> Queues<'_> {
+        Queues {
+            _lock: self.ordering_lock.lock().unwrap_or_else(|e| e.into_inner()),
+            added: Vec::new(),
+        }
+    }
+
+    /// Puts an unfinished ordered delivery at the back of its queue, in `batch`; true when it
+    /// is the head (nothing unfinished before it) and so gets its outbox entry now.
+    /// Deliveries without a key are always "heads".
+    pub(super) fn enqueue_ordered(
+        &self,
+        batch: &mut Batch,
+        queues: &mut Queues<'_>,
+        delivery: &Delivery,
+    ) -> Result<bool> {
         let Some(ordering) = &delivery.ordering else {
             return Ok(true);
         };
@@ -49,13 +73,12 @@ impl Trees {
             return Ok(true);
         }
         let prefix = queue_prefix(delivery.webhook_id, &ordering.queue);
-        let _queue = self.ordering_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let head = self.ordering.scan_prefix(&prefix).next().is_none();
-        let mut entry = prefix;
+        let head =
+            !queues.added.contains(&prefix) && self.ordering.scan_prefix(&prefix).next().is_none();
+        let mut entry = prefix.clone();
         entry.extend_from_slice(&be(self.next_id()?));
-        self.ordering
-            .insert(entry, be(delivery.id))
-            .map_err(internal)?;
+        batch.insert(&self.ordering, entry, be(delivery.id));
+        queues.added.push(prefix);
         Ok(head)
     }
 
@@ -64,12 +87,17 @@ impl Trees {
     /// (its worker or core schedules it at once), then takes this one out of the queue.
     /// Entries of final or missing deliveries met on the way (a crash's leftovers) go too.
     pub(super) fn release_ordered(&self, delivery: &Delivery) -> Result<()> {
+        if delivery.ordering.is_none() || !delivery.state.is_final() {
+            return Ok(());
+        }
+        self.leave_queue(delivery)
+    }
+
+    /// Takes a delivery out of its queue (`release_ordered`; an orphan dropped unfinished).
+    pub(super) fn leave_queue(&self, delivery: &Delivery) -> Result<()> {
         let Some(ordering) = &delivery.ordering else {
             return Ok(());
         };
-        if !delivery.state.is_final() {
-            return Ok(());
-        }
         let prefix = queue_prefix(delivery.webhook_id, &ordering.queue);
         let _queue = self.ordering_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut entries = self.ordering.scan_prefix(&prefix);
@@ -222,7 +250,6 @@ impl OrderingStore for SledStore {
 mod tests {
     use super::*;
     use crate::model::{DeliveryState, Ordering};
-    use crate::store::sled::codec::delivery::encode_request;
 
     fn ordered(id: u64) -> Delivery {
         Delivery {
@@ -263,11 +290,18 @@ mod tests {
         let owner = crate::store::Owner::random(std::time::Duration::from_secs(30));
         let trees = Trees::open(dir.path(), crate::store::SLED_CACHE_BYTES, owner).unwrap();
         let (first, second) = (ordered(10), ordered(11));
-        for d in [&first, &second] {
-            trees
-                .insert_delivery(&be(d.id), &encode_request(d, None).unwrap(), d)
-                .unwrap();
-        }
+        // One emit: the first is its key's head, the second waits behind it.
+        let event = crate::model::Event {
+            id: 1,
+            account_id: "acme".into(),
+            event_type: "alert group created".into(),
+            data: serde_json::json!({}),
+            created_at_ms: 1_000,
+            delivery_ids: vec![first.id, second.id],
+            operational: false,
+        };
+        let emitted = trees.insert_event(&event, &[first.clone(), second.clone()], None);
+        assert_eq!(emitted.unwrap(), crate::store::InsertOutcome::Inserted);
         let later = crate::model::now_ms() + 3_600_000;
         assert_eq!(outbox_ids(&trees, later), [first.id]);
         // The first became final, and the crash came before the second's release.

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::codec::{be, split2};
-use super::engine::{Db, Tree};
+use super::engine::{Batch, Db, Tree};
 use super::gaps::{self, Gaps};
 use super::internal;
 use crate::error::Result;
@@ -103,14 +103,28 @@ impl Outbox {
     pub fn put(&self, entry: OutboxEntry, lease: Option<Lease>) -> Result<()> {
         let key = key(entry.webhook_id, entry.due_ms, entry.delivery_id);
         self.tree.insert(key, []).map_err(internal)?;
+        self.written(entry, lease);
+        Ok(())
+    }
+
+    /// Adds an entry to `batch`; `written` once the batch is committed.
+    pub fn put_in(&self, batch: &mut Batch, entry: OutboxEntry) {
+        let key = key(entry.webhook_id, entry.due_ms, entry.delivery_id);
+        batch.insert(&self.tree, key, []);
+    }
+
+    /// After an entry was written: claims look for it again, and with a lease it is leased
+    /// (else whatever lease it had ends).
+    pub fn written(&self, entry: OutboxEntry, lease: Option<Lease>) {
         // Written first: a claim that skipped the range before the cut did not look yet.
         let mut leases = self.leases();
-        leases.gaps.written(key);
+        leases
+            .gaps
+            .written(key(entry.webhook_id, entry.due_ms, entry.delivery_id));
         match lease {
             Some(lease) => leases.by_delivery.insert(entry.delivery_id, lease),
             None => leases.by_delivery.remove(&entry.delivery_id),
         };
-        Ok(())
     }
 
     /// Leases a delivery's entry (None: ends its lease).
@@ -133,6 +147,14 @@ impl Outbox {
             .remove(key(entry.webhook_id, entry.due_ms, entry.delivery_id))
             .map_err(internal)?;
         Ok(())
+    }
+
+    /// Adds an entry's removal to `batch` (its lease is left as it is).
+    pub fn remove_in(&self, batch: &mut Batch, entry: OutboxEntry) {
+        batch.remove(
+            &self.tree,
+            key(entry.webhook_id, entry.due_ms, entry.delivery_id),
+        );
     }
 
     /// A webhook's entries, counted up to `cap`.

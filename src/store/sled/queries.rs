@@ -11,15 +11,16 @@
 //! that record when there is one (entries written by older versions may hold a later state;
 //! the record wins there too). A record is loaded only when it is returned, and checked
 //! again then (its record is the truth).
-//! Index entries are written before the records they point at and removed after them, so a
-//! crash leaves at most an entry without its record, which listings skip.
+//! Index entries are written in the batch that writes the records they point at, and
+//! removed after them, so a crash leaves at most an entry without its record, which listings
+//! skip.
 //!
 //! Cancellation and attempts of one delivery take the same lock stripe: a cancel cannot
 //! slip between an attempt's check of the state and its write.
 
 use std::sync::{Mutex, MutexGuard};
 
-use super::engine::{self, Bytes, Tree};
+use super::engine::{self, Batch, Bytes, Tree};
 
 use super::codec::{account_key, be, decode};
 use super::{Trees, internal};
@@ -110,28 +111,28 @@ impl Indexes {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Indexes a new event (before its record is written).
-    pub(super) fn add_event(&self, event: &Event) -> Result<()> {
+    /// Indexes a new event (in the batch that writes it).
+    pub(super) fn add_event(&self, batch: &mut Batch, event: &Event) {
         let key = account_key(&event.account_id, &order_key(event.created_at_ms, event.id));
-        self.events_by_account
-            .insert(key, event.event_type.as_bytes())
-            .map_err(internal)?;
-        Ok(())
+        batch.insert(&self.events_by_account, key, event.event_type.as_bytes());
     }
 
-    /// Indexes a new delivery with the state it is created in.
-    pub(super) fn add_delivery(&self, d: &Delivery) -> Result<()> {
+    /// Indexes a new delivery with the state it is created in (in the batch that writes it).
+    pub(super) fn add_delivery(&self, batch: &mut Batch, d: &Delivery) {
         let order = order_key(d.created_at_ms, d.id);
         let code = state_code(d.state);
         let mut by_account = vec![code];
         by_account.extend_from_slice(&be(d.webhook_id));
-        self.deliveries_by_account
-            .insert(account_key(&d.account_id, &order), by_account)
-            .map_err(internal)?;
-        self.deliveries_by_webhook
-            .insert(with_prefix(&be(d.webhook_id), &order), [code])
-            .map_err(internal)?;
-        Ok(())
+        batch.insert(
+            &self.deliveries_by_account,
+            account_key(&d.account_id, &order),
+            by_account,
+        );
+        batch.insert(
+            &self.deliveries_by_webhook,
+            with_prefix(&be(d.webhook_id), &order),
+            [code],
+        );
     }
 
     /// Drops a deleted event's entry (after its record).
@@ -152,6 +153,19 @@ impl Indexes {
             .remove(with_prefix(&be(d.webhook_id), &order))
             .map_err(internal)?;
         Ok(())
+    }
+
+    /// Drops a delivery's entries in `batch`.
+    pub(super) fn remove_delivery_in(&self, batch: &mut Batch, d: &Delivery) {
+        let order = order_key(d.created_at_ms, d.id);
+        batch.remove(
+            &self.deliveries_by_account,
+            account_key(&d.account_id, &order),
+        );
+        batch.remove(
+            &self.deliveries_by_webhook,
+            with_prefix(&be(d.webhook_id), &order),
+        );
     }
 }
 

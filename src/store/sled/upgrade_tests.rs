@@ -69,7 +69,9 @@ async fn a_data_dir_of_the_json_records_opens_and_delivers_what_it_holds() {
         // What the older versions wrote, record by record.
         let trees = Trees::open(dir.path(), super::SLED_CACHE_BYTES, OWNER).unwrap();
         for d in [&queued, &failed] {
-            trees.indexes.add_delivery(d).unwrap();
+            let mut batch = trees.db.batch();
+            trees.indexes.add_delivery(&mut batch, d);
+            batch.commit().unwrap();
             trees
                 .requests
                 .insert(be(d.id), encode_request_json(d).unwrap())
