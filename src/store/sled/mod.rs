@@ -1238,7 +1238,7 @@ mod tests {
         };
         assert_eq!(
             store.list_deliveries(&all).await.unwrap(),
-            [next_delivery.clone()]
+            std::slice::from_ref(&next_delivery)
         );
         let by_webhook = DeliveryQuery {
             webhook_id: Some(7),
