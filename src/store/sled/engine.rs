@@ -413,6 +413,25 @@ impl Batch {
         self.commit()?;
         Ok(true)
     }
+    /// Commits with `key` removed from `tree` if its value is still `expected`, checked
+    /// under the tree's read-modify-write lock held until the commit (atomic with
+    /// `commit_with_update`, `compare_and_swap` and `take`). When the value changed nothing
+    /// is written, the batch's other writes neither; returns whether the batch was committed.
+    pub fn commit_removing(
+        mut self,
+        tree: &Tree,
+        key: impl AsRef<[u8]>,
+        expected: &[u8],
+    ) -> Result<bool> {
+        let key = key.as_ref();
+        let _atomic = tree.atomic();
+        if tree.keyspace.get(key)?.as_deref() != Some(expected) {
+            return Ok(false);
+        }
+        self.remove(tree, key);
+        self.commit()?;
+        Ok(true)
+    }
 }
 
 /// Key-value pairs in key order (both ways).

@@ -20,9 +20,12 @@
 //! Versions before the batch wrote an emit record by record, its event last, so their data
 //! directories can hold deliveries of an event a crash kept from being written: orphans of
 //! an emit never acknowledged. A delivery whose event is missing does not exist for any
-//! reader (`Trees::get_delivery`), and the first read through the store (the worker's, when
-//! it claims the orphan's outbox entry) drops what is left of it (`Trees::drop_orphan`), so it
-//! is never attempted; no scan at open looks for them.
+//! reader (`Trees::get_delivery`), and the reads that meet one drop what is left of it
+//! (`Trees::drop_orphan`): the worker's when it claims the orphan's outbox entry (so it is
+//! never attempted), a listing's, an ordering queue's when it passes over it. A listing also
+//! drops an event index entry whose event is missing. No scan at open looks for them. A
+//! prune removes an event with its deliveries in one batch, only if the event is unchanged
+//! since it was read, so a redelivery committed meanwhile never loses its event.
 
 mod changes;
 mod codec;
@@ -139,6 +142,12 @@ fn encode_deliveries<'a>(
         .collect()
 }
 
+/// The outbox entry of a delivery still to be attempted, at its due time; None when it is
+/// final (nothing more to attempt).
+fn due_entry(delivery: &Delivery) -> Option<OutboxEntry> {
+    (!delivery.state.is_final()).then(|| outbox_entry(delivery))
+}
+
 /// The outbox entry of a delivery at its due time.
 fn outbox_entry(delivery: &Delivery) -> OutboxEntry {
     OutboxEntry {
@@ -193,8 +202,7 @@ impl<'a> NewRecords<'a> {
             }
             _ => true,
         };
-        if head && !delivery.state.is_final() {
-            let entry = outbox_entry(delivery);
+        if let Some(entry) = due_entry(delivery).filter(|_| head) {
             trees.outbox.put_in(&mut self.batch, entry);
             self.entries.push(entry);
         }
@@ -336,10 +344,10 @@ impl Trees {
 
     /// The outbox entry of a delivery still to be attempted, at its due time.
     fn put_outbox_entry(&self, delivery: &Delivery, lease: Option<Lease>) -> Result<()> {
-        if !delivery.state.is_final() {
-            self.outbox.put(outbox_entry(delivery), lease)?;
+        match due_entry(delivery) {
+            Some(entry) => self.outbox.put(entry, lease),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Writes an event and its deliveries, and the claim of its idempotency key (its key and
@@ -584,13 +592,19 @@ impl Trees {
     /// leaves a queue entry without its delivery, which `repair_ordering` drops at open.
     fn drop_orphan(&self, orphan: &Delivery) -> Result<()> {
         let mut batch = self.db.batch();
-        self.outbox.remove_in(&mut batch, outbox_entry(orphan));
-        self.indexes.remove_delivery_in(&mut batch, orphan);
-        batch.remove(&self.requests, be(orphan.id));
-        batch.remove(&self.deliveries, be(orphan.id));
+        self.remove_orphan_in(&mut batch, orphan);
         batch.commit().map_err(internal)?;
         self.outbox.set_lease(orphan.id, None);
         self.leave_queue(orphan)
+    }
+
+    /// An orphan's outbox entry, index entries and records, removed in `batch` (its lease
+    /// goes after the commit).
+    fn remove_orphan_in(&self, batch: &mut engine::Batch, orphan: &Delivery) {
+        self.outbox.remove_in(batch, outbox_entry(orphan));
+        self.indexes.remove_delivery_in(batch, orphan);
+        batch.remove(&self.requests, be(orphan.id));
+        batch.remove(&self.deliveries, be(orphan.id));
     }
 
     /// The account of a delivery: its webhook's (cached), else its event's, else "" (both
@@ -791,19 +805,25 @@ impl Trees {
             if !finished {
                 continue;
             }
-            // The deliveries first: a crash in between leaves an event whose deliveries are
-            // gone, which the next pass deletes.
+            // The event goes with its deliveries in one batch, only if it is unchanged: a
+            // redelivery committed since it was read (a new unfinished delivery in its list)
+            // keeps all of it for a later pass, and never loses its event.
+            let mut batch = self.db.batch();
             for delivery_id in &head.delivery_ids {
-                self.deliveries.remove(be(*delivery_id)).map_err(internal)?;
-                self.requests.remove(be(*delivery_id)).map_err(internal)?;
+                batch.remove(&self.deliveries, be(*delivery_id));
+                batch.remove(&self.requests, be(*delivery_id));
             }
             for delivery in &deliveries {
-                self.indexes.remove_delivery(delivery)?;
+                self.indexes.remove_delivery_in(&mut batch, delivery);
             }
-            self.events.remove(&key).map_err(internal)?;
             self.indexes
-                .remove_event(&head.account_id, head.created_at_ms, id)?;
-            pruned.events += 1;
+                .remove_event_in(&mut batch, &head.account_id, head.created_at_ms, id);
+            if batch
+                .commit_removing(&self.events, &key, &value)
+                .map_err(internal)?
+            {
+                pruned.events += 1;
+            }
         }
         if !pruned.more {
             cursors.0 = None;
@@ -1250,6 +1270,81 @@ mod tests {
         );
         // The later delivery of the key heads its queue alone.
         assert_eq!(store.trees.ordering.len().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn listings_drop_what_an_older_version_left_of_an_emit_cut_before_its_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path());
+        let lost = Event {
+            delivery_ids: vec![11],
+            ..event(10, 1_000)
+        };
+        let orphan = posting(11, &lost, "{\"templated\": true}", None);
+        write_emit_cut_before_its_event(&store.trees, &lost, std::slice::from_ref(&orphan));
+
+        let deliveries = DeliveryQuery {
+            account_id: "acme",
+            webhook_id: None,
+            states: &[],
+            created_after_ms: None,
+            created_before_ms: None,
+            after: None,
+            limit: 10,
+        };
+        assert!(store.list_deliveries(&deliveries).await.unwrap().is_empty());
+        let events = EventQuery {
+            account_id: "acme",
+            event_type: None,
+            created_after_ms: None,
+            created_before_ms: None,
+            after: None,
+            limit: 10,
+        };
+        assert!(store.list_events(&events).await.unwrap().is_empty());
+
+        // Nothing of the cut emit is left: records, outbox entry, index entries.
+        assert!(!store.trees.requests.contains_key(be(11)).unwrap());
+        assert_eq!(store.trees.outbox.count(7, 10).unwrap(), 0);
+        for index in [
+            "events_by_account",
+            "deliveries_by_account",
+            "deliveries_by_webhook",
+        ] {
+            let tree = store.trees.db.open_tree(index).unwrap();
+            assert!(tree.is_empty().unwrap(), "{index}");
+        }
+    }
+
+    #[test]
+    fn a_removal_of_a_value_changed_since_it_was_read_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path());
+        let trees = &store.trees;
+        trees.events.insert(be(10), b"read").unwrap();
+        trees.requests.insert(be(11), b"request").unwrap();
+        // A redelivery rewrote the event after the prune read it.
+        trees.events.insert(be(10), b"rewritten").unwrap();
+
+        let mut batch = trees.db.batch();
+        batch.remove(&trees.requests, be(11));
+        assert!(
+            !batch
+                .commit_removing(&trees.events, be(10), b"read")
+                .unwrap()
+        );
+        assert!(trees.events.contains_key(be(10)).unwrap());
+        assert!(trees.requests.contains_key(be(11)).unwrap());
+
+        let mut batch = trees.db.batch();
+        batch.remove(&trees.requests, be(11));
+        assert!(
+            batch
+                .commit_removing(&trees.events, be(10), b"rewritten")
+                .unwrap()
+        );
+        assert!(!trees.events.contains_key(be(10)).unwrap());
+        assert!(!trees.requests.contains_key(be(11)).unwrap());
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use std::sync::MutexGuard;
 
 use super::codec::be;
 use super::engine::Batch;
-use super::{SledStore, Trees, internal};
+use super::{Loaded, SledStore, Trees, internal};
 use crate::error::Result;
 use crate::model::Delivery;
 use crate::store::{OrderingBacklog, OrderingHead, OrderingStore, OutboxEntry};
@@ -129,10 +129,18 @@ impl Trees {
             }));
             for candidate in candidates {
                 let (entry, id) = candidate?;
-                match self.get_delivery(id)? {
-                    Some(next) if !next.state.is_final() => {
+                match self.load_delivery(id)? {
+                    Some(Loaded::Delivery(next)) if !next.state.is_final() => {
                         self.put_outbox_entry(&next, Some(lease))?;
                         break;
+                    }
+                    Some(Loaded::Orphan(orphan)) => {
+                        // Never attempted: it goes with its queue entry.
+                        let mut batch = self.db.batch();
+                        self.remove_orphan_in(&mut batch, &orphan);
+                        batch.remove(&self.ordering, entry);
+                        batch.commit().map_err(internal)?;
+                        self.outbox.set_lease(orphan.id, None);
                     }
                     _ => {
                         self.ordering.remove(entry).map_err(internal)?;

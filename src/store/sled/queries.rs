@@ -23,7 +23,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::engine::{self, Batch, Bytes, Tree};
 
 use super::codec::{account_key, be, decode};
-use super::{Trees, internal};
+use super::{Loaded, Trees, internal};
 use crate::error::Result;
 use crate::model::{Delivery, DeliveryState, Event};
 use crate::store::{Cancelled, DeliveryQuery, EventQuery, Keyset};
@@ -135,24 +135,18 @@ impl Indexes {
         );
     }
 
-    /// Drops a deleted event's entry (after its record).
-    pub(super) fn remove_event(&self, account_id: &str, created_at_ms: i64, id: u64) -> Result<()> {
-        self.events_by_account
-            .remove(account_key(account_id, &order_key(created_at_ms, id)))
-            .map_err(internal)?;
-        Ok(())
-    }
-
-    /// Drops a deleted delivery's entries (after its records).
-    pub(super) fn remove_delivery(&self, d: &Delivery) -> Result<()> {
-        let order = order_key(d.created_at_ms, d.id);
-        self.deliveries_by_account
-            .remove(account_key(&d.account_id, &order))
-            .map_err(internal)?;
-        self.deliveries_by_webhook
-            .remove(with_prefix(&be(d.webhook_id), &order))
-            .map_err(internal)?;
-        Ok(())
+    /// Drops a deleted event's entry in `batch`.
+    pub(super) fn remove_event_in(
+        &self,
+        batch: &mut Batch,
+        account_id: &str,
+        created_at_ms: i64,
+        id: u64,
+    ) {
+        batch.remove(
+            &self.events_by_account,
+            account_key(account_id, &order_key(created_at_ms, id)),
+        );
     }
 
     /// Drops a delivery's entries in `batch`.
@@ -198,7 +192,10 @@ impl Trees {
                 continue;
             }
             let Some(event) = self.get_event(id_of(&key)?)? else {
-                continue; // a crash kept the record from being written
+                // Left by a version before the batch (a crash kept the record from being
+                // written, or came between a prune's writes): it goes.
+                tree.remove(&key).map_err(internal)?;
+                continue;
             };
             if event.account_id == q.account_id && q.window_holds(event.created_at_ms, event.id) {
                 out.push(event);
@@ -238,8 +235,13 @@ impl Trees {
                     continue;
                 }
             }
-            let Some(delivery) = self.get_delivery(id)? else {
-                continue;
+            let delivery = match self.load_delivery(id)? {
+                Some(Loaded::Delivery(delivery)) => delivery,
+                Some(Loaded::Orphan(orphan)) => {
+                    self.drop_orphan(&orphan)?;
+                    continue;
+                }
+                None => continue,
             };
             if delivery.account_id == q.account_id
                 && q.state_holds(delivery.state)
