@@ -1155,6 +1155,19 @@ mod tests {
         }
     }
 
+    /// The first ten deliveries of account "acme", of one webhook or all.
+    fn acme_deliveries(webhook_id: Option<u64>) -> DeliveryQuery<'static> {
+        DeliveryQuery {
+            account_id: "acme",
+            webhook_id,
+            states: &[],
+            created_after_ms: None,
+            created_before_ms: None,
+            after: None,
+            limit: 10,
+        }
+    }
+
     /// What a version that wrote an emit record by record, its event last, left when a crash
     /// came before the event: the deliveries' index entries, request records, queue entries
     /// and outbox entries (a queue's head only).
@@ -1247,23 +1260,12 @@ mod tests {
         for id in [11, 12] {
             assert!(!store.trees.requests.contains_key(be(id)).unwrap());
         }
-        let all = DeliveryQuery {
-            account_id: "acme",
-            webhook_id: None,
-            states: &[],
-            created_after_ms: None,
-            created_before_ms: None,
-            after: None,
-            limit: 10,
-        };
+        let all = acme_deliveries(None);
         assert_eq!(
             store.list_deliveries(&all).await.unwrap(),
             std::slice::from_ref(&next_delivery)
         );
-        let by_webhook = DeliveryQuery {
-            webhook_id: Some(7),
-            ..all
-        };
+        let by_webhook = acme_deliveries(Some(7));
         assert_eq!(
             store.list_deliveries(&by_webhook).await.unwrap(),
             [next_delivery]
@@ -1283,15 +1285,7 @@ mod tests {
         let orphan = posting(11, &lost, "{\"templated\": true}", None);
         write_emit_cut_before_its_event(&store.trees, &lost, std::slice::from_ref(&orphan));
 
-        let deliveries = DeliveryQuery {
-            account_id: "acme",
-            webhook_id: None,
-            states: &[],
-            created_after_ms: None,
-            created_before_ms: None,
-            after: None,
-            limit: 10,
-        };
+        let deliveries = acme_deliveries(None);
         assert!(store.list_deliveries(&deliveries).await.unwrap().is_empty());
         let events = EventQuery {
             account_id: "acme",
@@ -1362,15 +1356,7 @@ mod tests {
         assert!(!store.trees.requests.contains_key(be(11)).unwrap());
         assert_eq!(store.trees.outbox.count(7, 10).unwrap(), 0);
         assert!(store.trees.ordering.is_empty().unwrap());
-        let all = DeliveryQuery {
-            account_id: "acme",
-            webhook_id: Some(7),
-            states: &[],
-            created_after_ms: None,
-            created_before_ms: None,
-            after: None,
-            limit: 10,
-        };
+        let all = acme_deliveries(Some(7));
         assert!(store.list_deliveries(&all).await.unwrap().is_empty());
     }
 
