@@ -24,6 +24,11 @@
 //! 4. the ordering releases (the next delivery of a queue gets its outbox row) of the
 //!    ordered deliveries that ended or were kept CANCELLED.
 //!
+//! The response log is in attempt order: a batch begins (and takes its place in each log)
+//! only once the batch formed before it holds its stats rows, so a later batch cannot take
+//! the next log numbers while an earlier one waits for a row (a delivery's state row held by
+//! a cancel, say) and commits after it.
+//!
 //! A delivery recorded twice before a batch goes out (one statement cannot update it twice)
 //! waits for the next batch. A failed transaction fails every record of its batch (each is
 //! then not recorded, and attempted again).
@@ -138,6 +143,8 @@ async fn collect(pool: PgPool, owner: Owner, mut queue: mpsc::UnboundedReceiver<
     let commits = Arc::new(Semaphore::new(COMMITS_IN_FLIGHT));
     // A record of a delivery already in the batch being gathered: it starts the next one.
     let mut carried: Option<Job> = None;
+    // Resolves (or is dropped) once the batch formed last holds its stats rows.
+    let mut before: Option<oneshot::Receiver<()>> = None;
     loop {
         let first = match carried.take() {
             Some(job) => job,
@@ -162,10 +169,17 @@ async fn collect(pool: PgPool, owner: Owner, mut queue: mpsc::UnboundedReceiver<
             }
         }
         let pool = pool.clone();
+        let (holding, held) = oneshot::channel();
+        let after = before.replace(held);
         tokio::spawn(async move {
             let _commit = permit;
+            if let Some(after) = after {
+                // Sent once it holds them, dropped if it failed before: either way its
+                // place in the logs is taken.
+                let _ = after.await;
+            }
             let attempts: Vec<&Attempt> = batch.iter().map(|j| &j.attempt).collect();
-            match commit(&pool, owner, &attempts).await {
+            match commit(&pool, owner, &attempts, holding).await {
                 Ok(stats) => {
                     for (job, stats) in batch.into_iter().zip(stats) {
                         let _ = job.done.send(Ok(stats));
@@ -291,8 +305,14 @@ fn sql_count(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// Writes a batch in one transaction; one stats value per record, in order.
-async fn commit(pool: &PgPool, owner: Owner, batch: &[&Attempt]) -> Result<Vec<WebhookStats>> {
+/// Writes a batch in one transaction; one stats value per record, in order. `holding` is
+/// sent once the batch holds its stats rows (the next batch may begin).
+async fn commit(
+    pool: &PgPool,
+    owner: Owner,
+    batch: &[&Attempt],
+    holding: oneshot::Sender<()>,
+) -> Result<Vec<WebhookStats>> {
     let mut ordered: Vec<&Delivery> = batch.iter().filter_map(|a| a.ordered.as_ref()).collect();
     ordered.sort_by(|a, b| {
         let queue = |d: &Delivery| d.ordering.as_ref().map(|o| o.queue.clone());
@@ -324,6 +344,7 @@ async fn commit(pool: &PgPool, owner: Owner, batch: &[&Attempt]) -> Result<Vec<W
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
+    let _ = holding.send(());
     let mut current: HashMap<i64, WebhookStats> = HashMap::with_capacity(rows.len());
     for row in &rows {
         current.insert(row.try_get(10).map_err(db)?, stats_of(row)?);

@@ -357,3 +357,100 @@ async fn listings_by_state_read_the_state_index_and_the_others_the_deliveries_ow
         "{failed_of_webhook}"
     );
 }
+
+#[tokio::test]
+async fn the_response_log_is_in_attempt_order_when_an_earlier_batch_waits_for_a_row() {
+    let Some(url) = fresh_url().await else { return };
+    let store = Arc::new(
+        PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
+            .await
+            .unwrap(),
+    );
+    let deliveries = [
+        delivery(1, 10, DeliveryState::Queued),
+        delivery(2, 10, DeliveryState::Queued),
+    ];
+    let emitted = event(10, 0, vec![1, 2]);
+    store
+        .insert_events(&[new(&emitted, &deliveries, None)])
+        .await
+        .unwrap();
+    // Another transaction holds the first delivery's state row (as a cancel would).
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut held = holder.begin().await.unwrap();
+    sqlx::query("SELECT id FROM delivery_states WHERE id = 1 FOR UPDATE")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let record = |d: &Delivery| {
+        let store = Arc::clone(&store);
+        let mut done = d.clone();
+        done.state = DeliveryState::Succeeded;
+        done.attempts = 1;
+        tokio::spawn(async move {
+            let response = ResponseRecord {
+                timestamp_ms: 1,
+                url: done.url.clone(),
+                request_trigger: String::new(),
+                request_headers: None,
+                request_data: None,
+                status_code: Some(200),
+                content: None,
+                event_id: done.event_id,
+                attempt: 1,
+                delivery_id: done.id,
+                duration_ms: 1,
+                error: String::new(),
+            };
+            store
+                .record_attempt(AttemptRecord {
+                    delivery: &done,
+                    previous_due_ms: done.next_attempt_ms,
+                    response: Some(&response),
+                    succeeded: true,
+                    breaker: Default::default(),
+                    lease: None,
+                })
+                .await
+        })
+    };
+    let first = record(&deliveries[0]);
+    // Its batch waits for the held row.
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name = 'webhookd-bookkeeping' AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        if waiting == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut second = record(&deliveries[1]);
+    // The second attempt's batch may not take the log's next place before the first: give
+    // it the chance to (it commits meanwhile where nothing holds it back), then let the
+    // first go on.
+    let _ = tokio::time::timeout(Duration::from_secs(1), &mut second).await;
+    held.rollback().await.unwrap();
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let logged: Vec<u64> = store
+        .list_responses(
+            1,
+            Page {
+                after: None,
+                offset: 0,
+                limit: usize::MAX,
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r.delivery_id)
+        .collect();
+    // Newest first.
+    assert_eq!(logged, vec![2, 1]);
+}
