@@ -179,7 +179,12 @@ async fn emitted(
     (event, deliveries)
 }
 
-fn response(delivery: &Delivery, attempt: u32, at_ms: i64, status: u16) -> ResponseRecord {
+pub(crate) fn response(
+    delivery: &Delivery,
+    attempt: u32,
+    at_ms: i64,
+    status: u16,
+) -> ResponseRecord {
     ResponseRecord {
         timestamp_ms: at_ms,
         url: delivery.url.clone(),

@@ -10,7 +10,7 @@ use sqlx::Connection;
 use super::*;
 use crate::model::DeliveryState;
 use crate::store::IdempotencyKey;
-use crate::store::conformance::{OWNER, TestBackend, conformance_suite};
+use crate::store::conformance::{OWNER, TestBackend, conformance_suite, response};
 
 /// A fresh database on the test server, or None when no server is configured.
 async fn fresh_url() -> Option<String> {
@@ -388,20 +388,7 @@ async fn the_response_log_is_in_attempt_order_when_an_earlier_batch_waits_for_a_
         done.state = DeliveryState::Succeeded;
         done.attempts = 1;
         tokio::spawn(async move {
-            let response = ResponseRecord {
-                timestamp_ms: 1,
-                url: done.url.clone(),
-                request_trigger: String::new(),
-                request_headers: None,
-                request_data: None,
-                status_code: Some(200),
-                content: None,
-                event_id: done.event_id,
-                attempt: 1,
-                delivery_id: done.id,
-                duration_ms: 1,
-                error: String::new(),
-            };
+            let response = response(&done, 1, 1, 200);
             store
                 .record_attempt(AttemptRecord {
                     delivery: &done,
@@ -416,7 +403,12 @@ async fn the_response_log_is_in_attempt_order_when_an_earlier_batch_waits_for_a_
     };
     let first = record(&deliveries[0]);
     // Its batch waits for the held row.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first attempt's batch never waited for the held row"
+        );
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
              WHERE application_name = 'webhookd-bookkeeping' AND wait_event_type = 'Lock'",
