@@ -136,10 +136,10 @@ impl StatusStream {
                 continue; // a late duplicate of a delivery already final
             }
             let this = (update.attempt, update.state);
-            if let Some(&(attempt, state)) = self.sent.get(&update.delivery_id) {
-                if this.0 < attempt || this == (attempt, state) {
-                    continue; // seen already, or older than what was sent
-                }
+            if let Some(&(attempt, state)) = self.sent.get(&update.delivery_id)
+                && (this.0 < attempt || this == (attempt, state))
+            {
+                continue; // seen already, or older than what was sent
             }
             if update.state.is_final() {
                 self.open.remove(&update.delivery_id);
@@ -592,10 +592,10 @@ impl Service {
             if !seen.insert(record.delivery_id) {
                 continue;
             }
-            if let Some(delivery) = self.store.get_delivery(record.delivery_id).await? {
-                if delivery.state == DeliveryState::Failed {
-                    queued.push(self.fresh_copy(&delivery).await?);
-                }
+            if let Some(delivery) = self.store.get_delivery(record.delivery_id).await?
+                && delivery.state == DeliveryState::Failed
+            {
+                queued.push(self.fresh_copy(&delivery).await?);
             }
         }
         self.store.insert_deliveries(&queued).await?;

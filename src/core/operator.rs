@@ -71,13 +71,13 @@ pub struct DeliveryFilter {
 /// Checks a time range and a page size; the violations, by field.
 fn check_bounds(after: Option<i64>, before: Option<i64>, size: i64) -> Vec<FieldViolation> {
     let mut violations = Vec::new();
-    if let (Some(after), Some(before)) = (after, before) {
-        if after >= before {
-            violations.push(FieldViolation::new(
-                "created_before",
-                "must be later than created_after",
-            ));
-        }
+    if let (Some(after), Some(before)) = (after, before)
+        && after >= before
+    {
+        violations.push(FieldViolation::new(
+            "created_before",
+            "must be later than created_after",
+        ));
     }
     if !(0..=MAX_PAGE_SIZE).contains(&size) {
         violations.push(FieldViolation::new(

@@ -386,10 +386,10 @@ impl Service {
         check_method(webhook, &mut bad);
         check_triggers(webhook, &mut bad);
         self.check_templates(webhook, &mut bad);
-        if let Some(group) = &webhook.filters {
-            if let Err(e) = matcher::validate_filters(group) {
-                bad("filters", e);
-            }
+        if let Some(group) = &webhook.filters
+            && let Err(e) = matcher::validate_filters(group)
+        {
+            bad("filters", e);
         }
         check_tls(webhook, &mut bad);
         violations
@@ -423,10 +423,10 @@ impl Service {
             ("headers", &webhook.headers),
             ("trigger_template", &webhook.trigger_template),
         ] {
-            if let Some(source) = template {
-                if let Err(e) = self.templates.check(webhook.template_engine, source) {
-                    bad(field, e);
-                }
+            if let Some(source) = template
+                && let Err(e) = self.templates.check(webhook.template_engine, source)
+            {
+                bad(field, e);
             }
         }
     }

@@ -167,10 +167,10 @@ impl HttpClient {
                 .collect();
             AttemptError::InvalidRequest(format!("TLS settings: {}", described.join("; ")))
         })?;
-        if pools.len() >= TLS_POOLS_MAX {
-            if let Some(evicted) = pools.keys().next().copied() {
-                pools.remove(&evicted);
-            }
+        if pools.len() >= TLS_POOLS_MAX
+            && let Some(evicted) = pools.keys().next().copied()
+        {
+            pools.remove(&evicted);
         }
         let pool = pooled(&self.policy, &self.proxy, Some(config));
         pools.insert(digest, pool.clone());

@@ -502,18 +502,18 @@ impl Scheduler {
             return;
         };
         endpoint.inflight = endpoint.inflight.saturating_sub(1);
-        if health == EndpointHealth::Throttled {
-            if let Some(pace) = pace.as_mut() {
-                pace.bucket.throttled(now_ms);
-            }
+        if health == EndpointHealth::Throttled
+            && let Some(pace) = pace.as_mut()
+        {
+            pace.bucket.throttled(now_ms);
         }
         if endpoint.tripped {
             // Still failing: the parked deliveries wait; one probes at the reopening.
-            if endpoint.probe_at_ms != endpoint.open_until_ms {
-                if let Some(parked) = endpoint.parked.pop_front() {
-                    endpoint.probe_with(parked, &mut state.queue);
-                    self.wake.notify_one();
-                }
+            if endpoint.probe_at_ms != endpoint.open_until_ms
+                && let Some(parked) = endpoint.parked.pop_front()
+            {
+                endpoint.probe_with(parked, &mut state.queue);
+                self.wake.notify_one();
             }
             return;
         }

@@ -366,10 +366,10 @@ impl Worker {
         };
         let elapsed = started.elapsed();
         response.duration_ms = elapsed.as_millis() as u64;
-        if let Outcome::Retry(reason) | Outcome::GiveUp(reason) = &outcome {
-            if response.error.is_empty() {
-                response.error = reason.clone();
-            }
+        if let Outcome::Retry(reason) | Outcome::GiveUp(reason) = &outcome
+            && response.error.is_empty()
+        {
+            response.error = reason.clone();
         }
         delivery.attempts = attempt;
         delivery.last_status_code = response.status_code;
@@ -444,10 +444,11 @@ impl Worker {
             .await;
         self.report_breaker(&delivery, &stats).await;
         self.hub.publish(DeliveryUpdate::of(&delivery));
-        if delivery.state == DeliveryState::Failed && !delivery.operational {
-            if let Err(e) = self.outcomes.delivery_exhausted(delivery.clone()).await {
-                tracing::error!(delivery_id = delivery.id, error = %e, "cannot report the exhausted delivery");
-            }
+        if delivery.state == DeliveryState::Failed
+            && !delivery.operational
+            && let Err(e) = self.outcomes.delivery_exhausted(delivery.clone()).await
+        {
+            tracing::error!(delivery_id = delivery.id, error = %e, "cannot report the exhausted delivery");
         }
         Ok(endpoint)
     }
@@ -493,14 +494,14 @@ impl Worker {
     ) {
         // Trim the log once per TRIM_EVERY entries past the limit (each number is seen once).
         let keep = u64::try_from(self.config.response_history).unwrap_or(u64::MAX);
-        if stats.response_seq > keep && stats.response_seq % TRIM_EVERY == 0 {
-            if let Err(e) = self
+        if stats.response_seq > keep
+            && stats.response_seq.is_multiple_of(TRIM_EVERY)
+            && let Err(e) = self
                 .store
                 .trim_responses(webhook.id, stats.response_seq, keep)
                 .await
-            {
-                tracing::warn!(webhook_id = webhook.id, error = %e, "cannot trim the response log");
-            }
+        {
+            tracing::warn!(webhook_id = webhook.id, error = %e, "cannot trim the response log");
         }
         let failing_for = stats.failing_since_ms.map(|since| {
             Duration::from_millis(u64::try_from(timestamp_ms.saturating_sub(since)).unwrap_or(0))

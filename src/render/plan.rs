@@ -93,10 +93,10 @@ pub fn is_plain_webhook(webhook: &Webhook) -> bool {
 /// Plans the delivery of an event (`data` is the OnCall event_data) to `webhook`.
 pub fn plan(templates: &Templates, webhook: &Webhook, event: &EventView<'_>) -> Plan {
     let data = event.data;
-    if let Some(filters) = &webhook.filters {
-        if !matcher::filters_match(filters, data) {
-            return Plan::Skip("the webhook's filters did not match the event".into());
-        }
+    if let Some(filters) = &webhook.filters
+        && !matcher::filters_match(filters, data)
+    {
+        return Plan::Skip("the webhook's filters did not match the event".into());
     }
     let engine = webhook.template_engine;
     let limits = *templates.limits();
@@ -184,18 +184,18 @@ fn render_body(
     if !carries_body(&webhook.http_method) {
         return Ok(None);
     }
-    if !webhook.forward_all {
-        if let Some(source) = &webhook.data {
-            let rendered = templates
-                .render(
-                    webhook.template_engine,
-                    source,
-                    event.escaped(),
-                    templates.limits().body_bytes,
-                )
-                .map_err(|e| render_error("Data", e.message))?;
-            return Ok(Some(rendered));
-        }
+    if !webhook.forward_all
+        && let Some(source) = &webhook.data
+    {
+        let rendered = templates
+            .render(
+                webhook.template_engine,
+                source,
+                event.escaped(),
+                templates.limits().body_bytes,
+            )
+            .map_err(|e| render_error("Data", e.message))?;
+        return Ok(Some(rendered));
     }
     if webhook.destination_type != DestinationType::Generic {
         let body = format_body(

@@ -288,13 +288,13 @@ impl Fields {
     /// OnCall's `preset`, which the official Go client always sends: null or "" (no preset)
     /// is accepted; webhookd has no presets, so naming one is an error.
     fn no_preset(&mut self) {
-        if let Some(Some(preset)) = self.nullable_string("preset") {
-            if !preset.is_empty() {
-                self.bad(
-                    "preset",
-                    format!("webhookd has no webhook presets ({preset:?}); send null."),
-                );
-            }
+        if let Some(Some(preset)) = self.nullable_string("preset")
+            && !preset.is_empty()
+        {
+            self.bad(
+                "preset",
+                format!("webhookd has no webhook presets ({preset:?}); send null."),
+            );
         }
     }
 

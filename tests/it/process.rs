@@ -84,10 +84,10 @@ impl Process {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let entry: Value = serde_json::from_str(&line).unwrap_or_default();
                 let addr = |name: &str| entry["fields"][name].as_str()?.parse().ok();
-                if let (Some(grpc), Some(http)) = (addr("grpc"), addr("http")) {
-                    if let Some(serving) = serving.take() {
-                        let _ = serving.send((grpc, http));
-                    }
+                if let (Some(grpc), Some(http)) = (addr("grpc"), addr("http"))
+                    && let Some(serving) = serving.take()
+                {
+                    let _ = serving.send((grpc, http));
                 }
                 if matches!(entry["level"].as_str(), Some("WARN" | "ERROR")) {
                     eprintln!("webhookd: {line}");

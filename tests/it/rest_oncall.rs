@@ -881,10 +881,10 @@ fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
         return conforms(doc, target, value, at);
     }
     for key in ["oneOf", "anyOf"] {
-        if let Some(options) = schema.get(key).and_then(Value::as_array) {
-            if !options.iter().any(|s| conforms(doc, s, value, at).is_ok()) {
-                return Err(format!("{at}: {value} matches none of {key} {schema}"));
-            }
+        if let Some(options) = schema.get(key).and_then(Value::as_array)
+            && !options.iter().any(|s| conforms(doc, s, value, at).is_ok())
+        {
+            return Err(format!("{at}: {value} matches none of {key} {schema}"));
         }
     }
     if let Some(all) = schema.get("allOf").and_then(Value::as_array) {

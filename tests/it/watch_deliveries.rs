@@ -572,10 +572,10 @@ async fn a_cursor_older_than_the_change_retention_gets_resync_from_the_present()
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     let (resync, mut tail) = loop {
         let mut tail = watch(&mut client, &token, request.clone()).await.unwrap();
-        if let Some(first) = next_within(&mut tail).await {
-            if first.state == pb::DeliveryState::Resync as i32 {
-                break (first, tail);
-            }
+        if let Some(first) = next_within(&mut tail).await
+            && first.state == pb::DeliveryState::Resync as i32
+        {
+            break (first, tail);
         }
         assert!(
             std::time::Instant::now() < deadline,

@@ -50,11 +50,11 @@ impl Gaps {
             return;
         }
         let (mut start, mut end) = (start, end);
-        if let Some((&before, &before_end)) = self.ranges.range(..start).next_back() {
-            if before_end >= start {
-                start = before;
-                end = end.max(before_end);
-            }
+        if let Some((&before, &before_end)) = self.ranges.range(..start).next_back()
+            && before_end >= start
+        {
+            start = before;
+            end = end.max(before_end);
         }
         let absorbed: Vec<Key> = self.ranges.range(start..=end).map(|(s, _)| *s).collect();
         for s in absorbed {

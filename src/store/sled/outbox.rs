@@ -261,10 +261,10 @@ impl Outbox {
     pub fn renew(&self, lease: Lease, delivery_ids: &[u64]) {
         let mut leases = self.leases();
         for id in delivery_ids {
-            if let Some(held) = leases.by_delivery.get_mut(id) {
-                if held.owner == lease.owner {
-                    *held = lease;
-                }
+            if let Some(held) = leases.by_delivery.get_mut(id)
+                && held.owner == lease.owner
+            {
+                *held = lease;
             }
         }
     }
