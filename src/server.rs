@@ -1,7 +1,10 @@
 //! Process assembly: opens the store, loads or creates the admin token, starts the claim
 //! loop (unfinished deliveries are claimed from the store under this instance's leases), the
 //! worker and both servers on the given listeners, and on shutdown stops accepting, lets
-//! in-flight attempts be recorded, releases the leases still held, and flushes the store. A server or
+//! open requests end and in-flight attempts be recorded for up to `DRAIN` (then stops waiting
+//! for them: an acknowledgement follows a durable commit, which precedes the store's close
+//! or fails, and a write after the close fails, so what is cut was never acknowledged),
+//! releases the leases still held, and closes the store. A server or
 //! the worker that stops on its own (error, panic), or the store saying this instance must
 //! stop (another instance took its id), shuts the rest down the same way and ends `run`
 //! with its error at once.
@@ -29,6 +32,10 @@ use crate::store::{Owner, PostgresStore, Sealed, SecretBox, SledStore, Store};
 /// Entries a claim tops the window up to, in all (at least; more with a higher delivery
 /// concurrency).
 const WINDOW: usize = 10_000;
+
+/// How long a graceful stop waits for open requests and in-flight attempts (longer than the
+/// default request timeout, so attempts end by themselves); then they are cut.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// File of the generated admin token inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -311,22 +318,33 @@ pub async fn run(
         }
     };
     shutdown.cancel();
-    for (name, task) in tasks {
-        failure = failure.or(task_error(name, task.await));
+    let drained = tokio::time::Instant::now() + DRAIN;
+    for (name, mut task) in tasks {
+        match tokio::time::timeout_at(drained, &mut task).await {
+            Ok(ended) => failure = failure.or(task_error(name, ended)),
+            Err(_) => {
+                tracing::warn!(task = name, drain = ?DRAIN, "still busy at the end of the drain period; cut");
+                task.abort();
+            }
+        }
     }
-    let _ = claimer_task.await;
+    let mut claimer_task = claimer_task;
+    if tokio::time::timeout_at(drained, &mut claimer_task)
+        .await
+        .is_err()
+    {
+        claimer_task.abort();
+    }
     // The worker has stopped: what it still held goes back to the other instances now
     // rather than when the leases expire. Not when another instance took this one's id:
     // the leases of that id are the other's now.
-    if !displaced {
-        if let Err(e) = Claimer::release_all(store.as_ref(), &scheduler).await {
-            tracing::warn!(error = %e, "cannot release the leases still held; they expire instead");
-        }
+    if !displaced && let Err(e) = Claimer::release_all(store.as_ref(), &scheduler).await {
+        tracing::warn!(error = %e, "cannot release the leases still held; they expire instead");
     }
-    let flushed = store.flush().await;
+    let closed = store.close().await;
     match failure {
         Some(error) => Err(error),
-        None => flushed,
+        None => closed,
     }
 }
 

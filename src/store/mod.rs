@@ -241,8 +241,10 @@ pub trait Store: EventTypeStore + OrderingStore + Send + Sync + 'static {
     /// returns how many, and whether there may be more right away.
     async fn prune_changes(&self, before_ms: i64, budget: usize) -> Result<(u64, bool)>;
 
-    /// Makes every write so far durable (at shutdown).
-    async fn flush(&self) -> Result<()>;
+    /// Makes every write so far durable and ends the store's use by this process, once, at
+    /// a graceful stop: a write after it fails (sled: see `sled::engine::Db::close`; the next
+    /// open then has no journal to replay).
+    async fn close(&self) -> Result<()>;
 
     /// Follows the delivery changes committed by every instance sharing this store (see
     /// `changes`); None when the backend has no other writer (sled).

@@ -204,8 +204,8 @@ impl Store for Sealed {
         self.backend.prune_changes(before_ms, budget).await
     }
 
-    async fn flush(&self) -> Result<()> {
-        self.backend.flush().await
+    async fn close(&self) -> Result<()> {
+        self.backend.close().await
     }
 
     fn changes(&self) -> Option<super::changes::Changes> {

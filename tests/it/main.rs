@@ -17,6 +17,7 @@ mod egress;
 mod emit_memory;
 mod event_types;
 mod fairness;
+mod graceful_stop;
 mod health_pending;
 mod hostile_templates;
 mod journal_rotation;

@@ -146,10 +146,15 @@ impl Process {
         (status, logs)
     }
 
-    /// SIGTERM; returns the exit status and everything it logged.
-    pub fn terminate(mut self) -> (ExitStatus, String) {
+    /// SIGTERM (a graceful stop), without waiting for the exit.
+    pub fn ask_to_stop(&self) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    }
+
+    /// SIGTERM; returns the exit status and everything it logged.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        self.ask_to_stop();
         let status = self.child.wait().unwrap();
         if let Some(reader) = self.reader.take() {
             reader.join().unwrap();

@@ -678,6 +678,12 @@ impl Receiver {
             .unwrap()
     }
 
+    /// Every request that has arrived and was not taken yet.
+    pub async fn take_arrived(&self) -> Vec<Received> {
+        let mut requests = self.requests.lock().await;
+        std::iter::from_fn(|| requests.try_recv().ok()).collect()
+    }
+
     /// Asserts that nothing arrives within a short grace period.
     pub async fn assert_quiet(&self) {
         let mut requests = self.requests.lock().await;

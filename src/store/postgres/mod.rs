@@ -413,10 +413,8 @@ impl Store for PostgresStore {
     /// Webhooks of an account in id order (all of them from the cache while fresh).
     async fn list_webhooks(&self, account_id: &str, page: Page) -> Result<Vec<Webhook>> {
         let all = page.after.is_none() && page.offset == 0 && page.limit == usize::MAX;
-        if all {
-            if let Some(cached) = self.caches.list(account_id) {
-                return Ok(cached);
-            }
+        if all && let Some(cached) = self.caches.list(account_id) {
+            return Ok(cached);
         }
         let ticket = self.caches.ticket();
         let bodies: Vec<String> = sqlx::query_scalar(
@@ -818,8 +816,10 @@ impl Store for PostgresStore {
         changes::prune(&self.pool, before_ms, budget).await
     }
 
-    /// Nothing to do: every write was committed before its call returned.
-    async fn flush(&self) -> Result<()> {
+    /// Nothing to do: every write was committed before its call returned (a write after it
+    /// is still committed or refused by the database, never lost), and the connections end
+    /// with the process.
+    async fn close(&self) -> Result<()> {
         Ok(())
     }
 

@@ -24,6 +24,9 @@
 //! - `compare_and_swap`, `take` and `Batch::commit_with_update` are atomic with one another
 //!   per tree (one lock per tree); a key that one of them writes is written only through them, or by a
 //!   writer that cannot race them (noted where it is used).
+//! - `close`: after it, no write lands (each write passes the `write_gate`, which the close
+//!   shuts, and fails once it is shut), every write is in tables, and the one journal left
+//!   is recorded so that the next open need not read it back (`clean_close`).
 //! - `Batch`: writes to any trees that a crash keeps all of or none of, and that readers see
 //!   all at once (fjall's `WriteBatch`: one journal entry framed by a start and an end marker
 //!   with a checksum, which recovery drops whole when its end is missing; applied to the
@@ -33,13 +36,16 @@
 
 use std::collections::HashMap;
 use std::ops::RangeBounds;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use fjall::KeyspaceCreateOptions;
 
+use super::clean_close;
 use super::journal_sync::JournalSync;
+use super::write_gate::WriteGate;
 
 /// A key or a value read from the store.
 pub type Bytes = fjall::Slice;
@@ -79,6 +85,8 @@ pub struct Db {
 
 struct Inner {
     db: fjall::Database,
+    dir: PathBuf,
+    gate: Arc<WriteGate>,
     journal: JournalSync,
     meta: fjall::Keyspace,
     ids: Mutex<Ids>,
@@ -113,8 +121,12 @@ fn keyspace_options() -> KeyspaceCreateOptions {
 }
 
 impl Db {
-    /// Opens (creating if needed) the database at `path` with a block cache of `cache_bytes`.
+    /// Opens (creating if needed) the database at `path` with a block cache of `cache_bytes`;
+    /// a journal that a clean close left unchanged is not read back (`clean_close`).
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Db> {
+        if clean_close::recover(path)? {
+            tracing::info!(store = %path.display(), "the store was closed cleanly: its journal is not replayed");
+        }
         Db::open_with(path, fjall::Database::builder(path).cache_size(cache_bytes))
     }
 
@@ -140,6 +152,8 @@ impl Db {
         Ok(Db {
             inner: Arc::new(Inner {
                 db,
+                dir: path.to_path_buf(),
+                gate: Arc::default(),
                 journal: JournalSync::new(path),
                 meta,
                 ids: Mutex::new(Ids {
@@ -160,6 +174,7 @@ impl Db {
             .or_insert_with(|| (keyspace.clone(), Arc::default()));
         Ok(Tree {
             keyspace,
+            gate: Arc::clone(&self.inner.gate),
             atomic: Arc::default(),
             unsealed: Arc::clone(unsealed),
         })
@@ -184,6 +199,7 @@ impl Db {
     /// Deletes the tree called `name` and what it holds.
     pub fn drop_tree(&self, name: &str) -> Result<()> {
         let tree = self.open_tree(name)?;
+        let _open = self.inner.gate.pass()?;
         self.trees().remove(name);
         self.inner.db.delete_keyspace(tree.keyspace)
     }
@@ -193,7 +209,7 @@ impl Db {
         let mut ids = self.inner.ids.lock().unwrap_or_else(|e| e.into_inner());
         if ids.next == ids.reserved {
             let reserved = ids.reserved + ID_BLOCK;
-            self.inner.meta.insert(RESERVED, reserved.to_be_bytes())?;
+            self.write_reserved(reserved)?;
             self.flush()?;
             ids.reserved = reserved;
         }
@@ -205,7 +221,7 @@ impl Db {
     pub fn reserve_ids_from(&self, next: u64) -> Result<()> {
         let mut ids = self.inner.ids.lock().unwrap_or_else(|e| e.into_inner());
         if next > ids.reserved {
-            self.inner.meta.insert(RESERVED, next.to_be_bytes())?;
+            self.write_reserved(next)?;
             self.flush()?;
             *ids = Ids {
                 next,
@@ -215,9 +231,16 @@ impl Db {
         Ok(())
     }
 
+    /// Writes the first id not reserved.
+    fn write_reserved(&self, reserved: u64) -> Result<()> {
+        let _open = self.inner.gate.pass()?;
+        self.inner.meta.insert(RESERVED, reserved.to_be_bytes())
+    }
+
     /// An empty batch of writes (see the header).
     pub fn batch(&self) -> Batch {
         Batch {
+            gate: Arc::clone(&self.inner.gate),
             // No write to the OS per batch: like the keyspaces' inserts, it waits in fjall's
             // journal buffer for `flush` (see `keyspace_options`).
             inner: self.inner.db.batch().durability(None),
@@ -249,6 +272,38 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Closes the database for writes: every later write fails; every earlier one is made
+    /// durable, and written out to tables by fjall within `bound`, after which the journal
+    /// left is recorded (`clean_close`). Returns whether it was (false: the bound passed
+    /// first, and the next open replays the journal as after a crash).
+    pub fn close(&self, bound: Duration) -> Result<bool> {
+        self.inner.gate.shut();
+        self.inner.journal.flush(&self.inner.db)?;
+        let deadline = Instant::now() + bound;
+        while !self.written_out()? {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        clean_close::record(&self.inner.dir)?;
+        Ok(true)
+    }
+
+    /// Seals every memtable that holds writes (fjall's workers write it to a table); true
+    /// once none holds any, none waits to be written and only the active journal is left.
+    fn written_out(&self) -> Result<bool> {
+        let db = &self.inner.db;
+        let mut pending = db.outstanding_flushes() > 0 || db.journal_count() > 1;
+        for name in db.list_keyspace_names() {
+            let keyspace = db.keyspace(&name, keyspace_options)?;
+            pending |= keyspace.rotate_memtable()? || keyspace.sealed_memtable_count() > 0;
+        }
+        Ok(!pending)
+    }
+}
+
 fn corrupt(what: &str) -> Error {
     fjall::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, what))
 }
@@ -263,6 +318,7 @@ pub struct CompareAndSwapError {
 #[derive(Clone)]
 pub struct Tree {
     keyspace: fjall::Keyspace,
+    gate: Arc<WriteGate>,
     /// Taken by the read-modify-write calls.
     atomic: Arc<Mutex<()>>,
     /// Bytes written since the memtable was last sealed (shared by the tree's handles).
@@ -276,11 +332,13 @@ impl Tree {
 
     pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
+        let _open = self.gate.pass()?;
         self.wrote(key.len() + value.len());
         self.keyspace.insert(key, value)
     }
 
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        let _open = self.gate.pass()?;
         self.wrote(key.as_ref().len());
         self.keyspace.remove(key.as_ref())
     }
@@ -361,6 +419,7 @@ impl Tree {
 /// Writes made together: a crash keeps all of them or none, and readers see none of them
 /// before the commit and all of them after it.
 pub struct Batch {
+    gate: Arc<WriteGate>,
     inner: fjall::OwnedWriteBatch,
     /// The bytes each write adds to its tree's memtable, counted at the commit.
     wrote: Vec<(Arc<AtomicU64>, u64)>,
@@ -386,6 +445,7 @@ impl Batch {
 
     /// Makes the writes, all at once.
     pub fn commit(self) -> Result<()> {
+        let _open = self.gate.pass()?;
         self.inner.commit()?;
         for (unsealed, bytes) in self.wrote {
             unsealed.fetch_add(bytes, Ordering::Relaxed);
@@ -413,6 +473,7 @@ impl Batch {
         self.commit()?;
         Ok(true)
     }
+
     /// Commits with `key` removed from `tree` if its value is still `expected`, checked
     /// under the tree's read-modify-write lock held until the commit (atomic with
     /// `commit_with_update`, `compare_and_swap` and `take`). When the value changed nothing

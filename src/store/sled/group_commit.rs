@@ -13,6 +13,9 @@
 //! `WRITE_BACK_EVERY` while no request comes it runs the write-back and flushes too, so writes
 //! nobody waits for (attempts) are durable within that period; the last handle going runs
 //! both once more.
+//!
+//! `close` (a graceful stop) runs the write-back once more, then the store's close (which
+//! ends every write: `engine::Db::close`), and stops the thread: a `durable` after it fails.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -24,13 +27,24 @@ use crate::error::{Error, Result};
 
 type Waiter = oneshot::Sender<Result<()>>;
 
+/// What the flusher thread is asked for.
+enum Request {
+    /// Every write made before is durable.
+    Durable(Waiter),
+    /// The last write-back, then the store's close; the thread ends.
+    Close(Waiter),
+}
+
+/// How long the store's close waits for fjall to write its memtables to tables.
+const CLOSE_BOUND: Duration = Duration::from_secs(10);
+
 /// How often an idle flusher runs the write-back and flushes.
 const WRITE_BACK_EVERY: Duration = Duration::from_millis(100);
 
 /// Handle to the flusher thread; it stops when every handle is gone.
 #[derive(Clone)]
 pub struct GroupCommit {
-    requests: mpsc::Sender<Waiter>,
+    requests: mpsc::Sender<Request>,
 }
 
 impl GroupCommit {
@@ -41,49 +55,89 @@ impl GroupCommit {
         flush_seconds: Histogram,
         write_back: impl FnMut() -> Result<()> + Send + 'static,
     ) -> Result<GroupCommit> {
+        let closing = db.clone();
         GroupCommit::with_flush(
-            move || {
-                db.flush()
-                    .map_err(|e| Error::Internal(format!("store: {e}")))
+            Engine {
+                flush: move || db.flush().map_err(store_error),
+                close: move || match closing.close(CLOSE_BOUND) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        tracing::warn!(bound = ?CLOSE_BOUND, "the store did not write its memory to tables in time; the next start replays its journal");
+                        Ok(())
+                    }
+                    Err(e) => Err(store_error(e)),
+                },
+                write_back,
             },
-            write_back,
             flush_seconds,
         )
     }
 
-    /// Starts a flusher thread that makes writes durable with `flush`.
+    /// Starts a flusher thread that makes writes durable with `engine.flush`.
     fn with_flush(
-        flush: impl FnMut() -> Result<()> + Send + 'static,
-        write_back: impl FnMut() -> Result<()> + Send + 'static,
+        engine: Engine<
+            impl FnMut() -> Result<()> + Send + 'static,
+            impl FnOnce() -> Result<()> + Send + 'static,
+            impl FnMut() -> Result<()> + Send + 'static,
+        >,
         flush_seconds: Histogram,
     ) -> Result<GroupCommit> {
-        let (requests, queue) = mpsc::channel::<Waiter>();
+        let (requests, queue) = mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("webhookd-flush".into())
-            .spawn(move || flush_loop(flush, write_back, &flush_seconds, &queue))
+            .spawn(move || flush_loop(engine, &flush_seconds, &queue))
             .map_err(|e| Error::Internal(format!("cannot start the flusher thread: {e}")))?;
         Ok(GroupCommit { requests })
     }
 
     /// Returns once every write made before this call is durable.
     pub async fn durable(&self) -> Result<()> {
-        let (done, wait) = oneshot::channel();
-        self.requests
-            .send(done)
-            .map_err(|_| Error::Internal("the store is shutting down".into()))?;
-        wait.await
-            .map_err(|_| Error::Internal("the store is shutting down".into()))?
+        self.ask(Request::Durable).await
     }
+
+    /// Makes every write durable and closes the store (see the header).
+    pub async fn close(&self) -> Result<()> {
+        self.ask(Request::Close).await
+    }
+
+    async fn ask(&self, request: impl FnOnce(Waiter) -> Request) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.requests.send(request(done)).map_err(|_| closed())?;
+        wait.await.map_err(|_| closed())?
+    }
+}
+
+fn closed() -> Error {
+    Error::Internal("the store is closed (webhookd is stopping)".into())
+}
+
+fn store_error(e: super::engine::Error) -> Error {
+    Error::Internal(format!("store: {e}"))
+}
+
+/// The store's calls the flusher thread makes.
+struct Engine<F, C, W> {
+    flush: F,
+    close: C,
+    write_back: W,
 }
 
 /// One flush for every request queued before it starts; requests queued while it runs go
 /// to the next.
 fn flush_loop(
-    mut flush: impl FnMut() -> Result<()>,
-    mut write_back: impl FnMut() -> Result<()>,
+    engine: Engine<
+        impl FnMut() -> Result<()>,
+        impl FnOnce() -> Result<()>,
+        impl FnMut() -> Result<()>,
+    >,
     flush_seconds: &Histogram,
-    queue: &mpsc::Receiver<Waiter>,
+    queue: &mpsc::Receiver<Request>,
 ) {
+    let Engine {
+        mut flush,
+        close,
+        mut write_back,
+    } = engine;
     loop {
         let first = match queue.recv_timeout(WRITE_BACK_EVERY) {
             Ok(first) => first,
@@ -101,14 +155,29 @@ fn flush_loop(
                 return;
             }
         };
-        let mut waiters = vec![first];
-        waiters.extend(queue.try_iter());
-        let written = write_back();
-        let timer = flush_seconds.start_timer();
-        let result = written.and_then(|()| flush());
-        timer.observe_duration();
-        for waiter in waiters {
-            let _ = waiter.send(result.clone());
+        let (mut waiters, mut closing) = (Vec::new(), None);
+        for request in std::iter::once(first).chain(queue.try_iter()) {
+            match request {
+                Request::Durable(waiter) => waiters.push(waiter),
+                // Requests after a close fail (dropped with the queue).
+                Request::Close(done) => {
+                    closing = Some(done);
+                    break;
+                }
+            }
+        }
+        if !waiters.is_empty() {
+            let written = write_back();
+            let timer = flush_seconds.start_timer();
+            let result = written.and_then(|()| flush());
+            timer.observe_duration();
+            for waiter in waiters {
+                let _ = waiter.send(result.clone());
+            }
+        }
+        if let Some(done) = closing {
+            let _ = done.send(write_back().and_then(|()| close()));
+            return;
         }
     }
 }
@@ -134,16 +203,19 @@ mod tests {
         let count = AtomicU32::new(0);
         let histogram = Histogram::with_opts(prometheus::HistogramOpts::new("f", "f")).unwrap();
         let commit = GroupCommit::with_flush(
-            move || {
-                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-                let _ = started_tx.send(n);
-                released
-                    .lock()
-                    .unwrap()
-                    .recv()
-                    .map_err(|_| Error::Internal("test over".into()))
+            Engine {
+                flush: move || {
+                    let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                    let _ = started_tx.send(n);
+                    released
+                        .lock()
+                        .unwrap()
+                        .recv()
+                        .map_err(|_| Error::Internal("test over".into()))
+                },
+                close: || Ok(()),
+                write_back: || Ok(()),
             },
-            || Ok(()),
             histogram,
         )
         .unwrap();
@@ -206,5 +278,14 @@ mod tests {
         assert_eq!(flushes.next_flush_starts(), 1);
         drop(flushes.release);
         assert!(write.await.is_err());
+    }
+
+    #[tokio::test]
+    async fn after_a_close_no_write_is_made_durable() {
+        let flushes = held_flushes();
+        flushes.commit.close().await.unwrap();
+        let error = flushes.commit.durable().await.unwrap_err().to_string();
+        assert!(error.contains("the store is closed"), "{error}");
+        assert!(flushes.started.try_recv().is_err(), "no flush");
     }
 }

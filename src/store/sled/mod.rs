@@ -28,6 +28,7 @@
 //! since it was read, so a redelivery committed meanwhile never loses its event.
 
 mod changes;
+mod clean_close;
 mod codec;
 mod engine;
 mod event_types;
@@ -40,6 +41,7 @@ mod outbox;
 mod queries;
 mod stats;
 mod tuning;
+mod write_gate;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -1061,8 +1063,8 @@ impl Store for SledStore {
             .await
     }
 
-    async fn flush(&self) -> Result<()> {
-        self.commit.durable().await
+    async fn close(&self) -> Result<()> {
+        self.commit.close().await
     }
 
     /// Always: the database is in this process.
