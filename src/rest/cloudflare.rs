@@ -356,12 +356,8 @@ pub async fn list(
     Path(account_id): Path<String>,
 ) -> Result<Response, Failure> {
     let caller = caller(&service, &headers, &account_id).await?;
-    let all = Page {
-        limit: usize::MAX,
-        ..Page::default()
-    };
     let listing = service
-        .list_webhooks(&caller, all, None)
+        .list_webhooks(&caller, Page::ALL, None)
         .await
         .map_err(error_response)?;
     let result: Vec<CfWebhook> = listing.items.iter().map(CfWebhook::of).collect();

@@ -201,7 +201,8 @@ pub(crate) fn response(
     }
 }
 
-const ALL: Page = Page {
+/// Every item of a listing.
+pub(crate) const ALL: Page = Page {
     after: None,
     offset: 0,
     limit: usize::MAX,

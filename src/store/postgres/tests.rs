@@ -10,7 +10,7 @@ use sqlx::Connection;
 use super::*;
 use crate::model::DeliveryState;
 use crate::store::IdempotencyKey;
-use crate::store::conformance::{OWNER, TestBackend, conformance_suite, response};
+use crate::store::conformance::{ALL, OWNER, TestBackend, conformance_suite, response};
 
 /// A fresh database on the test server, or None when no server is configured.
 async fn fresh_url() -> Option<String> {
@@ -437,14 +437,7 @@ async fn the_response_log_is_in_attempt_order_when_an_earlier_batch_waits_for_a_
     .unwrap()
     .unwrap();
     let logged: Vec<u64> = store
-        .list_responses(
-            1,
-            Page {
-                after: None,
-                offset: 0,
-                limit: usize::MAX,
-            },
-        )
+        .list_responses(1, ALL)
         .await
         .unwrap()
         .into_iter()
