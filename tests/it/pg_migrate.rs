@@ -1,7 +1,7 @@
 //! An operator upgrades webhookd on a PostgreSQL database written by a version before schema
-//! 9 (a delivery's state in its wide row): the new binary moves the states at start, answers
-//! every delivery and listing by state exactly as before, and goes on delivering what was
-//! waiting (run when WEBHOOKD_TEST_POSTGRES_URL names a server; scripts/with-postgres sets it).
+//! 9 (a delivery's state in its wide row; before 10, a copy of its body in every delivery):
+//! the new binary moves the states at start, answers every delivery and listing by state
+//! exactly as before, and goes on delivering what was waiting (run when WEBHOOKD_TEST_POSTGRES_URL names a server; scripts/with-postgres sets it).
 
 use std::time::Duration;
 
@@ -13,6 +13,31 @@ use crate::process::Process;
 use crate::support::*;
 
 type Client = WebhookServiceClient<tonic::transport::Channel>;
+
+/// Turns a database of schema 10 back into what webhookd left before version 10 (schema 9):
+/// every delivery with its own copy of its body, the event's type and the delivery's account
+/// and creation time drawn from their JSON by PostgreSQL, migration 10 not recorded.
+const BACK_TO_SCHEMA_9: &[&str] = &[
+    "UPDATE deliveries d SET request = jsonb_set(d.request::jsonb, '{request,body}',
+         to_jsonb((e.body -> 'data')::text))::json
+     FROM events e WHERE d.body_is_event_data AND e.id = d.event_id",
+    "ALTER TABLE deliveries DROP COLUMN body_is_event_data, DROP COLUMN account_id,
+         DROP COLUMN created_at_ms",
+    "ALTER TABLE deliveries
+         ADD COLUMN account_id text GENERATED ALWAYS AS (request->>'account_id') STORED,
+         ADD COLUMN created_at_ms bigint
+             GENERATED ALWAYS AS (coalesce((request->>'created_at_ms')::bigint, 0)) STORED",
+    "CREATE INDEX deliveries_account_created
+         ON deliveries (account_id, created_at_ms DESC, id DESC)",
+    "CREATE INDEX deliveries_webhook_created
+         ON deliveries (webhook_id, created_at_ms DESC, id DESC)",
+    "ALTER TABLE events DROP COLUMN event_type",
+    "ALTER TABLE events
+         ADD COLUMN event_type text GENERATED ALWAYS AS (body->>'event_type') STORED",
+    "CREATE INDEX events_account_type_created
+         ON events (account_id, event_type, created_at_ms DESC, id DESC)",
+    "DELETE FROM _sqlx_migrations WHERE version = 10",
+];
 
 /// Turns a database of schema 9 back into what webhookd left before version 9 (schema 8):
 /// the states in the deliveries' own columns, indexed by account and state, no
@@ -101,7 +126,7 @@ async fn get(client: &mut Client, token: &str, id: &str) -> pb::Delivery {
 }
 
 #[tokio::test]
-async fn deliveries_in_every_state_survive_the_upgrade_to_schema_9_and_keep_going() {
+async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_going() {
     let store = TestStore::new().await;
     let Some(url) = store.postgres_url.clone() else {
         return;
@@ -198,9 +223,17 @@ async fn deliveries_in_every_state_survive_the_upgrade_to_schema_9_and_keep_goin
         .unwrap();
     assert!(status.success());
 
-    // The database as a webhookd before version 9 left it.
+    // Schema 10 stored the forwarded bodies as references to their events' data.
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    for statement in BACK_TO_SCHEMA_8 {
+    let by_reference: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE body_is_event_data")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(by_reference > 0);
+
+    // The database as a webhookd before version 9 left it.
+    for statement in BACK_TO_SCHEMA_9.iter().chain(BACK_TO_SCHEMA_8) {
         sqlx::query(statement).execute(&mut conn).await.unwrap();
     }
 
@@ -211,7 +244,7 @@ async fn deliveries_in_every_state_survive_the_upgrade_to_schema_9_and_keep_goin
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
     let mut client = connect_webhooks(after.grpc).await;
     assert_eq!(listing(&mut client, &token).await, settled);
     for d in &one_by_one {

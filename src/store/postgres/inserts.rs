@@ -312,28 +312,32 @@ pub async fn write_deliveries(
     write(tx, &[], &refs, &held, lease).await
 }
 
-/// One statement: the events and their deliveries (each its row and its state row), `more`
-/// deliveries (of existing events),
+/// One statement: the events and their deliveries (each its row and its state row; a body
+/// that is its event's data is not copied, see migration 0010), `more` deliveries (of
+/// existing events, stored whole),
 /// the outbox rows of those still to attempt (not final, not `held` behind another of their
 /// queue) under `lease`, and the events' deliveries' change-log entries, in order.
 const WRITE: &str = "WITH written AS (
-         INSERT INTO events (id, account_id, created_at_ms, body)
-         SELECT id, account_id, created_at_ms, body::json
-         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[])
-             AS t (id, account_id, created_at_ms, body)),
+         INSERT INTO events (id, account_id, created_at_ms, body, event_type)
+         SELECT id, account_id, created_at_ms, body::json, event_type
+         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $22::text[])
+             AS t (id, account_id, created_at_ms, body, event_type)),
      new AS (
          SELECT * FROM UNNEST($5::bigint[], $6::bigint[], $7::bigint[], $8::text[],
              $9::bigint[], $10::bigint[], $11::integer[], $12::text[], $13::text[], $14::bool[],
-             $20::text[], $21::bigint[])
+             $20::text[], $21::bigint[], $23::bool[])
              AS t (id, event_id, webhook_id, state, attempts, due_ms, code, error, request,
-                 pending, account_id, created_ms)),
+                 pending, account_id, created_ms, body_is_event_data)),
      queued AS (
          INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
              lease_until_ms)
          SELECT id, event_id, webhook_id, due_ms, $15, $16 FROM new WHERE pending),
      stored AS (
-         INSERT INTO deliveries (id, event_id, webhook_id, request)
-         SELECT id, event_id, webhook_id, request::json FROM new),
+         INSERT INTO deliveries (id, event_id, webhook_id, request, account_id, created_at_ms,
+             body_is_event_data)
+         SELECT id, event_id, webhook_id, request::json, account_id, created_ms,
+             body_is_event_data
+         FROM new),
      states AS (
          INSERT INTO delivery_states (id, account_id, created_at_ms, state, attempts,
              next_attempt_ms, last_status_code, last_error)
@@ -359,21 +363,26 @@ async fn write(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let (mut types, mut data) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut change_accounts, mut changes) = (Vec::new(), Vec::new());
     for new in events {
         ids.push(sql_id(new.event.id));
         accounts.push(new.event.account_id.as_str());
         created.push(new.event.created_at_ms);
         bodies.push(to_json(&new.event)?);
+        types.push(new.event.event_type.as_str());
+        data.push(to_json(&new.event.data)?);
         for d in &new.deliveries {
             change_accounts.push(new.event.account_id.as_str());
             changes.push(super::changes::body(&update_of(d))?);
         }
     }
-    let deliveries: Vec<&Delivery> = events
+    // Each delivery with the JSON text of its event's data, when that is at hand.
+    let deliveries: Vec<(&Delivery, Option<&str>)> = events
         .iter()
-        .flat_map(|e| &e.deliveries)
-        .chain(more.iter().copied())
+        .zip(&data)
+        .flat_map(|(e, data)| e.deliveries.iter().map(|d| (d, Some(data.as_str()))))
+        .chain(more.iter().map(|d| (*d, None)))
         .collect();
     let n = deliveries.len();
     let (mut d_ids, mut d_events, mut webhooks) = (
@@ -393,7 +402,8 @@ async fn write(
         Vec::with_capacity(n),
     );
     let (mut d_accounts, mut d_created) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for d in deliveries {
+    let mut by_reference = Vec::with_capacity(n);
+    for (d, event_data) in deliveries {
         d_ids.push(sql_id(d.id));
         d_events.push(sql_id(d.event_id));
         webhooks.push(sql_id(d.webhook_id));
@@ -402,7 +412,14 @@ async fn write(
         due.push(d.next_attempt_ms);
         codes.push(d.last_status_code.map(i32::from));
         errors.push(d.last_error.as_str());
-        requests.push(to_json(d)?);
+        let body = d.request.as_ref().and_then(|r| r.body.as_deref());
+        let is_event_data = body.is_some() && body == event_data;
+        requests.push(if is_event_data {
+            to_json(&without_body(d))?
+        } else {
+            to_json(d)?
+        });
+        by_reference.push(is_event_data);
         pending.push(!d.state.is_final() && !held.contains(&d.id));
         d_accounts.push(d.account_id.as_str());
         d_created.push(d.created_at_ms);
@@ -429,6 +446,8 @@ async fn write(
         .bind(now_ms())
         .bind(d_accounts)
         .bind(d_created)
+        .bind(types)
+        .bind(by_reference)
         .execute(&mut *conn)
         .await
         .map_err(db)?;
@@ -437,6 +456,15 @@ async fn write(
     // pool that once wrote a large batch holds its size for good.
     conn.shrink_buffers();
     Ok(())
+}
+
+/// `delivery` with no request body (stored as a reference to its event's data).
+fn without_body(delivery: &Delivery) -> Delivery {
+    let mut copy = delivery.clone();
+    if let Some(request) = copy.request.as_mut() {
+        request.body = None;
+    }
+    copy
 }
 
 #[cfg(test)]

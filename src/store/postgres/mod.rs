@@ -30,7 +30,9 @@ macro_rules! stats_columns {
 macro_rules! delivery_columns {
     () => {
         "s.state, s.attempts, s.next_attempt_ms, s.last_status_code, s.last_error, \
-         d.request::text, coalesce(s.updated_at_ms, s.created_at_ms)"
+         d.request::text, coalesce(s.updated_at_ms, s.created_at_ms), \
+         CASE WHEN d.body_is_event_data THEN \
+             (SELECT (e.body -> 'data')::text FROM events e WHERE e.id = d.event_id) END"
     };
 }
 
@@ -896,11 +898,16 @@ fn stats_of(row: &PgRow) -> Result<WebhookStats> {
     })
 }
 
-/// A delivery from its rows (`queries::DELIVERY_COLUMNS`): the delivery as created, with
-/// the current state over it.
+/// A delivery from its rows (`queries::DELIVERY_COLUMNS`): the delivery as created (its body
+/// its event's data when stored as that), with the current state over it.
 fn delivery_of(row: &PgRow) -> Result<Delivery> {
     let request: String = row.try_get(5).map_err(db)?;
     let mut delivery: Delivery = from_json(&request)?;
+    if let Some(data) = row.try_get::<Option<String>, _>(7).map_err(db)?
+        && let Some(request) = delivery.request.as_mut()
+    {
+        request.body = Some(data);
+    }
     delivery.state = state_of(row.try_get(0).map_err(db)?)?;
     delivery.attempts = row.try_get::<i64, _>(1).map_err(db)? as u32;
     delivery.next_attempt_ms = row.try_get(2).map_err(db)?;

@@ -304,8 +304,9 @@ async fn listings_by_state_read_the_state_index_and_the_others_the_deliveries_ow
         .unwrap();
     // 100,000 deliveries of one account over 20 webhooks, one in 1,000 FAILED.
     for statement in [
-        "INSERT INTO deliveries (id, event_id, webhook_id, request)
-         SELECT g, g, 1 + g % 20, json_build_object('account_id', 'acme', 'created_at_ms', g)
+        "INSERT INTO deliveries (id, event_id, webhook_id, request, account_id, created_at_ms)
+         SELECT g, g, 1 + g % 20, json_build_object('account_id', 'acme', 'created_at_ms', g),
+             'acme', g
          FROM generate_series(1, 100000) g",
         "INSERT INTO delivery_states (id, account_id, created_at_ms, state, attempts,
              next_attempt_ms, last_error)
@@ -445,4 +446,84 @@ async fn the_response_log_is_in_attempt_order_when_an_earlier_batch_waits_for_a_
         .collect();
     // Newest first.
     assert_eq!(logged, vec![2, 1]);
+}
+
+#[tokio::test]
+async fn a_body_that_is_its_events_data_is_stored_once_and_read_back_whole() {
+    let Some(url) = fresh_url().await else { return };
+    let store = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
+        .await
+        .unwrap();
+    let emitted = event(10, 1, vec![11, 12]);
+    let with_body = |id, body: String| Delivery {
+        request: Some(crate::model::RenderedRequest {
+            method: "POST".into(),
+            url: "http://x".into(),
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: Some(body),
+            traceparent: None,
+        }),
+        account_id: "acme".into(),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        ..delivery(id, 10, DeliveryState::Queued)
+    };
+    // A forward_all webhook's body is the event's data; a template's is its own.
+    let forwarded = with_body(11, serde_json::to_string(&emitted.data).unwrap());
+    let templated = with_body(12, r#"{"text": "alert 10"}"#.into());
+    let deliveries = [forwarded.clone(), templated.clone()];
+    store
+        .insert_events(&[new(&emitted, &deliveries, None)])
+        .await
+        .unwrap();
+
+    // The forwarded body is not copied into the delivery's row; the templated one is.
+    let stored: Vec<(i64, bool, bool)> = sqlx::query_as(
+        "SELECT id, body_is_event_data, request -> 'request' ->> 'body' IS NULL
+         FROM deliveries ORDER BY id",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, vec![(11, true, true), (12, false, false)]);
+    // The columns drawn from the records are the writer's (no longer PostgreSQL's).
+    let drawn: (String, String, i64) = sqlx::query_as(
+        "SELECT e.event_type, d.account_id, d.created_at_ms
+         FROM events e JOIN deliveries d ON d.event_id = e.id WHERE d.id = 11",
+    )
+    .fetch_one(&store.pool)
+    .await
+    .unwrap();
+    assert_eq!(drawn, ("alert group created".into(), "acme".into(), 1));
+
+    // Every read gives both back whole: by id (from another instance, which did not write
+    // them), in a listing, and from a cancel.
+    let other = PostgresStore::connect(&url, Owner { id: 2, ..OWNER }, POOL_SIZE, histogram())
+        .await
+        .unwrap();
+    assert_eq!(
+        other.get_delivery(11).await.unwrap(),
+        Some(forwarded.clone())
+    );
+    assert_eq!(
+        other.get_delivery(12).await.unwrap(),
+        Some(templated.clone())
+    );
+    let listed = other
+        .list_deliveries(&DeliveryQuery {
+            account_id: "acme",
+            webhook_id: None,
+            states: &[],
+            created_after_ms: None,
+            created_before_ms: None,
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![templated, forwarded.clone()]);
+    let Cancelled::Now(cancelled) = other.cancel_delivery(11, 7).await.unwrap() else {
+        panic!("the queued delivery was not cancelled");
+    };
+    assert_eq!(cancelled.request, forwarded.request);
 }
