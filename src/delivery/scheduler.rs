@@ -487,14 +487,19 @@ impl Scheduler {
     }
 
     /// Reports the end of an attempt started by `next`: frees the webhook's slot (resuming a
-    /// parked delivery, or queuing the probe while its breaker is tripped).
+    /// parked delivery, or queuing the probe while its breaker is tripped). Wakes the claimer
+    /// when the window runs down to half, and when the webhook's entries fall below its share
+    /// (claims pass over it until then, so a busy webhook's backlog in the store is claimed
+    /// as fast as it is attempted, not once per claimer poll).
     pub fn finish(&self, entry: Entry, health: EndpointHealth, now_ms: i64) {
         let mut state = self.lock();
         let state = &mut *state;
         state.running.remove(&(entry.due_ms, entry.delivery_id));
         let webhook_id = entry.webhook_id;
         state.let_go(webhook_id);
-        if state.total + 1 == self.limits.window.max(1).div_ceil(2) {
+        if state.total + 1 == self.limits.window.max(1).div_ceil(2)
+            || state.held_by(webhook_id) + 1 == self.limits.window_per_webhook.max(1)
+        {
             self.claimer.notify_one();
         }
         let mut pace = state.paces.get_mut(&webhook_id);
@@ -870,6 +875,34 @@ mod tests {
             released += 1;
         }
         assert_eq!(released, 2);
+    }
+
+    #[tokio::test]
+    async fn a_webhook_below_its_share_again_wakes_the_claimer() {
+        let scheduler = scheduler(Limits {
+            window_per_webhook: 2,
+            window: 100,
+            ..limits(4)
+        });
+        let woken = || async {
+            tokio::time::timeout(Duration::from_millis(20), scheduler.claimer_woken())
+                .await
+                .is_ok()
+        };
+        // Webhook 7 holds twice its share: claims pass over it.
+        scheduler.schedule_all((1..=4).map(|id| Entry::due(0, id, 7)));
+        woken().await;
+        assert_eq!(scheduler.room(0).skip, vec![7]);
+        // Its attempts end; at its share it is still passed over, below it the claimer is
+        // woken to top it up (its backlog waits in the store).
+        for held in [3, 2, 1] {
+            let Next::Due(entry) = scheduler.next(0) else {
+                panic!("not due")
+            };
+            scheduler.finish(entry, EndpointHealth::Answered, 0);
+            assert_eq!(woken().await, held == 1, "woken at {held} held");
+        }
+        assert!(scheduler.room(0).skip.is_empty());
     }
 
     #[test]

@@ -527,3 +527,39 @@ async fn a_body_that_is_its_events_data_is_stored_once_and_read_back_whole() {
     };
     assert_eq!(cancelled.request, forwarded.request);
 }
+
+#[tokio::test]
+async fn concurrent_reads_of_deliveries_each_get_their_own() {
+    let Some(url) = fresh_url().await else { return };
+    let writer = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
+        .await
+        .unwrap();
+    let ids: Vec<u64> = (101..=150).collect();
+    let emitted = event(100, 1, ids.clone());
+    let deliveries: Vec<Delivery> = ids
+        .iter()
+        .map(|id| Delivery {
+            last_error: format!("delivery {id}"),
+            ..delivery(*id, 100, DeliveryState::Queued)
+        })
+        .collect();
+    writer
+        .insert_events(&[new(&emitted, &deliveries, None)])
+        .await
+        .unwrap();
+
+    // Another instance (nothing of them in its `fresh`) reads them all at once, one twice,
+    // and one that does not exist.
+    let reader = PostgresStore::connect(&url, Owner { id: 2, ..OWNER }, POOL_SIZE, histogram())
+        .await
+        .unwrap();
+    let asked: Vec<u64> = ids.iter().copied().chain([101, 999]).collect();
+    let answers = futures::future::join_all(asked.iter().map(|id| reader.get_delivery(*id))).await;
+    for (id, answer) in asked.iter().zip(answers) {
+        let answer = answer.unwrap();
+        match *id {
+            999 => assert_eq!(answer, None),
+            id => assert_eq!(answer.unwrap().last_error, format!("delivery {id}")),
+        }
+    }
+}
