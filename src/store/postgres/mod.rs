@@ -49,7 +49,6 @@ mod notify;
 mod ordering;
 mod pressure;
 mod queries;
-mod reads;
 mod schema;
 
 use std::collections::BTreeMap;
@@ -116,8 +115,6 @@ pub struct PostgresStore {
     ids: Mutex<(u64, u64)>,
     inserts: inserts::GroupCommit,
     attempts: attempts::Attempts,
-    /// Reads of deliveries by id, gathered (see `reads`).
-    reads: reads::DeliveryReads,
     /// The delivery engine's bookkeeping (claims, leases, trims), committing without
     /// waiting for the WAL flush (see `bookkeeping`).
     bookkeeping: PgPool,
@@ -274,7 +271,6 @@ impl PostgresStore {
                 Arc::clone(&written),
             ),
             attempts: attempts::Attempts::start(bookkeeping.clone(), owner),
-            reads: reads::DeliveryReads::start(pool.clone()),
             bookkeeping,
             pool,
             ids: Mutex::new((0, 0)),
@@ -567,13 +563,21 @@ impl Store for PostgresStore {
         body.as_deref().map(from_json).transpose()
     }
 
-    /// A delivery by id (one just emitted here from `fresh`, once; the others read in
-    /// batches with concurrent callers', see `reads`).
+    /// A delivery by id (one just emitted here from `fresh`, once).
     async fn get_delivery(&self, id: u64) -> Result<Option<Delivery>> {
         if let Some(delivery) = self.written.take(id) {
             return Ok(Some(delivery));
         }
-        self.reads.get(id).await
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries d JOIN delivery_states s ON s.id = d.id WHERE d.id = $1"
+        ))
+        .bind(sql_id(id))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| delivery_of(&r)).transpose()
     }
 
     /// Writes new deliveries of existing events (redelivery) with their outbox rows and adds

@@ -29,14 +29,17 @@ fn histogram() -> Histogram {
     Histogram::with_opts(prometheus::HistogramOpts::new("commit", "commit")).unwrap()
 }
 
+/// A store on `url` as instance `owner`.
+async fn connect(url: &str, owner: Owner) -> PostgresStore {
+    PostgresStore::connect(url, owner, POOL_SIZE, histogram())
+        .await
+        .unwrap()
+}
+
 async fn backend() -> Option<TestBackend> {
     let url = fresh_url().await?;
     Some(TestBackend {
-        store: Arc::new(
-            PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
-                .await
-                .unwrap(),
-        ),
+        store: Arc::new(connect(&url, OWNER).await),
         guard: Box::new(()),
     })
 }
@@ -87,12 +90,8 @@ fn key(k: &str) -> Option<IdempotencyKey<'_>> {
 async fn a_second_start_finds_the_schema_and_ids_never_repeat() {
     let Some(url) = fresh_url().await else { return };
     let (a, b) = (
-        PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
-            .await
-            .unwrap(),
-        PostgresStore::connect(&url, Owner { id: 2, ..OWNER }, POOL_SIZE, histogram())
-            .await
-            .unwrap(),
+        connect(&url, OWNER).await,
+        connect(&url, Owner { id: 2, ..OWNER }).await,
     );
     let mut seen = std::collections::HashSet::new();
     for _ in 0..300 {
@@ -104,9 +103,7 @@ async fn a_second_start_finds_the_schema_and_ids_never_repeat() {
 #[tokio::test]
 async fn a_database_migrated_by_a_newer_webhookd_is_refused() {
     let Some(url) = fresh_url().await else { return };
-    PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
-        .await
-        .unwrap();
+    connect(&url, OWNER).await;
     let pool = PgPool::connect(&url).await.unwrap();
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
@@ -127,11 +124,7 @@ async fn a_database_migrated_by_a_newer_webhookd_is_refused() {
 #[tokio::test]
 async fn concurrent_emits_with_one_idempotency_key_write_one_event() {
     let Some(url) = fresh_url().await else { return };
-    let store = Arc::new(
-        PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
-            .await
-            .unwrap(),
-    );
+    let store = Arc::new(connect(&url, OWNER).await);
     let mut tasks = Vec::new();
     for id in 1..=20u64 {
         let store = Arc::clone(&store);
@@ -171,9 +164,7 @@ async fn concurrent_emits_with_one_idempotency_key_write_one_event() {
 #[tokio::test]
 async fn a_claim_walks_the_index_however_big_one_webhooks_backlog() {
     let Some(url) = fresh_url().await else { return };
-    let store = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
-        .await
-        .unwrap();
+    let store = connect(&url, OWNER).await;
     // A dead webhook's 200,000 due rows, and 10 rows each of 50 other webhooks.
     for statement in [
         "INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms)
@@ -211,9 +202,7 @@ async fn a_claim_walks_the_index_however_big_one_webhooks_backlog() {
 #[tokio::test]
 async fn an_instance_id_has_one_live_holder_and_a_restart_takes_back_its_leases_at_once() {
     let Some(url) = fresh_url().await else { return };
-    let first = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
-        .await
-        .unwrap();
+    let first = connect(&url, OWNER).await;
     // Rows leased for 30 s more: one to this instance, one to another live instance.
     let until = now_ms() + 30_000;
     for (delivery_id, owner) in [(1_i64, OWNER.id), (2, 77)] {
@@ -254,9 +243,7 @@ async fn an_instance_id_has_one_live_holder_and_a_restart_takes_back_its_leases_
     // Restarted (the first one gone), the same id takes back its own lease at once, and
     // only its own.
     drop(first);
-    let restarted = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
-        .await
-        .unwrap();
+    let restarted = connect(&url, OWNER).await;
     let taken = restarted.claim(claim(OWNER)).await.unwrap();
     assert_eq!(
         taken.iter().map(|e| e.delivery_id).collect::<Vec<_>>(),
@@ -268,9 +255,7 @@ async fn an_instance_id_has_one_live_holder_and_a_restart_takes_back_its_leases_
 #[tokio::test]
 async fn only_the_engines_bookkeeping_commits_without_waiting_for_the_wal_flush() {
     let Some(url) = fresh_url().await else { return };
-    let store = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
-        .await
-        .unwrap();
+    let store = connect(&url, OWNER).await;
     let setting = |pool: &PgPool, name: &'static str| {
         let pool = pool.clone();
         async move {
@@ -299,9 +284,7 @@ async fn only_the_engines_bookkeeping_commits_without_waiting_for_the_wal_flush(
 #[tokio::test]
 async fn listings_by_state_read_the_state_index_and_the_others_the_deliveries_own() {
     let Some(url) = fresh_url().await else { return };
-    let store = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
-        .await
-        .unwrap();
+    let store = connect(&url, OWNER).await;
     // 100,000 deliveries of one account over 20 webhooks, one in 1,000 FAILED.
     for statement in [
         "INSERT INTO deliveries (id, event_id, webhook_id, request, account_id, created_at_ms)
@@ -362,11 +345,7 @@ async fn listings_by_state_read_the_state_index_and_the_others_the_deliveries_ow
 #[tokio::test]
 async fn the_response_log_is_in_attempt_order_when_an_earlier_batch_waits_for_a_row() {
     let Some(url) = fresh_url().await else { return };
-    let store = Arc::new(
-        PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
-            .await
-            .unwrap(),
-    );
+    let store = Arc::new(connect(&url, OWNER).await);
     let deliveries = [
         delivery(1, 10, DeliveryState::Queued),
         delivery(2, 10, DeliveryState::Queued),
@@ -451,9 +430,7 @@ async fn the_response_log_is_in_attempt_order_when_an_earlier_batch_waits_for_a_
 #[tokio::test]
 async fn a_body_that_is_its_events_data_is_stored_once_and_read_back_whole() {
     let Some(url) = fresh_url().await else { return };
-    let store = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
-        .await
-        .unwrap();
+    let store = connect(&url, OWNER).await;
     let emitted = event(10, 1, vec![11, 12]);
     let with_body = |id, body: String| Delivery {
         request: Some(crate::model::RenderedRequest {
@@ -498,9 +475,7 @@ async fn a_body_that_is_its_events_data_is_stored_once_and_read_back_whole() {
 
     // Every read gives both back whole: by id (from another instance, which did not write
     // them), in a listing, and from a cancel.
-    let other = PostgresStore::connect(&url, Owner { id: 2, ..OWNER }, POOL_SIZE, histogram())
-        .await
-        .unwrap();
+    let other = connect(&url, Owner { id: 2, ..OWNER }).await;
     assert_eq!(
         other.get_delivery(11).await.unwrap(),
         Some(forwarded.clone())
@@ -531,9 +506,7 @@ async fn a_body_that_is_its_events_data_is_stored_once_and_read_back_whole() {
 #[tokio::test]
 async fn concurrent_reads_of_deliveries_each_get_their_own() {
     let Some(url) = fresh_url().await else { return };
-    let writer = PostgresStore::connect(&url, OWNER, POOL_SIZE, histogram())
-        .await
-        .unwrap();
+    let writer = connect(&url, OWNER).await;
     let ids: Vec<u64> = (101..=150).collect();
     let emitted = event(100, 1, ids.clone());
     let deliveries: Vec<Delivery> = ids
@@ -550,9 +523,7 @@ async fn concurrent_reads_of_deliveries_each_get_their_own() {
 
     // Another instance (nothing of them in its `fresh`) reads them all at once, one twice,
     // and one that does not exist.
-    let reader = PostgresStore::connect(&url, Owner { id: 2, ..OWNER }, POOL_SIZE, histogram())
-        .await
-        .unwrap();
+    let reader = connect(&url, Owner { id: 2, ..OWNER }).await;
     let asked: Vec<u64> = ids.iter().copied().chain([101, 999]).collect();
     let answers = futures::future::join_all(asked.iter().map(|id| reader.get_delivery(*id))).await;
     for (id, answer) in asked.iter().zip(answers) {
