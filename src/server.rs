@@ -4,7 +4,8 @@
 //! open requests end and in-flight attempts be recorded for up to `DRAIN` (then stops waiting
 //! for them: an acknowledgement follows a durable commit, which precedes the store's close
 //! or fails, and a write after the close fails, so what is cut was never acknowledged),
-//! releases the leases still held, and closes the store. A server or
+//! releases the leases still held, closes the store and returns once the tasks that stopped
+//! have let go of it (bounded: a restart in the same process finds it free). A server or
 //! the worker that stops on its own (error, panic), or the store saying this instance must
 //! stop (another instance took its id), shuts the rest down the same way and ends `run`
 //! with its error at once.
@@ -36,6 +37,10 @@ const WINDOW: usize = 10_000;
 /// How long a graceful stop waits for open requests and in-flight attempts (longer than the
 /// default request timeout, so attempts end by themselves); then they are cut.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// How long, at least, a stop waits after the store's close for the tasks that stopped
+/// with it to drop their handles of it.
+const RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// File of the generated admin token inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -342,9 +347,28 @@ pub async fn run(
         tracing::warn!(error = %e, "cannot release the leases still held; they expire instead");
     }
     let closed = store.close().await;
+    released(store, drained).await;
     match failure {
         Some(error) => Err(error),
         None => closed,
+    }
+}
+
+/// Waits until `store` is the last handle of the store (the tasks that stopped at the
+/// shutdown have dropped theirs) or `deadline`, then drops it: on the embedded store that
+/// frees the directory lock, so a start in the same process right after `run` returns finds
+/// it free.
+async fn released(store: Arc<dyn Store>, deadline: tokio::time::Instant) {
+    let deadline = deadline.max(tokio::time::Instant::now() + RELEASE);
+    while Arc::strong_count(&store) > 1 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                holders = Arc::strong_count(&store) - 1,
+                "tasks still hold the store after the drain; it closes when they end"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 

@@ -176,7 +176,12 @@ fn flush_loop(
             }
         }
         if let Some(done) = closing {
-            let _ = done.send(write_back().and_then(|()| close()));
+            let closed = write_back().and_then(|()| close());
+            // The thread's handles of the database go before the answer, so that once the
+            // store's last handle is dropped its directory lock is free (a restart in the
+            // same process opens it at once).
+            drop((flush, write_back));
+            let _ = done.send(closed);
             return;
         }
     }
