@@ -65,7 +65,8 @@ impl Entry {
 /// What the worker should do next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Attempt this delivery now; report the end with `finish`.
+    /// Attempt this delivery now; report the end with `finish` (or the endpoint's answer
+    /// with `answered`, then the end with `finish_answered`).
     Due(Entry),
     /// Nothing may run before this time.
     WaitUntil(i64),
@@ -486,14 +487,43 @@ impl Scheduler {
         }
     }
 
+    /// Reports that an attempt started by `next` has its endpoint's answer (or its error),
+    /// before the attempt is recorded: frees the webhook's slot at once (resuming a parked
+    /// delivery), so the webhook's next request does not wait for this one's record; then
+    /// the attempt ends with `finish_answered`. Not while the webhook's breaker is tripped:
+    /// its slot goes with the record (`finish`), which says whether the circuit closed.
+    /// Returns whether the slot was freed.
+    pub fn answered(&self, entry: Entry, health: EndpointHealth, now_ms: i64) -> bool {
+        let mut state = self.lock();
+        let tripped = state
+            .endpoints
+            .get(&entry.webhook_id)
+            .is_none_or(|endpoint| endpoint.tripped);
+        if !tripped {
+            self.free_slot(&mut state, entry.webhook_id, health, now_ms);
+        }
+        !tripped
+    }
+
     /// Reports the end of an attempt started by `next`: frees the webhook's slot (resuming a
-    /// parked delivery, or queuing the probe while its breaker is tripped). Wakes the claimer
-    /// when the window runs down to half, and when the webhook's entries fall below its share
-    /// (claims pass over it until then, so a busy webhook's backlog in the store is claimed
-    /// as fast as it is attempted, not once per claimer poll).
+    /// parked delivery, or queuing the probe while its breaker is tripped), and the entry.
     pub fn finish(&self, entry: Entry, health: EndpointHealth, now_ms: i64) {
         let mut state = self.lock();
-        let state = &mut *state;
+        self.let_go(&mut state, entry);
+        self.free_slot(&mut state, entry.webhook_id, health, now_ms);
+    }
+
+    /// Reports the end of an attempt whose slot `answered` freed: frees the entry.
+    pub fn finish_answered(&self, entry: Entry) {
+        let mut state = self.lock();
+        self.let_go(&mut state, entry);
+    }
+
+    /// Lets go of a finished attempt's entry. Wakes the claimer when the window runs down to
+    /// half, and when the webhook's entries fall below its share (claims pass over it until
+    /// then, so a busy webhook's backlog in the store is claimed as fast as it is attempted,
+    /// not once per claimer poll).
+    fn let_go(&self, state: &mut State, entry: Entry) {
         state.running.remove(&(entry.due_ms, entry.delivery_id));
         let webhook_id = entry.webhook_id;
         state.let_go(webhook_id);
@@ -502,6 +532,10 @@ impl Scheduler {
         {
             self.claimer.notify_one();
         }
+    }
+
+    /// Frees one of a webhook's slots after an attempt with `health`.
+    fn free_slot(&self, state: &mut State, webhook_id: u64, health: EndpointHealth, now_ms: i64) {
         let mut pace = state.paces.get_mut(&webhook_id);
         let Some(endpoint) = state.endpoints.get_mut(&webhook_id) else {
             return;
@@ -696,6 +730,56 @@ mod tests {
         );
         scheduler.finish(Entry::due(1, 1, 7), EndpointHealth::Answered, 10);
         assert_eq!(scheduler.next(10), Next::Due(Entry::due(2, 2, 7)));
+    }
+
+    #[test]
+    fn an_answered_attempt_frees_its_slot_before_its_record_and_its_entry_after() {
+        let scheduler = scheduler(limits(1));
+        scheduler.schedule_all([Entry::due(1, 1, 7), Entry::due(2, 2, 7)]);
+        let Next::Due(first) = scheduler.next(10) else {
+            panic!("not due")
+        };
+        assert_eq!(scheduler.next(10), Next::Idle);
+        // The endpoint answered: the next delivery goes while the first is being recorded.
+        assert!(scheduler.answered(first, EndpointHealth::Answered, 10));
+        assert_eq!(scheduler.next(10), Next::Due(Entry::due(2, 2, 7)));
+        // Until its record ends the first is still held: a second copy of it is dropped.
+        scheduler.schedule(first);
+        assert_eq!(scheduler.next(10), Next::Idle);
+        assert_eq!(scheduler.stats().0.depth, 0);
+        scheduler.finish_answered(first);
+        scheduler.finish(Entry::due(2, 2, 7), EndpointHealth::Answered, 10);
+        scheduler.schedule(Entry::due(20, 1, 7));
+        assert_eq!(scheduler.next(20), Next::Due(Entry::due(20, 1, 7)));
+    }
+
+    #[test]
+    fn a_tripped_webhooks_slot_waits_for_the_record() {
+        let mut stored = WebhookStats::default();
+        let scheduler = scheduler(limits(4));
+        for id in 1..=2 {
+            scheduler.schedule(Entry::due(0, id, 7));
+            let Next::Due(entry) = scheduler.next(0) else {
+                panic!("not due")
+            };
+            finish(&scheduler, &mut stored, entry, EndpointHealth::Failing, 0);
+        }
+        // Open until 100; at the reopening the probe goes, and its answer alone frees nothing:
+        // whether the circuit closed is for its record to say.
+        scheduler.schedule_all((10..13).map(|id| Entry::due(10, id, 7)));
+        let Next::Due(probe) = scheduler.next(100) else {
+            panic!("no probe")
+        };
+        assert!(!scheduler.answered(probe, EndpointHealth::Answered, 100));
+        assert_eq!(scheduler.next(100), Next::Idle);
+        finish(
+            &scheduler,
+            &mut stored,
+            probe,
+            EndpointHealth::Answered,
+            100,
+        );
+        assert!(matches!(scheduler.next(100), Next::Due(_)));
     }
 
     #[test]

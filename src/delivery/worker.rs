@@ -10,7 +10,10 @@
 //! Every attempt holds its webhook's slot and a worker permit through a drop guard
 //! (`Running`): however it ends (recorded, an error, a panic unwinding its task) both are
 //! freed, and an attempt that was not recorded is queued again after a pause, never parked
-//! until the next start. While the store is lost (`StoreHealth`) the worker takes no
+//! until the next start. The slot bounds the requests in flight to the endpoint: it is freed
+//! once the endpoint has answered (unless the webhook's breaker is tripped), while the
+//! permit is held until the attempt is recorded, so the time records take in the store
+//! does not slow a webhook's deliveries down. While the store is lost (`StoreHealth`) the worker takes no
 //! delivery, and attempts that met the lost store are retried without a log line each. The
 //! worker writes no webhooks: it reports outcomes to the core
 //! (`WebhookOutcomes`), which serializes them with the users' changes.
@@ -104,6 +107,8 @@ struct Running {
     /// The attempt failed because the store is unavailable or busy (the health monitor and
     /// the store's pressure report say that once; the attempt says nothing of its own).
     store_lost: bool,
+    /// Whether its webhook's slot was freed when the endpoint answered (`Scheduler::answered`).
+    slot_freed: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -115,13 +120,14 @@ impl Running {
             entry,
             recorded: None,
             store_lost: false,
+            slot_freed: false,
             _permit: permit,
         }
     }
 
     async fn run(mut self) {
         let worker = Arc::clone(&self.worker);
-        match worker.attempt(self.entry).await {
+        match worker.attempt(self.entry, &mut self.slot_freed).await {
             Ok(health) => self.recorded = Some(health),
             Err(e @ Error::Unavailable(_)) => {
                 self.store_lost = true;
@@ -145,8 +151,12 @@ impl Drop for Running {
     fn drop(&mut self) {
         let worker = &self.worker;
         let now = now_ms();
-        let health = self.recorded.unwrap_or(EndpointHealth::Untouched);
-        worker.scheduler.finish(self.entry, health, now);
+        if self.slot_freed {
+            worker.scheduler.finish_answered(self.entry);
+        } else {
+            let health = self.recorded.unwrap_or(EndpointHealth::Untouched);
+            worker.scheduler.finish(self.entry, health, now);
+        }
         if self.recorded.is_none() {
             let pause = worker.unrecorded_retry_after();
             if !self.store_lost {
@@ -250,8 +260,9 @@ impl Worker {
     }
 
     /// Makes one attempt of a queued delivery and records it; returns what it says about the
-    /// endpoint. An error means nothing was recorded.
-    async fn attempt(&self, entry: Entry) -> Result<EndpointHealth> {
+    /// endpoint. An error means nothing was recorded. `slot_freed` says whether the webhook's
+    /// slot was freed at the endpoint's answer.
+    async fn attempt(&self, entry: Entry, slot_freed: &mut bool) -> Result<EndpointHealth> {
         #[cfg(feature = "fault-injection")]
         self.config.faults.before_attempt()?;
         let Some(mut delivery) = self.store.get_delivery(entry.delivery_id).await? else {
@@ -359,6 +370,7 @@ impl Worker {
                     },
                 );
                 endpoint = health(&sent, &classified);
+                *slot_freed = self.scheduler.answered(entry, endpoint, now_ms());
                 said = verdict(&sent, endpoint);
                 self.schedule_retry(classified, &webhook, &mut delivery, attempt, &sent)
             }
