@@ -569,6 +569,26 @@ pub struct Receiver {
     /// Seconds of the `Retry-After` header on every answer; 0 = none.
     retry_after_s: Arc<AtomicU64>,
     body: Arc<std::sync::Mutex<String>>,
+    /// Requests being answered now, and the most there ever were at once.
+    concurrency: Arc<Concurrency>,
+}
+
+/// Requests a receiver is answering at once.
+#[derive(Default)]
+struct Concurrency {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl Concurrency {
+    fn enter(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+    }
+
+    fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Receiver {
@@ -585,24 +605,28 @@ impl Receiver {
         let delay_ms = Arc::new(AtomicU64::new(0));
         let retry_after_s = Arc::new(AtomicU64::new(0));
         let body = Arc::new(std::sync::Mutex::new("{\"ok\": true}".to_string()));
-        let (s, f, d, r, b) = (
+        let concurrency = Arc::new(Concurrency::default());
+        let (s, f, d, r, b, c) = (
             status.clone(),
             failures_left.clone(),
             delay_ms.clone(),
             retry_after_s.clone(),
             body.clone(),
+            concurrency.clone(),
         );
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (sender, s, f, d, r, b) = (
+                let (sender, s, f, d, r, b, c) = (
                     sender.clone(),
                     s.clone(),
                     f.clone(),
                     d.clone(),
                     r.clone(),
                     b.clone(),
+                    c.clone(),
                 );
                 async move {
+                    c.enter();
                     let _ = sender.send(Received {
                         method,
                         path: uri.path().to_string(),
@@ -627,6 +651,7 @@ impl Receiver {
                     if retry_after > 0 {
                         headers.insert("retry-after", retry_after.into());
                     }
+                    c.leave();
                     (StatusCode::from_u16(code).unwrap(), headers, answer)
                 }
             },
@@ -640,7 +665,13 @@ impl Receiver {
             delay_ms,
             retry_after_s,
             body,
+            concurrency,
         }
+    }
+
+    /// The most requests it was answering at once so far.
+    pub fn peak_concurrency(&self) -> u64 {
+        self.concurrency.peak.load(Ordering::SeqCst)
     }
 
     pub fn url(&self, path: &str) -> String {
