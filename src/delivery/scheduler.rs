@@ -682,6 +682,17 @@ mod tests {
         scheduler.finish(entry, health, now_ms);
     }
 
+    /// Two failed attempts at 0 open webhook 7's circuit until 100 (`POLICY`).
+    fn open_the_circuit(scheduler: &Scheduler, stored: &mut WebhookStats) {
+        for id in 1..=2 {
+            scheduler.schedule(Entry::due(0, id, 7));
+            let Next::Due(entry) = scheduler.next(0) else {
+                panic!("not due")
+            };
+            finish(scheduler, stored, entry, EndpointHealth::Failing, 0);
+        }
+    }
+
     fn scheduler(limits: Limits) -> Scheduler {
         Scheduler::new(limits, Owner::random(Duration::from_secs(30)))
     }
@@ -757,13 +768,7 @@ mod tests {
     fn a_tripped_webhooks_slot_waits_for_the_record() {
         let mut stored = WebhookStats::default();
         let scheduler = scheduler(limits(4));
-        for id in 1..=2 {
-            scheduler.schedule(Entry::due(0, id, 7));
-            let Next::Due(entry) = scheduler.next(0) else {
-                panic!("not due")
-            };
-            finish(&scheduler, &mut stored, entry, EndpointHealth::Failing, 0);
-        }
+        open_the_circuit(&scheduler, &mut stored);
         // Open until 100; at the reopening the probe goes, and its answer alone frees nothing:
         // whether the circuit closed is for its record to say.
         scheduler.schedule_all((10..13).map(|id| Entry::due(10, id, 7)));
@@ -800,13 +805,7 @@ mod tests {
     fn a_failing_endpoint_is_backed_off_and_recovers_after_an_answer() {
         let mut stored = WebhookStats::default();
         let scheduler = scheduler(limits(10));
-        for id in 1..=2 {
-            scheduler.schedule(Entry::due(0, id, 7));
-            let Next::Due(entry) = scheduler.next(0) else {
-                panic!("not due")
-            };
-            finish(&scheduler, &mut stored, entry, EndpointHealth::Failing, 0);
-        }
+        open_the_circuit(&scheduler, &mut stored);
         // Open for 100 ms: a due delivery is deferred, not attempted.
         scheduler.schedule(Entry::due(0, 3, 7));
         assert_eq!(scheduler.next(50), Next::WaitUntil(100));
@@ -871,13 +870,7 @@ mod tests {
     fn an_open_circuit_parks_its_backlog_and_sends_one_probe_at_the_reopening() {
         let mut stored = WebhookStats::default();
         let scheduler = scheduler(limits(4));
-        for id in 1..=2 {
-            scheduler.schedule(Entry::due(0, id, 7));
-            let Next::Due(entry) = scheduler.next(0) else {
-                panic!("not due")
-            };
-            finish(&scheduler, &mut stored, entry, EndpointHealth::Failing, 0);
-        }
+        open_the_circuit(&scheduler, &mut stored);
         // Open until 100: a backlog arrives and waits; other webhooks are not held up.
         scheduler.schedule_all((10..20).map(|id| Entry::due(10, id, 7)));
         scheduler.schedule(Entry::due(10, 99, 8));
