@@ -47,6 +47,8 @@ pub async fn pool(
         // A wait that ends in time is no complaint; one that does not fails its call, and a
         // lost database is the health monitor's to report, once.
         .acquire_slow_threshold(acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(super::liveness::usable)
         .connect_with(
             options
                 .clone()

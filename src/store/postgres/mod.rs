@@ -13,6 +13,8 @@
 //!
 //! Other instances' delivery changes arrive by LISTEN/NOTIFY (`notify`); the listener and
 //! the health probe use a small pool of their own, so a busy main pool never delays them.
+//! The main and bookkeeping pools test a connection before use only when it sat idle
+//! (`liveness`), not with a round trip before every call.
 //! Webhooks and tokens are read through per-instance caches (`cache`) that the writes of
 //! every instance invalidate by notification; an entry is never used after `cache::MAX_AGE`.
 
@@ -45,6 +47,7 @@ mod event_types;
 mod fresh;
 mod inserts;
 mod instance;
+mod liveness;
 mod notify;
 mod ordering;
 mod pressure;
@@ -250,6 +253,8 @@ impl PostgresStore {
             .max_connections(pool_size)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .acquire_slow_threshold(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(liveness::usable)
             .connect_with(options.clone())
             .await
             .map_err(|e| cannot(&e))?;
