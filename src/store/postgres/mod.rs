@@ -843,15 +843,19 @@ impl Store for PostgresStore {
     /// One round trip on the probe's own connection.
     /// Probes on the pool of its own, so a busy main pool never fails it: a probe that gets
     /// no connection in time could not open one (the listener holds the pool's only other
-    /// connection), so there it means unreachable. Also samples the pools' pressure.
+    /// connection), so there it means unreachable. When the database answered, also samples
+    /// the pools' pressure (pools full of calls waiting on a lost database are the outage,
+    /// reported once as such, not back-pressure).
     async fn ping(&self) -> Result<()> {
-        self.pressure.sample(
-            (&self.pool, self.pool_size),
-            (&self.bookkeeping, bookkeeping::POOL_SIZE),
-        );
         let probed = sqlx::query("SELECT 1").execute(&self.aux).await;
         match probed {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.pressure.sample(
+                    (&self.pool, self.pool_size),
+                    (&self.bookkeeping, bookkeeping::POOL_SIZE),
+                );
+                Ok(())
+            }
             Err(sqlx::Error::PoolTimedOut) => Err(Error::Unavailable(format!(
                 "the database is unreachable: no connection within {}",
                 humantime::format_duration(PROBE_ACQUIRE_TIMEOUT)

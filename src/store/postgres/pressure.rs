@@ -1,7 +1,8 @@
 //! Pool pressure, reported once per period: a call that finds no free connection of a pool
 //! within its wait answers busy (`Error::Busy`, back-pressure: retry), not "unreachable",
-//! and says nothing in the log itself. Instead the health probe (every second) samples the
-//! pools, and while one of them has every connection in use this logs one warning per
+//! and says nothing in the log itself. Instead the health probe (every second, when the
+//! database answered it) samples the pools, and while one of them has every connection in
+//! use this logs one warning per
 //! `PERIOD` naming the pool and how often it was found full since the last line, so an
 //! operator learns that the pool (or the database) is too small without a line per request.
 //! A full pool never touches the store's health.
