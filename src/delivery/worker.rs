@@ -13,9 +13,9 @@
 //! until the next start. The slot bounds the requests in flight to the endpoint: it is freed
 //! once the endpoint has answered (unless the webhook's breaker is tripped), while the
 //! permit is held until the attempt is recorded, so the time records take in the store
-//! does not slow a webhook's deliveries down. While the store is lost (`StoreHealth`) the worker takes no
-//! delivery, and attempts that met the lost store are retried without a log line each. The
-//! worker writes no webhooks: it reports outcomes to the core
+//! does not slow a webhook's deliveries down. While the store is lost (`StoreHealth`) the
+//! worker takes no delivery, and attempts that met the lost store are retried without a log
+//! line each. The worker writes no webhooks: it reports outcomes to the core
 //! (`WebhookOutcomes`), which serializes them with the users' changes.
 
 use std::sync::Arc;
