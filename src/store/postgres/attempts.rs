@@ -231,6 +231,11 @@ const LOCK: &str = concat!(
 /// batch order), $16 the notification channel, $17 now, $18-$20 the log entries, $21-$31 the
 /// stats rows as the batch leaves them, $32 `notify::PER_PAYLOAD`. It answers one row: the
 /// number of notifications sent and the ids of the deliveries kept CANCELLED.
+///
+/// Each write reaches its rows by key through an array as well as the join (`d.id = ANY($1)`):
+/// the bookkeeping sessions plan a statement once, and a plan made while the tables were
+/// small joined the batch to a sequential scan of `delivery_states` and `outbox`, read whole
+/// by every batch from then on as the tables grew (a 10 s bench's plan still did at the end).
 const RECORD: &str = "WITH new AS (
          SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
              $5::bigint[], $6::bigint[], $7::integer[], $8::text[], $9::bool[], $10::text[],
@@ -243,7 +248,7 @@ const RECORD: &str = "WITH new AS (
              state = CASE WHEN d.state = 'CANCELLED' THEN d.state ELSE new.state END,
              attempts = new.attempts, next_attempt_ms = new.next_ms,
              last_status_code = new.code, last_error = new.error, updated_at_ms = new.updated_ms
-         FROM new WHERE d.id = new.id
+         FROM new WHERE d.id = new.id AND d.id = ANY($1)
          RETURNING d.id, d.state),
      kept AS (
          -- kept_cancelled: cancelled while the attempt was in flight, and it stays so.
@@ -251,7 +256,8 @@ const RECORD: &str = "WITH new AS (
          FROM new LEFT JOIN updated u ON u.id = new.id),
      finished AS (
          DELETE FROM outbox o USING kept k
-         WHERE o.delivery_id = k.id AND (k.is_final OR k.kept_cancelled)),
+         WHERE o.delivery_id = k.id AND o.delivery_id = ANY($1)
+             AND (k.is_final OR k.kept_cancelled)),
      moved AS (
          INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
              lease_until_ms)
@@ -288,7 +294,7 @@ const RECORD: &str = "WITH new AS (
              $31::bigint[])
              AS u (w, last_success, last_failure, failing_since, seq, failures, open_until,
                  level, opened_at, changed_seq, changed_at)
-         WHERE s.webhook_id = u.w),
+         WHERE s.webhook_id = u.w AND s.webhook_id = ANY($21)),
      notified AS (
          -- Each delivery's notification (the state it was left in), $32 to a payload.
          SELECT pg_notify($16, '[' || string_agg(payload, ',' ORDER BY n) || ']')

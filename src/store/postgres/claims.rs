@@ -8,7 +8,9 @@
 //! passed (half-open) a claim takes one row of it, the probe. Rows this owner's predecessor
 //! (the same id before a restart) leased are claimable at once. Renewal and release touch only
 //! the rows named, locked in delivery order (as attempt records lock them, so the two never
-//! deadlock), and only while this owner holds them. All of them run on the bookkeeping pool
+//! deadlock), and only while this owner holds them. Every write reaches its rows through the
+//! primary key's index by an array (`= ANY`), never through a join the planner may run as a
+//! scan of the whole table (see `attempts::RECORD`). All of them run on the bookkeeping pool
 //! (commits that do not wait for the WAL flush: a lease lost in a crash of PostgreSQL is
 //! only claimed again).
 
@@ -47,7 +49,7 @@ pub const CLAIM: &str = "WITH RECURSIVE hooks (webhook_id) AS (
              ORDER BY turn, due_ms, delivery_id
              LIMIT $5)
          UPDATE outbox o SET lease_owner = $6, lease_until_ms = $7
-         FROM chosen WHERE o.delivery_id = chosen.delivery_id
+         WHERE o.delivery_id = ANY(ARRAY(SELECT delivery_id FROM chosen))
          RETURNING o.due_ms, o.delivery_id, o.webhook_id";
 
 /// Leases due free rows, and those of `owner`'s predecessor (its leases ending before
@@ -92,7 +94,7 @@ pub async fn renew(pool: &PgPool, lease: Lease, delivery_ids: &[u64]) -> Result<
              SELECT delivery_id FROM outbox WHERE delivery_id = ANY($1) AND lease_owner = $2
              ORDER BY delivery_id FOR UPDATE)
          UPDATE outbox o SET lease_until_ms = $3 FROM mine
-         WHERE o.delivery_id = mine.delivery_id",
+         WHERE o.delivery_id = mine.delivery_id AND o.delivery_id = ANY($1)",
     )
     .bind(ids)
     .bind(sql_id(lease.owner))
@@ -111,7 +113,7 @@ pub async fn release(pool: &PgPool, owner: u64, delivery_ids: &[u64]) -> Result<
              SELECT delivery_id FROM outbox WHERE delivery_id = ANY($1) AND lease_owner = $2
              ORDER BY delivery_id FOR UPDATE)
          UPDATE outbox o SET lease_owner = NULL, lease_until_ms = NULL FROM mine
-         WHERE o.delivery_id = mine.delivery_id",
+         WHERE o.delivery_id = mine.delivery_id AND o.delivery_id = ANY($1)",
     )
     .bind(ids)
     .bind(sql_id(owner))
