@@ -50,7 +50,7 @@ use crate::store::{AttemptRecord, Owner};
 const MAX_BATCH: usize = 512;
 
 /// Batches committing at the same time (those of one webhook queue on its stats row anyway).
-const COMMITS_IN_FLIGHT: usize = 2;
+const COMMITS_IN_FLIGHT: usize = 1;
 
 /// One attempt as the batch takes it, owned (it travels to the collector task), its JSON
 /// encoded by the caller.
