@@ -36,10 +36,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use sqlx::Row;
 use sqlx::postgres::PgPool;
+use sqlx::{Connection as _, PgConnection, Row};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::held::Held;
 use super::{db, notify, ordering, sql_id, state_name, stats_of, to_json};
 use crate::error::{Error, Result};
 use crate::model::{BreakerStep, Delivery, WebhookStats, now_ms};
@@ -143,6 +144,7 @@ impl Attempts {
 }
 
 async fn collect(pool: PgPool, owner: Owner, mut queue: mpsc::UnboundedReceiver<Job>) {
+    let connections = Arc::new(Held::new(pool));
     let commits = Arc::new(Semaphore::new(COMMITS_IN_FLIGHT));
     // A record of a delivery already in the batch being gathered: it starts the next one.
     let mut carried: Option<Job> = None;
@@ -171,7 +173,7 @@ async fn collect(pool: PgPool, owner: Owner, mut queue: mpsc::UnboundedReceiver<
                 Err(_) => break,
             }
         }
-        let pool = pool.clone();
+        let connections = Arc::clone(&connections);
         let (holding, held) = oneshot::channel();
         let after = before.replace(held);
         tokio::spawn(async move {
@@ -182,7 +184,10 @@ async fn collect(pool: PgPool, owner: Owner, mut queue: mpsc::UnboundedReceiver<
                 let _ = after.await;
             }
             let attempts: Vec<&Attempt> = batch.iter().map(|j| &j.attempt).collect();
-            match commit(&pool, owner, &attempts, holding).await {
+            let written = connections
+                .run(async |conn| commit(conn, owner, &attempts, holding).await)
+                .await;
+            match written {
                 Ok(stats) => {
                     for (job, stats) in batch.into_iter().zip(stats) {
                         let _ = job.done.send(Ok(stats));
@@ -317,7 +322,7 @@ fn sql_count(n: u32) -> i32 {
 /// Writes a batch in one transaction; one stats value per record, in order. `holding` is
 /// sent once the batch holds its stats rows (the next batch may begin).
 async fn commit(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     owner: Owner,
     batch: &[&Attempt],
     holding: oneshot::Sender<()>,
@@ -342,7 +347,7 @@ async fn commit(
     read_only.sort_unstable();
     read_only.dedup();
 
-    let mut tx = pool.begin().await.map_err(db)?;
+    let mut tx = conn.begin().await.map_err(db)?;
     for d in &ordered {
         ordering::lock_for_release(&mut tx, d).await?;
     }

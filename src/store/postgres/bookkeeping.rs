@@ -16,7 +16,9 @@
 //!
 //! Its sessions also plan each statement once (`plan_cache_mode = force_generic_plan`):
 //! every one of them finds its rows through an index, by key or array of keys (the claim:
-//! by webhook and due time), so a plan made for the values at hand is no better, and
+//! by webhook and due time; a write that joins its batch to a table names the keys in an
+//! array as well, so that the plan made once never scans the table), so a plan made for the
+//! values at hand is no better, and
 //! PostgreSQL's own choice re-planned a third to a half of the attempt batches' write
 //! statements (~0.4 ms each, while the batch holds its webhooks' stats rows). The main pool
 //! keeps the default: the operator listings' optional filters plan better for the values

@@ -20,6 +20,7 @@ use sqlx::{Connection as _, PgConnection, Postgres, Transaction};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::fresh::Written;
+use super::held::Held;
 use super::{db, sql_id, state_name, to_json};
 use crate::error::{Error, Result};
 use crate::model::{Delivery, Event, now_ms};
@@ -105,6 +106,7 @@ async fn collect(
     written: Arc<Written>,
     mut queue: mpsc::UnboundedReceiver<Job>,
 ) {
+    let held = Arc::new(Held::new(pool));
     let commits = Arc::new(Semaphore::new(COMMITS_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
         let Ok(permit) = Arc::clone(&commits).acquire_owned().await else {
@@ -121,13 +123,15 @@ async fn collect(
                 Err(_) => break,
             }
         }
-        let (pool, commit_seconds, written) =
-            (pool.clone(), commit_seconds.clone(), Arc::clone(&written));
+        let (held, commit_seconds, written) =
+            (Arc::clone(&held), commit_seconds.clone(), Arc::clone(&written));
         tokio::spawn(async move {
             let _commit = permit;
             let events: Vec<&Pending> = batch.iter().flat_map(|j| &j.events).collect();
             let timer = commit_seconds.start_timer();
-            let result = commit(&pool, &events, owner).await;
+            let result = held
+                .run(async |conn| commit(conn, &events, owner).await)
+                .await;
             timer.observe_duration();
             let mut outcomes = match result {
                 Ok(outcomes) => {
@@ -159,15 +163,18 @@ async fn collect(
 /// Writes a batch; one outcome per event, in order. Without idempotency keys or ordered
 /// deliveries it is one statement (one round trip, one COMMIT); otherwise the keys are
 /// claimed and the queues written first in one transaction.
-async fn commit(pool: &PgPool, events: &[&Pending], owner: Owner) -> Result<Vec<InsertOutcome>> {
+async fn commit(
+    conn: &mut PgConnection,
+    events: &[&Pending],
+    owner: Owner,
+) -> Result<Vec<InsertOutcome>> {
     let simple = events
         .iter()
         .all(|e| e.idempotency.is_none() && e.deliveries.iter().all(|d| d.ordering.is_none()));
     let parts = parts(events);
     if simple && parts.len() == 1 {
-        let mut conn = pool.acquire().await.map_err(db)?;
         write(
-            &mut conn,
+            conn,
             events,
             &[],
             &HashSet::new(),
@@ -177,7 +184,7 @@ async fn commit(pool: &PgPool, events: &[&Pending], owner: Owner) -> Result<Vec<
         return Ok(vec![InsertOutcome::Inserted; events.len()]);
     }
     if simple {
-        let mut tx = pool.begin().await.map_err(db)?;
+        let mut tx = conn.begin().await.map_err(db)?;
         let lease = owner.lease_from(now_ms());
         for part in parts {
             write(&mut tx, part, &[], &HashSet::new(), lease).await?;
@@ -185,7 +192,7 @@ async fn commit(pool: &PgPool, events: &[&Pending], owner: Owner) -> Result<Vec<
         tx.commit().await.map_err(db)?;
         return Ok(vec![InsertOutcome::Inserted; events.len()]);
     }
-    let mut tx = pool.begin().await.map_err(db)?;
+    let mut tx = conn.begin().await.map_err(db)?;
     let mut outcomes = vec![InsertOutcome::Inserted; events.len()];
     let mut keyed: Vec<(usize, &Key)> = events
         .iter()

@@ -15,7 +15,7 @@ use sqlx::PgConnection;
 use sqlx::pool::PoolConnectionMetadata;
 
 /// A connection idle longer than this is tested before use.
-const IDLE_BEFORE_TEST: Duration = Duration::from_secs(1);
+pub const IDLE_BEFORE_TEST: Duration = Duration::from_secs(1);
 
 /// The pools' `before_acquire`: whether the connection may be used (false: sqlx closes it
 /// and takes or opens another).

@@ -45,6 +45,7 @@ mod changes;
 mod claims;
 mod event_types;
 mod fresh;
+mod held;
 mod inserts;
 mod instance;
 mod liveness;
