@@ -34,8 +34,9 @@ const MAX_BATCH_EVENTS: usize = 1000;
 /// WAL flush and answer travel, and whatever arrives meanwhile forms the next batch, as large
 /// as the load makes it. Measured on a 2-core Xeon at 8 producers: one in flight made 5.5
 /// events per commit and 1,950-2,030 events/s, two made 2.2 and 2,115-2,207 (x64 the same
-/// within noise); 4 in flight made batches of 1.5 events and cost more CPU per event in
-/// PostgreSQL and here.
+/// within noise); three (with the collector's kept connections, `held`) made no difference,
+/// and 4 in flight made batches of 1.5 events and cost more CPU per event in PostgreSQL and
+/// here.
 const COMMITS_IN_FLIGHT: usize = 2;
 
 /// Deliveries one write statement carries at most; a batch with more (or larger ones than
@@ -123,8 +124,11 @@ async fn collect(
                 Err(_) => break,
             }
         }
-        let (held, commit_seconds, written) =
-            (Arc::clone(&held), commit_seconds.clone(), Arc::clone(&written));
+        let (held, commit_seconds, written) = (
+            Arc::clone(&held),
+            commit_seconds.clone(),
+            Arc::clone(&written),
+        );
         tokio::spawn(async move {
             let _commit = permit;
             let events: Vec<&Pending> = batch.iter().flat_map(|j| &j.events).collect();
