@@ -244,7 +244,7 @@ const LOCK: &str = concat!(
 /// the bookkeeping sessions plan a statement once, and a plan made while the tables were
 /// small joined the batch to a sequential scan of `delivery_states` and `outbox`, read whole
 /// by every batch from then on as the tables grew (a 10 s bench's plan still did at the end).
-const RECORD: &str = "WITH new AS (
+pub const RECORD: &str = "WITH new AS (
          SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
              $5::bigint[], $6::bigint[], $7::integer[], $8::text[], $9::bool[], $10::text[],
              $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::bigint[])

@@ -199,6 +199,100 @@ async fn a_claim_walks_the_index_however_big_one_webhooks_backlog() {
     assert_eq!(leased, 10 + 50 * 10);
 }
 
+/// The plan a bookkeeping session makes once for `sql` (its `$n` given as NULLs: the plan is
+/// generic whatever the values), one line per node.
+async fn generic_plan(store: &PostgresStore, sql: &str, parameters: usize) -> String {
+    let mut conn = store.bookkeeping.acquire().await.unwrap();
+    sqlx::query(&format!("PREPARE planned AS {sql}"))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let nulls = vec!["NULL"; parameters].join(", ");
+    let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE planned({nulls})"))
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("DEALLOCATE planned")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    plan.join("\n")
+}
+
+#[tokio::test]
+async fn attempt_records_and_claims_planned_on_empty_tables_still_find_their_rows_by_key() {
+    let Some(url) = fresh_url().await else { return };
+    let store = connect(&url, OWNER).await;
+    // Planned once while the tables are empty (as at a fresh start), then used for every
+    // batch while `delivery_states` grows with every delivery retained: a scan of a table
+    // here would be a scan per batch for good.
+    let record = generic_plan(&store, attempts::RECORD, 32).await;
+    for table in ["delivery_states", "outbox", "webhook_stats"] {
+        assert!(
+            !record.contains(&format!("Seq Scan on {table}")),
+            "{record}"
+        );
+    }
+    let claim = generic_plan(&store, claims::CLAIM, 8).await;
+    assert!(!claim.contains("Seq Scan on outbox"), "{claim}");
+}
+
+/// Until `pool` has `idle` idle connections (a connection given back is tested first).
+async fn until_idle(pool: &PgPool, idle: usize) {
+    for _ in 0..200 {
+        if pool.num_idle() == idle {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{} idle connections, not {idle}", pool.num_idle());
+}
+
+#[tokio::test]
+async fn a_collector_keeps_its_connection_between_batches_but_never_a_pools_last_one() {
+    let Some(url) = fresh_url().await else { return };
+    let backend = async |conn: &mut PgConnection| -> Result<i32> {
+        sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(conn)
+            .await
+            .map_err(db)
+    };
+    // A pool of two: one batch after another runs on the same connection, kept between them.
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .unwrap();
+    let batches = held::Held::new(pool.clone());
+    let first = batches.run(backend).await.unwrap();
+    assert_eq!(batches.run(backend).await.unwrap(), first);
+    assert_eq!((pool.size(), pool.num_idle()), (1, 0));
+    // A failed batch gives its connection back to the pool (whose test closes a broken one).
+    let failed = batches
+        .run(async |conn: &mut PgConnection| {
+            sqlx::query("SELECT no_such_column")
+                .execute(conn)
+                .await
+                .map_err(db)
+        })
+        .await;
+    assert!(failed.is_err());
+    until_idle(&pool, 1).await;
+
+    // A pool of one: its only connection goes back after each batch, for the other calls.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(1))
+        .connect(&url)
+        .await
+        .unwrap();
+    let batches = held::Held::new(pool.clone());
+    batches.run(backend).await.unwrap();
+    until_idle(&pool, 1).await;
+    let other_call = sqlx::query("SELECT 1").execute(&pool).await;
+    assert!(other_call.is_ok(), "{other_call:?}");
+}
+
 #[tokio::test]
 async fn an_instance_id_has_one_live_holder_and_a_restart_takes_back_its_leases_at_once() {
     let Some(url) = fresh_url().await else { return };
