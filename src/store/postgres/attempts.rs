@@ -1,9 +1,12 @@
 //! Group commit of attempt records: a collector task gathers the `record_attempt` calls of
 //! concurrent workers and writes each gathered batch in one transaction, answering every
 //! caller after the COMMIT that covers it (on the bookkeeping pool: that COMMIT does not wait
-//! for the WAL flush, see `bookkeeping`). No fixed window: a batch goes out
-//! as soon as none is committing (`COMMITS_IN_FLIGHT`), and what arrives while one commits
-//! forms the next, larger one.
+//! for the WAL flush, see `bookkeeping`). One batch at a time, and no fixed window: a batch
+//! goes out as soon as the one before has committed, and what arrives meanwhile forms the
+//! next, larger one. (Two at a time only halved the batches: twice the statements, 20% more
+//! webhookd CPU per delivery at 8 producers, no faster; the batches of one webhook queue on
+//! its stats row anyway, and an attempt's record is not on its emit's path: the webhook's
+//! slot was freed at the endpoint's answer.)
 //!
 //! A batch's transaction, in this lock order (the one every writer of these rows keeps, so
 //! two instances' batches never deadlock):
@@ -25,20 +28,19 @@
 //!    ordered deliveries that ended or were kept CANCELLED.
 //!
 //! The response log is in attempt order: a batch begins (and takes its place in each log)
-//! only once the batch formed before it holds its stats rows, so a later batch cannot take
-//! the next log numbers while an earlier one waits for a row (a delivery's state row held by
-//! a cancel, say) and commits after it.
+//! only once the batch formed before it has committed, so a later batch cannot take the next
+//! log numbers while an earlier one waits for a row (a delivery's state row held by a cancel,
+//! say) and commits after it.
 //!
 //! A delivery recorded twice before a batch goes out (one statement cannot update it twice)
 //! waits for the next batch. A failed transaction fails every record of its batch (each is
 //! then not recorded, and attempted again).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
 use sqlx::{Connection as _, PgConnection, Row};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::held::Held;
 use super::{db, notify, ordering, sql_id, state_name, stats_of, to_json};
@@ -49,12 +51,6 @@ use crate::store::{AttemptRecord, Owner};
 
 /// Records of one batch at most.
 const MAX_BATCH: usize = 512;
-
-/// Batches committing at the same time. One: the batches of one webhook queue on its stats
-/// row anyway, and a second in flight only halved the batches (twice the statements, 20%
-/// more webhookd CPU per delivery at 8 producers, no faster). An attempt's record is not on
-/// its emit's path: its webhook's slot was freed at the endpoint's answer.
-const COMMITS_IN_FLIGHT: usize = 1;
 
 /// One attempt as the batch takes it, owned (it travels to the collector task), its JSON
 /// encoded by the caller.
@@ -144,12 +140,9 @@ impl Attempts {
 }
 
 async fn collect(pool: PgPool, owner: Owner, mut queue: mpsc::UnboundedReceiver<Job>) {
-    let connections = Arc::new(Held::new(pool));
-    let commits = Arc::new(Semaphore::new(COMMITS_IN_FLIGHT));
+    let connections = Held::new(pool);
     // A record of a delivery already in the batch being gathered: it starts the next one.
     let mut carried: Option<Job> = None;
-    // Resolves (or is dropped) once the batch formed last holds its stats rows.
-    let mut before: Option<oneshot::Receiver<()>> = None;
     loop {
         let first = match carried.take() {
             Some(job) => job,
@@ -157,9 +150,6 @@ async fn collect(pool: PgPool, owner: Owner, mut queue: mpsc::UnboundedReceiver<
                 Some(job) => job,
                 None => return,
             },
-        };
-        let Ok(permit) = Arc::clone(&commits).acquire_owned().await else {
-            return;
         };
         let mut ids = HashSet::from([first.attempt.delivery_id]);
         let mut batch = vec![first];
@@ -173,33 +163,22 @@ async fn collect(pool: PgPool, owner: Owner, mut queue: mpsc::UnboundedReceiver<
                 Err(_) => break,
             }
         }
-        let connections = Arc::clone(&connections);
-        let (holding, held) = oneshot::channel();
-        let after = before.replace(held);
-        tokio::spawn(async move {
-            let _commit = permit;
-            if let Some(after) = after {
-                // Sent once it holds them, dropped if it failed before: either way its
-                // place in the logs is taken.
-                let _ = after.await;
-            }
-            let attempts: Vec<&Attempt> = batch.iter().map(|j| &j.attempt).collect();
-            let written = connections
-                .run(async |conn| commit(conn, owner, &attempts, holding).await)
-                .await;
-            match written {
-                Ok(stats) => {
-                    for (job, stats) in batch.into_iter().zip(stats) {
-                        let _ = job.done.send(Ok(stats));
-                    }
-                }
-                Err(e) => {
-                    for job in batch {
-                        let _ = job.done.send(Err(e.clone()));
-                    }
+        let attempts: Vec<&Attempt> = batch.iter().map(|j| &j.attempt).collect();
+        let written = connections
+            .run(async |conn| commit(conn, owner, &attempts).await)
+            .await;
+        match written {
+            Ok(stats) => {
+                for (job, stats) in batch.into_iter().zip(stats) {
+                    let _ = job.done.send(Ok(stats));
                 }
             }
-        });
+            Err(e) => {
+                for job in batch {
+                    let _ = job.done.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -319,13 +298,11 @@ fn sql_count(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// Writes a batch in one transaction; one stats value per record, in order. `holding` is
-/// sent once the batch holds its stats rows (the next batch may begin).
+/// Writes a batch in one transaction; one stats value per record, in order.
 async fn commit(
     conn: &mut PgConnection,
     owner: Owner,
     batch: &[&Attempt],
-    holding: oneshot::Sender<()>,
 ) -> Result<Vec<WebhookStats>> {
     let mut ordered: Vec<&Delivery> = batch.iter().filter_map(|a| a.ordered.as_ref()).collect();
     ordered.sort_by(|a, b| {
@@ -358,7 +335,6 @@ async fn commit(
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
-    let _ = holding.send(());
     let mut current: HashMap<i64, WebhookStats> = HashMap::with_capacity(rows.len());
     for row in &rows {
         current.insert(row.try_get(10).map_err(db)?, stats_of(row)?);

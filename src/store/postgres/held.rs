@@ -44,12 +44,16 @@ impl Held {
             None => self.pool.acquire().await.map_err(db)?,
         };
         let result = write(&mut conn).await;
-        let spare = self.pool.num_idle() > 0
-            || self.pool.size() < self.pool.options().get_max_connections();
-        if result.is_ok() && spare {
+        if result.is_ok() && self.pool_has_another() {
             self.lock().push((conn, Instant::now()));
         }
         result
+    }
+
+    /// Whether the pool can lend a connection besides the ones kept here (an idle one, or
+    /// room to open one).
+    fn pool_has_another(&self) -> bool {
+        self.pool.num_idle() > 0 || self.pool.size() < self.pool.options().get_max_connections()
     }
 
     /// A kept connection that was used within `IDLE_BEFORE_TEST`; the others go back to
