@@ -543,6 +543,15 @@ pub struct ResponseRecord {
     pub error: String,
 }
 
+impl ResponseRecord {
+    /// Whether the body this attempt sent is its delivery's rendered body: a store keeps it
+    /// once, with the delivery, and reads it back from there.
+    pub fn sent_the_body_of(&self, delivery: &Delivery) -> bool {
+        let body = delivery.request.as_ref().and_then(|r| r.body.as_ref());
+        body.is_some() && self.request_data.as_ref() == body
+    }
+}
+
 /// A scope of an account token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Scope {

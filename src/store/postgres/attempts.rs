@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::held::Held;
 use super::{db, notify, ordering, sql_id, state_name, stats_of, to_json};
 use crate::error::{Error, Result};
-use crate::model::{BreakerStep, Delivery, WebhookStats, now_ms};
+use crate::model::{BreakerStep, Delivery, ResponseRecord, WebhookStats, now_ms};
 use crate::store::change_log::update_of;
 use crate::store::{AttemptRecord, Owner};
 
@@ -68,8 +68,8 @@ struct Attempt {
     notification: String,
     updated_at_ms: i64,
     change: String,
-    /// The log entry: its time and JSON (None: nothing logged, stats untouched).
-    logged: Option<(i64, String)>,
+    /// The log entry (None: nothing logged, stats untouched).
+    logged: Option<Logged>,
     succeeded: bool,
     breaker: BreakerStep,
     lease: Option<(i64, i64)>,
@@ -95,14 +95,38 @@ impl Attempt {
             notification: notify::payload(instance, d)?,
             updated_at_ms: d.updated_at_ms,
             change: super::changes::body(&update_of(d))?,
-            logged: record
-                .response
-                .map(|r| Ok::<_, Error>((r.timestamp_ms, to_json(r)?)))
-                .transpose()?,
+            logged: record.response.map(|r| Logged::of(r, d)).transpose()?,
             succeeded: record.succeeded,
             breaker: record.breaker,
             lease: record.lease.map(|l| (sql_id(l.owner), l.until_ms)),
             ordered: d.ordering.is_some().then(|| d.clone()),
+        })
+    }
+}
+
+/// A log entry as stored: its time and JSON, without the body it sent when that is its
+/// delivery's (`body_is_request`, migration 0011: read back from the delivery).
+struct Logged {
+    at_ms: i64,
+    body: String,
+    body_is_request: bool,
+}
+
+impl Logged {
+    fn of(response: &ResponseRecord, delivery: &Delivery) -> Result<Logged> {
+        let body_is_request = response.sent_the_body_of(delivery);
+        let body = if body_is_request {
+            to_json(&ResponseRecord {
+                request_data: None,
+                ..response.clone()
+            })?
+        } else {
+            to_json(response)?
+        };
+        Ok(Logged {
+            at_ms: response.timestamp_ms,
+            body,
+            body_is_request,
         })
     }
 }
@@ -215,8 +239,8 @@ const LOCK: &str = concat!(
 );
 
 /// The batch's writes (see the module header). Parameters: $1-$15 one element per record (in
-/// batch order), $16 the notification channel, $17 now, $18-$20 the log entries, $21-$31 the
-/// stats rows as the batch leaves them, $32 `notify::PER_PAYLOAD`. It answers one row: the
+/// batch order), $16 the notification channel, $17 now, $18-$20 and $33 the log entries,
+/// $21-$31 the stats rows as the batch leaves them, $32 `notify::PER_PAYLOAD`. It answers one row: the
 /// number of notifications sent and the ids of the deliveries kept CANCELLED.
 ///
 /// Each write reaches its rows by key through an array as well as the join (`d.id = ANY($1)`):
@@ -266,9 +290,10 @@ pub const RECORD: &str = "WITH new AS (
                  ELSE k.change::jsonb END)::json
          FROM kept k ORDER BY k.n),
      logged AS (
-         INSERT INTO responses (webhook_id, seq, body)
-         SELECT w, seq, body::json FROM UNNEST($18::bigint[], $19::bigint[], $20::text[])
-             AS l (w, seq, body)),
+         INSERT INTO responses (webhook_id, seq, body, body_is_request)
+         SELECT w, seq, body::json, body_is_request
+         FROM UNNEST($18::bigint[], $19::bigint[], $20::text[], $33::bool[])
+             AS l (w, seq, body, body_is_request)),
      stats AS (
          UPDATE webhook_stats s SET
              last_success_ms = u.last_success, last_failure_ms = u.last_failure,
@@ -342,14 +367,15 @@ async fn commit(
 
     // The batch's attempts in order, each on the stats the one before left.
     let mut answers = Vec::with_capacity(batch.len());
-    let mut entries: (Vec<i64>, Vec<i64>, Vec<&str>) = Default::default();
+    let mut entries: (Vec<i64>, Vec<i64>, Vec<&str>, Vec<bool>) = Default::default();
     for a in batch {
         let stats = current.entry(a.webhook_id).or_default();
-        if let Some((at_ms, body)) = &a.logged {
-            stats.record(*at_ms, a.succeeded, a.breaker);
+        if let Some(logged) = &a.logged {
+            stats.record(logged.at_ms, a.succeeded, a.breaker);
             entries.0.push(a.webhook_id);
             entries.1.push(stats.response_seq as i64);
-            entries.2.push(body);
+            entries.2.push(&logged.body);
+            entries.3.push(logged.body_is_request);
         }
         answers.push(stats.clone());
     }
@@ -408,6 +434,7 @@ async fn commit(
         .bind(stat(&|s| Some(s.breaker.changed_seq as i64)))
         .bind(stat(&|s| Some(s.breaker.changed_at_ms)))
         .bind(notify::PER_PAYLOAD)
+        .bind(&entries.3)
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;

@@ -667,9 +667,18 @@ impl Store for PostgresStore {
         page: Page,
     ) -> Result<Vec<(u64, ResponseRecord)>> {
         let below = page.after.map_or(i64::MAX, |key| sql_id(!key));
+        // An entry that left out the body it sent reads it from its delivery (migration
+        // 0011), and from its event when the delivery does not copy it either (0010).
         let rows = sqlx::query(
-            "SELECT seq, body::text FROM responses WHERE webhook_id = $1 AND seq < $2
-             ORDER BY seq DESC OFFSET $3 LIMIT $4",
+            "SELECT r.seq, r.body::text, r.body_is_request,
+                 CASE WHEN r.body_is_request THEN (
+                     SELECT CASE WHEN d.body_is_event_data
+                         THEN (SELECT (e.body -> 'data')::text FROM events e
+                             WHERE e.id = d.event_id)
+                         ELSE d.request -> 'request' ->> 'body' END
+                     FROM deliveries d WHERE d.id = (r.body ->> 'delivery_id')::bigint) END
+             FROM responses r WHERE r.webhook_id = $1 AND r.seq < $2
+             ORDER BY r.seq DESC OFFSET $3 LIMIT $4",
         )
         .bind(sql_id(webhook_id))
         .bind(below)
@@ -682,7 +691,11 @@ impl Store for PostgresStore {
             .map(|r| {
                 let seq: i64 = r.try_get(0).map_err(db)?;
                 let body: String = r.try_get(1).map_err(db)?;
-                Ok((!(seq as u64), from_json(&body)?))
+                let mut record: ResponseRecord = from_json(&body)?;
+                if r.try_get(2).map_err(db)? {
+                    record.request_data = r.try_get(3).map_err(db)?;
+                }
+                Ok((!(seq as u64), record))
             })
             .collect()
     }

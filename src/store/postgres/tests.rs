@@ -226,7 +226,7 @@ async fn attempt_records_and_claims_planned_on_empty_tables_still_find_their_row
     // Planned once while the tables are empty (as at a fresh start), then used for every
     // batch while `delivery_states` grows with every delivery retained: a scan of a table
     // here would be a scan per batch for good.
-    let record = generic_plan(&store, attempts::RECORD, 32).await;
+    let record = generic_plan(&store, attempts::RECORD, 33).await;
     for table in ["delivery_states", "outbox", "webhook_stats"] {
         assert!(
             !record.contains(&format!("Seq Scan on {table}")),
@@ -521,12 +521,9 @@ async fn the_response_log_is_in_attempt_order_when_an_earlier_batch_waits_for_a_
     assert_eq!(logged, vec![2, 1]);
 }
 
-#[tokio::test]
-async fn a_body_that_is_its_events_data_is_stored_once_and_read_back_whole() {
-    let Some(url) = fresh_url().await else { return };
-    let store = connect(&url, OWNER).await;
-    let emitted = event(10, 1, vec![11, 12]);
-    let with_body = |id, body: String| Delivery {
+/// A queued delivery of event `event_id` with a rendered body.
+fn with_body(id: u64, event_id: u64, body: String) -> Delivery {
+    Delivery {
         request: Some(crate::model::RenderedRequest {
             method: "POST".into(),
             url: "http://x".into(),
@@ -537,11 +534,18 @@ async fn a_body_that_is_its_events_data_is_stored_once_and_read_back_whole() {
         account_id: "acme".into(),
         created_at_ms: 1,
         updated_at_ms: 1,
-        ..delivery(id, 10, DeliveryState::Queued)
-    };
+        ..delivery(id, event_id, DeliveryState::Queued)
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_is_its_events_data_is_stored_once_and_read_back_whole() {
+    let Some(url) = fresh_url().await else { return };
+    let store = connect(&url, OWNER).await;
+    let emitted = event(10, 1, vec![11, 12]);
     // A forward_all webhook's body is the event's data; a template's is its own.
-    let forwarded = with_body(11, serde_json::to_string(&emitted.data).unwrap());
-    let templated = with_body(12, r#"{"text": "alert 10"}"#.into());
+    let forwarded = with_body(11, 10, serde_json::to_string(&emitted.data).unwrap());
+    let templated = with_body(12, 10, r#"{"text": "alert 10"}"#.into());
     let deliveries = [forwarded.clone(), templated.clone()];
     store
         .insert_events(&[new(&emitted, &deliveries, None)])
@@ -595,6 +599,69 @@ async fn a_body_that_is_its_events_data_is_stored_once_and_read_back_whole() {
         panic!("the queued delivery was not cancelled");
     };
     assert_eq!(cancelled.request, forwarded.request);
+}
+
+#[tokio::test]
+async fn a_logged_attempt_keeps_the_body_it_sent_once_with_its_delivery() {
+    let Some(url) = fresh_url().await else { return };
+    let store = connect(&url, OWNER).await;
+    let emitted = event(20, 1, vec![21, 22]);
+    let forwarded = with_body(21, 20, serde_json::to_string(&emitted.data).unwrap());
+    let templated = with_body(22, 20, r#"{"text": "alert 20"}"#.into());
+    let deliveries = [forwarded.clone(), templated.clone()];
+    store
+        .insert_events(&[new(&emitted, &deliveries, None)])
+        .await
+        .unwrap();
+
+    // Each delivery is attempted and fails; the templated one then logs a template error
+    // text in place of its body.
+    let mut logged = Vec::new();
+    for (n, d) in [&forwarded, &templated, &templated].into_iter().enumerate() {
+        let attempted = Delivery {
+            state: DeliveryState::Retrying,
+            attempts: 1 + u32::from(n == 2),
+            next_attempt_ms: 50,
+            ..d.clone()
+        };
+        let mut sent = response(&attempted, attempted.attempts, 10 + n as i64, 503);
+        if n == 2 {
+            sent.request_data = Some("Data - Template Warning: x".into());
+        }
+        store
+            .record_attempt(AttemptRecord {
+                delivery: &attempted,
+                previous_due_ms: d.next_attempt_ms,
+                response: Some(&sent),
+                succeeded: false,
+                breaker: Default::default(),
+                lease: None,
+            })
+            .await
+            .unwrap();
+        logged.push(sent);
+    }
+
+    // The bodies that were the deliveries' are not copied into the log; the other is.
+    let stored: Vec<(bool, bool)> = sqlx::query_as(
+        "SELECT body_is_request, body ->> 'request_data' IS NULL FROM responses ORDER BY seq",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, vec![(true, true), (true, true), (false, false)]);
+
+    // Another instance lists them whole, newest first.
+    let other = connect(&url, Owner { id: 2, ..OWNER }).await;
+    let listed: Vec<ResponseRecord> = other
+        .list_responses(1, ALL)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    logged.reverse();
+    assert_eq!(listed, logged);
 }
 
 #[tokio::test]

@@ -544,8 +544,7 @@ pub mod delivery {
 
     /// A logged attempt of `delivery`, without the body when it is the request's.
     pub fn encode_response(record: &ResponseRecord, delivery: &Delivery) -> Result<Vec<u8>> {
-        let body = delivery.request.as_ref().and_then(|r| r.body.as_ref());
-        let body_is_request = body.is_some() && record.request_data.as_ref() == body;
+        let body_is_request = record.sent_the_body_of(delivery);
         let mut record = record.clone();
         if body_is_request {
             record.request_data = None;
