@@ -1,7 +1,8 @@
 //! An operator upgrades webhookd on a PostgreSQL database written by a version before schema
-//! 9 (a delivery's state in its wide row; before 10, a copy of its body in every delivery):
-//! the new binary moves the states at start, answers every delivery and listing by state
-//! exactly as before, and goes on delivering what was waiting (run when WEBHOOKD_TEST_POSTGRES_URL names a server; scripts/with-postgres sets it).
+//! 9 (a delivery's state in its wide row; before 10, a copy of its body in every delivery;
+//! before 11, a copy of the body sent in every log entry): the new binary moves the states at
+//! start, answers every delivery, listing by state and logged attempt exactly as before, and
+//! goes on delivering what was waiting (run when WEBHOOKD_TEST_POSTGRES_URL names a server; scripts/with-postgres sets it).
 
 use std::time::Duration;
 
@@ -13,6 +14,18 @@ use crate::process::Process;
 use crate::support::*;
 
 type Client = WebhookServiceClient<tonic::transport::Channel>;
+
+/// Turns a database of schema 11 back into what webhookd left before version 11 (schema 10):
+/// every log entry with its own copy of the body it sent, migration 11 not recorded.
+const BACK_TO_SCHEMA_10: &[&str] = &[
+    "UPDATE responses r SET body = jsonb_set(r.body::jsonb, '{request_data}',
+         to_jsonb(CASE WHEN d.body_is_event_data
+             THEN (SELECT (e.body -> 'data')::text FROM events e WHERE e.id = d.event_id)
+             ELSE d.request -> 'request' ->> 'body' END))::json
+     FROM deliveries d WHERE r.body_is_request AND d.id = (r.body ->> 'delivery_id')::bigint",
+    "ALTER TABLE responses DROP COLUMN body_is_request",
+    "DELETE FROM _sqlx_migrations WHERE version = 11",
+];
 
 /// Turns a database of schema 10 back into what webhookd left before version 10 (schema 9):
 /// every delivery with its own copy of its body, the event's type and the delivery's account
@@ -149,12 +162,12 @@ async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_go
     before.ready().await;
     let token = TestServer::token_via(before.http).await;
     let mut client = connect_webhooks(before.grpc).await;
-    create(&mut client, &token, webhook("ok", &ok.url("/ok"))).await;
+    let ok_hook = create(&mut client, &token, webhook("ok", &ok.url("/ok"))).await;
     let failing = pb::Webhook {
         max_attempts: 1,
         ..webhook("failing", &down.url("/failing"))
     };
-    create(&mut client, &token, failing).await;
+    let failing = create(&mut client, &token, failing).await;
     let retrying = pb::Webhook {
         retry_schedule: vec!["1h".into()],
         max_attempts: 5,
@@ -166,6 +179,7 @@ async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_go
         ..webhook("never", &ok.url("/never"))
     };
     create(&mut client, &token, never).await;
+    let hooks = [ok_hook, failing, retrying.clone()];
     emit_acknowledged(&mut client, &token, "1", "key").await;
     emit_acknowledged(&mut client, &token, "2", "key").await;
     emit_acknowledged(&mut client, &token, "3", "").await;
@@ -215,6 +229,11 @@ async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_go
             one_by_one.push(get(&mut client, &token, &d.id).await);
         }
     }
+    let mut logged = Vec::new();
+    for hook in &hooks {
+        logged.push(responses(&mut client, &token, &hook.id).await);
+    }
+    assert!(logged.iter().any(|l| !l.is_empty()));
     // A graceful stop waits for open connections (the client goes first), and is waited for
     // off the runtime (the receivers answer on it until the process is gone).
     drop(client);
@@ -232,8 +251,20 @@ async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_go
             .unwrap();
     assert!(by_reference > 0);
 
+    // Schema 11 logged the bodies sent as references to their deliveries'.
+    let logged_by_reference: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM responses WHERE body_is_request")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(logged_by_reference > 0);
+
     // The database as a webhookd before version 9 left it.
-    for statement in BACK_TO_SCHEMA_9.iter().chain(BACK_TO_SCHEMA_8) {
+    for statement in BACK_TO_SCHEMA_10
+        .iter()
+        .chain(BACK_TO_SCHEMA_9)
+        .chain(BACK_TO_SCHEMA_8)
+    {
         sqlx::query(statement).execute(&mut conn).await.unwrap();
     }
 
@@ -244,11 +275,14 @@ async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_go
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(version, 10);
+    assert_eq!(version, 11);
     let mut client = connect_webhooks(after.grpc).await;
     assert_eq!(listing(&mut client, &token).await, settled);
     for d in &one_by_one {
         assert_eq!(&get(&mut client, &token, &d.id).await, d);
+    }
+    for (hook, log) in hooks.iter().zip(&logged) {
+        assert_eq!(&responses(&mut client, &token, &hook.id).await, log);
     }
 
     // And serves them: the ordered head cancelled, the delivery behind it goes out (to an

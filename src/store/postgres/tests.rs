@@ -538,19 +538,25 @@ fn with_body(id: u64, event_id: u64, body: String) -> Delivery {
     }
 }
 
-#[tokio::test]
-async fn a_body_that_is_its_events_data_is_stored_once_and_read_back_whole() {
-    let Some(url) = fresh_url().await else { return };
-    let store = connect(&url, OWNER).await;
-    let emitted = event(10, 1, vec![11, 12]);
-    // A forward_all webhook's body is the event's data; a template's is its own.
-    let forwarded = with_body(11, 10, serde_json::to_string(&emitted.data).unwrap());
-    let templated = with_body(12, 10, r#"{"text": "alert 10"}"#.into());
+/// Emits event `id` with two deliveries (ids `id + 1` and `id + 2`): a forward_all webhook's,
+/// whose body is the event's data, and a template's, whose body is its own.
+async fn emit_forwarded_and_templated(store: &PostgresStore, id: u64) -> (Delivery, Delivery) {
+    let emitted = event(id, 1, vec![id + 1, id + 2]);
+    let forwarded = with_body(id + 1, id, serde_json::to_string(&emitted.data).unwrap());
+    let templated = with_body(id + 2, id, format!(r#"{{"text": "alert {id}"}}"#));
     let deliveries = [forwarded.clone(), templated.clone()];
     store
         .insert_events(&[new(&emitted, &deliveries, None)])
         .await
         .unwrap();
+    (forwarded, templated)
+}
+
+#[tokio::test]
+async fn a_body_that_is_its_events_data_is_stored_once_and_read_back_whole() {
+    let Some(url) = fresh_url().await else { return };
+    let store = connect(&url, OWNER).await;
+    let (forwarded, templated) = emit_forwarded_and_templated(&store, 10).await;
 
     // The forwarded body is not copied into the delivery's row; the templated one is.
     let stored: Vec<(i64, bool, bool)> = sqlx::query_as(
@@ -605,14 +611,7 @@ async fn a_body_that_is_its_events_data_is_stored_once_and_read_back_whole() {
 async fn a_logged_attempt_keeps_the_body_it_sent_once_with_its_delivery() {
     let Some(url) = fresh_url().await else { return };
     let store = connect(&url, OWNER).await;
-    let emitted = event(20, 1, vec![21, 22]);
-    let forwarded = with_body(21, 20, serde_json::to_string(&emitted.data).unwrap());
-    let templated = with_body(22, 20, r#"{"text": "alert 20"}"#.into());
-    let deliveries = [forwarded.clone(), templated.clone()];
-    store
-        .insert_events(&[new(&emitted, &deliveries, None)])
-        .await
-        .unwrap();
+    let (forwarded, templated) = emit_forwarded_and_templated(&store, 20).await;
 
     // Each delivery is attempted and fails; the templated one then logs a template error
     // text in place of its body.
