@@ -544,11 +544,15 @@ pub struct ResponseRecord {
 }
 
 impl ResponseRecord {
-    /// Whether the body this attempt sent is its delivery's rendered body: a store keeps it
-    /// once, with the delivery, and reads it back from there.
-    pub fn sent_the_body_of(&self, delivery: &Delivery) -> bool {
+    /// The record without the body it sent, when that body is `delivery`'s rendered body (a
+    /// store then keeps it once, with the delivery, and reads it back from there); None when
+    /// it sent something else (a template error text) or nothing.
+    pub fn without_the_body_of(&self, delivery: &Delivery) -> Option<ResponseRecord> {
         let body = delivery.request.as_ref().and_then(|r| r.body.as_ref());
-        body.is_some() && self.request_data.as_ref() == body
+        (body.is_some() && self.request_data.as_ref() == body).then(|| ResponseRecord {
+            request_data: None,
+            ..self.clone()
+        })
     }
 }
 

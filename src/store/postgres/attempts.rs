@@ -114,19 +114,11 @@ struct Logged {
 
 impl Logged {
     fn of(response: &ResponseRecord, delivery: &Delivery) -> Result<Logged> {
-        let body_is_request = response.sent_the_body_of(delivery);
-        let body = if body_is_request {
-            to_json(&ResponseRecord {
-                request_data: None,
-                ..response.clone()
-            })?
-        } else {
-            to_json(response)?
-        };
+        let without = response.without_the_body_of(delivery);
         Ok(Logged {
             at_ms: response.timestamp_ms,
-            body,
-            body_is_request,
+            body: to_json(without.as_ref().unwrap_or(response))?,
+            body_is_request: without.is_some(),
         })
     }
 }
@@ -240,8 +232,8 @@ const LOCK: &str = concat!(
 
 /// The batch's writes (see the module header). Parameters: $1-$15 one element per record (in
 /// batch order), $16 the notification channel, $17 now, $18-$20 and $33 the log entries,
-/// $21-$31 the stats rows as the batch leaves them, $32 `notify::PER_PAYLOAD`. It answers one row: the
-/// number of notifications sent and the ids of the deliveries kept CANCELLED.
+/// $21-$31 the stats rows as the batch leaves them, $32 `notify::PER_PAYLOAD`. It answers one
+/// row: the number of notifications sent and the ids of the deliveries kept CANCELLED.
 ///
 /// Each write reaches its rows by key through an array as well as the join (`d.id = ANY($1)`):
 /// the bookkeeping sessions plan a statement once, and a plan made while the tables were

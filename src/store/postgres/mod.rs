@@ -27,14 +27,24 @@ macro_rules! stats_columns {
     };
 }
 
+/// The body of a delivery's row `d` that is its event's data (migration 0010: not copied
+/// into the row), as JSON text; NULL for a delivery whose row holds its own body.
+macro_rules! event_data_body {
+    () => {
+        "CASE WHEN d.body_is_event_data THEN \
+             (SELECT (e.body -> 'data')::text FROM events e WHERE e.id = d.event_id) END"
+    };
+}
+
 /// The columns `delivery_of` reads, in its order, from a delivery's row `d` and its state
 /// row `s` (migration 0009).
 macro_rules! delivery_columns {
     () => {
-        "s.state, s.attempts, s.next_attempt_ms, s.last_status_code, s.last_error, \
-         d.request::text, coalesce(s.updated_at_ms, s.created_at_ms), \
-         CASE WHEN d.body_is_event_data THEN \
-             (SELECT (e.body -> 'data')::text FROM events e WHERE e.id = d.event_id) END"
+        concat!(
+            "s.state, s.attempts, s.next_attempt_ms, s.last_status_code, s.last_error, \
+             d.request::text, coalesce(s.updated_at_ms, s.created_at_ms), ",
+            event_data_body!()
+        )
     };
 }
 
@@ -669,17 +679,16 @@ impl Store for PostgresStore {
         let below = page.after.map_or(i64::MAX, |key| sql_id(!key));
         // An entry that left out the body it sent reads it from its delivery (migration
         // 0011), and from its event when the delivery does not copy it either (0010).
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "SELECT r.seq, r.body::text, r.body_is_request,
                  CASE WHEN r.body_is_request THEN (
-                     SELECT CASE WHEN d.body_is_event_data
-                         THEN (SELECT (e.body -> 'data')::text FROM events e
-                             WHERE e.id = d.event_id)
-                         ELSE d.request -> 'request' ->> 'body' END
+                     SELECT coalesce(",
+            event_data_body!(),
+            ", d.request -> 'request' ->> 'body')
                      FROM deliveries d WHERE d.id = (r.body ->> 'delivery_id')::bigint) END
              FROM responses r WHERE r.webhook_id = $1 AND r.seq < $2
-             ORDER BY r.seq DESC OFFSET $3 LIMIT $4",
-        )
+             ORDER BY r.seq DESC OFFSET $3 LIMIT $4"
+        ))
         .bind(sql_id(webhook_id))
         .bind(below)
         .bind(sql_count(page.offset))

@@ -544,11 +544,10 @@ pub mod delivery {
 
     /// A logged attempt of `delivery`, without the body when it is the request's.
     pub fn encode_response(record: &ResponseRecord, delivery: &Delivery) -> Result<Vec<u8>> {
-        let body_is_request = record.sent_the_body_of(delivery);
-        let mut record = record.clone();
-        if body_is_request {
-            record.request_data = None;
-        }
+        let (record, body_is_request) = match record.without_the_body_of(delivery) {
+            Some(without) => (without, true),
+            None => (record.clone(), false),
+        };
         encode(&StoredResponse {
             record,
             body_is_request,
