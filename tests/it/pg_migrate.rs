@@ -1,8 +1,9 @@
 //! An operator upgrades webhookd on a PostgreSQL database written by a version before schema
 //! 9 (a delivery's state in its wide row; before 10, a copy of its body in every delivery;
-//! before 11, a copy of the body sent in every log entry): the new binary moves the states at
-//! start, answers every delivery, listing by state and logged attempt exactly as before, and
-//! goes on delivering what was waiting (run when WEBHOOKD_TEST_POSTGRES_URL names a server; scripts/with-postgres sets it).
+//! before 11, a copy of the body sent in every log entry; before 12, a change-log row per
+//! entry): the new binary moves the states at start, answers every delivery, listing by
+//! state, logged attempt and change in the live tail (with the cursors it handed out)
+//! exactly as before, and goes on delivering what was waiting (run when WEBHOOKD_TEST_POSTGRES_URL names a server; scripts/with-postgres sets it).
 
 use std::time::Duration;
 
@@ -14,6 +15,22 @@ use crate::process::Process;
 use crate::support::*;
 
 type Client = WebhookServiceClient<tonic::transport::Channel>;
+
+/// Turns a database of schema 12 back into what webhookd left before version 12 (schema 11):
+/// one change-log row per entry, at the entry's own position, migration 12 not recorded.
+const BACK_TO_SCHEMA_11: &[&str] = &[
+    "CREATE TEMP TABLE entries AS
+         SELECT c.xid, s.seq, c.account_id, c.at_ms, e.body
+         FROM delivery_changes c,
+             unnest(c.seqs) WITH ORDINALITY AS s (seq, n),
+             json_array_elements(c.body) WITH ORDINALITY AS e (body, m)
+         WHERE c.seqs IS NOT NULL AND s.n = e.m",
+    "DELETE FROM delivery_changes WHERE seqs IS NOT NULL",
+    "ALTER TABLE delivery_changes DROP COLUMN seqs",
+    "INSERT INTO delivery_changes (xid, seq, account_id, at_ms, body) OVERRIDING SYSTEM VALUE
+         SELECT xid, seq, account_id, at_ms, body FROM entries",
+    "DELETE FROM _sqlx_migrations WHERE version = 12",
+];
 
 /// Turns a database of schema 11 back into what webhookd left before version 11 (schema 10):
 /// every log entry with its own copy of the body it sent, migration 11 not recorded.
@@ -130,6 +147,32 @@ async fn once_listed(
     .await
 }
 
+/// The changes a tail sends until none comes for 3 s.
+async fn until_quiet(tail: &mut tonic::Streaming<pb::DeliveryStatus>) -> Vec<pb::DeliveryStatus> {
+    let mut seen = Vec::new();
+    while let Ok(message) = tokio::time::timeout(Duration::from_secs(3), tail.message()).await {
+        seen.push(message.unwrap().expect("the tail ended"));
+    }
+    seen
+}
+
+/// A live tail of the account's changes after `cursor` (empty: from now).
+async fn tail(
+    client: &mut Client,
+    token: &str,
+    cursor: &str,
+) -> tonic::Streaming<pb::DeliveryStatus> {
+    let request = pb::WatchDeliveriesRequest {
+        cursor: cursor.into(),
+        ..Default::default()
+    };
+    client
+        .watch_deliveries(authed(token, request))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 async fn get(client: &mut Client, token: &str, id: &str) -> pb::Delivery {
     client
         .get_delivery(authed(token, pb::GetDeliveryRequest { id: id.into() }))
@@ -180,6 +223,7 @@ async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_go
     };
     create(&mut client, &token, never).await;
     let hooks = [ok_hook, failing, retrying.clone()];
+    let mut watched = tail(&mut client, &token, "").await;
     emit_acknowledged(&mut client, &token, "1", "key").await;
     emit_acknowledged(&mut client, &token, "2", "key").await;
     emit_acknowledged(&mut client, &token, "3", "").await;
@@ -234,6 +278,9 @@ async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_go
         logged.push(responses(&mut client, &token, &hook.id).await);
     }
     assert!(logged.iter().any(|l| !l.is_empty()));
+    let changes = until_quiet(&mut watched).await;
+    assert!(changes.len() > 10, "{changes:?}");
+    drop(watched);
     // A graceful stop waits for open connections (the client goes first), and is waited for
     // off the runtime (the receivers answer on it until the process is gone).
     drop(client);
@@ -259,9 +306,18 @@ async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_go
             .unwrap();
     assert!(logged_by_reference > 0);
 
+    // Schema 12 logged the changes of each write in one row per account.
+    let entries_per_row: i32 =
+        sqlx::query_scalar("SELECT max(cardinality(seqs)) FROM delivery_changes")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(entries_per_row > 1);
+
     // The database as a webhookd before version 9 left it.
-    for statement in BACK_TO_SCHEMA_10
+    for statement in BACK_TO_SCHEMA_11
         .iter()
+        .chain(BACK_TO_SCHEMA_10)
         .chain(BACK_TO_SCHEMA_9)
         .chain(BACK_TO_SCHEMA_8)
     {
@@ -275,7 +331,7 @@ async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_go
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(version, 11);
+    assert_eq!(version, 12);
     let mut client = connect_webhooks(after.grpc).await;
     assert_eq!(listing(&mut client, &token).await, settled);
     for d in &one_by_one {
@@ -284,6 +340,15 @@ async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_go
     for (hook, log) in hooks.iter().zip(&logged) {
         assert_eq!(&responses(&mut client, &token, &hook.id).await, log);
     }
+    // The tail resumes from a cursor handed out before the upgrade: the same changes after
+    // it, with the same cursors.
+    let mut resumed = tail(&mut client, &token, &changes[0].cursor).await;
+    let mut replayed = Vec::new();
+    for _ in 1..changes.len() {
+        let message = tokio::time::timeout(Duration::from_secs(10), resumed.message()).await;
+        replayed.push(message.expect("the tail stalled").unwrap().unwrap());
+    }
+    assert_eq!(replayed, changes[1..]);
 
     // And serves them: the ordered head cancelled, the delivery behind it goes out (to an
     // endpoint healthy again) and succeeds.
@@ -309,6 +374,18 @@ async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_go
         1,
     )
     .await;
+    // The tail goes on past them with what the new binary logs.
+    let mut last = replayed.last().unwrap().cursor.clone();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), resumed.message()).await;
+        let change = message.expect("the tail stalled").unwrap().unwrap();
+        assert!(change.cursor > last);
+        last = change.cursor.clone();
+        if change.state == pb::DeliveryState::Succeeded as i32 {
+            break;
+        }
+    }
+    drop(resumed);
     drop(client);
     let (status, _) = tokio::task::spawn_blocking(move || after.terminate())
         .await

@@ -127,6 +127,10 @@ pub async fn the_change_log_holds_each_accounts_state_changes_in_order_once(stor
     // Two at a time, and on from any entry's cursor: the same entries, each once.
     let paged = read(store, &acme, start, 2, 5).await;
     assert_eq!(paged, all);
+    // One at a time: the emit's two entries were written together, and a page ends
+    // between them.
+    let single = read(store, &acme, start, 1, 5).await;
+    assert_eq!(single, all);
     let rest = read(store, &acme, all[1].cursor, 100, 3).await;
     assert_eq!(rest, all[2..]);
     let after_last = store.read_changes(&acme, all[4].cursor, 100).await.unwrap();

@@ -21,9 +21,10 @@
 //!    breaker transition it made, if any (each transition is seen by exactly one write);
 //! 3. one statement for the rest: per record the delivery's state (kept CANCELLED when it
 //!    was cancelled meanwhile, whatever the attempt said), its outbox row moved or
-//!    removed, its change-log entry and its log entry; per webhook its stats row, written
-//!    once; the batch's changes to the other instances (the state each delivery was left
-//!    in) in `pg_notify` calls of up to `notify::PER_PAYLOAD` changes each (sent at COMMIT);
+//!    removed, its change-log entry (one row per account) and its log entry; per webhook
+//!    its stats row, written once; the batch's changes to the other instances (the state
+//!    each delivery was left in) in `pg_notify` calls of up to `notify::PER_PAYLOAD`
+//!    changes each (sent at COMMIT);
 //! 4. the ordering releases (the next delivery of a queue gets its outbox row) of the
 //!    ordered deliveries that ended or were kept CANCELLED.
 //!
@@ -270,17 +271,26 @@ pub const RECORD: &str = "WITH new AS (
              SET due_ms = excluded.due_ms, lease_owner = excluded.lease_owner,
                  lease_until_ms = excluded.lease_until_ms),
      changed AS (
-         -- The state the delivery was left in (CANCELLED when it stayed so), under its
-         -- account (from its event for a delivery stored before deliveries kept it).
-         INSERT INTO delivery_changes (account_id, at_ms, body)
-         SELECT coalesce(nullif(k.account_id, ''),
-                 (SELECT e.account_id FROM events e WHERE e.id = k.event_id), ''),
-             $17,
-             (CASE WHEN k.kept_cancelled
-                 THEN jsonb_set(k.change::jsonb, '{state}', to_jsonb('CANCELLED'::text))
-                     - 'next_attempt_ms'
-                 ELSE k.change::jsonb END)::json
-         FROM kept k ORDER BY k.n),
+         -- The state each delivery was left in (CANCELLED when it stayed so), under its
+         -- account (from its event for a delivery stored before deliveries kept it): a row
+         -- per account, its entries in batch order, as `append_rows!` writes them.
+         INSERT INTO delivery_changes (seq, account_id, at_ms, body, seqs)
+         OVERRIDING SYSTEM VALUE
+         SELECT s[cardinality(s)], account_id, $17, body, s
+         FROM (SELECT account_id, body,
+                 ARRAY(SELECT nextval('delivery_changes_seq_seq') AS v
+                     FROM generate_series(1, k) ORDER BY v) AS s
+             FROM (SELECT account_id, json_agg(entry ORDER BY n) AS body, count(*) AS k
+                 FROM (SELECT k.n,
+                         coalesce(nullif(k.account_id, ''),
+                             (SELECT e.account_id FROM events e WHERE e.id = k.event_id), '')
+                             AS account_id,
+                         CASE WHEN k.kept_cancelled
+                             THEN (jsonb_set(k.change::jsonb, '{state}',
+                                     to_jsonb('CANCELLED'::text)) - 'next_attempt_ms')::json
+                             ELSE k.change::json END AS entry
+                     FROM kept k) e
+                 GROUP BY account_id) g) r),
      logged AS (
          INSERT INTO responses (webhook_id, seq, body, body_is_request)
          SELECT w, seq, body::json, body_is_request

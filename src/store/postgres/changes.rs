@@ -3,6 +3,12 @@
 //! redelivery's transaction, the attempt batch's transaction), so nothing extra is
 //! committed on the delivery path.
 //!
+//! One row per account per write (migration 0012): its entries as a JSON array in order,
+//! each with a value of the table's sequence of its own (`seqs`, ascending), the row's `seq`
+//! being the last of them. A batch of attempts or of emitted events adds one row and its
+//! two index entries, not one per delivery. A row written before version 12 holds one entry
+//! (`seqs` NULL), at its `seq`: cursors handed out before the upgrade keep their meaning.
+//!
 //! Cursor order across instances: a sequence value taken early can commit after a larger
 //! one, so a reader of `seq > cursor` would skip it. Rows are instead ordered by
 //! `(xid, seq)`, `xid` being the writing transaction's id (`pg_current_xact_id()`), and a
@@ -10,8 +16,12 @@
 //! transaction below that bound has ended, and every transaction that is running or starts
 //! later has an id at or above it, so once a reader passes a cursor no row can appear
 //! below it. The price: a long transaction anywhere in the cluster holds rows back (they
-//! arrive late, never lost); watchers poll while they wait. A cursor is `(xid, seq)`; the
-//! head is `(xmin, 0)`, everything below the bound.
+//! arrive late, never lost); watchers poll while they wait. A cursor is `(xid, seq)` of an
+//! entry; the head is `(xmin, 0)`, everything below the bound. The entries of one row come
+//! after those of the rows its transaction wrote before (its sequence values are larger),
+//! so reading rows in `(xid, seq)` order and entries in row order is cursor order.
+
+use std::collections::HashMap;
 
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
@@ -26,7 +36,39 @@ fn xid_of(text: &str) -> Result<u64> {
         .map_err(|_| Error::Internal(format!("database: not a transaction id: {text}")))
 }
 
-/// Appends one row per `(account, update)` in `tx`.
+/// The change-log rows of one write, as `append_rows!` takes them: per account (in the
+/// order of its first entry), the JSON array of its entries and their number.
+#[derive(Default)]
+pub struct Rows<'a> {
+    row_of: HashMap<&'a str, usize>,
+    accounts: Vec<&'a str>,
+    bodies: Vec<String>,
+    counts: Vec<i32>,
+}
+
+impl<'a> Rows<'a> {
+    /// Adds an entry (its JSON, from `body`) to its account's row.
+    pub fn push(&mut self, account_id: &'a str, entry: &str) {
+        let row = *self.row_of.entry(account_id).or_insert_with(|| {
+            self.accounts.push(account_id);
+            self.bodies.push(String::new());
+            self.counts.push(0);
+            self.accounts.len() - 1
+        });
+        let body = &mut self.bodies[row];
+        body.push(if body.is_empty() { '[' } else { ',' });
+        body.push_str(entry);
+        self.counts[row] += 1;
+    }
+
+    /// The rows' accounts, JSON arrays and entry counts, in order.
+    pub fn into_columns(self) -> (Vec<&'a str>, Vec<String>, Vec<i32>) {
+        let bodies = self.bodies.into_iter().map(|b| b + "]").collect();
+        (self.accounts, bodies, self.counts)
+    }
+}
+
+/// Appends one row per account of `entries`, in `tx`.
 pub async fn append(
     tx: &mut Transaction<'_, Postgres>,
     entries: &[(&str, DeliveryUpdate)],
@@ -35,24 +77,19 @@ pub async fn append(
     if entries.is_empty() {
         return Ok(());
     }
-    let mut accounts = Vec::with_capacity(entries.len());
-    let mut bodies = Vec::with_capacity(entries.len());
+    let mut rows = Rows::default();
     for (account, update) in entries {
-        accounts.push(*account);
-        bodies.push(to_json(&StoredUpdate::from(update))?);
+        rows.push(account, &body(update)?);
     }
-    sqlx::query(
-        "INSERT INTO delivery_changes (account_id, at_ms, body)
-         SELECT account_id, $3, body::json
-         FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS t (account_id, body, n)
-         ORDER BY n",
-    )
-    .bind(accounts)
-    .bind(bodies)
-    .bind(at_ms)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+    let (accounts, bodies, counts) = rows.into_columns();
+    sqlx::query(append_rows!("$1", "$2", "$3", "$4"))
+        .bind(accounts)
+        .bind(bodies)
+        .bind(counts)
+        .bind(at_ms)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
     Ok(())
 }
 
@@ -107,10 +144,10 @@ pub async fn read(
                   SELECT coalesce(bool_or(($2::text::xid8, $3::bigint) < (h.xid, h.seq)), false)
                       AS expired
                   FROM delivery_changes_horizon h)
-         SELECT bound.xmin::text, horizon.expired, c.xid::text, c.seq, c.body::text
+         SELECT bound.xmin::text, horizon.expired, c.xid::text, c.seq, c.body::text, c.seqs
          FROM bound CROSS JOIN horizon
          LEFT JOIN LATERAL (
-             SELECT xid, seq, body FROM delivery_changes
+             SELECT xid, seq, body, seqs FROM delivery_changes
              WHERE account_id = $1 AND (xid, seq) > ($2::text::xid8, $3::bigint)
                  AND xid < bound.xmin
              ORDER BY xid, seq LIMIT $4) c ON true",
@@ -134,20 +171,46 @@ pub async fn read(
         return Ok(page);
     }
     let bound = xid_of(&first.try_get::<String, _>(0).map_err(db)?)?;
-    for row in &rows {
+    // Up to `limit` rows, each with at least one entry after `after` (its last): enough
+    // entries for the page, or every one there is.
+    'rows: for row in &rows {
         let Some(xid) = row.try_get::<Option<String>, _>(2).map_err(db)? else {
             continue;
         };
-        let cursor = ChangeCursor {
-            high: xid_of(&xid)?,
-            low: row.try_get::<i64, _>(3).map_err(db)? as u64,
-        };
-        let stored: StoredUpdate = from_json(&row.try_get::<String, _>(4).map_err(db)?)?;
-        page.changes.push(Change {
-            cursor,
-            account_id: account_id.to_string(),
-            update: stored.into(),
-        });
+        let high = xid_of(&xid)?;
+        let body = row.try_get::<String, _>(4).map_err(db)?;
+        let entries: Vec<(i64, StoredUpdate)> =
+            match row.try_get::<Option<Vec<i64>>, _>(5).map_err(db)? {
+                None => vec![(row.try_get::<i64, _>(3).map_err(db)?, from_json(&body)?)],
+                Some(seqs) => {
+                    let updates: Vec<StoredUpdate> = from_json(&body)?;
+                    if updates.len() != seqs.len() {
+                        return Err(Error::Internal(format!(
+                            "database: a change-log row of {} entries and {} positions",
+                            updates.len(),
+                            seqs.len()
+                        )));
+                    }
+                    seqs.into_iter().zip(updates).collect()
+                }
+            };
+        for (seq, stored) in entries {
+            let cursor = ChangeCursor {
+                high,
+                low: seq as u64,
+            };
+            if cursor <= after {
+                continue;
+            }
+            if page.changes.len() == limit {
+                break 'rows;
+            }
+            page.changes.push(Change {
+                cursor,
+                account_id: account_id.to_string(),
+                update: stored.into(),
+            });
+        }
     }
     page.next = match page.changes.last() {
         Some(last) if page.changes.len() == limit => last.cursor,
@@ -162,7 +225,8 @@ pub async fn read(
 
 /// Deletes up to `budget` of the oldest rows written before `before_ms` (whose
 /// transactions have ended), moving the horizon in the same transaction; one instance at
-/// a time (retention's advisory lock). Returns how many, and whether the budget stopped it.
+/// a time (retention's advisory lock). Returns how many entries they held, and whether the
+/// budget stopped it.
 pub async fn prune(pool: &PgPool, before_ms: i64, budget: usize) -> Result<(u64, bool)> {
     let mut tx = pool.begin().await.map_err(db)?;
     if !try_retention_lock(&mut tx).await? {
@@ -170,7 +234,7 @@ pub async fn prune(pool: &PgPool, before_ms: i64, budget: usize) -> Result<(u64,
     }
     // The oldest rows in cursor order, one past the budget to know whether more are left.
     let rows = sqlx::query(
-        "SELECT xid::text, seq, at_ms FROM delivery_changes
+        "SELECT xid::text, seq, at_ms, coalesce(cardinality(seqs), 1) FROM delivery_changes
          WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
          ORDER BY xid, seq LIMIT $1",
     )
@@ -179,13 +243,13 @@ pub async fn prune(pool: &PgPool, before_ms: i64, budget: usize) -> Result<(u64,
     .await
     .map_err(db)?;
     let mut last = None;
-    let mut count = 0usize;
+    let (mut taken, mut entries) = (0usize, 0u64);
     let mut more = false;
     for row in &rows {
         if row.try_get::<i64, _>(2).map_err(db)? >= before_ms {
             break;
         }
-        if count == budget {
+        if taken == budget {
             more = true;
             break;
         }
@@ -193,7 +257,8 @@ pub async fn prune(pool: &PgPool, before_ms: i64, budget: usize) -> Result<(u64,
             row.try_get::<String, _>(0).map_err(db)?,
             row.try_get::<i64, _>(1).map_err(db)?,
         ));
-        count += 1;
+        taken += 1;
+        entries += row.try_get::<i32, _>(3).map_err(db)? as u64;
     }
     let Some((xid, seq)) = last else {
         return Ok((0, false));
@@ -212,5 +277,5 @@ pub async fn prune(pool: &PgPool, before_ms: i64, budget: usize) -> Result<(u64,
     .await
     .map_err(db)?;
     tx.commit().await.map_err(db)?;
-    Ok((count as u64, more))
+    Ok((entries, more))
 }

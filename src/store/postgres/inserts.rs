@@ -329,8 +329,10 @@ pub async fn write_deliveries(
 /// that is its event's data is not copied, see migration 0010), `more` deliveries (of
 /// existing events, stored whole),
 /// the outbox rows of those still to attempt (not final, not `held` behind another of their
-/// queue) under `lease`, and the events' deliveries' change-log entries, in order.
-const WRITE: &str = "WITH written AS (
+/// queue) under `lease`, and the events' deliveries' change-log entries, in order (a row per
+/// account).
+const WRITE: &str = concat!(
+    "WITH written AS (
          INSERT INTO events (id, account_id, created_at_ms, body, event_type)
          SELECT id, account_id, created_at_ms, body::json, event_type
          FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $22::text[])
@@ -355,12 +357,11 @@ const WRITE: &str = "WITH written AS (
          INSERT INTO delivery_states (id, account_id, created_at_ms, state, attempts,
              next_attempt_ms, last_status_code, last_error)
          SELECT id, account_id, created_ms, state, attempts, due_ms, code, error FROM new),
-     changed AS (
-         INSERT INTO delivery_changes (account_id, at_ms, body)
-         SELECT account_id, $19, body::json
-         FROM UNNEST($17::text[], $18::text[]) WITH ORDINALITY AS t (account_id, body, n)
-         ORDER BY n)
-     SELECT 1";
+     changed AS (",
+    append_rows!("$17", "$18", "$24", "$19"),
+    ")
+     SELECT 1"
+);
 
 async fn write(
     conn: &mut PgConnection,
@@ -377,7 +378,7 @@ async fn write(
         Vec::with_capacity(n),
     );
     let (mut types, mut data) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut change_accounts, mut changes) = (Vec::new(), Vec::new());
+    let mut changes = super::changes::Rows::default();
     for new in events {
         ids.push(sql_id(new.event.id));
         accounts.push(new.event.account_id.as_str());
@@ -386,8 +387,7 @@ async fn write(
         types.push(new.event.event_type.as_str());
         data.push(to_json(&new.event.data)?);
         for d in &new.deliveries {
-            change_accounts.push(new.event.account_id.as_str());
-            changes.push(super::changes::body(&update_of(d))?);
+            changes.push(&new.event.account_id, &super::changes::body(&update_of(d))?);
         }
     }
     // Each delivery with the JSON text of its event's data, when that is at hand.
@@ -437,6 +437,7 @@ async fn write(
         d_accounts.push(d.account_id.as_str());
         d_created.push(d.created_at_ms);
     }
+    let (change_accounts, changes, change_counts) = changes.into_columns();
     sqlx::query(WRITE)
         .bind(ids)
         .bind(accounts)
@@ -461,6 +462,7 @@ async fn write(
         .bind(d_created)
         .bind(types)
         .bind(by_reference)
+        .bind(change_counts)
         .execute(&mut *conn)
         .await
         .map_err(db)?;

@@ -48,6 +48,33 @@ macro_rules! delivery_columns {
     };
 }
 
+/// Appends change-log rows (`changes::Rows`: accounts, JSON arrays of entries, entry counts
+/// in the arrays `$accounts`, `$bodies`, `$counts`) at `$at`, in order: each row takes one
+/// value of the table's sequence per entry, ascending, and is keyed by the last
+/// (migration 0012).
+macro_rules! append_rows {
+    ($accounts:literal, $bodies:literal, $counts:literal, $at:literal) => {
+        concat!(
+            "INSERT INTO delivery_changes (seq, account_id, at_ms, body, seqs)
+             OVERRIDING SYSTEM VALUE
+             SELECT s[cardinality(s)], account_id, ",
+            $at,
+            ", body::json, s
+             FROM (SELECT n, account_id, body,
+                     ARRAY(SELECT nextval('delivery_changes_seq_seq') AS v
+                         FROM generate_series(1, k) ORDER BY v) AS s
+                 FROM UNNEST(",
+            $accounts,
+            "::text[], ",
+            $bodies,
+            "::text[], ",
+            $counts,
+            "::integer[]) WITH ORDINALITY AS t (account_id, body, k, n)) r
+             ORDER BY n"
+        )
+    };
+}
+
 mod attempts;
 mod bookkeeping;
 mod cache;

@@ -694,3 +694,111 @@ async fn concurrent_reads_of_deliveries_each_get_their_own() {
         }
     }
 }
+
+/// `account_id`'s change-log entries after `after`, `limit` a page, once `count` are
+/// readable (every transaction that wrote them has ended): their delivery ids and cursors.
+async fn changes_of(
+    store: &PostgresStore,
+    account_id: &str,
+    mut after: ChangeCursor,
+    limit: usize,
+    count: usize,
+) -> Vec<(u64, ChangeCursor)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut read = Vec::new();
+    while read.len() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {read:?} arrived"
+        );
+        let page = store.read_changes(account_id, after, limit).await.unwrap();
+        assert!(page.changes.len() <= limit);
+        after = page.next;
+        read.extend(
+            page.changes
+                .iter()
+                .map(|c| (c.update.delivery_id, c.cursor)),
+        );
+    }
+    read
+}
+
+#[tokio::test]
+async fn a_write_logs_its_changes_in_one_row_per_account_read_entry_by_entry() {
+    let Some(url) = fresh_url().await else { return };
+    let store = connect(&url, OWNER).await;
+    let start = store.change_head().await.unwrap();
+
+    // One write of three events, two of them acme's (three deliveries), one another
+    // account's.
+    let first = event(30, 1, vec![31, 32]);
+    let theirs = Event {
+        account_id: "other".into(),
+        ..event(40, 1, vec![41])
+    };
+    let last = event(50, 1, vec![51]);
+    let (ours, other) = (
+        [
+            delivery(31, 30, DeliveryState::Queued),
+            delivery(32, 30, DeliveryState::Skipped),
+        ],
+        [delivery(41, 40, DeliveryState::Queued)],
+    );
+    let later = [delivery(51, 50, DeliveryState::Queued)];
+    store
+        .insert_events(&[
+            new(&first, &ours, None),
+            new(&theirs, &other, None),
+            new(&last, &later, None),
+        ])
+        .await
+        .unwrap();
+    let rows: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT account_id, cardinality(seqs) FROM delivery_changes ORDER BY xid, seq",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, vec![("acme".into(), 3), ("other".into(), 1)]);
+
+    // A row written before version 12 (one entry, no positions) follows in its own
+    // transaction.
+    let legacy = serde_json::json!({
+        "event_id": 60, "webhook_id": 1, "delivery_id": 61, "url": "http://x",
+        "state": "QUEUED", "attempt": 0
+    });
+    sqlx::query("INSERT INTO delivery_changes (account_id, at_ms, body) VALUES ('acme', 1, $1)")
+        .bind(legacy)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+
+    // Read whole, one at a time (a page ends inside a row), and on from each entry: the
+    // same entries in write order, each once, their cursors ascending.
+    let all = changes_of(&store, "acme", start, 100, 4).await;
+    let ids: Vec<u64> = all.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [31, 32, 51, 61]);
+    assert!(all.windows(2).all(|w| w[0].1 < w[1].1));
+    assert_eq!(changes_of(&store, "acme", start, 1, 4).await, all);
+    for (n, (_, cursor)) in all.iter().enumerate() {
+        let rest = changes_of(&store, "acme", *cursor, 2, 3 - n).await;
+        assert_eq!(rest, all[n + 1..]);
+    }
+    let other = changes_of(&store, "other", start, 100, 1).await;
+    assert_eq!(other[0].0, 41);
+
+    // Pruning counts entries, and a cursor inside a pruned row has expired.
+    let pruned = loop {
+        let pruned = store.prune_changes(now_ms() + 60_000, 1).await.unwrap();
+        if pruned != (0, false) {
+            break pruned;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(pruned, (3, true));
+    let expired = store.read_changes("acme", all[0].1, 100).await.unwrap();
+    assert!(expired.expired);
+    let still = store.read_changes("acme", all[2].1, 100).await.unwrap();
+    assert!(!still.expired);
+    assert_eq!(still.changes.len(), 1);
+}
