@@ -277,20 +277,18 @@ pub const RECORD: &str = "WITH new AS (
          INSERT INTO delivery_changes (seq, account_id, at_ms, body, seqs)
          OVERRIDING SYSTEM VALUE
          SELECT s[cardinality(s)], account_id, $17, body, s
-         FROM (SELECT account_id, body,
-                 ARRAY(SELECT nextval('delivery_changes_seq_seq') AS v
-                     FROM generate_series(1, k) ORDER BY v) AS s
-             FROM (SELECT account_id, json_agg(entry ORDER BY n) AS body, count(*) AS k
-                 FROM (SELECT k.n,
-                         coalesce(nullif(k.account_id, ''),
-                             (SELECT e.account_id FROM events e WHERE e.id = k.event_id), '')
-                             AS account_id,
-                         CASE WHEN k.kept_cancelled
-                             THEN (jsonb_set(k.change::jsonb, '{state}',
-                                     to_jsonb('CANCELLED'::text)) - 'next_attempt_ms')::json
-                             ELSE k.change::json END AS entry
-                     FROM kept k) e
-                 GROUP BY account_id) g) r),
+         FROM (SELECT account_id, json_agg(entry ORDER BY n) AS body,
+                 array_agg(v ORDER BY v) AS s
+             FROM (SELECT k.n, nextval('delivery_changes_seq_seq') AS v,
+                     coalesce(nullif(k.account_id, ''),
+                         (SELECT e.account_id FROM events e WHERE e.id = k.event_id), '')
+                         AS account_id,
+                     CASE WHEN k.kept_cancelled
+                         THEN (jsonb_set(k.change::jsonb, '{state}',
+                                 to_jsonb('CANCELLED'::text)) - 'next_attempt_ms')::json
+                         ELSE k.change::json END AS entry
+                 FROM kept k) e
+             GROUP BY account_id) r),
      logged AS (
          INSERT INTO responses (webhook_id, seq, body, body_is_request)
          SELECT w, seq, body::json, body_is_request

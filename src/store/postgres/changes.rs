@@ -21,8 +21,6 @@
 //! after those of the rows its transaction wrote before (its sequence values are larger),
 //! so reading rows in `(xid, seq)` order and entries in row order is cursor order.
 
-use std::collections::HashMap;
-
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 
@@ -36,38 +34,6 @@ fn xid_of(text: &str) -> Result<u64> {
         .map_err(|_| Error::Internal(format!("database: not a transaction id: {text}")))
 }
 
-/// The change-log rows of one write, as `append_rows!` takes them: per account (in the
-/// order of its first entry), the JSON array of its entries and their number.
-#[derive(Default)]
-pub struct Rows<'a> {
-    row_of: HashMap<&'a str, usize>,
-    accounts: Vec<&'a str>,
-    bodies: Vec<String>,
-    counts: Vec<i32>,
-}
-
-impl<'a> Rows<'a> {
-    /// Adds an entry (its JSON, from `body`) to its account's row.
-    pub fn push(&mut self, account_id: &'a str, entry: &str) {
-        let row = *self.row_of.entry(account_id).or_insert_with(|| {
-            self.accounts.push(account_id);
-            self.bodies.push(String::new());
-            self.counts.push(0);
-            self.accounts.len() - 1
-        });
-        let body = &mut self.bodies[row];
-        body.push(if body.is_empty() { '[' } else { ',' });
-        body.push_str(entry);
-        self.counts[row] += 1;
-    }
-
-    /// The rows' accounts, JSON arrays and entry counts, in order.
-    pub fn into_columns(self) -> (Vec<&'a str>, Vec<String>, Vec<i32>) {
-        let bodies = self.bodies.into_iter().map(|b| b + "]").collect();
-        (self.accounts, bodies, self.counts)
-    }
-}
-
 /// Appends one row per account of `entries`, in `tx`.
 pub async fn append(
     tx: &mut Transaction<'_, Postgres>,
@@ -77,15 +43,15 @@ pub async fn append(
     if entries.is_empty() {
         return Ok(());
     }
-    let mut rows = Rows::default();
+    let mut accounts = Vec::with_capacity(entries.len());
+    let mut bodies = Vec::with_capacity(entries.len());
     for (account, update) in entries {
-        rows.push(account, &body(update)?);
+        accounts.push(*account);
+        bodies.push(body(update)?);
     }
-    let (accounts, bodies, counts) = rows.into_columns();
-    sqlx::query(append_rows!("$1", "$2", "$3", "$4"))
+    sqlx::query(append_rows!("$1", "$2", "$3"))
         .bind(accounts)
         .bind(bodies)
-        .bind(counts)
         .bind(at_ms)
         .execute(&mut **tx)
         .await

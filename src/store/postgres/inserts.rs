@@ -358,12 +358,12 @@ const WRITE: &str = concat!(
              next_attempt_ms, last_status_code, last_error)
          SELECT id, account_id, created_ms, state, attempts, due_ms, code, error FROM new),
      changed AS (",
-    append_rows!("$17", "$18", "$24", "$19"),
+    append_rows!("$17", "$18", "$19"),
     ")
      SELECT 1"
 );
 
-async fn write(
+pub(super) async fn write(
     conn: &mut PgConnection,
     events: &[&Pending],
     more: &[&Delivery],
@@ -378,7 +378,7 @@ async fn write(
         Vec::with_capacity(n),
     );
     let (mut types, mut data) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let mut changes = super::changes::Rows::default();
+    let (mut change_accounts, mut changes) = (Vec::new(), Vec::new());
     for new in events {
         ids.push(sql_id(new.event.id));
         accounts.push(new.event.account_id.as_str());
@@ -387,7 +387,8 @@ async fn write(
         types.push(new.event.event_type.as_str());
         data.push(to_json(&new.event.data)?);
         for d in &new.deliveries {
-            changes.push(&new.event.account_id, &super::changes::body(&update_of(d))?);
+            change_accounts.push(new.event.account_id.as_str());
+            changes.push(super::changes::body(&update_of(d))?);
         }
     }
     // Each delivery with the JSON text of its event's data, when that is at hand.
@@ -437,7 +438,6 @@ async fn write(
         d_accounts.push(d.account_id.as_str());
         d_created.push(d.created_at_ms);
     }
-    let (change_accounts, changes, change_counts) = changes.into_columns();
     sqlx::query(WRITE)
         .bind(ids)
         .bind(accounts)
@@ -462,7 +462,6 @@ async fn write(
         .bind(d_created)
         .bind(types)
         .bind(by_reference)
-        .bind(change_counts)
         .execute(&mut *conn)
         .await
         .map_err(db)?;

@@ -754,7 +754,7 @@ async fn a_write_logs_its_changes_in_one_row_per_account_read_entry_by_entry() {
         .await
         .unwrap();
     let rows: Vec<(String, i32)> = sqlx::query_as(
-        "SELECT account_id, cardinality(seqs) FROM delivery_changes ORDER BY xid, seq",
+        "SELECT account_id, cardinality(seqs) FROM delivery_changes ORDER BY account_id",
     )
     .fetch_all(&store.pool)
     .await
@@ -788,17 +788,55 @@ async fn a_write_logs_its_changes_in_one_row_per_account_read_entry_by_entry() {
     assert_eq!(other[0].0, 41);
 
     // Pruning counts entries, and a cursor inside a pruned row has expired.
+    let later = now_ms() + 60_000;
     let pruned = loop {
-        let pruned = store.prune_changes(now_ms() + 60_000, 1).await.unwrap();
+        let pruned = store.prune_changes(later, 2).await.unwrap();
         if pruned != (0, false) {
             break pruned;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     };
-    assert_eq!(pruned, (3, true));
+    assert_eq!(pruned, (4, true));
     let expired = store.read_changes("acme", all[0].1, 100).await.unwrap();
     assert!(expired.expired);
-    let still = store.read_changes("acme", all[2].1, 100).await.unwrap();
-    assert!(!still.expired);
-    assert_eq!(still.changes.len(), 1);
+    // The row written before version 12 is one entry.
+    assert_eq!(store.prune_changes(later, 2).await.unwrap(), (1, false));
+    let after_all = store.read_changes("acme", all[3].1, 100).await.unwrap();
+    assert!(!after_all.expired && after_all.changes.is_empty());
+}
+
+#[tokio::test]
+async fn an_emit_write_is_planned_once_per_connection_not_at_every_batch() {
+    let Some(url) = fresh_url().await else { return };
+    let _migrated = connect(&url, OWNER).await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    // Batches of one to three events, as concurrent emits make them.
+    for n in 0..20u64 {
+        let batch: Vec<inserts::Pending> = (0..n % 3 + 1)
+            .map(|i| {
+                let id = 1000 + n * 100 + i * 10;
+                inserts::Pending {
+                    event: event(id, 1, vec![id + 1]),
+                    deliveries: vec![delivery(id + 1, id, DeliveryState::Queued)],
+                    idempotency: None,
+                }
+            })
+            .collect();
+        let events: Vec<&inserts::Pending> = batch.iter().collect();
+        let lease = OWNER.lease_from(now_ms());
+        inserts::write(&mut conn, &events, &[], &Default::default(), lease)
+            .await
+            .unwrap();
+    }
+    // PostgreSQL plans the first five for their values, then keeps the generic plan when
+    // it costs no more: a statement whose generic plan looks dearer is planned again at
+    // every batch (~0.15 ms of the database's CPU each).
+    let (generic, custom): (i64, i64) = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+         WHERE statement LIKE 'WITH written AS%'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((generic, custom), (15, 5));
 }
