@@ -1,7 +1,7 @@
 //! An operator upgrades webhookd on a PostgreSQL database written by a version before schema
 //! 9 (a delivery's state in its wide row; before 10, a copy of its body in every delivery;
 //! before 11, a copy of the body sent in every log entry; before 12, a change-log row per
-//! entry): the new binary moves the states at start, answers every delivery, listing by
+//! entry; before 13, the outbox a table of its own): the new binary moves the states at start, answers every delivery, listing by
 //! state, logged attempt and change in the live tail (with the cursors it handed out)
 //! exactly as before, and goes on delivering what was waiting (run when WEBHOOKD_TEST_POSTGRES_URL names a server; scripts/with-postgres sets it).
 
@@ -15,6 +15,24 @@ use crate::process::Process;
 use crate::support::*;
 
 type Client = WebhookServiceClient<tonic::transport::Channel>;
+
+/// Turns a database of schema 13 back into what webhookd left before version 13 (schema 12):
+/// the queued deliveries' due times and leases in an `outbox` table of their own, migration
+/// 13 not recorded.
+const BACK_TO_SCHEMA_12: &[&str] = &[
+    "CREATE TABLE outbox (delivery_id bigint PRIMARY KEY, event_id bigint NOT NULL,
+         webhook_id bigint NOT NULL, due_ms bigint NOT NULL, lease_until_ms bigint,
+         lease_owner bigint)",
+    "CREATE INDEX outbox_webhook_due ON outbox (webhook_id, due_ms, delivery_id)",
+    "CREATE INDEX outbox_event ON outbox (event_id)",
+    "INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_until_ms,
+         lease_owner)
+     SELECT s.id, d.event_id, s.webhook_id, s.next_attempt_ms, s.lease_until_ms, s.lease_owner
+     FROM delivery_states s JOIN deliveries d ON d.id = s.id WHERE s.queued",
+    "ALTER TABLE delivery_states DROP COLUMN webhook_id, DROP COLUMN queued,
+         DROP COLUMN lease_owner, DROP COLUMN lease_until_ms",
+    "DELETE FROM _sqlx_migrations WHERE version = 13",
+];
 
 /// Turns a database of schema 12 back into what webhookd left before version 12 (schema 11):
 /// one change-log row per entry, at the entry's own position, migration 12 not recorded.
@@ -314,9 +332,17 @@ async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_go
             .unwrap();
     assert!(entries_per_row > 1);
 
+    // Schema 13 kept the waiting deliveries' place in the outbox in their state rows.
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_states WHERE queued")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(queued > 0);
+
     // The database as a webhookd before version 9 left it.
-    for statement in BACK_TO_SCHEMA_11
+    for statement in BACK_TO_SCHEMA_12
         .iter()
+        .chain(BACK_TO_SCHEMA_11)
         .chain(BACK_TO_SCHEMA_10)
         .chain(BACK_TO_SCHEMA_9)
         .chain(BACK_TO_SCHEMA_8)
@@ -331,7 +357,7 @@ async fn deliveries_in_every_state_survive_the_upgrade_from_schema_8_and_keep_go
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(version, 12);
+    assert_eq!(version, 13);
     let mut client = connect_webhooks(after.grpc).await;
     assert_eq!(listing(&mut client, &token).await, settled);
     for d in &one_by_one {

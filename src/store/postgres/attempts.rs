@@ -13,19 +13,20 @@
 //! 1. the advisory locks of the ordering queues of its ordered deliveries, in queue order
 //!    (as emits take them): one that ends, or that a cancel left to its attempt, releases the
 //!    next of its queue;
-//! 2. its deliveries' state rows and outbox rows in delivery order, then the `webhook_stats` rows
-//!    of the webhooks with logged attempts in webhook order, locked and read in one
+//! 2. its deliveries' state rows (with their outbox part) in delivery order, then the
+//!    `webhook_stats` rows of the webhooks with logged attempts in webhook order, locked and
+//!    read in one
 //!    statement (`LOCK`); `WebhookStats::record` then replays the batch's attempts on them in
 //!    attempt order (the same rule as the sled backend: run of failures, breaker), so each
 //!    caller gets the stats as its own attempt left them: its own log number, and the
 //!    breaker transition it made, if any (each transition is seen by exactly one write);
 //! 3. one statement for the rest: per record the delivery's state (kept CANCELLED when it
-//!    was cancelled meanwhile, whatever the attempt said), its outbox row moved or
-//!    removed, its change-log entry (one row per account) and its log entry; per webhook
+//!    was cancelled meanwhile, whatever the attempt said), due again in the outbox or out
+//!    of it, its change-log entry (one row per account) and its log entry; per webhook
 //!    its stats row, written once; the batch's changes to the other instances (the state
 //!    each delivery was left in) in `pg_notify` calls of up to `notify::PER_PAYLOAD`
 //!    changes each (sent at COMMIT);
-//! 4. the ordering releases (the next delivery of a queue gets its outbox row) of the
+//! 4. the ordering releases (the next delivery of a queue is queued in the outbox) of the
 //!    ordered deliveries that ended or were kept CANCELLED.
 //!
 //! The response log is in attempt order: a batch begins (and takes its place in each log)
@@ -137,7 +138,7 @@ pub struct Attempts {
 
 impl Attempts {
     /// Starts the collector on the current runtime; `owner` names this instance in the
-    /// notifications and leases the outbox rows its releases create.
+    /// notifications and leases the deliveries its releases queue.
     pub fn start(pool: PgPool, owner: Owner) -> Attempts {
         let (jobs, queue) = mpsc::unbounded_channel();
         tokio::spawn(collect(pool, owner, queue));
@@ -200,22 +201,18 @@ async fn collect(pool: PgPool, owner: Owner, mut queue: mpsc::UnboundedReceiver<
 }
 
 /// Locks the rows the batch writes, each kind in key order and the kinds in the order every
-/// writer of them keeps (delivery states, then outbox rows, then stats: a cancel takes a state row
-/// then its outbox row, lease renewals and releases take outbox rows in delivery order), so
-/// no other writer and no other batch can deadlock with it: the state rows and outbox rows
-/// of $3, then the stats rows of the webhooks in $1 (created when missing), read with those
-/// of $2 (only read: none of their attempts is logged). Each step waits for the one before
-/// through a scalar subquery (evaluated once, before its own rows are locked).
+/// writer of them keeps (delivery states, then stats: a cancel takes a state row, lease
+/// renewals and releases take state rows in delivery order), so no other writer and no other
+/// batch can deadlock with it: the state rows of $3 (their outbox part with them), then the
+/// stats rows of the webhooks in $1 (created when missing), read with those of $2 (only read:
+/// none of their attempts is logged). Each step waits for the one before through a scalar
+/// subquery (evaluated once, before its own rows are locked).
 const LOCK: &str = concat!(
     "WITH d AS (
          SELECT id FROM delivery_states WHERE id = ANY($3) ORDER BY id FOR UPDATE),
-     o AS (
-         SELECT delivery_id FROM outbox
-         WHERE delivery_id = ANY($3) AND (SELECT count(*) FROM d) >= 0
-         ORDER BY delivery_id FOR UPDATE),
      locked AS (
          INSERT INTO webhook_stats AS s (webhook_id)
-         SELECT w FROM UNNEST($1::bigint[]) AS w WHERE (SELECT count(*) FROM o) >= 0
+         SELECT w FROM UNNEST($1::bigint[]) AS w WHERE (SELECT count(*) FROM d) >= 0
          ORDER BY w
          ON CONFLICT (webhook_id) DO UPDATE SET webhook_id = s.webhook_id
          RETURNING webhook_id, ",
@@ -228,7 +225,7 @@ const LOCK: &str = concat!(
      SELECT ",
     stats_columns!(),
     ", webhook_id FROM webhook_stats
-     WHERE webhook_id = ANY($2) AND (SELECT count(*) FROM o) >= 0"
+     WHERE webhook_id = ANY($2) AND (SELECT count(*) FROM d) >= 0"
 );
 
 /// The batch's writes (see the module header). Parameters: $1-$15 one element per record (in
@@ -238,7 +235,7 @@ const LOCK: &str = concat!(
 ///
 /// Each write reaches its rows by key through an array as well as the join (`d.id = ANY($1)`):
 /// the bookkeeping sessions plan a statement once, and a plan made while the tables were
-/// small joined the batch to a sequential scan of `delivery_states` and `outbox`, read whole
+/// small joined the batch to a sequential scan of `delivery_states` (and of the outbox), read whole
 /// by every batch from then on as the tables grew (a 10 s bench's plan still did at the end).
 pub const RECORD: &str = "WITH new AS (
          SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
@@ -248,28 +245,24 @@ pub const RECORD: &str = "WITH new AS (
              AS t (id, event_id, webhook_id, state, attempts, next_ms, code, error, is_final,
                  account_id, notification, updated_ms, change, lease_owner, lease_until, n)),
      updated AS (
+         -- Still queued (due again, under the lease given) unless it ended or was
+         -- cancelled while the attempt was in flight (it stays so).
          UPDATE delivery_states d SET
              state = CASE WHEN d.state = 'CANCELLED' THEN d.state ELSE new.state END,
              attempts = new.attempts, next_attempt_ms = new.next_ms,
-             last_status_code = new.code, last_error = new.error, updated_at_ms = new.updated_ms
+             last_status_code = new.code, last_error = new.error, updated_at_ms = new.updated_ms,
+             webhook_id = new.webhook_id,
+             queued = d.state <> 'CANCELLED' AND NOT new.is_final,
+             lease_owner = CASE WHEN d.state <> 'CANCELLED' AND NOT new.is_final
+                 THEN new.lease_owner END,
+             lease_until_ms = CASE WHEN d.state <> 'CANCELLED' AND NOT new.is_final
+                 THEN new.lease_until END
          FROM new WHERE d.id = new.id AND d.id = ANY($1)
          RETURNING d.id, d.state),
      kept AS (
          -- kept_cancelled: cancelled while the attempt was in flight, and it stays so.
          SELECT new.*, coalesce(u.state = 'CANCELLED', false) AS kept_cancelled
          FROM new LEFT JOIN updated u ON u.id = new.id),
-     finished AS (
-         DELETE FROM outbox o USING kept k
-         WHERE o.delivery_id = k.id AND o.delivery_id = ANY($1)
-             AND (k.is_final OR k.kept_cancelled)),
-     moved AS (
-         INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
-             lease_until_ms)
-         SELECT id, event_id, webhook_id, next_ms, lease_owner, lease_until FROM kept
-         WHERE NOT is_final AND NOT kept_cancelled
-         ON CONFLICT (delivery_id) DO UPDATE
-             SET due_ms = excluded.due_ms, lease_owner = excluded.lease_owner,
-                 lease_until_ms = excluded.lease_until_ms),
      changed AS (
          -- The state each delivery was left in (CANCELLED when it stayed so), under its
          -- account (from its event for a delivery stored before deliveries kept it): a row

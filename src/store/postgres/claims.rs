@@ -1,6 +1,7 @@
-//! Claiming outbox rows under leases. One statement claims: a recursive CTE walks the
-//! distinct webhooks of the outbox through the (webhook_id, due_ms, delivery_id) index (one
-//! index probe per webhook, however many rows each has), a LATERAL subquery takes each
+//! Claiming queued deliveries under leases (the outbox: the `queued` state rows, migration
+//! 0013). One statement claims: a recursive CTE walks the distinct webhooks of the outbox
+//! through its partial (webhook_id, next_attempt_ms, id) index (one index probe per webhook,
+//! however many rows each has), a LATERAL subquery takes each
 //! webhook's earliest due free rows `FOR UPDATE SKIP LOCKED` (rows another instance is
 //! claiming at the same moment are passed over, never waited for), the webhooks take turns
 //! up to the limit, and the chosen rows get the lease. A webhook whose stored circuit
@@ -23,34 +24,35 @@ use crate::store::{Claim, Lease, OutboxEntry};
 /// The claim: $1 due before, $2 now, $3 per webhook, $4 webhooks to skip, $5 limit, $6 owner,
 /// $7 lease until, $8 the owner's own leases ending before this are its predecessor's.
 pub const CLAIM: &str = "WITH RECURSIVE hooks (webhook_id) AS (
-             (SELECT webhook_id FROM outbox ORDER BY webhook_id LIMIT 1)
+             (SELECT webhook_id FROM delivery_states WHERE queued ORDER BY webhook_id LIMIT 1)
              UNION ALL
-             SELECT (SELECT o.webhook_id FROM outbox o WHERE o.webhook_id > h.webhook_id
+             SELECT (SELECT o.webhook_id FROM delivery_states o
+                     WHERE o.queued AND o.webhook_id > h.webhook_id
                      ORDER BY o.webhook_id LIMIT 1)
              FROM hooks h WHERE h.webhook_id IS NOT NULL),
          candidates AS (
-             SELECT c.delivery_id, c.webhook_id, c.due_ms FROM hooks h
+             SELECT c.id, c.webhook_id, c.next_attempt_ms FROM hooks h
              LEFT JOIN webhook_stats b ON b.webhook_id = h.webhook_id
              CROSS JOIN LATERAL (
-                 SELECT o.delivery_id, o.webhook_id, o.due_ms FROM outbox o
-                 WHERE o.webhook_id = h.webhook_id AND o.due_ms <= $1
+                 SELECT o.id, o.webhook_id, o.next_attempt_ms FROM delivery_states o
+                 WHERE o.queued AND o.webhook_id = h.webhook_id AND o.next_attempt_ms <= $1
                      AND (o.lease_until_ms IS NULL OR o.lease_until_ms < $2
                          OR (o.lease_owner = $6 AND o.lease_until_ms < $8))
                      AND (b.breaker_open_until_ms IS NULL OR b.breaker_open_until_ms <= $2)
-                 ORDER BY o.due_ms, o.delivery_id
+                 ORDER BY o.next_attempt_ms, o.id
                  LIMIT CASE WHEN b.breaker_open_until_ms IS NULL THEN $3 ELSE 1 END
-                 FOR UPDATE SKIP LOCKED) c
+                 FOR UPDATE OF o SKIP LOCKED) c
              WHERE h.webhook_id IS NOT NULL AND h.webhook_id <> ALL($4)),
          chosen AS (
-             SELECT delivery_id FROM (
-                 SELECT delivery_id, due_ms, row_number() OVER (
-                     PARTITION BY webhook_id ORDER BY due_ms, delivery_id) AS turn
+             SELECT id FROM (
+                 SELECT id, next_attempt_ms, row_number() OVER (
+                     PARTITION BY webhook_id ORDER BY next_attempt_ms, id) AS turn
                  FROM candidates) t
-             ORDER BY turn, due_ms, delivery_id
+             ORDER BY turn, next_attempt_ms, id
              LIMIT $5)
-         UPDATE outbox o SET lease_owner = $6, lease_until_ms = $7
-         WHERE o.delivery_id = ANY(ARRAY(SELECT delivery_id FROM chosen))
-         RETURNING o.due_ms, o.delivery_id, o.webhook_id";
+         UPDATE delivery_states o SET lease_owner = $6, lease_until_ms = $7
+         WHERE o.id = ANY(ARRAY(SELECT id FROM chosen))
+         RETURNING o.next_attempt_ms, o.id, o.webhook_id";
 
 /// Leases due free rows, and those of `owner`'s predecessor (its leases ending before
 /// `reclaim_before_ms`); see `Store::claim`.
@@ -91,10 +93,10 @@ pub async fn renew(pool: &PgPool, lease: Lease, delivery_ids: &[u64]) -> Result<
     let ids: Vec<i64> = delivery_ids.iter().map(|&id| sql_id(id)).collect();
     sqlx::query(
         "WITH mine AS (
-             SELECT delivery_id FROM outbox WHERE delivery_id = ANY($1) AND lease_owner = $2
-             ORDER BY delivery_id FOR UPDATE)
-         UPDATE outbox o SET lease_until_ms = $3 FROM mine
-         WHERE o.delivery_id = mine.delivery_id AND o.delivery_id = ANY($1)",
+             SELECT id FROM delivery_states WHERE id = ANY($1) AND lease_owner = $2
+             ORDER BY id FOR UPDATE)
+         UPDATE delivery_states o SET lease_until_ms = $3 FROM mine
+         WHERE o.id = mine.id AND o.id = ANY($1)",
     )
     .bind(ids)
     .bind(sql_id(lease.owner))
@@ -110,10 +112,10 @@ pub async fn release(pool: &PgPool, owner: u64, delivery_ids: &[u64]) -> Result<
     let ids: Vec<i64> = delivery_ids.iter().map(|&id| sql_id(id)).collect();
     sqlx::query(
         "WITH mine AS (
-             SELECT delivery_id FROM outbox WHERE delivery_id = ANY($1) AND lease_owner = $2
-             ORDER BY delivery_id FOR UPDATE)
-         UPDATE outbox o SET lease_owner = NULL, lease_until_ms = NULL FROM mine
-         WHERE o.delivery_id = mine.delivery_id AND o.delivery_id = ANY($1)",
+             SELECT id FROM delivery_states WHERE id = ANY($1) AND lease_owner = $2
+             ORDER BY id FOR UPDATE)
+         UPDATE delivery_states o SET lease_owner = NULL, lease_until_ms = NULL FROM mine
+         WHERE o.id = mine.id AND o.id = ANY($1)",
     )
     .bind(ids)
     .bind(sql_id(owner))

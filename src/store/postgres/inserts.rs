@@ -1,5 +1,5 @@
 //! Group commit of emits: a collector task gathers the events of concurrent callers and
-//! writes them in one statement (events, deliveries, outbox rows and change-log entries as
+//! writes them in one statement (events, deliveries, their states and change-log entries as
 //! CTEs over arrays; a transaction when keys or queues come first, or when the batch has
 //! more deliveries than one statement carries: `STATEMENT_DELIVERIES`), answering every caller
 //! after its COMMIT. No fixed window: a batch goes out at once when fewer than
@@ -76,7 +76,7 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the collector on the current runtime.
-    /// The outbox rows it writes are leased to `owner`, and the deliveries it wrote go to
+    /// The deliveries it queues are leased to `owner`, and the deliveries it wrote go to
     /// `written`.
     pub fn start(
         pool: PgPool,
@@ -226,7 +226,7 @@ async fn commit(
         .map(|(e, _)| *e)
         .collect();
     let deliveries: Vec<&Delivery> = written.iter().flat_map(|e| &e.deliveries).collect();
-    // Ordered deliveries behind an unfinished one of their queue wait without an outbox row.
+    // Ordered deliveries behind an unfinished one of their queue wait out of the outbox.
     let held = super::ordering::enqueue(&mut tx, &deliveries).await?;
     let lease = owner.lease_from(now_ms());
     for part in self::parts(&written) {
@@ -312,9 +312,9 @@ async fn claim(
     Ok(None)
 }
 
-/// Writes new deliveries of existing events (redelivery) and the outbox rows of those still
-/// to attempt, under `lease` (an ordered one only when it heads its queue); their change-log
-/// entries are the caller's.
+/// Writes new deliveries of existing events (redelivery), those still to attempt queued
+/// under `lease` (an ordered one only when it heads its queue); their change-log entries are
+/// the caller's.
 pub async fn write_deliveries(
     tx: &mut Transaction<'_, Postgres>,
     deliveries: &[Delivery],
@@ -327,10 +327,9 @@ pub async fn write_deliveries(
 
 /// One statement: the events and their deliveries (each its row and its state row; a body
 /// that is its event's data is not copied, see migration 0010), `more` deliveries (of
-/// existing events, stored whole),
-/// the outbox rows of those still to attempt (not final, not `held` behind another of their
-/// queue) under `lease`, and the events' deliveries' change-log entries, in order (a row per
-/// account).
+/// existing events, stored whole), those still to attempt (not final, not `held` behind
+/// another of their queue) queued in the outbox under `lease` (migration 0013: in their state
+/// rows), and the events' deliveries' change-log entries, in order (a row per account).
 const WRITE: &str = concat!(
     "WITH written AS (
          INSERT INTO events (id, account_id, created_at_ms, body, event_type)
@@ -343,10 +342,6 @@ const WRITE: &str = concat!(
              $20::text[], $21::bigint[], $23::bool[])
              AS t (id, event_id, webhook_id, state, attempts, due_ms, code, error, request,
                  pending, account_id, created_ms, body_is_event_data)),
-     queued AS (
-         INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
-             lease_until_ms)
-         SELECT id, event_id, webhook_id, due_ms, $15, $16 FROM new WHERE pending),
      stored AS (
          INSERT INTO deliveries (id, event_id, webhook_id, request, account_id, created_at_ms,
              body_is_event_data)
@@ -355,8 +350,12 @@ const WRITE: &str = concat!(
          FROM new),
      states AS (
          INSERT INTO delivery_states (id, account_id, created_at_ms, state, attempts,
-             next_attempt_ms, last_status_code, last_error)
-         SELECT id, account_id, created_ms, state, attempts, due_ms, code, error FROM new),
+             next_attempt_ms, last_status_code, last_error, webhook_id, queued, lease_owner,
+             lease_until_ms)
+         SELECT id, account_id, created_ms, state, attempts, due_ms, code, error, webhook_id,
+             pending, CASE WHEN pending THEN $15::bigint END,
+             CASE WHEN pending THEN $16::bigint END
+         FROM new),
      changed AS (",
     append_rows!("$17", "$18", "$19"),
     ")

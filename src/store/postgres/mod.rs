@@ -167,7 +167,7 @@ pub struct PostgresStore {
     caches: Arc<cache::Caches>,
     /// The deliveries just emitted here, for their first attempt's read (see `fresh`).
     written: Arc<fresh::Written>,
-    /// This instance: the outbox rows it writes are leased to it, and its id names it in
+    /// This instance: the deliveries it queues are leased to it, and its id names it in
     /// its notifications (one id per process for both).
     owner: Owner,
     /// Leases of this owner ending before this were taken by its predecessor (the same id
@@ -249,7 +249,7 @@ impl PostgresStore {
         redacted(url)
     }
 
-    /// Connects to the database at `url` and brings its schema up to date; the outbox rows
+    /// Connects to the database at `url` and brings its schema up to date; the deliveries
     /// it writes are leased to `owner`, and the duration of each group commit goes to
     /// `commit_seconds`. Fails with one
     /// clear line (without the password) when the database is unreachable, refuses the
@@ -516,7 +516,7 @@ impl Store for PostgresStore {
             .map(Option::unwrap_or_default)
     }
 
-    /// The webhook's outbox rows and the ordered deliveries behind its queues' heads.
+    /// The webhook's deliveries in the outbox and the ordered ones behind its queues' heads.
     async fn count_waiting(&self, webhook_id: u64, cap: usize) -> Result<usize> {
         queries::count_waiting(&self.pool, webhook_id, cap).await
     }
@@ -578,7 +578,7 @@ impl Store for PostgresStore {
         Ok(deleted > 0)
     }
 
-    /// Writes events, their deliveries and outbox rows in one transaction shared with
+    /// Writes events and their deliveries (queued) in one transaction shared with
     /// concurrent callers; returns after COMMIT, one outcome per event.
     async fn insert_events(&self, events: &[NewEvent<'_>]) -> Result<Vec<InsertOutcome>> {
         let events = events
@@ -624,7 +624,7 @@ impl Store for PostgresStore {
         row.map(|r| delivery_of(&r)).transpose()
     }
 
-    /// Writes new deliveries of existing events (redelivery) with their outbox rows and adds
+    /// Writes new deliveries of existing events (redelivery), queued, and adds
     /// them to their events, in one transaction; NOT_FOUND when an event is gone.
     async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<()> {
         let mut by_event: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
@@ -670,7 +670,7 @@ impl Store for PostgresStore {
     }
 
     /// Records an attempt in the batch of concurrent attempts (`attempts`): its delivery's
-    /// state, its outbox row moved or removed, its log entry, its change-log entry, the
+    /// state, due again in the outbox or out of it, its log entry, its change-log entry, the
     /// notification of the other instances and, for an ordered delivery that ends, the next
     /// of its queue released, committed together with its webhook's stats. Returns the stats
     /// as this attempt left them.
@@ -679,7 +679,7 @@ impl Store for PostgresStore {
         self.attempts.record(record).await
     }
 
-    /// Drops the outbox row of a delivery if it is still due at `due_ms` (a stale entry);
+    /// Takes a delivery out of the outbox if it is still due at `due_ms` (a stale entry);
     /// a cancelled head of an ordering queue releases the next (`ordering::remove_stale`).
     async fn remove_outbox_entry(&self, entry: OutboxEntry) -> Result<()> {
         ordering::remove_stale(&self.bookkeeping, entry, self.owner.lease_from(now_ms())).await
@@ -815,7 +815,7 @@ impl Store for PostgresStore {
         queries::list_deliveries(&self.pool, query).await
     }
 
-    /// Cancels a QUEUED or RETRYING delivery in one statement (its outbox row goes with it);
+    /// Cancels a QUEUED or RETRYING delivery in one statement (out of the outbox with it);
     /// an ordered one under its queue's lock, releasing the next of its queue in the same
     /// transaction unless its attempt may be in flight (`ordering::cancel`).
     async fn cancel_delivery(&self, id: u64, at_ms: i64) -> Result<Cancelled> {
@@ -924,7 +924,9 @@ async fn prune_events(
     let deleted = sqlx::query(
         "WITH doomed AS (
              SELECT id FROM events e WHERE created_at_ms < $1
-                 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id)
+                 AND NOT EXISTS (
+                     SELECT 1 FROM deliveries d JOIN delivery_states s ON s.id = d.id
+                     WHERE d.event_id = e.id AND s.queued)
              ORDER BY created_at_ms, id LIMIT $2),
          gone AS (DELETE FROM deliveries WHERE event_id IN (SELECT id FROM doomed) RETURNING id),
          states AS (DELETE FROM delivery_states WHERE id IN (SELECT id FROM gone))

@@ -1,9 +1,9 @@
 //! Ordering-key queues in PostgreSQL: table `ordering_queue` (migration 0006). Every change of
 //! a queue runs in a transaction holding the queue's advisory lock (`pg_advisory_xact_lock`,
 //! taken in queue order when a transaction writes several), so instances sharing the database
-//! agree on who is the head: a delivery written while its queue has another row gets no outbox
-//! row, and the transaction that records the head's final state gives the next one its outbox
-//! row before it commits.
+//! agree on who is the head: a delivery written while its queue has another row is not queued
+//! in the outbox, and the transaction that records the head's final state queues the next
+//! one before it commits.
 
 use std::collections::HashSet;
 
@@ -28,7 +28,7 @@ async fn lock(tx: &mut Transaction<'_, Postgres>, webhook_id: u64, queue: &str) 
 }
 
 /// Puts the unfinished ordered deliveries at the back of their queues; returns those that
-/// wait behind another (they get no outbox row).
+/// wait behind another (they are not queued in the outbox).
 pub async fn enqueue(
     tx: &mut Transaction<'_, Postgres>,
     deliveries: &[&Delivery],
@@ -70,10 +70,10 @@ pub async fn lock_for_release(tx: &mut Transaction<'_, Postgres>, d: &Delivery) 
     }
 }
 
-/// Takes a final delivery out of its queue and makes sure the first one left has its
-/// outbox row if it is unfinished: a new row is born leased with `lease` (the releasing
+/// Takes a final delivery out of its queue and makes sure the first one left is queued in
+/// the outbox if it is unfinished: one queued now is leased with `lease` (the releasing
 /// instance schedules it at once; should it not, any instance claims it once the lease
-/// ends). An existing row (the head's, when a delivery behind it ended) keeps its due time
+/// ends). One queued already (the head, when a delivery behind it ended) keeps its due time
 /// and lease. A final first one is a head cancelled while leased (`cancel`): it holds the
 /// queue until it is released in turn.
 pub async fn release(tx: &mut Transaction<'_, Postgres>, d: &Delivery, lease: Lease) -> Result<()> {
@@ -97,13 +97,9 @@ async fn release_from(
              SELECT q.delivery_id FROM ordering_queue q
              WHERE q.webhook_id = $2 AND q.queue = $3 AND q.delivery_id <> $1
              ORDER BY q.seq LIMIT 1)
-         INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
-             lease_until_ms)
-         SELECT n.id, n.event_id, n.webhook_id, s.next_attempt_ms, $6, $7
-         FROM first JOIN deliveries n ON n.id = first.delivery_id
-             JOIN delivery_states s ON s.id = first.delivery_id
-         WHERE s.state IN ($4, $5)
-         ON CONFLICT (delivery_id) DO NOTHING",
+         UPDATE delivery_states s SET queued = true, webhook_id = $2, lease_owner = $6,
+             lease_until_ms = $7
+         FROM first WHERE s.id = first.delivery_id AND s.state IN ($4, $5) AND NOT s.queued",
     )
     .bind(sql_id(id))
     .bind(sql_id(webhook_id))
@@ -119,8 +115,8 @@ async fn release_from(
 }
 
 /// Cancels an ordered delivery; the caller's transaction holds its queue's lock. A head
-/// whose outbox row is leased (its holder may have its attempt on the wire) keeps its row
-/// and its place: the next one waits until the holder lets go of it (its attempt recorded,
+/// queued under a live lease (its holder may have its attempt on the wire) stays queued and
+/// keeps its place: the next one waits until the holder lets go of it (its attempt recorded,
 /// or the cancel found before one: `remove_stale`), or any instance claims the row once the
 /// lease ends and does the same, so the two never overlap. Otherwise the row goes and the
 /// next one is released now. None when it is missing or already final.
@@ -134,33 +130,40 @@ pub async fn cancel(
     else {
         return Ok(None);
     };
-    // The delivery's state row, then its outbox row (waiting for a claim taking it right now).
-    let held: Option<bool> = sqlx::query_scalar(
-        "SELECT lease_owner IS NOT NULL AND lease_until_ms > $2 FROM outbox
-         WHERE delivery_id = $1 FOR UPDATE",
+    // Its state row is locked by the cancel (a claim taking it right now went first).
+    let held: bool = sqlx::query_scalar(
+        "SELECT coalesce(queued AND lease_owner IS NOT NULL AND lease_until_ms > $2, false)
+         FROM delivery_states WHERE id = $1",
     )
     .bind(sql_id(id))
     .bind(crate::model::now_ms())
-    .fetch_optional(&mut **tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(db)?;
-    if held != Some(true) {
-        sqlx::query("DELETE FROM outbox WHERE delivery_id = $1")
-            .bind(sql_id(id))
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+    if !held {
+        sqlx::query(
+            "UPDATE delivery_states SET queued = false, lease_owner = NULL,
+                 lease_until_ms = NULL
+             WHERE id = $1",
+        )
+        .bind(sql_id(id))
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
         release(tx, &cancelled, lease).await?;
     }
     Ok(Some(cancelled))
 }
 
-/// `Store::remove_outbox_entry`: drops a stale outbox row, and when its delivery is final
-/// but still in its queue (a head cancelled while leased, see `cancel`), releases the next
-/// one, leased with `lease`.
+/// `Store::remove_outbox_entry`: takes a stale entry out of the outbox, and when its
+/// delivery is final but still in its queue (a head cancelled while leased, see `cancel`),
+/// releases the next one, leased with `lease`.
 pub async fn remove_stale(pool: &PgPool, entry: OutboxEntry, lease: Lease) -> Result<()> {
     let queued: Option<(i64, String)> = sqlx::query_as(
-        "WITH gone AS (DELETE FROM outbox WHERE delivery_id = $1 AND due_ms = $2)
+        "WITH gone AS (
+             UPDATE delivery_states SET queued = false, lease_owner = NULL,
+                 lease_until_ms = NULL
+             WHERE id = $1 AND next_attempt_ms = $2 AND queued)
          SELECT q.webhook_id, q.queue FROM ordering_queue q
          JOIN delivery_states s ON s.id = q.delivery_id
          WHERE q.delivery_id = $1 AND s.state NOT IN ($3, $4)",
@@ -185,10 +188,9 @@ pub async fn remove_stale(pool: &PgPool, entry: OutboxEntry, lease: Lease) -> Re
 impl OrderingStore for PostgresStore {
     async fn ordering_head(&self, webhook_id: u64, queue: &str) -> Result<Option<OrderingHead>> {
         let row = sqlx::query(
-            "SELECT s.id, s.next_attempt_ms, o.lease_owner, o.lease_until_ms
+            "SELECT s.id, s.next_attempt_ms, s.lease_owner, s.lease_until_ms
              FROM ordering_queue q
              JOIN delivery_states s ON s.id = q.delivery_id
-             LEFT JOIN outbox o ON o.delivery_id = q.delivery_id
              WHERE q.webhook_id = $1 AND q.queue = $2 ORDER BY q.seq LIMIT 1",
         )
         .bind(sql_id(webhook_id))

@@ -103,15 +103,17 @@ pub async fn list_deliveries(pool: &PgPool, q: &DeliveryQuery<'_>) -> Result<Vec
     rows.iter().map(delivery_of).collect()
 }
 
-/// A webhook's deliveries still to deliver, counted up to `cap`: its outbox rows (due or
-/// retrying, any lease) and its ordered deliveries without one (waiting behind their head),
+/// A webhook's deliveries still to deliver, counted up to `cap`: those in the outbox (due
+/// or retrying, any lease) and its ordered deliveries out of it (waiting behind their head),
 /// read through the outbox's and the queues' webhook indexes.
 pub async fn count_waiting(pool: &PgPool, webhook_id: u64, cap: usize) -> Result<usize> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE webhook_id = $1 LIMIT $2) o)
+        "SELECT (SELECT count(*) FROM (
+                 SELECT 1 FROM delivery_states WHERE queued AND webhook_id = $1 LIMIT $2) o)
              + (SELECT count(*) FROM (
                  SELECT 1 FROM ordering_queue q WHERE q.webhook_id = $1
-                     AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.delivery_id = q.delivery_id)
+                     AND NOT EXISTS (SELECT 1 FROM delivery_states s
+                         WHERE s.id = q.delivery_id AND s.queued)
                  LIMIT $2) w)",
     )
     .bind(sql_id(webhook_id))
@@ -122,9 +124,9 @@ pub async fn count_waiting(pool: &PgPool, webhook_id: u64, cap: usize) -> Result
     Ok((n as usize).min(cap))
 }
 
-/// Cancels a QUEUED or RETRYING delivery, locking its state row, and drops its outbox row
-/// when `drop_outbox` (else leaves it to the caller: an ordered one's, `ordering::cancel`);
-/// None when it is missing or already final.
+/// Cancels a QUEUED or RETRYING delivery, locking its state row, and takes it out of the
+/// outbox when `drop_outbox` (else leaves that to the caller: an ordered one's,
+/// `ordering::cancel`); None when it is missing or already final.
 pub async fn cancel_delivery(
     executor: impl sqlx::PgExecutor<'_>,
     id: u64,
@@ -132,14 +134,13 @@ pub async fn cancel_delivery(
     drop_outbox: bool,
 ) -> Result<Option<Delivery>> {
     let sql = format!(
-        "WITH cancelled AS (
-             UPDATE delivery_states s SET state = 'CANCELLED', updated_at_ms = $2
-             FROM deliveries d
-             WHERE s.id = $1 AND d.id = s.id AND s.state IN ('QUEUED', 'RETRYING')
-             RETURNING {DELIVERY_COLUMNS}),
-         gone AS (DELETE FROM outbox WHERE $3 AND delivery_id = $1
-             AND EXISTS (SELECT 1 FROM cancelled))
-         SELECT * FROM cancelled"
+        "UPDATE delivery_states s SET state = 'CANCELLED', updated_at_ms = $2,
+             queued = s.queued AND NOT $3,
+             lease_owner = CASE WHEN $3 THEN NULL ELSE s.lease_owner END,
+             lease_until_ms = CASE WHEN $3 THEN NULL ELSE s.lease_until_ms END
+         FROM deliveries d
+         WHERE s.id = $1 AND d.id = s.id AND s.state IN ('QUEUED', 'RETRYING')
+         RETURNING {DELIVERY_COLUMNS}"
     );
     let row = sqlx::query(&sql)
         .bind(sql_id(id))

@@ -154,7 +154,7 @@ async fn concurrent_emits_with_one_idempotency_key_write_one_event() {
             .iter()
             .all(|o| *o == InsertOutcome::Inserted || *o == InsertOutcome::Duplicate(winner))
     );
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_states WHERE queued")
         .fetch_one(&store.pool)
         .await
         .unwrap();
@@ -165,13 +165,21 @@ async fn concurrent_emits_with_one_idempotency_key_write_one_event() {
 async fn a_claim_walks_the_index_however_big_one_webhooks_backlog() {
     let Some(url) = fresh_url().await else { return };
     let store = connect(&url, OWNER).await;
-    // A dead webhook's 200,000 due rows, and 10 rows each of 50 other webhooks.
+    // A dead webhook's 200,000 due deliveries, 10 each of 50 other webhooks, and as many
+    // finished ones as the dead webhook has due.
     for statement in [
-        "INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms)
-         SELECT g, g, 1, g FROM generate_series(1, 200000) g",
-        "INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms)
-         SELECT 1000000 + g, g, 2 + g % 50, g FROM generate_series(1, 500) g",
-        "ANALYZE outbox",
+        "INSERT INTO delivery_states (id, created_at_ms, state, attempts, next_attempt_ms,
+             last_error, webhook_id, queued)
+         SELECT g, g, 'RETRYING', 1, g, '', 1, true FROM generate_series(1, 200000) g",
+        "INSERT INTO delivery_states (id, created_at_ms, state, attempts, next_attempt_ms,
+             last_error, webhook_id, queued)
+         SELECT 1000000 + g, g, 'QUEUED', 0, g, '', 2 + g % 50, true
+         FROM generate_series(1, 500) g",
+        "INSERT INTO delivery_states (id, created_at_ms, state, attempts, next_attempt_ms,
+             last_error, webhook_id, queued)
+         SELECT 2000000 + g, g, 'SUCCEEDED', 1, g, '', 2 + g % 50, false
+         FROM generate_series(1, 200000) g",
+        "ANALYZE delivery_states",
     ] {
         sqlx::query(statement).execute(&store.pool).await.unwrap();
     }
@@ -190,12 +198,13 @@ async fn a_claim_walks_the_index_however_big_one_webhooks_backlog() {
     let plan = plan.join("\n");
     println!("{plan}");
     // One index probe per webhook and at most its share of rows: no scan of the backlog.
-    assert!(!plan.contains("Seq Scan on outbox"), "{plan}");
-    assert!(plan.contains("outbox_webhook_due"), "{plan}");
-    let leased: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE lease_owner = 7")
-        .fetch_one(&store.pool)
-        .await
-        .unwrap();
+    assert!(!plan.contains("Seq Scan on delivery_states"), "{plan}");
+    assert!(plan.contains("delivery_states_queued"), "{plan}");
+    let leased: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM delivery_states WHERE lease_owner = 7")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
     assert_eq!(leased, 10 + 50 * 10);
 }
 
@@ -227,14 +236,14 @@ async fn attempt_records_and_claims_planned_on_empty_tables_still_find_their_row
     // batch while `delivery_states` grows with every delivery retained: a scan of a table
     // here would be a scan per batch for good.
     let record = generic_plan(&store, attempts::RECORD, 33).await;
-    for table in ["delivery_states", "outbox", "webhook_stats"] {
+    for table in ["delivery_states", "webhook_stats"] {
         assert!(
             !record.contains(&format!("Seq Scan on {table}")),
             "{record}"
         );
     }
     let claim = generic_plan(&store, claims::CLAIM, 8).await;
-    assert!(!claim.contains("Seq Scan on outbox"), "{claim}");
+    assert!(!claim.contains("Seq Scan on delivery_states"), "{claim}");
 }
 
 /// Until `pool` has `idle` idle connections (a connection given back is tested first).
@@ -301,8 +310,9 @@ async fn an_instance_id_has_one_live_holder_and_a_restart_takes_back_its_leases_
     let until = now_ms() + 30_000;
     for (delivery_id, owner) in [(1_i64, OWNER.id), (2, 77)] {
         sqlx::query(
-            "INSERT INTO outbox (delivery_id, event_id, webhook_id, due_ms, lease_owner,
-                 lease_until_ms) VALUES ($1, $1, 1, 0, $2, $3)",
+            "INSERT INTO delivery_states (id, created_at_ms, state, attempts, next_attempt_ms,
+                 last_error, webhook_id, queued, lease_owner, lease_until_ms)
+             VALUES ($1, 0, 'QUEUED', 0, 0, '', 1, true, $2, $3)",
         )
         .bind(delivery_id)
         .bind(sql_id(owner))
