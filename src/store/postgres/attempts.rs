@@ -207,7 +207,7 @@ async fn collect(pool: PgPool, owner: Owner, mut queue: mpsc::UnboundedReceiver<
 /// stats rows of the webhooks in $1 (created when missing), read with those of $2 (only read:
 /// none of their attempts is logged). Each step waits for the one before through a scalar
 /// subquery (evaluated once, before its own rows are locked).
-const LOCK: &str = concat!(
+pub const LOCK: &str = concat!(
     "WITH d AS (
          SELECT id FROM delivery_states WHERE id = ANY($3) ORDER BY id FOR UPDATE),
      locked AS (

@@ -88,39 +88,41 @@ pub async fn claim(
     Ok(entries)
 }
 
-/// Extends this owner's leases on the named rows.
-pub async fn renew(pool: &PgPool, lease: Lease, delivery_ids: &[u64]) -> Result<()> {
-    let ids: Vec<i64> = delivery_ids.iter().map(|&id| sql_id(id)).collect();
-    sqlx::query(
-        "WITH mine AS (
+/// The renewal: $1 the deliveries, $2 the owner, $3 its lease's new end.
+pub const RENEW: &str = "WITH mine AS (
              SELECT id FROM delivery_states WHERE id = ANY($1) AND lease_owner = $2
              ORDER BY id FOR UPDATE)
          UPDATE delivery_states o SET lease_until_ms = $3 FROM mine
-         WHERE o.id = mine.id AND o.id = ANY($1)",
-    )
-    .bind(ids)
-    .bind(sql_id(lease.owner))
-    .bind(lease.until_ms)
-    .execute(pool)
-    .await
-    .map_err(db)?;
+         WHERE o.id = mine.id AND o.id = ANY($1)";
+
+/// The release: $1 the deliveries, $2 the owner.
+pub const RELEASE: &str = "WITH mine AS (
+             SELECT id FROM delivery_states WHERE id = ANY($1) AND lease_owner = $2
+             ORDER BY id FOR UPDATE)
+         UPDATE delivery_states o SET lease_owner = NULL, lease_until_ms = NULL FROM mine
+         WHERE o.id = mine.id AND o.id = ANY($1)";
+
+/// Extends this owner's leases on the named rows.
+pub async fn renew(pool: &PgPool, lease: Lease, delivery_ids: &[u64]) -> Result<()> {
+    let ids: Vec<i64> = delivery_ids.iter().map(|&id| sql_id(id)).collect();
+    sqlx::query(RENEW)
+        .bind(ids)
+        .bind(sql_id(lease.owner))
+        .bind(lease.until_ms)
+        .execute(pool)
+        .await
+        .map_err(db)?;
     Ok(())
 }
 
 /// Frees the named rows this owner holds.
 pub async fn release(pool: &PgPool, owner: u64, delivery_ids: &[u64]) -> Result<()> {
     let ids: Vec<i64> = delivery_ids.iter().map(|&id| sql_id(id)).collect();
-    sqlx::query(
-        "WITH mine AS (
-             SELECT id FROM delivery_states WHERE id = ANY($1) AND lease_owner = $2
-             ORDER BY id FOR UPDATE)
-         UPDATE delivery_states o SET lease_owner = NULL, lease_until_ms = NULL FROM mine
-         WHERE o.id = mine.id AND o.id = ANY($1)",
-    )
-    .bind(ids)
-    .bind(sql_id(owner))
-    .execute(pool)
-    .await
-    .map_err(db)?;
+    sqlx::query(RELEASE)
+        .bind(ids)
+        .bind(sql_id(owner))
+        .execute(pool)
+        .await
+        .map_err(db)?;
     Ok(())
 }
